@@ -1,0 +1,42 @@
+# pgbun - PGXS build. `make`, `make install`, `make test` (every suite), `make demo`.
+PG_CONFIG ?= pg_config
+
+MODULE_big = pgbun
+OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
+EXTENSION = pgbun
+DATA = pgbun--1.0.sql
+PGFILEDESC = "pgbun - connection pooler"
+
+PG_CPPFLAGS = -Isrc -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+SHLIB_LINK = -lssl -lcrypto
+
+REGRESS = pgbun_api
+REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=$(abs_builddir)/tmp_check_regress
+
+TAP_TESTS = 1
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+abs_builddir ?= $(CURDIR)
+
+# Unit tests of the pure-C modules (no server needed).
+UNIT_CFLAGS = -O1 -g -Wall -Wextra -Werror -Isrc
+test/unit/run_unit: test/unit/*.c src/proto.c src/proto.h
+	$(CC) $(UNIT_CFLAGS) -o $@ test/unit/*.c src/proto.c
+
+.PHONY: unit test demo bench
+unit: test/unit/run_unit
+	./test/unit/run_unit
+
+# Every suite; handles root (runs the server parts as an unprivileged user).
+test:
+	./test/run_all.sh
+
+demo:
+	./test/demo.sh
+
+bench:
+	./bench/run.sh
+
+EXTRA_CLEAN = test/unit/run_unit tmp_check tmp_check_regress results regression.diffs regression.out log

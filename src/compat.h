@@ -1,0 +1,59 @@
+/*
+ * compat.h - every PostgreSQL-version difference pgbun cares about, in one place.
+ *
+ * pgbun targets PostgreSQL 15 first; 16-18 changed a few backend APIs that we
+ * call (SCRAM helpers gained a hash type and key length, WaitEventSet got a
+ * resource owner argument, ...). Code elsewhere calls the pgbun_* wrappers
+ * below and never tests PG_VERSION_NUM itself.
+ */
+#ifndef PGBUN_COMPAT_H
+#define PGBUN_COMPAT_H
+
+#include "postgres.h"
+#include "common/scram-common.h"
+#include "storage/latch.h"
+
+#if PG_VERSION_NUM < 150000
+#error "pgbun needs PostgreSQL 15 or later"
+#endif
+
+/* SCRAM primitives: PG16 added (hash type, key length) arguments. */
+#if PG_VERSION_NUM >= 160000
+#define pgbun_scram_H(in, len, out, errstr) \
+	scram_H((in), PG_SHA256, SCRAM_SHA_256_KEY_LEN, (out), (errstr))
+#define pgbun_scram_ClientKey(salted, out, errstr) \
+	scram_ClientKey((salted), PG_SHA256, SCRAM_SHA_256_KEY_LEN, (out), (errstr))
+#define PGBUN_SCRAM_KEY_LEN SCRAM_SHA_256_KEY_LEN
+#else
+#define pgbun_scram_H(in, len, out, errstr) scram_H((in), (len), (out), (errstr))
+#define pgbun_scram_ClientKey(salted, out, errstr) scram_ClientKey((salted), (out), (errstr))
+#define PGBUN_SCRAM_KEY_LEN SCRAM_KEY_LEN
+#endif
+
+/* parse_scram_secret: PG16 added hash type / key length outputs. */
+#if PG_VERSION_NUM >= 160000
+#define pgbun_parse_scram_secret(secret, iter, salt, stored, server) \
+	({ int _kl; pg_cryptohash_type _ht; \
+	   parse_scram_secret((secret), (iter), &_ht, &_kl, (salt), (stored), (server)); })
+#else
+#define pgbun_parse_scram_secret(secret, iter, salt, stored, server) \
+	parse_scram_secret((secret), (iter), (salt), (stored), (server))
+#endif
+
+/* CreateWaitEventSet: PG17 takes a ResourceOwner instead of a MemoryContext. */
+#if PG_VERSION_NUM >= 170000
+#define pgbun_CreateWaitEventSet(nevents) CreateWaitEventSet(NULL, (nevents))
+#else
+#define pgbun_CreateWaitEventSet(nevents) CreateWaitEventSet(CurrentMemoryContext, (nevents))
+#endif
+
+/* pg_b64_encode/decode: PG18 switched the source/destination to uint8 *. */
+#if PG_VERSION_NUM >= 180000
+#define pgbun_b64_encode(src, len, dst, dstlen) pg_b64_encode((const uint8 *) (src), (len), (dst), (dstlen))
+#define pgbun_b64_decode(src, len, dst, dstlen) pg_b64_decode((src), (len), (uint8 *) (dst), (dstlen))
+#else
+#define pgbun_b64_encode(src, len, dst, dstlen) pg_b64_encode((const char *) (src), (len), (char *) (dst), (dstlen))
+#define pgbun_b64_decode(src, len, dst, dstlen) pg_b64_decode((src), (len), (char *) (dst), (dstlen))
+#endif
+
+#endif							/* PGBUN_COMPAT_H */

@@ -1,0 +1,175 @@
+/*
+ * shmem.h - pgbun's shared-memory segment: what workers publish and what SQL
+ * functions (admin.c) read or ask for.
+ *
+ * Layout: one PgbunShared header, then pool slots, then connection slots.
+ *
+ *  - Worker slots: pid, latch, which pause generation the worker has applied.
+ *  - Pool slots: one per (database, user), shared by all workers: the server
+ *    count that enforces pool limits across workers, and cumulative stat
+ *    counters (pg_atomic_uint64, added to by any worker).
+ *  - Connection slots: one per client or server connection, written only by
+ *    the owning worker using the changecount protocol of PgBackendStatus
+ *    (odd while writing); readers copy a slot and retry if it moved. The
+ *    pools view derives its gauges (cl_active, sv_idle, maxwait, ...) from
+ *    these slots, so there is no second copy of that state to drift.
+ *  - Cancel table: a client's pooler-made BackendKeyData -> its slot, so a
+ *    CancelRequest landing on any worker finds the linked server.
+ *  - Pause: declarative. pause()/resume() edit the paused set and bump
+ *    pause_generation; each worker applies it, and reports it done once none
+ *    of its paused pools holds a server linked to a client.
+ */
+#ifndef PGBUN_SHMEM_H
+#define PGBUN_SHMEM_H
+
+#include "postgres.h"
+
+#include <sys/socket.h>
+
+#include "datatype/timestamp.h"
+#include "port/atomics.h"
+#include "storage/condition_variable.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/spin.h"
+
+#define PGBUN_MAX_WORKERS		64
+#define PGBUN_MAX_POOLS			1024
+#define PGBUN_MAX_PAUSED_DBS	64
+#define PGBUN_ADDR_LEN			64		/* text form of an address, "[::1]:6432" or a socket path */
+
+/* Connection kinds and states, as published. Values are stable: views map them to names. */
+typedef enum ConnKind
+{
+	CONN_FREE = 0,
+	CONN_CLIENT,
+	CONN_SERVER,
+} ConnKind;
+
+typedef enum ClientState
+{
+	CL_LOGIN = 1,				/* startup packet / authentication */
+	CL_WAITING_LOGIN,			/* authenticated, waiting for the pool's first server login */
+	CL_ACTIVE,					/* logged in: idle or linked to a server */
+	CL_WAITING,					/* has a query, queued for a server */
+} ClientState;
+
+typedef enum ServerState
+{
+	SV_LOGIN = 1,				/* connecting / authenticating */
+	SV_IDLE,					/* ready, unlinked */
+	SV_ACTIVE,					/* linked to a client */
+	SV_USED,					/* released, reset not started yet */
+	SV_TESTED,					/* running server_reset_query */
+} ServerState;
+
+typedef struct PgbunWorkerSlot
+{
+	int			pid;			/* 0 when not running */
+	Latch	   *latch;
+	uint64		pause_applied;	/* pause_generation this worker has applied */
+	bool		pause_drained;	/* no linked servers in its paused pools */
+} PgbunWorkerSlot;
+
+typedef struct PgbunPoolSlot
+{
+	bool		in_use;
+	char		database[NAMEDATALEN];
+	char		user[NAMEDATALEN];
+	int			pool_mode;		/* PoolMode in force for this pool */
+	pg_atomic_uint32 server_count;	/* all its server connections, every worker, every state */
+	/* cumulative stats (PgBouncer SHOW STATS); times in microseconds */
+	pg_atomic_uint64 xact_count;
+	pg_atomic_uint64 query_count;
+	pg_atomic_uint64 bytes_received;	/* from clients */
+	pg_atomic_uint64 bytes_sent;		/* to clients */
+	pg_atomic_uint64 xact_time_us;
+	pg_atomic_uint64 query_time_us;
+	pg_atomic_uint64 wait_time_us;
+} PgbunPoolSlot;
+
+typedef struct PgbunConnSlot
+{
+	/* changecount protocol: odd while the owner writes */
+	volatile uint32 changecount;
+	uint8		kind;			/* ConnKind */
+	uint8		state;			/* ClientState or ServerState */
+	bool		tls;
+	int16		worker;			/* owning worker number */
+	int32		pool;			/* pool slot index, -1 before login */
+	int32		peer;			/* linked connection's slot index, -1 if none */
+	uint64		id;				/* unique per connection, for views (ptr column) */
+	TimestampTz connect_time;
+	TimestampTz request_time;	/* last request (client) / last use (server) */
+	TimestampTz wait_start;		/* since when a client waits for a server; 0 if not */
+	char		addr[PGBUN_ADDR_LEN];	/* remote address text (client: peer; server: target) */
+	int32		port;			/* remote port, 0 for Unix sockets */
+	char		local_addr[PGBUN_ADDR_LEN];
+	int32		local_port;
+	char		application_name[NAMEDATALEN];
+	/* client: key given out by pgbun; server: the backend's real pid and key */
+	uint32		cancel_pid;
+	uint32		cancel_key;
+	/* server only: where to send a CancelRequest */
+	struct sockaddr_storage sv_sockaddr;
+	socklen_t	sv_sockaddr_len;
+} PgbunConnSlot;
+
+typedef struct PgbunShared
+{
+	slock_t		mutex;			/* protects pool slot allocation, free list, cancel table, pause set */
+	int			n_workers;
+	PgbunWorkerSlot workers[PGBUN_MAX_WORKERS];
+	ConditionVariable pause_cv; /* workers broadcast when pause_drained changes */
+
+	/* pause state */
+	uint64		pause_generation;
+	bool		pause_all;
+	int			n_paused_dbs;
+	char		paused_dbs[PGBUN_MAX_PAUSED_DBS][NAMEDATALEN];
+
+	/* cross-worker client count for max_client_conn */
+	pg_atomic_uint32 client_count;
+	pg_atomic_uint64 next_conn_id;
+
+	PgbunPoolSlot pools[PGBUN_MAX_POOLS];
+
+	int			n_conn_slots;
+	int			free_conn_head;	/* free list threaded through conn_next */
+	int			n_cancel_buckets;
+	/* variable part follows: int conn_next[n_conn_slots];
+	 * int cancel_buckets[n_cancel_buckets]; int cancel_next[n_conn_slots];
+	 * PgbunConnSlot conns[n_conn_slots] */
+} PgbunShared;
+
+extern PgbunShared *pgbun_shared;
+
+/* Access to the variable part (valid once pgbun_shared is attached). */
+extern PgbunConnSlot *pgbun_conn_slot(int idx);
+
+/* _PG_init: request the segment; shmem startup creates it. */
+extern void pgbun_shmem_register(void);
+/* True when the library was preloaded and the segment exists. */
+extern bool pgbun_shmem_attached(void);
+
+/* Connection slots (owning worker only). -1 when none is free. */
+extern int	pgbun_conn_slot_alloc(ConnKind kind, int worker);
+extern void pgbun_conn_slot_free(int idx);
+/* Begin/end a write to a slot the caller owns. */
+#define PGBUN_SLOT_WRITE_BEGIN(s) do { (s)->changecount++; pg_write_barrier(); } while (0)
+#define PGBUN_SLOT_WRITE_END(s)   do { pg_write_barrier(); (s)->changecount++; } while (0)
+/* Copy a slot consistently (readers). */
+extern void pgbun_conn_slot_read(int idx, PgbunConnSlot *copy);
+
+/* Pool slots: find or create for (database, user); -1 when the table is full. */
+extern int	pgbun_pool_slot_get(const char *database, const char *user);
+
+/* Cancel table: register a client's key, find it, remove it. */
+extern void pgbun_cancel_register(int slot_idx, uint32 pid, uint32 key);
+extern int	pgbun_cancel_lookup(uint32 pid, uint32 key);
+extern void pgbun_cancel_unregister(int slot_idx, uint32 pid);
+
+/* Pause state: is this database paused right now (per the shared set)? */
+extern bool pgbun_db_paused(const char *database);
+
+#endif							/* PGBUN_SHMEM_H */
