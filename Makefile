@@ -14,6 +14,7 @@ REGRESS = pgbun_api
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=$(abs_builddir)/tmp_check_regress
 
 TAP_TESTS = 1
+PROVE_FLAGS = -I $(srcdir)/t --timer
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
