@@ -113,7 +113,7 @@ proto_reader_remaining(const ProtoReader *r)
 
 /*
  * Startup parameters: a sequence of name\0value\0 pairs ended by one \0.
- * Returns 1 and sets *name/*value for each pair, 0 at the proper end,
+ * Returns 1 and sets *name and *value for each pair, 0 at the proper end,
  * -1 if malformed (unterminated, missing value, trailing junk, empty body).
  */
 extern int	proto_next_startup_param(ProtoReader *r, const char **name, const char **value);
