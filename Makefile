@@ -26,7 +26,7 @@ UNIT_CFLAGS = -O1 -g -Wall -Wextra -Werror -Isrc
 test/unit/run_unit: test/unit/*.c src/proto.c src/proto.h
 	$(CC) $(UNIT_CFLAGS) -o $@ test/unit/*.c src/proto.c
 
-.PHONY: unit test demo bench
+.PHONY: unit test demo demo-stop bench
 unit: test/unit/run_unit
 	./test/unit/run_unit
 
@@ -34,8 +34,12 @@ unit: test/unit/run_unit
 test:
 	./test/run_all.sh
 
+# Throwaway cluster with pgbun on 6432 and pgbench through it; left running.
 demo:
 	./test/demo.sh
+
+demo-stop:
+	./test/demo.sh stop
 
 bench:
 	./bench/run.sh
