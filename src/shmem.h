@@ -131,6 +131,7 @@ typedef struct PgbunShared
 	/* cross-worker client count for max_client_conn */
 	pg_atomic_uint32 client_count;
 	pg_atomic_uint64 next_conn_id;
+	TimestampTz stats_start;	/* when the segment (and so the stat counters) was created */
 
 	PgbunPoolSlot pools[PGBUN_MAX_POOLS];
 
@@ -155,6 +156,8 @@ extern bool pgbun_shmem_attached(void);
 /* Connection slots (owning worker only). -1 when none is free. */
 extern int	pgbun_conn_slot_alloc(ConnKind kind, int worker);
 extern void pgbun_conn_slot_free(int idx);
+/* Free every slot a worker owns (a restarted worker reclaims its predecessor's). */
+extern void pgbun_conn_slots_release_worker(int worker);
 /* Begin/end a write to a slot the caller owns. */
 #define PGBUN_SLOT_WRITE_BEGIN(s) do { (s)->changecount++; pg_write_barrier(); } while (0)
 #define PGBUN_SLOT_WRITE_END(s)   do { pg_write_barrier(); (s)->changecount++; } while (0)

@@ -1,0 +1,582 @@
+/*
+ * shmem.c - pgbun's shared-memory segment (the contract is in shmem.h).
+ *
+ * _PG_init calls pgbun_shmem_register(), which chains shmem_request_hook (to
+ * reserve the space) and shmem_startup_hook (to create or attach the segment
+ * under AddinShmemInitLock). The segment is one block: the PgbunShared header,
+ * then the variable part sized at server start from pgbun.max_client_conn and
+ * max_connections:
+ *
+ *     int conn_next[n_conn_slots]          free list of connection slots
+ *     int cancel_buckets[n_cancel_buckets] heads of the cancel-key chains
+ *     int cancel_next[n_conn_slots]        chain links, one per slot
+ *     PgbunConnSlot conns[n_conn_slots]
+ *
+ * Every function below the set-up code is called by the workers from their
+ * event loop, so after start-up nothing here allocates or throws: the mutex
+ * is held only for short, bounded work, and a slot that cannot be read
+ * consistently is reported as free instead of raising an error.
+ */
+#include "postgres.h"
+
+#include "common/hashfn.h"
+#include "miscadmin.h"
+#include "port/pg_bitutils.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+#include "utils/timestamp.h"
+
+#include "config.h"
+#include "shmem.h"
+
+/*
+ * Markers in cancel_next[]: -1 ends a chain; NOT_IN_CANCEL_TABLE says the
+ * slot is in no chain at all, so freeing a slot can tell whether it must be
+ * unlinked first.
+ */
+#define NOT_IN_CANCEL_TABLE		(-2)
+
+/* Give up reading a slot whose writer seems stuck after roughly this long. */
+#define SLOT_READ_FAST_TRIES	1000
+#define SLOT_READ_SLOW_TRIES	1000	/* each sleeps 1 ms */
+
+PgbunShared *pgbun_shared = NULL;
+
+/* Pointers into the variable part; set whenever the segment is attached. */
+static int *conn_next = NULL;
+static int *cancel_buckets = NULL;
+static int *cancel_next = NULL;
+static PgbunConnSlot *conns = NULL;
+
+/* Sizes fixed when the space is requested, reused when it is created. */
+static int	planned_conn_slots = 0;
+static int	planned_cancel_buckets = 0;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/*
+ * Decide how many connection and cancel slots the segment holds.
+ *
+ * Clients: pgbun.max_client_conn as it is at server start (raising it later
+ * needs a restart, as the GUC's description says). Servers: each server
+ * connection to the local server is one of its backends, so there can never
+ * be more of them than max_connections. Remote servers are bounded by the
+ * pool sizes instead; if they ever outnumber this, slot allocation fails and
+ * the worker refuses that one connection cleanly. The 16 spare slots cover
+ * short overlaps, such as a server connection still closing while its
+ * replacement logs in, so a server running at max_connections does not
+ * make pgbun refuse connections it could serve a moment later.
+ */
+static void
+plan_sizes(void)
+{
+	planned_conn_slots = pgbun_max_client_conn + MaxConnections + 16;
+	planned_cancel_buckets = (int) pg_nextpower2_32((uint32) planned_conn_slots * 2);
+}
+
+/* Bytes of the whole segment, header and variable part, for the planned sizes. */
+static Size
+segment_size(void)
+{
+	Size		size;
+
+	size = MAXALIGN(sizeof(PgbunShared));
+	size = add_size(size, MAXALIGN(mul_size(planned_conn_slots, sizeof(int))));
+	size = add_size(size, MAXALIGN(mul_size(planned_cancel_buckets, sizeof(int))));
+	size = add_size(size, MAXALIGN(mul_size(planned_conn_slots, sizeof(int))));
+	size = add_size(size, mul_size(planned_conn_slots, sizeof(PgbunConnSlot)));
+	return size;
+}
+
+/* Point the static array pointers at the variable part of an attached segment. */
+static void
+locate_variable_part(void)
+{
+	char	   *p = (char *) pgbun_shared;
+	int			nconn = pgbun_shared->n_conn_slots;
+	int			nbuckets = pgbun_shared->n_cancel_buckets;
+
+	p += MAXALIGN(sizeof(PgbunShared));
+	conn_next = (int *) p;
+	p += MAXALIGN(sizeof(int) * nconn);
+	cancel_buckets = (int *) p;
+	p += MAXALIGN(sizeof(int) * nbuckets);
+	cancel_next = (int *) p;
+	p += MAXALIGN(sizeof(int) * nconn);
+	conns = (PgbunConnSlot *) p;
+}
+
+/* Fill a freshly created segment: every connection slot free, every chain empty. */
+static void
+init_segment(void)
+{
+	PgbunShared *sh = pgbun_shared;
+
+	memset(sh, 0, sizeof(PgbunShared));
+	SpinLockInit(&sh->mutex);
+	sh->n_workers = Min(pgbun_workers, PGBUN_MAX_WORKERS);
+	ConditionVariableInit(&sh->pause_cv);
+	pg_atomic_init_u32(&sh->client_count, 0);
+	pg_atomic_init_u64(&sh->next_conn_id, 1);
+	sh->stats_start = GetCurrentTimestamp();
+	sh->n_conn_slots = planned_conn_slots;
+	sh->n_cancel_buckets = planned_cancel_buckets;
+
+	locate_variable_part();
+
+	for (int i = 0; i < sh->n_conn_slots; i++)
+	{
+		memset(&conns[i], 0, sizeof(PgbunConnSlot));
+		conns[i].kind = CONN_FREE;
+		conns[i].pool = -1;
+		conns[i].peer = -1;
+		conn_next[i] = (i + 1 < sh->n_conn_slots) ? i + 1 : -1;
+		cancel_next[i] = NOT_IN_CANCEL_TABLE;
+	}
+	sh->free_conn_head = sh->n_conn_slots > 0 ? 0 : -1;
+
+	for (int b = 0; b < sh->n_cancel_buckets; b++)
+		cancel_buckets[b] = -1;
+}
+
+/* shmem_request_hook: reserve the segment's space (PostgreSQL 15 asks here). */
+static void
+pgbun_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+
+	plan_sizes();
+	RequestAddinShmemSpace(segment_size());
+}
+
+/*
+ * shmem_startup_hook: create the segment in the postmaster (again after a
+ * crash restart, which starts every counter afresh), or attach to it.
+ */
+static void
+pgbun_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	pgbun_shared = NULL;
+	conn_next = cancel_buckets = cancel_next = NULL;
+	conns = NULL;
+
+	/* A process that did not see the request (EXEC_BACKEND) plans the same way. */
+	if (planned_conn_slots == 0)
+		plan_sizes();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	pgbun_shared = ShmemInitStruct("pgbun", segment_size(), &found);
+	if (!found)
+		init_segment();
+	else
+		locate_variable_part();
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+pgbun_shmem_register(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = pgbun_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = pgbun_shmem_startup;
+}
+
+bool
+pgbun_shmem_attached(void)
+{
+	return pgbun_shared != NULL;
+}
+
+PgbunConnSlot *
+pgbun_conn_slot(int idx)
+{
+	Assert(idx >= 0 && idx < pgbun_shared->n_conn_slots);
+	return &conns[idx];
+}
+
+/*
+ * Open a write to a slot, closing one left open by a writer that died
+ * mid-write: the count is made odd whatever it was, and slot_write_end()
+ * makes it even again. Only for writes that replace the whole slot (alloc,
+ * free), where a half-written predecessor does not matter.
+ */
+static inline void
+slot_write_begin_whole(PgbunConnSlot *s)
+{
+	if ((s->changecount & 1) == 0)
+		s->changecount++;
+	pg_write_barrier();
+}
+
+static inline void
+slot_write_end(PgbunConnSlot *s)
+{
+	pg_write_barrier();
+	s->changecount++;
+}
+
+/* Zero everything after the change counter. */
+static inline void
+slot_clear(PgbunConnSlot *s)
+{
+	memset((char *) s + offsetof(PgbunConnSlot, kind), 0,
+		   sizeof(PgbunConnSlot) - offsetof(PgbunConnSlot, kind));
+	s->pool = -1;
+	s->peer = -1;
+}
+
+/* Bucket of a cancel pid. */
+static inline int
+cancel_bucket(uint32 pid)
+{
+	return (int) (hash_bytes_uint32(pid) & (uint32) (pgbun_shared->n_cancel_buckets - 1));
+}
+
+/* Unlink a slot from one chain if it is there; true when it was. Caller holds the mutex. */
+static bool
+cancel_unlink_from_bucket(int bucket, int slot_idx)
+{
+	int		   *link = &cancel_buckets[bucket];
+
+	while (*link >= 0)
+	{
+		if (*link == slot_idx)
+		{
+			*link = cancel_next[slot_idx];
+			cancel_next[slot_idx] = NOT_IN_CANCEL_TABLE;
+			return true;
+		}
+		link = &cancel_next[*link];
+	}
+	return false;
+}
+
+/*
+ * Take a slot out of the cancel table, looking first in the bucket of the
+ * pid it was registered with. Should that pid be wrong (the slot's
+ * cancel_pid was changed behind the table's back) every bucket is searched,
+ * since a slot left in a chain after it is freed would corrupt the chain
+ * when the slot is registered again. Caller holds the mutex.
+ */
+static void
+cancel_unlink_locked(int slot_idx, uint32 pid)
+{
+	if (cancel_next[slot_idx] == NOT_IN_CANCEL_TABLE)
+		return;
+	if (cancel_unlink_from_bucket(cancel_bucket(pid), slot_idx))
+		return;
+	for (int b = 0; b < pgbun_shared->n_cancel_buckets; b++)
+	{
+		if (cancel_unlink_from_bucket(b, slot_idx))
+			return;
+	}
+	cancel_next[slot_idx] = NOT_IN_CANCEL_TABLE;	/* can't happen: in no chain */
+}
+
+/*
+ * Take a free connection slot for a new connection of the given kind owned by
+ * the given worker. The slot comes back published with a fresh id, no pool
+ * and no peer, everything else zero. -1 when every slot is in use.
+ */
+int
+pgbun_conn_slot_alloc(ConnKind kind, int worker)
+{
+	PgbunShared *sh = pgbun_shared;
+	PgbunConnSlot *s;
+	int			idx;
+
+	SpinLockAcquire(&sh->mutex);
+	idx = sh->free_conn_head;
+	if (idx >= 0)
+	{
+		sh->free_conn_head = conn_next[idx];
+		conn_next[idx] = -1;
+	}
+	SpinLockRelease(&sh->mutex);
+
+	if (idx < 0)
+		return -1;
+
+	/* The slot is ours now; readers may still look, so use the write protocol. */
+	s = &conns[idx];
+	slot_write_begin_whole(s);
+	slot_clear(s);
+	s->kind = (uint8) kind;
+	s->worker = (int16) worker;
+	s->id = pg_atomic_fetch_add_u64(&sh->next_conn_id, 1);
+	slot_write_end(s);
+
+	return idx;
+}
+
+/*
+ * Give a slot back: publish it as CONN_FREE, drop its cancel-table entry if
+ * it still has one, and put it on the free list. The caller must not be
+ * inside its own PGBUN_SLOT_WRITE_BEGIN/END on this slot.
+ */
+void
+pgbun_conn_slot_free(int idx)
+{
+	PgbunShared *sh = pgbun_shared;
+	PgbunConnSlot *s;
+	uint32		cancel_pid;
+
+	if (idx < 0 || idx >= sh->n_conn_slots)
+		return;
+
+	s = &conns[idx];
+	cancel_pid = s->cancel_pid;
+
+	slot_write_begin_whole(s);
+	slot_clear(s);
+	s->kind = CONN_FREE;
+	slot_write_end(s);
+
+	SpinLockAcquire(&sh->mutex);
+	cancel_unlink_locked(idx, cancel_pid);
+	conn_next[idx] = sh->free_conn_head;
+	sh->free_conn_head = idx;
+	SpinLockRelease(&sh->mutex);
+}
+
+/*
+ * Free every slot owned by one worker number. A worker calls this when it
+ * starts, so slots left behind by a predecessor that exited without cleaning
+ * up (and so never restarted the cluster) are not leaked. Only the owner of
+ * a worker number may call it.
+ */
+void
+pgbun_conn_slots_release_worker(int worker)
+{
+	for (int i = 0; i < pgbun_shared->n_conn_slots; i++)
+	{
+		if (conns[i].kind != CONN_FREE && conns[i].worker == worker)
+			pgbun_conn_slot_free(i);
+	}
+}
+
+/*
+ * Copy a slot consistently, PgBackendStatus style: read the change count,
+ * copy, read it again; retry while it was odd (a write in progress) or
+ * moved. Writes are a handful of stores, so a retry is rare. Should the
+ * writer have died mid-write the count stays odd forever: after about a
+ * second of retries the copy is reported as CONN_FREE. Ordinary backends
+ * check for interrupts between retries; workers (background workers) do
+ * not, since this is called from their event loop, which must not throw.
+ */
+void
+pgbun_conn_slot_read(int idx, PgbunConnSlot *copy)
+{
+	volatile PgbunConnSlot *s = &conns[idx];
+
+	for (int tries = 0;; tries++)
+	{
+		uint32		before;
+		uint32		after;
+
+		before = s->changecount;
+		pg_read_barrier();
+		memcpy(copy, (const void *) s, sizeof(PgbunConnSlot));
+		pg_read_barrier();
+		after = s->changecount;
+
+		if (before == after && (before & 1) == 0)
+			return;
+
+		if (tries >= SLOT_READ_FAST_TRIES + SLOT_READ_SLOW_TRIES)
+			break;
+		if (!IsBackgroundWorker)
+			CHECK_FOR_INTERRUPTS();
+		if (tries < SLOT_READ_FAST_TRIES)
+			pg_spin_delay();
+		else
+			pg_usleep(1000L);
+	}
+
+	/* Unreadable: present it as free so callers skip it. */
+	memset(copy, 0, sizeof(PgbunConnSlot));
+	copy->kind = CONN_FREE;
+	copy->pool = -1;
+	copy->peer = -1;
+}
+
+/* Do a pool slot's names match? Both sides are NUL-terminated within NAMEDATALEN. */
+static inline bool
+pool_matches(const PgbunPoolSlot *p, const char *database, const char *user)
+{
+	return strncmp(p->database, database, NAMEDATALEN - 1) == 0 &&
+		strncmp(p->user, user, NAMEDATALEN - 1) == 0;
+}
+
+/*
+ * Find the pool slot of (database, user), creating it if there is none.
+ * Names longer than NAMEDATALEN - 1 bytes are truncated, as PostgreSQL
+ * truncates them in a startup packet. Pool slots are never released, so a
+ * slot seen in use keeps its names: the common case (the pool exists) is
+ * found without the mutex; only creation takes it, and looks again under it
+ * so two workers cannot create the same pool twice. -1 when the table is
+ * full.
+ */
+int
+pgbun_pool_slot_get(const char *database, const char *user)
+{
+	PgbunShared *sh = pgbun_shared;
+	int			free_idx = -1;
+	int			found = -1;
+
+	for (int i = 0; i < PGBUN_MAX_POOLS; i++)
+	{
+		PgbunPoolSlot *p = &sh->pools[i];
+
+		if (!p->in_use)
+			continue;
+		pg_read_barrier();		/* names were written before in_use */
+		if (pool_matches(p, database, user))
+			return i;
+	}
+
+	SpinLockAcquire(&sh->mutex);
+	for (int i = 0; i < PGBUN_MAX_POOLS; i++)
+	{
+		PgbunPoolSlot *p = &sh->pools[i];
+
+		if (!p->in_use)
+		{
+			if (free_idx < 0)
+				free_idx = i;
+			continue;
+		}
+		if (pool_matches(p, database, user))
+		{
+			found = i;
+			break;
+		}
+	}
+	if (found < 0 && free_idx >= 0)
+	{
+		PgbunPoolSlot *p = &sh->pools[free_idx];
+
+		memset(p, 0, sizeof(PgbunPoolSlot));
+		strlcpy(p->database, database, NAMEDATALEN);
+		strlcpy(p->user, user, NAMEDATALEN);
+		p->pool_mode = pgbun_pool_mode;
+		pg_atomic_init_u32(&p->server_count, 0);
+		pg_atomic_init_u64(&p->xact_count, 0);
+		pg_atomic_init_u64(&p->query_count, 0);
+		pg_atomic_init_u64(&p->bytes_received, 0);
+		pg_atomic_init_u64(&p->bytes_sent, 0);
+		pg_atomic_init_u64(&p->xact_time_us, 0);
+		pg_atomic_init_u64(&p->query_time_us, 0);
+		pg_atomic_init_u64(&p->wait_time_us, 0);
+		pg_write_barrier();		/* publish the names before in_use */
+		p->in_use = true;
+		found = free_idx;
+	}
+	SpinLockRelease(&sh->mutex);
+
+	return found;
+}
+
+/*
+ * Register a client's pooler-made cancel key for its slot. The key is also
+ * stored in the slot (lookup compares against it); if the caller is in the
+ * middle of its own write to the slot the fields become part of that write,
+ * otherwise this publishes them with the write protocol. Registering again
+ * replaces the previous entry.
+ */
+void
+pgbun_cancel_register(int slot_idx, uint32 pid, uint32 key)
+{
+	PgbunShared *sh = pgbun_shared;
+	PgbunConnSlot *s;
+	uint32		old_pid;
+	bool		own_write;
+	int			b;
+
+	if (slot_idx < 0 || slot_idx >= sh->n_conn_slots)
+		return;
+
+	s = &conns[slot_idx];
+	old_pid = s->cancel_pid;
+	own_write = (s->changecount & 1) == 0;
+	if (own_write)
+		PGBUN_SLOT_WRITE_BEGIN(s);
+	s->cancel_pid = pid;
+	s->cancel_key = key;
+	if (own_write)
+		PGBUN_SLOT_WRITE_END(s);
+
+	b = cancel_bucket(pid);
+	SpinLockAcquire(&sh->mutex);
+	cancel_unlink_locked(slot_idx, old_pid);
+	cancel_next[slot_idx] = cancel_buckets[b];
+	cancel_buckets[b] = slot_idx;
+	SpinLockRelease(&sh->mutex);
+}
+
+/*
+ * Find the client slot a CancelRequest's (pid, key) belongs to: a hash
+ * look-up, then both values must match a live client. -1 when none does.
+ */
+int
+pgbun_cancel_lookup(uint32 pid, uint32 key)
+{
+	PgbunShared *sh = pgbun_shared;
+	int			result = -1;
+
+	SpinLockAcquire(&sh->mutex);
+	for (int i = cancel_buckets[cancel_bucket(pid)]; i >= 0; i = cancel_next[i])
+	{
+		PgbunConnSlot *s = &conns[i];
+
+		if (s->kind == CONN_CLIENT && s->cancel_pid == pid && s->cancel_key == key)
+		{
+			result = i;
+			break;
+		}
+	}
+	SpinLockRelease(&sh->mutex);
+
+	return result;
+}
+
+/* Remove a client's cancel key (pid as registered). Absent entries are ignored. */
+void
+pgbun_cancel_unregister(int slot_idx, uint32 pid)
+{
+	PgbunShared *sh = pgbun_shared;
+
+	if (slot_idx < 0 || slot_idx >= sh->n_conn_slots)
+		return;
+
+	SpinLockAcquire(&sh->mutex);
+	cancel_unlink_locked(slot_idx, pid);
+	SpinLockRelease(&sh->mutex);
+}
+
+/* Is this database paused right now: everything paused, or it by name? */
+bool
+pgbun_db_paused(const char *database)
+{
+	PgbunShared *sh = pgbun_shared;
+	bool		paused;
+
+	SpinLockAcquire(&sh->mutex);
+	paused = sh->pause_all;
+	for (int i = 0; !paused && i < sh->n_paused_dbs; i++)
+	{
+		if (strncmp(sh->paused_dbs[i], database, NAMEDATALEN - 1) == 0)
+			paused = true;
+	}
+	SpinLockRelease(&sh->mutex);
+
+	return paused;
+}
