@@ -1,0 +1,587 @@
+#!/usr/bin/env bash
+# bench/run.sh - pgbench through pgbun vs PgBouncer vs the server directly.
+#
+# Starts a throwaway cluster (pgbun preloaded), a PgBouncer with the same pool
+# settings, runs the same pgbench workloads against all three, alternating
+# targets inside every round, and prints the median tps / mean latency per
+# workload with the pgbun/PgBouncer and pgbun/direct ratios. Then measures the
+# memory one idle, logged-in client costs pgbun's worker and PgBouncer.
+# Everything lives in a temp dir that is removed on exit (KEEP=1 keeps it).
+#
+# Environment:
+#   ROUNDS=3 DURATION=10 POOL=20   rounds per workload, seconds per pgbench run, pool size
+#   QUICK=1                        smoke test: 1 round of 3 s, 500 idle clients
+#   SCALE=10                       pgbench -i scale
+#   IDLE_CLIENTS=5000              idle clients for the memory measurement (0: skip)
+#   BENCH_HOST=127.0.0.1           client connections: an address, or 'unix' for Unix sockets
+#   SERVER_PORT=5488 PGBUN_PORT=6488 BOUNCER_PORT=6489   first ports tried (next free one is used)
+#   MAX_CONNECTIONS=150            the server's max_connections
+#   KEEP=1                         keep the temp dir (logs, data dir) for inspection
+# Works as root (server, PgBouncer run as BENCH_OS_USER, default postgres, via
+# runuser) or as an ordinary user. Only loopback addresses are used.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
+
+if [ "${QUICK:-0}" = 1 ]; then
+	ROUNDS=${ROUNDS:-1}
+	DURATION=${DURATION:-3}
+	IDLE_CLIENTS=${IDLE_CLIENTS:-500}
+fi
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+POOL=${POOL:-20}
+SCALE=${SCALE:-10}
+IDLE_CLIENTS=${IDLE_CLIENTS:-5000}
+BENCH_HOST=${BENCH_HOST:-127.0.0.1}
+MAX_CONNECTIONS=${MAX_CONNECTIONS:-150}
+KEEP=${KEEP:-0}
+DB=bench
+DBUSER=bench
+MAX_CLIENT_CONN=6000
+
+for v in ROUNDS DURATION POOL SCALE IDLE_CLIENTS MAX_CONNECTIONS; do
+	case ${!v} in '' | *[!0-9]*)
+		echo "bench: $v must be a non-negative integer (got '${!v}')" >&2
+		exit 2
+		;;
+	esac
+done
+if [ "$ROUNDS" -lt 1 ] || [ "$DURATION" -lt 1 ] || [ "$POOL" -lt 1 ]; then
+	echo "bench: ROUNDS, DURATION and POOL must be >= 1" >&2
+	exit 2
+fi
+# The poolers keep up to POOL idle server connections each; leave room for 50 direct clients.
+if [ "$MAX_CONNECTIONS" -lt $((2 * POOL + 60)) ]; then
+	MAX_CONNECTIONS=$((2 * POOL + 60))
+fi
+
+# ---------------------------------------------------------------- tools
+PG_CONFIG=${PG_CONFIG:-pg_config}
+command -v "$PG_CONFIG" >/dev/null || {
+	echo "bench: pg_config not found (set PG_CONFIG)" >&2
+	exit 1
+}
+PGBIN=$("$PG_CONFIG" --bindir)
+PKGLIBDIR=$("$PG_CONFIG" --pkglibdir)
+PGBENCH=$PGBIN/pgbench
+PSQL=$PGBIN/psql
+PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+for b in "$PGBIN/initdb" "$PGBIN/pg_ctl" "$PGBENCH" "$PSQL" "$PGBOUNCER" perl timeout; do
+	command -v "$b" >/dev/null || {
+		echo "bench: $b not found (Debian: apt-get install postgresql-15 postgresql-contrib pgbouncer)" >&2
+		exit 1
+	}
+done
+
+# Enough descriptors for 5,000 idle clients plus pgbench's 500 (root may raise the hard limit).
+raise_nofile() {
+	ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+}
+raise_nofile
+
+if [ "$(id -u)" = 0 ]; then
+	OS_USER=${BENCH_OS_USER:-postgres}
+	id "$OS_USER" >/dev/null 2>&1 || {
+		echo "bench: running as root needs an unprivileged user '$OS_USER' (set BENCH_OS_USER)" >&2
+		exit 1
+	}
+	# runuser's PAM session resets the soft fd limit: raise it again inside.
+	as_pg() {
+		# shellcheck disable=SC2016 # expanded by the inner sh
+		runuser -u "$OS_USER" -- sh -c 'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"' sh "$@"
+	}
+else
+	OS_USER=$(id -un)
+	as_pg() { "$@"; }
+fi
+
+# ---------------------------------------------------------------- temp dir, cleanup
+TMPD=$(mktemp -d "${TMPDIR:-/tmp}/pgbun-bench.XXXXXX")
+chmod 755 "$TMPD"
+[ "$(id -u)" = 0 ] && chown "$OS_USER" "$TMPD"
+DATA=$TMPD/data
+LOGS=$TMPD/logs
+mkdir -p "$LOGS"
+[ "$(id -u)" = 0 ] && chown "$OS_USER" "$LOGS"
+IDLE_PID=
+
+cleanup() {
+	set +e
+	if [ -n "$IDLE_PID" ]; then
+		kill "$IDLE_PID" 2>/dev/null
+		wait "$IDLE_PID" 2>/dev/null
+	fi
+	if [ -s "$TMPD/pgbouncer.pid" ]; then
+		local bp
+		bp=$(cat "$TMPD/pgbouncer.pid")
+		kill "$bp" 2>/dev/null
+		for _ in $(seq 50); do kill -0 "$bp" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$bp" 2>/dev/null
+	fi
+	if [ -s "$DATA/postmaster.pid" ]; then
+		as_pg "$PGBIN/pg_ctl" -D "$DATA" -m fast -w -t 30 stop >/dev/null 2>&1 ||
+			as_pg "$PGBIN/pg_ctl" -D "$DATA" -m immediate -w -t 10 stop >/dev/null 2>&1
+		if [ -s "$DATA/postmaster.pid" ]; then
+			local pp
+			pp=$(head -1 "$DATA/postmaster.pid")
+			kill -0 "$pp" 2>/dev/null && kill -9 "$pp" 2>/dev/null
+		fi
+	fi
+	if [ "$KEEP" = 1 ]; then
+		echo "bench: kept $TMPD"
+	else
+		rm -rf "$TMPD"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# ---------------------------------------------------------------- ports
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pick_port() { # pick_port START EXCLUDED...
+	local p=$1 tries=0
+	shift
+	while port_busy "$p" || [[ " $* " == *" $p "* ]]; do
+		p=$((p + 1))
+		tries=$((tries + 1))
+		[ $tries -lt 200 ] || { echo "bench: no free port near $1" >&2; exit 1; }
+	done
+	echo "$p"
+}
+SERVER_PORT=$(pick_port "${SERVER_PORT:-5488}")
+PGBUN_PORT=$(pick_port "${PGBUN_PORT:-6488}" "$SERVER_PORT")
+BOUNCER_PORT=$(pick_port "${BOUNCER_PORT:-6489}" "$SERVER_PORT" "$PGBUN_PORT")
+
+if [ "$BENCH_HOST" = unix ]; then CLIENT_HOST=$TMPD; else CLIENT_HOST=$BENCH_HOST; fi
+case $BENCH_HOST in
+unix | 127.* | localhost | ::1) ;;
+*) echo "bench: BENCH_HOST must be a loopback address or 'unix'" >&2; exit 2 ;;
+esac
+
+port_of() {
+	case $1 in
+	direct) echo "$SERVER_PORT" ;;
+	pgbun) echo "$PGBUN_PORT" ;;
+	pgbouncer) echo "$BOUNCER_PORT" ;;
+	esac
+}
+
+# psql_at TARGET SQL [DB]: one value, or non-zero exit.
+psql_at() {
+	PGCONNECT_TIMEOUT=5 timeout -k 2 15 "$PSQL" -X -q -At \
+		-h "$CLIENT_HOST" -p "$(port_of "$1")" -U "$DBUSER" -d "${3:-$DB}" -c "$2" 2>>"$LOGS/psql.err"
+}
+
+# ---------------------------------------------------------------- machine info
+REPORT=$TMPD/report.txt
+: >"$REPORT"
+say() { printf '%s\n' "$*" | tee -a "$REPORT"; }
+
+cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+mem_total=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+commit=$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git -C "$REPO_DIR" status --porcelain --untracked-files=no 2>/dev/null)" ]; then commit="$commit+dirty"; fi
+say "# pgbun benchmark"
+say ""
+say "date:      $(date -u '+%Y-%m-%d %H:%M UTC')"
+say "machine:   $(nproc) CPUs, ${cpu_model:-unknown CPU}, $mem_total RAM, $(uname -sr)"
+say "software:  $("$PGBIN/postgres" --version), $("$PGBOUNCER" --version | head -1), pgbun $commit"
+say "settings:  ROUNDS=$ROUNDS DURATION=${DURATION}s POOL=$POOL SCALE=$SCALE pool_mode=session auth=trust" \
+	"max_connections=$MAX_CONNECTIONS clients via $([ "$BENCH_HOST" = unix ] && echo 'Unix socket' || echo "TCP $BENCH_HOST")"
+say "ports:     server $SERVER_PORT, pgbun $PGBUN_PORT, pgbouncer $BOUNCER_PORT"
+say ""
+
+# ---------------------------------------------------------------- server + pgbun
+PGBUN_STATUS=ok # or a reason why pgbun is n/a
+if [ ! -f "$PKGLIBDIR/pgbun.so" ]; then
+	PGBUN_STATUS="pgbun.so not installed in $PKGLIBDIR (run make && make install)"
+fi
+
+log "initdb in $DATA"
+as_pg "$PGBIN/initdb" -D "$DATA" -U "$DBUSER" -A trust -E UTF8 --no-sync >"$LOGS/initdb.log" 2>&1 || {
+	cat "$LOGS/initdb.log" >&2
+	exit 1
+}
+cat >"$DATA/pg_hba.conf" <<EOF
+local all all trust
+host  all all 127.0.0.1/32 trust
+host  all all ::1/128 trust
+EOF
+cp "$DATA/postgresql.conf" "$TMPD/postgresql.conf.orig"
+
+write_conf() { # write_conf with-pgbun|without-pgbun
+	cp "$TMPD/postgresql.conf.orig" "$DATA/postgresql.conf"
+	cat >>"$DATA/postgresql.conf" <<EOF
+
+# bench/run.sh
+listen_addresses = '127.0.0.1'
+port = $SERVER_PORT
+unix_socket_directories = '$TMPD'
+max_connections = $MAX_CONNECTIONS
+shared_buffers = 256MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+logging_collector = off
+EOF
+	if [ "$1" = with-pgbun ]; then
+		cat >>"$DATA/postgresql.conf" <<EOF
+shared_preload_libraries = 'pgbun'
+pgbun.listen_addresses = '127.0.0.1'
+pgbun.port = $PGBUN_PORT
+pgbun.unix_socket_directories = '$TMPD'
+pgbun.pool_mode = session
+pgbun.default_pool_size = $POOL
+pgbun.max_client_conn = $MAX_CLIENT_CONN
+pgbun.auth_type = trust
+pgbun.server_reset_query = 'DISCARD ALL'
+pgbun.log_connections = off
+pgbun.log_disconnections = off
+EOF
+	fi
+	chown "$OS_USER" "$DATA/postgresql.conf" 2>/dev/null || true
+}
+
+start_server() {
+	as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$TMPD/server.log" -w -t 60 start >"$LOGS/pg_ctl.log" 2>&1
+}
+stop_server() {
+	as_pg "$PGBIN/pg_ctl" -D "$DATA" -m fast -w -t 30 stop >>"$LOGS/pg_ctl.log" 2>&1 ||
+		as_pg "$PGBIN/pg_ctl" -D "$DATA" -m immediate -w -t 10 stop >>"$LOGS/pg_ctl.log" 2>&1
+}
+
+wait_for() { # wait_for TARGET SECONDS [DB]
+	local i
+	for i in $(seq "$2"); do
+		[ "$(psql_at "$1" 'select 1' "${3:-}")" = 1 ] && return 0
+		sleep 1
+	done
+	return 1
+}
+
+# Server up, database there (created on first start).
+server_ready() {
+	wait_for direct 30 postgres || return 1
+	if [ "$(psql_at direct "select count(*) from pg_database where datname = '$DB'" postgres)" != 1 ]; then
+		psql_at direct "create database $DB" postgres >/dev/null || return 1
+	fi
+}
+
+server_up=0
+if [ "$PGBUN_STATUS" = ok ]; then
+	write_conf with-pgbun
+	if start_server && server_ready; then
+		server_up=1
+		if ! wait_for pgbun 15; then
+			PGBUN_STATUS="not answering on port $PGBUN_PORT within 15 s after server start"
+			log "pgbun: $PGBUN_STATUS; last psql error and server log tail:"
+			tail -n 1 "$LOGS/psql.err" >&2 || true
+			tail -n 15 "$TMPD/server.log" >&2 || true
+			log "restarting the server without pgbun so direct/PgBouncer still run"
+			stop_server || true
+			server_up=0
+		fi
+	else
+		PGBUN_STATUS="server did not start with shared_preload_libraries='pgbun'"
+		log "pgbun: $PGBUN_STATUS; server log tail:"
+		tail -n 15 "$TMPD/server.log" >&2 || true
+		stop_server || true
+	fi
+fi
+if [ "$server_up" = 0 ]; then
+	write_conf without-pgbun
+	if ! start_server || ! server_ready; then
+		cat "$LOGS/pg_ctl.log" >&2
+		tail -n 30 "$TMPD/server.log" >&2
+		echo "bench: server not reachable on port $SERVER_PORT" >&2
+		exit 1
+	fi
+fi
+log "server up on $SERVER_PORT; pgbun: $PGBUN_STATUS"
+
+# pgbun worker pid(s); more than one with pgbun.workers > 1.
+pgbun_pids() {
+	local pids
+	pids=$(psql_at direct "select string_agg(pid::text, ' ' order by pid) from pg_stat_activity where backend_type ilike '%pgbun%'" || true)
+	if [ -z "$pids" ] && [ -s "$DATA/postmaster.pid" ]; then
+		local pm c
+		pm=$(head -1 "$DATA/postmaster.pid")
+		for c in $(ps -o pid= --ppid "$pm"); do
+			tr '\0' ' ' <"/proc/$c/cmdline" 2>/dev/null | grep -q pgbun && pids="$pids $c"
+		done
+	fi
+	# shellcheck disable=SC2086 # word-split on purpose: one line of pids
+	echo $pids
+}
+PGBUN_PIDS_START=
+[ "$PGBUN_STATUS" = ok ] && PGBUN_PIDS_START=$(pgbun_pids)
+
+# ---------------------------------------------------------------- PgBouncer
+cat >"$TMPD/userlist.txt" <<EOF
+"$DBUSER" ""
+EOF
+cat >"$TMPD/pgbouncer.ini" <<EOF
+[databases]
+* = host=$TMPD port=$SERVER_PORT
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCER_PORT
+unix_socket_dir = $TMPD
+auth_type = trust
+auth_file = $TMPD/userlist.txt
+pool_mode = session
+default_pool_size = $POOL
+max_client_conn = $MAX_CLIENT_CONN
+server_reset_query = DISCARD ALL
+logfile = $TMPD/pgbouncer.log
+pidfile = $TMPD/pgbouncer.pid
+log_connections = 0
+log_disconnections = 0
+EOF
+[ "$(id -u)" = 0 ] && chown "$OS_USER" "$TMPD/userlist.txt" "$TMPD/pgbouncer.ini"
+BOUNCER_STATUS=ok
+if ! as_pg "$PGBOUNCER" -d "$TMPD/pgbouncer.ini" >"$LOGS/pgbouncer.start" 2>&1 || ! wait_for pgbouncer 15; then
+	BOUNCER_STATUS="PgBouncer did not start (see its log)"
+	log "$BOUNCER_STATUS"
+	tail -n 15 "$TMPD/pgbouncer.log" "$LOGS/pgbouncer.start" >&2 2>/dev/null || true
+fi
+log "pgbouncer on $BOUNCER_PORT: $BOUNCER_STATUS"
+
+# ---------------------------------------------------------------- data
+log "pgbench -i -s $SCALE"
+"$PGBENCH" -i -s "$SCALE" -q -h "$CLIENT_HOST" -p "$SERVER_PORT" -U "$DBUSER" "$DB" >"$LOGS/init.log" 2>&1 || {
+	cat "$LOGS/init.log" >&2
+	exit 1
+}
+
+# ---------------------------------------------------------------- idle clients
+# Measured first, on poolers that have only served a few psql logins, so neither
+# has free lists left over from the 500-client runs that would hide the growth.
+# VmRSS / RssAnon / RssShmem in kB, summed over pids.
+rss_kb() { # rss_kb FIELD PIDS...
+	local f=$1 sum=0 p v
+	shift
+	for p in "$@"; do
+		v=$(awk -v f="$f:" '$1 == f { print $2 }' "/proc/$p/status" 2>/dev/null)
+		sum=$((sum + ${v:-0}))
+	done
+	echo "$sum"
+}
+
+declare -A IDLE
+# idle_test TARGET PIDS...
+idle_test() {
+	local t=$1
+	shift
+	local out=$LOGS/idle-$t.out
+	local b_rss b_anon b_shm a_rss a_anon a_shm
+	b_rss=$(rss_kb VmRSS "$@")
+	b_anon=$(rss_kb RssAnon "$@")
+	b_shm=$(rss_kb RssShmem "$@")
+	perl "$BENCH_DIR/idle_clients.pl" --host 127.0.0.1 --port "$(port_of "$t")" \
+		--user "$DBUSER" --dbname "$DB" -n "$IDLE_CLIENTS" --hold 600 >"$out" 2>&1 &
+	IDLE_PID=$!
+	local i
+	for i in $(seq 300); do
+		grep -q '^READY' "$out" 2>/dev/null && break
+		kill -0 "$IDLE_PID" 2>/dev/null || break
+		sleep 1
+	done
+	sleep 2 # let the pooler finish whatever it does after the last login
+	a_rss=$(rss_kb VmRSS "$@")
+	a_anon=$(rss_kb RssAnon "$@")
+	a_shm=$(rss_kb RssShmem "$@")
+	local ready
+	ready=$(grep -m1 '^READY' "$out" || echo "READY ok=0 (no report: $(tail -n 1 "$out"))")
+	# Still serving with 5,000 idle clients held?
+	local alive=no
+	[ "$(psql_at "$t" 'select 1')" = 1 ] && alive=yes
+	kill "$IDLE_PID" 2>/dev/null || true
+	wait "$IDLE_PID" 2>/dev/null || true
+	IDLE_PID=
+	local ok
+	ok=$(sed -n 's/.*ok=\([0-9]*\).*/\1/p' <<<"$ready")
+	ok=${ok:-0}
+	local per=n/a
+	[ "$ok" -gt 0 ] && per=$(((a_rss - b_rss) * 1024 / ok))
+	IDLE[$t]="$per|$ok|$b_rss|$a_rss|$((a_anon - b_anon))|$((a_shm - b_shm))|$alive|${ready#READY }"
+	log "  idle $t: $ready; VmRSS $b_rss -> $a_rss kB; $per bytes/client"
+}
+
+if [ "$IDLE_CLIENTS" -gt 0 ]; then
+	log "idle clients: $IDLE_CLIENTS"
+	PGBUN_PIDS=
+	if [ "$PGBUN_STATUS" = ok ]; then PGBUN_PIDS=$(pgbun_pids); fi
+	if [ "$PGBUN_STATUS" = ok ] && [ -n "$PGBUN_PIDS" ]; then
+		# shellcheck disable=SC2086 # one word per pid
+		idle_test pgbun $PGBUN_PIDS
+	fi
+	if [ "$BOUNCER_STATUS" = ok ]; then idle_test pgbouncer "$(cat "$TMPD/pgbouncer.pid")"; fi
+	sleep 2 # let both poolers tidy up after the mass disconnect
+fi
+
+
+# ---------------------------------------------------------------- workloads
+# id|label|clients|extra pgbench options
+WORKLOADS=(
+	"s1|select-only, 1 client|1|"
+	"s50|select-only, 50 clients|50|"
+	"s500|select-only, 500 clients|500|"
+	"c20|connect storm -C, 20 clients|20|-C"
+)
+TARGETS=(direct pgbun pgbouncer)
+declare -A TPS LAT ERRS NOTE
+
+# run_one WID CLIENTS EXTRA TARGET ROUND
+run_one() {
+	local wid=$1 clients=$2 extra=$3 t=$4 r=$5
+	local key="$wid,$t" logf="$LOGS/$wid-$t-$r.log" jobs=2 rc=0
+	[ "$clients" -lt 2 ] && jobs=1
+	local -a opts=(-n -S -M simple -T "$DURATION" -c "$clients" -j "$jobs")
+	[ -n "$extra" ] && opts+=("$extra")
+	PGCONNECT_TIMEOUT=10 timeout -k 5 $((DURATION * 2 + 60)) \
+		"$PGBENCH" "${opts[@]}" -h "$CLIENT_HOST" -p "$(port_of "$t")" -U "$DBUSER" "$DB" >"$logf" 2>&1 || rc=$?
+	local tps lat
+	tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$logf" | head -1)
+	lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$logf" | head -1)
+	if [ "$rc" = 0 ] && [ -n "$tps" ]; then
+		TPS[$key]="${TPS[$key]:-} $tps"
+		LAT[$key]="${LAT[$key]:-} $lat"
+		log "  $wid $t round $r: tps $tps, latency $lat ms"
+	else
+		ERRS[$key]=$((${ERRS[$key]:-0} + 1))
+		local why
+		if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+			why="pgbench killed after $((DURATION * 2 + 60)) s (hung)"
+		else
+			why=$(grep -m1 -iE 'error|fatal|abort|could not|failed' "$logf" || tail -n 1 "$logf")
+		fi
+		[ -n "${NOTE[$key]:-}" ] || NOTE[$key]="$t: ${why:0:200}"
+		log "  $wid $t round $r: FAILED (exit $rc): ${why:0:200}"
+	fi
+}
+
+# median of the numbers on stdin (one per word); empty if none.
+median() {
+	tr ' ' '\n' | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END {
+		if (NR == 0) exit
+		if (NR % 2) printf "%s", v[(NR + 1) / 2]
+		else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+for w in "${WORKLOADS[@]}"; do
+	IFS='|' read -r wid label clients extra <<<"$w"
+	log "workload: $label"
+	for r in $(seq "$ROUNDS"); do
+		# Rotate the starting target each round so none always runs first.
+		for i in 0 1 2; do
+			t=${TARGETS[$(((i + r - 1) % 3))]}
+			if [ "$t" = direct ] && [ "$clients" -gt $((MAX_CONNECTIONS - 2 * POOL - 5)) ]; then
+				NOTE[$wid,$t]="direct: n/a, $clients clients > max_connections=$MAX_CONNECTIONS minus the poolers' $((2 * POOL)) server connections"
+				continue
+			fi
+			if [ "$t" = pgbun ]; then
+				if [ "$PGBUN_STATUS" = ok ] && ! wait_for pgbun 5; then
+					PGBUN_STATUS="stopped answering on port $PGBUN_PORT during the run (at $label, round $r)"
+					log "pgbun: $PGBUN_STATUS"
+				fi
+				[ "$PGBUN_STATUS" = ok ] || continue
+			fi
+			if [ "$t" = pgbouncer ] && [ "$BOUNCER_STATUS" != ok ]; then continue; fi
+			run_one "$wid" "$clients" "$extra" "$t" "$r"
+		done
+	done
+done
+
+# ---------------------------------------------------------------- report
+fmt_num() { # one decimal for tps, 3 for ms; n/a when empty
+	if [ -z "$1" ]; then echo n/a; else printf "%.${2}f" "$1"; fi
+}
+ratio() {
+	if [ -z "$1" ] || [ -z "$2" ]; then echo n/a; else awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; fi
+}
+
+say "## pgbench -S -M simple, median of $ROUNDS round(s) x ${DURATION}s (session mode, pool $POOL)"
+say ""
+say "| workload | direct tps | pgbun tps | pgbouncer tps | pgbun/pgbouncer | pgbun/direct | latency ms direct / pgbun / pgbouncer |"
+say "|---|---:|---:|---:|---:|---:|---|"
+for w in "${WORKLOADS[@]}"; do
+	IFS='|' read -r wid label _ _ <<<"$w"
+	declare -A mt ml
+	for t in "${TARGETS[@]}"; do
+		mt[$t]=$(median <<<"${TPS[$wid,$t]:-}")
+		ml[$t]=$(median <<<"${LAT[$wid,$t]:-}")
+	done
+	say "| $label | $(fmt_num "${mt[direct]}" 1) | $(fmt_num "${mt[pgbun]}" 1) | $(fmt_num "${mt[pgbouncer]}" 1) |" \
+		"$(ratio "${mt[pgbun]}" "${mt[pgbouncer]}") | $(ratio "${mt[pgbun]}" "${mt[direct]}") |" \
+		"$(fmt_num "${ml[direct]}" 3) / $(fmt_num "${ml[pgbun]}" 3) / $(fmt_num "${ml[pgbouncer]}" 3) |"
+	unset mt ml
+done
+say ""
+
+say "Notes:"
+[ "$PGBUN_STATUS" = ok ] || say "- pgbun: n/a: $PGBUN_STATUS."
+[ "$BOUNCER_STATUS" = ok ] || say "- pgbouncer: n/a: $BOUNCER_STATUS."
+for w in "${WORKLOADS[@]}"; do
+	IFS='|' read -r wid label _ _ <<<"$w"
+	for t in "${TARGETS[@]}"; do
+		if [ -n "${ERRS[$wid,$t]:-}" ]; then
+			say "- $label: $t failed ${ERRS[$wid,$t]}/$ROUNDS round(s): ${NOTE[$wid,$t]#*: }"
+		elif [ "$t" = direct ] && [ -n "${NOTE[$wid,$t]:-}" ]; then
+			say "- $label: ${NOTE[$wid,$t]}."
+		fi
+	done
+done
+say "- 500 clients in session mode: a client keeps its server connection for its whole session, so only"
+say "  $POOL clients run at a time and the rest queue until a session ends (here: the end of the run)."
+say "  The tps is that of $POOL active clients; pgbench's latency average (clients x duration / transactions)"
+say "  charges the queueing to every transaction. Transaction pooling is what makes this workload meaningful."
+say "- connect storm: every transaction opens a new connection (-C); with the poolers the server"
+say "  connection is reused and DISCARD ALL runs on every client disconnect (server_reset_query, both poolers)."
+if [ "$PGBUN_STATUS" = ok ] && [ -n "$PGBUN_PIDS_START" ]; then
+	now_pids=$(pgbun_pids)
+	[ "$now_pids" = "$PGBUN_PIDS_START" ] || say "- pgbun worker pid(s) changed during the run ($PGBUN_PIDS_START -> ${now_pids:-none}): it restarted."
+fi
+say ""
+
+if [ "$IDLE_CLIENTS" -gt 0 ]; then
+	say "## Memory per idle client ($IDLE_CLIENTS logged-in idle clients, RSS delta of the pooler process)"
+	say ""
+	say "| pooler | clients logged in | VmRSS before kB | VmRSS after kB | bytes per idle client | of which anon / shmem kB | still serving |"
+	say "|---|---:|---:|---:|---:|---|---|"
+	for t in pgbun pgbouncer; do
+		if [ -z "${IDLE[$t]:-}" ]; then
+			say "| $t | n/a | n/a | n/a | n/a | n/a | n/a |"
+			continue
+		fi
+		IFS='|' read -r per ok b a da ds alive ready <<<"${IDLE[$t]}"
+		say "| $t | $ok | $b | $a | $per | $da / $ds | $alive |"
+		case $ready in *failed=0\ timeout=0*) ;; *) say "|  | ($ready) | | | | | |" ;; esac
+	done
+	say ""
+	say "VmRSS of the pgbun worker includes the shared-memory pages it touches (RssShmem); RssAnon is its private heap."
+	say "Kernel socket buffers are not in RSS for either pooler."
+fi
+
+say "Per-round tps (in run order):"
+for w in "${WORKLOADS[@]}"; do
+	IFS='|' read -r wid label _ _ <<<"$w"
+	line="- $label:"
+	for t in "${TARGETS[@]}"; do
+		vals=$(for v in ${TPS[$wid,$t]:-}; do printf ' %.0f' "$v"; done)
+		line="$line $t${vals:- n/a};"
+	done
+	say "${line%;}"
+done
+say ""
+
+if mkdir -p "$BENCH_DIR/results" 2>/dev/null && cp "$REPORT" "$BENCH_DIR/results/latest.txt" 2>/dev/null; then
+	log "report written to bench/results/latest.txt"
+else
+	log "could not write $BENCH_DIR/results/latest.txt"
+fi
