@@ -1,0 +1,242 @@
+# 030_pool_limits: session pooling under load and its limits.
+#
+#  - 50 pgbench clients (reconnecting per transaction) share a pool of 5 with
+#    zero failures, and the server never sees more than 5 of the role's
+#    backends (the role's CONNECTION LIMIT 5 would refuse a 6th anyway);
+#  - max_client_conn: the client over the limit gets 53300;
+#  - reload of default_pool_size while clients hold servers: nobody is
+#    dropped and the pool follows the new size;
+#  - query_wait_timeout: a query that cannot get a server gets 57014.
+
+use strict;
+use warnings FATAL => 'all';
+
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep time);
+use PgbunTest;
+
+my $node = pgbun_node(
+	name => 'limits',
+	conf => { 'pgbun.default_pool_size' => '5', 'pgbun.pool_mode' => 'session' });
+$node->safe_psql(
+	'postgres', q{
+CREATE ROLE bench LOGIN PASSWORD 'bench-pw' CONNECTION LIMIT 5;
+CREATE ROLE alice LOGIN PASSWORD 'alice-pw';
+CREATE DATABASE benchdb;
+CREATE DATABASE reloaddb;
+CREATE DATABASE waitdb;
+});
+$node->command_ok([ 'pgbench', '-i', '-s', '1', '-q', 'benchdb' ],
+	'pgbench -i directly on the server');
+$node->safe_psql('benchdb', 'GRANT SELECT ON ALL TABLES IN SCHEMA public TO bench');
+my $identity = server_identity($node);
+my %alice = (user => 'alice', password => 'alice-pw');
+
+############ 50 pgbench clients, pool of 5
+
+my $monitor = direct_session($node);
+ok($monitor->connected, 'monitoring session on the server');
+
+my @pgbench = (
+	$node->installed_command('pgbench'),
+	'-h', '127.0.0.1', '-p', pgbun_port($node), '-U', 'bench',
+	'-n', '-S', '-C', '-c', '50', '-j', '2', '-t', '20', 'benchdb');
+my ($bout, $berr) = ('', '');
+my $bench;
+{
+	local %ENV = PgbunTest::client_env(password => 'bench-pw');
+	$bench = IPC::Run::start(\@pgbench, '<', '/dev/null', '>', \$bout, '2>', \$berr,
+		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+}
+
+# While it runs, sample the server's own count of bench backends.
+my $max_backends = 0;
+my $samples = 0;
+my $bench_ok = eval {
+	while ($bench->pumpable)
+	{
+		$bench->pump_nb;
+		my $n = $monitor->query(
+			"SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench'");
+		last unless defined $n;
+		$samples++;
+		$max_backends = $n if $n > $max_backends;
+		usleep(20_000);
+	}
+	$bench->finish;
+	1;
+};
+my $bench_err = $@;
+ok($bench_ok, 'pgbench through pgbun finished') or diag("$bench_err\n$berr");
+is(eval { $bench->result(0) } // -1, 0, 'pgbench exits 0') or diag("stdout:\n$bout\nstderr:\n$berr");
+
+like($bout, qr/number of transactions actually processed: 1000\/1000/,
+	'pgbench: all 1000 transactions processed');
+if ($bout =~ /number of failed transactions: (\d+)/)
+{
+	is($1, '0', 'pgbench: zero failed transactions');
+}
+unlike($berr, qr/error|FATAL/i, 'pgbench printed no errors') or diag($berr);
+
+note("sampled pg_stat_activity $samples times, at most $max_backends bench backends");
+ok($samples > 0, 'sampled the server while pgbench ran');
+cmp_ok($max_backends, '<=', 5, 'the server never saw more than 5 bench backends');
+cmp_ok($max_backends, '>=', 1, 'the server did see pgbun\'s bench backends');
+
+my $pool = $node->safe_psql('benchdb',
+	"SELECT sv_active + sv_idle + sv_used + sv_tested + sv_login FROM pgbun.pools "
+	  . "WHERE database = 'benchdb' AND \"user\" = 'bench'");
+cmp_ok($pool || 0, '<=', 5, "pgbun.pools: the bench pool holds at most 5 servers ($pool)");
+cmp_ok($pool || 0, '>=', 1, 'pgbun.pools: the bench pool kept its servers for reuse');
+my $total = $node->safe_psql('postgres',
+	"SELECT total_xact_count FROM pgbun.stats WHERE database = 'benchdb'");
+cmp_ok($total || 0, '>=', 1000, "pgbun.stats counted the pgbench transactions ($total)");
+$monitor->quit;
+
+my ($matched, $last) = poll_sql($node, 'SELECT count(*) FROM pgbun.clients', '0');
+ok($matched, 'every pgbench client is gone from pgbun.clients') or diag("last: $last");
+
+############ max_client_conn
+
+reload_conf($node, 'pgbun.max_client_conn' => '3');
+my @held;
+for my $i (1 .. 3)
+{
+	my $s = pgbun_session($node, %alice);
+	ok($s->connected, "max_client_conn: client $i of 3 connects") or diag($s->connect_error);
+	is($s->query('SELECT 1'), '1', "max_client_conn: client $i of 3 runs a query");
+	push @held, $s;
+}
+
+# The reload reaches the worker asynchronously: retry until refused.
+my $refusal;
+wait_until(
+	sub {
+		my $raw = raw_connect($node);
+		my $r = $raw->login(%alice);
+		$raw->close;
+		return 0 if $r->{ok};
+		$refusal = $r;
+		return 1;
+	},
+	hang_guard(),
+	0.1);
+ok($refusal, 'max_client_conn = 3: the 4th client is refused');
+is($refusal->{error}{C} // '', '53300', 'max_client_conn: SQLSTATE 53300') or diag(explain($refusal));
+like($refusal->{error}{M} // '', qr/^pgbun:/, 'max_client_conn: message starts with pgbun:');
+
+my ($rc, $out, $err) = pgbun_psql($node, 'SELECT 1', %alice);
+isnt($rc, 0, 'max_client_conn: psql as the 4th client fails');
+like($err, qr/pgbun:/, 'max_client_conn: psql shows pgbun\'s error');
+
+foreach my $s (@held)
+{
+	is($s->query('SELECT 2'), '2', 'max_client_conn: held clients are unaffected');
+}
+
+# One leaves: there is room for one more again.
+(shift @held)->quit;
+ok( wait_until(
+		sub {
+			my $raw = raw_connect($node);
+			my $r = $raw->login(%alice);
+			$raw->close;
+			return $r->{ok};
+		},
+		hang_guard(), 0.1),
+	'max_client_conn: after one client leaves a new one gets in');
+$_->quit foreach @held;
+@held = ();
+reload_sync($node, \%alice, 'pgbun.max_client_conn' => undef);
+
+############ reload default_pool_size with clients holding servers
+
+reload_sync($node, \%alice, 'pgbun.default_pool_size' => '2');
+
+my @s;
+my @pids;
+for my $i (1 .. 2)
+{
+	my $sess = pgbun_session($node, %alice, dbname => 'reloaddb');
+	ok($sess->connected, "pool size 2: session $i connects") or diag($sess->connect_error);
+	push @s, $sess;
+	push @pids, $sess->query('SELECT pg_backend_pid()') // 'none';
+}
+like("@pids", qr/^\d+ \d+$/, 'pool size 2: both sessions hold a server');
+
+# A third client must wait: the pool is full.
+my $third = pgbun_session($node, %alice, dbname => 'reloaddb', wait => 0);
+$third->send("SELECT 'third got a server';");
+($matched, $last) = poll_sql($node,
+	"SELECT cl_waiting FROM pgbun.pools WHERE database = 'reloaddb' AND \"user\" = 'alice'",
+	'1');
+ok($matched, 'pool size 2: the third client waits (cl_waiting = 1)') or diag("last: $last");
+unlike($third->stdout, qr/third got a server/, 'pool size 2: the third client has no answer yet');
+is( $node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE datname = 'reloaddb' AND usename = 'alice'"),
+	'2', 'pool size 2: the server has exactly 2 alice backends in reloaddb');
+
+# Grow the pool: the waiting client gets a server, nobody is dropped.
+reload_conf($node, 'pgbun.default_pool_size' => '3');
+ok($third->wait_output(qr/third got a server/, secs => hang_guard()),
+	'pool size 3 after reload: the waiting client gets its answer')
+  or diag('stderr: ' . $third->stderr);
+for my $i (0 .. 1)
+{
+	is($s[$i]->query('SELECT pg_backend_pid()'), $pids[$i],
+		"after reload to 3: session " . ($i + 1) . " still has the same backend");
+}
+cmp_ok(
+	$node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE datname = 'reloaddb' AND usename = 'alice'"),
+	'<=', 3, 'pool size 3: at most 3 alice backends in reloaddb');
+$third->quit;
+
+# Shrink below what is held: held sessions keep their servers.
+reload_sync($node, \%alice, 'pgbun.default_pool_size' => '1');
+for my $i (0 .. 1)
+{
+	my ($pid, $qerr) = $s[$i]->query('SELECT pg_backend_pid()');
+	is($pid, $pids[$i], "after reload to 1: session " . ($i + 1) . " still has the same backend")
+	  or diag($qerr);
+}
+$_->quit foreach @s;
+
+############ query_wait_timeout
+
+reload_sync($node, \%alice,
+	'pgbun.default_pool_size' => '1',
+	'pgbun.query_wait_timeout' => '1s');
+
+my $holder = pgbun_session($node, %alice, dbname => 'waitdb');
+ok($holder->connected, 'query_wait_timeout: the holder connects') or diag($holder->connect_error);
+$holder->query('BEGIN');
+is($holder->query('SELECT 1'), '1', 'query_wait_timeout: the holder is in a transaction');
+
+my $raw = raw_connect($node);
+my $r = $raw->login(%alice, database => 'waitdb');
+my $werr = $r->{error};
+if ($r->{ok})
+{
+	my $q = $raw->query('SELECT 1');
+	$werr = $q->{error};
+	ok(!@{ $q->{rows} }, 'query_wait_timeout: the waiting query returns no rows');
+}
+is($werr->{C} // '', '57014', 'query_wait_timeout: SQLSTATE 57014') or diag(explain($r));
+like($werr->{M} // '', qr/^pgbun:/, 'query_wait_timeout: message starts with pgbun:');
+$raw->close;
+
+is($holder->query('SELECT 2'), '2', 'query_wait_timeout: the holder is unaffected');
+$holder->query('COMMIT');
+$holder->quit;
+
+($rc, $out, $err) = pgbun_psql($node, 'SELECT 3', %alice, dbname => 'waitdb');
+is($out, '3', 'query_wait_timeout: once the holder leaves, a new client is served') or diag($err);
+
+check_server_same($node, $identity, 'end of 030');
+
+$node->stop;
+done_testing();
