@@ -30,6 +30,7 @@ PASSED=0
 FAILED=0
 SKIPPED=0
 STAGE=""     # directory the server suites run in
+OUT_DIR=$(mktemp -d "${TMPDIR:-/tmp}/pgbun-out.XXXXXX") || exit 1 # each suite's output
 BUILD_OK=1   # 0 once setup, build or install failed: server suites cannot run
 
 # Record one summary line: record NAME STATUS SECONDS [NOTE].
@@ -45,9 +46,11 @@ show_tail() {
 	tail -n "$lines" "$file"
 }
 
-# Print what explains a failed suite: diffs and server logs, TAP logs.
+# Print what explains a failed suite: diffs and server logs for regress; for
+# tap the logs of the test files prove reported as failed (all of them if it
+# did not get as far as its summary). $OUT_DIR/NAME.out holds the suite's output.
 show_logs() {
-	local suite=$1 dir=$2 f
+	local suite=$1 dir=$2 f t tests
 	case $suite in
 	regress)
 		show_tail "$dir/regression.diffs" 400
@@ -56,8 +59,17 @@ show_logs() {
 		done
 		;;
 	tap)
-		for f in "$dir"/tmp_check/log/*; do
-			show_tail "$f" 80
+		mapfile -t tests < <(sed -n 's|^t/\([^ ]*\)\.pl (Wstat.*|\1|p' "$OUT_DIR/$suite.out")
+		if [ "${#tests[@]}" -eq 0 ]; then
+			for f in "$dir"/tmp_check/log/*; do
+				show_tail "$f" 80
+			done
+		fi
+		for t in "${tests[@]}"; do
+			show_tail "$dir/tmp_check/log/regress_log_$t" 150
+			for f in "$dir/tmp_check/log/${t}"_*.log; do
+				show_tail "$f" 80
+			done
 		done
 		;;
 	esac
@@ -81,8 +93,8 @@ run_suite() {
 	local name=$1 dir=$2 t0=$SECONDS rc
 	shift 2
 	pgbun_say "suite $name: $*"
-	timeout --kill-after=30 "$SUITE_TIMEOUT" "$@"
-	rc=$?
+	timeout --kill-after=30 "$SUITE_TIMEOUT" "$@" 2>&1 | tee "$OUT_DIR/$name.out"
+	rc=${PIPESTATUS[0]}
 	if [ "$rc" -eq 0 ]; then
 		record "$name" PASS $((SECONDS - t0))
 		PASSED=$((PASSED + 1))
@@ -115,6 +127,7 @@ skip() {
 # Runs before the summary (whose last line must stay last) or on an early exit.
 cleanup() {
 	local d
+	rm -rf "$OUT_DIR"
 	[ -n "$STAGE" ] || return 0
 	for d in "$STAGE/tmp_check" "$STAGE/tmp_check_regress"; do
 		pgbun_stop_servers_under "$d"
