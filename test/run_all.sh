@@ -158,6 +158,8 @@ if [ "$BUILD_OK" -eq 1 ]; then
 		record user FAIL 0 "could not create an unprivileged user"
 		BUILD_OK=0
 	elif pgbun_is_root; then
+		# root's TMPDIR may be out of $PGBUN_USER's reach; the tests make temp dirs too.
+		export TMPDIR=/tmp
 		if STAGE=$(pgbun_stage_tree "$ROOT"); then
 			pgbun_say "running server suites as $PGBUN_USER in $STAGE"
 		else
