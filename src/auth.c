@@ -1,0 +1,166 @@
+/*
+ * auth.c - role and database look-ups for logins, in a short transaction.
+ *
+ * The worker is connected to the shared catalogs only, which is all a login
+ * needs: pg_authid (rolvaliduntil honoured as get_role_password does) and
+ * pg_database.
+ * Each look-up is its own transaction so a password change (ALTER ROLE ...
+ * PASSWORD) is seen by the next login without any reload. Errors are caught
+ * here: a catalog hiccup fails one login, never the worker.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "access/htup_details.h"
+#include "access/xlog.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_control.h"
+#include "catalog/pg_database.h"
+#include "commands/dbcommands.h"
+#include "libpq/crypt.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+#include "utils/syscache.h"
+#include "utils/snapmgr.h"
+
+#include "auth.h"
+#include "scram.h"
+
+/*
+ * Heap-scan a shared catalog for one name (no index, no syscache): a worker
+ * without a database cannot open catalog indexes before the shared relcache
+ * init file exists, and these catalogs are small. Calls fn on the match.
+ */
+static void
+scan_by_name(Oid relid, AttrNumber attnum, const char *name,
+			 void (*fn) (Relation rel, HeapTuple tup, RoleInfo *out), RoleInfo *out)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	ScanKeyInit(&key, attnum, BTEqualStrategyNumber, F_NAMEEQ, CStringGetDatum(name));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	if (HeapTupleIsValid(tup = systable_getnext(scan)))
+		fn(rel, tup, out);
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
+/* pg_authid row: can it log in, and its verifier (unless expired, as get_role_password). */
+static void
+read_role(Relation rel, HeapTuple tup, RoleInfo *out)
+{
+	Form_pg_authid role = (Form_pg_authid) GETSTRUCT(tup);
+	bool		isnull;
+	Datum		d;
+	char	   *shadow;
+
+	out->role_exists = true;
+	out->can_login = role->rolcanlogin;
+	d = heap_getattr(tup, Anum_pg_authid_rolpassword, RelationGetDescr(rel), &isnull);
+	if (isnull)
+	{
+		strlcpy(out->detail, "role has no password", sizeof(out->detail));
+		return;
+	}
+	shadow = TextDatumGetCString(d);
+	d = heap_getattr(tup, Anum_pg_authid_rolvaliduntil, RelationGetDescr(rel), &isnull);
+	if (!isnull && DatumGetTimestampTz(d) < GetCurrentTimestamp())
+	{
+		strlcpy(out->detail, "role's password has expired (VALID UNTIL)", sizeof(out->detail));
+		return;
+	}
+	switch (get_password_type(shadow))
+	{
+		case PASSWORD_TYPE_SCRAM_SHA_256:
+			if (scram_parse_secret(shadow, &out->scram))
+				out->verifier_type = VERIFIER_SCRAM;
+			else
+				strlcpy(out->detail, "invalid SCRAM verifier in pg_authid", sizeof(out->detail));
+			break;
+		case PASSWORD_TYPE_MD5:
+			if (strlen(shadow) == 35)
+			{
+				strlcpy(out->md5, shadow, sizeof(out->md5));
+				out->verifier_type = VERIFIER_MD5;
+			}
+			break;
+		default:
+			strlcpy(out->detail, "role has a plain-text password, which pgbun cannot use",
+					sizeof(out->detail));
+			break;
+	}
+	pfree(shadow);
+}
+
+static void
+read_database(Relation rel, HeapTuple tup, RoleInfo *out)
+{
+	out->db_exists = true;
+	out->db_allows_conn = ((Form_pg_database) GETSTRUCT(tup))->datallowconn;
+}
+
+static void
+lookup_in_transaction(const char *user, const char *database, RoleInfo *out)
+{
+	scan_by_name(AuthIdRelationId, Anum_pg_authid_rolname, user, read_role, out);
+	scan_by_name(DatabaseRelationId, Anum_pg_database_datname, database, read_database, out);
+}
+
+bool
+auth_lookup(const char *user, const char *database, RoleInfo *out)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	memset(out, 0, sizeof(*out));
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		lookup_in_transaction(user, database, out);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	return ok;
+}
+
+bool
+auth_md5_response(const char *md5_verifier, const uint8 salt[4], char *out)
+{
+	char		buf[32 + 4];
+
+	/* the verifier is "md5" + md5(password || user); the client hashed it again with the salt */
+	memcpy(buf, md5_verifier + 3, 32);
+	memcpy(buf + 32, salt, 4);
+	out[0] = 'm';
+	out[1] = 'd';
+	out[2] = '5';
+	return pgbun_md5_hex(buf, sizeof(buf), out + 3);
+}
+
+const uint8 *
+auth_mock_nonce(int *len)
+{
+	*len = MOCK_AUTH_NONCE_LEN;
+	return (const uint8 *) GetMockAuthenticationNonce();
+}

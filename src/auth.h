@@ -1,0 +1,43 @@
+/*
+ * auth.h - what pgbun knows about a role when it logs in, read from the local
+ * server's catalogs (pg_authid, pg_database), and the md5 arithmetic.
+ */
+#ifndef PGBUN_AUTH_H
+#define PGBUN_AUTH_H
+
+#include "postgres.h"
+
+#include "scram.h"
+
+typedef enum VerifierType
+{
+	VERIFIER_NONE = 0,			/* no role, no password, or expired (rolvaliduntil) */
+	VERIFIER_MD5,
+	VERIFIER_SCRAM,
+} VerifierType;
+
+typedef struct RoleInfo
+{
+	bool		role_exists;
+	bool		can_login;
+	bool		db_exists;
+	bool		db_allows_conn;
+	VerifierType verifier_type;
+	ScramSecret scram;
+	char		md5[36];		/* "md5" + 32 hex */
+	char		detail[128];	/* for the server log only (never sent to the client) */
+} RoleInfo;
+
+/*
+ * Look the role and database up in a short transaction. Never throws: an
+ * internal error is logged and reported as false.
+ */
+extern bool auth_lookup(const char *user, const char *database, RoleInfo *out);
+
+/* "md5" + md5(hex_of_stored_hash_without_prefix + salt): the answer to an md5 challenge. */
+extern bool auth_md5_response(const char *md5_verifier, const uint8 salt[4], char *out /* 36 */ );
+
+/* The cluster's mock-authentication nonce (for scram_mock_secret). */
+extern const uint8 *auth_mock_nonce(int *len);
+
+#endif							/* PGBUN_AUTH_H */

@@ -1,0 +1,30 @@
+/*
+ * params.h - session parameters that follow a client from server to server.
+ *
+ * A parameter set is a packed block "name\0value\0...": the client's wanted
+ * values (startup packet, later ParameterStatus), a server's reported values,
+ * and a pool's welcome set. When a server is linked to a client whose tracked
+ * values differ, the pooler sends SET commands first (params_build_set_sql).
+ */
+#ifndef PGBUN_PARAMS_H
+#define PGBUN_PARAMS_H
+
+#include "postgres.h"
+
+/* Canonical name if this startup/ParameterStatus name is tracked, else NULL. */
+extern const char *params_tracked_name(const char *name);
+/* Value of name in a block, or NULL. */
+extern const char *params_get(const char *block, uint16 len, const char *name);
+/* Set name=value in a malloc'd block (replacing an old value). false on OOM/too big. */
+extern bool params_set(char **block, uint16 *len, const char *name, const char *value);
+/*
+ * SQL that brings a server with values `have` to the client's `want`
+ * (falling back to the pool's `defaults` for names the client never set).
+ * Returns the length written (0: nothing to do), -1 if it does not fit.
+ */
+extern int	params_build_set_sql(const char *want, uint16 want_len,
+								 const char *have, uint16 have_len,
+								 const char *defaults, uint16 defaults_len,
+								 char *out, int outcap);
+
+#endif							/* PGBUN_PARAMS_H */

@@ -1,0 +1,87 @@
+/*
+ * poll.c - epoll implementation of poll.h.
+ */
+#include "postgres.h"
+
+#include <errno.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "poll.h"
+
+#define POLL_BATCH 256
+
+static int	epoll_fd = -1;
+
+int
+poll_init(void)
+{
+	epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	return epoll_fd;
+}
+
+void
+poll_close(void)
+{
+	if (epoll_fd >= 0)
+		close(epoll_fd);
+	epoll_fd = -1;
+}
+
+int
+poll_fd(void)
+{
+	return epoll_fd;
+}
+
+static int
+poll_add(int fd, IoObj *obj, uint32_t events)
+{
+	struct epoll_event ev;
+
+	ev.events = events;
+	ev.data.ptr = obj;
+	return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+int
+poll_add_conn(int fd, IoObj *obj)
+{
+	return poll_add(fd, obj, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+}
+
+int
+poll_add_listener(int fd, IoObj *obj)
+{
+	return poll_add(fd, obj, EPOLLIN);
+}
+
+void
+poll_remove(int fd)
+{
+	/* Closing the fd removes it too; explicit removal keeps stale events out of this turn. */
+	(void) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+}
+
+int
+poll_wait(PollEvent *events, int max, int timeout_ms)
+{
+	struct epoll_event raw[POLL_BATCH];
+	int			n;
+
+	if (max > POLL_BATCH)
+		max = POLL_BATCH;
+	n = epoll_wait(epoll_fd, raw, max, timeout_ms);
+	if (n < 0)
+		return (errno == EINTR) ? 0 : -1;
+	for (int i = 0; i < n; i++)
+	{
+		uint32_t	e = raw[i].events;
+
+		events[i].obj = raw[i].data.ptr;
+		events[i].events = ((e & EPOLLIN) ? PEV_IN : 0) |
+			((e & EPOLLOUT) ? PEV_OUT : 0) |
+			((e & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) ? PEV_HUP : 0);
+	}
+	return n;
+}

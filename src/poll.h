@@ -1,0 +1,50 @@
+/*
+ * poll.h - the inner readiness set every client/server socket lives in.
+ *
+ * Linux epoll today; the interface is small so kqueue can follow. Sockets are
+ * registered once, edge-triggered for both directions, and never re-armed per
+ * message: the owners read/write until EAGAIN. Listeners are level-triggered
+ * so an accept burst can be spread over several loop turns.
+ */
+#ifndef PGBUN_POLL_H
+#define PGBUN_POLL_H
+
+#include <stdint.h>
+
+/* Every object registered carries this header first; data.ptr points at it. */
+typedef enum IoKind
+{
+	IO_LISTENER = 1,
+	IO_CLIENT,
+	IO_SERVER,
+	IO_CANCEL,
+} IoKind;
+
+typedef struct IoObj
+{
+	IoKind		kind;
+} IoObj;
+
+#define PEV_IN		0x1
+#define PEV_OUT	0x2
+#define PEV_HUP	0x4			/* error or hang-up: the owner reads to find out which */
+
+typedef struct PollEvent
+{
+	IoObj	   *obj;
+	uint32_t	events;
+} PollEvent;
+
+/* Returns the epoll fd, or -1 with errno set. */
+extern int	poll_init(void);
+extern void poll_close(void);
+extern int	poll_fd(void);
+/* Register a connection socket (edge-triggered IN|OUT). 0 or -1/errno. */
+extern int	poll_add_conn(int fd, IoObj *obj);
+/* Register a listening socket (level-triggered IN). */
+extern int	poll_add_listener(int fd, IoObj *obj);
+extern void poll_remove(int fd);
+/* Fetch ready events without blocking (timeout_ms 0) or with a timeout. */
+extern int	poll_wait(PollEvent *events, int max, int timeout_ms);
+
+#endif							/* PGBUN_POLL_H */

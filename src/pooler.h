@@ -1,0 +1,164 @@
+/*
+ * pooler.h - the objects of one worker's pooler: clients, servers, pools.
+ *
+ * Each client and server is in exactly one state, and each state is one list
+ * (of its pool, or of the worker for logins); client_set_state() and
+ * server_set_state() are the only ways to move, and they also publish the
+ * state to the connection's shared-memory slot. Objects are freed only at the
+ * end of a loop turn (the "closed" lists), so no event in the same turn can
+ * touch freed memory.
+ */
+#ifndef PGBUN_POOLER_H
+#define PGBUN_POOLER_H
+
+#include "postgres.h"
+
+#include <sys/socket.h>
+
+#include "lib/ilist.h"
+#include "datatype/timestamp.h"
+
+#include "poll.h"
+#include "sbuf.h"
+#include "shmem.h"
+
+struct Pool;
+struct Server;
+struct AuthState;
+
+typedef struct Client
+{
+	IoObj		io;				/* IO_CLIENT; first member */
+	SBuf		sb;
+	dlist_node	node;			/* on the list of its state */
+	dlist_node	busy_node;		/* on W->busy_clients while in_busy */
+	bool		in_busy;
+	ClientState state;
+	bool		closed;			/* on the closed list, freed at turn end */
+	bool		unix_socket;
+	struct Pool *pool;			/* NULL until login succeeds */
+	struct Server *link;		/* linked server or NULL */
+	int			slot;			/* shared-memory slot, -1 if none */
+	uint32		cancel_pid;		/* the BackendKeyData pgbun gave this client */
+	uint32		cancel_key;
+	TimestampTz connect_time;
+	TimestampTz request_time;	/* last message from the client */
+	TimestampTz wait_start;		/* when it started waiting for a server, 0 if not */
+	char	   *params;			/* startup parameters kept for the session: name\0value\0...\0 */
+	uint16		params_len;
+	struct AuthState *auth;		/* only during login */
+	char		tx_status;		/* last ReadyForQuery status it saw */
+} Client;
+
+typedef struct Server
+{
+	IoObj		io;				/* IO_SERVER; first member */
+	SBuf		sb;
+	dlist_node	node;
+	ServerState state;
+	bool		closed;
+	bool		connecting;		/* non-blocking connect() in progress */
+	struct Pool *pool;
+	Client	   *link;
+	int			slot;
+	uint32		be_pid;			/* the backend's real BackendKeyData */
+	uint32		be_key;
+	TimestampTz connect_time;
+	TimestampTz last_used;		/* last release (idle timeout) */
+	TimestampTz query_start;	/* stats: current query, 0 if none */
+	TimestampTz xact_start;		/* stats: current transaction, 0 if none */
+	char		tx_status;		/* last ReadyForQuery status */
+	bool		busy;			/* client bytes sent since the last ReadyForQuery */
+	int			hidden_rfq;		/* ReadyForQuery answers to swallow (pooler's own queries) */
+	bool		hidden_error;	/* one of the pooler's own queries failed */
+	char	   *params;			/* tracked parameter values as the server reported them */
+	uint16		params_len;
+	struct ScramClient *scram;	/* only during login */
+	bool		welcome_done;	/* ParameterStatus collection finished */
+} Server;
+
+typedef struct Pool
+{
+	dlist_node	node;			/* in the worker's pool list */
+	int			slot;			/* pool slot in shared memory */
+	char		database[NAMEDATALEN];
+	char		user[NAMEDATALEN];
+	/* client lists by state */
+	dlist_head	active_clients;
+	dlist_head	waiting_clients;	/* FIFO */
+	dlist_head	waitlogin_clients;
+	/* server lists by state */
+	dlist_head	login_servers;
+	dlist_head	idle_servers;	/* LIFO: hot connections first */
+	dlist_head	active_servers;
+	dlist_head	used_servers;	/* SV_USED and SV_TESTED */
+	int			n_servers;		/* this worker's, all states */
+	bool		paused;
+	/* ParameterStatus of a fresh server, sent to every new client */
+	char	   *welcome;		/* name\0value\0... */
+	uint16		welcome_len;
+	/* credentials to log in to the server as this user */
+	bool		have_scram_keys;
+	uint8		client_key[32];
+	uint8		server_key[32];
+	char	   *md5_verifier;	/* "md5..." from pg_authid, or NULL */
+	TimestampTz last_login_failure;
+	uint8	   *login_error;	/* the server's last login ErrorResponse (whole message) */
+	uint32		login_error_len;
+} Pool;
+
+/* The worker's loop-wide state other modules read. */
+typedef struct WorkerState
+{
+	int			id;				/* worker number */
+	TimestampTz now;			/* refreshed once per loop turn */
+	bool		shutting_down;
+	dlist_head	pools;
+	dlist_head	login_clients;	/* CL_LOGIN, all pools */
+	dlist_head	closed_clients; /* freed at turn end */
+	dlist_head	closed_servers;
+	dlist_head	busy_clients;	/* yielded mid-pump: resume next turn */
+	int			n_clients;
+	/* where server connections go */
+	struct sockaddr_storage server_addr;
+	socklen_t	server_addr_len;
+	char		server_addr_text[PGBUN_ADDR_LEN];
+	int			server_port;
+} WorkerState;
+
+extern WorkerState *W;
+
+/* client.c */
+extern void client_accept(int listen_fd, bool unix_socket);
+extern void client_on_event(Client *c, uint32 events);
+extern void client_set_state(Client *c, ClientState st);
+extern void client_close(Client *c, const char *sqlstate, const char *fmt,...) pg_attribute_printf(3, 4);
+extern void client_server_ready(Client *c);
+extern void client_login_finished(Client *c);
+extern void client_pump_in(Client *c);
+extern void client_publish(Client *c);
+extern void client_free(Client *c);
+extern const char *client_param(Client *c, const char *name);
+extern bool client_send_error(Client *c, bool fatal, const char *sqlstate, const char *msg);
+
+/* server.c */
+extern Server *server_launch(struct Pool *pool);
+extern void server_on_event(Server *s, uint32 events);
+extern void server_set_state(Server *s, ServerState st);
+extern void server_close(Server *s, const char *reason);
+extern void server_link(Server *s, Client *c);
+extern void server_release(Server *s);
+extern void server_pump_out(Server *s);
+extern void server_free(Server *s);
+
+/* pool.c */
+extern struct Pool *pool_get(const char *database, const char *user);
+extern void pool_request_server(struct Pool *pool, Client *c);
+extern void pool_server_available(struct Pool *pool, Server *s);
+extern void pool_server_login_failed(struct Pool *pool, const uint8 *err, uint32 len);
+extern void pool_janitor(void);
+extern void pool_apply_pause(void);
+extern bool pool_can_open_server(struct Pool *pool);
+extern void pool_kick_waiting(struct Pool *pool);
+
+#endif							/* PGBUN_POOLER_H */

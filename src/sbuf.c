@@ -1,0 +1,401 @@
+/*
+ * sbuf.c - buffered non-blocking socket I/O and the message pump (sbuf.h).
+ */
+#include "postgres.h"
+
+#include <errno.h>
+#include <unistd.h>
+#include <sys/socket.h>
+
+#include "sbuf.h"
+
+/* Keep a few free buffers around; beyond that give memory back. */
+#define SBUF_POOL_KEEP 64
+/* Reads per pump call before yielding so one busy socket cannot starve the rest. */
+#define SBUF_FAIR_READS 8
+
+typedef struct FreeBuf
+{
+	struct FreeBuf *next;
+} FreeBuf;
+
+static FreeBuf *free_bufs = NULL;
+static int	n_free_bufs = 0;
+static int	n_bufs_in_use = 0;
+
+static uint8 *
+buf_get(void)
+{
+	uint8	   *b;
+
+	if (free_bufs)
+	{
+		b = (uint8 *) free_bufs;
+		free_bufs = free_bufs->next;
+		n_free_bufs--;
+	}
+	else
+		b = malloc(SBUF_SIZE);
+	if (b)
+		n_bufs_in_use++;
+	return b;
+}
+
+static void
+buf_put(uint8 *b)
+{
+	n_bufs_in_use--;
+	if (n_free_bufs < SBUF_POOL_KEEP)
+	{
+		FreeBuf    *f = (FreeBuf *) b;
+
+		f->next = free_bufs;
+		free_bufs = f;
+		n_free_bufs++;
+	}
+	else
+		free(b);
+}
+
+int
+sbuf_buffers_in_use(void)
+{
+	return n_bufs_in_use;
+}
+
+void
+sbuf_init(SBuf *s, int fd)
+{
+	memset(s, 0, sizeof(*s));
+	s->fd = fd;
+	s->decided = -1;
+}
+
+/* Give the input buffer back once everything in it has been dealt with. */
+static void
+release_in_if_empty(SBuf *s)
+{
+	if (s->in && s->send_pos == s->in_end && s->parse_pos == s->in_end && s->decided < 0)
+	{
+		buf_put(s->in);
+		s->in = NULL;
+		s->send_pos = s->send_end = s->parse_pos = s->in_end = 0;
+	}
+}
+
+void
+sbuf_close(SBuf *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	if (s->in)
+		buf_put(s->in);
+	if (s->out)
+		buf_put(s->out);
+	s->in = s->out = NULL;
+}
+
+/* Make room at the end of the input buffer, keeping bytes still needed. */
+static bool
+make_room(SBuf *s)
+{
+	uint32		keep_from = s->send_pos;
+
+	if (!s->in)
+	{
+		s->in = buf_get();
+		if (!s->in)
+			return false;
+		s->send_pos = s->send_end = s->parse_pos = s->in_end = 0;
+		return true;
+	}
+	if (s->send_pos == s->in_end)
+	{
+		s->send_pos = s->send_end = s->parse_pos = s->in_end = 0;
+		return true;
+	}
+	if (s->in_end < SBUF_SIZE || keep_from == 0)
+		return s->in_end < SBUF_SIZE;
+	memmove(s->in, s->in + keep_from, s->in_end - keep_from);
+	s->send_end -= keep_from;
+	s->parse_pos -= keep_from;
+	s->in_end -= keep_from;
+	s->send_pos = 0;
+	return true;
+}
+
+int
+sbuf_fill(SBuf *s)
+{
+	ssize_t		n;
+
+	if (!make_room(s))
+		return s->in ? -3 : -2;
+	n = read(s->fd, s->in + s->in_end, SBUF_SIZE - s->in_end);
+	if (n > 0)
+	{
+		s->in_end += n;
+		return (int) n;
+	}
+	if (n == 0)
+		return -1;
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+	{
+		release_in_if_empty(s);
+		return 0;
+	}
+	return -2;
+}
+
+void
+sbuf_consume(SBuf *s, uint32 n)
+{
+	s->parse_pos += n;
+	s->send_pos = s->send_end = s->parse_pos;
+	release_in_if_empty(s);
+}
+
+bool
+sbuf_out_begin(SBuf *s, ProtoBuf *pb)
+{
+	if (!s->out)
+	{
+		s->out = buf_get();
+		if (!s->out)
+			return false;
+		s->out_pos = s->out_end = 0;
+	}
+	else if (s->out_pos == s->out_end)
+		s->out_pos = s->out_end = 0;
+	proto_buf_init(pb, s->out + s->out_end, SBUF_SIZE - s->out_end);
+	return true;
+}
+
+void
+sbuf_out_commit(SBuf *s, ProtoBuf *pb)
+{
+	s->out_end += pb->len;
+}
+
+bool
+sbuf_queue(SBuf *s, const void *data, uint32 len)
+{
+	ProtoBuf	pb;
+
+	if (!sbuf_out_begin(s, &pb) || len > pb.cap)
+		return false;
+	memcpy(pb.data, data, len);
+	pb.len = len;
+	sbuf_out_commit(s, &pb);
+	return true;
+}
+
+/* Write n bytes until done or the socket is full: bytes written, or -1 on error. */
+static ssize_t
+write_some(int fd, const uint8 *data, size_t n)
+{
+	size_t		done = 0;
+
+	while (done < n)
+	{
+		ssize_t		w = send(fd, data + done, n - done, MSG_NOSIGNAL);
+
+		if (w > 0)
+			done += w;
+		else if (w < 0 && errno == EINTR)
+			continue;
+		else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		else
+			return -1;
+	}
+	return (ssize_t) done;
+}
+
+int
+sbuf_flush_out(SBuf *s)
+{
+	ssize_t		w;
+
+	if (!s->out)
+		return 1;
+	w = write_some(s->fd, s->out + s->out_pos, s->out_end - s->out_pos);
+	if (w < 0)
+		return -1;
+	s->out_pos += w;
+	if (s->out_pos < s->out_end)
+		return 0;
+	buf_put(s->out);
+	s->out = NULL;
+	s->out_pos = s->out_end = 0;
+	return 1;
+}
+
+/*
+ * Apply a non-forward action to the complete (or streaming) message at
+ * parse_pos; only called with nothing pending before it.
+ */
+static void
+drop_message(SBuf *s, uint32 size, uint32 avail)
+{
+	s->parse_pos += avail;
+	s->send_pos = s->send_end = s->parse_pos;
+	s->pkt_remain = size - avail;
+	s->pkt_skip = true;
+}
+
+PumpResult
+sbuf_pump(SBuf *src, SBuf *dst, uint32 max_packet, SBufHandler handler, void *owner,
+		  uint64 *bytes_read, uint64 *bytes_written)
+{
+	int			reads = 0;
+
+	for (;;)
+	{
+		bool		stop_after_flush = false;
+
+		/* 1. Flush: pooler-made bytes to dst first, then committed forward bytes. */
+		if (dst && sbuf_out_pending(dst))
+		{
+			int			r = sbuf_flush_out(dst);
+
+			if (r < 0)
+				return PUMP_DST_ERROR;
+			if (r == 0)
+				return PUMP_WAIT_WRITE;
+		}
+		if (src->send_pos < src->send_end)
+		{
+			ssize_t		w = write_some(dst->fd, src->in + src->send_pos, src->send_end - src->send_pos);
+
+			if (w < 0)
+				return PUMP_DST_ERROR;
+			src->send_pos += w;
+			*bytes_written += w;
+			if (src->send_pos < src->send_end)
+				return PUMP_WAIT_WRITE;
+		}
+
+		/* 2. Frame what is buffered. */
+		while (src->parse_pos < src->in_end && !stop_after_flush)
+		{
+			ProtoHeader hdr;
+			uint32		size;
+			uint32		avail;
+			PktAction	action;
+
+			if (src->pkt_remain > 0)
+			{
+				uint32		n = Min(src->pkt_remain, src->in_end - src->parse_pos);
+
+				if (src->pkt_skip)
+				{
+					if (src->send_pos != src->send_end)
+						break;
+					src->parse_pos += n;
+					src->send_pos = src->send_end = src->parse_pos;
+				}
+				else
+				{
+					src->parse_pos += n;
+					src->send_end = src->parse_pos;
+				}
+				src->pkt_remain -= n;
+				continue;
+			}
+
+			switch (proto_parse_header(src->in + src->parse_pos, src->in_end - src->parse_pos,
+									   max_packet, &hdr))
+			{
+				case PROTO_INCOMPLETE:
+					goto need_read;
+				case PROTO_BAD_LENGTH:
+					src->error = "invalid message length";
+					return PUMP_SRC_ERROR;
+				case PROTO_OK:
+					break;
+			}
+			size = (uint32) proto_msg_size(&hdr);
+			avail = Min(size, src->in_end - src->parse_pos);
+
+			if (src->decided >= 0)
+			{
+				action = (PktAction) src->decided;
+				src->decided = -1;
+			}
+			else
+				action = handler(owner, &hdr, src->in + src->parse_pos, avail);
+
+			switch (action)
+			{
+				case PKT_FORWARD:
+					if (src->send_pos == src->send_end)
+						src->send_pos = src->send_end = src->parse_pos;
+					src->parse_pos += avail;
+					src->send_end = src->parse_pos;
+					src->pkt_remain = size - avail;
+					src->pkt_skip = false;
+					break;
+				case PKT_NEED_FULL:
+					if (size > SBUF_SIZE)
+					{
+						src->error = "message too large for the pooler to read";
+						return PUMP_SRC_ERROR;
+					}
+					goto need_read;
+				case PKT_STOP:
+					stop_after_flush = true;
+					break;
+				case PKT_SKIP:
+				case PKT_CONSUME:
+				case PKT_CLOSE:
+					if (src->send_pos != src->send_end)
+					{
+						/* Earlier forwarded bytes must reach dst before this takes effect. */
+						src->decided = (int8) action;
+						stop_after_flush = true;
+						break;
+					}
+					if (action == PKT_CLOSE)
+						return PUMP_CLOSE;
+					if (action == PKT_CONSUME)
+					{
+						Assert(avail == size);
+						src->parse_pos += size;
+						src->send_pos = src->send_end = src->parse_pos;
+					}
+					else
+						drop_message(src, size, avail);
+					break;
+			}
+		}
+
+		if (src->send_pos < src->send_end || src->decided >= 0)
+			continue;			/* flush first */
+		if (stop_after_flush)
+			return PUMP_STOPPED;
+
+need_read:
+		if (src->send_pos < src->send_end)
+			continue;
+		if (++reads > SBUF_FAIR_READS)
+			return PUMP_YIELD;
+		{
+			int			r = sbuf_fill(src);
+
+			if (r > 0)
+			{
+				*bytes_read += r;
+				continue;
+			}
+			if (r == 0)
+				return PUMP_IDLE;
+			if (r == -1)
+				return PUMP_EOF;
+			src->error = (r == -3) ? "message too large for the pooler to read" :
+				"could not read from socket";
+			return PUMP_SRC_ERROR;
+		}
+	}
+}

@@ -1,0 +1,104 @@
+/*
+ * sbuf.h - non-blocking buffered socket I/O between a client and a server.
+ *
+ * The input buffer of one side doubles as the send queue to the other side
+ * (no copy): sbuf_pump() reads from src, frames messages with proto.c, asks
+ * a handler what to do with each one, and writes runs of forwarded messages
+ * to dst in one write. A message larger than the buffer is streamed through;
+ * only messages the pooler must read (NEED_FULL) have to fit.
+ *
+ * Buffers come from a per-worker pool and are taken only while data flows:
+ * an idle connection holds no buffer at all.
+ */
+#ifndef PGBUN_SBUF_H
+#define PGBUN_SBUF_H
+
+#include "postgres.h"
+
+#include "proto.h"
+
+#define SBUF_SIZE (16 * 1024)
+
+typedef struct SBuf
+{
+	int			fd;
+	uint8	   *in;				/* pooled buffer or NULL */
+	uint32		send_pos;		/* next byte to write to the peer */
+	uint32		send_end;		/* end of the bytes committed for forwarding */
+	uint32		parse_pos;		/* next byte not yet framed */
+	uint32		in_end;			/* end of bytes read */
+	uint32		pkt_remain;		/* bytes of the current message still to arrive */
+	bool		pkt_skip;		/* ... and they are dropped, not forwarded */
+	int8		decided;		/* action waiting for a flush, -1 if none */
+	uint8	   *out;			/* pooler-made bytes for this socket, or NULL */
+	uint32		out_pos;
+	uint32		out_end;
+	const char *error;			/* why the last pump failed (static text) */
+} SBuf;
+
+typedef enum PktAction
+{
+	PKT_FORWARD = 0,			/* pass the message to dst */
+	PKT_SKIP,					/* drop it (may still be arriving) */
+	PKT_CONSUME,				/* the handler used the complete message */
+	PKT_NEED_FULL,				/* call again when the whole message is buffered */
+	PKT_STOP,					/* leave it; return PUMP_STOPPED (handler must have no side effect) */
+	PKT_CLOSE,					/* drop it and return PUMP_CLOSE */
+} PktAction;
+
+/*
+ * Called once per message at its header. msg points at the type byte; avail
+ * bytes of the message are buffered (avail == proto_msg_size(hdr) when it is
+ * complete).
+ */
+typedef PktAction (*SBufHandler) (void *owner, const ProtoHeader *hdr,
+								  const uint8 *msg, uint32 avail);
+
+typedef enum PumpResult
+{
+	PUMP_IDLE,					/* src has nothing more to read now */
+	PUMP_WAIT_WRITE,			/* dst cannot take more now */
+	PUMP_YIELD,					/* did a fair share; call again next turn */
+	PUMP_STOPPED,				/* handler returned PKT_STOP */
+	PUMP_CLOSE,					/* handler returned PKT_CLOSE */
+	PUMP_EOF,					/* src closed */
+	PUMP_SRC_ERROR,				/* src failed or broke the protocol (see src->error) */
+	PUMP_DST_ERROR,				/* writing to dst failed */
+} PumpResult;
+
+extern void sbuf_init(SBuf *s, int fd);
+/* Close the socket and give back buffers. */
+extern void sbuf_close(SBuf *s);
+extern PumpResult sbuf_pump(SBuf *src, SBuf *dst, uint32 max_packet, SBufHandler handler,
+							void *owner, uint64 *bytes_read, uint64 *bytes_written);
+
+/* Startup-phase helpers: read what is available; bytes between parse_pos and in_end. */
+extern int	sbuf_fill(SBuf *s);	/* >0 read, 0 nothing now, -1 EOF, -2 error, -3 buffer full */
+extern void sbuf_consume(SBuf *s, uint32 n);
+static inline uint32
+sbuf_unparsed(const SBuf *s)
+{
+	return s->in_end - s->parse_pos;
+}
+static inline bool
+sbuf_has_pending_forward(const SBuf *s)
+{
+	return s->send_pos < s->send_end || s->pkt_remain > 0 || s->decided >= 0;
+}
+
+/* Pooler-made output: reserve space as a ProtoBuf, commit what was built. */
+extern bool sbuf_out_begin(SBuf *s, ProtoBuf *pb);
+extern void sbuf_out_commit(SBuf *s, ProtoBuf *pb);
+extern bool sbuf_queue(SBuf *s, const void *data, uint32 len);
+/* 1 all written, 0 would block, -1 error. */
+extern int	sbuf_flush_out(SBuf *s);
+static inline bool
+sbuf_out_pending(const SBuf *s)
+{
+	return s->out != NULL && s->out_pos < s->out_end;
+}
+
+/* Buffer pool accounting (for logs). */
+extern int	sbuf_buffers_in_use(void);
+
+#endif							/* PGBUN_SBUF_H */

@@ -1,0 +1,406 @@
+/*
+ * scram.c - SCRAM-SHA-256 exchanges for pgbun (see scram.h).
+ */
+#include "postgres.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/crypto.h>
+
+#include "common/base64.h"
+
+#include "compat.h"
+#include "scram.h"
+
+#define SCRAM_NONCE_RAW 18
+
+static bool
+sha256(const void *data, size_t len, uint8_t *out)
+{
+	unsigned int outlen = 0;
+
+	return EVP_Digest(data, len, out, &outlen, EVP_sha256(), NULL) == 1 && outlen == SCRAM_KEY_BYTES;
+}
+
+static bool
+hmac256(const uint8_t *key, const void *data, size_t len, uint8_t *out)
+{
+	unsigned int outlen = 0;
+
+	return HMAC(EVP_sha256(), key, SCRAM_KEY_BYTES, data, len, out, &outlen) != NULL &&
+		outlen == SCRAM_KEY_BYTES;
+}
+
+bool
+pgbun_md5_hex(const void *data, size_t len, char *hex_out)
+{
+	uint8_t		d[16];
+	unsigned int outlen = 0;
+	static const char hex[] = "0123456789abcdef";
+
+	if (EVP_Digest(data, len, d, &outlen, EVP_md5(), NULL) != 1 || outlen != 16)
+		return false;
+	for (int i = 0; i < 16; i++)
+	{
+		hex_out[2 * i] = hex[d[i] >> 4];
+		hex_out[2 * i + 1] = hex[d[i] & 15];
+	}
+	hex_out[32] = '\0';
+	return true;
+}
+
+/* Decode base64 into exactly want bytes; false on anything else. */
+static bool
+b64_decode_exact(const char *src, int len, uint8_t *dst, int want)
+{
+	char		tmp[128];
+	int			n;
+
+	if (len <= 0 || pg_b64_dec_len(len) > (int) sizeof(tmp))
+		return false;
+	n = pgbun_b64_decode(src, len, tmp, sizeof(tmp));
+	if (n != want)
+		return false;
+	memcpy(dst, tmp, want);
+	return true;
+}
+
+static int
+b64_encode(const uint8_t *src, int len, char *dst, int dstcap)
+{
+	int			n;
+
+	if (pg_b64_enc_len(len) + 1 > dstcap)
+		return -1;
+	n = pgbun_b64_encode(src, len, dst, dstcap);
+	if (n < 0)
+		return -1;
+	dst[n] = '\0';
+	return n;
+}
+
+bool
+scram_parse_secret(const char *v, ScramSecret *out)
+{
+	const char *p;
+	const char *salt;
+	const char *keys;
+	const char *colon;
+	char	   *end;
+	long		iter;
+
+	if (strncmp(v, "SCRAM-SHA-256$", 14) != 0)
+		return false;
+	p = v + 14;
+	iter = strtol(p, &end, 10);
+	if (end == p || *end != ':' || iter <= 0 || iter > INT_MAX)
+		return false;
+	salt = end + 1;
+	keys = strchr(salt, '$');
+	if (!keys || keys - salt >= SCRAM_SALT_B64_MAX || keys == salt)
+		return false;
+	memcpy(out->salt_b64, salt, keys - salt);
+	out->salt_b64[keys - salt] = '\0';
+	keys++;
+	colon = strchr(keys, ':');
+	if (!colon)
+		return false;
+	if (!b64_decode_exact(keys, colon - keys, out->stored_key, SCRAM_KEY_BYTES) ||
+		!b64_decode_exact(colon + 1, strlen(colon + 1), out->server_key, SCRAM_KEY_BYTES))
+		return false;
+	out->iterations = (int) iter;
+	return true;
+}
+
+void
+scram_mock_secret(const char *username, const uint8_t *mock_nonce, int nonce_len, ScramSecret *out)
+{
+	uint8_t		buf[NAMEDATALEN + 64];
+	uint8_t		digest[SCRAM_KEY_BYTES];
+	size_t		ulen = strnlen(username, NAMEDATALEN);
+
+	/* Salt derived from the name and a cluster secret: stable per role, like a real one. */
+	memcpy(buf, username, ulen);
+	memcpy(buf + ulen, mock_nonce, Min(nonce_len, 64));
+	if (!sha256(buf, ulen + Min(nonce_len, 64), digest))
+		memset(digest, 0, sizeof(digest));
+	b64_encode(digest, 16, out->salt_b64, sizeof(out->salt_b64));
+	out->iterations = SCRAM_DEFAULT_ITERATIONS;
+	pg_strong_random(out->stored_key, SCRAM_KEY_BYTES);
+	pg_strong_random(out->server_key, SCRAM_KEY_BYTES);
+}
+
+/* Printable per RFC 5802 for nonces: %x21-2B / %x2D-7E. */
+static bool
+valid_nonce(const char *s, int len)
+{
+	if (len <= 0)
+		return false;
+	for (int i = 0; i < len; i++)
+		if (s[i] < 0x21 || s[i] > 0x7E || s[i] == ',')
+			return false;
+	return true;
+}
+
+int
+scram_server_first(ScramServer *st, const char *msg, int len, char *out, int outcap, const char **err)
+{
+	const char *end = msg + len;
+	const char *p = msg;
+	const char *bare;
+	const char *n_attr;
+	const char *r_attr;
+	const char *r_end;
+	uint8_t		raw[SCRAM_NONCE_RAW];
+	char		snonce[64];
+	int			n;
+
+	*err = "malformed SCRAM message";
+	if (len <= 0 || len >= SCRAM_MSG_MAX || memchr(msg, '\0', len))
+		return -1;
+	/* gs2-cbind-flag */
+	if (*p == 'p')
+	{
+		*err = "channel binding is not supported by this pgbun connection";
+		return -1;
+	}
+	if (*p != 'n' && *p != 'y')
+		return -1;
+	p++;
+	if (p >= end || *p != ',')
+		return -1;
+	p++;
+	if (p < end && *p == 'a')
+	{
+		*err = "client uses authorization identity, which is not supported";
+		return -1;
+	}
+	if (p >= end || *p != ',')
+		return -1;
+	p++;
+	if (p - msg >= (int) sizeof(st->gs2_header))
+		return -1;
+	memcpy(st->gs2_header, msg, p - msg);
+	st->gs2_header[p - msg] = '\0';
+
+	bare = p;
+	if (end - p >= 2 && p[0] == 'm' && p[1] == '=')
+	{
+		*err = "client requires an unsupported SCRAM extension";
+		return -1;
+	}
+	/* n=username (ignored: the startup packet's user counts, as in PostgreSQL) */
+	if (end - p < 2 || p[0] != 'n' || p[1] != '=')
+		return -1;
+	n_attr = memchr(p, ',', end - p);
+	if (!n_attr)
+		return -1;
+	p = n_attr + 1;
+	if (end - p < 2 || p[0] != 'r' || p[1] != '=')
+		return -1;
+	r_attr = p + 2;
+	r_end = memchr(r_attr, ',', end - r_attr);
+	if (!r_end)
+		r_end = end;
+	if (!valid_nonce(r_attr, r_end - r_attr) || r_end - r_attr > 128)
+		return -1;
+
+	memcpy(st->client_first_bare, bare, end - bare);
+	st->client_first_bare[end - bare] = '\0';
+
+	if (!pg_strong_random(raw, sizeof(raw)) || b64_encode(raw, sizeof(raw), snonce, sizeof(snonce)) < 0)
+	{
+		*err = "could not generate a nonce";
+		return -1;
+	}
+	n = snprintf(st->nonce, sizeof(st->nonce), "%.*s%s", (int) (r_end - r_attr), r_attr, snonce);
+	if (n < 0 || n >= (int) sizeof(st->nonce))
+		return -1;
+	n = snprintf(st->server_first, sizeof(st->server_first), "r=%s,s=%s,i=%d",
+				 st->nonce, st->secret.salt_b64, st->secret.iterations);
+	if (n < 0 || n >= (int) sizeof(st->server_first) || n >= outcap)
+		return -1;
+	memcpy(out, st->server_first, n + 1);
+	return 1;
+}
+
+/* AuthMessage = client-first-bare "," server-first "," client-final-without-proof */
+static int
+build_auth_message(char *buf, int cap, const char *cfb, const char *sf, const char *cfwp, int cfwp_len)
+{
+	int			n = snprintf(buf, cap, "%s,%s,%.*s", cfb, sf, cfwp_len, cfwp);
+
+	return (n < 0 || n >= cap) ? -1 : n;
+}
+
+int
+scram_server_final(ScramServer *st, const char *msg, int len, char *out, int outcap,
+				   uint8_t *client_key_out, const char **err)
+{
+	const char *end = msg + len;
+	const char *proof_attr = NULL;
+	const char *p;
+	char		cbind_expected[128];
+	char		authmsg[3 * SCRAM_MSG_MAX];
+	int			alen;
+	uint8_t		proof[SCRAM_KEY_BYTES];
+	uint8_t		sig[SCRAM_KEY_BYTES];
+	uint8_t		key[SCRAM_KEY_BYTES];
+	uint8_t		stored[SCRAM_KEY_BYTES];
+	uint8_t		server_sig[SCRAM_KEY_BYTES];
+	char		sig_b64[64];
+	const char *r_start;
+	const char *r_end;
+	int			n;
+
+	*err = "malformed SCRAM message";
+	if (len <= 0 || len >= SCRAM_MSG_MAX || memchr(msg, '\0', len))
+		return -1;
+	/* c=base64(gs2-header), must match what the client said first */
+	if (b64_encode((const uint8_t *) st->gs2_header, strlen(st->gs2_header),
+				   cbind_expected, sizeof(cbind_expected)) < 0)
+		return -1;
+	if (end - msg < 2 || msg[0] != 'c' || msg[1] != '=')
+		return -1;
+	p = memchr(msg, ',', len);
+	if (!p || p - (msg + 2) != (int) strlen(cbind_expected) ||
+		memcmp(msg + 2, cbind_expected, p - (msg + 2)) != 0)
+	{
+		*err = "SCRAM channel binding check failed";
+		return -1;
+	}
+	p++;
+	if (end - p < 2 || p[0] != 'r' || p[1] != '=')
+		return -1;
+	r_start = p + 2;
+	r_end = memchr(r_start, ',', end - r_start);
+	if (!r_end)
+		return -1;
+	if (r_end - r_start != (int) strlen(st->nonce) || memcmp(r_start, st->nonce, r_end - r_start) != 0)
+	{
+		*err = "SCRAM nonce mismatch";
+		return -1;
+	}
+	/* the proof is the last attribute */
+	for (p = end - 1; p >= r_end; p--)
+		if (*p == ',' && end - p > 3 && p[1] == 'p' && p[2] == '=')
+		{
+			proof_attr = p;
+			break;
+		}
+	if (!proof_attr)
+		return -1;
+	if (!b64_decode_exact(proof_attr + 3, end - (proof_attr + 3), proof, SCRAM_KEY_BYTES))
+		return -1;
+
+	alen = build_auth_message(authmsg, sizeof(authmsg), st->client_first_bare, st->server_first,
+							  msg, proof_attr - msg);
+	if (alen < 0)
+		return -1;
+
+	/* ClientKey = ClientProof XOR HMAC(StoredKey, AuthMessage); check H(ClientKey) */
+	if (!hmac256(st->secret.stored_key, authmsg, alen, sig))
+	{
+		*err = "could not compute SCRAM signature";
+		return -1;
+	}
+	for (int i = 0; i < SCRAM_KEY_BYTES; i++)
+		key[i] = proof[i] ^ sig[i];
+	if (!sha256(key, SCRAM_KEY_BYTES, stored))
+		return -1;
+	if (CRYPTO_memcmp(stored, st->secret.stored_key, SCRAM_KEY_BYTES) != 0 || st->mock)
+		return 0;
+
+	if (!hmac256(st->secret.server_key, authmsg, alen, server_sig) ||
+		b64_encode(server_sig, SCRAM_KEY_BYTES, sig_b64, sizeof(sig_b64)) < 0)
+		return -1;
+	n = snprintf(out, outcap, "v=%s", sig_b64);
+	if (n < 0 || n >= outcap)
+		return -1;
+	memcpy(client_key_out, key, SCRAM_KEY_BYTES);
+	return 1;
+}
+
+bool
+scram_client_first(ScramClient *st, char *out, int outcap)
+{
+	uint8_t		raw[SCRAM_NONCE_RAW];
+	int			n;
+
+	if (!pg_strong_random(raw, sizeof(raw)) ||
+		b64_encode(raw, sizeof(raw), st->client_nonce, sizeof(st->client_nonce)) < 0)
+		return false;
+	/* PostgreSQL takes the user from the startup packet; the SCRAM name stays empty. */
+	n = snprintf(st->client_first_bare, sizeof(st->client_first_bare), "n=,r=%s", st->client_nonce);
+	if (n < 0 || n >= (int) sizeof(st->client_first_bare))
+		return false;
+	n = snprintf(out, outcap, "n,,%s", st->client_first_bare);
+	return n > 0 && n < outcap;
+}
+
+int
+scram_client_final(ScramClient *st, const char *sf, int len, char *out, int outcap, const char **err)
+{
+	char		server_first[SCRAM_MSG_MAX];
+	char		without_proof[SCRAM_MSG_MAX];
+	char		authmsg[3 * SCRAM_MSG_MAX];
+	uint8_t		stored[SCRAM_KEY_BYTES];
+	uint8_t		sig[SCRAM_KEY_BYTES];
+	uint8_t		proof[SCRAM_KEY_BYTES];
+	char		proof_b64[64];
+	const char *r_end;
+	int			wlen;
+	int			alen;
+	int			n;
+
+	*err = "malformed SCRAM message from server";
+	if (len <= 0 || len >= SCRAM_MSG_MAX || memchr(sf, '\0', len))
+		return -1;
+	memcpy(server_first, sf, len);
+	server_first[len] = '\0';
+	if (strncmp(server_first, "r=", 2) != 0)
+		return -1;
+	if (strncmp(server_first + 2, st->client_nonce, strlen(st->client_nonce)) != 0)
+	{
+		*err = "server's SCRAM nonce does not extend pgbun's";
+		return -1;
+	}
+	r_end = strchr(server_first, ',');
+	if (!r_end || strstr(r_end, ",s=") == NULL || strstr(r_end, ",i=") == NULL)
+		return -1;
+
+	/* c=biws is base64("n,,"): no channel binding on this leg */
+	wlen = snprintf(without_proof, sizeof(without_proof), "c=biws,r=%.*s",
+					(int) (r_end - (server_first + 2)), server_first + 2);
+	if (wlen < 0 || wlen >= (int) sizeof(without_proof))
+		return -1;
+	alen = build_auth_message(authmsg, sizeof(authmsg), st->client_first_bare, server_first,
+							  without_proof, wlen);
+	if (alen < 0)
+		return -1;
+	if (!sha256(st->client_key, SCRAM_KEY_BYTES, stored) ||
+		!hmac256(stored, authmsg, alen, sig) ||
+		!hmac256(st->server_key, authmsg, alen, st->expected_server_sig))
+	{
+		*err = "could not compute SCRAM proof";
+		return -1;
+	}
+	for (int i = 0; i < SCRAM_KEY_BYTES; i++)
+		proof[i] = st->client_key[i] ^ sig[i];
+	if (b64_encode(proof, SCRAM_KEY_BYTES, proof_b64, sizeof(proof_b64)) < 0)
+		return -1;
+	n = snprintf(out, outcap, "%s,p=%s", without_proof, proof_b64);
+	return (n > 0 && n < outcap) ? 1 : -1;
+}
+
+bool
+scram_client_verify_final(ScramClient *st, const char *msg, int len)
+{
+	uint8_t		got[SCRAM_KEY_BYTES];
+
+	if (len < 3 || msg[0] != 'v' || msg[1] != '=')
+		return false;
+	if (!b64_decode_exact(msg + 2, len - 2, got, SCRAM_KEY_BYTES))
+		return false;
+	return CRYPTO_memcmp(got, st->expected_server_sig, SCRAM_KEY_BYTES) == 0;
+}

@@ -1,0 +1,76 @@
+/*
+ * scram.h - SCRAM-SHA-256 (RFC 5802 / 7677) for both ends of pgbun.
+ *
+ * As the server side (a client logging in to pgbun) it checks the client's
+ * proof against the verifier stored in pg_authid and recovers the ClientKey;
+ * as the client side (pgbun logging in to a server) it answers with that
+ * ClientKey, so no password is ever known or stored ("pass-through").
+ *
+ * Everything works in fixed-size buffers inside the state structs and uses
+ * OpenSSL's one-shot digests: no palloc, no resource owners, no ERROR paths,
+ * so it is safe to call from the worker's event loop on hostile input.
+ */
+#ifndef PGBUN_SCRAM_H
+#define PGBUN_SCRAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define SCRAM_KEY_BYTES		32
+#define SCRAM_MSG_MAX		1024	/* longest SCRAM message pgbun accepts or builds */
+#define SCRAM_SALT_B64_MAX	128
+
+typedef struct ScramSecret
+{
+	int			iterations;
+	char		salt_b64[SCRAM_SALT_B64_MAX];
+	uint8_t		stored_key[SCRAM_KEY_BYTES];
+	uint8_t		server_key[SCRAM_KEY_BYTES];
+} ScramSecret;
+
+/* The pooler authenticating a client. */
+typedef struct ScramServer
+{
+	ScramSecret secret;
+	bool		mock;			/* no real verifier: go through the motions, then fail */
+	char		gs2_header[64];
+	char		client_first_bare[SCRAM_MSG_MAX];
+	char		server_first[SCRAM_MSG_MAX];
+	char		nonce[256];		/* client nonce + server nonce */
+} ScramServer;
+
+/* pgbun logging in to a server with a known ClientKey. */
+typedef struct ScramClient
+{
+	uint8_t		client_key[SCRAM_KEY_BYTES];
+	uint8_t		server_key[SCRAM_KEY_BYTES];
+	char		client_nonce[64];
+	char		client_first_bare[SCRAM_MSG_MAX];
+	uint8_t		expected_server_sig[SCRAM_KEY_BYTES];
+} ScramClient;
+
+/* Parse "SCRAM-SHA-256$iter:salt$StoredKey:ServerKey". */
+extern bool scram_parse_secret(const char *verifier, ScramSecret *out);
+/* A plausible secret for a role that has none (mock exchange, no user enumeration). */
+extern void scram_mock_secret(const char *username, const uint8_t *mock_nonce, int nonce_len,
+							  ScramSecret *out);
+
+/*
+ * Server side. Each returns 1 with the reply in out (NUL-terminated), 0 for
+ * an authentication failure, -1 for a malformed message (err says why).
+ */
+extern int	scram_server_first(ScramServer *st, const char *msg, int len,
+							   char *out, int outcap, const char **err);
+extern int	scram_server_final(ScramServer *st, const char *msg, int len,
+							   char *out, int outcap, uint8_t *client_key_out, const char **err);
+
+/* Client side. */
+extern bool scram_client_first(ScramClient *st, char *out, int outcap);
+extern int	scram_client_final(ScramClient *st, const char *server_first, int len,
+							   char *out, int outcap, const char **err);
+extern bool scram_client_verify_final(ScramClient *st, const char *server_final, int len);
+
+/* Digest helpers shared with md5 auth. */
+extern bool pgbun_md5_hex(const void *data, size_t len, char *hex_out /* 33 bytes */ );
+
+#endif							/* PGBUN_SCRAM_H */

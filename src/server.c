@@ -1,0 +1,758 @@
+/*
+ * server.c - the server side of the pooler: non-blocking connect, login as
+ * the client's role (SCRAM pass-through or md5 from the stored verifier),
+ * forwarding to the linked client, the pooler's own hidden queries (SET of
+ * client parameters, server_reset_query), release and close.
+ */
+#include "postgres.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "params.h"
+#include "pooler.h"
+#include "proto.h"
+#include "scram.h"
+#include "auth.h"
+
+#define SET_SQL_MAX 4096
+
+static void
+server_publish(Server *s)
+{
+	PgbunConnSlot *slot;
+
+	if (s->slot < 0)
+		return;
+	slot = pgbun_conn_slot(s->slot);
+	PGBUN_SLOT_WRITE_BEGIN(slot);
+	slot->state = (uint8) s->state;
+	slot->peer = s->link ? s->link->slot : -1;
+	slot->request_time = s->last_used;
+	slot->cancel_pid = s->be_pid;
+	slot->cancel_key = s->be_key;
+	PGBUN_SLOT_WRITE_END(slot);
+}
+
+static dlist_head *
+server_state_list(Pool *pool, ServerState st)
+{
+	switch (st)
+	{
+		case SV_LOGIN:
+			return &pool->login_servers;
+		case SV_IDLE:
+			return &pool->idle_servers;
+		case SV_ACTIVE:
+			return &pool->active_servers;
+		case SV_USED:
+		case SV_TESTED:
+			return &pool->used_servers;
+	}
+	return NULL;
+}
+
+/* The only way a server changes state: move lists (idle is LIFO), publish. */
+void
+server_set_state(Server *s, ServerState st)
+{
+	if (s->state != 0)
+		dlist_delete(&s->node);
+	s->state = st;
+	if (st == SV_IDLE)
+		dlist_push_head(server_state_list(s->pool, st), &s->node);
+	else
+		dlist_push_tail(server_state_list(s->pool, st), &s->node);
+	server_publish(s);
+}
+
+void
+server_free(Server *s)
+{
+	free(s->params);
+	free(s->scram);
+	free(s);
+}
+
+/* Close a server connection (sending Terminate when it is idle and logged in). */
+void
+server_close(Server *s, const char *reason)
+{
+	Pool	   *pool = s->pool;
+
+	if (s->closed)
+		return;
+	s->closed = true;
+	if (s->state != SV_LOGIN && !sbuf_has_pending_forward(&s->sb) && !sbuf_out_pending(&s->sb))
+	{
+		ProtoBuf	pb;
+
+		if (sbuf_out_begin(&s->sb, &pb) && proto_put_terminate(&pb))
+		{
+			sbuf_out_commit(&s->sb, &pb);
+			(void) sbuf_flush_out(&s->sb);
+		}
+	}
+	if (s->link)
+	{
+		Client	   *c = s->link;
+
+		s->link = NULL;
+		c->link = NULL;
+		client_close(c, "08006", "server connection lost: %s", reason);
+	}
+	ereport(DEBUG1, (errmsg("pgbun: server connection closed: %s", reason)));
+	dlist_delete(&s->node);
+	dlist_push_tail(&W->closed_servers, &s->node);
+	poll_remove(s->sb.fd);
+	sbuf_close(&s->sb);
+	if (s->slot >= 0)
+	{
+		pgbun_conn_slot_free(s->slot);
+		s->slot = -1;
+	}
+	pg_atomic_fetch_sub_u32(&pgbun_shared->pools[pool->slot].server_count, 1);
+	pool->n_servers--;
+	pool_kick_waiting(pool);
+}
+
+static bool
+server_queue_query(Server *s, const char *sql)
+{
+	ProtoBuf	pb;
+
+	if (!sbuf_out_begin(&s->sb, &pb) || !proto_put_query(&pb, sql))
+		return false;
+	sbuf_out_commit(&s->sb, &pb);
+	s->hidden_rfq++;
+	return true;
+}
+
+/* Open a new connection for the pool (counted already by the caller). */
+Server *
+server_launch(Pool *pool)
+{
+	Server	   *s;
+	int			fd;
+	int			rc;
+	const char *names[2] = {"user", "database"};
+	const char *values[2];
+	ProtoBuf	pb;
+
+	s = calloc(1, sizeof(Server));
+	if (!s)
+		return NULL;
+	fd = socket(W->server_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+	{
+		ereport(LOG, (errmsg("pgbun: could not create a socket for a server connection: %m")));
+		free(s);
+		return NULL;
+	}
+	if (W->server_addr.ss_family != AF_UNIX)
+	{
+		int			one = 1;
+
+		(void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	s->io.kind = IO_SERVER;
+	s->pool = pool;
+	s->tx_status = 'I';
+	s->connect_time = s->last_used = W->now;
+	sbuf_init(&s->sb, fd);
+	s->slot = pgbun_conn_slot_alloc(CONN_SERVER, W->id);
+	if (s->slot >= 0)
+	{
+		PgbunConnSlot *slot = pgbun_conn_slot(s->slot);
+
+		PGBUN_SLOT_WRITE_BEGIN(slot);
+		slot->pool = pool->slot;
+		slot->connect_time = s->connect_time;
+		strlcpy(slot->addr, W->server_addr_text, sizeof(slot->addr));
+		slot->port = W->server_port;
+		memcpy(&slot->sv_sockaddr, &W->server_addr, W->server_addr_len);
+		slot->sv_sockaddr_len = W->server_addr_len;
+		PGBUN_SLOT_WRITE_END(slot);
+	}
+	pool->n_servers++;
+	server_set_state(s, SV_LOGIN);
+
+	rc = connect(fd, (struct sockaddr *) &W->server_addr, W->server_addr_len);
+	if (rc < 0 && errno != EINPROGRESS && errno != EAGAIN)
+	{
+		char		reason[256];
+
+		snprintf(reason, sizeof(reason), "could not connect to server %s: %m", W->server_addr_text);
+		ereport(LOG, (errmsg("pgbun: %s", reason)));
+		/* registered nowhere yet: close through the common path */
+		s->sb.fd = fd;
+		pool->last_login_failure = W->now;
+		server_close(s, reason);
+		return NULL;
+	}
+	s->connecting = (rc < 0);
+	if (poll_add_conn(fd, &s->io) < 0)
+	{
+		server_close(s, "could not watch socket");
+		return NULL;
+	}
+
+	values[0] = pool->user;
+	values[1] = pool->database;
+	if (!sbuf_out_begin(&s->sb, &pb) || !proto_put_startup(&pb, names, values, 2))
+	{
+		server_close(s, "out of memory");
+		return NULL;
+	}
+	sbuf_out_commit(&s->sb, &pb);
+	if (!s->connecting)
+		(void) sbuf_flush_out(&s->sb);
+	return s;
+}
+
+/* ---- login ---- */
+
+/* The server refused pgbun's login: tell the pool (and the log, with a hint). */
+static void
+server_login_error(Server *s, const uint8 *msg, uint32 len)
+{
+	ProtoErrorFields f;
+	Pool	   *pool = s->pool;
+
+	if (proto_parse_error_fields(msg + PROTO_HDR_LEN, len - PROTO_HDR_LEN, &f))
+	{
+		if (f.sqlstate && strcmp(f.sqlstate, "53300") == 0)
+			ereport(LOG,
+					(errmsg("pgbun: the server refused a new connection for pool %s/%s: %s",
+							pool->database, pool->user, f.message ? f.message : "too many clients"),
+					 errhint("Server connections count against max_connections; raise it or lower pgbun.default_pool_size / pgbun.max_db_connections.")));
+		else
+			ereport(LOG,
+					(errmsg("pgbun: server login failed for user \"%s\" database \"%s\": %s",
+							pool->user, pool->database, f.message ? f.message : "?"),
+					 errhint("pgbun logs in to %s as the client's role using SCRAM (or md5 for md5 passwords): pg_hba.conf needs a line such as \"%s all all scram-sha-256\" for it, above any peer/ident line.",
+							 W->server_addr_text,
+							 W->server_addr.ss_family == AF_UNIX ? "local" : "host")));
+	}
+	pool_server_login_failed(pool, msg, len);
+}
+
+static bool
+server_send_password_msg(Server *s, const ProtoBuf *built)
+{
+	(void) built;
+	return sbuf_flush_out(&s->sb) >= 0;
+}
+
+/* Answer one Authentication request from the server. false: give up (already closed). */
+static bool
+server_answer_auth(Server *s, const uint8 *body, uint32 len)
+{
+	ProtoReader r;
+	uint32		code;
+	ProtoBuf	pb;
+	Pool	   *pool = s->pool;
+	char		msg[SCRAM_MSG_MAX];
+	const char *err = NULL;
+
+	proto_reader_init(&r, body, len);
+	code = proto_read_int32(&r);
+	if (r.error)
+		goto protocol_error;
+	switch (code)
+	{
+		case PROTO_AUTH_OK:
+			return true;
+		case PROTO_AUTH_MD5:
+			{
+				const uint8 *salt = proto_read_bytes(&r, 4);
+				char		answer[36];
+
+				if (!salt)
+					goto protocol_error;
+				if (!pool->md5_verifier || !auth_md5_response(pool->md5_verifier, salt, answer))
+				{
+					ereport(LOG, (errmsg("pgbun: server asked for md5 authentication for user \"%s\" but the role has no md5 password",
+										 pool->user),
+								  errhint("Use scram-sha-256 in pg_hba.conf for pgbun's connections.")));
+					goto fail;
+				}
+				if (!sbuf_out_begin(&s->sb, &pb) || !proto_put_password(&pb, answer))
+					goto fail;
+				sbuf_out_commit(&s->sb, &pb);
+				return server_send_password_msg(s, &pb);
+			}
+		case PROTO_AUTH_SASL:
+			{
+				bool		offered = false;
+				const char *mech;
+
+				while ((mech = proto_read_string(&r)) != NULL && mech[0] != '\0')
+					if (strcmp(mech, "SCRAM-SHA-256") == 0)
+						offered = true;
+				if (!offered || !pool->have_scram_keys)
+				{
+					ereport(LOG, (errmsg("pgbun: cannot log in to the server as \"%s\" with SCRAM: %s",
+										 pool->user, offered ? "no client of this role has logged in with SCRAM yet" : "server did not offer SCRAM-SHA-256")));
+					goto fail;
+				}
+				s->scram = calloc(1, sizeof(ScramClient));
+				if (!s->scram)
+					goto fail;
+				memcpy(s->scram->client_key, pool->client_key, SCRAM_KEY_BYTES);
+				memcpy(s->scram->server_key, pool->server_key, SCRAM_KEY_BYTES);
+				if (!scram_client_first(s->scram, msg, sizeof(msg)) ||
+					!sbuf_out_begin(&s->sb, &pb) ||
+					!proto_put_sasl_initial(&pb, "SCRAM-SHA-256", (const uint8 *) msg, strlen(msg)))
+					goto fail;
+				sbuf_out_commit(&s->sb, &pb);
+				return server_send_password_msg(s, &pb);
+			}
+		case PROTO_AUTH_SASL_CONTINUE:
+			if (!s->scram ||
+				scram_client_final(s->scram, (const char *) body + 4, len - 4, msg, sizeof(msg), &err) != 1)
+			{
+				ereport(LOG, (errmsg("pgbun: SCRAM exchange with the server failed: %s", err ? err : "unexpected message")));
+				goto fail;
+			}
+			if (!sbuf_out_begin(&s->sb, &pb) ||
+				!proto_put_sasl_response(&pb, (const uint8 *) msg, strlen(msg)))
+				goto fail;
+			sbuf_out_commit(&s->sb, &pb);
+			return server_send_password_msg(s, &pb);
+		case PROTO_AUTH_SASL_FINAL:
+			if (!s->scram || !scram_client_verify_final(s->scram, (const char *) body + 4, len - 4))
+			{
+				ereport(LOG, (errmsg("pgbun: the server's SCRAM signature did not verify; closing")));
+				goto fail;
+			}
+			free(s->scram);
+			s->scram = NULL;
+			return true;
+		default:
+			ereport(LOG, (errmsg("pgbun: server asked for an authentication method pgbun cannot answer (code %u) for user \"%s\"",
+								 code, pool->user),
+						  errhint("pgbun never knows passwords: use scram-sha-256, md5 or trust in pg_hba.conf for pgbun's connections.")));
+			goto fail;
+	}
+
+protocol_error:
+	ereport(LOG, (errmsg("pgbun: malformed authentication request from the server")));
+fail:
+	pool->last_login_failure = W->now;
+	pool_server_login_failed(pool, NULL, 0);
+	server_close(s, "login failed");
+	return false;
+}
+
+static PktAction
+server_login_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32 avail)
+{
+	Server	   *s = owner;
+	uint32		size = proto_msg_size(hdr);
+
+	if (avail < size)
+		return PKT_NEED_FULL;
+	switch (hdr->type)
+	{
+		case 'R':
+			if (!server_answer_auth(s, msg + PROTO_HDR_LEN, hdr->len - 4))
+				return PKT_STOP;
+			return PKT_CONSUME;
+		case 'S':
+			{
+				ProtoReader r;
+				const char *name;
+				const char *value;
+
+				proto_reader_init(&r, msg + PROTO_HDR_LEN, hdr->len - 4);
+				name = proto_read_string(&r);
+				value = proto_read_string(&r);
+				if (!r.error)
+					(void) params_set(&s->params, &s->params_len, name, value);
+				return PKT_CONSUME;
+			}
+		case 'K':
+			{
+				ProtoReader r;
+
+				proto_reader_init(&r, msg + PROTO_HDR_LEN, hdr->len - 4);
+				s->be_pid = proto_read_int32(&r);
+				s->be_key = proto_read_int32(&r);
+				return PKT_CONSUME;
+			}
+		case 'E':
+			server_login_error(s, msg, size);
+			server_close(s, "login refused by the server");
+			return PKT_STOP;
+		case 'N':
+		case 'v':
+			return PKT_CONSUME;
+		case 'Z':
+			{
+				Pool	   *pool = s->pool;
+
+				s->welcome_done = true;
+				if (!pool->welcome && s->params)
+				{
+					pool->welcome = malloc(s->params_len);
+					if (pool->welcome)
+					{
+						memcpy(pool->welcome, s->params, s->params_len);
+						pool->welcome_len = s->params_len;
+					}
+				}
+				pool->last_login_failure = 0;
+				free(pool->login_error);
+				pool->login_error = NULL;
+				s->last_used = W->now;
+				server_publish(s);	/* BackendKeyData, for cancels */
+				pool_server_available(pool, s);
+				return PKT_CONSUME;
+			}
+		default:
+			ereport(LOG, (errmsg("pgbun: unexpected message '%c' from the server during login",
+								 (hdr->type >= 0x20 && hdr->type < 0x7f) ? hdr->type : '?')));
+			pool_server_login_failed(s->pool, NULL, 0);
+			server_close(s, "protocol error during login");
+			return PKT_STOP;
+	}
+}
+
+/* ---- linked / hidden-query traffic ---- */
+
+/* Record a ParameterStatus on the server (and, when linked, the client's wanted value). */
+static void
+note_parameter_status(Server *s, const uint8 *msg, uint32 size)
+{
+	ProtoReader r;
+	const char *name;
+	const char *value;
+	const char *tracked;
+
+	proto_reader_init(&r, msg + PROTO_HDR_LEN, size - PROTO_HDR_LEN);
+	name = proto_read_string(&r);
+	value = proto_read_string(&r);
+	if (r.error)
+		return;
+	(void) params_set(&s->params, &s->params_len, name, value);
+	if (s->link && s->hidden_rfq == 0 && (tracked = params_tracked_name(name)) != NULL)
+		(void) params_set(&s->link->params, &s->link->params_len, tracked, value);
+}
+
+/* A ReadyForQuery answering the client: stats, transaction state. */
+static void
+note_ready_for_query(Server *s, char status)
+{
+	PgbunPoolSlot *ps = &pgbun_shared->pools[s->pool->slot];
+
+	if (s->query_start)
+	{
+		pg_atomic_fetch_add_u64(&ps->query_count, 1);
+		pg_atomic_fetch_add_u64(&ps->query_time_us, (uint64) Max(W->now - s->query_start, 0));
+		s->query_start = 0;
+	}
+	if (status == 'I' && s->xact_start)
+	{
+		pg_atomic_fetch_add_u64(&ps->xact_count, 1);
+		pg_atomic_fetch_add_u64(&ps->xact_time_us, (uint64) Max(W->now - s->xact_start, 0));
+		s->xact_start = 0;
+	}
+	s->tx_status = status;
+	s->busy = false;
+	if (s->link)
+		s->link->tx_status = status;
+}
+
+/* The pooler's own query (SET or reset) finished. */
+static void
+hidden_query_done(Server *s)
+{
+	if (s->state == SV_TESTED)
+	{
+		if (s->hidden_error || s->tx_status != 'I')
+		{
+			server_close(s, "server_reset_query failed");
+			return;
+		}
+		pool_server_available(s->pool, s);
+	}
+}
+
+static PktAction
+server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32 avail)
+{
+	Server	   *s = owner;
+	uint32		size = proto_msg_size(hdr);
+
+	if (s->hidden_rfq > 0)
+	{
+		/* answers to the pooler's own query: the client never sees them */
+		switch (hdr->type)
+		{
+			case 'Z':
+				if (avail < size)
+					return PKT_NEED_FULL;
+				s->tx_status = (hdr->len >= 5) ? (char) msg[PROTO_HDR_LEN] : 'I';
+				s->hidden_rfq--;
+				if (s->hidden_rfq == 0)
+				{
+					hidden_query_done(s);
+					if (s->closed)
+						return PKT_STOP;
+				}
+				return PKT_CONSUME;
+			case 'S':
+				if (avail < size)
+					return PKT_NEED_FULL;
+				note_parameter_status(s, msg, size);
+				return PKT_CONSUME;
+			case 'E':
+				if (avail < size)
+					return PKT_NEED_FULL;
+				{
+					ProtoErrorFields f;
+
+					if (proto_parse_error_fields(msg + PROTO_HDR_LEN, size - PROTO_HDR_LEN, &f))
+						ereport(LOG, (errmsg("pgbun: pooler query failed on the server: %s",
+											 f.message ? f.message : "?")));
+					s->hidden_error = true;
+					if (s->link)
+					{
+						ProtoBuf	pb;
+
+						/* a notice is safe to slip in: clients accept one at any time */
+						if (sbuf_out_begin(&s->link->sb, &pb) &&
+							proto_put_notice(&pb, f.sqlstate ? f.sqlstate : "XX000",
+											 f.message ? f.message : "pgbun: could not apply a session parameter"))
+							sbuf_out_commit(&s->link->sb, &pb);
+					}
+				}
+				return PKT_CONSUME;
+			default:
+				return PKT_SKIP;
+		}
+	}
+
+	if (!s->link)
+	{
+		/* unsolicited traffic on an unlinked connection */
+		switch (hdr->type)
+		{
+			case 'S':
+				if (avail < size)
+					return PKT_NEED_FULL;
+				note_parameter_status(s, msg, size);
+				return PKT_CONSUME;
+			case 'N':
+			case 'A':
+				return PKT_SKIP;
+			case 'E':
+				server_close(s, "server sent an error while idle");
+				return PKT_STOP;
+			default:
+				server_close(s, "unexpected message from an idle server");
+				return PKT_STOP;
+		}
+	}
+
+	switch (hdr->type)
+	{
+		case 'Z':
+			if (avail < size)
+				return PKT_NEED_FULL;
+			note_ready_for_query(s, hdr->len >= 5 ? (char) msg[PROTO_HDR_LEN] : 'I');
+			return PKT_FORWARD;
+		case 'S':
+			if (avail < size)
+				return PKT_NEED_FULL;
+			note_parameter_status(s, msg, size);
+			return PKT_FORWARD;
+		default:
+			return PKT_FORWARD;
+	}
+}
+
+/* Pump what the server sent toward its client (or through the hidden-query handler). */
+void
+server_pump_out(Server *s)
+{
+	uint64		rd = 0;
+	uint64		wr = 0;
+	PumpResult	r;
+	Client	   *c = s->link;
+
+	if (s->closed)
+		return;
+	r = sbuf_pump(&s->sb, c ? &c->sb : NULL, PG_INT32_MAX, server_msg_handler, s, &rd, &wr);
+	if (wr && s->pool)
+		pg_atomic_fetch_add_u64(&pgbun_shared->pools[s->pool->slot].bytes_sent, wr);
+	if (s->closed)
+		return;
+	switch (r)
+	{
+		case PUMP_IDLE:
+		case PUMP_WAIT_WRITE:
+		case PUMP_STOPPED:
+			break;
+		case PUMP_YIELD:
+			/* the client's writable/readable edge or the next event resumes it */
+			if (s->link && !s->link->in_busy)
+			{
+				s->link->in_busy = true;
+				dlist_push_tail(&W->busy_clients, &s->link->busy_node);
+			}
+			break;
+		case PUMP_CLOSE:
+		case PUMP_EOF:
+			server_close(s, "server closed the connection");
+			break;
+		case PUMP_SRC_ERROR:
+			server_close(s, s->sb.error ? s->sb.error : "protocol error from server");
+			break;
+		case PUMP_DST_ERROR:
+			if (c)
+				client_close(c, NULL, "write to client failed");
+			break;
+	}
+}
+
+/* Link an idle server to a client; bring its session parameters in line first. */
+void
+server_link(Server *s, Client *c)
+{
+	char		sql[SET_SQL_MAX];
+	int			n;
+
+	s->link = c;
+	c->link = s;
+	s->hidden_error = false;
+	n = params_build_set_sql(c->params, c->params_len, s->params, s->params_len,
+							 s->pool->welcome, s->pool->welcome_len, sql, sizeof(sql));
+	if (n > 0 && !server_queue_query(s, sql))
+		n = -1;
+	server_set_state(s, SV_ACTIVE);
+	if (n < 0)
+	{
+		client_close(c, "54000", "session parameters too long to apply");
+		return;
+	}
+	if (n > 0 && sbuf_flush_out(&s->sb) < 0)
+	{
+		server_close(s, "write to server failed");
+		return;
+	}
+	client_server_ready(c);
+}
+
+/*
+ * A client is done with this server. Reuse it only when it is provably at
+ * rest (idle transaction state, nothing in flight); otherwise closing is the
+ * only safe choice.
+ */
+void
+server_release(Server *s)
+{
+	s->link = NULL;
+	s->last_used = W->now;
+	s->query_start = s->xact_start = 0;
+	if (s->closed)
+		return;
+	if (s->busy || s->tx_status != 'I' || s->hidden_rfq > 0 ||
+		sbuf_has_pending_forward(&s->sb) || sbuf_out_pending(&s->sb) || W->shutting_down)
+	{
+		server_close(s, "released while not idle");
+		return;
+	}
+	if (pgbun_server_lifetime > 0 &&
+		W->now - s->connect_time >= (int64) pgbun_server_lifetime * 1000)
+	{
+		server_close(s, "server_lifetime reached");
+		return;
+	}
+	if (pgbun_server_reset_query && pgbun_server_reset_query[0])
+	{
+		server_set_state(s, SV_USED);
+		s->hidden_error = false;
+		if (!server_queue_query(s, pgbun_server_reset_query) || sbuf_flush_out(&s->sb) < 0)
+		{
+			server_close(s, "could not send server_reset_query");
+			return;
+		}
+		server_set_state(s, SV_TESTED);
+		return;
+	}
+	pool_server_available(s->pool, s);
+}
+
+void
+server_on_event(Server *s, uint32 events)
+{
+	if (s->closed)
+		return;
+	if (s->connecting)
+	{
+		int			err = 0;
+		socklen_t	len = sizeof(err);
+
+		if (!(events & (PEV_OUT | PEV_HUP)))
+			return;
+		if (getsockopt(s->sb.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err != 0)
+		{
+			char		reason[256];
+
+			errno = err;
+			snprintf(reason, sizeof(reason), "could not connect to server %s: %m", W->server_addr_text);
+			ereport(LOG, (errmsg("pgbun: %s", reason)));
+			s->pool->last_login_failure = W->now;
+			pool_server_login_failed(s->pool, NULL, 0);
+			server_close(s, reason);
+			return;
+		}
+		s->connecting = false;
+	}
+	if (sbuf_out_pending(&s->sb))
+	{
+		int			r = sbuf_flush_out(&s->sb);
+
+		if (r < 0)
+		{
+			server_close(s, "write to server failed");
+			return;
+		}
+	}
+	if (s->state == SV_LOGIN)
+	{
+		uint64		rd = 0;
+		uint64		wr = 0;
+		PumpResult	r = sbuf_pump(&s->sb, NULL, SBUF_SIZE, server_login_handler, s, &rd, &wr);
+
+		if (s->closed)
+			return;
+		switch (r)
+		{
+			case PUMP_EOF:
+				pool_server_login_failed(s->pool, NULL, 0);
+				server_close(s, "server closed the connection during login");
+				return;
+			case PUMP_SRC_ERROR:
+				pool_server_login_failed(s->pool, NULL, 0);
+				server_close(s, s->sb.error ? s->sb.error : "protocol error during login");
+				return;
+			default:
+				break;
+		}
+		if (s->state == SV_LOGIN)
+			return;
+		/* fall through: a just-linked server may already have more to read */
+	}
+	/* the client's data may have been waiting for this server to drain */
+	if ((events & PEV_OUT) && s->link)
+		client_pump_in(s->link);
+	if (!s->closed && (events & (PEV_IN | PEV_HUP)))
+		server_pump_out(s);
+}

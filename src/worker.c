@@ -1,0 +1,426 @@
+/*
+ * worker.c - the pooler background worker: start-up, the event loop,
+ * reload, shutdown.
+ *
+ * The loop waits on one small WaitEventSet {latch, postmaster death, inner
+ * epoll fd}; every client/server socket lives in the inner epoll set (poll.c).
+ * While there is work, the inner set is polled with timeout 0 and the latch
+ * is checked by reading it, so a busy turn costs one epoll_wait. Each event is
+ * handled under PG_TRY: an ERROR closes the one connection it came from and
+ * never reaches the postmaster as a crashed worker (which would restart the
+ * whole cluster).
+ */
+#include "postgres.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "postmaster/postmaster.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "cancel.h"
+#include "compat.h"
+#include "config.h"
+#include "listener.h"
+#include "pooler.h"
+#include "worker.h"
+
+#define JANITOR_INTERVAL_MS 250
+#define EVENT_BATCH 256
+
+WorkerState *W = NULL;
+
+static WorkerState worker_state;
+static volatile sig_atomic_t got_sigterm = false;
+static MemoryContext scratch_context = NULL;
+
+static void
+handle_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	got_sigterm = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/* Raise the soft fd limit to the hard one; say if max_client_conn cannot fit. */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max)
+	{
+		rl.rlim_cur = rl.rlim_max;
+		(void) setrlimit(RLIMIT_NOFILE, &rl);
+		(void) getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur != RLIM_INFINITY &&
+		(rlim_t) pgbun_max_client_conn + MaxConnections + 64 > rl.rlim_cur)
+		ereport(LOG,
+				(errmsg("pgbun: file descriptor limit %lu is below what pgbun.max_client_conn=%d needs (about %d)",
+						(unsigned long) rl.rlim_cur, pgbun_max_client_conn,
+						pgbun_max_client_conn + MaxConnections + 64),
+				 errhint("Raise the hard limit (LimitNOFILE in the systemd unit, or ulimit -n) for the PostgreSQL server.")));
+}
+
+/*
+ * Work out where server connections go: the local server's Unix socket by
+ * default, or pgbun.server_host/server_port. DNS happens here (start and
+ * reload), never in the loop.
+ */
+static void
+resolve_server_target(void)
+{
+	const char *host = pgbun_server_host;
+	int			port = pgbun_server_port > 0 ? pgbun_server_port : PostPortNumber;
+	char		dir[MAXPGPATH] = "";
+
+	W->server_port = port;
+	if (!host || host[0] == '\0')
+	{
+		/* the first of the server's own socket directories */
+		const char *dirs = Unix_socket_directories ? Unix_socket_directories : "";
+		size_t		len = strcspn(dirs, ",");
+
+		while (*dirs == ' ')
+		{
+			dirs++;
+			len = strcspn(dirs, ",");
+		}
+		if (len > 0 && len < sizeof(dir))
+		{
+			memcpy(dir, dirs, len);
+			dir[len] = '\0';
+			while (len > 0 && dir[len - 1] == ' ')
+				dir[--len] = '\0';
+		}
+		else
+			host = "127.0.0.1";
+	}
+	else if (host[0] == '/')
+		strlcpy(dir, host, sizeof(dir));
+
+	if (dir[0])
+	{
+		struct sockaddr_un *sun = (struct sockaddr_un *) &W->server_addr;
+
+		memset(&W->server_addr, 0, sizeof(W->server_addr));
+		sun->sun_family = AF_UNIX;
+		snprintf(sun->sun_path, sizeof(sun->sun_path), "%s/.s.PGSQL.%d", dir, port);
+		W->server_addr_len = sizeof(struct sockaddr_un);
+		strlcpy(W->server_addr_text, sun->sun_path, sizeof(W->server_addr_text));
+		W->server_port = 0;
+		return;
+	}
+	else
+	{
+		struct addrinfo hints;
+		struct addrinfo *res = NULL;
+		char		portstr[16];
+		int			rc;
+
+		memset(&hints, 0, sizeof(hints));
+		hints.ai_socktype = SOCK_STREAM;
+		snprintf(portstr, sizeof(portstr), "%d", port);
+		rc = getaddrinfo(host, portstr, &hints, &res);
+		if (rc != 0 || !res)
+		{
+			ereport(WARNING, (errmsg("pgbun: could not resolve pgbun.server_host \"%s\": %s",
+									 host, gai_strerror(rc))));
+			return;				/* keep the previous target */
+		}
+		memcpy(&W->server_addr, res->ai_addr, res->ai_addrlen);
+		W->server_addr_len = res->ai_addrlen;
+		strlcpy(W->server_addr_text, host, sizeof(W->server_addr_text));
+		freeaddrinfo(res);
+	}
+}
+
+/*
+ * Slots a previous incarnation of this worker left behind (it exited without
+ * a cluster restart) still count toward the shared limits: give them back.
+ */
+static void
+reclaim_predecessor_slots(void)
+{
+	for (int i = 0; i < pgbun_shared->n_conn_slots; i++)
+	{
+		PgbunConnSlot copy;
+
+		pgbun_conn_slot_read(i, &copy);
+		if (copy.kind == CONN_FREE || copy.worker != W->id)
+			continue;
+		if (copy.kind == CONN_SERVER && copy.pool >= 0)
+			pg_atomic_fetch_sub_u32(&pgbun_shared->pools[copy.pool].server_count, 1);
+		else if (copy.kind == CONN_CLIENT)
+			pg_atomic_fetch_sub_u32(&pgbun_shared->client_count, 1);
+	}
+	pgbun_conn_slots_release_worker(W->id);
+}
+
+static void
+worker_slot_clear(int code, Datum arg)
+{
+	SpinLockAcquire(&pgbun_shared->mutex);
+	pgbun_shared->workers[W->id].pid = 0;
+	pgbun_shared->workers[W->id].latch = NULL;
+	SpinLockRelease(&pgbun_shared->mutex);
+	ConditionVariableBroadcast(&pgbun_shared->pause_cv);
+}
+
+static void
+free_closed(void)
+{
+	dlist_mutable_iter it;
+
+	dlist_foreach_modify(it, &W->closed_clients)
+	{
+		Client	   *c = dlist_container(Client, node, it.cur);
+
+		dlist_delete(&c->node);
+		client_free(c);
+	}
+	dlist_foreach_modify(it, &W->closed_servers)
+	{
+		Server	   *s = dlist_container(Server, node, it.cur);
+
+		dlist_delete(&s->node);
+		server_free(s);
+	}
+}
+
+/* Handle one readiness event; an ERROR closes only the connection involved. */
+static void
+dispatch(IoObj *obj, uint32 events)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		switch (obj->kind)
+		{
+			case IO_LISTENER:
+				listener_on_event(obj);
+				break;
+			case IO_CLIENT:
+				client_on_event((Client *) obj, events);
+				break;
+			case IO_SERVER:
+				server_on_event((Server *) obj, events);
+				break;
+			case IO_CANCEL:
+				cancel_on_event(obj, events);
+				break;
+		}
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		EmitErrorReport();
+		FlushErrorState();
+		if (obj->kind == IO_CLIENT)
+			client_close((Client *) obj, "XX000", "internal error in the pooler");
+		else if (obj->kind == IO_SERVER)
+			server_close((Server *) obj, "internal error in the pooler");
+	}
+	PG_END_TRY();
+}
+
+/* Resume clients whose pump yielded last turn (fairness cap). */
+static void
+run_busy_clients(void)
+{
+	dlist_head	todo;
+	dlist_mutable_iter it;
+
+	if (dlist_is_empty(&W->busy_clients))
+		return;
+	dlist_init(&todo);
+	/* move the list aside: pumps below may re-queue */
+	while (!dlist_is_empty(&W->busy_clients))
+	{
+		dlist_node *n = dlist_pop_head_node(&W->busy_clients);
+
+		dlist_push_tail(&todo, n);
+	}
+	dlist_foreach_modify(it, &todo)
+	{
+		Client	   *c = dlist_container(Client, busy_node, it.cur);
+
+		dlist_delete(&c->busy_node);
+		c->in_busy = false;
+		if (c->closed)
+			continue;
+		dispatch(&c->io, PEV_IN | PEV_OUT);
+		if (!c->closed && c->link)
+			dispatch(&c->link->io, PEV_IN);
+	}
+}
+
+static void
+apply_reload(void)
+{
+	dlist_iter	it;
+	MemoryContext old = MemoryContextSwitchTo(scratch_context);
+
+	ConfigReloadPending = false;
+	ProcessConfigFile(PGC_SIGHUP);
+	listeners_reconfigure();
+	resolve_server_target();
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(scratch_context);
+
+	/* new limits apply to live pools: nobody connected is dropped */
+	dlist_foreach(it, &W->pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+
+		pgbun_shared->pools[pool->slot].pool_mode = pgbun_pool_mode;
+		pool_kick_waiting(pool);
+	}
+}
+
+/* Server shutdown: tell every client why, close servers politely, exit 0. */
+static void
+shutdown_worker(void)
+{
+	dlist_iter	it;
+
+	W->shutting_down = true;
+	listeners_close();
+	while (!dlist_is_empty(&W->login_clients))
+		client_close(dlist_container(Client, node, dlist_head_node(&W->login_clients)),
+					 "57P01", "terminating connection due to server shutdown");
+	dlist_foreach(it, &W->pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+		dlist_head *clists[] = {&pool->waitlogin_clients, &pool->waiting_clients, &pool->active_clients};
+		dlist_head *slists[] = {&pool->login_servers, &pool->idle_servers, &pool->active_servers,
+		&pool->used_servers};
+
+		for (int i = 0; i < lengthof(clists); i++)
+			while (!dlist_is_empty(clists[i]))
+				client_close(dlist_container(Client, node, dlist_head_node(clists[i])),
+							 "57P01", "terminating connection due to server shutdown");
+		for (int i = 0; i < lengthof(slists); i++)
+			while (!dlist_is_empty(slists[i]))
+				server_close(dlist_container(Server, node, dlist_head_node(slists[i])),
+							 "server shutdown");
+	}
+	cancel_close_all();
+	free_closed();
+	ereport(LOG, (errmsg("pgbun: worker %d shut down", W->id)));
+	proc_exit(0);
+}
+
+void
+pgbun_worker_main(Datum main_arg)
+{
+	WaitEventSet *outer;
+	PollEvent	events[EVENT_BATCH];
+	TimestampTz next_janitor = 0;
+
+	W = &worker_state;
+	memset(W, 0, sizeof(*W));
+	W->id = DatumGetInt32(main_arg);
+	dlist_init(&W->pools);
+	dlist_init(&W->login_clients);
+	dlist_init(&W->closed_clients);
+	dlist_init(&W->closed_servers);
+	dlist_init(&W->busy_clients);
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, handle_sigterm);
+	BackgroundWorkerUnblockSignals();
+	/* shared catalogs only: enough for pg_authid and pg_database, pins no database */
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname("pgbun");
+
+	scratch_context = AllocSetContextCreate(TopMemoryContext, "pgbun scratch", ALLOCSET_DEFAULT_SIZES);
+	if (!pgbun_shmem_attached())
+		ereport(FATAL, (errmsg("pgbun: shared memory is not set up")));
+
+	raise_fd_limit();
+	reclaim_predecessor_slots();
+	resolve_server_target();
+
+	if (poll_init() < 0)
+		ereport(FATAL, (errmsg("pgbun: could not create epoll set: %m")));
+	W->now = GetCurrentTimestamp();
+	{
+		MemoryContext old = MemoryContextSwitchTo(scratch_context);
+
+		listeners_open();
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(scratch_context);
+	}
+
+	outer = pgbun_CreateWaitEventSet(3);
+	AddWaitEventToSet(outer, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(outer, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(outer, WL_SOCKET_READABLE, poll_fd(), NULL, NULL);
+
+	SpinLockAcquire(&pgbun_shared->mutex);
+	pgbun_shared->workers[W->id].pid = MyProcPid;
+	pgbun_shared->workers[W->id].latch = MyLatch;
+	SpinLockRelease(&pgbun_shared->mutex);
+	before_shmem_exit(worker_slot_clear, (Datum) 0);
+	pool_apply_pause();
+
+	ereport(LOG, (errmsg("pgbun: worker %d started; server connections go to %s",
+						 W->id, W->server_addr_text)));
+
+	for (;;)
+	{
+		int			n;
+
+		W->now = GetCurrentTimestamp();
+		n = poll_wait(events, EVENT_BATCH, 0);
+		for (int i = 0; i < n; i++)
+			dispatch(events[i].obj, events[i].events);
+		run_busy_clients();
+		free_closed();
+
+		if (got_sigterm)
+			shutdown_worker();
+		if (MyLatch->is_set)
+		{
+			ResetLatch(MyLatch);
+			pool_apply_pause();
+		}
+		if (ConfigReloadPending)
+			apply_reload();
+
+		W->now = GetCurrentTimestamp();
+		if (W->now >= next_janitor)
+		{
+			pool_janitor();
+			free_closed();
+			next_janitor = W->now + JANITOR_INTERVAL_MS * 1000;
+		}
+
+		if (n == 0 && dlist_is_empty(&W->busy_clients))
+		{
+			WaitEvent	ev;
+			long		timeout = (long) ((next_janitor - W->now) / 1000) + 1;
+
+			(void) WaitEventSetWait(outer, Max(timeout, 1), &ev, 1, PG_WAIT_EXTENSION);
+		}
+	}
+}
