@@ -676,7 +676,10 @@ login_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32 
 	if (avail < proto_msg_size(hdr))
 		return PKT_NEED_FULL;
 	handle_password_message(c, msg + PROTO_HDR_LEN, hdr->len - 4);
-	return c->closed ? PKT_STOP : PKT_CONSUME;
+	if (c->closed)
+		return PKT_STOP;
+	/* logged in: what follows is for a server, not for this handler */
+	return c->state == CL_LOGIN ? PKT_CONSUME : PKT_CONSUME_STOP;
 }
 
 static void

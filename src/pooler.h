@@ -71,6 +71,7 @@ typedef struct Server
 	bool		busy;			/* client bytes sent since the last ReadyForQuery */
 	int			hidden_rfq;		/* ReadyForQuery answers to swallow (pooler's own queries) */
 	bool		hidden_error;	/* one of the pooler's own queries failed */
+	bool		hidden_done;	/* the last hidden answer arrived; act after the pump */
 	char	   *params;			/* tracked parameter values as the server reported them */
 	uint16		params_len;
 	struct ScramClient *scram;	/* only during login */

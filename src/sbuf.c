@@ -330,6 +330,11 @@ sbuf_pump(SBuf *src, SBuf *dst, uint32 max_packet, SBufHandler handler, void *ow
 			switch (action)
 			{
 				case PKT_FORWARD:
+					if (!dst)
+					{
+						src->error = "message arrived with no peer to forward it to";
+						return PUMP_SRC_ERROR;
+					}
 					if (src->send_pos == src->send_end)
 						src->send_pos = src->send_end = src->parse_pos;
 					src->parse_pos += avail;
@@ -349,6 +354,7 @@ sbuf_pump(SBuf *src, SBuf *dst, uint32 max_packet, SBufHandler handler, void *ow
 					break;
 				case PKT_SKIP:
 				case PKT_CONSUME:
+				case PKT_CONSUME_STOP:
 				case PKT_CLOSE:
 					if (src->send_pos != src->send_end)
 					{
@@ -359,11 +365,13 @@ sbuf_pump(SBuf *src, SBuf *dst, uint32 max_packet, SBufHandler handler, void *ow
 					}
 					if (action == PKT_CLOSE)
 						return PUMP_CLOSE;
-					if (action == PKT_CONSUME)
+					if (action == PKT_CONSUME || action == PKT_CONSUME_STOP)
 					{
 						Assert(avail == size);
 						src->parse_pos += size;
 						src->send_pos = src->send_end = src->parse_pos;
+						if (action == PKT_CONSUME_STOP)
+							return PUMP_STOPPED;
 					}
 					else
 						drop_message(src, size, avail);

@@ -44,6 +44,8 @@ typedef enum PktAction
 	PKT_NEED_FULL,				/* call again when the whole message is buffered */
 	PKT_STOP,					/* leave it; return PUMP_STOPPED (handler must have no side effect) */
 	PKT_CLOSE,					/* drop it and return PUMP_CLOSE */
+	PKT_CONSUME_STOP,			/* used the complete message; return PUMP_STOPPED so the
+								 * caller can change state outside the pump */
 } PktAction;
 
 /*

@@ -501,9 +501,9 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 				s->hidden_rfq--;
 				if (s->hidden_rfq == 0)
 				{
-					hidden_query_done(s);
-					if (s->closed)
-						return PKT_STOP;
+					/* the state change (release to the pool, relink) happens outside the pump */
+					s->hidden_done = true;
+					return PKT_CONSUME_STOP;
 				}
 				return PKT_CONSUME;
 			case 'S':
@@ -586,8 +586,10 @@ server_pump_out(Server *s)
 	PumpResult	r;
 	Client	   *c = s->link;
 
+again:
 	if (s->closed)
 		return;
+	c = s->link;
 	r = sbuf_pump(&s->sb, c ? &c->sb : NULL, PG_INT32_MAX, server_msg_handler, s, &rd, &wr);
 	if (wr && s->pool)
 		pg_atomic_fetch_add_u64(&pgbun_shared->pools[s->pool->slot].bytes_sent, wr);
@@ -597,7 +599,16 @@ server_pump_out(Server *s)
 	{
 		case PUMP_IDLE:
 		case PUMP_WAIT_WRITE:
+			break;
 		case PUMP_STOPPED:
+			if (s->hidden_done)
+			{
+				s->hidden_done = false;
+				hidden_query_done(s);
+				/* more may be buffered, now for a (possibly new) client */
+				rd = wr = 0;
+				goto again;
+			}
 			break;
 		case PUMP_YIELD:
 			/* the client's writable/readable edge or the next event resumes it */
