@@ -10,6 +10,8 @@ use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
 use PgbunTest;
 
 # 'trusty' is trusted by the server itself (see the trust section below).

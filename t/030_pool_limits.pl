@@ -15,6 +15,8 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
 use Time::HiRes qw(usleep time);
 use PgbunTest;
 

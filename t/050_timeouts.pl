@@ -10,6 +10,8 @@ use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
 use PgbunTest;
 
 my $node = pgbun_node(name => 'timeouts', conf => { 'pgbun.client_login_timeout' => '1s' });

@@ -16,6 +16,8 @@ use IO::Socket::INET;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
 use PgbunTest;
 
 ############ fast shutdown with clients connected

@@ -143,7 +143,7 @@ sub wait_for_listen
 			close $s;
 			return 1;
 		},
-		$secs // $PostgreSQL::Test::Utils::timeout_default);
+		$secs // 60);
 }
 
 sub tail_log
@@ -448,7 +448,19 @@ sub alive
 	my ($self) = @_;
 	return 0 if $self->{finished};
 	eval { $self->{h}->pump_nb; };
-	return $self->{h}->pumpable ? 1 : 0;
+	return $self->_kid_exited ? 0 : 1;
+}
+
+# Has psql exited? (IPC::Run's pumpable() stays true while stdin has
+# unwritten data, even for a dead child, so ask waitpid instead.)
+sub _kid_exited
+{
+	my ($self) = @_;
+	return 1 if $self->{finished};
+	eval { $self->{h}->reap_nb; };
+	return (grep { defined $_->{PID} && !defined $_->{RESULT} } @{ $self->{h}{KIDS} })
+	  ? 0
+	  : 1;
 }
 
 # Pump until $cond is true, the process is gone or $secs pass.
@@ -459,7 +471,7 @@ sub pump_until
 	while (1)
 	{
 		return 1 if $cond->();
-		if ($self->{finished} || !$self->{h}->pumpable)
+		if ($self->_kid_exited)
 		{
 			$self->_reap;
 			return $cond->() ? 1 : 0;
@@ -474,6 +486,9 @@ sub _reap
 {
 	my ($self) = @_;
 	return if $self->{finished};
+	# Collect what is left in the pipes, then wait for the (dead) child.
+	eval { $self->{h}->pump_nb for 1 .. 3; };
+	$self->{in} = '';
 	eval { $self->{h}->finish; };
 	$self->{finished} = 1;
 	$self->{exit_code} = eval { $self->{h}->result(0) };
@@ -546,14 +561,16 @@ sub signal
 sub quit
 {
 	my ($self) = @_;
-	return $self->{exit_code} if $self->{finished};
-	$self->send("\\q\n");
-	$self->pump_until(sub { 0 }, 30) if $self->{h}->pumpable;
-	if (!$self->{finished})
+	if (!$self->_kid_exited)
+	{
+		$self->send("\\q\n");
+		$self->pump_until(sub { 0 }, 30);
+	}
+	if (!$self->_kid_exited)
 	{
 		eval { $self->{h}->kill_kill; };
-		$self->_reap;
 	}
+	$self->_reap;
 	return $self->{exit_code};
 }
 
