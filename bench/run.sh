@@ -271,15 +271,25 @@ server_ready() {
 	fi
 }
 
+# ", worker crashed N times (signal S)" when the server log says so.
+pgbun_crashes() {
+	local n sig
+	n=$(grep -c 'background worker "pgbun[^"]*" (PID [0-9]*) was terminated by signal' "$TMPD/server.log" 2>/dev/null || true)
+	[ "${n:-0}" -gt 0 ] || return 0
+	sig=$(grep -o 'background worker "pgbun[^"]*" (PID [0-9]*) was terminated by signal [0-9]*: [A-Za-z ]*' "$TMPD/server.log" |
+		tail -n 1 | sed 's/.*terminated by //')
+	printf ', worker crashed %s time(s) (%s), each crash restarting the server' "$n" "$sig"
+}
+
 server_up=0
 if [ "$PGBUN_STATUS" = ok ]; then
 	write_conf with-pgbun
 	if start_server && server_ready; then
 		server_up=1
 		if ! wait_for pgbun 15; then
-			PGBUN_STATUS="not answering on port $PGBUN_PORT within 15 s after server start"
+			PGBUN_STATUS="not answering on port $PGBUN_PORT within 15 s after server start$(pgbun_crashes)"
 			log "pgbun: $PGBUN_STATUS; last psql error and server log tail:"
-			tail -n 1 "$LOGS/psql.err" >&2 || true
+			grep '^psql' "$LOGS/psql.err" | tail -n 1 >&2 || true
 			tail -n 15 "$TMPD/server.log" >&2 || true
 			log "restarting the server without pgbun so direct/PgBouncer still run"
 			stop_server || true
@@ -487,7 +497,7 @@ for w in "${WORKLOADS[@]}"; do
 			fi
 			if [ "$t" = pgbun ]; then
 				if [ "$PGBUN_STATUS" = ok ] && ! wait_for pgbun 5; then
-					PGBUN_STATUS="stopped answering on port $PGBUN_PORT during the run (at $label, round $r)"
+					PGBUN_STATUS="stopped answering on port $PGBUN_PORT during the run (at $label, round $r)$(pgbun_crashes)"
 					log "pgbun: $PGBUN_STATUS"
 				fi
 				[ "$PGBUN_STATUS" = ok ] || continue
@@ -545,7 +555,7 @@ say "- connect storm: every transaction opens a new connection (-C); with the po
 say "  connection is reused and DISCARD ALL runs on every client disconnect (server_reset_query, both poolers)."
 if [ "$PGBUN_STATUS" = ok ] && [ -n "$PGBUN_PIDS_START" ]; then
 	now_pids=$(pgbun_pids)
-	[ "$now_pids" = "$PGBUN_PIDS_START" ] || say "- pgbun worker pid(s) changed during the run ($PGBUN_PIDS_START -> ${now_pids:-none}): it restarted."
+	[ "$now_pids" = "$PGBUN_PIDS_START" ] || say "- pgbun worker pid(s) changed during the run ($PGBUN_PIDS_START -> ${now_pids:-none}): it restarted$(pgbun_crashes)."
 fi
 say ""
 
@@ -566,9 +576,10 @@ if [ "$IDLE_CLIENTS" -gt 0 ]; then
 	say ""
 	say "VmRSS of the pgbun worker includes the shared-memory pages it touches (RssShmem); RssAnon is its private heap."
 	say "Kernel socket buffers are not in RSS for either pooler."
+	say ""
 fi
 
-say "Per-round tps (in run order):"
+say "Per-round tps (rounds 1..$ROUNDS):"
 for w in "${WORKLOADS[@]}"; do
 	IFS='|' read -r wid label _ _ <<<"$w"
 	line="- $label:"
