@@ -710,9 +710,12 @@ client_login_steps(Client *c)
 	{
 		if (c->auth->step == STEP_STARTUP)
 		{
-			LoginStep	before = c->auth->step;
+			bool		more = read_startup_packet(c);
 
-			if (!read_startup_packet(c) && (c->closed || c->auth->step == before))
+			/* trust logs in right here, and frees the auth state */
+			if (c->closed || c->state != CL_LOGIN)
+				return;
+			if (!more && c->auth->step == STEP_STARTUP)
 				return;
 		}
 		else

@@ -20,11 +20,11 @@ my $identity = server_identity($node);
 
 # --- a plain query through the pooler as a SCRAM role
 my ($rc, $out, $err) = pgbun_psql($node,
-	'SELECT 1 AS one, current_user, (SELECT count(*) FROM pg_authid)',
+	'SELECT 1 AS one, current_user, (SELECT count(*) FROM pg_roles)',
 	user => 'alice',
 	password => 'alice-pw');
 is($rc, 0, 'psql through pgbun exits 0') or diag($err);
-is($out, '1|alice|' . $node->safe_psql('postgres', 'SELECT count(*) FROM pg_authid'),
+is($out, '1|alice|' . $node->safe_psql('postgres', 'SELECT count(*) FROM pg_roles'),
 	'SELECT through pgbun returns the server\'s answer as alice');
 
 # The pooler's own view of pools, read on the server directly.
@@ -160,5 +160,5 @@ $raw->terminate;
 
 check_server_same($node, $identity, 'end of 010');
 
-$node->stop;
+stop_node($node);
 done_testing();

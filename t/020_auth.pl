@@ -184,5 +184,5 @@ ok($r->{ok}, 'scram again: alice logs in') or diag(explain($r));
 
 check_server_same($node, $identity, 'end of 020');
 
-$node->stop;
+stop_node($node);
 done_testing();

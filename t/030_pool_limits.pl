@@ -240,5 +240,5 @@ is($out, '3', 'query_wait_timeout: once the holder leaves, a new client is serve
 
 check_server_same($node, $identity, 'end of 030');
 
-$node->stop;
+stop_node($node);
 done_testing();

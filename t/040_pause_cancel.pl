@@ -178,5 +178,5 @@ $other->terminate;
 
 check_server_same($node, $identity, 'end of 040');
 $ctl->quit;
-$node->stop;
+stop_node($node);
 done_testing();

@@ -113,5 +113,5 @@ is($pid, $steady_pid, 'the logged-in client outlived the login timeouts on its s
 $steady->quit;
 
 check_server_same($node, $identity, 'end of 050');
-$node->stop;
+stop_node($node);
 done_testing();

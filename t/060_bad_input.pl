@@ -303,5 +303,5 @@ is($bystander->query('SELECT 35'), '35', 'the bystander commits and goes on');
 $bystander->quit;
 
 check_server_same($node, $identity, 'end of 060');
-$node->stop;
+stop_node($node);
 done_testing();

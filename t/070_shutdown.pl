@@ -46,8 +46,8 @@ $psql->query('\set VERBOSITY verbose');
 is($psql->query('SELECT 2'), '2', 'psql session holds a server');
 
 my $log_offset = -s $node->logfile;
-ok(eval { $node->stop('fast'); 1 }, 'pg_ctl stop -m fast completes with pgbun clients connected')
-  or diag($@);
+ok($node->stop('fast', fail_ok => 1), 'pg_ctl stop -m fast completes with pgbun clients connected')
+  or diag(PgbunTest::tail_log($node, 30));
 
 foreach my $c ([ 'raw client with a server', $raw ], [ 'raw client without a query', $idle_raw ])
 {
@@ -95,7 +95,7 @@ isnt($rc, 0, 'pgbun.workers = 0: pgbun.pause() fails');
 like($err, qr/ERROR:\s+pgbun:/, 'pgbun.workers = 0: the error starts with pgbun:');
 is($off->safe_psql('postgres', 'SELECT count(*) FROM pgbun.pools'), '0',
 	'pgbun.workers = 0: the views still answer (empty)');
-$off->stop;
+stop_node($off);
 
 ############ not preloaded
 
@@ -119,6 +119,6 @@ $rc = $bare->psql('postgres', "LOAD 'pgbun'", stdout => \$out, stderr => \$err);
 isnt($rc, 0, 'LOAD pgbun without the preload fails');
 like($err, qr/shared_preload_libraries/, 'LOAD: the error mentions shared_preload_libraries');
 is($bare->safe_psql('postgres', 'SELECT 1'), '1', 'the server is fine after the refusals');
-$bare->stop;
+stop_node($bare);
 
 done_testing();

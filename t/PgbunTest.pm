@@ -36,9 +36,23 @@ our @EXPORT = qw(
   pgbun_psql pgbun_session direct_session
   worker_pid server_identity check_server_same
   wait_until poll_sql reload_conf reload_sync
-  raw_connect
+  raw_connect stop_node
   hang_guard
 );
+
+# Every node made here. If one died under a test (a pooler crash with
+# restart_after_crash = off shuts the server down), the Cluster module's
+# END teardown would BAIL_OUT on the failed pg_ctl stop and abort every
+# later test file; forget the dead postmaster first so only this file fails.
+my @pgbun_nodes;
+
+END
+{
+	foreach my $node (@pgbun_nodes)
+	{
+		eval { $node->_update_pid(-1); };
+	}
+}
 
 # How long a single read or wait may take before we call it a hang.
 sub hang_guard { return 30; }
@@ -73,6 +87,7 @@ sub pgbun_node
 	my $preload = $opts{preload} // 1;
 
 	my $node = PostgreSQL::Test::Cluster->new($name);
+	push @pgbun_nodes, $node;
 	$node->init;
 
 	my $port = PostgreSQL::Test::Cluster::get_free_port();
@@ -120,6 +135,22 @@ sub pgbun_node
 		$node->safe_psql('postgres', 'CREATE EXTENSION pgbun');
 	}
 	return $node;
+}
+
+# Stop a node at the end of a test: a failed test (not a BAIL_OUT) if the
+# server is already gone or does not stop.
+sub stop_node
+{
+	my ($node, $mode) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	$node->_update_pid(-1);
+	if (!defined $node->{_pid})
+	{
+		fail('the server was still running at the end of the test');
+		diag(tail_log($node, 30));
+		return 0;
+	}
+	return ok($node->stop($mode // 'fast', fail_ok => 1), 'the server stops cleanly');
 }
 
 sub pgbun_port
