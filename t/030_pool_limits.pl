@@ -88,7 +88,7 @@ ok($samples > 0, 'sampled the server while pgbench ran');
 cmp_ok($max_backends, '<=', 5, 'the server never saw more than 5 bench backends');
 cmp_ok($max_backends, '>=', 1, 'the server did see pgbun\'s bench backends');
 
-my $pool = $node->safe_psql('benchdb',
+my $pool = $node->safe_psql('postgres',
 	"SELECT sv_active + sv_idle + sv_used + sv_tested + sv_login FROM pgbun.pools "
 	  . "WHERE database = 'benchdb' AND \"user\" = 'bench'");
 cmp_ok($pool || 0, '<=', 5, "pgbun.pools: the bench pool holds at most 5 servers ($pool)");

@@ -278,7 +278,7 @@ sub client_env
 	my (%opts) = @_;
 	my %env = %ENV;
 	delete $env{$_} foreach grep { /^PG/ } keys %env;
-	$env{PGPASSFILE} = '/dev/null';
+	$env{PGPASSFILE} = '/nonexistent/pgbun-test-pgpass';
 	$env{PGCONNECT_TIMEOUT} = '30';
 	$env{PGPASSWORD} = $opts{password} if defined $opts{password};
 	$env{PGAPPNAME} = $opts{application_name}
@@ -564,7 +564,9 @@ sub query
 	$err =~ s/^\Q$mark\E\n?//m;
 	chomp $out;
 	chomp $err;
-	$self->{last_err} = $err;
+	# What comes next (a send() and wait_output()) starts from scratch.
+	$self->{out} = '';
+	$self->{err} = '';
 	$out = undef unless $done;
 	return wantarray ? ($out, $err) : $out;
 }
