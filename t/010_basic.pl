@@ -50,6 +50,10 @@ for my $i (1 .. 3)
 	  or diag($s->connect_error);
 	my ($pid, $qerr) = $s->query('SELECT pg_backend_pid()');
 	like($pid // '', qr/^\d+$/, "session $i has a server backend") or diag($qerr);
+	# Session state that server_reset_query must wipe before reuse.
+	(undef, $qerr) = $s->query(
+		"SET work_mem = '7MB'; CREATE TEMP TABLE leftover_$i (x int); PREPARE leftover_stmt AS SELECT 1");
+	is($qerr, '', "session $i leaves session state behind");
 	push @sessions, $s;
 	push @pids, $pid // 0;
 }
@@ -114,14 +118,29 @@ ok($matched, 'after the sessions quit: no alice rows in pgbun.clients')
 	"SELECT count(*) FROM pgbun.servers WHERE \"user\" = 'alice' AND state = 'active'",
 	'0');
 ok($matched, 'after the sessions quit: no active alice servers') or diag("last: $last");
+($matched, $last) = poll_sql($node,
+	"SELECT count(*) FILTER (WHERE state = 'idle') || '/' || count(*) FROM pgbun.servers "
+	  . "WHERE \"user\" = 'alice' AND database = 'postgres'",
+	'3/3');
+ok($matched, 'the three released servers are back in the pool, idle') or diag("last: $last");
 
 # Released servers stay pooled (server_idle_timeout is 10 min): the next
-# session reuses one of them instead of opening a new backend.
-($rc, $out, $err) = pgbun_psql($node, 'SELECT pg_backend_pid()',
-	user => 'alice', password => 'alice-pw');
+# session reuses one of them instead of opening a new backend, and finds
+# none of the previous session's state on it (server_reset_query).
+($rc, $out, $err) = pgbun_psql(
+	$node, q{SELECT pg_backend_pid(), current_setting('work_mem'),
+  (SELECT count(*) FROM pg_class WHERE relname LIKE 'leftover%' AND relpersistence = 't'),
+  (SELECT count(*) FROM pg_prepared_statements)},
+	user => 'alice',
+	password => 'alice-pw');
 is($rc, 0, 'a new client after the sessions closed works') or diag($err);
-ok((grep { $_ eq $out } @pids), 'the new client got one of the pooled server backends')
+my ($new_pid, $work_mem, $temp_tables, $prepared) = split /\|/, $out;
+ok((grep { $_ eq ($new_pid // '') } @pids), 'the new client got one of the pooled server backends')
   or diag("got backend $out, pooled were @pids");
+is($work_mem, $node->safe_psql('postgres', 'SHOW work_mem'),
+	'the reused backend has the default work_mem again');
+is($temp_tables, '0', 'the reused backend has no temp tables left');
+is($prepared, '0', 'the reused backend has no prepared statements left');
 
 # --- stats count what went through
 ($matched, $last) = poll_sql($node,

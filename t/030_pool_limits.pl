@@ -27,6 +27,16 @@ $node->safe_psql(
 	'postgres', q{
 CREATE ROLE bench LOGIN PASSWORD 'bench-pw' CONNECTION LIMIT 5;
 CREATE ROLE alice LOGIN PASSWORD 'alice-pw';
+CREATE ROLE prober LOGIN PASSWORD 'prober-pw';
+CREATE ROLE carol LOGIN PASSWORD 'carol-pw';
+CREATE ROLE dave1 LOGIN PASSWORD 'dave-pw';
+CREATE ROLE dave2 LOGIN PASSWORD 'dave-pw';
+CREATE ROLE dave3 LOGIN PASSWORD 'dave-pw';
+CREATE DATABASE u1;
+CREATE DATABASE u2;
+CREATE DATABASE u3;
+CREATE DATABASE capdb;
+CREATE DATABASE fifodb;
 CREATE DATABASE benchdb;
 CREATE DATABASE reloaddb;
 CREATE DATABASE waitdb;
@@ -36,6 +46,8 @@ $node->command_ok([ 'pgbench', '-i', '-s', '1', '-q', 'benchdb' ],
 $node->safe_psql('benchdb', 'GRANT SELECT ON ALL TABLES IN SCHEMA public TO bench');
 my $identity = server_identity($node);
 my %alice = (user => 'alice', password => 'alice-pw');
+# reload_sync's probe client logs in as its own role, in its own pool.
+my %probe = (user => 'prober', password => 'prober-pw');
 
 ############ 50 pgbench clients, pool of 5
 
@@ -152,11 +164,11 @@ ok( wait_until(
 	'max_client_conn: after one client leaves a new one gets in');
 $_->quit foreach @held;
 @held = ();
-reload_sync($node, \%alice, 'pgbun.max_client_conn' => undef);
+reload_sync($node, \%probe, 'pgbun.max_client_conn' => undef);
 
 ############ reload default_pool_size with clients holding servers
 
-reload_sync($node, \%alice, 'pgbun.default_pool_size' => '2');
+reload_sync($node, \%probe, 'pgbun.default_pool_size' => '2');
 
 my @s;
 my @pids;
@@ -198,7 +210,7 @@ cmp_ok(
 $third->quit;
 
 # Shrink below what is held: held sessions keep their servers.
-reload_sync($node, \%alice, 'pgbun.default_pool_size' => '1');
+reload_sync($node, \%probe, 'pgbun.default_pool_size' => '1');
 for my $i (0 .. 1)
 {
 	my ($pid, $qerr) = $s[$i]->query('SELECT pg_backend_pid()');
@@ -207,9 +219,97 @@ for my $i (0 .. 1)
 }
 $_->quit foreach @s;
 
+############ FIFO waiting queue (pool size 1)
+
+sub waiting_in
+{
+	my ($db, $user) = @_;
+	return "SELECT coalesce(sum(cl_waiting), 0) FROM pgbun.pools "
+	  . "WHERE database = '$db' AND \"user\" = '$user'";
+}
+
+my $fifo_holder = pgbun_session($node, %alice, dbname => 'fifodb');
+is($fifo_holder->query('SELECT 1'), '1', 'FIFO: the holder has the only server');
+my $first = pgbun_session($node, %alice, dbname => 'fifodb', wait => 0);
+$first->send("SELECT 'first served';");
+($matched, $last) = poll_sql($node, waiting_in('fifodb', 'alice'), '1');
+ok($matched, 'FIFO: the first client waits') or diag("last: $last");
+my $second = pgbun_session($node, %alice, dbname => 'fifodb', wait => 0);
+$second->send("SELECT 'second served';");
+($matched, $last) = poll_sql($node, waiting_in('fifodb', 'alice'), '2');
+ok($matched, 'FIFO: the second client waits behind it') or diag("last: $last");
+
+$fifo_holder->quit;
+ok($first->wait_output(qr/first served/, secs => hang_guard()),
+	'FIFO: when the holder leaves, the first waiting client is served')
+  or diag('stderr: ' . $first->stderr);
+($matched, $last) = poll_sql($node, waiting_in('fifodb', 'alice'), '1');
+ok($matched, 'FIFO: the second client still waits') or diag("last: $last");
+unlike($second->stdout, qr/second served/, 'FIFO: the second client was not served before the first');
+$first->quit;
+ok($second->wait_output(qr/second served/, secs => hang_guard()),
+	'FIFO: then the second client is served')
+  or diag('stderr: ' . $second->stderr);
+$second->quit;
+
+############ max_user_connections and max_db_connections
+#
+# As in PgBouncer, a client leaving one pool does not free its user's (or
+# database's) slot at once: its server stays pooled until it is closed,
+# here by a short server_idle_timeout. Then the waiting pool gets a server.
+# Note that in session mode a client of a pool with no server yet waits for
+# a server to log in at all, so the third client's connect is what waits.
+
+reload_sync($node, \%probe,
+	'pgbun.default_pool_size' => '5',
+	'pgbun.max_user_connections' => '2',
+	'pgbun.server_idle_timeout' => '1s');
+
+my %carol = (user => 'carol', password => 'carol-pw');
+my $c1 = pgbun_session($node, %carol, dbname => 'u1');
+my $c2 = pgbun_session($node, %carol, dbname => 'u2');
+is(($c1->query('SELECT 1') // '') . ($c2->query('SELECT 2') // ''), '12',
+	'max_user_connections = 2: carol holds servers in u1 and u2');
+my $c3 = pgbun_session($node, %carol, dbname => 'u3', wait => 0);
+$c3->send("SELECT 'u3 served';");
+($matched, $last) = poll_sql($node, waiting_in('u3', 'carol'), '1');
+ok($matched, 'max_user_connections = 2: carol\'s third client, in u3, waits') or diag("last: $last");
+is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE usename = 'carol'"),
+	'2', 'max_user_connections = 2: the server has 2 carol backends');
+ok($c3->alive, 'max_user_connections = 2: the third client is still waiting, not refused');
+$c1->quit;
+ok($c3->wait_output(qr/u3 served/, secs => hang_guard()),
+	'max_user_connections: once carol\'s u1 server is released and closed, the u3 client is served')
+  or diag('stderr: ' . $c3->stderr);
+cmp_ok($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE usename = 'carol'"),
+	'<=', 2, 'max_user_connections: still at most 2 carol backends');
+$_->quit foreach ($c2, $c3);
+
+reload_sync($node, \%probe,
+	'pgbun.max_user_connections' => undef,
+	'pgbun.max_db_connections' => '2');
+my @d = map { pgbun_session($node, user => "dave$_", password => 'dave-pw', dbname => 'capdb') } 1 .. 2;
+is(($d[0]->query('SELECT 1') // '') . ($d[1]->query('SELECT 2') // ''), '12',
+	'max_db_connections = 2: dave1 and dave2 hold servers in capdb');
+push @d, pgbun_session($node, user => 'dave3', password => 'dave-pw', dbname => 'capdb', wait => 0);
+$d[2]->send("SELECT 'dave3 served';");
+($matched, $last) = poll_sql($node, waiting_in('capdb', 'dave3'), '1');
+ok($matched, 'max_db_connections = 2: dave3 waits') or diag("last: $last");
+is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE datname = 'capdb'"),
+	'2', 'max_db_connections = 2: the server has 2 capdb backends');
+$d[0]->quit;
+ok($d[2]->wait_output(qr/dave3 served/, secs => hang_guard()),
+	'max_db_connections: once dave1\'s server is released and closed, dave3 is served')
+  or diag('stderr: ' . $d[2]->stderr);
+cmp_ok($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE datname = 'capdb'"),
+	'<=', 2, 'max_db_connections: still at most 2 capdb backends');
+$_->quit foreach @d[ 1, 2 ];
+
 ############ query_wait_timeout
 
-reload_sync($node, \%alice,
+reload_sync($node, \%probe,
+	'pgbun.max_db_connections' => undef,
+	'pgbun.server_idle_timeout' => undef,
 	'pgbun.default_pool_size' => '1',
 	'pgbun.query_wait_timeout' => '1s');
 
