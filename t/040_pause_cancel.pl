@@ -59,6 +59,30 @@ ok($late->wait_output(qr/late 42/, secs => hang_guard()),
 is($late->stderr, '', 'the waiting client saw no error');
 $late->quit;
 
+############ pause one database: the others go on
+
+$node->safe_psql('postgres', 'CREATE DATABASE otherdb');
+($rc, $out, $err) = pgbun_psql($node, 'SELECT 1', %alice, dbname => 'otherdb');
+is($out, '1', 'a first query in otherdb') or diag($err);
+($pout, $perr) = $ctl->query("SELECT pgbun.pause('otherdb')", hang_guard());
+is($perr, '', "pgbun.pause('otherdb') returns without error");
+
+($rc, $out, $err) = pgbun_psql($node, 'SELECT 9', %alice);
+is($out, '9', 'while otherdb is paused, database postgres is served') or diag($err);
+
+my $other_db = pgbun_session($node, %alice, dbname => 'otherdb', wait => 0);
+$other_db->send("SELECT 'otherdb ' || 10;");
+($matched, $last) = poll_sql($node,
+	"SELECT cl_waiting FROM pgbun.pools WHERE database = 'otherdb' AND \"user\" = 'alice'", '1');
+ok($matched, 'a client of the paused database waits') or diag("last: $last");
+unlike($other_db->stdout, qr/otherdb 10/, 'and has no answer yet');
+($pout, $perr) = $ctl->query("SELECT pgbun.resume('otherdb')", hang_guard());
+is($perr, '', "pgbun.resume('otherdb')");
+ok($other_db->wait_output(qr/otherdb 10/, secs => hang_guard()),
+	'after resuming otherdb its client is served')
+  or diag('stderr: ' . $other_db->stderr);
+$other_db->quit;
+
 ############ pause while a session holds a server
 
 my $holder = pgbun_session($node, %alice);

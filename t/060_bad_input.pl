@@ -298,6 +298,28 @@ ok($matched, 'only the bystander is left in pgbun.clients') or diag("last: $last
   poll_sql($node, "SELECT count(*) FROM pgbun.servers WHERE state = 'active'", '1');
 ok($matched, 'only the bystander\'s server is active') or diag("last: $last");
 
+# Every server left in alice's pool - some saw truncated or garbage input
+# from their clients - is healthy: take them all at once and use them.
+($matched, $last) = poll_sql($node,
+	"SELECT sv_active + sv_used + sv_tested + sv_login FROM pgbun.pools "
+	  . "WHERE database = 'postgres' AND \"user\" = 'alice'",
+	'0');
+ok($matched, 'alice\'s pool has settled (no server active, in reset or logging in)')
+  or diag("last: $last");
+my $n_idle = $node->safe_psql('postgres',
+	"SELECT sv_idle FROM pgbun.pools WHERE database = 'postgres' AND \"user\" = 'alice'");
+cmp_ok($n_idle || 0, '>=', 1, "alice's pool kept idle servers ($n_idle)");
+my @takers = map { pgbun_session($node, %alice) } 1 .. ($n_idle || 0);
+my $healthy = 0;
+foreach my $i (0 .. $#takers)
+{
+	my ($o, $e) = $takers[$i]->query("SELECT $i + 100");
+	$healthy++ if defined $o && $o eq $i + 100;
+	diag("taker $i: out=" . ($o // 'undef') . " err=$e") unless defined $o && $o eq $i + 100;
+}
+is($healthy, scalar @takers, 'every pooled alice server answers correctly');
+$_->quit foreach @takers;
+
 $bystander->query('COMMIT');
 is($bystander->query('SELECT 35'), '35', 'the bystander commits and goes on');
 $bystander->quit;
