@@ -98,7 +98,8 @@ append_literal(char *out, int pos, int cap, const char *value)
 			return -1;
 		out[pos++] = 'E';
 	}
-	if (pos + 1 >= cap)
+	/* room for both quotes and the NUL even when the value is empty */
+	if (pos + 2 >= cap)
 		return -1;
 	out[pos++] = '\'';
 	for (const char *p = value; *p; p++)
@@ -127,6 +128,7 @@ params_build_set_sql(const char *want, uint16 want_len, const char *have, uint16
 	{
 		const char *w = params_get(want, want_len, tracked[i]);
 		const char *h = params_get(have, have_len, tracked[i]);
+		bool		list;
 		int			n;
 
 		if (!w)
@@ -136,15 +138,24 @@ params_build_set_sql(const char *want, uint16 want_len, const char *have, uint16
 		/* a parameter the server never reported and the client never set: leave it */
 		if (!h && !params_get(want, want_len, tracked[i]))
 			continue;
-		n = snprintf(out + pos, outcap - pos, "SET %s = ", tracked[i]);
+		/*
+		 * SET quotes each string of a list setting as an identifier, so SET
+		 * search_path = 'a, b' would pick the one schema "a, b"; set_config()
+		 * takes the text as the startup packet (or ParameterStatus) gave it.
+		 */
+		list = strcmp(tracked[i], "search_path") == 0;
+		n = snprintf(out + pos, outcap - pos, list ? "SELECT pg_catalog.set_config('%s', " : "SET %s = ",
+					 tracked[i]);
 		if (n < 0 || n >= outcap - pos)
 			return -1;
 		pos += n;
 		pos = append_literal(out, pos, outcap, w);
-		if (pos < 0 || pos + 2 >= outcap)
+		if (pos < 0)
 			return -1;
-		out[pos++] = ';';
-		out[pos] = '\0';
+		n = snprintf(out + pos, outcap - pos, "%s", list ? ", false);" : ";");
+		if (n < 0 || n >= outcap - pos)
+			return -1;
+		pos += n;
 	}
 	return pos;
 }

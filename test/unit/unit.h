@@ -39,5 +39,7 @@ int			unit_bytes_equal(const char *file, int line, const uint8_t *got,
 
 /* Suites, one per tested module. */
 void		proto_suite(void);
+void		scram_suite(void);
+void		params_suite(void);
 
 #endif							/* PGBUN_UNIT_H */

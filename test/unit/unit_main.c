@@ -76,6 +76,8 @@ int
 main(void)
 {
 	proto_suite();
+	scram_suite();
+	params_suite();
 
 	printf("%d passed, %d failed\n", unit_passed, unit_failed);
 	fflush(stdout);
