@@ -175,7 +175,23 @@ ok(defined $login->{pid} && defined $login->{key}, 'pgbun sent BackendKeyData');
 ok(defined $login->{params}{server_version}, 'pgbun sent ParameterStatus server_version');
 my $res = $raw->query("SELECT 40 + 2");
 is_deeply($res->{rows}, [ ['42'] ], 'raw query through pgbun returns 42');
+
+# pgbun.clients shows where the client comes from and where it connected.
+my $my_port = $raw->{sock}->sockport;
+is( $node->safe_psql('postgres',
+		"SELECT addr || ':' || local_addr || ':' || local_port || ':' || \"user\" FROM pgbun.clients WHERE port = $my_port"),
+	'127.0.0.1:127.0.0.1:' . pgbun_port($node) . ':alice',
+	'pgbun.clients: the raw client\'s address, port and pgbun\'s local address');
 $raw->terminate;
+
+# --- the Unix socket listener (in the server's socket directory)
+($rc, $out, $err) = pgbun_psql($node,
+	"SELECT current_user || ' via ' || coalesce(inet_client_addr()::text, 'the server socket')",
+	user => 'alice',
+	password => 'alice-pw',
+	host => $node->host);
+is($rc, 0, 'psql through pgbun\'s Unix socket') or diag($err);
+is($out, 'alice via the server socket', 'the Unix socket client runs as alice');
 
 check_server_same($node, $identity, 'end of 010');
 

@@ -77,6 +77,51 @@ unlike($log, qr/pgbun worker.*exited with exit code [1-9]/, 'the pgbun worker ex
 unlike($log, qr/reinitializing|PANIC|TRAP:/, 'no crash, no reinitialization');
 like($log, qr/database system is shut down/, 'the server shut down cleanly');
 
+############ postmaster death: the worker exits at once
+#
+# kill -9 of the postmaster (not of the worker): the worker must notice and
+# exit by itself, closing its listeners and clients.
+
+my $orphan = pgbun_node(name => 'pmdeath');
+$orphan->safe_psql('postgres', "CREATE ROLE alice LOGIN PASSWORD 'alice-pw'");
+my $orphan_worker = worker_pid($orphan);
+like($orphan_worker, qr/^\d+$/, 'postmaster death: a worker is running');
+my $orphan_client = raw_connect($orphan);
+ok($orphan_client->login(%alice)->{ok}, 'postmaster death: a client is logged in');
+is_deeply($orphan_client->query('SELECT 5')->{rows}, [ ['5'] ], 'postmaster death: and holds a server');
+
+sub process_gone
+{
+	my ($pid) = @_;
+	return 1 unless kill(0, $pid);
+	# Reparented zombies count as gone if nobody reaps them.
+	open my $fh, '<', "/proc/$pid/stat" or return 1;
+	my $stat = <$fh>;
+	close $fh;
+	return ($stat // '') =~ /^\d+ \(.*\) Z/ ? 1 : 0;
+}
+
+kill 'KILL', $orphan->{_pid};
+ok(wait_until(sub { process_gone($orphan_worker) }, hang_guard(), 0.1),
+	'postmaster death: the pgbun worker exits by itself');
+my $od = $orphan_client->read_to_eof(hang_guard());
+ok($od->{eof}, 'postmaster death: the client\'s connection is closed');
+$orphan_client->close;
+ok( wait_until(
+		sub {
+			my $s = IO::Socket::INET->new(
+				PeerAddr => '127.0.0.1',
+				PeerPort => pgbun_port($orphan),
+				Proto => 'tcp',
+				Timeout => 2);
+			return 1 unless $s;
+			close $s;
+			return 0;
+		}),
+	'postmaster death: nothing listens on the pooler port any more');
+# Forget the dead postmaster (its backends exit on their own).
+$orphan->_update_pid(-1);
+
 ############ pgbun.workers = 0
 
 my $off = pgbun_node(name => 'noworkers', conf => { 'pgbun.workers' => '0' }, wait_listen => 0);

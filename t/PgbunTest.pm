@@ -295,7 +295,7 @@ sub pooler_psql_cmd
 	my ($node, %opts) = @_;
 	return (
 		$node->installed_command('psql'), '-X', '-A', '-t', '-q', '-w',
-		'-h', '127.0.0.1',
+		'-h', $opts{host} // '127.0.0.1',
 		'-p', pgbun_port($node),
 		'-U', $opts{user} // bootstrap_user(),
 		'-d', $opts{dbname} // 'postgres');
