@@ -406,6 +406,11 @@ idle_test() {
 	a_rss=$(rss_kb VmRSS "$@")
 	a_anon=$(rss_kb RssAnon "$@")
 	a_shm=$(rss_kb RssShmem "$@")
+	# Cross-check: connections the pooler still holds open (not closed behind the client's back).
+	local held=n/a
+	if command -v ss >/dev/null; then
+		held=$(ss -Htn state established "( sport = :$(port_of "$t") )" 2>/dev/null | wc -l)
+	fi
 	local ready
 	ready=$(grep -m1 '^READY' "$out" || echo "READY ok=0 (no report: $(tail -n 1 "$out"))")
 	# Still serving with 5,000 idle clients held?
@@ -419,7 +424,7 @@ idle_test() {
 	ok=${ok:-0}
 	local per=n/a
 	[ "$ok" -gt 0 ] && per=$(((a_rss - b_rss) * 1024 / ok))
-	IDLE[$t]="$per|$ok|$b_rss|$a_rss|$((a_anon - b_anon))|$((a_shm - b_shm))|$alive|${ready#READY }"
+	IDLE[$t]="$per|$ok / $held|$b_rss|$a_rss|$((a_anon - b_anon))|$((a_shm - b_shm))|$alive|${ready#READY }"
 	log "  idle $t: $ready; VmRSS $b_rss -> $a_rss kB; $per bytes/client"
 }
 
@@ -562,7 +567,7 @@ say ""
 if [ "$IDLE_CLIENTS" -gt 0 ]; then
 	say "## Memory per idle client ($IDLE_CLIENTS logged-in idle clients, RSS delta of the pooler process)"
 	say ""
-	say "| pooler | clients logged in | VmRSS before kB | VmRSS after kB | bytes per idle client | of which anon / shmem kB | still serving |"
+	say "| pooler | clients logged in / open at measurement | VmRSS before kB | VmRSS after kB | bytes per idle client | of which anon / shmem kB | still serving |"
 	say "|---|---:|---:|---:|---:|---|---|"
 	for t in pgbun pgbouncer; do
 		if [ -z "${IDLE[$t]:-}" ]; then
