@@ -90,17 +90,6 @@ my $orphan_client = raw_connect($orphan);
 ok($orphan_client->login(%alice)->{ok}, 'postmaster death: a client is logged in');
 is_deeply($orphan_client->query('SELECT 5')->{rows}, [ ['5'] ], 'postmaster death: and holds a server');
 
-sub process_gone
-{
-	my ($pid) = @_;
-	return 1 unless kill(0, $pid);
-	# Reparented zombies count as gone if nobody reaps them.
-	open my $fh, '<', "/proc/$pid/stat" or return 1;
-	my $stat = <$fh>;
-	close $fh;
-	return ($stat // '') =~ /^\d+ \(.*\) Z/ ? 1 : 0;
-}
-
 kill 'KILL', $orphan->{_pid};
 ok(wait_until(sub { process_gone($orphan_worker) }, hang_guard(), 0.1),
 	'postmaster death: the pgbun worker exits by itself');
@@ -120,7 +109,8 @@ ok( wait_until(
 		}),
 	'postmaster death: nothing listens on the pooler port any more');
 # Forget the dead postmaster (its backends exit on their own).
-$orphan->_update_pid(-1);
+ok(wait_until(sub { forget_if_dead($orphan) }, hang_guard(), 0.1),
+	'postmaster death: the postmaster is gone');
 
 ############ pgbun.workers = 0
 

@@ -36,7 +36,7 @@ our @EXPORT = qw(
   pgbun_psql pgbun_session direct_session
   worker_pid server_identity check_server_same
   wait_until poll_sql reload_conf reload_sync
-  raw_connect stop_node
+  raw_connect stop_node process_gone forget_if_dead
   hang_guard
 );
 
@@ -50,8 +50,30 @@ END
 {
 	foreach my $node (@pgbun_nodes)
 	{
-		eval { $node->_update_pid(-1); };
+		forget_if_dead($node);
 	}
+}
+
+# Is process $pid gone? A zombie counts as gone: in a container nobody may
+# reap a dead postmaster, and kill(0) still succeeds on it.
+sub process_gone
+{
+	my ($pid) = @_;
+	return 1 unless $pid && kill(0, $pid);
+	open my $fh, '<', "/proc/$pid/stat" or return 1;
+	my $stat = <$fh>;
+	close $fh;
+	return ($stat // '') =~ /^\d+ \(.*\) Z/ ? 1 : 0;
+}
+
+# If the node's postmaster is dead, make the Cluster module forget it, so
+# its teardown does not try (and fail, and BAIL_OUT) to stop it.
+sub forget_if_dead
+{
+	my ($node) = @_;
+	eval { $node->_update_pid(-1); };
+	$node->{_pid} = undef if defined $node->{_pid} && process_gone($node->{_pid});
+	return !defined $node->{_pid};
 }
 
 # How long a single read or wait may take before we call it a hang.
@@ -143,8 +165,7 @@ sub stop_node
 {
 	my ($node, $mode) = @_;
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	$node->_update_pid(-1);
-	if (!defined $node->{_pid})
+	if (forget_if_dead($node))
 	{
 		fail('the server was still running at the end of the test');
 		diag(tail_log($node, 30));
