@@ -1,5 +1,8 @@
 # 010_basic: psql through the pooler; pgbun.pools / clients / servers / stats
-# agree with what psql sessions hold; unknown database is 3D000.
+# agree with what psql sessions hold; released servers are reused and reset
+# (server_reset_query, transactions a vanished client left open); startup
+# parameters are each client's own; unknown database is 3D000; the Unix
+# socket listener works.
 
 use strict;
 use warnings FATAL => 'all';
@@ -183,6 +186,78 @@ is( $node->safe_psql('postgres',
 	'127.0.0.1:127.0.0.1:' . pgbun_port($node) . ':alice',
 	'pgbun.clients: the raw client\'s address, port and pgbun\'s local address');
 $raw->terminate;
+
+# --- startup parameters are the client's own, also on a reused server
+$node->safe_psql('postgres', 'CREATE DATABASE paramdb');
+$node->safe_psql('paramdb', 'CREATE SCHEMA "s1, s2"; CREATE SCHEMA s3; GRANT USAGE ON SCHEMA "s1, s2", s3 TO alice; GRANT CREATE ON SCHEMA public TO alice');
+my %first_params = (
+	application_name => 'first_app',
+	TimeZone => 'UTC',
+	DateStyle => 'ISO, MDY',
+	search_path => 's3');
+my %second_params = (
+	application_name => 'second_app',
+	TimeZone => 'Asia/Tokyo',
+	DateStyle => 'SQL, DMY',
+	search_path => '"s1, s2", public');
+my $settings_sql = "SELECT pg_backend_pid(), current_setting('application_name'), "
+  . "current_setting('TimeZone'), current_setting('DateStyle'), current_setting('search_path')";
+
+my $first = raw_connect($node);
+$login = $first->login(user => 'alice', password => 'alice-pw', database => 'paramdb',
+	params => [%first_params]);
+ok($login->{ok}, 'first client with its own startup parameters') or diag(explain($login));
+my $frow = $first->query($settings_sql)->{rows}[0] // [];
+is_deeply([ @$frow[ 1 .. 4 ] ], [ @first_params{qw(application_name TimeZone DateStyle search_path)} ],
+	'the first client\'s session has its startup parameters');
+$first->terminate;
+($matched, $last) = poll_sql($node,
+	"SELECT count(*) FILTER (WHERE state = 'idle') || '/' || count(*) FROM pgbun.servers WHERE database = 'paramdb'",
+	'1/1');
+ok($matched, 'paramdb\'s one server is back in the pool') or diag("last: $last");
+
+my $second = raw_connect($node);
+$login = $second->login(user => 'alice', password => 'alice-pw', database => 'paramdb',
+	params => [%second_params]);
+ok($login->{ok}, 'second client with different startup parameters') or diag(explain($login));
+is($login->{params}{TimeZone} // '', 'Asia/Tokyo', 'ParameterStatus TimeZone is the second client\'s');
+is($login->{params}{DateStyle} // '', 'SQL, DMY', 'ParameterStatus DateStyle is the second client\'s');
+is($login->{params}{application_name} // '', 'second_app',
+	'ParameterStatus application_name is the second client\'s');
+my $srow = $second->query($settings_sql)->{rows}[0] // [];
+is($srow->[0], $frow->[0], 'the second client reuses the first client\'s server backend');
+is_deeply([ @$srow[ 1 .. 4 ] ], [ @second_params{qw(application_name TimeZone DateStyle search_path)} ],
+	'the second client\'s session has its own startup parameters, not the first\'s');
+my $tz = $second->query("SELECT to_char(timestamptz '2024-01-01 00:00:00+00', 'HH24')");
+is_deeply($tz->{rows}, [ ['09'] ], 'and they are in effect (Tokyo time)');
+$second->terminate;
+
+# --- a client that vanishes inside a transaction leaves nothing behind
+foreach my $case (
+	[ 'an open transaction', "BEGIN; CREATE TABLE vanished (x int); INSERT INTO vanished VALUES (1)", 'T' ],
+	[ 'a failed transaction', "BEGIN; CREATE TABLE vanished (x int); SELECT 1/0", 'E' ])
+{
+	my ($label, $sql, $status) = @$case;
+	my $quitter = raw_connect($node);
+	ok($quitter->login(user => 'alice', password => 'alice-pw', database => 'paramdb')->{ok},
+		"$label: client logs in");
+	my $qres = $quitter->query($sql);
+	is($qres->{txstatus} // '', $status, "$label: the client is in transaction state $status");
+	$quitter->close;    # no Terminate, no ROLLBACK
+	($matched, $last) = poll_sql($node,
+		"SELECT count(*) FILTER (WHERE state = 'active') FROM pgbun.servers WHERE database = 'paramdb'", '0');
+	ok($matched, "$label: its server is released") or diag("last: $last");
+
+	my $next = raw_connect($node);
+	$login = $next->login(user => 'alice', password => 'alice-pw', database => 'paramdb');
+	ok($login->{ok}, "$label: the next client logs in") or diag(explain($login));
+	is($login->{txstatus} // '', 'I', "$label: the next client starts outside any transaction");
+	my $nres = $next->query("SELECT to_regclass('vanished') IS NULL, txid_current_if_assigned() IS NULL");
+	is_deeply($nres->{rows}, [ [ 't', 't' ] ],
+		"$label: the vanished client's table was rolled back and no transaction is open");
+	is($nres->{txstatus} // '', 'I', "$label: the next client's query leaves it idle");
+	$next->terminate;
+}
 
 # --- the Unix socket listener (in the server's socket directory)
 ($rc, $out, $err) = pgbun_psql($node,
