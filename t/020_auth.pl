@@ -15,7 +15,10 @@ use lib $FindBin::RealBin;
 use PgbunTest;
 
 # 'trusty' is trusted by the server itself (see the trust section below).
-my $node = pgbun_node(name => 'auth', hba_extra => ['local all trusty trust']);
+# 'trusty' is trusted by the server itself; 'barred' is rejected by it.
+my $node = pgbun_node(
+	name => 'auth',
+	hba_extra => [ 'local all trusty trust', 'local all barred reject' ]);
 $node->safe_psql(
 	'postgres', q{
 SET password_encryption = 'scram-sha-256';
@@ -23,6 +26,7 @@ CREATE ROLE alice LOGIN PASSWORD 'alice-pw';
 CREATE ROLE nol NOLOGIN PASSWORD 'nol-pw';
 CREATE ROLE old LOGIN PASSWORD 'old-pw' VALID UNTIL '2000-01-01 00:00:00+00';
 CREATE ROLE trusty LOGIN PASSWORD 'trusty-pw';
+CREATE ROLE barred LOGIN PASSWORD 'barred-pw';
 SET password_encryption = 'md5';
 CREATE ROLE mary LOGIN PASSWORD 'mary-pw';
 });
@@ -116,6 +120,19 @@ refused_ok($r, '28P01', 'scram: NOLOGIN role with a wrong password');
 # VALID UNTIL in the past: a correct password no longer works.
 $r = raw_login(user => 'old', password => 'old-pw');
 refused_ok($r, '28P01', 'scram: expired role with its password');
+
+# The server itself refuses pgbun's login for the role (pg_hba.conf reject):
+# the client gets the server's error, the log tells which hba line is needed.
+my $log_offset = -s $node->logfile;
+$r = raw_login(user => 'barred', password => 'barred-pw');
+ok(!$r->{ok}, 'server-side hba reject: the client is refused');
+is($r->{error}{C} // '', '28000', 'server-side hba reject: SQLSTATE 28000 from the server')
+  or diag(explain($r));
+like($r->{error}{M} // '', qr/pg_hba\.conf/, 'server-side hba reject: the server\'s message reaches the client');
+ok( wait_until(
+		sub { slurp_file($node->logfile, $log_offset) =~ /pgbun:.*pg_hba\.conf/ }),
+	'server-side hba reject: pgbun logs which pg_hba.conf line it needs')
+  or diag(PgbunTest::tail_log($node, 15));
 
 ############ auth_type = md5
 

@@ -14,6 +14,7 @@ use strict;
 use warnings FATAL => 'all';
 
 use IO::Socket::INET;
+use IO::Socket::IP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -172,6 +173,34 @@ $node->{_pgbun_port} = $new_port;
 is($out, '4', 'a new client logs in on the new port') or diag($err);
 is($keeper->query('SELECT pg_backend_pid()'), $keeper_pid,
 	'the client connected on the old port keeps working on the same server');
+
+############ listen_addresses: add IPv6 loopback by reload
+
+SKIP:
+{
+	my $probe6 = IO::Socket::IP->new(LocalHost => '::1', LocalPort => 0, Listen => 1);
+	skip 'no IPv6 loopback on this machine', 5 unless $probe6;
+	close $probe6;
+
+	reload_conf($node, 'pgbun.listen_addresses' => '127.0.0.1, ::1');
+	my $raw6;
+	ok( wait_until(
+			sub {
+				$raw6 = eval { raw_connect($node, host => '::1') };
+				return defined $raw6;
+			}),
+		'after reload pgbun listens on ::1 too');
+	skip 'pgbun never listened on ::1', 4 unless $raw6;
+	my $l6 = $raw6->login(%alice);
+	ok($l6->{ok}, 'a client logs in over IPv6') or diag(explain($l6));
+	my $port6 = $raw6->{sock}->sockport;
+	is( $node->safe_psql('postgres', "SELECT addr FROM pgbun.clients WHERE port = $port6"),
+		'::1', 'pgbun.clients shows the IPv6 client address');
+	is($keeper->query('SELECT 5'), '5', 'the IPv4 client is unaffected by the new listener');
+	$raw6->terminate;
+	($rc, $out, $err) = pgbun_psql($node, 'SELECT 6', %alice);
+	is($out, '6', 'IPv4 logins still work') or diag($err);
+}
 $keeper->quit;
 
 check_server_same($node, $identity, 'end of 080');

@@ -443,7 +443,9 @@ sub check_server_same
 sub raw_connect
 {
 	my ($node, %opts) = @_;
-	return PgbunTest::Raw->new(port => $opts{port} // pgbun_port($node));
+	return PgbunTest::Raw->new(
+		port => $opts{port} // pgbun_port($node),
+		host => $opts{host});
 }
 
 1;
@@ -650,6 +652,7 @@ use Carp;
 use Digest::MD5 qw(md5_hex);
 use IO::Select;
 use IO::Socket::INET;
+use IO::Socket::IP;
 use Socket qw(SHUT_WR);
 use Time::HiRes qw(time);
 
@@ -662,11 +665,13 @@ use constant {
 sub new
 {
 	my ($class, %opts) = @_;
-	my $sock = IO::Socket::INET->new(
-		PeerAddr => $opts{host} // '127.0.0.1',
+	my $host = $opts{host} // '127.0.0.1';
+	my $class_ip = $host =~ /:/ ? 'IO::Socket::IP' : 'IO::Socket::INET';
+	my $sock = $class_ip->new(
+		PeerAddr => $host,
 		PeerPort => $opts{port},
 		Proto => 'tcp',
-		Timeout => 10) or croak "cannot connect to port $opts{port}: $!";
+		Timeout => 10) or croak "cannot connect to $host port $opts{port}: $!";
 	binmode $sock;
 	return bless { sock => $sock, buf => '', eof => 0 }, $class;
 }
