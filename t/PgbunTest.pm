@@ -530,9 +530,10 @@ sub pump_until
 			$self->_reap;
 			return $cond->() ? 1 : 0;
 		}
-		return 0 if time > $deadline;
 		eval { $self->{h}->pump_nb; };
-		usleep(10_000) unless $cond->();
+		return 1 if $cond->();
+		return 0 if time > $deadline;
+		usleep(10_000);
 	}
 }
 
