@@ -97,6 +97,21 @@ like($perr, qr/canceling statement due to statement timeout/,
 	'pause does not return early while a session holds a server: statement_timeout cancels it');
 $ctl->query('RESET statement_timeout');
 
+# The same wait gives way to a query cancel.
+$ctl->send("SELECT pgbun.pause();\n\\echo cancelled pause returned\n");
+($matched, $last) = poll_sql($node,
+	"SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT pgbun.pause();%'",
+	'1');
+my $pause_pid = $node->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT pgbun.pause();%'");
+like($pause_pid, qr/^\d+$/, 'a pause is waiting for the holder');
+$node->safe_psql('postgres', "SELECT pg_cancel_backend($pause_pid)") if $pause_pid =~ /^\d+$/;
+ok( $ctl->wait_output(qr/canceling statement due to user request/, which => 'err', secs => hang_guard()),
+	'pg_cancel_backend interrupts the waiting pause')
+  or diag('stderr: ' . $ctl->stderr);
+ok($ctl->wait_output(qr/cancelled pause returned/, secs => hang_guard()), 'the control session goes on');
+$ctl->clear;
+
 is($holder->query('SELECT pg_backend_pid()'), $holder_pid,
 	'the holder keeps working on its server while the pause is pending');
 

@@ -603,6 +603,15 @@ sub wait_output
 	return $self->pump_until(sub { $self->{$which} =~ $re }, $opts{secs});
 }
 
+# Forget the output collected so far.
+sub clear
+{
+	my ($self) = @_;
+	$self->{out} = '';
+	$self->{err} = '';
+	return;
+}
+
 sub stdout { return $_[0]->{out}; }
 sub stderr { return $_[0]->{err}; }
 sub exit_code { return $_[0]->{exit_code}; }
