@@ -169,8 +169,10 @@ export PGPASSWORD=$DEMO_PASSWORD
 pgbun_say "pgbench -i through pgbun (127.0.0.1:$POOL_PORT)"
 "$BINDIR/pgbench" -h 127.0.0.1 -p "$POOL_PORT" -U demo -i -q demo
 pgbun_say "pgbench -S -c $BENCH_CLIENTS -T $BENCH_SECONDS through pgbun"
+# A failed run is reported at the end, after the views show what pgbun saw.
+BENCH_OK=1
 "$BINDIR/pgbench" -h 127.0.0.1 -p "$POOL_PORT" -U demo -n -S \
-	-c "$BENCH_CLIENTS" -j 2 -T "$BENCH_SECONDS" demo
+	-c "$BENCH_CLIENTS" -j 2 -T "$BENCH_SECONDS" demo || BENCH_OK=0
 unset PGPASSWORD
 
 pgbun_say "SELECT * FROM pgbun.pools"
@@ -191,3 +193,8 @@ pgbun demo is running (files in $DEMO_DIR, server log $DEMO_DIR/server.log).
   Stop it:   make demo-stop
   Again:     make demo
 EOF
+
+if [ "$BENCH_OK" -ne 1 ]; then
+	pgbun_warn "pgbench through pgbun reported errors (above); server log: $DEMO_DIR/server.log"
+	exit 1
+fi
