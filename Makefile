@@ -14,10 +14,12 @@ REGRESS = pgbun_api
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=$(abs_builddir)/tmp_check_regress
 
 TAP_TESTS = 1
-PROVE_FLAGS = -I $(srcdir)/t --timer
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# after PGXS, which resets it: TAP helper modules live in t/
+PROVE_FLAGS = -I $(srcdir)/t --timer
 
 abs_builddir ?= $(CURDIR)
 

@@ -47,8 +47,6 @@ cancel_forward(uint32 pid, uint32 key)
 	int			cidx = pgbun_cancel_lookup(pid, key);
 	PgbunConnSlot client;
 	PgbunConnSlot server;
-	CancelConn *cc;
-	ProtoBuf	pb;
 
 	if (cidx < 0)
 		return;					/* unknown key: silently ignored, as PostgreSQL does */
@@ -59,25 +57,34 @@ cancel_forward(uint32 pid, uint32 key)
 	if (server.kind != CONN_SERVER || server.peer != cidx || server.sv_sockaddr_len == 0)
 		return;
 
+	cancel_send(&server.sv_sockaddr, server.sv_sockaddr_len, server.cancel_pid, server.cancel_key);
+}
+
+void
+cancel_send(const struct sockaddr_storage *addr, socklen_t addrlen, uint32 pid, uint32 key)
+{
+	CancelConn *cc;
+	ProtoBuf	pb;
+
 	cc = calloc(1, sizeof(CancelConn));
 	if (!cc)
 		return;
 	cc->io.kind = IO_CANCEL;
 	cc->start = W->now;
 	proto_buf_init(&pb, cc->packet, sizeof(cc->packet));
-	proto_put_cancel(&pb, server.cancel_pid, server.cancel_key);
-	cc->fd = socket(server.sv_sockaddr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	proto_put_cancel(&pb, pid, key);
+	cc->fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (cc->fd < 0)
 	{
 		free(cc);
 		return;
 	}
 	dlist_push_tail(&cancels, &cc->node);
-	if ((connect(cc->fd, (struct sockaddr *) &server.sv_sockaddr, server.sv_sockaddr_len) < 0 &&
+	if ((connect(cc->fd, (const struct sockaddr *) addr, addrlen) < 0 &&
 		 errno != EINPROGRESS && errno != EAGAIN) ||
 		poll_add_conn(cc->fd, &cc->io) < 0)
 	{
-		ereport(LOG, (errmsg("pgbun: could not forward a cancel request: %m")));
+		ereport(LOG, (errmsg("pgbun: could not send a cancel request: %m")));
 		poll_remove(cc->fd);
 		close(cc->fd);
 		dlist_delete(&cc->node);

@@ -12,7 +12,11 @@
 
 #include "postgres.h"
 
+#include <sys/socket.h>
+
 extern void cancel_forward(uint32 pid, uint32 key);
+/* Send a CancelRequest for (pid, key) to a server address on a fresh connection. */
+extern void cancel_send(const struct sockaddr_storage *addr, socklen_t addrlen, uint32 pid, uint32 key);
 extern void cancel_on_event(void *obj, uint32 events);
 extern void cancel_close_all(void);
 extern void cancel_janitor(void);

@@ -886,6 +886,39 @@ client_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 		return PKT_CLOSE;
 	if (!s)
 		return PKT_STOP;		/* needs a server first; no side effects before that */
+	if (hdr->type == 'P' && c->pool->mode != POOL_MODE_SESSION)
+	{
+		/* the statement name is the body's first string */
+		const uint8 *body = msg + PROTO_HDR_LEN;
+		uint32		have = avail > PROTO_HDR_LEN ? avail - PROTO_HDR_LEN : 0;
+
+		if (!memchr(body, '\0', have) && avail < proto_msg_size(hdr))
+			return PKT_NEED_FULL;
+		if (have > 0 && body[0] != '\0')
+		{
+			c->named_parse = true;
+			return PKT_STOP;
+		}
+	}
+	switch (hdr->type)
+	{
+		case 'Q':				/* simple query */
+		case 'S':				/* Sync */
+		case 'F':				/* function call */
+			s->outstanding++;
+			s->unsynced = false;
+			break;
+		case 'P':
+		case 'B':
+		case 'D':
+		case 'E':
+		case 'C':
+		case 'H':
+			s->unsynced = true;
+			break;
+		default:
+			break;				/* COPY data and the like belong to a Query already counted */
+	}
 	if (!s->busy)
 	{
 		/* first message of a new request */
@@ -926,7 +959,15 @@ client_pump_in(Client *c)
 			}
 			break;
 		case PUMP_STOPPED:
-			if (!c->closed && !c->link)
+			if (c->closed)
+				break;
+			if (c->named_parse)
+			{
+				client_close(c, "0A000", "named prepared statements are not supported in %s pooling mode in this version of pgbun; use pool_mode=session for this client (pgbun.users / pgbun.databases)",
+							 pool_mode_name(c->pool->mode));
+				break;
+			}
+			if (!c->link)
 				pool_request_server(c->pool, c);
 			break;
 		case PUMP_CLOSE:

@@ -56,4 +56,14 @@
 #define pgbun_b64_decode(src, len, dst, dstlen) pg_b64_decode((src), (len), (char *) (dst), (dstlen))
 #endif
 
+/* GUC "extra" data: malloc'd on PG15 (guc_malloc is static there), guc_malloc from PG16. */
+#if PG_VERSION_NUM >= 160000
+#include "utils/guc.h"
+#define pgbun_guc_malloc(size) guc_malloc(LOG, (size))
+#define pgbun_guc_free(ptr) guc_free(ptr)
+#else
+#define pgbun_guc_malloc(size) malloc(size)
+#define pgbun_guc_free(ptr) free(ptr)
+#endif
+
 #endif							/* PGBUN_COMPAT_H */

@@ -13,6 +13,7 @@
 
 #include "utils/guc.h"
 
+#include "compat.h"
 #include "config.h"
 
 char	   *pgbun_listen_addresses = NULL;
@@ -36,6 +37,27 @@ int			pgbun_server_lifetime = 3600000;
 int			pgbun_client_login_timeout = 60000;
 int			pgbun_client_idle_timeout = 0;
 int			pgbun_query_wait_timeout = 120000;
+int			pgbun_query_timeout = 0;
+int			pgbun_idle_transaction_timeout = 0;
+char	   *pgbun_databases = NULL;
+char	   *pgbun_users = NULL;
+
+/* Parsed pgbun.databases / pgbun.users (set by the assign hooks). */
+typedef struct PoolOverride
+{
+	char		name[NAMEDATALEN];
+	int			pool_mode;		/* -1: not set */
+	int			pool_size;		/* 0: not set */
+} PoolOverride;
+
+typedef struct OverrideList
+{
+	int			n;
+	PoolOverride items[FLEXIBLE_ARRAY_MEMBER];
+} OverrideList;
+
+static OverrideList *database_overrides = NULL;
+static OverrideList *user_overrides = NULL;
 int			pgbun_max_packet_size = INT_MAX;
 bool		pgbun_log_connections = true;
 bool		pgbun_log_disconnections = true;
@@ -46,6 +68,15 @@ static const struct config_enum_entry pool_mode_options[] = {
 	{"statement", POOL_MODE_STATEMENT, false},
 	{NULL, 0, false}
 };
+
+static int
+parse_pool_mode(const char *value)
+{
+	for (int i = 0; pool_mode_options[i].name; i++)
+		if (pg_strcasecmp(pool_mode_options[i].name, value) == 0)
+			return pool_mode_options[i].val;
+	return -1;
+}
 
 static const struct config_enum_entry auth_type_options[] = {
 	{"scram-sha-256", AUTH_TYPE_SCRAM, false},
@@ -69,20 +100,6 @@ pool_mode_name(int mode)
 	return "unknown";
 }
 
-/* Only session pooling exists so far: refuse the others instead of pretending. */
-static bool
-check_pool_mode(int *newval, void **extra, GucSource source)
-{
-	if (*newval != POOL_MODE_SESSION)
-	{
-		GUC_check_errmsg("pgbun: pool_mode \"%s\" is not supported by this version of pgbun",
-						 pool_mode_name(*newval));
-		GUC_check_errhint("Use pgbun.pool_mode = session.");
-		return false;
-	}
-	return true;
-}
-
 /* A reset query is sent as one simple Query: it must not be huge or contain NUL tricks. */
 static bool
 check_reset_query(char **newval, void **extra, GucSource source)
@@ -93,6 +110,166 @@ check_reset_query(char **newval, void **extra, GucSource source)
 		return false;
 	}
 	return true;
+}
+
+/*
+ * Parse "name = key=value key=value; name2 = ..." (PgBouncer's [databases]
+ * and [users] lines, one GUC each). allow_size: pool_size is accepted.
+ * Returns a guc_malloc'd list, or NULL with a GUC error set.
+ */
+static OverrideList *
+parse_overrides(const char *value, bool allow_size)
+{
+	char	   *copy = pstrdup(value ? value : "");
+	char	   *entry;
+	char	   *save = NULL;
+	int			max = 1;
+	OverrideList *list;
+
+	for (const char *p = copy; *p; p++)
+		if (*p == ';')
+			max++;
+	list = pgbun_guc_malloc(offsetof(OverrideList, items) + max * sizeof(PoolOverride));
+	if (!list)
+		return NULL;
+	list->n = 0;
+	for (entry = strtok_r(copy, ";", &save); entry; entry = strtok_r(NULL, ";", &save))
+	{
+		char	   *eq = strchr(entry, '=');
+		char	   *name = entry;
+		char	   *opts;
+		char	   *tok;
+		char	   *save2 = NULL;
+		PoolOverride *o;
+
+		while (*name == ' ' || *name == '\t' || *name == '\n')
+			name++;
+		if (*name == '\0')
+			continue;
+		if (!eq)
+		{
+			GUC_check_errdetail("pgbun: entry \"%s\" has no \"=\"; expected \"name = key=value ...\".", name);
+			goto fail;
+		}
+		*eq = '\0';
+		opts = eq + 1;
+		for (char *e = eq - 1; e >= name && (*e == ' ' || *e == '\t'); e--)
+			*e = '\0';
+		if (*name == '\0' || strlen(name) >= NAMEDATALEN)
+		{
+			GUC_check_errdetail("pgbun: empty or too long name in \"%s\".", value);
+			goto fail;
+		}
+		o = &list->items[list->n++];
+		strlcpy(o->name, name, sizeof(o->name));
+		o->pool_mode = -1;
+		o->pool_size = 0;
+		for (tok = strtok_r(opts, " \t\n", &save2); tok; tok = strtok_r(NULL, " \t\n", &save2))
+		{
+			char	   *kv = strchr(tok, '=');
+
+			if (!kv)
+			{
+				GUC_check_errdetail("pgbun: \"%s\" for \"%s\" is not key=value.", tok, o->name);
+				goto fail;
+			}
+			*kv++ = '\0';
+			if (strcmp(tok, "pool_mode") == 0)
+			{
+				o->pool_mode = parse_pool_mode(kv);
+				if (o->pool_mode < 0)
+				{
+					GUC_check_errdetail("pgbun: invalid pool_mode \"%s\" for \"%s\".", kv, o->name);
+					goto fail;
+				}
+			}
+			else if (strcmp(tok, "pool_size") == 0 && allow_size)
+			{
+				char	   *end;
+				long		v = strtol(kv, &end, 10);
+
+				if (*end != '\0' || v < 1 || v > 10000)
+				{
+					GUC_check_errdetail("pgbun: invalid pool_size \"%s\" for \"%s\".", kv, o->name);
+					goto fail;
+				}
+				o->pool_size = (int) v;
+			}
+			else
+			{
+				GUC_check_errdetail("pgbun: unknown setting \"%s\" for \"%s\" (supported: pool_mode%s).",
+									tok, o->name, allow_size ? ", pool_size" : "");
+				goto fail;
+			}
+		}
+	}
+	pfree(copy);
+	return list;
+
+fail:
+	pfree(copy);
+	pgbun_guc_free(list);
+	return NULL;
+}
+
+static bool
+check_databases(char **newval, void **extra, GucSource source)
+{
+	OverrideList *list = parse_overrides(*newval, true);
+
+	*extra = list;
+	return list != NULL;
+}
+
+static bool
+check_users(char **newval, void **extra, GucSource source)
+{
+	OverrideList *list = parse_overrides(*newval, false);
+
+	*extra = list;
+	return list != NULL;
+}
+
+static void
+assign_databases(const char *newval, void *extra)
+{
+	database_overrides = extra;
+}
+
+static void
+assign_users(const char *newval, void *extra)
+{
+	user_overrides = extra;
+}
+
+static const PoolOverride *
+find_override(const OverrideList *list, const char *name)
+{
+	for (int i = 0; list && i < list->n; i++)
+		if (strcmp(list->items[i].name, name) == 0)
+			return &list->items[i];
+	return NULL;
+}
+
+int
+config_pool_mode(const char *database, const char *user)
+{
+	const PoolOverride *u = find_override(user_overrides, user);
+	const PoolOverride *d = find_override(database_overrides, database);
+
+	if (u && u->pool_mode >= 0)
+		return u->pool_mode;
+	if (d && d->pool_mode >= 0)
+		return d->pool_mode;
+	return pgbun_pool_mode;
+}
+
+int
+config_pool_size(const char *database)
+{
+	const PoolOverride *d = find_override(database_overrides, database);
+
+	return (d && d->pool_size > 0) ? d->pool_size : pgbun_default_pool_size;
 }
 
 void
@@ -114,7 +291,7 @@ pgbun_define_gucs(void)
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomEnumVariable("pgbun.pool_mode", "When a server connection goes back to the pool.",
 							 NULL, &pgbun_pool_mode, POOL_MODE_SESSION, pool_mode_options,
-							 PGC_SIGHUP, 0, check_pool_mode, NULL, NULL);
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomEnumVariable("pgbun.auth_type", "How clients authenticate to pgbun.",
 							 "scram-sha-256 and md5 check the role's verifier in pg_authid.",
 							 &pgbun_auth_type, AUTH_TYPE_SCRAM, auth_type_options,
@@ -166,6 +343,20 @@ pgbun_define_gucs(void)
 	DefineCustomIntVariable("pgbun.query_wait_timeout", "Longest a query may wait for a server connection (0: forever).",
 							NULL, &pgbun_query_wait_timeout, 120000, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbun.query_timeout", "Cancel queries running longer than this (0: never).",
+							NULL, &pgbun_query_timeout, 0, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbun.idle_transaction_timeout", "Close clients idle inside a transaction longer than this (0: never).",
+							NULL, &pgbun_idle_transaction_timeout, 0, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomStringVariable("pgbun.databases",
+							   "Per-database settings: \"name = pool_mode=transaction pool_size=10; other = ...\".",
+							   NULL, &pgbun_databases, "",
+							   PGC_SIGHUP, 0, check_databases, assign_databases, NULL);
+	DefineCustomStringVariable("pgbun.users",
+							   "Per-user settings: \"name = pool_mode=session; other = ...\".",
+							   NULL, &pgbun_users, "",
+							   PGC_SIGHUP, 0, check_users, assign_users, NULL);
 	DefineCustomIntVariable("pgbun.max_packet_size", "Largest protocol message pgbun accepts from a client.",
 							NULL, &pgbun_max_packet_size, INT_MAX, 1024, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_BYTE, NULL, NULL, NULL);

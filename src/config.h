@@ -45,6 +45,10 @@ extern int	pgbun_client_login_timeout; /* ms */
 extern int	pgbun_client_idle_timeout;	/* ms */
 extern int	pgbun_query_wait_timeout;	/* ms */
 extern int	pgbun_max_packet_size;		/* bytes */
+extern int	pgbun_query_timeout;		/* ms */
+extern int	pgbun_idle_transaction_timeout; /* ms */
+extern char *pgbun_databases;
+extern char *pgbun_users;
 extern bool pgbun_log_connections;
 extern bool pgbun_log_disconnections;
 
@@ -52,5 +56,9 @@ extern bool pgbun_log_disconnections;
 extern void pgbun_define_gucs(void);
 
 extern const char *pool_mode_name(int mode);
+
+/* Pool mode / size for a (database, user) pool: per-user, then per-database overrides, then the default. */
+extern int	config_pool_mode(const char *database, const char *user);
+extern int	config_pool_size(const char *database);
 
 #endif							/* PGBUN_CONFIG_H */

@@ -48,9 +48,18 @@ pool_get(const char *database, const char *user)
 	dlist_init(&pool->active_servers);
 	dlist_init(&pool->used_servers);
 	pool->paused = pgbun_db_paused(database);
-	pgbun_shared->pools[slot].pool_mode = pgbun_pool_mode;
+	pool_reconfigure(pool);
 	dlist_push_tail(&W->pools, &pool->node);
 	return pool;
+}
+
+/* Resolve the pool's mode and size from the settings (at creation and on reload). */
+void
+pool_reconfigure(Pool *pool)
+{
+	pool->mode = config_pool_mode(pool->database, pool->user);
+	pool->size = config_pool_size(pool->database);
+	pgbun_shared->pools[pool->slot].pool_mode = pool->mode;
 }
 
 /* Sum of shared server counts over pools matching database or user. */
@@ -86,7 +95,7 @@ pool_reserve_server(Pool *pool)
 		W->now - pool->last_login_failure < (int64) pgbun_server_login_retry * 1000)
 		return false;
 	prev = pg_atomic_fetch_add_u32(&ps->server_count, 1);
-	if (prev >= (uint32) pgbun_default_pool_size ||
+	if (prev >= (uint32) pool->size ||
 		(pgbun_max_db_connections > 0 &&
 		 shared_server_total(pool->database, NULL) > (uint32) pgbun_max_db_connections) ||
 		(pgbun_max_user_connections > 0 &&
@@ -103,7 +112,7 @@ pool_can_open_server(Pool *pool)
 {
 	PgbunPoolSlot *ps = &pgbun_shared->pools[pool->slot];
 
-	return pg_atomic_read_u32(&ps->server_count) < (uint32) pgbun_default_pool_size;
+	return pg_atomic_read_u32(&ps->server_count) < (uint32) pool->size;
 }
 
 static bool
@@ -365,6 +374,19 @@ janitor_pool(Pool *pool)
 				client_close(c, "08P01", "client_idle_timeout: client idle too long");
 		}
 	}
+	dlist_foreach_modify(it, &pool->active_servers)
+	{
+		Server	   *s = dlist_container(Server, node, it.cur);
+
+		if (s->link && !s->busy && s->tx_status != 'I' &&
+			expired(s->last_ready, pgbun_idle_transaction_timeout))
+			client_close(s->link, "25P03", "idle_transaction_timeout: idle in transaction too long");
+		else if (s->busy && !s->cancel_sent && expired(s->query_start, pgbun_query_timeout))
+		{
+			ereport(LOG, (errmsg("pgbun: query_timeout: cancelling a query of %s/%s", pool->database, pool->user)));
+			server_cancel_query(s);
+		}
+	}
 	dlist_foreach_modify(it, &pool->login_servers)
 	{
 		Server	   *s = dlist_container(Server, node, it.cur);
@@ -393,7 +415,7 @@ janitor_pool(Pool *pool)
 		(pool->have_scram_keys || pool->md5_verifier || pgbun_auth_type == AUTH_TYPE_TRUST))
 	{
 		while (pg_atomic_read_u32(&pgbun_shared->pools[pool->slot].server_count) <
-			   (uint32) Min(pgbun_min_pool_size, pgbun_default_pool_size))
+			   (uint32) Min(pgbun_min_pool_size, pool->size))
 		{
 			if (!pool_open_server(pool))
 				break;

@@ -48,6 +48,7 @@ typedef struct Client
 	uint16		params_len;
 	struct AuthState *auth;		/* only during login */
 	char		tx_status;		/* last ReadyForQuery status it saw */
+	bool		named_parse;	/* sent a named Parse where the pool mode cannot keep it */
 } Client;
 
 typedef struct Server
@@ -68,14 +69,20 @@ typedef struct Server
 	TimestampTz query_start;	/* stats: current query, 0 if none */
 	TimestampTz xact_start;		/* stats: current transaction, 0 if none */
 	char		tx_status;		/* last ReadyForQuery status */
-	bool		busy;			/* client bytes sent since the last ReadyForQuery */
+	bool		busy;			/* client messages sent that are not all answered yet */
+	int			outstanding;	/* Query/Sync/FunctionCall sent, ReadyForQuery not yet back */
+	bool		unsynced;		/* extended-protocol messages sent since the last Sync */
+	bool		release_pending;	/* transaction/statement mode: unlink once flushed */
+	bool		mode_violation; /* statement mode: the client opened a transaction */
+	bool		cancel_sent;	/* query_timeout already cancelled the running query */
+	TimestampTz last_ready;		/* last ReadyForQuery (idle_transaction_timeout) */
 	int			hidden_rfq;		/* ReadyForQuery answers to swallow (pooler's own queries) */
 	bool		hidden_error;	/* one of the pooler's own queries failed */
 	bool		hidden_done;	/* the last hidden answer arrived; act after the pump */
 	char	   *params;			/* tracked parameter values as the server reported them */
 	uint16		params_len;
 	struct ScramClient *scram;	/* only during login */
-	bool		welcome_done;	/* ParameterStatus collection finished */
+	bool		login_done;		/* ReadyForQuery of the login seen; join the pool after the pump */
 } Server;
 
 typedef struct Pool
@@ -94,6 +101,8 @@ typedef struct Pool
 	dlist_head	active_servers;
 	dlist_head	used_servers;	/* SV_USED and SV_TESTED */
 	int			n_servers;		/* this worker's, all states */
+	int			mode;			/* PoolMode in force (overrides resolved) */
+	int			size;			/* pool size in force */
 	bool		paused;
 	/* ParameterStatus of a fresh server, sent to every new client */
 	char	   *welcome;		/* name\0value\0... */
@@ -149,6 +158,7 @@ extern void server_set_state(Server *s, ServerState st);
 extern void server_close(Server *s, const char *reason);
 extern void server_link(Server *s, Client *c);
 extern void server_release(Server *s);
+extern void server_cancel_query(Server *s);
 extern void server_pump_out(Server *s);
 extern void server_free(Server *s);
 
@@ -161,5 +171,6 @@ extern void pool_janitor(void);
 extern void pool_apply_pause(void);
 extern bool pool_can_open_server(struct Pool *pool);
 extern void pool_kick_waiting(struct Pool *pool);
+extern void pool_reconfigure(struct Pool *pool);
 
 #endif							/* PGBUN_POOLER_H */

@@ -94,6 +94,11 @@ sbuf_close(SBuf *s)
 	if (s->out)
 		buf_put(s->out);
 	s->in = s->out = NULL;
+	/* a pump still on the stack (closed from its handler) must see nothing left to do */
+	s->send_pos = s->send_end = s->parse_pos = s->in_end = 0;
+	s->out_pos = s->out_end = 0;
+	s->pkt_remain = 0;
+	s->decided = -1;
 }
 
 /* Make room at the end of the input buffer, keeping bytes still needed. */
@@ -330,6 +335,7 @@ sbuf_pump(SBuf *src, SBuf *dst, uint32 max_packet, SBufHandler handler, void *ow
 			switch (action)
 			{
 				case PKT_FORWARD:
+				case PKT_FORWARD_STOP:
 					if (!dst)
 					{
 						src->error = "message arrived with no peer to forward it to";
@@ -341,9 +347,11 @@ sbuf_pump(SBuf *src, SBuf *dst, uint32 max_packet, SBufHandler handler, void *ow
 					src->send_end = src->parse_pos;
 					src->pkt_remain = size - avail;
 					src->pkt_skip = false;
+					if (action == PKT_FORWARD_STOP)
+						stop_after_flush = true;
 					break;
 				case PKT_NEED_FULL:
-					if (size > SBUF_SIZE)
+					if (avail == size || avail >= SBUF_SIZE)
 					{
 						src->error = "message too large for the pooler to read";
 						return PUMP_SRC_ERROR;

@@ -39,9 +39,11 @@ typedef struct SBuf
 typedef enum PktAction
 {
 	PKT_FORWARD = 0,			/* pass the message to dst */
+	PKT_FORWARD_STOP,			/* pass it on, then (once flushed) return PUMP_STOPPED */
 	PKT_SKIP,					/* drop it (may still be arriving) */
 	PKT_CONSUME,				/* the handler used the complete message */
-	PKT_NEED_FULL,				/* call again when the whole message is buffered */
+	PKT_NEED_FULL,				/* call again with more of the message buffered (an error
+								 * once the message fills the whole buffer) */
 	PKT_STOP,					/* leave it; return PUMP_STOPPED (handler must have no side effect) */
 	PKT_CLOSE,					/* drop it and return PUMP_CLOSE */
 	PKT_CONSUME_STOP,			/* used the complete message; return PUMP_STOPPED so the

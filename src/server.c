@@ -18,6 +18,7 @@
 #include "proto.h"
 #include "scram.h"
 #include "auth.h"
+#include "cancel.h"
 
 #define SET_SQL_MAX 4096
 
@@ -396,7 +397,6 @@ server_login_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint
 			{
 				Pool	   *pool = s->pool;
 
-				s->welcome_done = true;
 				if (!pool->welcome && s->params)
 				{
 					pool->welcome = malloc(s->params_len);
@@ -411,8 +411,9 @@ server_login_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint
 				pool->login_error = NULL;
 				s->last_used = W->now;
 				server_publish(s);	/* BackendKeyData, for cancels */
-				pool_server_available(pool, s);
-				return PKT_CONSUME;
+				/* joining the pool (maybe linking a client) happens after this pump */
+				s->login_done = true;
+				return PKT_CONSUME_STOP;
 			}
 		default:
 			ereport(LOG, (errmsg("pgbun: unexpected message '%c' from the server during login",
@@ -463,7 +464,11 @@ note_ready_for_query(Server *s, char status)
 		s->xact_start = 0;
 	}
 	s->tx_status = status;
-	s->busy = false;
+	if (s->outstanding > 0)
+		s->outstanding--;
+	s->busy = s->outstanding > 0 || s->unsynced;
+	s->last_ready = W->now;
+	s->cancel_sent = false;
 	if (s->link)
 		s->link->tx_status = status;
 }
@@ -563,10 +568,28 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 	switch (hdr->type)
 	{
 		case 'Z':
-			if (avail < size)
-				return PKT_NEED_FULL;
-			note_ready_for_query(s, hdr->len >= 5 ? (char) msg[PROTO_HDR_LEN] : 'I');
-			return PKT_FORWARD;
+			{
+				char		status = hdr->len >= 5 ? (char) msg[PROTO_HDR_LEN] : 'I';
+				int			mode = s->pool->mode;
+
+				if (avail < size)
+					return PKT_NEED_FULL;
+				note_ready_for_query(s, status);
+				if (mode == POOL_MODE_SESSION || s->busy)
+					return PKT_FORWARD;
+				if (status == 'I')
+				{
+					/* every request answered, no transaction: the server goes back once this is out */
+					s->release_pending = true;
+					return PKT_FORWARD_STOP;
+				}
+				if (mode == POOL_MODE_STATEMENT)
+				{
+					s->mode_violation = true;
+					return PKT_STOP;
+				}
+				return PKT_FORWARD;
+			}
 		case 'S':
 			if (avail < size)
 				return PKT_NEED_FULL;
@@ -575,6 +598,45 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 		default:
 			return PKT_FORWARD;
 	}
+}
+
+/*
+ * Transaction/statement mode: the client's transaction is over; unlink and
+ * give the server to the next waiter. The client may already have sent its
+ * next request: it is picked up next turn, outside this server's pump.
+ */
+static void
+server_return_to_pool(Server *s)
+{
+	Client	   *c = s->link;
+
+	s->link = NULL;
+	s->query_start = s->xact_start = 0;
+	if (c)
+	{
+		c->link = NULL;
+		client_publish(c);
+		if (!c->closed && c->sb.in && !c->in_busy)
+		{
+			c->in_busy = true;
+			dlist_push_tail(&W->busy_clients, &c->busy_node);
+		}
+	}
+	if (pgbun_server_lifetime > 0 &&
+		W->now - s->connect_time >= (int64) pgbun_server_lifetime * 1000)
+	{
+		server_close(s, "server_lifetime reached");
+		return;
+	}
+	pool_server_available(s->pool, s);
+}
+
+/* query_timeout: ask the server to cancel what it is running for this connection. */
+void
+server_cancel_query(Server *s)
+{
+	s->cancel_sent = true;
+	cancel_send(&W->server_addr, W->server_addr_len, s->be_pid, s->be_key);
 }
 
 /* Pump what the server sent toward its client (or through the hidden-query handler). */
@@ -601,6 +663,12 @@ again:
 		case PUMP_WAIT_WRITE:
 			break;
 		case PUMP_STOPPED:
+			if (s->mode_violation && c)
+			{
+				s->mode_violation = false;
+				client_close(c, "0A000", "transaction blocks not allowed in statement pooling mode");
+				return;
+			}
 			if (s->hidden_done)
 			{
 				s->hidden_done = false;
@@ -628,7 +696,14 @@ again:
 		case PUMP_DST_ERROR:
 			if (c)
 				client_close(c, NULL, "write to client failed");
-			break;
+			return;
+	}
+	if (s->release_pending && !s->closed && !sbuf_has_pending_forward(&s->sb))
+	{
+		s->release_pending = false;
+		server_return_to_pool(s);
+		rd = wr = 0;
+		goto again;				/* anything left is unsolicited traffic of an idle server */
 	}
 }
 
@@ -671,6 +746,7 @@ server_release(Server *s)
 	s->link = NULL;
 	s->last_used = W->now;
 	s->query_start = s->xact_start = 0;
+	s->release_pending = false;
 	if (s->closed)
 		return;
 	if (s->busy || s->tx_status != 'I' || s->hidden_rfq > 0 ||
@@ -685,7 +761,8 @@ server_release(Server *s)
 		server_close(s, "server_lifetime reached");
 		return;
 	}
-	if (pgbun_server_reset_query && pgbun_server_reset_query[0])
+	/* as PgBouncer: the reset query belongs to session pooling */
+	if (s->pool->mode == POOL_MODE_SESSION && pgbun_server_reset_query && pgbun_server_reset_query[0])
 	{
 		server_set_state(s, SV_USED);
 		s->hidden_error = false;
@@ -757,9 +834,18 @@ server_on_event(Server *s, uint32 events)
 			default:
 				break;
 		}
+		if (s->login_done)
+		{
+			s->login_done = false;
+			pool_server_available(s->pool, s);
+			if (s->closed)
+				return;
+			/* a just-linked server may already have more to read */
+			server_pump_out(s);
+			return;
+		}
 		if (s->state == SV_LOGIN)
 			return;
-		/* fall through: a just-linked server may already have more to read */
 	}
 	/* the client's data may have been waiting for this server to drain */
 	if ((events & PEV_OUT) && s->link)

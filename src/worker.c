@@ -291,7 +291,7 @@ apply_reload(void)
 	{
 		Pool	   *pool = dlist_container(Pool, node, it.cur);
 
-		pgbun_shared->pools[pool->slot].pool_mode = pgbun_pool_mode;
+		pool_reconfigure(pool);
 		pool_kick_waiting(pool);
 	}
 }
