@@ -135,15 +135,25 @@ is($answers, 5, 'client_idle_timeout leaves a client alone while it runs queries
 $raw->terminate;
 reload_sync($node, \%probe, 'pgbun.client_idle_timeout' => undef);
 
-############ a reload with an unsupported pool_mode is refused
+############ bad pool settings are refused at reload, the old ones stay
 
 my ($prc, $pout, $perr) = (0, '', '');
-$prc = $node->psql('postgres', "ALTER SYSTEM SET pgbun.pool_mode = 'transaction'",
+$prc = $node->psql('postgres', "ALTER SYSTEM SET pgbun.pool_mode = 'bogus'",
 	stdout => \$pout, stderr => \$perr);
-isnt($prc, 0, 'ALTER SYSTEM SET pgbun.pool_mode = transaction is refused');
-like($perr, qr/pgbun: pool_mode "transaction" is not supported/,
-	'the refusal says why, with pgbun\'s prefix');
+isnt($prc, 0, 'ALTER SYSTEM SET pgbun.pool_mode = bogus is refused');
+like($perr, qr/invalid value for parameter "pgbun.pool_mode"/, 'the refusal names the setting');
+$perr = '';
+$prc = $node->psql('postgres', "ALTER SYSTEM SET pgbun.databases = 'postgres = pool_mode=sometimes'",
+	stdout => \$pout, stderr => \$perr);
+isnt($prc, 0, 'a pgbun.databases entry with a bad pool_mode is refused');
+like($perr, qr/pgbun: invalid pool_mode "sometimes" for "postgres"/, 'the refusal says which entry and why');
+$perr = '';
+$prc = $node->psql('postgres', "ALTER SYSTEM SET pgbun.users = 'alice = pool_size=3'",
+	stdout => \$pout, stderr => \$perr);
+isnt($prc, 0, 'pool_size in pgbun.users is refused (it is a per-database setting)');
+like($perr, qr/pgbun: unknown setting "pool_size" for "alice"/, 'the refusal lists what is supported');
 is($node->safe_psql('postgres', 'SHOW pgbun.pool_mode'), 'session', 'pool_mode stays session');
+is($node->safe_psql('postgres', 'SHOW pgbun.databases'), '', 'pgbun.databases stays empty');
 
 ############ changing pgbun.port re-binds without dropping clients
 
