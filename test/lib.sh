@@ -12,7 +12,7 @@
 # Building and running pgbun (make demo needs only these):
 PGBUN_BUILD_PACKAGES=(postgresql-15 postgresql-server-dev-15 libssl-dev make gcc)
 # Running the test suites (TAP needs IPC::Run; pgbouncer for comparisons/bench):
-PGBUN_TEST_PACKAGES=(libipc-run-perl pgbouncer)
+PGBUN_TEST_PACKAGES=(libipc-run-perl pgbouncer libpq-dev)
 
 # The PostgreSQL major version pgbun is built and tested against here.
 PGBUN_PG_MAJOR=${PGBUN_PG_MAJOR:-15}
