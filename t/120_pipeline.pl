@@ -92,6 +92,10 @@ SKIP:
 	my $h = start_pipeline_test($direct_conninfo, 'direct', 2, \$out, \$err);
 	is(finish_handle($h), 0, 'pipeline_test straight to the server exits 0') or diag($err);
 	is($out, "ok\n", 'pipeline_test straight to the server prints ok');
+	# Its backend counts against piper's CONNECTION LIMIT 2 until it exits.
+	my ($gone, $left) = poll_sql($node,
+		"SELECT count(*) FROM pg_stat_activity WHERE usename = 'piper'", '0');
+	ok($gone, 'the direct run\'s backend has exited') or diag("last: $left");
 
 	# One run through pgbun on its own.
 	($out, $err) = ('', '');
