@@ -40,7 +40,7 @@ my $node = pgbun_node(
 	conf => {
 		'pgbun.pool_mode' => 'transaction',
 		'pgbun.default_pool_size' => '5',
-		'pgbun.databases' => 'tzdb = pool_size=1; sessdb = pool_mode=session',
+		'pgbun.databases' => 'tzdb = pool_size=1; onedb = pool_size=1; sessdb = pool_mode=session',
 		# prober: reload_sync's probe relies on the reset query run when a
 		# session-mode client leaves.
 		'pgbun.users' => 'sess = pool_mode=session; prober = pool_mode=session',
@@ -54,6 +54,7 @@ CREATE ROLE alice LOGIN PASSWORD 'alice-pw';
 CREATE ROLE prober LOGIN PASSWORD 'prober-pw';
 CREATE DATABASE benchdb;
 CREATE DATABASE tzdb;
+CREATE DATABASE onedb;
 CREATE DATABASE miscdb;
 CREATE DATABASE sessdb;
 });
@@ -67,6 +68,7 @@ CREATE TABLE big_t (id int PRIMARY KEY, v text);
 CREATE TABLE vanish_t (id int PRIMARY KEY);
 GRANT ALL ON copy_t, big_t, vanish_t TO alice;
 });
+$node->safe_psql('onedb', 'CREATE TABLE one_t (id int, v text); GRANT ALL ON one_t TO alice');
 my $identity = server_identity($node);
 my %alice = (user => 'alice', password => 'alice-pw');
 my %probe = (user => 'prober', password => 'prober-pw');
@@ -589,6 +591,95 @@ sub miscdb_backends
 	($rc, $out, $err) = pgbun_psql($node, 'SELECT 7 * 6', %alice, dbname => 'miscdb');
 	is($out, '42', 'server death: a new client is served afterwards') or diag($err);
 	cmp_ok(miscdb_backends(), '<=', 5, 'server death: at most 5 alice backends in miscdb');
+}
+
+############ clients vanishing at awkward moments (onedb: pool of 1)
+#
+# Each client leaves without a word in the middle of something; the next
+# client must get the pool's only server back, idle and clean (it would
+# wait forever if the server had leaked or stayed busy).
+
+my $ten_mb_onedb = "SELECT string_agg(md5(i::text), '' ORDER BY i) FROM generate_series(1, 327680) i";
+my @awkward = (
+	[
+		'in the middle of COPY FROM STDIN',
+		sub {
+			my ($raw) = @_;
+			$raw->send_bytes(PgbunTest::Raw::query_message('COPY one_t FROM STDIN'));
+			my $m;
+			do { $m = $raw->read_message(hang_guard()) } while (($m->{type} // 'G') !~ /^[GZ]$/);
+			is($m->{type} // '', 'G', 'vanishing in COPY: CopyInResponse first');
+			$raw->send_bytes(PgbunTest::Raw::message('d', "$_\tcopy row\n")) foreach 1 .. 100;
+		}
+	],
+	[
+		'while its query runs',
+		sub {
+			my ($raw) = @_;
+			$raw->send_bytes(PgbunTest::Raw::query_message('SELECT pg_sleep(3)'));
+			($matched, $last) = poll_sql($node,
+				"SELECT count(*) FROM pg_stat_activity WHERE datname = 'onedb' AND query LIKE '%pg_sleep(3)' AND state = 'active'",
+				'1');
+			ok($matched, 'vanishing while the query runs: it is running') or diag("last: $last");
+		}
+	],
+	[
+		'while a 10 MB result streams to it',
+		sub {
+			my ($raw) = @_;
+			$raw->send_bytes(PgbunTest::Raw::query_message($ten_mb_onedb));
+			my $m = $raw->read_message(hang_guard());
+			is($m->{type} // '', 'T', 'vanishing mid-result: the result has started');
+		}
+	],
+	[
+		'with Syncs outstanding inside a transaction',
+		sub {
+			my ($raw) = @_;
+			my $data = '';
+			foreach my $sql ('BEGIN', "INSERT INTO one_t VALUES (2, 'pipelined')", 'SELECT pg_sleep(0.5)',
+				'SELECT pg_sleep(0.5)')
+			{
+				$data .= parse_msg('', $sql) . bind_msg('') . execute_msg() . sync_msg();
+			}
+			$raw->send_bytes($data);
+			my $m = $raw->read_message(hang_guard());
+			is($m->{type} // '', '1', 'vanishing mid-pipeline: the pipeline has started');
+		}
+	],
+	[
+		'halfway through sending a message',
+		sub {
+			my ($raw) = @_;
+			$raw->send_bytes('Q' . pack('N', 1000) . 'SELECT 1');
+		}
+	],);
+
+foreach my $case (@awkward)
+{
+	my ($label, $act) = @$case;
+	my ($raw, $login) = alice_raw('onedb');
+	ok($login->{ok}, "vanishing $label: client logs in");
+	$act->($raw);
+	$raw->close;
+
+	my ($next, $nl) = alice_raw('onedb');
+	ok($nl->{ok}, "vanishing $label: the next client logs in") or diag(explain($nl));
+	my $res = $next->query(
+		'SELECT count(*), txid_current_if_assigned() IS NULL FROM one_t', hang_guard() * 2);
+	is_deeply($res->{rows}, [ [ '0', 't' ] ],
+		"vanishing $label: the next client gets the pool's server, nothing committed, no transaction open")
+	  or diag(explain($res));
+	is($res->{txstatus} // '', 'I', "vanishing $label: the next client is idle after its query");
+	$next->terminate;
+	cmp_ok($node->safe_psql('postgres', "SELECT count(*) FROM pgbun.servers WHERE database = 'onedb'"),
+		'<=', 1, "vanishing $label: pgbun holds at most 1 server for onedb");
+	# A backend pgbun closed while it was busy may linger until its query
+	# notices (pg_sleep does not): wait for it to go.
+	($matched, $last) = poll_sql($node,
+		"SELECT count(*) <= 1 FROM pg_stat_activity WHERE datname = 'onedb' AND usename = 'alice'", 't');
+	ok($matched, "vanishing $label: the server settles at 1 alice backend in onedb at most")
+	  or diag("last: $last");
 }
 
 ############ idle_transaction_timeout
