@@ -682,6 +682,61 @@ foreach my $case (@awkward)
 	  or diag("last: $last");
 }
 
+############ CancelRequest in transaction mode (onedb: pool of 1)
+#
+# A cancel reaches the server the client is linked to now; a cancel for a
+# client that is not linked to any server must not hit another client's
+# query on the server they share.
+
+sub send_cancel
+{
+	my ($login) = @_;
+	my $c = raw_connect($node);
+	$c->send_bytes(PgbunTest::Raw::cancel_request($login->{pid}, $login->{key}));
+	$c->read_to_eof(hang_guard());
+	$c->close;
+	return;
+}
+
+sub wait_sleeping
+{
+	my ($label) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($ok, $got) = poll_sql($node,
+		"SELECT count(*) FROM pg_stat_activity WHERE datname = 'onedb' AND query LIKE 'SELECT pg_sleep(%' AND state = 'active'",
+		'1');
+	ok($ok, $label) or diag("last: $got");
+	return;
+}
+
+{
+	my ($busy, $bl) = alice_raw('onedb');
+	my ($bystander, $sl) = alice_raw('onedb');
+	ok($bl->{ok} && $sl->{ok}, 'cancel: two clients of the pool of 1 log in');
+
+	# The bystander is idle (not linked); its cancel key must not reach the
+	# server that the busy client's query runs on.
+	$busy->send_bytes(PgbunTest::Raw::query_message('SELECT pg_sleep(2), 1 AS finished'));
+	wait_sleeping('cancel: the busy client\'s query runs');
+	send_cancel($sl);
+	my $res = $busy->read_result(60);
+	ok(!$res->{error}, 'cancel for an unlinked client does not cancel another client\'s query')
+	  or diag(explain($res));
+	is($res->{rows}[0][1] // '', '1', 'the busy client\'s query finished normally');
+
+	# The busy client's own cancel does reach its server.
+	$busy->send_bytes(PgbunTest::Raw::query_message('SELECT pg_sleep(30)'));
+	wait_sleeping('cancel: the long query runs');
+	send_cancel($bl);
+	$res = $busy->read_result(60);
+	is($res->{error}{C} // '', '57014', 'the client\'s own CancelRequest cancels its query (57014)')
+	  or diag(explain($res));
+	is_deeply($busy->query('SELECT 3')->{rows}, [ ['3'] ], 'the cancelled client goes on');
+	is_deeply($bystander->query('SELECT 4')->{rows}, [ ['4'] ], 'the bystander is served on the shared server');
+	$busy->terminate;
+	$bystander->terminate;
+}
+
 ############ idle_transaction_timeout
 
 reload_sync($node, \%probe, 'pgbun.idle_transaction_timeout' => '1s');
