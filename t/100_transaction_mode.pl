@@ -1,8 +1,9 @@
 # 100_transaction_mode: pgbun.pool_mode = transaction, pool size 5.
 #
 #  - pgbench through pgbun, 50 clients: TPC-B with -M simple and -M extended,
-#    select-only with both, zero failures; the server never sees more than 5
-#    of the role's backends (CONNECTION LIMIT 5 would refuse a 6th anyway);
+#    select-only with both and with a new connection per transaction, zero
+#    failures; the server never sees more than 5 of the role's backends
+#    (CONNECTION LIMIT 5 would refuse a 6th anyway);
 #    afterwards pgbench's tables are consistent (balances = history);
 #  - session parameters follow each client across a shared server: TimeZone
 #    Asia/Tokyo vs UTC interleaved 1,000 times on a pool of 1 (raw client),
@@ -183,7 +184,9 @@ my %bench_runs = (
 	'TPC-B -M simple' => [ '-M', 'simple', '-c', '50', '-j', '2', '-t', '100' ],
 	'TPC-B -M extended' => [ '-M', 'extended', '-c', '50', '-j', '2', '-t', '100' ],
 	'select-only -M simple' => [ '-S', '-M', 'simple', '-c', '50', '-j', '2', '-t', '400' ],
-	'select-only -M extended' => [ '-S', '-M', 'extended', '-c', '50', '-j', '2', '-t', '400' ],);
+	'select-only -M extended' => [ '-S', '-M', 'extended', '-c', '50', '-j', '2', '-t', '400' ],
+	'select-only -C (a new connection per transaction)' =>
+	  [ '-S', '-C', '-M', 'simple', '-c', '50', '-j', '2', '-t', '20' ],);
 foreach my $label (sort keys %bench_runs)
 {
 	my $r = pgbench_monitored('bench', 'bench-pw', @{ $bench_runs{$label} });

@@ -6,7 +6,7 @@
 #    Syncs; results checked one by one. First straight to the server (the
 #    program itself is right), then 4 concurrent runs through pgbun on a
 #    pool of 2: each prints 'ok', the server never sees more than 2 of the
-#    role's backends.
+#    role's backends. pgbench's \startpipeline scripts, 20 clients.
 #  - Raw protocol, pool of 1: Parse (unnamed) + Describe + Flush, wait for
 #    ParseComplete; a second client's query arrives and must wait; then
 #    Bind + Execute + Sync reach the server that holds the Parse.
@@ -39,7 +39,10 @@ CREATE DATABASE pipedb;
 CREATE DATABASE flushdb;
 });
 $node->safe_psql('pipedb',
-	'CREATE TABLE pipeline_log (tag text, i int); GRANT SELECT, INSERT ON pipeline_log TO piper');
+	'CREATE TABLE pipeline_log (tag text, i int); GRANT SELECT, INSERT ON pipeline_log TO piper; '
+	  . 'CREATE TABLE pipe_counter (id int PRIMARY KEY, n int NOT NULL); '
+	  . 'INSERT INTO pipe_counter SELECT i, 0 FROM generate_series(1, 10) i; '
+	  . 'GRANT SELECT, UPDATE ON pipe_counter TO piper');
 my $identity = server_identity($node);
 my %piper = (user => 'piper', password => 'piper-pw');
 my %flusher = (user => 'flusher', password => 'flusher-pw');
@@ -136,6 +139,33 @@ SKIP:
 	is( $node->safe_psql('pipedb',
 			"SELECT count(*) FROM pipeline_log WHERE tag LIKE 'conc%'"),
 		4 * 5 * 9, 'pipeline_log holds every committed insert of the concurrent runs, once');
+}
+
+# pgbench's own pipelines (\startpipeline .. \endpipeline, one Sync each),
+# 20 clients on the pool of 2: every increment lands exactly once.
+{
+	my $script = PostgreSQL::Test::Utils::tempdir() . '/pipeline.sql';
+	open my $fh, '>', $script or die "cannot write $script: $!";
+	print $fh <<'SQL';
+\set id random(1, 10)
+\startpipeline
+UPDATE pipe_counter SET n = n + 1 WHERE id = :id;
+SELECT n FROM pipe_counter WHERE id = :id;
+UPDATE pipe_counter SET n = n + 1 WHERE id = :id;
+\endpipeline
+SQL
+	close $fh;
+	my @cmd = (
+		$node->installed_command('pgbench'),
+		'-h', '127.0.0.1', '-p', pgbun_port($node), '-U', 'piper',
+		'-n', '-M', 'extended', '-f', $script, '-c', '20', '-j', '2', '-t', '50', 'pipedb');
+	my ($rc, $out, $err) = PgbunTest::run_cmd(\@cmd, '', { PgbunTest::client_env(%piper) });
+	is($rc, 0, 'pgbench \startpipeline script through pgbun exits 0') or diag("$out\n$err");
+	like($out, qr/number of transactions actually processed: 1000\/1000\b/,
+		'pgbench pipelines: all 1000 transactions processed');
+	like($out, qr/number of failed transactions: 0\b/, 'pgbench pipelines: zero failed transactions');
+	is($node->safe_psql('pipedb', 'SELECT sum(n) FROM pipe_counter'), 2000,
+		'pgbench pipelines: every increment landed exactly once');
 }
 
 is( $node->safe_psql('postgres',
