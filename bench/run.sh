@@ -2,14 +2,17 @@
 # bench/run.sh - pgbench through pgbun vs PgBouncer vs the server directly.
 #
 # Starts a throwaway cluster (pgbun preloaded), a PgBouncer with the same pool
-# settings, runs the same pgbench workloads against all three, alternating
-# targets inside every round, and prints the median tps / mean latency per
-# workload with the pgbun/PgBouncer and pgbun/direct ratios. Then measures the
-# memory one idle, logged-in client costs pgbun's worker and PgBouncer.
+# settings, measures the memory one idle, logged-in client costs pgbun's worker
+# and PgBouncer, then runs the same pgbench workloads against all three,
+# alternating targets inside every round, first in session mode and then (after
+# a reload of both poolers) in transaction mode, and prints the median tps /
+# mean latency per workload with the pgbun/PgBouncer and pgbun/direct ratios.
 # Everything lives in a temp dir that is removed on exit (KEEP=1 keeps it).
 #
 # Environment:
 #   ROUNDS=3 DURATION=10 POOL=20   rounds per workload, seconds per pgbench run, pool size
+#   MODES="session transaction"    pool modes to run, in this order (both poolers switch by reload)
+#   TX_DURATION=8                  seconds per pgbench run in transaction mode (default: min(DURATION, 8))
 #   QUICK=1                        smoke test: 1 round of 3 s, 500 idle clients
 #   SCALE=10                       pgbench -i scale
 #   IDLE_CLIENTS=5000              idle clients for the memory measurement (0: skip)
@@ -31,6 +34,11 @@ if [ "${QUICK:-0}" = 1 ]; then
 fi
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
+if [ -z "${TX_DURATION:-}" ]; then
+	TX_DURATION=8
+	case $DURATION in '' | *[!0-9]*) ;; *) [ "$DURATION" -lt 8 ] && TX_DURATION=$DURATION ;; esac
+fi
+MODES=${MODES:-session transaction}
 POOL=${POOL:-20}
 SCALE=${SCALE:-10}
 IDLE_CLIENTS=${IDLE_CLIENTS:-5000}
@@ -41,17 +49,28 @@ DB=bench
 DBUSER=bench
 MAX_CLIENT_CONN=6000
 
-for v in ROUNDS DURATION POOL SCALE IDLE_CLIENTS MAX_CONNECTIONS; do
+for v in ROUNDS DURATION TX_DURATION POOL SCALE IDLE_CLIENTS MAX_CONNECTIONS; do
 	case ${!v} in '' | *[!0-9]*)
 		echo "bench: $v must be a non-negative integer (got '${!v}')" >&2
 		exit 2
 		;;
 	esac
 done
-if [ "$ROUNDS" -lt 1 ] || [ "$DURATION" -lt 1 ] || [ "$POOL" -lt 1 ]; then
-	echo "bench: ROUNDS, DURATION and POOL must be >= 1" >&2
+if [ "$ROUNDS" -lt 1 ] || [ "$DURATION" -lt 1 ] || [ "$TX_DURATION" -lt 1 ] || [ "$POOL" -lt 1 ]; then
+	echo "bench: ROUNDS, DURATION, TX_DURATION and POOL must be >= 1" >&2
 	exit 2
 fi
+read -r -a MODE_LIST <<<"$MODES"
+[ "${#MODE_LIST[@]}" -gt 0 ] || { echo "bench: MODES is empty" >&2; exit 2; }
+seen_modes=" "
+for m in "${MODE_LIST[@]}"; do
+	case $m in session | transaction) ;;
+	*) echo "bench: MODES: '$m' is not session or transaction" >&2; exit 2 ;;
+	esac
+	[[ $seen_modes != *" $m "* ]] || { echo "bench: MODES: '$m' given twice" >&2; exit 2; }
+	seen_modes="$seen_modes$m "
+done
+FIRST_MODE=${MODE_LIST[0]}
 # The poolers keep up to POOL idle server connections each; leave room for 50 direct clients.
 if [ "$MAX_CONNECTIONS" -lt $((2 * POOL + 60)) ]; then
 	MAX_CONNECTIONS=$((2 * POOL + 60))
@@ -75,7 +94,8 @@ for b in "$PGBIN/initdb" "$PGBIN/pg_ctl" "$PGBENCH" "$PSQL" "$PGBOUNCER" perl ti
 	}
 done
 
-# Enough descriptors for 5,000 idle clients plus pgbench's 500 (root may raise the hard limit).
+# Enough descriptors for 5,000 idle clients, pgbench's 1,000 clients and the poolers' sockets
+# (root may raise the hard limit).
 raise_nofile() {
 	ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 }
@@ -189,8 +209,11 @@ say "# pgbun benchmark"
 say ""
 say "date:      $(date -u '+%Y-%m-%d %H:%M UTC')"
 say "machine:   $(nproc) CPUs, ${cpu_model:-unknown CPU}, $mem_total RAM, $(uname -sr)"
+so_id=n/a
+[ -f "$PKGLIBDIR/pgbun.so" ] && so_id="sha256 $(sha256sum "$PKGLIBDIR/pgbun.so" | cut -c1-12), installed $(date -u -r "$PKGLIBDIR/pgbun.so" '+%Y-%m-%d %H:%M:%S UTC')"
 say "software:  $("$PGBIN/postgres" --version), $("$PGBOUNCER" --version | head -1), pgbun $commit"
-say "settings:  ROUNDS=$ROUNDS DURATION=${DURATION}s POOL=$POOL SCALE=$SCALE pool_mode=session auth=trust" \
+say "pgbun.so:  $PKGLIBDIR/pgbun.so, $so_id"
+say "settings:  ROUNDS=$ROUNDS DURATION=${DURATION}s TX_DURATION=${TX_DURATION}s POOL=$POOL SCALE=$SCALE MODES='${MODE_LIST[*]}' auth=trust" \
 	"max_connections=$MAX_CONNECTIONS clients via $([ "$BENCH_HOST" = unix ] && echo 'Unix socket' || echo "TCP $BENCH_HOST")"
 say "ports:     server $SERVER_PORT, pgbun $PGBUN_PORT, pgbouncer $BOUNCER_PORT"
 say ""
@@ -213,7 +236,7 @@ host  all all ::1/128 trust
 EOF
 cp "$DATA/postgresql.conf" "$TMPD/postgresql.conf.orig"
 
-write_conf() { # write_conf with-pgbun|without-pgbun
+write_conf() { # write_conf with-pgbun|without-pgbun [POOL_MODE]
 	cp "$TMPD/postgresql.conf.orig" "$DATA/postgresql.conf"
 	cat >>"$DATA/postgresql.conf" <<EOF
 
@@ -234,7 +257,7 @@ shared_preload_libraries = 'pgbun'
 pgbun.listen_addresses = '127.0.0.1'
 pgbun.port = $PGBUN_PORT
 pgbun.unix_socket_directories = '$TMPD'
-pgbun.pool_mode = session
+pgbun.pool_mode = ${2:-session}
 pgbun.default_pool_size = $POOL
 pgbun.max_client_conn = $MAX_CLIENT_CONN
 pgbun.auth_type = trust
@@ -283,7 +306,7 @@ pgbun_crashes() {
 
 server_up=0
 if [ "$PGBUN_STATUS" = ok ]; then
-	write_conf with-pgbun
+	write_conf with-pgbun "$FIRST_MODE"
 	if start_server && server_ready; then
 		server_up=1
 		if ! wait_for pgbun 15; then
@@ -334,7 +357,8 @@ PGBUN_PIDS_START=
 cat >"$TMPD/userlist.txt" <<EOF
 "$DBUSER" ""
 EOF
-cat >"$TMPD/pgbouncer.ini" <<EOF
+write_bouncer_ini() { # write_bouncer_ini POOL_MODE
+	cat >"$TMPD/pgbouncer.ini" <<EOF
 [databases]
 * = host=$TMPD port=$SERVER_PORT
 
@@ -344,7 +368,7 @@ listen_port = $BOUNCER_PORT
 unix_socket_dir = $TMPD
 auth_type = trust
 auth_file = $TMPD/userlist.txt
-pool_mode = session
+pool_mode = $1
 default_pool_size = $POOL
 max_client_conn = $MAX_CLIENT_CONN
 server_reset_query = DISCARD ALL
@@ -352,8 +376,12 @@ logfile = $TMPD/pgbouncer.log
 pidfile = $TMPD/pgbouncer.pid
 log_connections = 0
 log_disconnections = 0
+admin_users = $DBUSER
 EOF
-[ "$(id -u)" = 0 ] && chown "$OS_USER" "$TMPD/userlist.txt" "$TMPD/pgbouncer.ini"
+	[ "$(id -u)" = 0 ] && chown "$OS_USER" "$TMPD/userlist.txt" "$TMPD/pgbouncer.ini"
+	return 0
+}
+write_bouncer_ini "$FIRST_MODE"
 BOUNCER_STATUS=ok
 if ! as_pg "$PGBOUNCER" -d "$TMPD/pgbouncer.ini" >"$LOGS/pgbouncer.start" 2>&1 || ! wait_for pgbouncer 15; then
 	BOUNCER_STATUS="PgBouncer did not start (see its log)"
@@ -442,37 +470,89 @@ fi
 
 
 # ---------------------------------------------------------------- workloads
-# id|label|clients|extra pgbench options
+# mode|id|label|clients|pgbench options|poolers (empty: run them; prepared: n/a, see the notes)
 WORKLOADS=(
-	"s1|select-only, 1 client|1|"
-	"s50|select-only, 50 clients|50|"
-	"s500|select-only, 500 clients|500|"
-	"c20|connect storm -C, 20 clients|20|-C"
+	"session|s1|select-only, 1 client|1|-S -M simple|"
+	"session|s50|select-only, 50 clients|50|-S -M simple|"
+	"session|s500|select-only, 500 clients|500|-S -M simple|"
+	"session|c20|connect storm -C, 20 clients|20|-S -M simple -C|"
+	"transaction|ts50|-S -M simple, 50 clients|50|-S -M simple|"
+	"transaction|ts1000|-S -M simple, 1000 clients|1000|-S -M simple|"
+	"transaction|te50|-S -M extended, 50 clients|50|-S -M extended|"
+	"transaction|te1000|-S -M extended, 1000 clients|1000|-S -M extended|"
+	"transaction|tp50|-S -M prepared, 50 clients|50|-S -M prepared|prepared"
+	"transaction|tp1000|-S -M prepared, 1000 clients|1000|-S -M prepared|prepared"
+	"transaction|tb50|TPC-B (default script) -M simple, 50 clients|50|-M simple|"
 )
 TARGETS=(direct pgbun pgbouncer)
-declare -A TPS LAT ERRS NOTE
+declare -A TPS LAT ERRS NOTE PROBE MODE_CHECK OTHER
 
-# run_one WID CLIENTS EXTRA TARGET ROUND
+# CPU used by processes outside this benchmark while a pgbench run lasts (other jobs on the
+# machine disturb the numbers). /proc/stat gives the machine's busy (user, nice, system, steal;
+# not irq/softirq, which the kernel charges to no process) and total clock ticks; this
+# script's processes are this shell (its cutime/cstime hold pgbench's and psql's ticks once they
+# are waited for), the postmaster with its live children (exited backends are in its cutime/cstime)
+# and PgBouncer. All in USER_HZ ticks.
+cpu_ticks() { # "busy total" for the whole machine
+	awk '/^cpu / { print $2 + $3 + $4 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat
+}
+own_ticks() {
+	local -a pids=("$$")
+	local pm c
+	if [ -s "$DATA/postmaster.pid" ]; then
+		pm=$(head -1 "$DATA/postmaster.pid")
+		pids+=("$pm")
+		for c in $(ps -o pid= --ppid "$pm" 2>/dev/null); do pids+=("$c"); done
+	fi
+	[ -s "$TMPD/pgbouncer.pid" ] && pids+=("$(cat "$TMPD/pgbouncer.pid")")
+	local p v sum=0
+	for p in "${pids[@]}"; do
+		# fields after "pid (comm) ": $12..$15 are utime stime cutime cstime
+		v=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$p/stat" 2>/dev/null || true)
+		sum=$((sum + ${v:-0}))
+	done
+	echo "$sum"
+}
+# other_cpu BUSY0 TOTAL0 OWN0 BUSY1 TOTAL1 OWN1: percent of the machine's CPU used by others.
+other_cpu() {
+	awk -v b0="$1" -v t0="$2" -v o0="$3" -v b1="$4" -v t1="$5" -v o1="$6" 'BEGIN {
+		t = t1 - t0; x = (b1 - b0) - (o1 - o0)
+		if (t <= 0) { print "n/a"; exit }
+		if (x < 0) x = 0
+		printf "%.0f", 100 * x / t }'
+}
+
+mode_duration() { if [ "$1" = transaction ]; then echo "$TX_DURATION"; else echo "$DURATION"; fi; }
+
+# run_one WID CLIENTS OPTIONS DURATION TARGET ROUND
 run_one() {
-	local wid=$1 clients=$2 extra=$3 t=$4 r=$5
+	local wid=$1 clients=$2 options=$3 dur=$4 t=$5 r=$6
 	local key="$wid,$t" logf="$LOGS/$wid-$t-$r.log" jobs=2 rc=0
 	[ "$clients" -lt 2 ] && jobs=1
-	local -a opts=(-n -S -M simple -T "$DURATION" -c "$clients" -j "$jobs")
-	[ -n "$extra" ] && opts+=("$extra")
-	PGCONNECT_TIMEOUT=10 timeout -k 5 $((DURATION * 2 + 60)) \
+	local -a wopts
+	read -r -a wopts <<<"$options"
+	local -a opts=(-n "${wopts[@]}" -T "$dur" -c "$clients" -j "$jobs")
+	local c0 o0 c1 o1 other
+	c0=$(cpu_ticks)
+	o0=$(own_ticks)
+	PGCONNECT_TIMEOUT=10 timeout -k 5 $((dur * 2 + 60)) \
 		"$PGBENCH" "${opts[@]}" -h "$CLIENT_HOST" -p "$(port_of "$t")" -U "$DBUSER" "$DB" >"$logf" 2>&1 || rc=$?
+	o1=$(own_ticks)
+	c1=$(cpu_ticks)
+	other=$(other_cpu "${c0% *}" "${c0#* }" "$o0" "${c1% *}" "${c1#* }" "$o1")
+	OTHER[$wid]="${OTHER[$wid]:-} $other"
 	local tps lat
 	tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$logf" | head -1)
 	lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$logf" | head -1)
 	if [ "$rc" = 0 ] && [ -n "$tps" ]; then
 		TPS[$key]="${TPS[$key]:-} $tps"
 		LAT[$key]="${LAT[$key]:-} $lat"
-		log "  $wid $t round $r: tps $tps, latency $lat ms"
+		log "  $wid $t round $r: tps $tps, latency $lat ms, other processes' CPU ${other} %"
 	else
 		ERRS[$key]=$((${ERRS[$key]:-0} + 1))
 		local why
 		if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-			why="pgbench killed after $((DURATION * 2 + 60)) s (hung)"
+			why="pgbench killed after $((dur * 2 + 60)) s (hung)"
 		else
 			why=$(grep -m1 -iE 'error|fatal|abort|could not|failed' "$logf" || tail -n 1 "$logf")
 		fi
@@ -489,28 +569,110 @@ median() {
 		else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-for w in "${WORKLOADS[@]}"; do
-	IFS='|' read -r wid label clients extra <<<"$w"
-	log "workload: $label"
-	for r in $(seq "$ROUNDS"); do
-		# Rotate the starting target each round so none always runs first.
-		for i in 0 1 2; do
-			t=${TARGETS[$(((i + r - 1) % 3))]}
-			if [ "$t" = direct ] && [ "$clients" -gt $((MAX_CONNECTIONS - 2 * POOL - 5)) ]; then
-				NOTE[$wid,$t]="direct: n/a, $clients clients > max_connections=$MAX_CONNECTIONS minus the poolers' $((2 * POOL)) server connections"
-				continue
-			fi
-			if [ "$t" = pgbun ]; then
-				if [ "$PGBUN_STATUS" = ok ] && ! wait_for pgbun 5; then
-					PGBUN_STATUS="stopped answering on port $PGBUN_PORT during the run (at $label, round $r)$(pgbun_crashes)"
-					log "pgbun: $PGBUN_STATUS"
+# The mode pgbun's worker applies to the bench pool (pgbun.pools), else the GUC as a backend sees it.
+PGBUN_VIEW=0
+if [ "$PGBUN_STATUS" = ok ] && psql_at direct "create extension if not exists pgbun" >/dev/null; then PGBUN_VIEW=1; fi
+pgbun_mode() {
+	if [ "$PGBUN_VIEW" = 1 ]; then
+		psql_at pgbun 'select 1' >/dev/null # makes sure the pool exists
+		psql_at direct "select pool_mode from pgbun.pools where database = '$DB' and \"user\" = '$DBUSER'" | head -1
+	else
+		psql_at direct 'show pgbun.pool_mode'
+	fi
+}
+bouncer_mode() {
+	psql_at pgbouncer 'SHOW CONFIG' pgbouncer | awk -F'|' '$1 == "pool_mode" { print $2 }'
+}
+
+# switch_mode MODE: rewrite both poolers' configurations, reload both (nothing is restarted)
+# and check that the new pool_mode is in force.
+switch_mode() {
+	local mode=$1 got='' i
+	log "pool_mode -> $mode (reload of both poolers)"
+	if [ "$PGBUN_STATUS" = ok ]; then
+		write_conf with-pgbun "$mode"
+		as_pg "$PGBIN/pg_ctl" -D "$DATA" reload >>"$LOGS/pg_ctl.log" 2>&1 || true
+		for i in $(seq 20); do
+			got=$(pgbun_mode || true)
+			[ "$got" = "$mode" ] && break
+			sleep 0.5
+		done
+		if [ "$got" = "$mode" ]; then
+			MODE_CHECK[pgbun]="pgbun $([ "$PGBUN_VIEW" = 1 ] && echo "pgbun.pools.pool_mode" || echo "SHOW pgbun.pool_mode") = $got"
+		else
+			PGBUN_STATUS="pool_mode still '${got:-unknown}' after the reload to $mode$(pgbun_crashes)"
+			log "pgbun: $PGBUN_STATUS"
+		fi
+	fi
+	if [ "$BOUNCER_STATUS" = ok ]; then
+		write_bouncer_ini "$mode"
+		psql_at pgbouncer RELOAD pgbouncer >/dev/null || true
+		for i in $(seq 20); do
+			got=$(bouncer_mode || true)
+			[ "$got" = "$mode" ] && break
+			sleep 0.5
+		done
+		if [ "$got" = "$mode" ]; then
+			MODE_CHECK[pgbouncer]="PgBouncer SHOW CONFIG pool_mode = $got"
+		else
+			BOUNCER_STATUS="pool_mode still '${got:-unknown}' after RELOAD to $mode"
+			log "pgbouncer: $BOUNCER_STATUS"
+		fi
+	fi
+	log "  ${MODE_CHECK[pgbun]:-pgbun n/a}; ${MODE_CHECK[pgbouncer]:-pgbouncer n/a}"
+}
+
+# probe_prepared TARGET: what -M prepared does through a pooler in transaction mode (a short run).
+probe_prepared() {
+	local t=$1 logf="$LOGS/probe-prepared-$1.log" rc=0 tps first
+	PGCONNECT_TIMEOUT=10 timeout -k 5 60 "$PGBENCH" -n -S -M prepared -T 2 -c 50 -j 2 \
+		-h "$CLIENT_HOST" -p "$(port_of "$t")" -U "$DBUSER" "$DB" >"$logf" 2>&1 || rc=$?
+	tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$logf" | head -1)
+	first=$(grep -m1 -iE 'error|fatal|abort|could not|failed' "$logf" | sed 's/^pgbench: //' || true)
+	if [ -n "$first" ]; then
+		PROBE[$t]="exit $rc, ${first:0:220}"
+	else
+		PROBE[$t]="exit $rc, no error, tps ${tps:-n/a}"
+	fi
+	log "  prepared probe $t: ${PROBE[$t]}"
+}
+
+CUR_MODE=$FIRST_MODE
+for mode in "${MODE_LIST[@]}"; do
+	[ "$mode" = "$CUR_MODE" ] || switch_mode "$mode"
+	CUR_MODE=$mode
+	dur=$(mode_duration "$mode")
+	for w in "${WORKLOADS[@]}"; do
+		IFS='|' read -r wmode wid label clients options poolers <<<"$w"
+		[ "$wmode" = "$mode" ] || continue
+		log "workload ($mode mode, ${dur}s): $label"
+		for r in $(seq "$ROUNDS"); do
+			# Rotate the starting target each round so none always runs first.
+			for i in 0 1 2; do
+				t=${TARGETS[$(((i + r - 1) % 3))]}
+				if [ "$t" = direct ] && [ "$clients" -gt $((MAX_CONNECTIONS - 2 * POOL - 5)) ]; then
+					NOTE[$wid,$t]="direct: n/a, $clients clients > max_connections=$MAX_CONNECTIONS minus the poolers' $((2 * POOL)) server connections"
+					continue
 				fi
-				[ "$PGBUN_STATUS" = ok ] || continue
-			fi
-			if [ "$t" = pgbouncer ] && [ "$BOUNCER_STATUS" != ok ]; then continue; fi
-			run_one "$wid" "$clients" "$extra" "$t" "$r"
+				if [ "$t" != direct ] && [ -n "$poolers" ]; then continue; fi
+				if [ "$t" = pgbun ]; then
+					if [ "$PGBUN_STATUS" = ok ] && ! wait_for pgbun 5; then
+						PGBUN_STATUS="stopped answering on port $PGBUN_PORT during the run (at $label, $mode mode, round $r)$(pgbun_crashes)"
+						log "pgbun: $PGBUN_STATUS"
+					fi
+					[ "$PGBUN_STATUS" = ok ] || continue
+				fi
+				if [ "$t" = pgbouncer ] && [ "$BOUNCER_STATUS" != ok ]; then continue; fi
+				run_one "$wid" "$clients" "$options" "$dur" "$t" "$r"
+			done
 		done
 	done
+	if [ "$mode" = transaction ]; then
+		# After the measured runs, so nothing a probe leaves on a server connection can affect them.
+		log "probe: pgbench -M prepared through the poolers in transaction mode"
+		[ "$PGBUN_STATUS" = ok ] && probe_prepared pgbun
+		[ "$BOUNCER_STATUS" = ok ] && probe_prepared pgbouncer
+	fi
 done
 
 # ---------------------------------------------------------------- report
@@ -521,51 +683,101 @@ ratio() {
 	if [ -z "$1" ] || [ -z "$2" ]; then echo n/a; else awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; fi
 }
 
-say "## pgbench -S -M simple, median of $ROUNDS round(s) x ${DURATION}s (session mode, pool $POOL)"
-say ""
-say "| workload | direct tps | pgbun tps | pgbouncer tps | pgbun/pgbouncer | pgbun/direct | latency ms direct / pgbun / pgbouncer |"
-say "|---|---:|---:|---:|---:|---:|---|"
-for w in "${WORKLOADS[@]}"; do
-	IFS='|' read -r wid label _ _ <<<"$w"
-	declare -A mt ml
-	for t in "${TARGETS[@]}"; do
-		mt[$t]=$(median <<<"${TPS[$wid,$t]:-}")
-		ml[$t]=$(median <<<"${LAT[$wid,$t]:-}")
+for mode in "${MODE_LIST[@]}"; do
+	dur=$(mode_duration "$mode")
+	if [ "$mode" = session ]; then
+		say "## pgbench -S -M simple, median of $ROUNDS round(s) x ${dur}s (session mode, pool $POOL)"
+	else
+		say "## pgbench, median of $ROUNDS round(s) x ${dur}s (transaction mode, pool $POOL)"
+	fi
+	say ""
+	say "| workload | direct tps | pgbun tps | pgbouncer tps | pgbun/pgbouncer | pgbun/direct | latency ms direct / pgbun / pgbouncer |"
+	say "|---|---:|---:|---:|---:|---:|---|"
+	for w in "${WORKLOADS[@]}"; do
+		IFS='|' read -r wmode wid label _ _ _ <<<"$w"
+		[ "$wmode" = "$mode" ] || continue
+		declare -A mt ml
+		for t in "${TARGETS[@]}"; do
+			mt[$t]=$(median <<<"${TPS[$wid,$t]:-}")
+			ml[$t]=$(median <<<"${LAT[$wid,$t]:-}")
+		done
+		say "| $label | $(fmt_num "${mt[direct]}" 1) | $(fmt_num "${mt[pgbun]}" 1) | $(fmt_num "${mt[pgbouncer]}" 1) |" \
+			"$(ratio "${mt[pgbun]}" "${mt[pgbouncer]}") | $(ratio "${mt[pgbun]}" "${mt[direct]}") |" \
+			"$(fmt_num "${ml[direct]}" 3) / $(fmt_num "${ml[pgbun]}" 3) / $(fmt_num "${ml[pgbouncer]}" 3) |"
+		unset mt ml
 	done
-	say "| $label | $(fmt_num "${mt[direct]}" 1) | $(fmt_num "${mt[pgbun]}" 1) | $(fmt_num "${mt[pgbouncer]}" 1) |" \
-		"$(ratio "${mt[pgbun]}" "${mt[pgbouncer]}") | $(ratio "${mt[pgbun]}" "${mt[direct]}") |" \
-		"$(fmt_num "${ml[direct]}" 3) / $(fmt_num "${ml[pgbun]}" 3) / $(fmt_num "${ml[pgbouncer]}" 3) |"
-	unset mt ml
-done
-say ""
+	say ""
 
-say "Notes:"
-[ "$PGBUN_STATUS" = ok ] || say "- pgbun: n/a: $PGBUN_STATUS."
-[ "$BOUNCER_STATUS" = ok ] || say "- pgbouncer: n/a: $BOUNCER_STATUS."
-for w in "${WORKLOADS[@]}"; do
-	IFS='|' read -r wid label _ _ <<<"$w"
-	for t in "${TARGETS[@]}"; do
-		if [ -n "${ERRS[$wid,$t]:-}" ]; then
-			say "- $label: $t failed ${ERRS[$wid,$t]}/$ROUNDS round(s): ${NOTE[$wid,$t]#*: }"
-		elif [ "$t" = direct ] && [ -n "${NOTE[$wid,$t]:-}" ]; then
-			say "- $label: ${NOTE[$wid,$t]}."
-		fi
+	say "Notes:"
+	for w in "${WORKLOADS[@]}"; do
+		IFS='|' read -r wmode wid label _ _ _ <<<"$w"
+		[ "$wmode" = "$mode" ] || continue
+		for t in "${TARGETS[@]}"; do
+			if [ -n "${ERRS[$wid,$t]:-}" ]; then
+				say "- $label: $t failed ${ERRS[$wid,$t]}/$ROUNDS round(s): ${NOTE[$wid,$t]#*: }"
+			elif [ "$t" = direct ] && [ -n "${NOTE[$wid,$t]:-}" ]; then
+				say "- $label: ${NOTE[$wid,$t]}."
+			fi
+		done
 	done
+	if [ "$mode" = session ]; then
+		say "- 500 clients in session mode: a client keeps its server connection for its whole session, so only"
+		say "  $POOL clients run at a time and the rest queue until a session ends (here: the end of the run)."
+		say "  The tps is that of $POOL active clients; pgbench's latency average (clients x duration / transactions)"
+		say "  charges the queueing to every transaction. Transaction pooling is what makes this workload meaningful."
+		say "- connect storm: every transaction opens a new connection (-C); with the poolers the server"
+		say "  connection is reused and DISCARD ALL runs on every client disconnect (server_reset_query, both poolers)."
+	else
+		if [ "$FIRST_MODE" != transaction ]; then
+			say "- Both poolers were switched to transaction mode by a reload, not a restart, after the session-mode runs"
+			say "  (checked: ${MODE_CHECK[pgbun]:-pgbun n/a}; ${MODE_CHECK[pgbouncer]:-pgbouncer n/a})."
+		fi
+		say "- -M prepared through the poolers: n/a for both. pgbench -M prepared parses each statement once per"
+		say "  connection under a fixed name (P_0) and from then on sends only Bind/Execute; with transaction pooling"
+		say "  the next transaction may get another server connection, where that statement does not exist, or"
+		say "  where another client already prepared its own P_0. This version of pgbun refuses a named Parse in"
+		say "  transaction mode with SQLSTATE 0A000 and closes the client; PgBouncer 1.18 passes the Parse through"
+		say "  and does not track prepared statements, so the clients' transactions fail on the server."
+		say "  Direct runs -M prepared normally. Probe after the runs (pgbench -S -M prepared -c 50 -T 2):"
+		say "  pgbun: ${PROBE[pgbun]:-not run}; pgbouncer: ${PROBE[pgbouncer]:-not run}."
+		say "- 1000 clients, pool $POOL: at most $POOL transactions run at once; a client waits for a free server"
+		say "  connection before each transaction, and pgbench's latency average (clients x duration / transactions)"
+		say "  counts that wait."
+		say "- TPC-B: pgbench's default script (BEGIN; 3 UPDATEs, 1 SELECT, 1 INSERT; END), 7 statements per"
+		say "  transaction. At scale $SCALE there are $SCALE pgbench_branches rows, so clients queue on their row locks;"
+		say "  through a pooler only $POOL transactions run at once, against 50 backends direct."
+		say "- Neither pooler runs server_reset_query in transaction mode."
+	fi
+	others=
+	for w in "${WORKLOADS[@]}"; do
+		IFS='|' read -r wmode wid _ _ _ _ <<<"$w"
+		[ "$wmode" = "$mode" ] && others="$others ${OTHER[$wid]:-}"
+	done
+	others=$(tr ' ' '\n' <<<"$others" | grep -E '^[0-9]+$' || true)
+	if [ -n "$others" ]; then
+		o_med=$(median <<<"$others")
+		o_max=$(sort -n <<<"$others" | tail -n 1)
+		say "- CPU used by processes outside this benchmark during these pgbench runs: median $(fmt_num "$o_med" 0) %," \
+			"max $o_max % of the machine's $(nproc) CPUs$([ "$o_max" -gt 5 ] && echo ' (other jobs were running: treat the affected rounds with care)')."
+	fi
+	say ""
 done
-say "- 500 clients in session mode: a client keeps its server connection for its whole session, so only"
-say "  $POOL clients run at a time and the rest queue until a session ends (here: the end of the run)."
-say "  The tps is that of $POOL active clients; pgbench's latency average (clients x duration / transactions)"
-say "  charges the queueing to every transaction. Transaction pooling is what makes this workload meaningful."
-say "- connect storm: every transaction opens a new connection (-C); with the poolers the server"
-say "  connection is reused and DISCARD ALL runs on every client disconnect (server_reset_query, both poolers)."
+
+run_notes=()
+[ "$PGBUN_STATUS" = ok ] || run_notes+=("pgbun: n/a from where it failed on: $PGBUN_STATUS.")
+[ "$BOUNCER_STATUS" = ok ] || run_notes+=("pgbouncer: n/a from where it failed on: $BOUNCER_STATUS.")
 if [ "$PGBUN_STATUS" = ok ] && [ -n "$PGBUN_PIDS_START" ]; then
 	now_pids=$(pgbun_pids)
-	[ "$now_pids" = "$PGBUN_PIDS_START" ] || say "- pgbun worker pid(s) changed during the run ($PGBUN_PIDS_START -> ${now_pids:-none}): it restarted$(pgbun_crashes)."
+	[ "$now_pids" = "$PGBUN_PIDS_START" ] || run_notes+=("pgbun worker pid(s) changed during the run ($PGBUN_PIDS_START -> ${now_pids:-none}): it restarted$(pgbun_crashes).")
 fi
-say ""
+if [ "${#run_notes[@]}" -gt 0 ]; then
+	say "Run notes:"
+	for n in "${run_notes[@]}"; do say "- $n"; done
+	say ""
+fi
 
 if [ "$IDLE_CLIENTS" -gt 0 ]; then
-	say "## Memory per idle client ($IDLE_CLIENTS logged-in idle clients, RSS delta of the pooler process)"
+	say "## Memory per idle client ($IDLE_CLIENTS logged-in idle clients, RSS delta of the pooler process, $FIRST_MODE mode)"
 	say ""
 	say "| pooler | clients logged in / open at measurement | VmRSS before kB | VmRSS after kB | bytes per idle client | of which anon / shmem kB | still serving |"
 	say "|---|---:|---:|---:|---:|---|---|"
@@ -586,12 +798,14 @@ fi
 
 say "Per-round tps (rounds 1..$ROUNDS):"
 for w in "${WORKLOADS[@]}"; do
-	IFS='|' read -r wid label _ _ <<<"$w"
-	line="- $label:"
+	IFS='|' read -r wmode wid label _ _ _ <<<"$w"
+	[[ " ${MODE_LIST[*]} " == *" $wmode "* ]] || continue
+	line="- $wmode, $label:"
 	for t in "${TARGETS[@]}"; do
 		vals=$(for v in ${TPS[$wid,$t]:-}; do printf ' %.0f' "$v"; done)
 		line="$line $t${vals:- n/a};"
 	done
+	[ -z "${OTHER[$wid]:-}" ] || line="$line other processes' CPU %, in run order:${OTHER[$wid]};"
 	say "${line%;}"
 done
 say ""
