@@ -23,6 +23,9 @@ PROVE_FLAGS = -I $(srcdir)/t --timer
 
 abs_builddir ?= $(CURDIR)
 
+# PGXS tracks no header dependencies: a changed struct must rebuild every object.
+$(OBJS): $(wildcard src/*.h)
+
 # Unit tests of the pure-C modules (no server needed).
 # scram.c and params.c include postgres.h but call only frontend-safe code, so
 # they link against the static libpgcommon/libpgport (pkglibdir on Debian,

@@ -46,6 +46,9 @@ CREATE FUNCTION pgbun.stats(
     OUT total_xact_time bigint,
     OUT total_query_time bigint,
     OUT total_wait_time bigint,
+    OUT total_client_parse_count bigint,
+    OUT total_server_parse_count bigint,
+    OUT total_bind_count bigint,
     OUT avg_xact_count bigint,
     OUT avg_query_count bigint,
     OUT avg_recv bigint,
@@ -64,7 +67,7 @@ CREATE VIEW pgbun.stats AS
 COMMENT ON FUNCTION pgbun.stats() IS
 'Set-returning function behind the view pgbun.stats.';
 COMMENT ON VIEW pgbun.stats IS
-'Cumulative pooler statistics per database, summed over its pools and all workers, counted since the server started (or last restarted after a crash). Times are in microseconds, bytes as seen on client connections. total_*: totals. avg_xact_count, avg_query_count, avg_recv, avg_sent: the totals divided by the whole seconds since the counters started (at least 1), so a per-second average over the whole period rather than PgBouncer''s last stats_period. avg_xact_time = total_xact_time / total_xact_count; avg_query_time = total_query_time / total_query_count; avg_wait_time = total_wait_time / total_query_count (average wait for a server per query); each 0 when its divisor is 0.';
+'Cumulative pooler statistics per database, summed over its pools and all workers, counted since the server started (or last restarted after a crash). Times are in microseconds, bytes as seen on client connections. total_*: totals. avg_xact_count, avg_query_count, avg_recv, avg_sent: the totals divided by the whole seconds since the counters started (at least 1), so a per-second average over the whole period rather than PgBouncer''s last stats_period. avg_xact_time = total_xact_time / total_xact_count; avg_query_time = total_query_time / total_query_count; avg_wait_time = total_wait_time / total_query_count (average wait for a server per query); each 0 when its divisor is 0. total_client_parse_count: named Parse messages clients sent in transaction/statement pools; total_server_parse_count: Parse messages pgbun sent to servers for them (a miss: the server lacked the statement); total_bind_count: Binds of those named statements (hits = total_bind_count - misses).';
 
 --
 -- clients and servers: one row per connection, like PgBouncer's SHOW CLIENTS / SHOW SERVERS.

@@ -38,7 +38,7 @@ PG_FUNCTION_INFO_V1(pgbun_pause_1_0);
 PG_FUNCTION_INFO_V1(pgbun_resume_1_0);
 
 #define POOLS_COLS		12
-#define STATS_COLS		15
+#define STATS_COLS		18
 #define CONNS_COLS		19
 
 /* How often a waiting pause() looks again even without a broadcast (ms). */
@@ -68,6 +68,9 @@ typedef struct DbStats
 	uint64		xact_time_us;
 	uint64		query_time_us;
 	uint64		wait_time_us;
+	uint64		client_parse_count;
+	uint64		server_parse_count;
+	uint64		bind_count;
 } DbStats;
 
 /* Refuse to run when the library was not preloaded (no segment to read). */
@@ -351,6 +354,9 @@ pgbun_stats_1_0(PG_FUNCTION_ARGS)
 		d->xact_time_us += pg_atomic_read_u64(&pool->xact_time_us);
 		d->query_time_us += pg_atomic_read_u64(&pool->query_time_us);
 		d->wait_time_us += pg_atomic_read_u64(&pool->wait_time_us);
+		d->client_parse_count += pg_atomic_read_u64(&pool->client_parse_count);
+		d->server_parse_count += pg_atomic_read_u64(&pool->server_parse_count);
+		d->bind_count += pg_atomic_read_u64(&pool->bind_count);
 	}
 
 	now = GetCurrentTimestamp();
@@ -374,6 +380,9 @@ pgbun_stats_1_0(PG_FUNCTION_ARGS)
 		values[col++] = counter_datum(d->xact_time_us);
 		values[col++] = counter_datum(d->query_time_us);
 		values[col++] = counter_datum(d->wait_time_us);
+		values[col++] = counter_datum(d->client_parse_count);
+		values[col++] = counter_datum(d->server_parse_count);
+		values[col++] = counter_datum(d->bind_count);
 		values[col++] = counter_datum(d->xact_count / secs);
 		values[col++] = counter_datum(d->query_count / secs);
 		values[col++] = counter_datum(d->bytes_received / secs);

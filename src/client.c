@@ -24,6 +24,7 @@
 #include "cancel.h"
 #include "config.h"
 #include "params.h"
+#include "prepared.h"
 #include "pooler.h"
 #include "proto.h"
 #include "scram.h"
@@ -223,6 +224,7 @@ client_close(Client *c, const char *sqlstate, const char *fmt,...)
 void
 client_free(Client *c)
 {
+	prepared_client_free(c);
 	free(c->params);
 	free(c->auth);
 	free(c);
@@ -881,12 +883,24 @@ client_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 {
 	Client	   *c = owner;
 	Server	   *s = c->link;
+	PktAction	action = PKT_FORWARD;
 
 	if (hdr->type == 'X')
 		return PKT_CLOSE;
 	if (!s)
-		return PKT_STOP;		/* needs a server first; no side effects before that */
-	if (hdr->type == 'P' && c->pool->mode != POOL_MODE_SESSION)
+	{
+		/* needs a server first (no side effects before that), unless pgbun can answer */
+		if (c->pool->mode != POOL_MODE_SESSION && pgbun_max_prepared_statements > 0)
+			return prepared_unlinked_message(c, hdr, msg, avail);
+		return PKT_STOP;
+	}
+	if (s->track)
+	{
+		action = prepared_client_message(c, s, hdr, msg, avail);
+		if (action == PKT_NEED_FULL || action == PKT_STOP)
+			return action;
+	}
+	else if (hdr->type == 'P' && c->pool->mode != POOL_MODE_SESSION)
 	{
 		/* the statement name is the body's first string */
 		const uint8 *body = msg + PROTO_HDR_LEN;
@@ -929,7 +943,7 @@ client_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 		c->request_time = W->now;
 		client_publish(c);
 	}
-	return PKT_FORWARD;
+	return action;
 }
 
 /* Pump whatever the client sent toward its server (asking the pool for one if needed). */
@@ -940,12 +954,18 @@ client_pump_in(Client *c)
 	uint64		wr = 0;
 	PumpResult	r;
 
+	int			retries = 0;
+
 	if (c->closed || c->state == CL_WAITING || c->state == CL_WAITING_LOGIN)
 		return;
+again:
 	r = sbuf_pump(&c->sb, c->link ? &c->link->sb : NULL, (uint32) pgbun_max_packet_size,
 				  client_msg_handler, c, &rd, &wr);
 	if (rd && c->pool)
 		pg_atomic_fetch_add_u64(&pgbun_shared->pools[c->pool->slot].bytes_received, rd);
+	/* answers pgbun gave itself while no server was linked */
+	if (!c->link && sbuf_out_pending(&c->sb) && !client_flush(c))
+		return;
 	switch (r)
 	{
 		case PUMP_IDLE:
@@ -961,14 +981,30 @@ client_pump_in(Client *c)
 		case PUMP_STOPPED:
 			if (c->closed)
 				break;
+			if (c->stmt_error)
+			{
+				client_close(c, "08P01", "%s", c->stmt_error);
+				break;
+			}
 			if (c->named_parse)
 			{
-				client_close(c, "0A000", "named prepared statements are not supported in %s pooling mode in this version of pgbun; use pool_mode=session for this client (pgbun.users / pgbun.databases)",
+				client_close(c, "0A000", "named prepared statements are off in %s pooling mode (pgbun.max_prepared_statements = 0); raise it, or use pool_mode=session for this client (pgbun.users / pgbun.databases)",
 							 pool_mode_name(c->pool->mode));
 				break;
 			}
 			if (!c->link)
 				pool_request_server(c->pool, c);
+			else if (++retries < 64)
+			{
+				/* earlier messages are out now: the handler can rewrite this one */
+				rd = wr = 0;
+				goto again;
+			}
+			else if (!c->in_busy)
+			{
+				c->in_busy = true;
+				dlist_push_tail(&W->busy_clients, &c->busy_node);
+			}
 			break;
 		case PUMP_CLOSE:
 			client_close(c, NULL, "client sent Terminate");

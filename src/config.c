@@ -41,6 +41,7 @@ int			pgbun_query_timeout = 0;
 int			pgbun_idle_transaction_timeout = 0;
 char	   *pgbun_databases = NULL;
 char	   *pgbun_users = NULL;
+int			pgbun_max_prepared_statements = 200;
 
 /* Parsed pgbun.databases / pgbun.users (set by the assign hooks). */
 typedef struct PoolOverride
@@ -357,6 +358,10 @@ pgbun_define_gucs(void)
 							   "Per-user settings: \"name = pool_mode=session; other = ...\".",
 							   NULL, &pgbun_users, "",
 							   PGC_SIGHUP, 0, check_users, assign_users, NULL);
+	DefineCustomIntVariable("pgbun.max_prepared_statements",
+							"Named prepared statements kept per server connection in transaction/statement pooling (0: refuse named statements there).",
+							NULL, &pgbun_max_prepared_statements, 200, 0, 100000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgbun.max_packet_size", "Largest protocol message pgbun accepts from a client.",
 							NULL, &pgbun_max_packet_size, INT_MAX, 1024, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_BYTE, NULL, NULL, NULL);

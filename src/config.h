@@ -49,6 +49,7 @@ extern int	pgbun_query_timeout;		/* ms */
 extern int	pgbun_idle_transaction_timeout; /* ms */
 extern char *pgbun_databases;
 extern char *pgbun_users;
+extern int	pgbun_max_prepared_statements;
 extern bool pgbun_log_connections;
 extern bool pgbun_log_disconnections;
 

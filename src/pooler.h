@@ -49,6 +49,8 @@ typedef struct Client
 	struct AuthState *auth;		/* only during login */
 	char		tx_status;		/* last ReadyForQuery status it saw */
 	bool		named_parse;	/* sent a named Parse where the pool mode cannot keep it */
+	struct ClientStmts *stmts;	/* its named prepared statements (prepared.c) */
+	const char *stmt_error;		/* why a message could not be pooled (static text) */
 } Client;
 
 typedef struct Server
@@ -75,6 +77,10 @@ typedef struct Server
 	bool		release_pending;	/* transaction/statement mode: unlink once flushed */
 	bool		mode_violation; /* statement mode: the client opened a transaction */
 	bool		cancel_sent;	/* query_timeout already cancelled the running query */
+	bool		track;			/* requests queued and statements rewritten (prepared.c) */
+	bool		lost_track;		/* an answer matched no request: close */
+	struct ServerStmts *stmts;	/* pgbun statements prepared on it */
+	struct ReqQueue *requests;	/* unanswered requests, oldest first */
 	TimestampTz last_ready;		/* last ReadyForQuery (idle_transaction_timeout) */
 	int			hidden_rfq;		/* ReadyForQuery answers to swallow (pooler's own queries) */
 	bool		hidden_error;	/* one of the pooler's own queries failed */

@@ -99,6 +99,7 @@ sbuf_close(SBuf *s)
 	s->out_pos = s->out_end = 0;
 	s->pkt_remain = 0;
 	s->decided = -1;
+	s->stop_pending = false;
 }
 
 /* Make room at the end of the input buffer, keeping bytes still needed. */
@@ -258,8 +259,6 @@ sbuf_pump(SBuf *src, SBuf *dst, uint32 max_packet, SBufHandler handler, void *ow
 
 	for (;;)
 	{
-		bool		stop_after_flush = false;
-
 		/* 1. Flush: pooler-made bytes to dst first, then committed forward bytes. */
 		if (dst && sbuf_out_pending(dst))
 		{
@@ -281,9 +280,15 @@ sbuf_pump(SBuf *src, SBuf *dst, uint32 max_packet, SBufHandler handler, void *ow
 			if (src->send_pos < src->send_end)
 				return PUMP_WAIT_WRITE;
 		}
+		/* a stop asked for earlier takes effect once everything before it is out */
+		if (src->stop_pending)
+		{
+			src->stop_pending = false;
+			return PUMP_STOPPED;
+		}
 
 		/* 2. Frame what is buffered. */
-		while (src->parse_pos < src->in_end && !stop_after_flush)
+		while (src->parse_pos < src->in_end && !src->stop_pending)
 		{
 			ProtoHeader hdr;
 			uint32		size;
@@ -336,19 +341,28 @@ sbuf_pump(SBuf *src, SBuf *dst, uint32 max_packet, SBufHandler handler, void *ow
 			{
 				case PKT_FORWARD:
 				case PKT_FORWARD_STOP:
+				case PKT_REPLACE_PREFIX:
 					if (!dst)
 					{
 						src->error = "message arrived with no peer to forward it to";
 						return PUMP_SRC_ERROR;
 					}
-					if (src->send_pos == src->send_end)
+					if (action == PKT_REPLACE_PREFIX)
+					{
+						/* the handler queued a new start in dst->out; drop the old one */
+						Assert(src->send_pos == src->send_end && src->replace_len <= avail);
+						src->parse_pos += src->replace_len;
 						src->send_pos = src->send_end = src->parse_pos;
+						size -= src->replace_len;
+						avail -= src->replace_len;
+						src->replace_len = 0;
+					}
 					src->parse_pos += avail;
 					src->send_end = src->parse_pos;
 					src->pkt_remain = size - avail;
 					src->pkt_skip = false;
 					if (action == PKT_FORWARD_STOP)
-						stop_after_flush = true;
+						src->stop_pending = true;
 					break;
 				case PKT_NEED_FULL:
 					if (avail == size || avail >= SBUF_SIZE)
@@ -358,7 +372,7 @@ sbuf_pump(SBuf *src, SBuf *dst, uint32 max_packet, SBufHandler handler, void *ow
 					}
 					goto need_read;
 				case PKT_STOP:
-					stop_after_flush = true;
+					src->stop_pending = true;
 					break;
 				case PKT_SKIP:
 				case PKT_CONSUME:
@@ -368,8 +382,7 @@ sbuf_pump(SBuf *src, SBuf *dst, uint32 max_packet, SBufHandler handler, void *ow
 					{
 						/* Earlier forwarded bytes must reach dst before this takes effect. */
 						src->decided = (int8) action;
-						stop_after_flush = true;
-						break;
+						goto flush;
 					}
 					if (action == PKT_CLOSE)
 						return PUMP_CLOSE;
@@ -379,18 +392,16 @@ sbuf_pump(SBuf *src, SBuf *dst, uint32 max_packet, SBufHandler handler, void *ow
 						src->parse_pos += size;
 						src->send_pos = src->send_end = src->parse_pos;
 						if (action == PKT_CONSUME_STOP)
-							return PUMP_STOPPED;
+							src->stop_pending = true;
 					}
 					else
 						drop_message(src, size, avail);
 					break;
 			}
 		}
-
-		if (src->send_pos < src->send_end || src->decided >= 0)
-			continue;			/* flush first */
-		if (stop_after_flush)
-			return PUMP_STOPPED;
+flush:
+		if (src->send_pos < src->send_end || src->decided >= 0 || src->stop_pending)
+			continue;			/* flush first (and stop, or apply the decision) */
 
 need_read:
 		if (src->send_pos < src->send_end)

@@ -30,6 +30,8 @@ typedef struct SBuf
 	uint32		pkt_remain;		/* bytes of the current message still to arrive */
 	bool		pkt_skip;		/* ... and they are dropped, not forwarded */
 	int8		decided;		/* action waiting for a flush, -1 if none */
+	bool		stop_pending;	/* return PUMP_STOPPED once forwarded bytes are out */
+	uint32		replace_len;	/* PKT_REPLACE_PREFIX: bytes of the message to drop */
 	uint8	   *out;			/* pooler-made bytes for this socket, or NULL */
 	uint32		out_pos;
 	uint32		out_end;
@@ -40,11 +42,15 @@ typedef enum PktAction
 {
 	PKT_FORWARD = 0,			/* pass the message to dst */
 	PKT_FORWARD_STOP,			/* pass it on, then (once flushed) return PUMP_STOPPED */
+	PKT_REPLACE_PREFIX,			/* the handler queued a new start of this message in dst's
+								 * out buffer: drop replace_len bytes, forward the rest */
 	PKT_SKIP,					/* drop it (may still be arriving) */
 	PKT_CONSUME,				/* the handler used the complete message */
 	PKT_NEED_FULL,				/* call again with more of the message buffered (an error
 								 * once the message fills the whole buffer) */
-	PKT_STOP,					/* leave it; return PUMP_STOPPED (handler must have no side effect) */
+	PKT_STOP,					/* leave it; return PUMP_STOPPED once earlier forwarded bytes
+								 * are out (the handler sees it again next time, so it
+								 * must have had no side effect) */
 	PKT_CLOSE,					/* drop it and return PUMP_CLOSE */
 	PKT_CONSUME_STOP,			/* used the complete message; return PUMP_STOPPED so the
 								 * caller can change state outside the pump */
@@ -83,6 +89,12 @@ static inline uint32
 sbuf_unparsed(const SBuf *s)
 {
 	return s->in_end - s->parse_pos;
+}
+/* Bytes committed for forwarding but not written yet. */
+static inline bool
+sbuf_has_unflushed(const SBuf *s)
+{
+	return s->send_pos < s->send_end;
 }
 static inline bool
 sbuf_has_pending_forward(const SBuf *s)

@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "params.h"
+#include "prepared.h"
 #include "pooler.h"
 #include "proto.h"
 #include "scram.h"
@@ -74,6 +75,7 @@ server_set_state(Server *s, ServerState st)
 void
 server_free(Server *s)
 {
+	prepared_server_free(s);
 	free(s->params);
 	free(s->scram);
 	free(s);
@@ -493,6 +495,7 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 {
 	Server	   *s = owner;
 	uint32		size = proto_msg_size(hdr);
+	PktAction	forward = PKT_FORWARD;
 
 	if (s->hidden_rfq > 0)
 	{
@@ -565,6 +568,30 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 		}
 	}
 
+	if ((hdr->type == 'Z' || hdr->type == 'S') && avail < size)
+		return PKT_NEED_FULL;	/* before any bookkeeping: the handler runs again */
+	if (s->track)
+	{
+		PktAction	pa = prepared_server_message(s, hdr, msg, avail);
+
+		switch (pa)
+		{
+			case PKT_STOP:
+				return PKT_STOP;	/* pgbun's own answers go out first */
+			case PKT_CLOSE:
+				s->lost_track = true;
+				return PKT_STOP;
+			case PKT_CONSUME:
+			case PKT_CONSUME_STOP:
+				return pa;
+			case PKT_FORWARD_STOP:
+				forward = PKT_FORWARD_STOP;
+				break;
+			default:
+				break;
+		}
+	}
+
 	switch (hdr->type)
 	{
 		case 'Z':
@@ -572,11 +599,9 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 				char		status = hdr->len >= 5 ? (char) msg[PROTO_HDR_LEN] : 'I';
 				int			mode = s->pool->mode;
 
-				if (avail < size)
-					return PKT_NEED_FULL;
 				note_ready_for_query(s, status);
-				if (mode == POOL_MODE_SESSION || s->busy)
-					return PKT_FORWARD;
+				if (mode == POOL_MODE_SESSION || s->busy || !prepared_queue_empty(s))
+					return forward;
 				if (status == 'I')
 				{
 					/* every request answered, no transaction: the server goes back once this is out */
@@ -588,15 +613,13 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 					s->mode_violation = true;
 					return PKT_STOP;
 				}
-				return PKT_FORWARD;
+				return forward;
 			}
 		case 'S':
-			if (avail < size)
-				return PKT_NEED_FULL;
 			note_parameter_status(s, msg, size);
-			return PKT_FORWARD;
+			return forward;
 		default:
-			return PKT_FORWARD;
+			return forward;
 	}
 }
 
@@ -621,6 +644,12 @@ server_return_to_pool(Server *s)
 			c->in_busy = true;
 			dlist_push_tail(&W->busy_clients, &c->busy_node);
 		}
+	}
+	if (!prepared_queue_empty(s))
+	{
+		/* cannot happen when the counts agree; never hand on a server mid-exchange */
+		server_close(s, "unanswered requests at release");
+		return;
 	}
 	if (pgbun_server_lifetime > 0 &&
 		W->now - s->connect_time >= (int64) pgbun_server_lifetime * 1000)
@@ -663,6 +692,22 @@ again:
 		case PUMP_WAIT_WRITE:
 			break;
 		case PUMP_STOPPED:
+			if (s->lost_track)
+			{
+				ereport(LOG, (errmsg("pgbun: a server answer matched no request; closing the connection")));
+				server_close(s, "protocol tracking lost");
+				return;
+			}
+			if (s->track && c && prepared_answers_waiting(s))
+			{
+				prepared_emit_answers(s);
+				if (!prepared_answers_waiting(s))
+				{
+					rd = wr = 0;
+					goto again;
+				}
+				break;
+			}
 			if (s->mode_violation && c)
 			{
 				s->mode_violation = false;
@@ -698,6 +743,9 @@ again:
 				client_close(c, NULL, "write to client failed");
 			return;
 	}
+	/* answers pgbun owes the client, now that the server's bytes before them are out */
+	if (s->track && s->link && prepared_answers_waiting(s))
+		prepared_emit_answers(s);
 	if (s->release_pending && !s->closed && !sbuf_has_pending_forward(&s->sb))
 	{
 		s->release_pending = false;
@@ -717,6 +765,7 @@ server_link(Server *s, Client *c)
 	s->link = c;
 	c->link = s;
 	s->hidden_error = false;
+	s->track = (s->pool->mode != POOL_MODE_SESSION && pgbun_max_prepared_statements > 0);
 	n = params_build_set_sql(c->params, c->params_len, s->params, s->params_len,
 							 s->pool->welcome, s->pool->welcome_len, sql, sizeof(sql));
 	if (n > 0 && !server_queue_query(s, sql))
@@ -766,6 +815,7 @@ server_release(Server *s)
 	{
 		server_set_state(s, SV_USED);
 		s->hidden_error = false;
+		prepared_server_forget_all(s);	/* DISCARD ALL and the like drop them */
 		if (!server_queue_query(s, pgbun_server_reset_query) || sbuf_flush_out(&s->sb) < 0)
 		{
 			server_close(s, "could not send server_reset_query");

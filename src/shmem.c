@@ -471,6 +471,9 @@ pgbun_pool_slot_get(const char *database, const char *user)
 		pg_atomic_init_u32(&p->server_count, 0);
 		pg_atomic_init_u64(&p->xact_count, 0);
 		pg_atomic_init_u64(&p->query_count, 0);
+		pg_atomic_init_u64(&p->client_parse_count, 0);
+		pg_atomic_init_u64(&p->server_parse_count, 0);
+		pg_atomic_init_u64(&p->bind_count, 0);
 		pg_atomic_init_u64(&p->bytes_received, 0);
 		pg_atomic_init_u64(&p->bytes_sent, 0);
 		pg_atomic_init_u64(&p->xact_time_us, 0);

@@ -86,6 +86,10 @@ typedef struct PgbunPoolSlot
 	pg_atomic_uint64 xact_time_us;
 	pg_atomic_uint64 query_time_us;
 	pg_atomic_uint64 wait_time_us;
+	/* named prepared statements in transaction/statement pools (prepared.c) */
+	pg_atomic_uint64 client_parse_count;	/* named Parse messages from clients */
+	pg_atomic_uint64 server_parse_count;	/* Parse messages pgbun sent to servers */
+	pg_atomic_uint64 bind_count;	/* Bind messages of named statements */
 } PgbunPoolSlot;
 
 typedef struct PgbunConnSlot

@@ -1,6 +1,6 @@
 # 100_transaction_mode: pgbun.pool_mode = transaction, pool size 5.
 #
-#  - pgbench through pgbun, 50 clients: TPC-B with -M simple and -M extended,
+#  - pgbench through pgbun, 50 clients: TPC-B with -M simple, -M extended and -M prepared,
 #    select-only with both and with a new connection per transaction, zero
 #    failures; the server never sees more than 5 of the role's backends
 #    (CONNECTION LIMIT 5 would refuse a 6th anyway);
@@ -18,7 +18,7 @@
 #    query_timeout (57014, the connection goes on);
 #  - per-user and per-database pool_mode overrides (pgbun.pools.pool_mode;
 #    pgbench -M prepared works in a session pool);
-#  - a named Parse in a transaction pool gets pgbun's 0A000.
+#  - a named Parse in a transaction pool works (details in t/130).
 #
 # Deadlines are hang guards, never timing assertions.
 
@@ -87,29 +87,6 @@ sub alice_raw
 	my $raw = raw_connect($node);
 	my $r = $raw->login(%alice, database => $db, params => \@params);
 	return ($raw, $r);
-}
-
-# Read messages until ReadyForQuery, EOF or the hang guard.
-sub read_until_z
-{
-	my ($raw, $secs) = @_;
-	my @msgs;
-	while (1)
-	{
-		my $m = $raw->read_message($secs // hang_guard());
-		push @msgs, $m;
-		last if !defined $m->{type} || $m->{type} eq 'Z';
-	}
-	return \@msgs;
-}
-
-sub types { return join('', map { $_->{type} // ($_->{eof} ? '<eof>' : '<timeout>') } @{ $_[0] }); }
-
-sub first_error
-{
-	my ($msgs) = @_;
-	my ($e) = grep { ($_->{type} // '') eq 'E' } @$msgs;
-	return $e ? PgbunTest::Raw::error_fields($e->{body}) : {};
 }
 
 ############ pgbench, 50 clients on a pool of 5
@@ -183,6 +160,8 @@ sub pgbench_ok
 my %bench_runs = (
 	'TPC-B -M simple' => [ '-M', 'simple', '-c', '50', '-j', '2', '-t', '100' ],
 	'TPC-B -M extended' => [ '-M', 'extended', '-c', '50', '-j', '2', '-t', '100' ],
+	'TPC-B -M prepared' => [ '-M', 'prepared', '-c', '50', '-j', '2', '-t', '100' ],
+	'select-only -M prepared' => [ '-S', '-M', 'prepared', '-c', '50', '-j', '2', '-t', '400' ],
 	'select-only -M simple' => [ '-S', '-M', 'simple', '-c', '50', '-j', '2', '-t', '400' ],
 	'select-only -M extended' => [ '-S', '-M', 'extended', '-c', '50', '-j', '2', '-t', '400' ],
 	'select-only -C (a new connection per transaction)' =>
@@ -212,7 +191,7 @@ SELECT (SELECT sum(abalance) FROM pgbench_accounts) = (SELECT sum(delta) FROM pg
 }),
 	't', 'after the TPC-B runs: sum(abalance) = sum(tbalance) = sum(bbalance) = sum(delta)');
 is($node->safe_psql('benchdb', 'SELECT count(*) FROM pgbench_history'),
-	5000 + 5000 + 250, 'pgbench_history holds exactly one row per TPC-B transaction');
+	5000 + 5000 + 5000 + 250, 'pgbench_history holds exactly one row per TPC-B transaction');
 my ($matched, $last) = poll_sql($node,
 	"SELECT count(*) FROM pg_stat_activity WHERE datname = 'benchdb' AND state <> 'idle'", '0');
 ok($matched, 'after pgbench no benchdb backend is busy or inside a transaction') or diag("last: $last");
@@ -240,41 +219,25 @@ is( $node->safe_psql('postgres',
 
 ############ named prepared statements
 
-sub parse_msg
-{
-	my ($name, $sql) = @_;
-	return PgbunTest::Raw::message('P', "$name\0$sql\0" . pack('n', 0));
-}
-
-sub bind_msg
-{
-	my ($stmt) = @_;
-	return PgbunTest::Raw::message('B', "\0$stmt\0" . pack('nnn', 0, 0, 0));
-}
-
-sub execute_msg { return PgbunTest::Raw::message('E', "\0" . pack('N', 0)); }
-sub sync_msg { return PgbunTest::Raw::message('S'); }
-
 {
 	my ($raw, $r) = alice_raw('miscdb');
 	ok($r->{ok}, 'named Parse: client logs in to the transaction pool');
 	$raw->send_bytes(parse_msg('pgbun_t100_stmt', 'SELECT 42') . sync_msg());
-	my $msgs = read_until_z($raw);
-	my $e = first_error($msgs);
-	unlike(types($msgs), qr/1/, 'named Parse in transaction mode: no ParseComplete');
-	is($e->{C} // '', '0A000', 'named Parse in transaction mode: SQLSTATE 0A000')
-	  or diag(types($msgs));
-	like($e->{M} // '', qr/^pgbun:/, 'named Parse in transaction mode: pgbun\'s own message');
+	my $msgs = read_until($raw, 'Z');
+	is(msg_types($msgs), '1Z', 'named Parse in transaction mode: ParseComplete (t/130 covers the rest)');
+	$raw->send_bytes(bind_msg('', 'pgbun_t100_stmt') . execute_msg('') . sync_msg());
+	$msgs = read_until($raw, 'Z');
+	is(msg_types($msgs), '2DCZ', 'named statement in transaction mode: Bind and Execute work');
 	$raw->close;
 
 	($raw, $r) = alice_raw('sessdb');
 	ok($r->{ok}, 'named Parse: client logs in to the session pool');
 	$raw->send_bytes(parse_msg('pgbun_t100_stmt', 'SELECT 42') . sync_msg());
-	$msgs = read_until_z($raw);
-	is(types($msgs), '1Z', 'named Parse in session mode: ParseComplete');
-	$raw->send_bytes(bind_msg('pgbun_t100_stmt') . execute_msg() . sync_msg());
-	$msgs = read_until_z($raw);
-	is(types($msgs), '2DCZ', 'named statement in session mode: Bind and Execute work');
+	$msgs = read_until($raw, 'Z');
+	is(msg_types($msgs), '1Z', 'named Parse in session mode: ParseComplete');
+	$raw->send_bytes(bind_msg('', 'pgbun_t100_stmt') . execute_msg('') . sync_msg());
+	$msgs = read_until($raw, 'Z');
+	is(msg_types($msgs), '2DCZ', 'named statement in session mode: Bind and Execute work');
 	my ($row) = map { PgbunTest::Raw::data_row($_->{body}) } grep { ($_->{type} // '') eq 'D' } @$msgs;
 	is($row->[0] // '', '42', 'named statement in session mode returns 42');
 	$raw->terminate;
@@ -451,13 +414,13 @@ foreach my $case ([ 'autocommit', '', 'I' ], [ 'in a transaction', 'BEGIN; ', 'E
 		push @msgs, $m;
 		last if !defined $m->{type} || $m->{type} eq 'G' || $m->{type} eq 'Z';
 	}
-	is($msgs[-1]{type} // '', 'G', "CopyFail $label: CopyInResponse") or diag(types(\@msgs));
+	is($msgs[-1]{type} // '', 'G', "CopyFail $label: CopyInResponse") or diag(msg_types(\@msgs));
 	$raw->send_bytes(PgbunTest::Raw::message('d', "999999\tshould not stay\n")
 		  . PgbunTest::Raw::message('f', "pgbun t100 gave up\0"));
-	my $msgs = read_until_z($raw);
+	my $msgs = read_until($raw, 'Z');
 	my $e = first_error($msgs);
 	like($e->{M} // '', qr/pgbun t100 gave up/, "CopyFail $label: ErrorResponse carries the client's message")
-	  or diag(types($msgs));
+	  or diag(msg_types($msgs));
 	is(($msgs->[-1]{type} // '') . ($msgs->[-1]{body} // ''), "Z$status",
 		"CopyFail $label: then ReadyForQuery '$status'");
 	if ($status eq 'E')
@@ -495,26 +458,26 @@ ok($out eq $five_mb, 'the 5 MB value reads back intact through pgbun') or diag($
 	my ($raw, $login) = alice_raw('miscdb');
 	ok($login->{ok}, 'empty query: client logs in');
 	$raw->send_bytes(PgbunTest::Raw::query_message(''));
-	my $msgs = read_until_z($raw);
-	is(types($msgs), 'IZ', 'empty query: EmptyQueryResponse then ReadyForQuery');
+	my $msgs = read_until($raw, 'Z');
+	is(msg_types($msgs), 'IZ', 'empty query: EmptyQueryResponse then ReadyForQuery');
 
 	$raw->send_bytes(PgbunTest::Raw::query_message(
 		q{DO $$BEGIN RAISE NOTICE 'pgbun-t100-notice %', 6 * 7; END$$}));
-	$msgs = read_until_z($raw);
-	is(types($msgs), 'NCZ', 'RAISE NOTICE: NoticeResponse, CommandComplete, ReadyForQuery');
+	$msgs = read_until($raw, 'Z');
+	is(msg_types($msgs), 'NCZ', 'RAISE NOTICE: NoticeResponse, CommandComplete, ReadyForQuery');
 	my ($n) = map { PgbunTest::Raw::error_fields($_->{body}) } grep { ($_->{type} // '') eq 'N' } @$msgs;
 	is($n->{M} // '', 'pgbun-t100-notice 42', 'the notice\'s message arrives');
 
 	# Both inside a transaction, too.
 	$raw->send_bytes(PgbunTest::Raw::query_message('BEGIN'));
-	read_until_z($raw);
+	read_until($raw, 'Z');
 	$raw->send_bytes(PgbunTest::Raw::query_message(''));
-	$msgs = read_until_z($raw);
-	is(types($msgs) . ($msgs->[-1]{body} // ''), 'IZT', 'empty query inside a transaction');
+	$msgs = read_until($raw, 'Z');
+	is(msg_types($msgs) . ($msgs->[-1]{body} // ''), 'IZT', 'empty query inside a transaction');
 	$raw->send_bytes(PgbunTest::Raw::query_message(
 		q{DO $$BEGIN RAISE NOTICE 'in transaction'; END$$; COMMIT}));
-	$msgs = read_until_z($raw);
-	is(types($msgs) . ($msgs->[-1]{body} // ''), 'NCCZI', 'a notice inside a transaction, then COMMIT');
+	$msgs = read_until($raw, 'Z');
+	is(msg_types($msgs) . ($msgs->[-1]{body} // ''), 'NCCZI', 'a notice inside a transaction, then COMMIT');
 	$raw->terminate;
 }
 
@@ -582,10 +545,10 @@ sub miscdb_backends
 	ok($matched, 'server death: the linked backend is gone') or diag("last: $last");
 
 	$raw->send_bytes(PgbunTest::Raw::query_message('SELECT 1'));
-	my $msgs = read_until_z($raw);
+	my $msgs = read_until($raw, 'Z');
 	my $e = first_error($msgs);
 	like($e->{C} // '', qr/^(08006|57P01)$/, 'server death: the client gets an error (08006 or 57P01)')
-	  or diag(types($msgs));
+	  or diag(msg_types($msgs));
 	ok(!(grep { ($_->{type} // '') eq 'D' } @$msgs), 'server death: no rows as if nothing happened');
 	$raw->close;
 
@@ -643,7 +606,7 @@ my @awkward = (
 			foreach my $sql ('BEGIN', "INSERT INTO one_t VALUES (2, 'pipelined')", 'SELECT pg_sleep(0.5)',
 				'SELECT pg_sleep(0.5)')
 			{
-				$data .= parse_msg('', $sql) . bind_msg('') . execute_msg() . sync_msg();
+				$data .= parse_msg('', $sql) . bind_msg('', '') . execute_msg('') . sync_msg();
 			}
 			$raw->send_bytes($data);
 			my $m = $raw->read_message(hang_guard());

@@ -177,43 +177,6 @@ ok($matched, 'no pipedb backend is left busy or inside a transaction') or diag("
 
 ############ raw protocol: Parse + Flush, then Bind on the same server
 
-sub parse_msg
-{
-	my ($name, $sql, @types) = @_;
-	return PgbunTest::Raw::message('P',
-		"$name\0$sql\0" . pack('n', scalar @types) . join('', map { pack('N', $_) } @types));
-}
-
-sub bind_msg
-{
-	my ($portal, $stmt, @params) = @_;
-	my $body = "$portal\0$stmt\0" . pack('n', 0) . pack('n', scalar @params);
-	$body .= pack('N', length($_)) . $_ foreach @params;
-	$body .= pack('n', 0);
-	return PgbunTest::Raw::message('B', $body);
-}
-
-sub describe_msg { return PgbunTest::Raw::message('D', "$_[0]$_[1]\0"); }
-sub execute_msg { return PgbunTest::Raw::message('E', "$_[0]\0" . pack('N', 0)); }
-sub flush_msg { return PgbunTest::Raw::message('H'); }
-sub sync_msg { return PgbunTest::Raw::message('S'); }
-
-# Read messages until one of type $stop (or EOF / the hang guard).
-sub read_until
-{
-	my ($raw, $stop) = @_;
-	my @msgs;
-	while (1)
-	{
-		my $m = $raw->read_message(hang_guard());
-		push @msgs, $m;
-		last if !defined $m->{type} || $m->{type} eq $stop;
-	}
-	return \@msgs;
-}
-
-sub types { return join('', map { $_->{type} // ($_->{eof} ? '<eof>' : '<timeout>') } @{ $_[0] }); }
-
 my $ca = raw_connect($node);
 ok($ca->login(%flusher, database => 'flushdb')->{ok}, 'Parse/Flush: client A logs in');
 my $cb = raw_connect($node);
@@ -227,7 +190,7 @@ for my $round (1 .. 3)
 	$ca->send_bytes(parse_msg('', 'SELECT $1::int + 1, pg_backend_pid()', 23)
 		  . describe_msg('S', '') . flush_msg());
 	my $msgs = read_until($ca, 'T');
-	is(types($msgs), '1tT', "$label: A gets ParseComplete, ParameterDescription, RowDescription after Flush");
+	is(msg_types($msgs), '1tT', "$label: A gets ParseComplete, ParameterDescription, RowDescription after Flush");
 
 	# B asks for the pool's only server meanwhile: it must wait, since A's
 	# server holds A's unnamed statement and A has not synced.
@@ -241,7 +204,7 @@ for my $round (1 .. 3)
 	# A: Bind + Execute + Sync reach the server that has the Parse.
 	$ca->send_bytes(bind_msg('', '', 10 * $round) . execute_msg('') . sync_msg());
 	$msgs = read_until($ca, 'Z');
-	is(types($msgs), '2DCZ', "$label: A gets BindComplete, DataRow, CommandComplete, ReadyForQuery")
+	is(msg_types($msgs), '2DCZ', "$label: A gets BindComplete, DataRow, CommandComplete, ReadyForQuery")
 	  or diag(explain([ map { $_->{type} eq 'E' ? PgbunTest::Raw::error_fields($_->{body}) : $_->{type} } grep { defined $_->{type} } @$msgs ]));
 	my ($row) = map { PgbunTest::Raw::data_row($_->{body}) } grep { ($_->{type} // '') eq 'D' } @$msgs;
 	is($row->[0] // '', 10 * $round + 1, "$label: A's statement ran with A's parameter");

@@ -38,6 +38,8 @@ our @EXPORT = qw(
   wait_until poll_sql reload_conf reload_sync
   raw_connect stop_node process_gone forget_if_dead
   hang_guard
+  parse_msg bind_msg describe_msg execute_msg close_msg flush_msg sync_msg
+  read_until msg_types first_error
 );
 
 # Every node made here. If one died under a test (a pooler crash with
@@ -118,6 +120,10 @@ sub pgbun_node
 	my $conf = "\n# pgbun test settings\n";
 	if ($preload)
 	{
+		# PGBUN_LIBDIR: load pgbun.so from a private build (parallel work
+		# trees on one machine) instead of the installed one.
+		$conf .= "dynamic_library_path = '$ENV{PGBUN_LIBDIR}:\$libdir'\n"
+		  if $ENV{PGBUN_LIBDIR};
 		$conf .= "shared_preload_libraries = 'pgbun'\n";
 		$conf .= "pgbun.port = $port\n";
 		$conf .= "pgbun.listen_addresses = '127.0.0.1'\n";
@@ -446,6 +452,61 @@ sub raw_connect
 	return PgbunTest::Raw->new(
 		port => $opts{port} // pgbun_port($node),
 		host => $opts{host});
+}
+
+############ extended-protocol messages and reading answers (raw sockets)
+
+# Parse: statement name, query text, parameter type OIDs.
+sub parse_msg
+{
+	my ($name, $sql, @types) = @_;
+	return PgbunTest::Raw::message('P',
+		"$name\0$sql\0" . pack('n', scalar @types) . join('', map { pack('N', $_) } @types));
+}
+
+# Bind: portal, statement, text parameters; text results.
+sub bind_msg
+{
+	my ($portal, $stmt, @params) = @_;
+	my $body = "$portal\0$stmt\0" . pack('n', 0) . pack('n', scalar @params);
+	$body .= pack('N', length($_)) . $_ foreach @params;
+	$body .= pack('n', 0);
+	return PgbunTest::Raw::message('B', $body);
+}
+
+# Describe / Close: kind 'S' (statement) or 'P' (portal), name.
+sub describe_msg { return PgbunTest::Raw::message('D', "$_[0]$_[1]\0"); }
+sub close_msg { return PgbunTest::Raw::message('C', "$_[0]$_[1]\0"); }
+sub execute_msg { return PgbunTest::Raw::message('E', ($_[0] // '') . "\0" . pack('N', 0)); }
+sub flush_msg { return PgbunTest::Raw::message('H'); }
+sub sync_msg { return PgbunTest::Raw::message('S'); }
+
+# Read messages until one of type $stop, EOF or the hang guard (or $secs).
+sub read_until
+{
+	my ($raw, $stop, $secs) = @_;
+	my @msgs;
+	while (1)
+	{
+		my $m = $raw->read_message($secs // hang_guard());
+		push @msgs, $m;
+		last if !defined $m->{type} || $m->{type} eq $stop;
+	}
+	return \@msgs;
+}
+
+# The message types read, as one string ('1', '2', 'D', 'C', 'Z' ...).
+sub msg_types
+{
+	return join('', map { $_->{type} // ($_->{eof} ? '<eof>' : '<timeout>') } @{ $_[0] });
+}
+
+# The fields of the first ErrorResponse among $msgs ({} if none).
+sub first_error
+{
+	my ($msgs) = @_;
+	my ($e) = grep { ($_->{type} // '') eq 'E' } @$msgs;
+	return $e ? PgbunTest::Raw::error_fields($e->{body}) : {};
 }
 
 1;
