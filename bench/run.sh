@@ -470,7 +470,7 @@ fi
 
 
 # ---------------------------------------------------------------- workloads
-# mode|id|label|clients|pgbench options|poolers (empty: run them; prepared: n/a, see the notes)
+# mode|id|label|clients|pgbench options|poolers (empty: run them all; prepared: not PgBouncer, see the notes)
 WORKLOADS=(
 	"session|s1|select-only, 1 client|1|-S -M simple|"
 	"session|s50|select-only, 50 clients|50|-S -M simple|"
@@ -654,7 +654,7 @@ for mode in "${MODE_LIST[@]}"; do
 					NOTE[$wid,$t]="direct: n/a, $clients clients > max_connections=$MAX_CONNECTIONS minus the poolers' $((2 * POOL)) server connections"
 					continue
 				fi
-				if [ "$t" != direct ] && [ -n "$poolers" ]; then continue; fi
+				if [ "$t" = pgbouncer ] && [ -n "$poolers" ]; then continue; fi
 				if [ "$t" = pgbun ]; then
 					if [ "$PGBUN_STATUS" = ok ] && ! wait_for pgbun 5; then
 						PGBUN_STATUS="stopped answering on port $PGBUN_PORT during the run (at $label, $mode mode, round $r)$(pgbun_crashes)"
@@ -669,8 +669,7 @@ for mode in "${MODE_LIST[@]}"; do
 	done
 	if [ "$mode" = transaction ]; then
 		# After the measured runs, so nothing a probe leaves on a server connection can affect them.
-		log "probe: pgbench -M prepared through the poolers in transaction mode"
-		[ "$PGBUN_STATUS" = ok ] && probe_prepared pgbun
+		log "probe: pgbench -M prepared through PgBouncer in transaction mode"
 		[ "$BOUNCER_STATUS" = ok ] && probe_prepared pgbouncer
 	fi
 done
@@ -732,14 +731,11 @@ for mode in "${MODE_LIST[@]}"; do
 			say "- Both poolers were switched to transaction mode by a reload, not a restart, after the session-mode runs"
 			say "  (checked: ${MODE_CHECK[pgbun]:-pgbun n/a}; ${MODE_CHECK[pgbouncer]:-pgbouncer n/a})."
 		fi
-		say "- -M prepared through the poolers: n/a for both. pgbench -M prepared parses each statement once per"
-		say "  connection under a fixed name (P_0) and from then on sends only Bind/Execute; with transaction pooling"
-		say "  the next transaction may get another server connection, where that statement does not exist, or"
-		say "  where another client already prepared its own P_0. This version of pgbun refuses a named Parse in"
-		say "  transaction mode with SQLSTATE 0A000 and closes the client; PgBouncer 1.18 passes the Parse through"
-		say "  and does not track prepared statements, so the clients' transactions fail on the server."
-		say "  Direct runs -M prepared normally. Probe after the runs (pgbench -S -M prepared -c 50 -T 2):"
-		say "  pgbun: ${PROBE[pgbun]:-not run}; pgbouncer: ${PROBE[pgbouncer]:-not run}."
+		say "- -M prepared: pgbench parses each statement once per connection under a fixed name (P_0) and from"
+		say "  then on sends only Bind/Execute. pgbun keeps each client's names and prepares the statement on"
+		say "  whichever server connection a transaction gets (README: Prepared statements). PgBouncer 1.18 passes"
+		say "  the Parse through without tracking it, so its clients fail on the server: n/a. Probe after the runs"
+		say "  (pgbench -S -M prepared -c 50 -T 2): pgbouncer: ${PROBE[pgbouncer]:-not run}."
 		say "- 1000 clients, pool $POOL: at most $POOL transactions run at once; a client waits for a free server"
 		say "  connection before each transaction, and pgbench's latency average (clients x duration / transactions)"
 		say "  counts that wait."
