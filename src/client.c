@@ -357,6 +357,7 @@ parse_startup_params(Client *c, const uint8 *body, uint32 len, const char **unsu
 				client_close(c, "53200", "out of memory for startup parameters");
 				return false;
 			}
+			c->params_fp_valid = false;
 		}
 		else if (strcmp(name, "options") == 0 && value[0] == '\0')
 			 /* empty options: nothing to carry */ ;

@@ -3,6 +3,8 @@
  */
 #include "postgres.h"
 
+#include "common/hashfn.h"
+
 #include "params.h"
 
 /*
@@ -158,4 +160,22 @@ params_build_set_sql(const char *want, uint16 want_len, const char *have, uint16
 		pos += n;
 	}
 	return pos;
+}
+
+uint64
+params_fingerprint(const char *block, uint16 len, const char *defaults, uint16 defaults_len)
+{
+	uint64		fp = 0;
+
+	for (int i = 0; tracked[i]; i++)
+	{
+		const char *v = params_get(block, len, tracked[i]);
+
+		if (!v)
+			v = params_get(defaults, defaults_len, tracked[i]);
+		/* position-dependent mix; an absent value hashes differently from '' */
+		fp = hash_combine64(fp, v ? hash_bytes_extended((const unsigned char *) v, (int) strlen(v), (uint64) i)
+							: (uint64) i + 0x9E3779B97F4A7C15ULL);
+	}
+	return fp;
 }

@@ -27,4 +27,13 @@ extern int	params_build_set_sql(const char *want, uint16 want_len,
 								 const char *defaults, uint16 defaults_len,
 								 char *out, int outcap);
 
+/*
+ * A 64-bit hash of the tracked values of a set (a name missing from `block`
+ * taken from `defaults`, which may be NULL). Equal fingerprints of a client's
+ * wanted set (with the pool's defaults) and a server's set mean
+ * params_build_set_sql has nothing to do, so linking can skip building it.
+ */
+extern uint64 params_fingerprint(const char *block, uint16 len,
+								 const char *defaults, uint16 defaults_len);
+
 #endif							/* PGBUN_PARAMS_H */

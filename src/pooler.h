@@ -46,6 +46,8 @@ typedef struct Client
 	TimestampTz wait_start;		/* when it started waiting for a server, 0 if not */
 	char	   *params;			/* startup parameters kept for the session: name\0value\0...\0 */
 	uint16		params_len;
+	bool		params_fp_valid;	/* params_fp matches params (cleared on every change) */
+	uint64		params_fp;		/* params_fingerprint() of what it wants */
 	struct AuthState *auth;		/* only during login */
 	char		tx_status;		/* last ReadyForQuery status it saw */
 	bool		named_parse;	/* sent a named Parse where the pool mode cannot keep it */
@@ -87,6 +89,8 @@ typedef struct Server
 	bool		hidden_done;	/* the last hidden answer arrived; act after the pump */
 	char	   *params;			/* tracked parameter values as the server reported them */
 	uint16		params_len;
+	bool		params_fp_valid;	/* params_fp matches params (cleared on every change) */
+	uint64		params_fp;		/* params_fingerprint() of its values */
 	struct ScramClient *scram;	/* only during login */
 	bool		login_done;		/* ReadyForQuery of the login seen; join the pool after the pump */
 } Server;

@@ -31,6 +31,9 @@ typedef struct SBuf
 	bool		pkt_skip;		/* ... and they are dropped, not forwarded */
 	int8		decided;		/* action waiting for a flush, -1 if none */
 	bool		stop_pending;	/* return PUMP_STOPPED once forwarded bytes are out */
+	bool		drained;		/* the last read was short: nothing to read until the next
+								 * readiness event (sbuf_ready_to_read) */
+	bool		hup_seen;		/* the peer hung up: read until EOF, no shortcut */
 	uint32		replace_len;	/* PKT_REPLACE_PREFIX: bytes of the message to drop */
 	uint8	   *out;			/* pooler-made bytes for this socket, or NULL */
 	uint32		out_pos;
@@ -90,6 +93,18 @@ sbuf_unparsed(const SBuf *s)
 {
 	return s->in_end - s->parse_pos;
 }
+/*
+ * The socket reported readable (or hung up): reads go to the kernel again.
+ * After a hang-up the end of file may already sit behind the data with no
+ * further event to come, so from then on only EAGAIN or EOF ends reading.
+ */
+static inline void
+sbuf_ready_to_read(SBuf *s, bool hup)
+{
+	s->drained = false;
+	s->hup_seen |= hup;
+}
+
 /* Bytes committed for forwarding but not written yet. */
 static inline bool
 sbuf_has_unflushed(const SBuf *s)

@@ -376,7 +376,10 @@ server_login_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint
 				name = proto_read_string(&r);
 				value = proto_read_string(&r);
 				if (!r.error)
+				{
 					(void) params_set(&s->params, &s->params_len, name, value);
+					s->params_fp_valid = false;
+				}
 				return PKT_CONSUME;
 			}
 		case 'K':
@@ -443,8 +446,12 @@ note_parameter_status(Server *s, const uint8 *msg, uint32 size)
 	if (r.error)
 		return;
 	(void) params_set(&s->params, &s->params_len, name, value);
+	s->params_fp_valid = false;
 	if (s->link && s->hidden_rfq == 0 && (tracked = params_tracked_name(name)) != NULL)
+	{
 		(void) params_set(&s->link->params, &s->link->params_len, tracked, value);
+		s->link->params_fp_valid = false;
+	}
 }
 
 /* A ReadyForQuery answering the client: stats, transaction state. */
@@ -766,8 +773,23 @@ server_link(Server *s, Client *c)
 	c->link = s;
 	s->hidden_error = false;
 	s->track = (s->pool->mode != POOL_MODE_SESSION && pgbun_max_prepared_statements > 0);
-	n = params_build_set_sql(c->params, c->params_len, s->params, s->params_len,
-							 s->pool->welcome, s->pool->welcome_len, sql, sizeof(sql));
+	/* the common case, nothing to SET, decided by comparing two cached hashes */
+	if (!c->params_fp_valid)
+	{
+		c->params_fp = params_fingerprint(c->params, c->params_len,
+										  s->pool->welcome, s->pool->welcome_len);
+		c->params_fp_valid = true;
+	}
+	if (!s->params_fp_valid)
+	{
+		s->params_fp = params_fingerprint(s->params, s->params_len, NULL, 0);
+		s->params_fp_valid = true;
+	}
+	if (c->params_fp == s->params_fp)
+		n = 0;
+	else
+		n = params_build_set_sql(c->params, c->params_len, s->params, s->params_len,
+								 s->pool->welcome, s->pool->welcome_len, sql, sizeof(sql));
 	if (n > 0 && !server_queue_query(s, sql))
 		n = -1;
 	server_set_state(s, SV_ACTIVE);

@@ -219,9 +219,13 @@ dispatch(IoObj *obj, uint32 events)
 				listener_on_event(obj);
 				break;
 			case IO_CLIENT:
+				if (events & (PEV_IN | PEV_HUP))
+					sbuf_ready_to_read(&((Client *) obj)->sb, (events & PEV_HUP) != 0);
 				client_on_event((Client *) obj, events);
 				break;
 			case IO_SERVER:
+				if (events & (PEV_IN | PEV_HUP))
+					sbuf_ready_to_read(&((Server *) obj)->sb, (events & PEV_HUP) != 0);
 				server_on_event((Server *) obj, events);
 				break;
 			case IO_CANCEL:

@@ -456,6 +456,47 @@ test_sql_does_not_fit(void)
 	free(have);
 }
 
+/*
+ * Fingerprints: equal exactly when every tracked value agrees (a missing one
+ * taken from the defaults), whatever the order and whatever untracked names
+ * are in the block; cross-checked against params_build_set_sql.
+ */
+static void
+test_fingerprint(void)
+{
+	char	   *a, *b, *c, *d, *e, *defs;
+	uint16		al, bl, cl, dl, el, defl;
+	char		sql[512];
+
+	block_of(&a, &al, "TimeZone", "UTC", "DateStyle", "ISO, MDY", NULL);
+	block_of(&b, &bl, "DateStyle", "ISO, MDY", "foo", "bar", "TimeZone", "UTC", NULL);
+	block_of(&c, &cl, "TimeZone", "Asia/Tokyo", "DateStyle", "ISO, MDY", NULL);
+	block_of(&d, &dl, "DateStyle", "ISO, MDY", NULL);
+	block_of(&e, &el, "TimeZone", "", "DateStyle", "ISO, MDY", NULL);
+	block_of(&defs, &defl, "TimeZone", "UTC", NULL);
+
+	CHECK(params_fingerprint(a, al, NULL, 0) == params_fingerprint(b, bl, NULL, 0));
+	CHECK(params_build_set_sql(a, al, b, bl, NULL, 0, sql, sizeof(sql)) == 0);
+	CHECK(params_fingerprint(a, al, NULL, 0) != params_fingerprint(c, cl, NULL, 0));
+	CHECK(params_build_set_sql(c, cl, a, al, NULL, 0, sql, sizeof(sql)) > 0);
+	/* missing TimeZone: the default fills it in */
+	CHECK(params_fingerprint(d, dl, defs, defl) == params_fingerprint(a, al, NULL, 0));
+	CHECK(params_build_set_sql(d, dl, a, al, defs, defl, sql, sizeof(sql)) == 0);
+	CHECK(params_fingerprint(d, dl, NULL, 0) != params_fingerprint(a, al, NULL, 0));
+	/* an empty value is not an absent one */
+	CHECK(params_fingerprint(e, el, NULL, 0) != params_fingerprint(d, dl, NULL, 0));
+	/* the same value under another tracked name differs */
+	free(c);
+	block_of(&c, &cl, "application_name", "UTC", "DateStyle", "ISO, MDY", NULL);
+	CHECK(params_fingerprint(c, cl, NULL, 0) != params_fingerprint(a, al, NULL, 0));
+	free(a);
+	free(b);
+	free(c);
+	free(d);
+	free(e);
+	free(defs);
+}
+
 void
 params_suite(void)
 {
@@ -472,4 +513,5 @@ params_suite(void)
 	UNIT_RUN(test_sql_unreported);
 	UNIT_RUN(test_sql_search_path);
 	UNIT_RUN(test_sql_does_not_fit);
+	UNIT_RUN(test_fingerprint);
 }
