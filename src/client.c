@@ -361,6 +361,8 @@ parse_startup_params(Client *c, const uint8 *body, uint32 len, const char **unsu
 		}
 		else if (strcmp(name, "options") == 0 && value[0] == '\0')
 			 /* empty options: nothing to carry */ ;
+		else if (config_ignores_startup_param(name))
+			 /* pgbun.ignore_startup_parameters */ ;
 		else
 		{
 			client_close(c, "08P01", "unsupported startup parameter: %s", name);

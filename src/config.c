@@ -15,6 +15,7 @@
 
 #include "compat.h"
 #include "config.h"
+#include "params.h"
 
 char	   *pgbun_listen_addresses = NULL;
 int			pgbun_port = 6432;
@@ -41,6 +42,8 @@ int			pgbun_query_timeout = 0;
 int			pgbun_idle_transaction_timeout = 0;
 char	   *pgbun_databases = NULL;
 char	   *pgbun_users = NULL;
+char	   *pgbun_track_extra_parameters = NULL;
+char	   *pgbun_ignore_startup_parameters = NULL;
 int			pgbun_max_prepared_statements = 200;
 
 /* Parsed pgbun.databases / pgbun.users (set by the assign hooks). */
@@ -265,6 +268,43 @@ config_pool_mode(const char *database, const char *user)
 	return pgbun_pool_mode;
 }
 
+static bool
+check_track_extra(char **newval, void **extra, GucSource source)
+{
+	if (params_set_extra(*newval ? *newval : "", false) < 0)
+	{
+		GUC_check_errdetail("pgbun: expected at most %d comma-separated parameter names (letters, digits, _ and .), each shorter than %d bytes.",
+							PARAMS_MAX_EXTRA, PARAMS_NAME_MAX);
+		return false;
+	}
+	return true;
+}
+
+static void
+assign_track_extra(const char *newval, void *extra)
+{
+	(void) params_set_extra(newval ? newval : "", true);
+}
+
+bool
+config_ignores_startup_param(const char *name)
+{
+	const char *p = pgbun_ignore_startup_parameters;
+	size_t		len = strlen(name);
+
+	while (p && *p)
+	{
+		size_t		n;
+
+		p += strspn(p, ", \t");
+		n = strcspn(p, ", \t");
+		if (n == len && n > 0 && pg_strncasecmp(p, name, n) == 0)
+			return true;
+		p += n;
+	}
+	return false;
+}
+
 int
 config_pool_size(const char *database)
 {
@@ -358,6 +398,14 @@ pgbun_define_gucs(void)
 							   "Per-user settings: \"name = pool_mode=session; other = ...\".",
 							   NULL, &pgbun_users, "",
 							   PGC_SIGHUP, 0, check_users, assign_users, NULL);
+	DefineCustomStringVariable("pgbun.track_extra_parameters",
+							   "More startup parameters that follow a client across server connections (comma-separated).",
+							   NULL, &pgbun_track_extra_parameters, "",
+							   PGC_SIGHUP, 0, check_track_extra, assign_track_extra, NULL);
+	DefineCustomStringVariable("pgbun.ignore_startup_parameters",
+							   "Startup parameters accepted from clients and ignored (comma-separated).",
+							   NULL, &pgbun_ignore_startup_parameters, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgbun.max_prepared_statements",
 							"Named prepared statements kept per server connection in transaction/statement pooling (0: refuse named statements there).",
 							NULL, &pgbun_max_prepared_statements, 200, 0, 100000,

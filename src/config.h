@@ -49,6 +49,8 @@ extern int	pgbun_query_timeout;		/* ms */
 extern int	pgbun_idle_transaction_timeout; /* ms */
 extern char *pgbun_databases;
 extern char *pgbun_users;
+extern char *pgbun_track_extra_parameters;
+extern char *pgbun_ignore_startup_parameters;
 extern int	pgbun_max_prepared_statements;
 extern bool pgbun_log_connections;
 extern bool pgbun_log_disconnections;
@@ -61,5 +63,7 @@ extern const char *pool_mode_name(int mode);
 /* Pool mode / size for a (database, user) pool: per-user, then per-database overrides, then the default. */
 extern int	config_pool_mode(const char *database, const char *user);
 extern int	config_pool_size(const char *database);
+/* pgbun.ignore_startup_parameters names this startup parameter. */
+extern bool config_ignores_startup_param(const char *name);
 
 #endif							/* PGBUN_CONFIG_H */

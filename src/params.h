@@ -11,6 +11,24 @@
 
 #include "postgres.h"
 
+/* pgbun.track_extra_parameters: at most this many names, each shorter than this. */
+#define PARAMS_MAX_EXTRA 16
+#define PARAMS_NAME_MAX 64
+/* Recorded value of an extra parameter left at the server's default (RESET). */
+#define PARAMS_DEFAULT "\x01"
+
+/*
+ * Check a comma/space-separated list of extra tracked names (names already
+ * tracked are skipped) and, with apply, make it the list in force. Returns
+ * how many, or -1 (nothing changed) for a bad name or too many.
+ */
+extern int	params_set_extra(const char *list, bool apply);
+/*
+ * After the SET/RESET from params_build_set_sql ran on a server: record the
+ * extra parameters' values in its set (the server does not report them).
+ */
+extern bool params_note_extra(const char *want, uint16 want_len, char **have, uint16 *have_len);
+
 /* Canonical name if this startup/ParameterStatus name is tracked, else NULL. */
 extern const char *params_tracked_name(const char *name);
 /* Value of name in a block, or NULL. */

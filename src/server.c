@@ -792,6 +792,13 @@ server_link(Server *s, Client *c)
 								 s->pool->welcome, s->pool->welcome_len, sql, sizeof(sql));
 	if (n > 0 && !server_queue_query(s, sql))
 		n = -1;
+	if (n > 0)
+	{
+		/* the server will not report the extra parameters: remember what it was told */
+		if (!params_note_extra(c->params, c->params_len, &s->params, &s->params_len))
+			n = -1;
+		s->params_fp_valid = false;
+	}
 	server_set_state(s, SV_ACTIVE);
 	if (n < 0)
 	{
@@ -838,6 +845,9 @@ server_release(Server *s)
 		server_set_state(s, SV_USED);
 		s->hidden_error = false;
 		prepared_server_forget_all(s);	/* DISCARD ALL and the like drop them */
+		/* ... and put unreported parameters back to their defaults */
+		(void) params_note_extra(NULL, 0, &s->params, &s->params_len);
+		s->params_fp_valid = false;
 		if (!server_queue_query(s, pgbun_server_reset_query) || sbuf_flush_out(&s->sb) < 0)
 		{
 			server_close(s, "could not send server_reset_query");

@@ -9,6 +9,9 @@
 #    Asia/Tokyo vs UTC interleaved 1,000 times on a pool of 1 (raw client),
 #    PGTZ through libpq (psql), SET DateStyle kept across transactions, across
 #    a rolled-back SET and across a change of server;
+#  - pgbun.ignore_startup_parameters (an ignored parameter logs in, an unknown
+#    one gets 08P01) and pgbun.track_extra_parameters (work_mem given at
+#    startup follows its client; a client without it gets the default);
 #  - COPY FROM STDIN / TO STDOUT with data checked, CopyFail (also inside a
 #    transaction); a 10 MB result and a 5 MB INSERT checked by md5; the
 #    empty query; NoticeResponse;
@@ -368,6 +371,42 @@ $utc->terminate;
 	is(scalar(@bad), 0, 'psql with PGTZ: 20 interleaved queries each see their own time zone')
 	  or diag(join("\n", @bad));
 	$_->quit foreach @sess;
+}
+
+############ pgbun.ignore_startup_parameters, pgbun.track_extra_parameters (tzdb: pool of 1)
+
+{
+	my ($raw, $r) = alice_raw('tzdb', geqo => 'off');
+	is($r->{error}{C} // '', '08P01', 'an untracked startup parameter (geqo) is refused with 08P01');
+	like($r->{error}{M} // '', qr/^pgbun: unsupported startup parameter: geqo/, 'naming the parameter');
+	$raw->close;
+
+	reload_sync($node, \%probe, 'pgbun.ignore_startup_parameters' => 'extra_thing, geqo');
+	($raw, $r) = alice_raw('tzdb', geqo => 'off');
+	ok($r->{ok}, 'with ignore_startup_parameters = geqo the client logs in');
+	is($raw->query('SHOW geqo')->{rows}[0][0] // '', 'on', 'and the ignored parameter did not reach the server');
+	$raw->terminate;
+
+	reload_sync($node, \%probe, 'pgbun.track_extra_parameters' => 'work_mem',
+		'pgbun.ignore_startup_parameters' => undef);
+	my ($wm, $wr) = alice_raw('tzdb', work_mem => '1234kB');
+	my ($plain, $pr) = alice_raw('tzdb');
+	ok($wr->{ok} && $pr->{ok}, 'track_extra_parameters = work_mem: a client with work_mem and one without log in');
+	my @bad;
+	for my $i (1 .. 20)
+	{
+		for my $c ([ $wm, '1234kB' ], [ $plain, '4MB' ])
+		{
+			my $got = $c->[0]->query("SELECT current_setting('work_mem') || '|' || pg_backend_pid()")->{rows}[0][0] // 'none';
+			my ($val) = split /\|/, $got;
+			push @bad, "round $i: $got, expected $c->[1]" if ($val // '') ne $c->[1];
+		}
+	}
+	is(scalar(@bad), 0,
+		'one server, 20 rounds interleaved: the work_mem client sees 1234kB, the other the default (RESET)')
+	  or diag(join("\n", @bad));
+	$_->terminate foreach ($wm, $plain);
+	reload_sync($node, \%probe, 'pgbun.track_extra_parameters' => undef);
 }
 
 ############ COPY

@@ -497,6 +497,42 @@ test_fingerprint(void)
 	free(defs);
 }
 
+/* pgbun.track_extra_parameters: SET when the client has a value, RESET when not. */
+static void
+test_extra_parameters(void)
+{
+	char	   *want, *have = NULL, *none = NULL;
+	uint16		wl, hl = 0, nl = 0;
+	char		sql[512];
+
+	CHECK(params_set_extra("work_mem, bad-name", false) == -1);
+	CHECK(params_set_extra("work_mem;drop", false) == -1);
+	CHECK(params_set_extra("TimeZone, geqo", false) == 1);	/* TimeZone is built in */
+	CHECK(params_tracked_name("work_mem") == NULL);	/* a check applies nothing */
+	CHECK(params_set_extra("work_mem, geqo", true) == 2);
+	CHECK(params_tracked_name("WORK_MEM") && strcmp(params_tracked_name("WORK_MEM"), "work_mem") == 0);
+
+	block_of(&want, &wl, "work_mem", "1MB", NULL);
+	CHECK(params_build_set_sql(want, wl, have, hl, NULL, 0, sql, sizeof(sql)) > 0);
+	CHECK(strcmp(sql, "SET work_mem = '1MB';") == 0);
+	CHECK(params_fingerprint(want, wl, NULL, 0) != params_fingerprint(have, hl, NULL, 0));
+	CHECK(params_note_extra(want, wl, &have, &hl));
+	CHECK(params_build_set_sql(want, wl, have, hl, NULL, 0, sql, sizeof(sql)) == 0);
+	CHECK(params_fingerprint(want, wl, NULL, 0) == params_fingerprint(have, hl, NULL, 0));
+
+	/* the next client never set it: back to the server's default */
+	CHECK(params_build_set_sql(none, nl, have, hl, NULL, 0, sql, sizeof(sql)) > 0);
+	CHECK(strcmp(sql, "RESET work_mem;") == 0);
+	CHECK(params_note_extra(none, nl, &have, &hl));
+	CHECK(params_build_set_sql(none, nl, have, hl, NULL, 0, sql, sizeof(sql)) == 0);
+	CHECK(params_fingerprint(none, nl, NULL, 0) == params_fingerprint(have, hl, NULL, 0));
+
+	CHECK(params_set_extra("", true) == 0);
+	CHECK(params_tracked_name("work_mem") == NULL);
+	free(want);
+	free(have);
+}
+
 void
 params_suite(void)
 {
@@ -514,4 +550,5 @@ params_suite(void)
 	UNIT_RUN(test_sql_search_path);
 	UNIT_RUN(test_sql_does_not_fit);
 	UNIT_RUN(test_fingerprint);
+	UNIT_RUN(test_extra_parameters);
 }
