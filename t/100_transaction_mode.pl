@@ -17,6 +17,7 @@
 #    empty query; NoticeResponse;
 #  - a client vanishing mid-transaction: rolled back, pool healthy; a server
 #    killed mid-transaction: the client gets an error, the pool heals;
+#  - client_idle_timeout (an idle client is closed, a talking one is not);
 #  - idle_transaction_timeout (25P03, client and server closed);
 #    query_timeout (57014, the connection goes on);
 #  - per-user and per-database pool_mode overrides (pgbun.pools.pool_mode;
@@ -741,6 +742,28 @@ sub wait_sleeping
 	$busy->terminate;
 	$bystander->terminate;
 }
+
+############ client_idle_timeout in transaction mode
+
+reload_sync($node, \%probe, 'pgbun.client_idle_timeout' => '1s');
+{
+	my ($idle, $l1) = alice_raw('miscdb');
+	my ($talker, $l2) = alice_raw('miscdb');
+	ok($l1->{ok} && $l2->{ok}, 'client_idle_timeout: two clients of a transaction pool log in');
+	is_deeply($idle->query('SELECT 1')->{rows}, [ ['1'] ], 'the soon idle client ran a query (its server went back)');
+	my $answers = 0;
+	for my $i (1 .. 4)
+	{
+		$answers++ if ($talker->query("SELECT $i, pg_sleep(0.4)")->{rows}[0][0] // '') eq $i;
+	}
+	is($answers, 4, 'client_idle_timeout leaves a client alone while it keeps sending queries');
+	my $end = $idle->read_to_eof(hang_guard());
+	ok($end->{eof}, 'client_idle_timeout = 1s closes the idle transaction-mode client') or diag(explain($end));
+	like($end->{errors}[0]{M} // '', qr/^pgbun: client_idle_timeout/, 'with pgbun\'s message');
+	$idle->close;
+	$talker->terminate;
+}
+reload_sync($node, \%probe, 'pgbun.client_idle_timeout' => undef);
 
 ############ idle_transaction_timeout
 
