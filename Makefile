@@ -30,7 +30,7 @@ $(OBJS): $(wildcard src/*.h)
 # scram.c and params.c include postgres.h but call only frontend-safe code, so
 # they link against the static libpgcommon/libpgport (pkglibdir on Debian,
 # libdir on a source install) and OpenSSL; proto.c needs none of it.
-UNIT_CFLAGS = -O1 -g -Wall -Wextra -Werror -Isrc -I$(shell $(PG_CONFIG) --includedir-server)
+UNIT_CFLAGS = -O1 -g -Wall -Wextra -Werror -DPGBUN_UNIT_TEST -Isrc -I$(shell $(PG_CONFIG) --includedir-server)
 UNIT_LIBS = $(foreach lib,libpgcommon.a libpgport.a,$(firstword $(wildcard $(addsuffix /$(lib),$(shell $(PG_CONFIG) --pkglibdir) $(shell $(PG_CONFIG) --libdir))) $(lib))) -lssl -lcrypto
 test/unit/run_unit: test/unit/*.c test/unit/unit.h src/proto.c src/proto.h src/scram.c src/scram.h src/params.c src/params.h src/compat.h
 	$(CC) $(UNIT_CFLAGS) -o $@ test/unit/*.c src/proto.c src/scram.c src/params.c $(UNIT_LIBS)

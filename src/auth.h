@@ -37,6 +37,12 @@ extern bool auth_lookup(const char *user, const char *database, RoleInfo *out);
 /* "md5" + md5(hex_of_stored_hash_without_prefix + salt): the answer to an md5 challenge. */
 extern bool auth_md5_response(const char *md5_verifier, const uint8 salt[4], char *out /* 36 */ );
 
+/*
+ * Run fn(arg) in a short transaction with a snapshot (catalog reads). Never
+ * throws: an error is logged and reported as false.
+ */
+extern bool auth_in_transaction(void (*fn) (void *arg), void *arg);
+
 /* The cluster's mock-authentication nonce (for scram_mock_secret). */
 extern const uint8 *auth_mock_nonce(int *len);
 

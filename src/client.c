@@ -9,6 +9,8 @@
  */
 #include "postgres.h"
 
+#include <pwd.h>
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -23,6 +25,7 @@
 #include "auth.h"
 #include "cancel.h"
 #include "config.h"
+#include "hba.h"
 #include "params.h"
 #include "prepared.h"
 #include "pooler.h"
@@ -38,6 +41,7 @@ typedef enum LoginStep
 	STEP_SASL_INITIAL,			/* sent AuthenticationSASL */
 	STEP_SASL_FINAL,			/* sent AuthenticationSASLContinue */
 	STEP_MD5,					/* sent AuthenticationMD5Password */
+	STEP_PASSWORD,				/* sent AuthenticationCleartextPassword (hba "password") */
 	STEP_DONE,					/* authenticated */
 } LoginStep;
 
@@ -402,12 +406,85 @@ publish_application_name(Client *c)
 	}
 }
 
+/*
+ * pgbun.auth_type = hba: the first matching rule's method, as an AuthType,
+ * or -1 when the client was refused (and closed) or logged in already.
+ */
+static int
+hba_method(Client *c)
+{
+	AuthState  *a = c->auth;
+	HbaConn		conn;
+	socklen_t	len = sizeof(conn.addr);
+	int			line;
+	char		host[64];
+	int32		port;
+	bool		tls = false;	/* pgbun offers no TLS yet: hostssl never matches */
+
+	memset(&conn, 0, sizeof(conn));
+	conn.unix_socket = c->unix_socket;
+	conn.tls = tls;
+	conn.user = a->user;
+	conn.database = a->database;
+	if (!c->unix_socket && getpeername(c->sb.fd, (struct sockaddr *) &conn.addr, &len) < 0)
+	{
+		client_close(c, "08006", "could not get the client's address: %m");
+		return -1;
+	}
+	if (c->unix_socket)
+		strlcpy(host, "[local]", sizeof(host));
+	else
+		format_addr(&conn.addr, host, sizeof(host), &port);
+	switch (hba_decide(&conn, &line))
+	{
+		case HBA_NO_MATCH:
+			client_close(c, "28000", "no hba entry for host \"%s\", user \"%s\", database \"%s\", %s",
+						 host, a->user, a->database, tls ? "SSL encryption" : "no encryption");
+			return -1;
+		case HBA_REJECT:
+			ereport(LOG, (errmsg("pgbun: hba line %d rejects user \"%s\" database \"%s\" from %s",
+								 line, a->user, a->database, host)));
+			client_close(c, "28000", "hba rejects connection for host \"%s\", user \"%s\", database \"%s\", %s",
+						 host, a->user, a->database, tls ? "SSL encryption" : "no encryption");
+			return -1;
+		case HBA_TRUST:
+			auth_succeeded(c);
+			return -1;
+		case HBA_PEER:
+			{
+				uid_t		uid;
+				gid_t		gid;
+				struct passwd pwbuf;
+				struct passwd *pw = NULL;
+				char		buf[1024];
+
+				if (!c->unix_socket || getpeereid(c->sb.fd, &uid, &gid) != 0 ||
+					getpwuid_r(uid, &pwbuf, buf, sizeof(buf), &pw) != 0 || pw == NULL ||
+					strcmp(pw->pw_name, a->user) != 0)
+				{
+					client_close(c, "28000", "peer authentication failed for user \"%s\"", a->user);
+					return -1;
+				}
+				auth_succeeded(c);
+				return -1;
+			}
+		case HBA_SCRAM:
+			return AUTH_TYPE_SCRAM;
+		case HBA_MD5:
+			return AUTH_TYPE_MD5;
+		case HBA_PASSWORD:
+			return AUTH_TYPE_HBA;	/* here: cleartext password */
+	}
+	return -1;
+}
+
 /* Start authentication once the startup packet is in. */
 static void
 begin_auth(Client *c)
 {
 	AuthState  *a = c->auth;
 	ProtoBuf	pb;
+	int			method = pgbun_auth_type;
 
 	if (pg_atomic_read_u32(&pgbun_shared->client_count) > (uint32) pgbun_max_client_conn)
 	{
@@ -421,7 +498,9 @@ begin_auth(Client *c)
 	}
 	publish_application_name(c);
 
-	if (pgbun_auth_type == AUTH_TYPE_TRUST)
+	if (method == AUTH_TYPE_HBA && (method = hba_method(c)) < 0)
+		return;
+	if (method == AUTH_TYPE_TRUST)
 	{
 		auth_succeeded(c);
 		return;
@@ -431,9 +510,13 @@ begin_auth(Client *c)
 		client_close(c, NULL, "out of memory");
 		return;
 	}
-	if (a->role.verifier_type == VERIFIER_SCRAM ||
-		(pgbun_auth_type == AUTH_TYPE_SCRAM) ||
-		(a->role.verifier_type == VERIFIER_NONE && pgbun_auth_type == AUTH_TYPE_SCRAM))
+	if (method == AUTH_TYPE_HBA)
+	{
+		/* hba "password": the client sends its password in the clear */
+		proto_put_auth(&pb, PROTO_AUTH_CLEARTEXT, NULL, 0);
+		a->step = STEP_PASSWORD;
+	}
+	else if (a->role.verifier_type == VERIFIER_SCRAM || method == AUTH_TYPE_SCRAM)
 	{
 		static const char *const mechs[] = {"SCRAM-SHA-256", NULL};
 
@@ -657,6 +740,45 @@ handle_password_message(Client *c, const uint8 *body, uint32 len)
 					return;
 				}
 				auth_succeeded(c);
+				return;
+			}
+		case STEP_PASSWORD:
+			{
+				const char *password = proto_read_string(&r);
+				char		expected[36];
+				char		hex[33];
+				char	   *salted;
+
+				if (r.error || proto_reader_remaining(&r) != 0)
+				{
+					client_close(c, "08P01", "malformed password message");
+					return;
+				}
+				if (a->role.verifier_type == VERIFIER_SCRAM &&
+					scram_check_password(&a->role.scram, password, a->client_key))
+				{
+					/* the ClientKey also lets pgbun log in to the server as the role */
+					a->scram.secret = a->role.scram;
+					a->have_client_key = true;
+					auth_succeeded(c);
+					return;
+				}
+				if (a->role.verifier_type == VERIFIER_MD5)
+				{
+					/* an md5 verifier is "md5" + md5(password || user name) */
+					bool		hashed;
+
+					salted = psprintf("%s%s", password, a->user);
+					hashed = pgbun_md5_hex(salted, strlen(salted), hex);
+					pfree(salted);
+					snprintf(expected, sizeof(expected), "md5%s", hashed ? hex : "");
+					if (hashed && strcmp(expected, a->role.md5) == 0)
+					{
+						auth_succeeded(c);
+						return;
+					}
+				}
+				auth_failed(c);
 				return;
 			}
 		default:

@@ -43,6 +43,7 @@ int			pgbun_idle_transaction_timeout = 0;
 char	   *pgbun_databases = NULL;
 char	   *pgbun_users = NULL;
 char	   *pgbun_track_extra_parameters = NULL;
+char	   *pgbun_hba_file = NULL;
 char	   *pgbun_ignore_startup_parameters = NULL;
 int			pgbun_max_prepared_statements = 200;
 
@@ -86,6 +87,7 @@ static const struct config_enum_entry auth_type_options[] = {
 	{"scram-sha-256", AUTH_TYPE_SCRAM, false},
 	{"md5", AUTH_TYPE_MD5, false},
 	{"trust", AUTH_TYPE_TRUST, false},
+	{"hba", AUTH_TYPE_HBA, false},
 	{NULL, 0, false}
 };
 
@@ -398,6 +400,10 @@ pgbun_define_gucs(void)
 							   "Per-user settings: \"name = pool_mode=session; other = ...\".",
 							   NULL, &pgbun_users, "",
 							   PGC_SIGHUP, 0, check_users, assign_users, NULL);
+	DefineCustomStringVariable("pgbun.hba_file",
+							   "Access rules in pg_hba.conf format for auth_type = hba (empty: the server's own hba_file).",
+							   NULL, &pgbun_hba_file, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("pgbun.track_extra_parameters",
 							   "More startup parameters that follow a client across server connections (comma-separated).",
 							   NULL, &pgbun_track_extra_parameters, "",

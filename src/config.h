@@ -21,6 +21,7 @@ typedef enum AuthType
 	AUTH_TYPE_SCRAM = 0,		/* scram-sha-256 (md5 verifiers refused, as PostgreSQL) */
 	AUTH_TYPE_MD5,				/* md5, or SCRAM when the role has a SCRAM verifier */
 	AUTH_TYPE_TRUST,
+	AUTH_TYPE_HBA,				/* per connection, from pgbun.hba_file (hba.c) */
 } AuthType;
 
 extern char *pgbun_listen_addresses;
@@ -50,6 +51,7 @@ extern int	pgbun_idle_transaction_timeout; /* ms */
 extern char *pgbun_databases;
 extern char *pgbun_users;
 extern char *pgbun_track_extra_parameters;
+extern char *pgbun_hba_file;
 extern char *pgbun_ignore_startup_parameters;
 extern int	pgbun_max_prepared_statements;
 extern bool pgbun_log_connections;

@@ -8,6 +8,7 @@
 #include <openssl/crypto.h>
 
 #include "common/base64.h"
+#include "common/saslprep.h"
 
 #include "compat.h"
 #include "scram.h"
@@ -403,4 +404,47 @@ scram_client_verify_final(ScramClient *st, const char *msg, int len)
 	if (!b64_decode_exact(msg + 2, len - 2, got, SCRAM_KEY_BYTES))
 		return false;
 	return CRYPTO_memcmp(got, st->expected_server_sig, SCRAM_KEY_BYTES) == 0;
+}
+
+bool
+scram_check_password(const ScramSecret *secret, const char *password, uint8_t *client_key_out)
+{
+	uint8_t		salt[SCRAM_SALT_B64_MAX];
+	char		tmp[SCRAM_SALT_B64_MAX];
+	uint8_t		salted[SCRAM_KEY_BYTES];
+	uint8_t		client_key[SCRAM_KEY_BYTES];
+	uint8_t		stored[SCRAM_KEY_BYTES];
+	char	   *prepared = NULL;
+	const char *pw = password;
+	int			salt_len;
+	bool		ok;
+
+	if (pg_b64_dec_len(strlen(secret->salt_b64)) > (int) sizeof(tmp))
+		return false;
+	salt_len = pgbun_b64_decode(secret->salt_b64, strlen(secret->salt_b64), tmp, sizeof(tmp));
+	if (salt_len <= 0)
+		return false;
+	memcpy(salt, tmp, salt_len);
+	/* as PostgreSQL: SASLprep the password when it can be, else use it as is */
+	if (pg_saslprep(password, &prepared) == SASLPREP_SUCCESS)
+		pw = prepared;
+	ok = PKCS5_PBKDF2_HMAC(pw, strlen(pw), salt, salt_len, secret->iterations, EVP_sha256(),
+						   SCRAM_KEY_BYTES, salted) == 1 &&
+		hmac256(salted, "Client Key", strlen("Client Key"), client_key) &&
+		sha256(client_key, SCRAM_KEY_BYTES, stored) &&
+		CRYPTO_memcmp(stored, secret->stored_key, SCRAM_KEY_BYTES) == 0;
+	if (prepared)
+	{
+		/* common/saslprep.c allocates with palloc in the server, malloc in the unit tests */
+#ifdef PGBUN_UNIT_TEST
+		free(prepared);
+#else
+		pfree(prepared);
+#endif
+	}
+	OPENSSL_cleanse(salted, sizeof(salted));
+	if (ok)
+		memcpy(client_key_out, client_key, SCRAM_KEY_BYTES);
+	OPENSSL_cleanse(client_key, sizeof(client_key));
+	return ok;
 }

@@ -49,6 +49,14 @@ typedef struct ScramClient
 	uint8_t		expected_server_sig[SCRAM_KEY_BYTES];
 } ScramClient;
 
+/*
+ * A cleartext password (hba method "password") against a SCRAM verifier:
+ * true when it matches, with the ClientKey derived from it in
+ * client_key_out (what pgbun needs to log in to the server as the role).
+ */
+extern bool scram_check_password(const ScramSecret *secret, const char *password,
+								 uint8_t *client_key_out);
+
 /* Parse "SCRAM-SHA-256$iter:salt$StoredKey:ServerKey". */
 extern bool scram_parse_secret(const char *verifier, ScramSecret *out);
 /* A plausible secret for a role that has none (mock exchange, no user enumeration). */

@@ -33,6 +33,7 @@
 #include "cancel.h"
 #include "compat.h"
 #include "config.h"
+#include "hba.h"
 #include "listener.h"
 #include "pooler.h"
 #include "worker.h"
@@ -285,6 +286,8 @@ apply_reload(void)
 
 	ConfigReloadPending = false;
 	ProcessConfigFile(PGC_SIGHUP);
+	if (pgbun_auth_type == AUTH_TYPE_HBA)
+		(void) hba_reload();	/* a bad file keeps the rules in force */
 	listeners_reconfigure();
 	resolve_server_target();
 	MemoryContextSwitchTo(old);
@@ -363,6 +366,8 @@ pgbun_worker_main(Datum main_arg)
 	raise_fd_limit();
 	reclaim_predecessor_slots();
 	resolve_server_target();
+	if (pgbun_auth_type == AUTH_TYPE_HBA)
+		(void) hba_reload();
 
 	if (poll_init() < 0)
 		ereport(FATAL, (errmsg("pgbun: could not create epoll set: %m")));

@@ -1098,6 +1098,33 @@ test_md5_hex(void)
 	CHECK(pgbun_md5_hex("abc", 3, hex) && strcmp(hex, "900150983cd24fb0d6963f7d28e17f72") == 0);
 }
 
+/*
+ * hba "password": a cleartext password checked against a verifier built by
+ * PostgreSQL's own scram_build_secret; the ClientKey it yields is the one
+ * the verifier's StoredKey hashes.
+ */
+static void
+test_check_password(void)
+{
+	const char	salt[] = "0123456789abcdef";
+	const char *err = NULL;
+	char	   *verifier = scram_build_secret(salt, 16, 4096, "s3cret pw", &err);
+	ScramSecret secret;
+	uint8_t		key[SCRAM_KEY_BYTES];
+	uint8_t		stored[SCRAM_KEY_BYTES];
+	unsigned int len = 0;
+
+	CHECK(verifier != NULL);
+	CHECK(scram_parse_secret(verifier, &secret));
+	memset(key, 0, sizeof(key));
+	CHECK(scram_check_password(&secret, "s3cret pw", key));
+	CHECK(EVP_Digest(key, SCRAM_KEY_BYTES, stored, &len, EVP_sha256(), NULL) == 1);
+	CHECK(memcmp(stored, secret.stored_key, SCRAM_KEY_BYTES) == 0);
+	CHECK(!scram_check_password(&secret, "s3cret pW", key));
+	CHECK(!scram_check_password(&secret, "", key));
+	free(verifier);
+}
+
 void
 scram_suite(void)
 {
@@ -1115,4 +1142,5 @@ scram_suite(void)
 	UNIT_RUN(test_fuzz_server_final);
 	UNIT_RUN(test_fuzz_client_final);
 	UNIT_RUN(test_md5_hex);
+	UNIT_RUN(test_check_password);
 }
