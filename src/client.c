@@ -31,6 +31,7 @@
 #include "pooler.h"
 #include "proto.h"
 #include "scram.h"
+#include "throttle.h"
 
 /* PostgreSQL's own limit on a startup packet. */
 #define STARTUP_PACKET_MAX 10000
@@ -55,6 +56,7 @@ typedef struct AuthState
 	uint8		md5_salt[4];
 	uint8		client_key[SCRAM_KEY_BYTES];
 	bool		have_client_key;
+	TimestampTz fail_at;		/* failed: answer then (pgbun.auth_failure_delay), 0 if not */
 } AuthState;
 
 static void client_login_input(Client *c);
@@ -643,10 +645,33 @@ read_startup_packet(Client *c)
 static void
 auth_failed(Client *c)
 {
+	struct sockaddr_storage addr;
+	socklen_t	len = sizeof(addr);
+	int			delay_ms;
+
 	if (c->auth->role.detail[0])
 		ereport(LOG, (errmsg("pgbun: password authentication failed for user \"%s\"", c->auth->user),
 					  errdetail_log("%s", c->auth->role.detail)));
+	memset(&addr, 0, sizeof(addr));
+	if (!c->unix_socket)
+		(void) getpeername(c->sb.fd, (struct sockaddr *) &addr, &len);
+	delay_ms = throttle_failure(&addr, c->unix_socket, pgbun_auth_failure_delay, W->now);
+	if (delay_ms > 0)
+	{
+		/* the answer waits; the janitor gives it (client_login_fail_due) */
+		c->auth->fail_at = W->now + (int64) delay_ms * 1000;
+		return;
+	}
 	client_close(c, "28P01", "password authentication failed for user \"%s\"", c->auth->user);
+}
+
+bool
+client_login_fail_due(Client *c)
+{
+	if (!c->auth || c->auth->fail_at == 0 || W->now < c->auth->fail_at)
+		return false;
+	client_close(c, "28P01", "password authentication failed for user \"%s\"", c->auth->user);
+	return true;
 }
 
 static bool
@@ -824,6 +849,8 @@ client_login_input(Client *c)
 static void
 client_login_steps(Client *c)
 {
+	if (c->auth && c->auth->fail_at)
+		return;					/* failed; nothing more is read until the answer goes out */
 	if (!c->auth)
 	{
 		c->auth = calloc(1, sizeof(AuthState));
@@ -882,6 +909,16 @@ auth_succeeded(Client *c)
 	ProtoBuf	pb;
 
 	a->step = STEP_DONE;
+	if (!c->unix_socket)
+	{
+		struct sockaddr_storage addr;
+		socklen_t	len = sizeof(addr);
+
+		if (getpeername(c->sb.fd, (struct sockaddr *) &addr, &len) == 0)
+			throttle_success(&addr, false, W->now);
+	}
+	else
+		throttle_success(NULL, true, W->now);
 	if (!a->role.role_exists || (!a->role.can_login))
 	{
 		if (!a->role.role_exists)

@@ -44,6 +44,7 @@ char	   *pgbun_databases = NULL;
 char	   *pgbun_users = NULL;
 char	   *pgbun_track_extra_parameters = NULL;
 char	   *pgbun_hba_file = NULL;
+int			pgbun_auth_failure_delay = 0;
 char	   *pgbun_ignore_startup_parameters = NULL;
 int			pgbun_max_prepared_statements = 200;
 
@@ -400,6 +401,10 @@ pgbun_define_gucs(void)
 							   "Per-user settings: \"name = pool_mode=session; other = ...\".",
 							   NULL, &pgbun_users, "",
 							   PGC_SIGHUP, 0, check_users, assign_users, NULL);
+	DefineCustomIntVariable("pgbun.auth_failure_delay",
+							"Delay before a failed login is answered, doubled per further failure from the same address within a minute (0: none).",
+							NULL, &pgbun_auth_failure_delay, 0, 0, 10000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomStringVariable("pgbun.hba_file",
 							   "Access rules in pg_hba.conf format for auth_type = hba (empty: the server's own hba_file).",
 							   NULL, &pgbun_hba_file, "",

@@ -340,6 +340,8 @@ janitor_clients(void)
 	{
 		Client	   *c = dlist_container(Client, node, it.cur);
 
+		if (client_login_fail_due(c))
+			continue;
 		if (expired(c->connect_time, pgbun_client_login_timeout))
 			client_close(c, "08P01", "client_login_timeout: login not finished in time");
 	}

@@ -156,6 +156,8 @@ extern void client_close(Client *c, const char *sqlstate, const char *fmt,...) p
 extern void client_server_ready(Client *c);
 extern void client_login_finished(Client *c);
 extern void client_pump_in(Client *c);
+/* A login failed under pgbun.auth_failure_delay and its time has come: closed, true. */
+extern bool client_login_fail_due(Client *c);
 extern void client_publish(Client *c);
 extern void client_free(Client *c);
 extern const char *client_param(Client *c, const char *name);

@@ -41,5 +41,6 @@ int			unit_bytes_equal(const char *file, int line, const uint8_t *got,
 void		proto_suite(void);
 void		scram_suite(void);
 void		params_suite(void);
+void		throttle_suite(void);
 
 #endif							/* PGBUN_UNIT_H */

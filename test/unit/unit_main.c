@@ -78,6 +78,7 @@ main(void)
 	proto_suite();
 	scram_suite();
 	params_suite();
+	throttle_suite();
 
 	printf("%d passed, %d failed\n", unit_passed, unit_failed);
 	fflush(stdout);

@@ -1,0 +1,61 @@
+# 170_auth_delay: pgbun.auth_failure_delay holds the answer to a failed
+# login without holding up anybody else.
+#
+#  - a wrong password is answered (28P01) only after the delay: meanwhile the
+#    client is still listed as logging in;
+#  - during that time another client logs in and runs a query (the worker
+#    never sleeps);
+#  - the worker never restarts.
+# The doubling per address and the cap are unit-tested (test_throttle.c).
+
+use strict;
+use warnings FATAL => 'all';
+
+use POSIX ();
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use PgbunTest;
+
+my $node = pgbun_node(name => 'authdelay', conf => { 'pgbun.auth_failure_delay' => '5s' });
+$node->safe_psql('postgres', q{CREATE ROLE alice LOGIN PASSWORD 'alice-pw'});
+my $identity = server_identity($node);
+
+pipe(my $reader, my $writer) or die "pipe: $!";
+my $pid = fork();
+die "fork: $!" unless defined $pid;
+if ($pid == 0)
+{
+	close $reader;
+	my $raw = raw_connect($node);
+	my $r = $raw->login(user => 'alice', password => 'wrong', database => 'postgres');
+	print $writer ($r->{ok} ? 'ok' : ($r->{error}{C} // 'none')), "\n";
+	close $writer;
+	POSIX::_exit(0);			# no END blocks: they would stop the node
+}
+close $writer;
+
+ok( wait_until(
+		sub {
+			$node->safe_psql('postgres', "SELECT count(*) FROM pgbun.clients WHERE state = 'login'") eq '1';
+		}),
+	'the client with the wrong password is held, still logging in');
+
+my $raw = raw_connect($node);
+my $r = $raw->login(user => 'alice', password => 'alice-pw', database => 'postgres');
+ok($r->{ok}, 'meanwhile another client logs in') or diag(explain($r));
+is($raw->query('SELECT 41 + 1')->{rows}[0][0] // '', '42', 'and runs a query: the worker does not wait');
+$raw->terminate;
+
+my $answer = <$reader>;
+waitpid($pid, 0);
+chomp($answer) if defined $answer;
+is($answer // 'none', '28P01', 'after the delay the held client gets 28P01');
+is($node->safe_psql('postgres', "SELECT count(*) FROM pgbun.clients WHERE state = 'login'"),
+	'0', 'and is gone');
+
+check_server_same($node, $identity, 'end of 170');
+stop_node($node);
+done_testing();
