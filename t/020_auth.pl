@@ -199,6 +199,29 @@ refused_ok($r, '28P01', 'scram again: md5-verifier role');
 $r = raw_login(user => 'alice', password => 'alice-pw');
 ok($r->{ok}, 'scram again: alice logs in') or diag(explain($r));
 
+############ a password change takes effect at the next login, no reload
+
+{
+	$r = raw_login(user => 'alice', password => 'alice-pw');
+	ok($r->{ok}, 'password change: alice logs in with the old password first') or diag(explain($r));
+	$node->safe_psql('postgres', q{ALTER ROLE alice PASSWORD 'alice-new-pw'});
+	$r = raw_login(user => 'alice', password => 'alice-pw');
+	refused_ok($r, '28P01', 'password change: the old password, right after ALTER ROLE');
+	# The pool's server connections were logged in with the old key: drop them
+	# so the next query needs a new server login, which only the new key passes.
+	$node->safe_psql('postgres',
+		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'alice' AND pid <> pg_backend_pid()");
+	ok( wait_until(
+			sub {
+				$node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE usename = 'alice'") eq '0';
+			}),
+		'password change: alice\'s server connections are gone');
+	$r = raw_login(user => 'alice', password => 'alice-new-pw');
+	ok($r->{ok}, 'password change: the new password logs in') or diag(explain($r));
+	is($r->{current_user} // '', 'alice', 'password change: a new server login with the new key works');
+	$node->safe_psql('postgres', q{ALTER ROLE alice PASSWORD 'alice-pw'});
+}
+
 check_server_same($node, $identity, 'end of 020');
 
 stop_node($node);
