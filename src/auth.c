@@ -108,40 +108,29 @@ read_database(Relation rel, HeapTuple tup, RoleInfo *out)
 	out->db_allows_conn = ((Form_pg_database) GETSTRUCT(tup))->datallowconn;
 }
 
-static void
-lookup_in_transaction(const char *user, const char *database, RoleInfo *out)
+typedef struct LookupArgs
 {
-	scan_by_name(AuthIdRelationId, Anum_pg_authid_rolname, user, read_role, out);
-	scan_by_name(DatabaseRelationId, Anum_pg_database_datname, database, read_database, out);
+	const char *user;
+	const char *database;
+	RoleInfo   *out;
+} LookupArgs;
+
+static void
+lookup_in_transaction(void *arg)
+{
+	LookupArgs *a = arg;
+
+	scan_by_name(AuthIdRelationId, Anum_pg_authid_rolname, a->user, read_role, a->out);
+	scan_by_name(DatabaseRelationId, Anum_pg_database_datname, a->database, read_database, a->out);
 }
 
 bool
 auth_lookup(const char *user, const char *database, RoleInfo *out)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	volatile bool ok = true;
+	LookupArgs	args = {user, database, out};
 
 	memset(out, 0, sizeof(*out));
-	PG_TRY();
-	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		lookup_in_transaction(user, database, out);
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcxt);
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		ok = false;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(oldcxt);
-	return ok;
+	return auth_in_transaction(lookup_in_transaction, &args);
 }
 
 bool

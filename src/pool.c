@@ -167,12 +167,19 @@ pool_kick_waiting(Pool *pool)
 
 		server_link(s, c);
 	}
-	logins = count_list(&pool->login_servers);
-	while (count_list(&pool->waiting_clients) > logins)
+	/*
+	 * More servers for the waiters that logins in progress will not cover.
+	 * Only while the pool can grow: with a full pool and a thousand waiters,
+	 * counting the lists on every request would cost more than the request.
+	 */
+	if (!dlist_is_empty(&pool->waiting_clients) &&
+		pg_atomic_read_u32(&pgbun_shared->pools[pool->slot].server_count) < (uint32) pool->size)
 	{
-		if (!pool_open_server(pool))
-			break;
-		logins++;
+		int			waiting = count_list(&pool->waiting_clients);
+
+		logins = count_list(&pool->login_servers);
+		while (waiting > logins && pool_open_server(pool))
+			logins++;
 	}
 }
 
