@@ -100,48 +100,13 @@ sub alice_raw
 sub pgbench_monitored
 {
 	my ($user, $password, @args) = @_;
-	my $monitor = direct_session($node);
 	my @cmd = (
 		$node->installed_command('pgbench'),
 		'-h', '127.0.0.1', '-p', pgbun_port($node), '-U', $user,
 		'-n', @args, 'benchdb');
-	my ($out, $err) = ('', '');
-	my $h;
-	{
-		local %ENV = PgbunTest::client_env(password => $password);
-		$h = IPC::Run::start(\@cmd, '<', '/dev/null', '>', \$out, '2>', \$err,
-			IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
-	}
-	my ($max, $samples) = (0, 0);
-	my $finished = eval {
-		while ($h->pumpable)
-		{
-			$h->pump_nb;
-			my $n = $monitor->query(
-				"SELECT count(*) FROM pg_stat_activity WHERE usename = '$user'");
-			last unless defined $n;
-			$samples++;
-			$max = $n if $n > $max;
-			usleep(20_000);
-		}
-		$h->finish;
-		1;
-	};
-	my $why = $@;
-	if (!$finished)
-	{
-		eval { $h->kill_kill; };
-		$err .= "\n[pgbench did not finish: $why]";
-	}
-	$monitor->quit;
-	return {
-		rc => $finished ? $h->result(0) : -1,
-		out => $out,
-		err => $err,
-		max => $max,
-		samples => $samples,
-		cmd => "@cmd"
-	};
+	return run_sampled($node, \@cmd,
+		"SELECT count(*) FROM pg_stat_activity WHERE usename = '$user'",
+		env => { PgbunTest::client_env(password => $password) });
 }
 
 sub pgbench_ok

@@ -115,37 +115,15 @@ no_open_transactions('psql BEGIN');
 foreach my $mode ('simple', 'extended')
 {
 	my $label = "20 clients, -S -M $mode";
-	my $monitor = direct_session($node);
 	my @cmd = (
 		$node->installed_command('pgbench'),
 		'-h', '127.0.0.1', '-p', pgbun_port($node), '-U', 'bench',
 		'-n', '-S', '-M', $mode, '-c', '20', '-j', '2', '-t', '100', 'benchdb');
-	my ($bout, $berr) = ('', '');
-	my $h;
-	{
-		local %ENV = PgbunTest::client_env(%bench);
-		$h = IPC::Run::start(\@cmd, '<', '/dev/null', '>', \$bout, '2>', \$berr,
-			IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
-	}
-	my ($max, $samples) = (0, 0);
-	my $finished = eval {
-		while ($h->pumpable)
-		{
-			$h->pump_nb;
-			my $n = $monitor->query("SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench'");
-			last unless defined $n;
-			$samples++;
-			$max = $n if $n > $max;
-			usleep(20_000);
-		}
-		$h->finish;
-		1;
-	};
-	my $why = $@;
-	eval { $h->kill_kill; } unless $finished;
-	$monitor->quit;
-	ok($finished, "$label: pgbench finished") or diag($why);
-	is($finished ? $h->result(0) : -1, 0, "$label: pgbench exits 0")
+	my $r = run_sampled($node, \@cmd, "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bench'",
+		env => { PgbunTest::client_env(%bench) });
+	my ($bout, $berr, $max, $samples) = @{$r}{qw(out err max samples)};
+	ok($r->{rc} != -1, "$label: pgbench finished") or diag($berr);
+	is($r->{rc}, 0, "$label: pgbench exits 0")
 	  or diag("stdout:\n$bout\nstderr:\n$berr");
 	like($bout, qr/number of transactions actually processed: 2000\/2000\b/,
 		"$label: all 2000 transactions processed");

@@ -37,7 +37,7 @@ our @EXPORT = qw(
   worker_pid server_identity check_server_same
   wait_until poll_sql reload_conf reload_sync
   raw_connect stop_node process_gone forget_if_dead
-  hang_guard
+  hang_guard run_sampled
   parse_msg bind_msg describe_msg execute_msg close_msg flush_msg sync_msg
   read_until msg_types first_error
 );
@@ -370,6 +370,59 @@ sub run_cmd
 	chomp $out;
 	chomp $err;
 	return ($rc, $out, $err);
+}
+
+=pod
+
+=item run_sampled($node, \@cmd, $sample_sql, env => \%env, timeout => $secs)
+
+Runs @cmd (stdin from /dev/null, environment %env, default ours) while a
+direct session runs $sample_sql, which returns a number, on the server every
+20 ms. Returns { rc (-1 if it did not finish in time), out, err, max (the
+largest sample), samples (how many), cmd }.
+
+=cut
+
+sub run_sampled
+{
+	my ($node, $cmd, $sample_sql, %opts) = @_;
+	my $monitor = direct_session($node);
+	my ($out, $err) = ('', '');
+	my $h;
+	{
+		local %ENV = %{ $opts{env} // \%ENV };
+		$h = IPC::Run::start($cmd, '<', '/dev/null', '>', \$out, '2>', \$err,
+			IPC::Run::timeout($opts{timeout} // $PostgreSQL::Test::Utils::timeout_default));
+	}
+	my ($max, $samples) = (0, 0);
+	my $finished = eval {
+		while ($h->pumpable)
+		{
+			$h->pump_nb;
+			my $n = $monitor->query($sample_sql);
+			last unless defined $n;
+			$samples++;
+			$max = $n if $n > $max;
+			usleep(20_000);
+		}
+		$h->finish;
+		1;
+	};
+	my $why = $@;
+	if (!$finished)
+	{
+		eval { $h->kill_kill; };
+		$err .= "\n[pgbun test: @$cmd did not finish: $why]";
+	}
+	$monitor->quit;
+	return {
+		rc => $finished ? $h->result(0) : -1,
+		out => $out,
+		err => $err,
+		max => $max,
+		samples => $samples,
+		cmd => "@$cmd"
+	};
 }
 
 =pod
