@@ -13,6 +13,14 @@
 PGBUN_BUILD_PACKAGES=(postgresql-15 postgresql-server-dev-15 libssl-dev make gcc)
 # Running the test suites (TAP needs IPC::Run; pgbouncer for comparisons/bench):
 PGBUN_TEST_PACKAGES=(libipc-run-perl pgbouncer libpq-dev)
+# Node.js and npm for the client-library test (t/140, test/node): the machine's
+# own if it has them (from any source; Debian's npm would clash with a Node.js
+# that bundles npm), else Debian's.
+if ! command -v node >/dev/null 2>&1; then
+	PGBUN_TEST_PACKAGES+=(nodejs npm)
+elif ! command -v npm >/dev/null 2>&1; then
+	PGBUN_TEST_PACKAGES+=(npm)
+fi
 
 # The PostgreSQL major version pgbun is built and tested against here.
 PGBUN_PG_MAJOR=${PGBUN_PG_MAJOR:-15}
@@ -121,6 +129,28 @@ pgbun_stage_tree() {
 		tar -C "$dst" -xpf - || return 1
 	chown -R "$PGBUN_USER": "$dst" || return 1
 	printf '%s\n' "$dst"
+}
+
+# Install the npm packages that t/140 runs (test/node: package.json and its
+# package-lock.json) with `npm ci` into $1/node_modules, unless they are there
+# already for this lock file and Node.js version (a stamp file records both).
+# npm's cache (~/.npm) keeps a reinstall cheap. Run it before pgbun_stage_tree,
+# so that node_modules comes along.
+pgbun_install_node_clients() {
+	local dir=$1 stamp want
+	stamp=$dir/node_modules/.pgbun-installed
+	if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+		pgbun_warn "node or npm not found: install Debian's nodejs and npm"
+		return 1
+	fi
+	want="$(cat "$dir/package.json" "$dir/package-lock.json" | sha256sum | cut -d' ' -f1) node $(node --version)"
+	if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+		pgbun_say "npm packages in $dir/node_modules are up to date"
+		return 0
+	fi
+	rm -f "$stamp"
+	(cd "$dir" && npm ci --no-audit --no-fund --no-update-notifier --prefer-offline --loglevel=warn </dev/null) || return 1
+	printf '%s\n' "$want" >"$stamp"
 }
 
 # Stop, by pid file and with pg_ctl, every PostgreSQL server still running out of

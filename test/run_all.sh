@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test/run_all.sh - `make test`: set up a Debian 12 machine and run every suite.
 #
-# Steps: install missing Debian packages (test/lib.sh lists them), build, install
+# Steps: install missing Debian packages (test/lib.sh lists them), the npm
+# packages of the client-library test (npm ci in test/node), build, install
 # the extension, then the suites: unit (pure C, `make unit`), regress (pg_regress
 # on a temp instance, `make installcheck` without TAP) and tap (prove over t/*.pl,
 # `make installcheck` without REGRESS). PostgreSQL refuses to run as root, so as
@@ -75,17 +76,24 @@ show_logs() {
 	esac
 }
 
-# Run a setup step (not a suite): step NAME COMMAND... Failure clears BUILD_OK.
-step() {
-	local name=$1 t0=$SECONDS
+# Run and record a setup step (not a suite): run_step NAME COMMAND... Its status.
+run_step() {
+	local name=$1 t0=$SECONDS rc
 	shift
 	pgbun_say "$name: $*"
-	if "$@"; then
+	"$@"
+	rc=$?
+	if [ "$rc" -eq 0 ]; then
 		record "$name" ok $((SECONDS - t0))
 	else
-		record "$name" FAIL $((SECONDS - t0)) "exit $?"
-		BUILD_OK=0
+		record "$name" FAIL $((SECONDS - t0)) "exit $rc"
 	fi
+	return "$rc"
+}
+
+# A setup step the build needs: step NAME COMMAND... Failure clears BUILD_OK.
+step() {
+	run_step "$@" || BUILD_OK=0
 }
 
 # Run one suite with a time limit: run_suite NAME LOGDIR COMMAND...
@@ -144,6 +152,10 @@ trap cleanup EXIT
 
 # --- setup ---------------------------------------------------------------
 step packages pgbun_install_packages "${PGBUN_BUILD_PACKAGES[@]}" "${PGBUN_TEST_PACKAGES[@]}"
+# The client libraries of t/140 (npm ci in test/node), before the tree is staged.
+# Without them t/140 fails and says why; the other suites still run.
+run_step npm pgbun_install_node_clients "$ROOT/test/node" ||
+	pgbun_warn "npm ci in test/node failed: t/140 (client libraries) will fail"
 PG_CONFIG=$(pgbun_pg_config)
 export PG_CONFIG
 MAKEVARS=("PG_CONFIG=$PG_CONFIG")
