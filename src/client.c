@@ -210,7 +210,11 @@ client_close(Client *c, const char *sqlstate, const char *fmt,...)
 
 		c->link = NULL;
 		s->link = NULL;
-		server_release(s);
+		/* a message cut short leaves the server waiting for its rest: not reusable */
+		if (sbuf_has_pending_forward(&c->sb))
+			server_close(s, "client left in the middle of a message");
+		else
+			server_release(s);
 	}
 	dlist_delete(&c->node);
 	dlist_push_tail(&W->closed_clients, &c->node);
@@ -1049,6 +1053,15 @@ client_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 
 	if (hdr->type == 'X')
 		return PKT_CLOSE;
+	if ((hdr->type == 'd' || hdr->type == 'c' || hdr->type == 'f') && !(s && s->copy_in))
+	{
+		/*
+		 * CopyData/CopyDone/CopyFail outside COPY FROM STDIN: PostgreSQL
+		 * ignores them (the COPY failed while the client was still sending),
+		 * so drop them here too rather than pin a server for nothing.
+		 */
+		return PKT_SKIP;
+	}
 	if (!s)
 	{
 		/* needs a server first (no side effects before that), unless pgbun can answer */
@@ -1089,13 +1102,17 @@ client_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 		case 'D':
 		case 'E':
 		case 'C':
-		case 'H':
 			s->unsynced = true;
 			break;
+		case 'c':				/* CopyDone / CopyFail: the COPY ends (its Query is counted) */
+		case 'f':
+			s->copy_in = false;
+			break;
 		default:
-			break;				/* COPY data and the like belong to a Query already counted */
+			break;				/* Flush, COPY data: nothing new to answer */
 	}
-	if (!s->busy)
+	/* busy means something is in flight, never just "a message went by" */
+	if (!s->busy && (s->outstanding > 0 || s->unsynced))
 	{
 		/* first message of a new request */
 		s->busy = true;
@@ -1186,6 +1203,17 @@ again:
 					server_close(s, "write to server failed");
 				break;
 			}
+	}
+	/*
+	 * Transaction/statement mode: a server left at rest by what the client
+	 * sent (a lone Flush, the end of a message that held a release back)
+	 * goes back to the pool; server_try_release refuses while anything is in
+	 * flight.
+	 */
+	if (!c->closed && c->link && c->pool->mode != POOL_MODE_SESSION)
+	{
+		c->link->release_pending = true;
+		(void) server_try_release(c->link);
 	}
 }
 

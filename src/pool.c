@@ -141,10 +141,12 @@ count_list(dlist_head *h)
 
 /*
  * Give idle servers to waiting clients (FIFO), and open new ones while there
- * are more waiters than logins in progress and the limits allow.
+ * are more waiters than logins in progress and the limits allow. Runs only
+ * from pool_run_kicks: linking pumps the client, whose close may free a
+ * server again, which only queues the pool (no recursion per waiter).
  */
-void
-pool_kick_waiting(Pool *pool)
+static void
+pool_kick_now(Pool *pool)
 {
 	int			logins;
 
@@ -183,6 +185,31 @@ pool_kick_waiting(Pool *pool)
 	}
 }
 
+void
+pool_kick_waiting(Pool *pool)
+{
+	if (pool->kick_queued || W->shutting_down)
+		return;
+	pool->kick_queued = true;
+	dlist_push_tail(&W->kick_pools, &pool->kick_node);
+}
+
+/* Pools kicked per call; the rest wait for the next turn (the loop does not sleep then). */
+#define KICKS_PER_TURN 256
+
+bool
+pool_run_kicks(void)
+{
+	for (int i = 0; i < KICKS_PER_TURN && !dlist_is_empty(&W->kick_pools); i++)
+	{
+		Pool	   *pool = dlist_container(Pool, kick_node, dlist_pop_head_node(&W->kick_pools));
+
+		pool->kick_queued = false;
+		pool_kick_now(pool);
+	}
+	return dlist_is_empty(&W->kick_pools);
+}
+
 /* A client needs a server for its next message. */
 void
 pool_request_server(Pool *pool, Client *c)
@@ -195,7 +222,7 @@ pool_request_server(Pool *pool, Client *c)
 	pool_kick_waiting(pool);
 }
 
-/* A server finished login or reset: give it to a waiter, or park it. */
+/* A server finished login or reset: park it, and queue the pool if someone waits. */
 void
 pool_server_available(Pool *pool, Server *s)
 {
@@ -214,13 +241,10 @@ pool_server_available(Pool *pool, Server *s)
 			dlist_push_tail(&W->busy_clients, &c->busy_node);
 		}
 	}
-	if (!pool->paused && !dlist_is_empty(&pool->waiting_clients))
-	{
-		c = dlist_container(Client, node, dlist_head_node(&pool->waiting_clients));
-		server_link(s, c);
-		return;
-	}
+	/* a waiter gets it at the end of the turn: never link from inside a release or close */
 	server_set_state(s, SV_IDLE);
+	if (!pool->paused && !dlist_is_empty(&pool->waiting_clients))
+		pool_kick_waiting(pool);
 	if (pool->paused)
 		pool_apply_pause();
 }
@@ -396,6 +420,12 @@ janitor_pool(Pool *pool)
 			server_cancel_query(s);
 		}
 	}
+	/*
+	 * pool_server_login_failed closes clients, which may move other servers
+	 * off this list: after a timeout, start over instead of trusting the
+	 * saved next node.
+	 */
+restart_logins:
 	dlist_foreach_modify(it, &pool->login_servers)
 	{
 		Server	   *s = dlist_container(Server, node, it.cur);
@@ -406,6 +436,19 @@ janitor_pool(Pool *pool)
 			pool->last_login_failure = W->now;
 			pool_server_login_failed(pool, NULL, 0);
 			server_close(s, "server_connect_timeout");
+			goto restart_logins;
+		}
+	}
+	/* a reset (server_reset_query) that never answers must not hold the slot forever */
+	dlist_foreach_modify(it, &pool->used_servers)
+	{
+		Server	   *s = dlist_container(Server, node, it.cur);
+
+		if (expired(s->last_used, pgbun_server_connect_timeout))
+		{
+			ereport(LOG, (errmsg("pgbun: server_reset_query of %s/%s not answered within server_connect_timeout; closing the connection",
+								 pool->database, pool->user)));
+			server_close(s, "server_reset_query timed out");
 		}
 	}
 	/* oldest idle servers are at the tail (idle list is LIFO) */

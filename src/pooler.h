@@ -73,10 +73,11 @@ typedef struct Server
 	TimestampTz query_start;	/* stats: current query, 0 if none */
 	TimestampTz xact_start;		/* stats: current transaction, 0 if none */
 	char		tx_status;		/* last ReadyForQuery status */
-	bool		busy;			/* client messages sent that are not all answered yet */
+	bool		busy;			/* outstanding > 0 || unsynced: a request is in flight */
 	int			outstanding;	/* Query/Sync/FunctionCall sent, ReadyForQuery not yet back */
 	bool		unsynced;		/* extended-protocol messages sent since the last Sync */
-	bool		release_pending;	/* transaction/statement mode: unlink once flushed */
+	bool		release_pending;	/* transaction/statement mode: unlink once at rest (server_try_release) */
+	bool		copy_in;		/* the server sent CopyInResponse/CopyBothResponse: client COPY data goes to it */
 	bool		mode_violation; /* statement mode: the client opened a transaction */
 	bool		cancel_sent;	/* query_timeout already cancelled the running query */
 	bool		track;			/* requests queued and statements rewritten (prepared.c) */
@@ -112,6 +113,8 @@ typedef struct Pool
 	dlist_head	used_servers;	/* SV_USED and SV_TESTED */
 	int			n_servers;		/* this worker's, all states */
 	int			mode;			/* PoolMode in force (overrides resolved) */
+	bool		kick_queued;	/* on W->kick_pools: hand servers to waiters at the turn's end */
+	dlist_node	kick_node;
 	int			size;			/* pool size in force */
 	bool		paused;
 	/* ParameterStatus of a fresh server, sent to every new client */
@@ -138,6 +141,7 @@ typedef struct WorkerState
 	dlist_head	closed_clients; /* freed at turn end */
 	dlist_head	closed_servers;
 	dlist_head	busy_clients;	/* yielded mid-pump: resume next turn */
+	dlist_head	kick_pools;		/* pools whose waiters may get a server (pool_run_kicks) */
 	int			n_clients;
 	/* where server connections go */
 	struct sockaddr_storage server_addr;
@@ -170,6 +174,7 @@ extern void server_set_state(Server *s, ServerState st);
 extern void server_close(Server *s, const char *reason);
 extern void server_link(Server *s, Client *c);
 extern void server_release(Server *s);
+extern bool server_try_release(Server *s);
 extern void server_cancel_query(Server *s);
 extern void server_pump_out(Server *s);
 extern void server_free(Server *s);
@@ -182,7 +187,10 @@ extern void pool_server_login_failed(struct Pool *pool, const uint8 *err, uint32
 extern void pool_janitor(void);
 extern void pool_apply_pause(void);
 extern bool pool_can_open_server(struct Pool *pool);
+/* Queue the pool for pool_run_kicks (safe anywhere: never links or opens a server itself). */
 extern void pool_kick_waiting(struct Pool *pool);
+/* From the main loop only: hand servers to waiters of queued pools. false: more queued. */
+extern bool pool_run_kicks(void);
 extern void pool_reconfigure(struct Pool *pool);
 
 #endif							/* PGBUN_POOLER_H */

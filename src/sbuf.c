@@ -288,7 +288,15 @@ sbuf_pump(SBuf *src, SBuf *dst, uint32 max_packet, SBufHandler handler, void *ow
 		}
 		if (src->send_pos < src->send_end)
 		{
-			ssize_t		w = write_some(dst->fd, src->in + src->send_pos, src->send_end - src->send_pos);
+			ssize_t		w;
+
+			if (!dst)
+			{
+				/* the rest of a forwarded message, and its peer is gone: never write to NULL */
+				src->error = "message arrived with no peer to forward it to";
+				return PUMP_SRC_ERROR;
+			}
+			w = write_some(dst->fd, src->in + src->send_pos, src->send_end - src->send_pos);
 
 			if (w < 0)
 				return PUMP_DST_ERROR;

@@ -244,6 +244,7 @@ server_login_error(Server *s, const uint8 *msg, uint32 len)
 	pool_server_login_failed(pool, msg, len);
 }
 
+
 static bool
 server_send_password_msg(Server *s, const ProtoBuf *built)
 {
@@ -607,11 +608,12 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 				int			mode = s->pool->mode;
 
 				note_ready_for_query(s, status);
+				s->copy_in = false;	/* COPY is over, done or failed; stray copy data is dropped */
 				if (mode == POOL_MODE_SESSION || s->busy || !prepared_queue_empty(s))
 					return forward;
 				if (status == 'I')
 				{
-					/* every request answered, no transaction: the server goes back once this is out */
+					/* every request answered, no transaction: the server goes back once at rest */
 					s->release_pending = true;
 					return PKT_FORWARD_STOP;
 				}
@@ -624,6 +626,10 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 			}
 		case 'S':
 			note_parameter_status(s, msg, size);
+			return forward;
+		case 'G':				/* CopyInResponse */
+		case 'W':				/* CopyBothResponse */
+			s->copy_in = true;
 			return forward;
 		default:
 			return forward;
@@ -753,13 +759,40 @@ again:
 	/* answers pgbun owes the client, now that the server's bytes before them are out */
 	if (s->track && s->link && prepared_answers_waiting(s))
 		prepared_emit_answers(s);
-	if (s->release_pending && !s->closed && !sbuf_has_pending_forward(&s->sb))
+	if (server_try_release(s))
 	{
-		s->release_pending = false;
-		server_return_to_pool(s);
 		rd = wr = 0;
 		goto again;				/* anything left is unsolicited traffic of an idle server */
 	}
+}
+
+/*
+ * Transaction/statement mode: a ReadyForQuery 'I' asked for release
+ * (release_pending). Unlink and give the server back only when it is at rest:
+ * nothing in flight (no Query/Sync unanswered, no unsynced extended-protocol
+ * message, no tracked request), its answer fully written to the client, and
+ * the client not in the middle of a message still streaming to it. A new
+ * request from the client cancels the release (its own ReadyForQuery asks
+ * again); a half message only delays it. true: released.
+ */
+bool
+server_try_release(Server *s)
+{
+	Client	   *c = s->link;
+
+	if (!s->release_pending || s->closed)
+		return false;
+	if (s->busy || s->outstanding > 0 || s->unsynced || s->tx_status != 'I' ||
+		s->hidden_rfq > 0 || s->copy_in || !prepared_queue_empty(s))
+	{
+		s->release_pending = false;
+		return false;
+	}
+	if (sbuf_has_pending_forward(&s->sb) || (c && sbuf_has_pending_forward(&c->sb)))
+		return false;
+	s->release_pending = false;
+	server_return_to_pool(s);
+	return true;
 }
 
 /* Link an idle server to a client; bring its session parameters in line first. */

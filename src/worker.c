@@ -247,6 +247,32 @@ dispatch(IoObj *obj, uint32 events)
 	PG_END_TRY();
 }
 
+/*
+ * Hand servers to the waiters of pools queued this turn (pool_kick_waiting).
+ * An ERROR here cannot be pinned on one connection: log it and go on.
+ * Returns true when nothing is left queued.
+ */
+static bool
+run_kicks(void)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	volatile bool done = true;
+
+	PG_TRY();
+	{
+		done = pool_run_kicks();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		EmitErrorReport();
+		FlushErrorState();
+		done = false;
+	}
+	PG_END_TRY();
+	return done;
+}
+
 /* Resume clients whose pump yielded last turn (fairness cap). */
 static void
 run_busy_clients(void)
@@ -351,6 +377,7 @@ pgbun_worker_main(Datum main_arg)
 	dlist_init(&W->closed_clients);
 	dlist_init(&W->closed_servers);
 	dlist_init(&W->busy_clients);
+	dlist_init(&W->kick_pools);
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, handle_sigterm);
@@ -398,12 +425,14 @@ pgbun_worker_main(Datum main_arg)
 	for (;;)
 	{
 		int			n;
+		bool		kicks_done;
 
 		W->now = GetCurrentTimestamp();
 		n = poll_wait(events, EVENT_BATCH, 0);
 		for (int i = 0; i < n; i++)
 			dispatch(events[i].obj, events[i].events);
 		run_busy_clients();
+		kicks_done = run_kicks();
 		free_closed();
 
 		if (got_sigterm)
@@ -423,8 +452,14 @@ pgbun_worker_main(Datum main_arg)
 			free_closed();
 			next_janitor = W->now + JANITOR_INTERVAL_MS * 1000;
 		}
+		/* the janitor, a reload or a resume may have queued pools */
+		if (!dlist_is_empty(&W->kick_pools))
+		{
+			kicks_done = run_kicks();
+			free_closed();
+		}
 
-		if (n == 0 && dlist_is_empty(&W->busy_clients))
+		if (n == 0 && dlist_is_empty(&W->busy_clients) && kicks_done)
 		{
 			WaitEvent	ev;
 			long		timeout = (long) ((next_janitor - W->now) / 1000) + 1;
