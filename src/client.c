@@ -242,7 +242,7 @@ client_free(Client *c)
 
 /* ---- accept ---- */
 
-void
+int
 client_accept(int listen_fd, bool unix_socket)
 {
 	/* Level-triggered listener: take a bounded batch, the rest next turn. */
@@ -259,9 +259,9 @@ client_accept(int listen_fd, bool unix_socket)
 		fd = accept4(listen_fd, (struct sockaddr *) &peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 		{
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
-				ereport(LOG, (errmsg("pgbun: accept failed: %m")));
-			return;
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
+				return 0;
+			return -1;			/* the listener backs off (listener.c) */
 		}
 		if (W->shutting_down)
 		{
@@ -303,6 +303,7 @@ client_accept(int listen_fd, bool unix_socket)
 		}
 		/* data may already be there; edge-triggered registration reports it anyway */
 	}
+	return 0;
 }
 
 /* ---- startup packet ---- */

@@ -20,6 +20,7 @@
 #include "nodes/pg_list.h"
 #include "postmaster/postmaster.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 #include "utils/varlena.h"
 
 #include "config.h"
@@ -43,6 +44,14 @@ static int	n_listeners = 0;
 static char *open_addresses = NULL;
 static char *open_socket_dirs = NULL;
 static int	open_port = 0;
+
+/* Paused after an accept failure for lack of resources (listeners_pause). */
+#define PAUSE_MIN_MS 100
+#define PAUSE_MAX_MS 5000
+
+static bool paused = false;
+static int	pause_ms = 0;
+static TimestampTz resume_at = 0;
 
 int
 listeners_count(void)
@@ -236,6 +245,7 @@ remember_settings(void)
 static void
 install(Listener **set, int n)
 {
+	paused = false;				/* a new set is watched right away */
 	for (int i = 0; i < n; i++)
 	{
 		listeners[i] = set[i];
@@ -313,10 +323,56 @@ listeners_close(void)
 	n_listeners = 0;
 }
 
+/*
+ * Accept failures for lack of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM)
+ * leave the connection in the backlog, so a level-triggered listener would
+ * report it again at once: the worker would spin and flood the log. Instead
+ * every listener leaves the poll set for a while (doubling up to
+ * PAUSE_MAX_MS while it keeps failing) and listeners_resume_due() puts them
+ * back; one log line per pause.
+ */
+
+static void
+listeners_pause(int err)
+{
+	pause_ms = pause_ms ? Min(pause_ms * 2, PAUSE_MAX_MS) : PAUSE_MIN_MS;
+	errno = err;
+	ereport(LOG,
+			(errmsg("pgbun: accept failed: %m; not accepting new connections for %d ms", pause_ms),
+			 err == EMFILE || err == ENFILE ?
+			 errhint("Raise the file descriptor limit of the PostgreSQL server or lower pgbun.max_client_conn.") : 0));
+	for (int i = 0; i < n_listeners; i++)
+		if (listeners[i])
+			poll_remove(listeners[i]->fd);
+	paused = true;
+	resume_at = W->now + (int64) pause_ms * 1000;
+}
+
+void
+listeners_resume_due(void)
+{
+	if (!paused || W->now < resume_at)
+		return;
+	paused = false;
+	for (int i = 0; i < n_listeners; i++)
+		if (listeners[i] && poll_add_listener(listeners[i]->fd, &listeners[i]->io) < 0)
+			ereport(WARNING, (errmsg("pgbun: could not watch a listening socket: %m")));
+}
+
 void
 listener_on_event(void *obj)
 {
 	Listener   *l = obj;
 
-	client_accept(l->fd, l->unix_socket);
+	if (paused)
+		return;					/* an event fetched before the pause */
+	if (client_accept(l->fd, l->unix_socket) < 0)
+	{
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+			listeners_pause(errno);
+		else
+			ereport(LOG, (errmsg("pgbun: accept failed: %m")));
+	}
+	else if (!paused)
+		pause_ms = 0;			/* accepting again: the next failure starts a short pause */
 }

@@ -12,6 +12,8 @@ extern void listeners_open(void);
 extern void listeners_reconfigure(void);
 extern void listeners_close(void);
 extern void listener_on_event(void *obj);
+/* Put listeners paused after an accept failure (EMFILE ...) back once their time is up. */
+extern void listeners_resume_due(void);
 extern int	listeners_count(void);
 
 #endif							/* PGBUN_LISTENER_H */

@@ -153,7 +153,8 @@ typedef struct WorkerState
 extern WorkerState *W;
 
 /* client.c */
-extern void client_accept(int listen_fd, bool unix_socket);
+/* Accept a batch of connections. -1 (errno set): accept failed for lack of resources. */
+extern int	client_accept(int listen_fd, bool unix_socket);
 extern void client_on_event(Client *c, uint32 events);
 extern void client_set_state(Client *c, ClientState st);
 extern void client_close(Client *c, const char *sqlstate, const char *fmt,...) pg_attribute_printf(3, 4);

@@ -147,12 +147,12 @@ server_launch(Pool *pool)
 	ProtoBuf	pb;
 
 	s = calloc(1, sizeof(Server));
-	if (!s)
-		return NULL;
-	fd = socket(W->server_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = s ? socket(W->server_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) : -1;
 	if (fd < 0)
 	{
+		/* not opened: give back the count the caller reserved (server_close does it otherwise) */
 		ereport(LOG, (errmsg("pgbun: could not create a socket for a server connection: %m")));
+		pg_atomic_fetch_sub_u32(&pgbun_shared->pools[pool->slot].server_count, 1);
 		free(s);
 		return NULL;
 	}

@@ -449,6 +449,7 @@ pgbun_worker_main(Datum main_arg)
 		if (W->now >= next_janitor)
 		{
 			pool_janitor();
+			listeners_resume_due();
 			free_closed();
 			next_janitor = W->now + JANITOR_INTERVAL_MS * 1000;
 		}
