@@ -21,6 +21,7 @@
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "libpq/crypt.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/memutils.h"
@@ -32,6 +33,14 @@
 #include "auth.h"
 #include "scram.h"
 
+Relation
+auth_open_catalog(Oid relid)
+{
+	if (!ConditionalLockRelationOid(relid, AccessShareLock))
+		return NULL;
+	return table_open(relid, NoLock);
+}
+
 /*
  * Heap-scan a shared catalog for one name (no index, no syscache): a worker
  * without a database cannot open catalog indexes before the shared relcache
@@ -41,10 +50,16 @@ static void
 scan_by_name(Oid relid, AttrNumber attnum, const char *name,
 			 void (*fn) (Relation rel, HeapTuple tup, RoleInfo *out), RoleInfo *out)
 {
-	Relation	rel = table_open(relid, AccessShareLock);
+	Relation	rel = auth_open_catalog(relid);
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tup;
+
+	if (!rel)
+	{
+		out->catalog_locked = true;
+		return;
+	}
 
 	ScanKeyInit(&key, attnum, BTEqualStrategyNumber, F_NAMEEQ, CStringGetDatum(name));
 	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
@@ -130,7 +145,7 @@ auth_lookup(const char *user, const char *database, RoleInfo *out)
 	LookupArgs	args = {user, database, out};
 
 	memset(out, 0, sizeof(*out));
-	return auth_in_transaction(lookup_in_transaction, &args);
+	return auth_in_transaction(lookup_in_transaction, &args) && !out->catalog_locked;
 }
 
 bool

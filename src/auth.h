@@ -7,6 +7,8 @@
 
 #include "postgres.h"
 
+#include "utils/relcache.h"
+
 #include "scram.h"
 
 typedef enum VerifierType
@@ -26,6 +28,7 @@ typedef struct RoleInfo
 	ScramSecret scram;
 	char		md5[36];		/* "md5" + 32 hex */
 	char		detail[128];	/* for the server log only (never sent to the client) */
+	bool		catalog_locked; /* the look-up failed because a catalog was locked */
 } RoleInfo;
 
 /*
@@ -36,6 +39,13 @@ extern bool auth_lookup(const char *user, const char *database, RoleInfo *out);
 
 /* "md5" + md5(hex_of_stored_hash_without_prefix + salt): the answer to an md5 challenge. */
 extern bool auth_md5_response(const char *md5_verifier, const uint8 salt[4], char *out /* 36 */ );
+
+/*
+ * Open a shared catalog for reading inside a look-up transaction without
+ * ever waiting for its lock: NULL when another session holds a conflicting
+ * one (LOCK pg_authid, VACUUM FULL), instead of blocking the worker.
+ */
+extern Relation auth_open_catalog(Oid relid);
 
 /*
  * Run fn(arg) in a short transaction with a snapshot (catalog reads). Never

@@ -500,7 +500,11 @@ begin_auth(Client *c)
 	}
 	if (!auth_lookup(a->user, a->database, &a->role))
 	{
-		client_close(c, "XX000", "could not look up role \"%s\"", a->user);
+		if (a->role.catalog_locked)
+			client_close(c, "55P03", "could not look up role \"%s\": a role or database catalog is locked by another session; try again",
+						 a->user);
+		else
+			client_close(c, "XX000", "could not look up role \"%s\"", a->user);
 		return;
 	}
 	publish_application_name(c);

@@ -184,12 +184,20 @@ role_oid(Relation authid, const char *name)
 static bool
 member_of_in_transaction(const char *role, const char *group)
 {
-	Relation	authid = table_open(AuthIdRelationId, AccessShareLock);
-	Relation	members = table_open(AuthMemRelationId, AccessShareLock);
+	/* never wait for a lock: a locked catalog only means the rule does not match */
+	Relation	authid = auth_open_catalog(AuthIdRelationId);
+	Relation	members = authid ? auth_open_catalog(AuthMemRelationId) : NULL;
 	Oid			seen[MAX_ROLES_FOLLOWED];
 	int			n = 0;
 	Oid			target;
 	bool		found = false;
+
+	if (!members)
+	{
+		if (authid)
+			table_close(authid, AccessShareLock);
+		return false;
+	}
 
 	seen[n++] = role_oid(authid, role);
 	target = role_oid(authid, group);
