@@ -245,13 +245,6 @@ server_login_error(Server *s, const uint8 *msg, uint32 len)
 }
 
 
-static bool
-server_send_password_msg(Server *s, const ProtoBuf *built)
-{
-	(void) built;
-	return sbuf_flush_out(&s->sb) >= 0;
-}
-
 /* Answer one Authentication request from the server. false: give up (already closed). */
 static bool
 server_answer_auth(Server *s, const uint8 *body, uint32 len)
@@ -288,7 +281,7 @@ server_answer_auth(Server *s, const uint8 *body, uint32 len)
 				if (!sbuf_out_begin(&s->sb, &pb) || !proto_put_password(&pb, answer))
 					goto fail;
 				sbuf_out_commit(&s->sb, &pb);
-				return server_send_password_msg(s, &pb);
+				goto send;
 			}
 		case PROTO_AUTH_SASL:
 			{
@@ -314,7 +307,7 @@ server_answer_auth(Server *s, const uint8 *body, uint32 len)
 					!proto_put_sasl_initial(&pb, "SCRAM-SHA-256", (const uint8 *) msg, strlen(msg)))
 					goto fail;
 				sbuf_out_commit(&s->sb, &pb);
-				return server_send_password_msg(s, &pb);
+				goto send;
 			}
 		case PROTO_AUTH_SASL_CONTINUE:
 			if (!s->scram ||
@@ -327,7 +320,7 @@ server_answer_auth(Server *s, const uint8 *body, uint32 len)
 				!proto_put_sasl_response(&pb, (const uint8 *) msg, strlen(msg)))
 				goto fail;
 			sbuf_out_commit(&s->sb, &pb);
-			return server_send_password_msg(s, &pb);
+			goto send;
 		case PROTO_AUTH_SASL_FINAL:
 			if (!s->scram || !scram_client_verify_final(s->scram, (const char *) body + 4, len - 4))
 			{
@@ -344,6 +337,12 @@ server_answer_auth(Server *s, const uint8 *body, uint32 len)
 			goto fail;
 	}
 
+send:
+	/* a failed write ends the login here, not at server_connect_timeout */
+	if (sbuf_flush_out(&s->sb) >= 0)
+		return true;
+	ereport(LOG, (errmsg("pgbun: could not send the authentication answer to the server: %m")));
+	goto fail;
 protocol_error:
 	ereport(LOG, (errmsg("pgbun: malformed authentication request from the server")));
 fail:
