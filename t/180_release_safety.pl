@@ -14,6 +14,8 @@
 #  - session mode: a client leaving in the middle of a message does not
 #    leave a server waiting for the rest (the reset query would be
 #    swallowed and the server stuck forever);
+#  - a reset query that never answers does not hold the pool's server
+#    forever (closed after server_connect_timeout);
 #  - thousands of waiting clients that each close as soon as they get the
 #    server: no recursion per waiter (that overflowed the worker's stack).
 #
@@ -48,6 +50,9 @@ my $node = pgbun_node(
 		'pgbun.default_pool_size' => '1',
 		'pgbun.max_client_conn' => $WAITERS + 100,
 		'pgbun.databases' => 'sessdb = pool_mode=session',
+		# sessdb's reset query never answers; the janitor gives up on it
+		'pgbun.server_reset_query' => 'SELECT pg_sleep(600)',
+		'pgbun.server_connect_timeout' => '2s',
 		# named prepared statements are refused in transaction mode
 		'pgbun.max_prepared_statements' => '0',
 		'max_connections' => '40',
@@ -179,6 +184,13 @@ $r = $raw->read_result;
 is($r->{rows}[0][0], '1', 'half message: the query before it is answered');
 $raw->close;
 pool_serves('sessdb', 'half message (session mode)');
+
+# The client pool_serves used has left: its server runs the reset query,
+# which never answers. The next client still gets a server.
+$raw = login('sessdb', 'reset never answers');
+is(scalar_query($raw, "SELECT 'after the reset'"), 'after the reset',
+	'reset never answers: the stuck server is closed and the next client served');
+$raw->close;
 
 ############ thousands of waiters closing as soon as they get the server
 
