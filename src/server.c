@@ -730,6 +730,9 @@ again:
 			{
 				s->hidden_done = false;
 				hidden_query_done(s);
+				/* the client may have sent nothing that needs an answer (a lone Flush) */
+				if (!s->closed && s->link && s->pool->mode != POOL_MODE_SESSION)
+					s->release_pending = true;
 				/* more may be buffered, now for a (possibly new) client */
 				rd = wr = 0;
 				goto again;

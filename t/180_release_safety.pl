@@ -6,7 +6,8 @@
 #    under the half message (that crashed the worker), the rest is dropped,
 #    the client and the pool go on;
 #  - psql \copy with a bad first row and many more rows behind it;
-#  - a lone Flush and stray CopyData/CopyDone/CopyFail never pin the one
+#  - a lone Flush (also one that waits for pgbun's SET of the client's
+#    parameters) and stray CopyData/CopyDone/CopyFail never pin the one
 #    server of the pool;
 #  - a ReadyForQuery whose forwarding to the client blocks, with the client
 #    sending its next query meanwhile: the server is not released with that
@@ -128,12 +129,14 @@ pool_serves('txdb', '\copy with a bad first row');
 
 foreach my $case (
 	[ 'lone Flush', flush_msg() ],
+	[ 'lone Flush with a parameter to SET first', flush_msg(), [ application_name => 'flusher' ] ],
 	[ 'stray CopyData', PgbunTest::Raw::message('d', 'abc') ],
 	[ 'stray CopyDone', PgbunTest::Raw::message('c') ],
 	[ 'stray CopyFail', PgbunTest::Raw::message('f', "oops\0") ])
 {
-	my ($label, $bytes) = @$case;
-	$raw = login('txdb', $label);
+	my ($label, $bytes, $params) = @$case;
+	$raw = raw_connect($node);
+	ok($raw->login(user => $user, database => 'txdb', params => $params)->{ok}, "$label: logs in");
 	$raw->send_bytes($bytes);
 	# the holder stays connected and quiet: the server must not stay with it
 	pool_serves('txdb', $label);
