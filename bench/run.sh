@@ -11,7 +11,9 @@
 #
 # Environment:
 #   ROUNDS=3 DURATION=10 POOL=20   rounds per workload, seconds per pgbench run, pool size
-#   MODES="session transaction"    pool modes to run, in this order (both poolers switch by reload)
+#   MODES="session transaction tls"  what to run, in this order (both poolers switch by reload);
+#                                  tls: session pooling over TLS with SCRAM-SHA-256 (same
+#                                  self-signed certificate for pgbun, PgBouncer and the server)
 #   TX_DURATION=8                  seconds per pgbench run in transaction mode (default: min(DURATION, 8))
 #   QUICK=1                        smoke test: 1 round of 3 s, 500 idle clients
 #   SCALE=10                       pgbench -i scale
@@ -38,7 +40,7 @@ if [ -z "${TX_DURATION:-}" ]; then
 	TX_DURATION=8
 	case $DURATION in '' | *[!0-9]*) ;; *) [ "$DURATION" -lt 8 ] && TX_DURATION=$DURATION ;; esac
 fi
-MODES=${MODES:-session transaction}
+MODES=${MODES:-session transaction tls}
 POOL=${POOL:-20}
 SCALE=${SCALE:-10}
 IDLE_CLIENTS=${IDLE_CLIENTS:-5000}
@@ -64,13 +66,17 @@ read -r -a MODE_LIST <<<"$MODES"
 [ "${#MODE_LIST[@]}" -gt 0 ] || { echo "bench: MODES is empty" >&2; exit 2; }
 seen_modes=" "
 for m in "${MODE_LIST[@]}"; do
-	case $m in session | transaction) ;;
-	*) echo "bench: MODES: '$m' is not session or transaction" >&2; exit 2 ;;
+	case $m in session | transaction | tls) ;;
+	*) echo "bench: MODES: '$m' is not session, transaction or tls" >&2; exit 2 ;;
 	esac
 	[[ $seen_modes != *" $m "* ]] || { echo "bench: MODES: '$m' given twice" >&2; exit 2; }
 	seen_modes="$seen_modes$m "
 done
 FIRST_MODE=${MODE_LIST[0]}
+if [ "$FIRST_MODE" = tls ]; then
+	echo "bench: MODES: tls cannot come first (the poolers switch to it by a reload; e.g. MODES='session tls')" >&2
+	exit 2
+fi
 # The poolers keep up to POOL idle server connections each; leave room for 50 direct clients.
 if [ "$MAX_CONNECTIONS" -lt $((2 * POOL + 60)) ]; then
 	MAX_CONNECTIONS=$((2 * POOL + 60))
@@ -213,7 +219,7 @@ so_id=n/a
 [ -f "$PKGLIBDIR/pgbun.so" ] && so_id="sha256 $(sha256sum "$PKGLIBDIR/pgbun.so" | cut -c1-12), installed $(date -u -r "$PKGLIBDIR/pgbun.so" '+%Y-%m-%d %H:%M:%S UTC')"
 say "software:  $("$PGBIN/postgres" --version), $("$PGBOUNCER" --version | head -1), pgbun $commit"
 say "pgbun.so:  $PKGLIBDIR/pgbun.so, $so_id"
-say "settings:  ROUNDS=$ROUNDS DURATION=${DURATION}s TX_DURATION=${TX_DURATION}s POOL=$POOL SCALE=$SCALE MODES='${MODE_LIST[*]}' auth=trust" \
+say "settings:  ROUNDS=$ROUNDS DURATION=${DURATION}s TX_DURATION=${TX_DURATION}s POOL=$POOL SCALE=$SCALE MODES='${MODE_LIST[*]}' auth=trust (tls: scram-sha-256)" \
 	"max_connections=$MAX_CONNECTIONS clients via $([ "$BENCH_HOST" = unix ] && echo 'Unix socket' || echo "TCP $BENCH_HOST")"
 say "ports:     server $SERVER_PORT, pgbun $PGBUN_PORT, pgbouncer $BOUNCER_PORT"
 say ""
@@ -257,17 +263,31 @@ shared_preload_libraries = 'pgbun'
 pgbun.listen_addresses = '127.0.0.1'
 pgbun.port = $PGBUN_PORT
 pgbun.unix_socket_directories = '$TMPD'
-pgbun.pool_mode = ${2:-session}
+pgbun.pool_mode = $(pool_mode_of "${2:-session}")
 pgbun.default_pool_size = $POOL
 pgbun.max_client_conn = $MAX_CLIENT_CONN
-pgbun.auth_type = trust
+pgbun.auth_type = $([ "${2:-}" = tls ] && echo scram-sha-256 || echo trust)
 pgbun.server_reset_query = 'DISCARD ALL'
 pgbun.log_connections = off
 pgbun.log_disconnections = off
 EOF
 	fi
+	if [ "${2:-}" = tls ]; then
+		# the server itself speaks TLS too (direct target), with the same certificate
+		cat >>"$DATA/postgresql.conf" <<EOF
+ssl = on
+ssl_cert_file = '$TMPD/tls.crt'
+ssl_key_file = '$TMPD/tls.key'
+pgbun.client_tls_sslmode = require
+pgbun.client_tls_cert_file = '$TMPD/tls.crt'
+pgbun.client_tls_key_file = '$TMPD/tls.key'
+EOF
+	fi
 	chown "$OS_USER" "$DATA/postgresql.conf" 2>/dev/null || true
 }
+
+# The pool mode a MODES entry runs in (tls: session pooling, over TLS).
+pool_mode_of() { if [ "$1" = tls ]; then echo session; else echo "$1"; fi; }
 
 start_server() {
 	as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$TMPD/server.log" -w -t 60 start >"$LOGS/pg_ctl.log" 2>&1
@@ -357,7 +377,11 @@ PGBUN_PIDS_START=
 cat >"$TMPD/userlist.txt" <<EOF
 "$DBUSER" ""
 EOF
-write_bouncer_ini() { # write_bouncer_ini POOL_MODE
+write_bouncer_ini() { # write_bouncer_ini MODE
+	local tls_lines=''
+	[ "$1" = tls ] && tls_lines="client_tls_sslmode = require
+client_tls_cert_file = $TMPD/tls.crt
+client_tls_key_file = $TMPD/tls.key"
 	cat >"$TMPD/pgbouncer.ini" <<EOF
 [databases]
 * = host=$TMPD port=$SERVER_PORT
@@ -366,9 +390,9 @@ write_bouncer_ini() { # write_bouncer_ini POOL_MODE
 listen_addr = 127.0.0.1
 listen_port = $BOUNCER_PORT
 unix_socket_dir = $TMPD
-auth_type = trust
+auth_type = $([ "$1" = tls ] && echo scram-sha-256 || echo trust)
 auth_file = $TMPD/userlist.txt
-pool_mode = $1
+pool_mode = $(pool_mode_of "$1")
 default_pool_size = $POOL
 max_client_conn = $MAX_CLIENT_CONN
 server_reset_query = DISCARD ALL
@@ -377,6 +401,7 @@ pidfile = $TMPD/pgbouncer.pid
 log_connections = 0
 log_disconnections = 0
 admin_users = $DBUSER
+$tls_lines
 EOF
 	[ "$(id -u)" = 0 ] && chown "$OS_USER" "$TMPD/userlist.txt" "$TMPD/pgbouncer.ini"
 	return 0
@@ -483,6 +508,8 @@ WORKLOADS=(
 	"transaction|tp50|-S -M prepared, 50 clients|50|-S -M prepared|prepared"
 	"transaction|tp1000|-S -M prepared, 1000 clients|1000|-S -M prepared|prepared"
 	"transaction|tb50|TPC-B (default script) -M simple, 50 clients|50|-M simple|"
+	"tls|l20|connect storm -C over TLS + SCRAM, 20 clients|20|-S -M simple -C|"
+	"tls|l50|select-only over TLS, 50 clients|50|-S -M simple|"
 )
 TARGETS=(direct pgbun pgbouncer)
 declare -A TPS LAT ERRS NOTE PROBE MODE_CHECK OTHER
@@ -523,6 +550,22 @@ other_cpu() {
 }
 
 mode_duration() { if [ "$1" = transaction ]; then echo "$TX_DURATION"; else echo "$DURATION"; fi; }
+
+# tls mode: a self-signed certificate for localhost / 127.0.0.1, the role's SCRAM
+# password (in pg_authid for pgbun, its verifier in PgBouncer's auth_file), and
+# every client of the bench (pgbench, psql) made to use TLS and that password.
+TLS_PASSWORD=bench-tls-pw
+prepare_tls() {
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=localhost" \
+		-addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+		-keyout "$TMPD/tls.key" -out "$TMPD/tls.crt" >"$LOGS/openssl.log" 2>&1 || return 1
+	chmod 600 "$TMPD/tls.key"
+	[ "$(id -u)" = 0 ] && chown "$OS_USER" "$TMPD/tls.key" "$TMPD/tls.crt"
+	psql_at direct "set password_encryption = 'scram-sha-256'; alter role $DBUSER password '$TLS_PASSWORD'" >/dev/null || return 1
+	printf '"%s" "%s"\n' "$DBUSER" "$(psql_at direct "select rolpassword from pg_authid where rolname = '$DBUSER'")" >"$TMPD/userlist.txt"
+	[ "$(id -u)" = 0 ] && chown "$OS_USER" "$TMPD/userlist.txt"
+	export PGSSLMODE=require PGPASSWORD=$TLS_PASSWORD
+}
 
 # run_one WID CLIENTS OPTIONS DURATION TARGET ROUND
 run_one() {
@@ -589,15 +632,21 @@ bouncer_mode() {
 switch_mode() {
 	local mode=$1 got='' i
 	log "pool_mode -> $mode (reload of both poolers)"
+	if [ "$mode" = tls ] && ! prepare_tls; then
+		log "tls: could not make the certificate or set the password (see $LOGS/openssl.log)"
+		PGBUN_STATUS="tls set-up failed"
+		BOUNCER_STATUS="tls set-up failed"
+		return
+	fi
 	if [ "$PGBUN_STATUS" = ok ]; then
 		write_conf with-pgbun "$mode"
 		as_pg "$PGBIN/pg_ctl" -D "$DATA" reload >>"$LOGS/pg_ctl.log" 2>&1 || true
 		for i in $(seq 20); do
 			got=$(pgbun_mode || true)
-			[ "$got" = "$mode" ] && break
+			[ "$got" = "$(pool_mode_of "$mode")" ] && break
 			sleep 0.5
 		done
-		if [ "$got" = "$mode" ]; then
+		if [ "$got" = "$(pool_mode_of "$mode")" ]; then
 			MODE_CHECK[pgbun]="pgbun $([ "$PGBUN_VIEW" = 1 ] && echo "pgbun.pools.pool_mode" || echo "SHOW pgbun.pool_mode") = $got"
 		else
 			PGBUN_STATUS="pool_mode still '${got:-unknown}' after the reload to $mode$(pgbun_crashes)"
@@ -606,13 +655,21 @@ switch_mode() {
 	fi
 	if [ "$BOUNCER_STATUS" = ok ]; then
 		write_bouncer_ini "$mode"
-		psql_at pgbouncer RELOAD pgbouncer >/dev/null || true
+		if [ "$mode" = tls ]; then
+			# PgBouncer 1.18 does not turn client TLS on at RELOAD: restart it
+			as_pg kill -TERM "$(cat "$TMPD/pgbouncer.pid")" 2>/dev/null || true
+			for i in $(seq 50); do [ -s "$TMPD/pgbouncer.pid" ] || break; sleep 0.2; done
+			as_pg "$PGBOUNCER" -d "$TMPD/pgbouncer.ini" >>"$LOGS/pgbouncer.start" 2>&1 || true
+			wait_for pgbouncer 15 || true
+		else
+			psql_at pgbouncer RELOAD pgbouncer >/dev/null || true
+		fi
 		for i in $(seq 20); do
 			got=$(bouncer_mode || true)
-			[ "$got" = "$mode" ] && break
+			[ "$got" = "$(pool_mode_of "$mode")" ] && break
 			sleep 0.5
 		done
-		if [ "$got" = "$mode" ]; then
+		if [ "$got" = "$(pool_mode_of "$mode")" ]; then
 			MODE_CHECK[pgbouncer]="PgBouncer SHOW CONFIG pool_mode = $got"
 		else
 			BOUNCER_STATUS="pool_mode still '${got:-unknown}' after RELOAD to $mode"
@@ -686,6 +743,8 @@ for mode in "${MODE_LIST[@]}"; do
 	dur=$(mode_duration "$mode")
 	if [ "$mode" = session ]; then
 		say "## pgbench -S -M simple, median of $ROUNDS round(s) x ${dur}s (session mode, pool $POOL)"
+	elif [ "$mode" = tls ]; then
+		say "## pgbench over TLS, median of $ROUNDS round(s) x ${dur}s (session mode, pool $POOL)"
 	else
 		say "## pgbench, median of $ROUNDS round(s) x ${dur}s (transaction mode, pool $POOL)"
 	fi
@@ -726,6 +785,13 @@ for mode in "${MODE_LIST[@]}"; do
 		say "  charges the queueing to every transaction. Transaction pooling is what makes this workload meaningful."
 		say "- connect storm: every transaction opens a new connection (-C); with the poolers the server"
 		say "  connection is reused and DISCARD ALL runs on every client disconnect (server_reset_query, both poolers)."
+	elif [ "$mode" = tls ]; then
+		say "- Clients connect with sslmode=require. pgbun and PgBouncer present the same self-signed RSA-2048"
+		say "  certificate and ask for SCRAM-SHA-256 (pgbun checks pg_authid, PgBouncer the same verifier in its"
+		say "  auth_file); the server, reached directly, uses that certificate too but trusts the client (no SCRAM),"
+		say "  so the direct column is a reference for TLS cost, not an equal comparison. Both poolers reach the"
+		say "  server over its Unix socket (no TLS there). Each -C connection pays a TLS handshake and a SCRAM"
+		say "  exchange, whose 4096 PBKDF2 iterations run in pgbench's libpq on the same 2 cores."
 	else
 		if [ "$FIRST_MODE" != transaction ]; then
 			say "- Both poolers were switched to transaction mode by a reload, not a restart, after the session-mode runs"
