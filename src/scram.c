@@ -159,15 +159,44 @@ scram_server_first(ScramServer *st, const char *msg, int len, char *out, int out
 	*err = "malformed SCRAM message";
 	if (len <= 0 || len >= SCRAM_MSG_MAX || memchr(msg, '\0', len))
 		return -1;
-	/* gs2-cbind-flag */
+	/*
+	 * gs2-cbind-flag, checked as PostgreSQL does: "p=tls-server-end-point"
+	 * exactly when SCRAM-SHA-256-PLUS was chosen; "y" (the client could bind
+	 * but thinks we cannot) is a downgrade when we offered binding.
+	 */
 	if (*p == 'p')
 	{
-		*err = "channel binding is not supported by this pgbun connection";
+		static const char cb_name[] = "p=tls-server-end-point";
+
+		if (!st->plus)
+		{
+			*err = st->cbind_offered ?
+				"client uses channel binding with SCRAM-SHA-256 instead of SCRAM-SHA-256-PLUS" :
+				"channel binding is not supported on this connection (it is not TLS)";
+			return -1;
+		}
+		if (end - p < (int) strlen(cb_name) || memcmp(p, cb_name, strlen(cb_name)) != 0 ||
+			(end - p > (int) strlen(cb_name) && p[strlen(cb_name)] != ','))
+		{
+			*err = "unsupported SCRAM channel-binding type (pgbun supports tls-server-end-point)";
+			return -1;
+		}
+		p += strlen(cb_name);
+	}
+	else if (st->plus)
+	{
+		*err = "client selected SCRAM-SHA-256-PLUS without channel binding data";
 		return -1;
 	}
-	if (*p != 'n' && *p != 'y')
+	else if (*p == 'y' && st->cbind_offered)
+	{
+		*err = "SCRAM channel binding negotiation error";
 		return -1;
-	p++;
+	}
+	else if (*p == 'n' || *p == 'y')
+		p++;
+	else
+		return -1;
 	if (p >= end || *p != ',')
 		return -1;
 	p++;
@@ -241,7 +270,9 @@ scram_server_final(ScramServer *st, const char *msg, int len, char *out, int out
 	const char *end = msg + len;
 	const char *proof_attr = NULL;
 	const char *p;
-	char		cbind_expected[128];
+	uint8_t		cbind_input[64 + 64];
+	int			cbind_input_len;
+	char		cbind_expected[192];
 	char		authmsg[3 * SCRAM_MSG_MAX];
 	int			alen;
 	uint8_t		proof[SCRAM_KEY_BYTES];
@@ -257,9 +288,22 @@ scram_server_final(ScramServer *st, const char *msg, int len, char *out, int out
 	*err = "malformed SCRAM message";
 	if (len <= 0 || len >= SCRAM_MSG_MAX || memchr(msg, '\0', len))
 		return -1;
-	/* c=base64(gs2-header), must match what the client said first */
-	if (b64_encode((const uint8_t *) st->gs2_header, strlen(st->gs2_header),
-				   cbind_expected, sizeof(cbind_expected)) < 0)
+	/*
+	 * c=base64(gs2-header [|| channel-binding data]): the header must match
+	 * what the client said first, and with SCRAM-SHA-256-PLUS the data must
+	 * be the hash of the certificate pgbun presented on this connection.
+	 */
+	cbind_input_len = strlen(st->gs2_header);
+	memcpy(cbind_input, st->gs2_header, cbind_input_len);
+	if (st->plus)
+	{
+		if (st->cbind_len <= 0 || st->cbind_len > (int) sizeof(st->cbind_data) ||
+			cbind_input_len + st->cbind_len > (int) sizeof(cbind_input))
+			return -1;
+		memcpy(cbind_input + cbind_input_len, st->cbind_data, st->cbind_len);
+		cbind_input_len += st->cbind_len;
+	}
+	if (b64_encode(cbind_input, cbind_input_len, cbind_expected, sizeof(cbind_expected)) < 0)
 		return -1;
 	if (end - msg < 2 || msg[0] != 'c' || msg[1] != '=')
 		return -1;

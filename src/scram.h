@@ -33,6 +33,10 @@ typedef struct ScramServer
 {
 	ScramSecret secret;
 	bool		mock;			/* no real verifier: go through the motions, then fail */
+	bool		cbind_offered;	/* SCRAM-SHA-256-PLUS was offered (the client is on TLS) */
+	bool		plus;			/* the client chose SCRAM-SHA-256-PLUS */
+	uint8_t		cbind_data[64]; /* tls-server-end-point hash of pgbun's certificate */
+	int			cbind_len;
 	char		gs2_header[64];
 	char		client_first_bare[SCRAM_MSG_MAX];
 	char		server_first[SCRAM_MSG_MAX];

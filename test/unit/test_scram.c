@@ -11,6 +11,7 @@
 #include "postgres.h"
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "common/base64.h"
 #include "common/scram-common.h"
@@ -1125,6 +1126,140 @@ test_check_password(void)
 	free(verifier);
 }
 
+/* ------------------------------------------------------ channel binding */
+
+static const char cb_header[] = "p=tls-server-end-point,,";
+
+/* A server that offered SCRAM-SHA-256-PLUS (plus: the client chose it) with cbind 0x5a * 32. */
+static bool
+server_with_binding(ScramServer *srv, bool plus)
+{
+	if (!server_with_real_secret(srv))
+		return false;
+	srv->cbind_offered = true;
+	srv->plus = plus;
+	memset(srv->cbind_data, 0x5a, 32);
+	srv->cbind_len = 32;
+	return true;
+}
+
+/*
+ * A SCRAM-SHA-256-PLUS exchange by a client that binds to cbind (len
+ * bytes): what scram_server_final says, the recovered key in *recovered.
+ */
+static int
+plus_exchange(ScramServer *srv, const TestKeys *k, const uint8 *cbind, int len, uint8 *recovered)
+{
+	char		cfirst[SCRAM_MSG_MAX];
+	char		sfirst[SCRAM_MSG_MAX];
+	char		without_proof[SCRAM_MSG_MAX];
+	char		cfinal[SCRAM_MSG_MAX];
+	char		sfinal[SCRAM_MSG_MAX];
+	char		authmsg[3 * SCRAM_MSG_MAX];
+	uint8		cbind_input[128];
+	char		c_b64[256];
+	uint8		sig[SCRAM_KEY_BYTES];
+	uint8		proof[SCRAM_KEY_BYTES];
+	char		proof_b64[64];
+	unsigned int siglen = 0;
+	const char *err = NULL;
+	const char *r;
+	int			n;
+
+	snprintf(cfirst, sizeof(cfirst), "%sn=,r=clientnonce", cb_header);
+	if (scram_server_first(srv, cfirst, strlen(cfirst), sfirst, sizeof(sfirst), &err) != 1)
+		return -2;
+	memcpy(cbind_input, cb_header, strlen(cb_header));
+	memcpy(cbind_input + strlen(cb_header), cbind, len);
+	n = pgbun_b64_encode(cbind_input, strlen(cb_header) + len, c_b64, sizeof(c_b64));
+	c_b64[n] = '\0';
+	r = sfirst + 2;
+	snprintf(without_proof, sizeof(without_proof), "c=%s,r=%.*s", c_b64,
+			 (int) (strchr(sfirst, ',') - r), r);
+	snprintf(authmsg, sizeof(authmsg), "n=,r=clientnonce,%s,%s", sfirst, without_proof);
+	HMAC(EVP_sha256(), k->stored_key, SCRAM_KEY_BYTES, (const uint8 *) authmsg, strlen(authmsg),
+		 sig, &siglen);
+	for (int i = 0; i < SCRAM_KEY_BYTES; i++)
+		proof[i] = k->client_key[i] ^ sig[i];
+	n = pgbun_b64_encode(proof, SCRAM_KEY_BYTES, proof_b64, sizeof(proof_b64));
+	proof_b64[n] = '\0';
+	snprintf(cfinal, sizeof(cfinal), "%s,p=%s", without_proof, proof_b64);
+	return scram_server_final(srv, cfinal, strlen(cfinal), sfinal, sizeof(sfinal), recovered, &err);
+}
+
+static void
+test_channel_binding(void)
+{
+	ScramServer srv;
+	TestKeys	k;
+	uint8		recovered[SCRAM_KEY_BYTES];
+	uint8		good[32];
+	uint8		bad[32];
+
+	memset(good, 0x5a, sizeof(good));
+	memset(bad, 0x5b, sizeof(bad));
+	CHECK(derive_keys("password", &k));
+
+	/* bound to pgbun's certificate hash: accepted, and the ClientKey comes out */
+	CHECK(server_with_binding(&srv, true));
+	memset(recovered, 0, sizeof(recovered));
+	CHECK(plus_exchange(&srv, &k, good, 32, recovered) == 1);
+	CHECK_BYTES(recovered, SCRAM_KEY_BYTES, k.client_key, SCRAM_KEY_BYTES);
+	/* another certificate's hash (a man in the middle), or a short one: refused */
+	CHECK(server_with_binding(&srv, true));
+	CHECK(plus_exchange(&srv, &k, bad, 32, recovered) == -1);
+	CHECK(server_with_binding(&srv, true));
+	CHECK(plus_exchange(&srv, &k, good, 31, recovered) == -1);
+}
+
+/* The gs2 channel-binding flag against what was offered and chosen. */
+static void
+test_channel_binding_flags(void)
+{
+	static const struct
+	{
+		bool		offered;
+		bool		plus;
+		const char *msg;
+		int			want;
+	}			cases[] = {
+		{false, false, "n,,n=,r=abc", 1},
+		{false, false, "y,,n=,r=abc", 1},	/* client could bind, we cannot: fine */
+		{true, false, "n,,n=,r=abc", 1},	/* client cannot bind: fine */
+		{true, false, "y,,n=,r=abc", -1},	/* we offered binding: a downgrade */
+		{true, true, "n,,n=,r=abc", -1},	/* PLUS chosen without binding */
+		{true, true, "y,,n=,r=abc", -1},
+		{true, false, "p=tls-server-end-point,,n=,r=abc", -1},	/* binding without PLUS */
+		{false, false, "p=tls-server-end-point,,n=,r=abc", -1},
+		{true, true, "p=tls-server-end-point,,n=,r=abc", 1},
+		{true, true, "p=tls-unique,,n=,r=abc", -1},
+		{true, true, "p=tls-server-end-pointX,,n=,r=abc", -1},
+		{true, true, "p=tls-server-end-point", -1},
+		{true, true, "p=tls-server-end-point,", -1},
+		{true, true, "p=,,n=,r=abc", -1},
+		{true, true, "p", -1},
+	};
+
+	for (int i = 0; i < (int) lengthof(cases); i++)
+	{
+		ScramServer srv;
+		char		out[SCRAM_MSG_MAX];
+		const char *err = NULL;
+		char	   *copy = heap_copy(cases[i].msg, strlen(cases[i].msg));
+		int			rc;
+
+		CHECK(server_with_binding(&srv, cases[i].plus));
+		srv.cbind_offered = cases[i].offered;
+		rc = scram_server_first(&srv, copy, strlen(cases[i].msg), out, sizeof(out), &err);
+		if (rc != cases[i].want)
+		{
+			unit_fail(__FILE__, __LINE__, "channel-binding flag");
+			printf("    case %d: %s -> %d\n", i, cases[i].msg, rc);
+		}
+		free(copy);
+	}
+}
+
 void
 scram_suite(void)
 {
@@ -1143,4 +1278,6 @@ scram_suite(void)
 	UNIT_RUN(test_fuzz_client_final);
 	UNIT_RUN(test_md5_hex);
 	UNIT_RUN(test_check_password);
+	UNIT_RUN(test_channel_binding);
+	UNIT_RUN(test_channel_binding_flags);
 }
