@@ -532,7 +532,7 @@ conns_srf(FunctionCallInfo fcinfo, ConnKind kind)
 		}
 		col++;
 		values[col++] = Int32GetDatum((int32) c.cancel_pid);
-		values[col++] = CStringGetTextDatum(c.tls ? "TLS" : "");
+		values[col++] = CStringGetTextDatum(c.tls);
 		values[col++] = CStringGetTextDatum(c.application_name);
 		values[col++] = Int32GetDatum(c.worker);
 		Assert(col == CONNS_COLS);

@@ -32,6 +32,7 @@
 #include "proto.h"
 #include "scram.h"
 #include "throttle.h"
+#include "tls.h"
 
 /* PostgreSQL's own limit on a startup packet. */
 #define STARTUP_PACKET_MAX 10000
@@ -57,6 +58,7 @@ typedef struct AuthState
 	uint8		client_key[SCRAM_KEY_BYTES];
 	bool		have_client_key;
 	TimestampTz fail_at;		/* failed: answer then (pgbun.auth_failure_delay), 0 if not */
+	bool		tls_direct;		/* TLS began without SSLRequest (PostgreSQL 17 sslnegotiation=direct) */
 } AuthState;
 
 static void client_login_input(Client *c);
@@ -183,7 +185,7 @@ client_close(Client *c, const char *sqlstate, const char *fmt,...)
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
 
-	if (sqlstate && (!c->link || !sbuf_has_pending_forward(&c->link->sb)))
+	if (sqlstate && sbuf_can_send(&c->sb) && (!c->link || !sbuf_has_pending_forward(&c->link->sb)))
 	{
 		char		msg[600];
 
@@ -426,7 +428,7 @@ hba_method(Client *c)
 	int			line;
 	char		host[64];
 	int32		port;
-	bool		tls = false;	/* pgbun offers no TLS yet: hostssl never matches */
+	bool		tls = c->sb.ssl != NULL;
 
 	memset(&conn, 0, sizeof(conn));
 	conn.unix_socket = c->unix_socket;
@@ -530,6 +532,8 @@ begin_auth(Client *c)
 	else if (a->role.verifier_type == VERIFIER_SCRAM || method == AUTH_TYPE_SCRAM)
 	{
 		static const char *const mechs[] = {"SCRAM-SHA-256", NULL};
+		static const char *const mechs_plus[] = {"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", NULL};
+		int			cbind_len;
 
 		/* SCRAM: real verifier, or a mock one so unknown roles look like known ones */
 		if (a->role.verifier_type == VERIFIER_SCRAM)
@@ -542,7 +546,14 @@ begin_auth(Client *c)
 			scram_mock_secret(a->user, nonce, nlen, &a->scram.secret);
 			a->scram.mock = true;
 		}
-		proto_put_auth_sasl(&pb, mechs);
+		/* over TLS, channel binding to pgbun's certificate (tls-server-end-point) */
+		cbind_len = tls_server_end_point(&c->sb, a->scram.cbind_data, sizeof(a->scram.cbind_data));
+		if (cbind_len > 0)
+		{
+			a->scram.cbind_len = cbind_len;
+			a->scram.cbind_offered = true;
+		}
+		proto_put_auth_sasl(&pb, a->scram.cbind_offered ? mechs_plus : mechs);
 		a->step = STEP_SASL_INITIAL;
 	}
 	else
@@ -554,6 +565,49 @@ begin_auth(Client *c)
 	}
 	sbuf_out_commit(&c->sb, &pb);
 	(void) client_flush(c);
+}
+
+/*
+ * Advance the client's TLS handshake. true once it is done (the startup
+ * packet comes next, through TLS); false while it waits for the socket or
+ * when the client was closed. A client that never finishes is closed by
+ * the janitor at client_login_timeout.
+ */
+static bool
+client_tls_handshake(Client *c)
+{
+	int			r = tls_handshake(&c->sb);
+
+	if (r == 0)
+		return false;
+	if (r < 0)
+	{
+		if (pgbun_log_disconnections)
+			ereport(LOG, (errmsg("pgbun: TLS handshake with a client failed: %s", c->sb.error)));
+		client_close(c, NULL, "TLS handshake failed");
+		return false;
+	}
+	if (c->auth->tls_direct && !tls_alpn_postgresql(&c->sb))
+	{
+		/* as PostgreSQL 17: direct TLS must say it is for postgresql */
+		client_close(c, "08P01", "direct TLS connection without ALPN protocol \"postgresql\"");
+		return false;
+	}
+	pgbun_conn_slot_set_tls(c->slot, tls_version(&c->sb));
+	return true;
+}
+
+/* Switch the client's socket to TLS (after 'S', or for direct TLS) and start the handshake. */
+static bool
+client_start_tls(Client *c, bool direct)
+{
+	if (!tls_accept_start(&c->sb))
+	{
+		client_close(c, NULL, "could not start TLS");
+		return false;
+	}
+	c->auth->tls_direct = direct;
+	return client_tls_handshake(c);
 }
 
 /*
@@ -579,6 +633,18 @@ read_startup_packet(Client *c)
 		}
 		if (pr == PROTO_OK && sbuf_unparsed(&c->sb) >= sh.len)
 			break;
+		if (sbuf_unparsed(&c->sb) == 0 && !c->sb.ssl && tls_client_offered(c->unix_socket))
+		{
+			uint8		b;
+
+			/*
+			 * PostgreSQL 17 direct TLS: a ClientHello (a TLS handshake
+			 * record, first byte 0x16) where a startup packet's length
+			 * belongs. Peek so that OpenSSL reads it from the socket.
+			 */
+			if (recv(c->sb.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1 && b == 0x16)
+				return client_start_tls(c, true);
+		}
 		switch (sbuf_fill(&c->sb))
 		{
 			case 0:
@@ -599,9 +665,36 @@ read_startup_packet(Client *c)
 	switch (sh.kind)
 	{
 		case STARTUP_SSL:
+			sbuf_consume(&c->sb, sh.len);
+			if (c->sb.ssl)
+			{
+				client_close(c, "08P01", "SSLRequest after TLS was already set up");
+				return false;
+			}
+			if (!tls_client_offered(c->unix_socket))
+				return send_single_byte(c, PROTO_SSL_NO);	/* plain text, or the client gives up */
+			if (sbuf_unparsed(&c->sb) > 0)
+			{
+				/* bytes sent before the answer cannot be part of the TLS session (CVE-2021-23214) */
+				client_close(c, "08P01", "received unencrypted data after SSL request");
+				return false;
+			}
+			if (!send_single_byte(c, PROTO_SSL_YES))
+				return false;
+			if (sbuf_out_pending(&c->sb))
+			{
+				client_close(c, NULL, "could not send the answer to SSLRequest");
+				return false;
+			}
+			return client_start_tls(c, false);
 		case STARTUP_GSSENC:
 			sbuf_consume(&c->sb, sh.len);
-			/* no encryption yet: the client continues in plain text or gives up */
+			if (c->sb.ssl)
+			{
+				client_close(c, "08P01", "GSSENCRequest after TLS was already set up");
+				return false;
+			}
+			/* no GSSAPI encryption: the client continues in plain text, asks for TLS, or gives up */
 			return send_single_byte(c, PROTO_SSL_NO);
 		case STARTUP_CANCEL:
 			{
@@ -627,6 +720,11 @@ read_startup_packet(Client *c)
 				const char *unsupported[16];
 				int			n_unsupported = 0;
 
+				if (!c->sb.ssl && tls_client_required(c->unix_socket))
+				{
+					client_close(c, "28000", "SSL required (pgbun.client_tls_sslmode)");
+					return false;
+				}
 				if (!parse_startup_params(c, p + 8, sh.len - 8, unsupported, &n_unsupported))
 					return false;
 				if (sh.minor > 0 || n_unsupported > 0)
@@ -715,7 +813,9 @@ handle_password_message(Client *c, const uint8 *body, uint32 len)
 				int32		dlen = (int32) proto_read_int32(&r);
 				const uint8 *data;
 
-				if (r.error || strcmp(mech, "SCRAM-SHA-256") != 0)
+				if (!r.error && a->scram.cbind_offered && strcmp(mech, "SCRAM-SHA-256-PLUS") == 0)
+					a->scram.plus = true;
+				else if (r.error || strcmp(mech, "SCRAM-SHA-256") != 0)
 				{
 					client_close(c, "08P01", "client selected an invalid SASL authentication mechanism");
 					return;
@@ -871,6 +971,8 @@ client_login_steps(Client *c)
 	}
 	while (!c->closed && c->state == CL_LOGIN)
 	{
+		if (c->sb.tls_state == SBUF_TLS_HANDSHAKE && !client_tls_handshake(c))
+			return;
 		if (c->auth->step == STEP_STARTUP)
 		{
 			bool		more = read_startup_packet(c);

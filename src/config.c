@@ -16,6 +16,7 @@
 #include "compat.h"
 #include "config.h"
 #include "params.h"
+#include "tls.h"
 
 char	   *pgbun_listen_addresses = NULL;
 int			pgbun_port = 6432;
@@ -47,6 +48,18 @@ char	   *pgbun_hba_file = NULL;
 int			pgbun_auth_failure_delay = 0;
 char	   *pgbun_ignore_startup_parameters = NULL;
 int			pgbun_max_prepared_statements = 200;
+int			pgbun_client_tls_sslmode = TLS_MODE_PREFER;
+char	   *pgbun_client_tls_cert_file = NULL;
+char	   *pgbun_client_tls_key_file = NULL;
+char	   *pgbun_client_tls_ca_file = NULL;
+char	   *pgbun_client_tls_protocols = NULL;
+char	   *pgbun_client_tls_ciphers = NULL;
+int			pgbun_server_tls_sslmode = TLS_MODE_PREFER;
+char	   *pgbun_server_tls_cert_file = NULL;
+char	   *pgbun_server_tls_key_file = NULL;
+char	   *pgbun_server_tls_ca_file = NULL;
+char	   *pgbun_server_tls_protocols = NULL;
+char	   *pgbun_server_tls_ciphers = NULL;
 
 /* Parsed pgbun.databases / pgbun.users (set by the assign hooks). */
 typedef struct PoolOverride
@@ -83,6 +96,17 @@ parse_pool_mode(const char *value)
 			return pool_mode_options[i].val;
 	return -1;
 }
+
+/* PgBouncer's sslmode names (tls.h TlsMode). */
+static const struct config_enum_entry tls_mode_options[] = {
+	{"disable", TLS_MODE_DISABLE, false},
+	{"allow", TLS_MODE_ALLOW, false},
+	{"prefer", TLS_MODE_PREFER, false},
+	{"require", TLS_MODE_REQUIRE, false},
+	{"verify-ca", TLS_MODE_VERIFY_CA, false},
+	{"verify-full", TLS_MODE_VERIFY_FULL, false},
+	{NULL, 0, false}
+};
 
 static const struct config_enum_entry auth_type_options[] = {
 	{"scram-sha-256", AUTH_TYPE_SCRAM, false},
@@ -217,6 +241,21 @@ fail:
 	pfree(copy);
 	pgbun_guc_free(list);
 	return NULL;
+}
+
+/* client_tls_protocols / server_tls_protocols: refused at reload when unknown. */
+static bool
+check_tls_protocols(char **newval, void **extra, GucSource source)
+{
+	int			lo;
+	int			hi;
+
+	if (!tls_parse_protocols(*newval, &lo, &hi))
+	{
+		GUC_check_errdetail("pgbun: expected \"secure\" (TLS 1.2 and 1.3), \"all\", \"legacy\" or a comma-separated list of tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3.");
+		return false;
+	}
+	return true;
 }
 
 static bool
@@ -421,6 +460,55 @@ pgbun_define_gucs(void)
 							"Named prepared statements kept per server connection in transaction/statement pooling (0: refuse named statements there).",
 							NULL, &pgbun_max_prepared_statements, 200, 0, 100000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("pgbun.client_tls_sslmode",
+							 "TLS for clients: disable, allow, prefer, require, verify-ca, verify-full (as PgBouncer).",
+							 "prefer offers TLS when a certificate is available (pgbun's own or the server's with ssl = on).",
+							 &pgbun_client_tls_sslmode, TLS_MODE_PREFER, tls_mode_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("pgbun.client_tls_cert_file",
+							   "Certificate pgbun shows clients (empty with an empty key file: the server's ssl_cert_file when ssl = on).",
+							   NULL, &pgbun_client_tls_cert_file, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("pgbun.client_tls_key_file",
+							   "Private key of pgbun.client_tls_cert_file.",
+							   NULL, &pgbun_client_tls_key_file, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("pgbun.client_tls_ca_file",
+							   "Root certificates that client certificates are checked against (verify-ca, verify-full).",
+							   NULL, &pgbun_client_tls_ca_file, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("pgbun.client_tls_protocols",
+							   "TLS versions allowed for clients: secure (TLS 1.2 and 1.3), all, or a list such as tlsv1.2,tlsv1.3.",
+							   NULL, &pgbun_client_tls_protocols, "secure",
+							   PGC_SIGHUP, 0, check_tls_protocols, NULL, NULL);
+	DefineCustomStringVariable("pgbun.client_tls_ciphers",
+							   "OpenSSL cipher list for clients up to TLS 1.2 (default: OpenSSL's).",
+							   NULL, &pgbun_client_tls_ciphers, "default",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("pgbun.server_tls_sslmode",
+							 "TLS for pgbun's TCP server connections: disable, allow, prefer, require, verify-ca, verify-full.",
+							 NULL, &pgbun_server_tls_sslmode, TLS_MODE_PREFER, tls_mode_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("pgbun.server_tls_ca_file",
+							   "Root certificates the server's certificate is checked against (verify-ca, verify-full; empty: the system's).",
+							   NULL, &pgbun_server_tls_ca_file, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("pgbun.server_tls_cert_file",
+							   "Client certificate pgbun shows servers (optional).",
+							   NULL, &pgbun_server_tls_cert_file, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("pgbun.server_tls_key_file",
+							   "Private key of pgbun.server_tls_cert_file.",
+							   NULL, &pgbun_server_tls_key_file, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("pgbun.server_tls_protocols",
+							   "TLS versions allowed for server connections (as client_tls_protocols).",
+							   NULL, &pgbun_server_tls_protocols, "secure",
+							   PGC_SIGHUP, 0, check_tls_protocols, NULL, NULL);
+	DefineCustomStringVariable("pgbun.server_tls_ciphers",
+							   "OpenSSL cipher list for server connections up to TLS 1.2 (default: OpenSSL's).",
+							   NULL, &pgbun_server_tls_ciphers, "default",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgbun.max_packet_size", "Largest protocol message pgbun accepts from a client.",
 							NULL, &pgbun_max_packet_size, INT_MAX, 1024, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_BYTE, NULL, NULL, NULL);

@@ -55,6 +55,18 @@ extern char *pgbun_hba_file;
 extern int	pgbun_auth_failure_delay;	/* ms */
 extern char *pgbun_ignore_startup_parameters;
 extern int	pgbun_max_prepared_statements;
+extern int	pgbun_client_tls_sslmode;	/* TlsMode (tls.h) */
+extern char *pgbun_client_tls_cert_file;
+extern char *pgbun_client_tls_key_file;
+extern char *pgbun_client_tls_ca_file;
+extern char *pgbun_client_tls_protocols;
+extern char *pgbun_client_tls_ciphers;
+extern int	pgbun_server_tls_sslmode;	/* TlsMode (tls.h) */
+extern char *pgbun_server_tls_cert_file;
+extern char *pgbun_server_tls_key_file;
+extern char *pgbun_server_tls_ca_file;
+extern char *pgbun_server_tls_protocols;
+extern char *pgbun_server_tls_ciphers;
 extern bool pgbun_log_connections;
 extern bool pgbun_log_disconnections;
 

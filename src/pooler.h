@@ -55,6 +55,14 @@ typedef struct Client
 	const char *stmt_error;		/* why a message could not be pooled (static text) */
 } Client;
 
+/* Where a server connection's TLS set-up stands (server_tls_sslmode prefer and up). */
+typedef enum ServerTlsStep
+{
+	SV_TLS_NONE = 0,			/* no TLS wanted, or set up already */
+	SV_TLS_ANSWER,				/* SSLRequest sent, waiting for 'S' or 'N' */
+	SV_TLS_HANDSHAKE,			/* 'S' came: TLS handshake running */
+} ServerTlsStep;
+
 typedef struct Server
 {
 	IoObj		io;				/* IO_SERVER; first member */
@@ -63,6 +71,7 @@ typedef struct Server
 	ServerState state;
 	bool		closed;
 	bool		connecting;		/* non-blocking connect() in progress */
+	uint8		tls_step;		/* ServerTlsStep: SSLRequest answer / handshake before the startup packet */
 	struct Pool *pool;
 	Client	   *link;
 	int			slot;

@@ -589,6 +589,17 @@ proto_put_startup(ProtoBuf *b, const char *const *names, const char *const *valu
 	return proto_w_end(&w);
 }
 
+/* SSLRequest: an untyped 8-byte packet asking the server for TLS. */
+bool
+proto_put_ssl_request(ProtoBuf *b)
+{
+	ProtoWriter w;
+
+	proto_w_begin(&w, b, 0);
+	proto_w_int32(&w, PROTO_CODE_SSL);
+	return proto_w_end(&w);
+}
+
 bool
 proto_put_query(ProtoBuf *b, const char *sql)
 {

@@ -159,6 +159,7 @@ extern bool proto_put_negotiate_version(ProtoBuf *b, uint16_t newest_minor,
 										const char *const *unsupported, int n_unsupported);
 /* Frontend messages pgbun sends to servers. */
 extern bool proto_put_startup(ProtoBuf *b, const char *const *names, const char *const *values, int n);
+extern bool proto_put_ssl_request(ProtoBuf *b);
 extern bool proto_put_query(ProtoBuf *b, const char *sql);
 extern bool proto_put_terminate(ProtoBuf *b);
 extern bool proto_put_cancel(ProtoBuf *b, uint32_t pid, uint32_t key);
@@ -169,5 +170,6 @@ extern bool proto_put_sasl_response(ProtoBuf *b, const uint8_t *data, size_t len
 
 /* Single-byte answers to SSLRequest / GSSENCRequest. */
 #define PROTO_SSL_NO 'N'
+#define PROTO_SSL_YES 'S'
 
 #endif							/* PGBUN_PROTO_H */

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "sbuf.h"
+#include "tls.h"
 
 /* Keep a few free buffers around; beyond that give memory back. */
 #define SBUF_POOL_KEEP 64
@@ -86,6 +87,8 @@ release_in_if_empty(SBuf *s)
 void
 sbuf_close(SBuf *s)
 {
+	if (s->ssl)
+		tls_close(s);
 	if (s->fd >= 0)
 		close(s->fd);
 	s->fd = -1;
@@ -148,16 +151,19 @@ sbuf_fill(SBuf *s)
 	if (!make_room(s))
 		return s->in ? -3 : -2;
 	want = SBUF_SIZE - s->in_end;
-	n = read(s->fd, s->in + s->in_end, want);
+	n = s->ssl ? tls_read(s, s->in + s->in_end, want) : read(s->fd, s->in + s->in_end, want);
 	if (n > 0)
 	{
 		/*
 		 * Stream socket: fewer bytes than asked for means the receive queue
 		 * is empty now, so the read that would only say EAGAIN is skipped
 		 * (a quarter of the worker's syscalls in pgbench -S). Edge-triggered
-		 * epoll reports anything that arrives later.
+		 * epoll reports anything that arrives later. Not so over TLS: a
+		 * short read ends a record, and more records may wait in OpenSSL's
+		 * buffer or the kernel, for which no new edge comes; TLS reads go on
+		 * until SSL_read wants more.
 		 */
-		s->drained = ((size_t) n < want) && !s->hup_seen;
+		s->drained = ((size_t) n < want) && !s->hup_seen && !s->ssl;
 		s->in_end += n;
 		return (int) n;
 	}
@@ -214,22 +220,35 @@ sbuf_queue(SBuf *s, const void *data, uint32 len)
 	return true;
 }
 
-/* Write n bytes until done or the socket is full: bytes written, or -1 on error. */
+/*
+ * Write n bytes until done or the socket is full: bytes written, or -1 on
+ * error. from says which buffer the bytes are in: an SSL_write that could
+ * not finish must be repeated with the same bytes, so the other buffer
+ * waits until it has (tls_wpend).
+ */
 static ssize_t
-write_some(int fd, const uint8 *data, size_t n)
+write_some(SBuf *s, const uint8 *data, size_t n, SBufWPend from)
 {
 	size_t		done = 0;
 
 	while (done < n)
 	{
-		ssize_t		w = send(fd, data + done, n - done, MSG_NOSIGNAL);
+		ssize_t		w = s->ssl ? tls_write(s, data + done, n - done) :
+			send(s->fd, data + done, n - done, MSG_NOSIGNAL);
 
 		if (w > 0)
+		{
 			done += w;
+			s->tls_wpend = SBUF_WPEND_NONE;
+		}
 		else if (w < 0 && errno == EINTR)
 			continue;
 		else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		{
+			if (s->ssl)
+				s->tls_wpend = (uint8) from;
 			break;
+		}
 		else
 			return -1;
 	}
@@ -243,7 +262,11 @@ sbuf_flush_out(SBuf *s)
 
 	if (!s->out)
 		return 1;
-	w = write_some(s->fd, s->out + s->out_pos, s->out_end - s->out_pos);
+	if (s->ssl && s->tls_state != SBUF_TLS_READY)
+		return -1;				/* nothing but the handshake may be written */
+	if (s->tls_wpend == SBUF_WPEND_FORWARD)
+		return 0;				/* forwarded bytes are half-way through SSL_write */
+	w = write_some(s, s->out + s->out_pos, s->out_end - s->out_pos, SBUF_WPEND_OUT);
 	if (w < 0)
 		return -1;
 	s->out_pos += w;
@@ -277,7 +300,7 @@ sbuf_pump(SBuf *src, SBuf *dst, uint32 max_packet, SBufHandler handler, void *ow
 	for (;;)
 	{
 		/* 1. Flush: pooler-made bytes to dst first, then committed forward bytes. */
-		if (dst && sbuf_out_pending(dst))
+		if (dst && sbuf_out_pending(dst) && dst->tls_wpend != SBUF_WPEND_FORWARD)
 		{
 			int			r = sbuf_flush_out(dst);
 
@@ -296,7 +319,8 @@ sbuf_pump(SBuf *src, SBuf *dst, uint32 max_packet, SBufHandler handler, void *ow
 				src->error = "message arrived with no peer to forward it to";
 				return PUMP_SRC_ERROR;
 			}
-			w = write_some(dst->fd, src->in + src->send_pos, src->send_end - src->send_pos);
+			w = write_some(dst, src->in + src->send_pos, src->send_end - src->send_pos,
+						   SBUF_WPEND_FORWARD);
 
 			if (w < 0)
 				return PUMP_DST_ERROR;

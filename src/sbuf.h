@@ -19,6 +19,25 @@
 
 #define SBUF_SIZE (16 * 1024)
 
+struct ssl_st;
+
+/* Where a connection's TLS stands (tls.c moves it). */
+typedef enum SBufTls
+{
+	SBUF_TLS_NONE = 0,			/* plain socket */
+	SBUF_TLS_HANDSHAKE,			/* ssl set, handshake running */
+	SBUF_TLS_READY,				/* application data flows through ssl */
+	SBUF_TLS_FAILED,			/* a fatal TLS error: no more I/O, no close_notify */
+} SBufTls;
+
+/* Which buffer an unfinished SSL_write was given (it must be retried with the same bytes). */
+typedef enum SBufWPend
+{
+	SBUF_WPEND_NONE = 0,
+	SBUF_WPEND_OUT,				/* the pooler-made out buffer */
+	SBUF_WPEND_FORWARD,			/* the peer's forwarded bytes */
+} SBufWPend;
+
 typedef struct SBuf
 {
 	int			fd;
@@ -39,6 +58,9 @@ typedef struct SBuf
 	uint32		out_pos;
 	uint32		out_end;
 	const char *error;			/* why the last pump failed (static text) */
+	struct ssl_st *ssl;			/* TLS session, or NULL for a plain socket */
+	uint8		tls_state;		/* SBufTls */
+	uint8		tls_wpend;		/* SBufWPend */
 } SBuf;
 
 typedef enum PktAction
@@ -127,6 +149,12 @@ static inline bool
 sbuf_out_pending(const SBuf *s)
 {
 	return s->out != NULL && s->out_pos < s->out_end;
+}
+/* Can pooler-made bytes be sent now (plain, or TLS past its handshake)? */
+static inline bool
+sbuf_can_send(const SBuf *s)
+{
+	return s->fd >= 0 && (s->ssl == NULL || s->tls_state == SBUF_TLS_READY);
 }
 
 /* Buffer pool accounting (for logs). */

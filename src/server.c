@@ -20,6 +20,7 @@
 #include "scram.h"
 #include "auth.h"
 #include "cancel.h"
+#include "tls.h"
 
 #define SET_SQL_MAX 4096
 
@@ -135,6 +136,22 @@ server_queue_query(Server *s, const char *sql)
 	return true;
 }
 
+/* Queue the startup packet that logs in as the pool's role. */
+static bool
+server_queue_startup(Server *s)
+{
+	const char *names[2] = {"user", "database"};
+	const char *values[2];
+	ProtoBuf	pb;
+
+	values[0] = s->pool->user;
+	values[1] = s->pool->database;
+	if (!sbuf_out_begin(&s->sb, &pb) || !proto_put_startup(&pb, names, values, 2))
+		return false;
+	sbuf_out_commit(&s->sb, &pb);
+	return true;
+}
+
 /* Open a new connection for the pool (counted already by the caller). */
 Server *
 server_launch(Pool *pool)
@@ -142,9 +159,8 @@ server_launch(Pool *pool)
 	Server	   *s;
 	int			fd;
 	int			rc;
-	const char *names[2] = {"user", "database"};
-	const char *values[2];
 	ProtoBuf	pb;
+	bool		queued;
 
 	s = calloc(1, sizeof(Server));
 	fd = s ? socket(W->server_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) : -1;
@@ -204,20 +220,118 @@ server_launch(Pool *pool)
 		return NULL;
 	}
 
-	values[0] = pool->user;
-	values[1] = pool->database;
-	if (!sbuf_out_begin(&s->sb, &pb) || !proto_put_startup(&pb, names, values, 2))
+	/* TLS first (server_tls_sslmode prefer and up, TCP only): SSLRequest instead of the startup packet */
+	if (tls_server_wanted(W->server_addr.ss_family))
+	{
+		queued = sbuf_out_begin(&s->sb, &pb) && proto_put_ssl_request(&pb);
+		if (queued)
+			sbuf_out_commit(&s->sb, &pb);
+		s->tls_step = SV_TLS_ANSWER;
+	}
+	else
+		queued = server_queue_startup(s);
+	if (!queued)
 	{
 		server_close(s, "out of memory");
 		return NULL;
 	}
-	sbuf_out_commit(&s->sb, &pb);
 	if (!s->connecting)
 		(void) sbuf_flush_out(&s->sb);
 	return s;
 }
 
 /* ---- login ---- */
+
+/* The TLS set-up with the server failed: log it, count a failed login, close. */
+static void
+server_tls_failed(Server *s, const char *reason)
+{
+	ereport(LOG, (errmsg("pgbun: TLS with server %s failed: %s", W->server_addr_text, reason)));
+	s->pool->last_login_failure = W->now;
+	pool_server_login_failed(s->pool, NULL, 0);
+	server_close(s, reason);
+}
+
+/*
+ * Before the startup packet: read the answer to SSLRequest, then run the
+ * handshake. true once the startup packet is on its way (TLS or, for
+ * prefer with a server that said 'N', plain); false while waiting or when
+ * the connection was closed.
+ */
+static bool
+server_tls_progress(Server *s)
+{
+	if (s->tls_step == SV_TLS_ANSWER)
+	{
+		int			r;
+		uint8		answer;
+
+		if (sbuf_out_pending(&s->sb))
+			return false;		/* the SSLRequest is not out yet */
+		r = sbuf_fill(&s->sb);
+		if (r == 0)
+			return false;
+		if (r < 0)
+		{
+			server_tls_failed(s, "server closed the connection after SSLRequest");
+			return false;
+		}
+		answer = s->sb.in[s->sb.parse_pos];
+		if (sbuf_unparsed(&s->sb) != 1)
+		{
+			/* nothing may follow the answer before the handshake (CVE-2021-23222) */
+			server_tls_failed(s, answer == 'E' ? "server refused SSLRequest" :
+							  "server sent unencrypted data after its answer to SSLRequest");
+			return false;
+		}
+		sbuf_consume(&s->sb, 1);
+		if (answer == 'S')
+		{
+			if (!tls_connect_start(&s->sb, W->server_addr_text))
+			{
+				server_tls_failed(s, "could not start TLS");
+				return false;
+			}
+			s->tls_step = SV_TLS_HANDSHAKE;
+		}
+		else if (answer == 'N' && !tls_server_required())
+		{
+			s->tls_step = SV_TLS_NONE;
+			if (!server_queue_startup(s) || sbuf_flush_out(&s->sb) < 0)
+			{
+				server_close(s, "could not send the startup packet");
+				return false;
+			}
+			return true;
+		}
+		else
+		{
+			server_tls_failed(s, answer == 'N' ? "server does not support SSL, but pgbun.server_tls_sslmode requires it" :
+							  "invalid answer to SSLRequest");
+			return false;
+		}
+	}
+	if (s->tls_step == SV_TLS_HANDSHAKE)
+	{
+		int			r = tls_handshake(&s->sb);
+
+		if (r == 0)
+			return false;
+		if (r < 0)
+		{
+			server_tls_failed(s, s->sb.error);
+			return false;
+		}
+		s->tls_step = SV_TLS_NONE;
+		pgbun_conn_slot_set_tls(s->slot, tls_version(&s->sb));
+		if (!server_queue_startup(s) || sbuf_flush_out(&s->sb) < 0)
+		{
+			server_close(s, "could not send the startup packet");
+			return false;
+		}
+	}
+	return true;
+}
 
 /* The server refused pgbun's login: tell the pool (and the log, with a hint). */
 static void
@@ -651,7 +765,7 @@ server_return_to_pool(Server *s)
 	{
 		c->link = NULL;
 		client_publish(c);
-		if (!c->closed && c->sb.in && !c->in_busy)
+		if (!c->closed && (c->sb.in || tls_pending(&c->sb)) && !c->in_busy)
 		{
 			c->in_busy = true;
 			dlist_push_tail(&W->busy_clients, &c->busy_node);
@@ -930,6 +1044,8 @@ server_on_event(Server *s, uint32 events)
 			return;
 		}
 	}
+	if (s->tls_step != SV_TLS_NONE && !server_tls_progress(s))
+		return;
 	if (s->state == SV_LOGIN)
 	{
 		uint64		rd = 0;

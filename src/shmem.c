@@ -373,6 +373,19 @@ pgbun_conn_slots_release_worker(int worker)
  * not, since this is called from their event loop, which must not throw.
  */
 void
+pgbun_conn_slot_set_tls(int idx, const char *version)
+{
+	PgbunConnSlot *s;
+
+	if (idx < 0)
+		return;
+	s = pgbun_conn_slot(idx);
+	PGBUN_SLOT_WRITE_BEGIN(s);
+	strlcpy(s->tls, version, sizeof(s->tls));
+	PGBUN_SLOT_WRITE_END(s);
+}
+
+void
 pgbun_conn_slot_read(int idx, PgbunConnSlot *copy)
 {
 	volatile PgbunConnSlot *s = &conns[idx];

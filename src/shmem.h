@@ -98,7 +98,6 @@ typedef struct PgbunConnSlot
 	volatile uint32 changecount;
 	uint8		kind;			/* ConnKind */
 	uint8		state;			/* ClientState or ServerState */
-	bool		tls;
 	int16		worker;			/* owning worker number */
 	int32		pool;			/* pool slot index, -1 before login */
 	int32		peer;			/* linked connection's slot index, -1 if none */
@@ -111,6 +110,7 @@ typedef struct PgbunConnSlot
 	char		local_addr[PGBUN_ADDR_LEN];
 	int32		local_port;
 	char		application_name[NAMEDATALEN];
+	char		tls[16];		/* TLS protocol version ("TLSv1.3"), "" for plain */
 	/* client: key given out by pgbun; server: the backend's real pid and key */
 	uint32		cancel_pid;
 	uint32		cancel_key;
@@ -165,6 +165,8 @@ extern void pgbun_conn_slots_release_worker(int worker);
 /* Begin/end a write to a slot the caller owns. */
 #define PGBUN_SLOT_WRITE_BEGIN(s) do { (s)->changecount++; pg_write_barrier(); } while (0)
 #define PGBUN_SLOT_WRITE_END(s)   do { pg_write_barrier(); (s)->changecount++; } while (0)
+/* Publish a connection's TLS protocol version ("" for none) to its slot (owner only; idx may be -1). */
+extern void pgbun_conn_slot_set_tls(int idx, const char *version);
 /* Copy a slot consistently (readers). */
 extern void pgbun_conn_slot_read(int idx, PgbunConnSlot *copy);
 

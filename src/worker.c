@@ -36,6 +36,7 @@
 #include "hba.h"
 #include "listener.h"
 #include "pooler.h"
+#include "tls.h"
 #include "worker.h"
 
 #define JANITOR_INTERVAL_MS 250
@@ -316,6 +317,7 @@ apply_reload(void)
 		(void) hba_reload();	/* a bad file keeps the rules in force */
 	listeners_reconfigure();
 	resolve_server_target();
+	tls_reload();				/* new connections use the new certificates; open ones keep theirs */
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(scratch_context);
 
@@ -381,6 +383,8 @@ pgbun_worker_main(Datum main_arg)
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, handle_sigterm);
+	/* OpenSSL writes with write(), not send(MSG_NOSIGNAL): a vanished peer must not kill us */
+	pqsignal(SIGPIPE, SIG_IGN);
 	BackgroundWorkerUnblockSignals();
 	/* shared catalogs only: enough for pg_authid and pg_database, pins no database */
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
@@ -393,6 +397,7 @@ pgbun_worker_main(Datum main_arg)
 	raise_fd_limit();
 	reclaim_predecessor_slots();
 	resolve_server_target();
+	tls_reload();
 	if (pgbun_auth_type == AUTH_TYPE_HBA)
 		(void) hba_reload();
 

@@ -1,0 +1,359 @@
+# 150_tls: TLS between clients and pgbun, and between pgbun and the server.
+#
+# Certificates are made here with the openssl command: a CA, a server
+# certificate for localhost / 127.0.0.1 (used by the server, and by pgbun
+# through zero-config), a second one for the reload test, and a client
+# certificate. Cases:
+#  - zero-config: ssl = on in the server, no pgbun TLS settings: sslmode=require,
+#    verify-full and channel_binding=require through pgbun; pgbun.clients.tls
+#  - client_tls_sslmode = require refuses a plain client with 28000
+#  - a reload to another certificate is used by new connections
+#  - bad input from raw sockets (garbage ClientHello, a client vanishing
+#    mid-handshake or stalling it, data after SSLRequest, a second SSLRequest),
+#    each closed cleanly, with the worker alive and a bystander unaffected
+#  - PostgreSQL 17 direct TLS (ALPN "postgresql")
+#  - pgbench -S over TLS with 20 clients
+#  - server-side TLS over TCP with server_tls_sslmode = verify-full: visible in
+#    pgbun.servers and pg_stat_ssl
+
+use strict;
+use warnings FATAL => 'all';
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+use Time::HiRes qw(time);
+use FindBin;
+use lib $FindBin::RealBin;
+use PgbunTest;
+
+my $dir = PostgreSQL::Test::Utils::tempdir();
+
+sub openssl
+{
+	my @args = @_;
+	my ($out, $err) = ('', '');
+	my $ok = IPC::Run::run([ 'openssl', @args ], '<', \'', '>', \$out, '2>', \$err);
+	die "openssl @args failed: $err" unless $ok;
+	return $out;
+}
+
+# A key and a certificate signed by the test CA, with the given SAN.
+sub make_cert
+{
+	my ($name, $cn, $san) = @_;
+	openssl('req', '-new', '-nodes', '-newkey', 'rsa:2048', '-keyout', "$dir/$name.key",
+		'-out', "$dir/$name.csr", '-subj', "/CN=$cn");
+	my $ext = "$dir/$name.ext";
+	open my $fh, '>', $ext or die;
+	print $fh "subjectAltName = $san\n" if $san;
+	print $fh "basicConstraints = CA:FALSE\n";
+	close $fh;
+	openssl('x509', '-req', '-in', "$dir/$name.csr", '-CA', "$dir/ca.crt", '-CAkey',
+		"$dir/ca.key", '-CAcreateserial', '-days', '30', '-sha256', '-extfile', $ext,
+		'-out', "$dir/$name.crt");
+	chmod 0600, "$dir/$name.key";
+	return;
+}
+
+openssl('req', '-x509', '-new', '-nodes', '-newkey', 'rsa:2048', '-keyout', "$dir/ca.key",
+	'-out', "$dir/ca.crt", '-days', '30', '-subj', '/CN=pgbun test CA');
+make_cert('server', 'localhost', 'DNS:localhost,IP:127.0.0.1');
+make_cert('server2', 'pgbun-reloaded', 'DNS:localhost,IP:127.0.0.1');
+make_cert('client', 'alice', '');
+
+# Zero-config: the server has ssl = on with its own certificate, pgbun has no TLS settings.
+my $node = pgbun_node(
+	name => 'tls',
+	conf => {
+		'ssl' => 'on',
+		'ssl_cert_file' => "$dir/server.crt",
+		'ssl_key_file' => "$dir/server.key",
+		'ssl_ca_file' => "$dir/ca.crt",
+		'listen_addresses' => '127.0.0.1',
+		'pgbun.client_login_timeout' => '10min',
+	},
+	hba_extra => ['hostssl all all 127.0.0.1/32 scram-sha-256']);
+my $port = pgbun_port($node);
+$node->safe_psql(
+	'postgres', q{
+CREATE ROLE alice LOGIN PASSWORD 'alice-pw';
+CREATE ROLE bob LOGIN PASSWORD 'bob-pw';
+CREATE ROLE bystander LOGIN PASSWORD 'bystander-pw';
+GRANT pg_monitor TO alice, bob;
+});
+my %alice = (user => 'alice', password => 'alice-pw');
+my $identity = server_identity($node);
+
+my $my_tls = q{SELECT tls FROM pgbun.clients WHERE application_name = 'tls-probe'};
+
+my ($rc, $out, $err) = pgbun_psql($node, $my_tls, %alice, sslmode => 'require',
+	application_name => 'tls-probe');
+is($rc, 0, 'zero-config: sslmode=require through pgbun') or diag($err);
+like($out, qr/^TLSv1\.[23]$/, "pgbun.clients shows the TLS version ($out)");
+
+($rc, $out, $err) = pgbun_psql($node, 'SELECT 1', %alice,
+	host => 'localhost',
+	dbname => "dbname=postgres sslmode=verify-full sslrootcert=$dir/ca.crt");
+is($rc, 0, "sslmode=verify-full (host localhost) against pgbun's certificate") or diag($err);
+($rc, $out, $err) = pgbun_psql($node, 'SELECT 1', %alice,
+	dbname => "dbname=postgres sslmode=verify-full sslrootcert=$dir/ca.crt");
+is($rc, 0, 'sslmode=verify-full (host 127.0.0.1)') or diag($err);
+
+($rc, $out, $err) = pgbun_psql($node, 'SELECT 1', %alice,
+	dbname => "dbname=postgres sslmode=require channel_binding=require");
+is($rc, 0, 'channel_binding=require (SCRAM-SHA-256-PLUS, tls-server-end-point)') or diag($err);
+is($out, '1', 'channel-bound session answers');
+
+($rc, $out, $err) = pgbun_psql($node, 'SELECT 1', %alice, sslmode => 'disable',
+	dbname => 'dbname=postgres channel_binding=require');
+isnt($rc, 0, 'channel_binding=require without TLS fails (no PLUS offered)');
+
+($rc, $out, $err) = pgbun_psql($node, $my_tls, %alice, sslmode => 'disable',
+	application_name => 'tls-probe');
+is($rc, 0, 'client_tls_sslmode prefer (default): a plain client still gets in') or diag($err);
+is($out, '', 'its tls column is empty');
+
+# SCRAM-SHA-256-PLUS is offered on TLS; a raw plain login sees only SCRAM-SHA-256.
+{
+	my $raw = raw_connect($node);
+	my $res = $raw->login(%alice);
+	ok($res->{ok}, 'raw plain login works');
+	is_deeply($res->{mechanisms}, ['SCRAM-SHA-256'], 'plain connection: no PLUS mechanism');
+	$raw->terminate;
+}
+
+# ---- bad input; a bystander logged in over TLS stays well ----
+my $bystander = pgbun_session($node, user => 'bystander', password => 'bystander-pw',
+	sslmode => 'require');
+ok($bystander->connected, 'TLS bystander connects') or diag($bystander->connect_error);
+my $bystander_pid = $bystander->query('SELECT pg_backend_pid()');
+$bystander->query('BEGIN');
+$bystander->query('CREATE TEMP TABLE seen (i int)');
+my $rounds = 0;
+
+sub all_well
+{
+	my ($label) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	check_server_same($node, $identity, $label);
+	$rounds++;
+	my ($o, $e) = $bystander->query(
+		"INSERT INTO seen VALUES ($rounds); SELECT count(*) || ':' || pg_backend_pid() FROM seen");
+	is($o, "$rounds:$bystander_pid", "$label: the TLS bystander goes on") or diag("stderr: $e");
+	return;
+}
+
+# SSLRequest, then expect 'S'.
+sub ssl_started
+{
+	my ($label) = @_;
+	my $raw = raw_connect($node);
+	$raw->send_bytes(PgbunTest::Raw::ssl_request());
+	my $b = $raw->read_bytes(1, hang_guard());
+	is($b, 'S', "$label: SSLRequest answered 'S'");
+	return $raw;
+}
+
+sub closed_ok
+{
+	my ($raw, $label) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my $r = $raw->read_to_eof(hang_guard());
+	ok($r->{eof} || $r->{bad_length}, "$label: connection closed") or diag(explain($r));
+	$raw->close;
+	return;
+}
+
+{
+	my $raw = ssl_started('garbage ClientHello');
+	$raw->send_bytes("\x16\x03\x01\x00\x20" . ("\xAB" x 32));
+	closed_ok($raw, 'garbage ClientHello after SSLRequest');
+	all_well('garbage ClientHello');
+}
+{
+	my $raw = ssl_started('not TLS at all');
+	$raw->send_bytes(PgbunTest::Raw::startup_packet([ user => 'alice' ]));
+	closed_ok($raw, 'a plain startup packet where the ClientHello belongs');
+	all_well('plain after S');
+}
+{
+	# a real ClientHello's first bytes, then the client vanishes
+	my $raw = ssl_started('mid-handshake close');
+	$raw->send_bytes("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" . ("\x11" x 20));
+	$raw->close;
+	all_well('client closed mid-handshake');
+}
+{
+	my $raw = raw_connect($node);
+	$raw->send_bytes(PgbunTest::Raw::ssl_request() . PgbunTest::Raw::startup_packet([ user => 'alice' ]));
+	my $r = $raw->read_to_eof(hang_guard());
+	ok($r->{eof}, 'data after SSLRequest: closed');
+	my ($e) = @{ $r->{errors} };
+	is($e && $e->{C}, '08P01', 'data after SSLRequest: 08P01');
+	like($e ? $e->{M} : '', qr/^pgbun: .*unencrypted data after SSL request/, 'data after SSLRequest: message');
+	all_well('data after SSLRequest');
+}
+{
+	my $raw = raw_connect($node);
+	my $res = $raw->login(%alice, stop_at_auth => 10);
+	ok($res->{stopped}, 'login reached AuthenticationSASL');
+	$raw->send_bytes(PgbunTest::Raw::ssl_request());
+	my $r = $raw->read_to_eof(hang_guard());
+	ok($r->{eof}, 'SSLRequest after the startup packet: closed');
+	is($r->{errors}[0]{C}, '08P01', 'SSLRequest after the startup packet: 08P01');
+	all_well('SSLRequest after startup');
+}
+{
+	# direct TLS (PostgreSQL 17) with garbage: closed, no answer in plain text needed
+	my $raw = raw_connect($node);
+	$raw->send_bytes("\x16\x03\x01\x00\x10" . ("\x00" x 16));
+	closed_ok($raw, 'garbage direct-TLS ClientHello');
+	all_well('garbage direct TLS');
+}
+
+# openssl s_client: $args, stdin bytes; returns stdout . stderr.
+sub s_client
+{
+	my ($stdin, @args) = @_;
+	my ($o, $e) = ('', '');
+	my $h = IPC::Run::start([ 'openssl', 's_client', '-connect', "127.0.0.1:$port", @args ],
+		'<', \$stdin, '>', \$o, '2>', \$e, IPC::Run::timeout(hang_guard()));
+	eval { $h->finish; 1 } or eval { $h->kill_kill; };
+	return $o . $e;
+}
+
+{
+	# TLS set up, then a second SSLRequest inside it
+	my $o = s_client(PgbunTest::Raw::ssl_request(), '-starttls', 'postgres', '-ign_eof');
+	like($o, qr/SSLRequest after TLS was already set up/, 'second SSLRequest inside TLS: pgbun error');
+	all_well('second SSLRequest');
+}
+{
+	my $o = s_client(PgbunTest::Raw::startup_packet([ user => 'alice', database => 'postgres' ])
+		  . PgbunTest::Raw::message('X'),
+		'-alpn', 'postgresql', '-ign_eof');
+	like($o, qr/ALPN protocol: postgresql/, 'direct TLS: ALPN postgresql negotiated');
+	like($o, qr/R\0\0\0.\0\0\0\x0aSCRAM-SHA-256-PLUS/s, 'direct TLS: the startup packet is answered with SASL (PLUS offered)');
+	$o = s_client('', '-ign_eof');
+	like($o, qr/without ALPN protocol/, 'direct TLS without ALPN: refused');
+	all_well('direct TLS');
+}
+
+# A handshake that stalls is closed at client_login_timeout; others go on meanwhile.
+reload_sync($node, \%alice, 'pgbun.client_login_timeout' => '2s');
+{
+	my $raw = ssl_started('stalled handshake');
+	my $t0 = time;
+	my $r = $raw->read_to_eof(hang_guard());
+	ok($r->{eof}, 'stalled handshake: closed by client_login_timeout');
+	cmp_ok(time - $t0, '<', 20, 'stalled handshake closed in about client_login_timeout');
+	$raw->close;
+	all_well('stalled handshake');
+}
+reload_sync($node, \%alice, 'pgbun.client_login_timeout' => '10min');
+
+# ---- pgbench -S over TLS, 20 clients, in session and in transaction mode ----
+$node->command_ok([ 'pgbench', '-i', '-s', '1', '-h', $node->host, '-p', $node->port, 'postgres' ],
+	'pgbench -i');
+$node->safe_psql('postgres', q{
+CREATE ROLE carol LOGIN PASSWORD 'carol-pw';
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO alice, carol;
+});
+reload_sync($node, \%alice, 'pgbun.users' => 'carol = pool_mode=transaction');
+foreach my $who ([ 'alice', 'alice-pw', 'session' ], [ 'carol', 'carol-pw', 'transaction' ])
+{
+	my ($user, $pw, $mode) = @$who;
+	my %env = (%ENV, PGPASSWORD => $pw, PGSSLMODE => 'require');
+	delete $env{PGPASSFILE};
+	my ($o, $e) = ('', '');
+	my $ok;
+	{
+		local %ENV = %env;
+		$ok = IPC::Run::run(
+			[ 'pgbench', '-n', '-S', '-c', '20', '-j', '2', '-t', '50', '-h', '127.0.0.1',
+				'-p', $port, '-U', $user, 'postgres' ],
+			'>', \$o, '2>', \$e, IPC::Run::timeout(180));
+	}
+	ok($ok, "pgbench -S -c 20 through TLS, $mode mode") or diag("$o\n$e");
+	like($o, qr/number of transactions actually processed: 1000\/1000/, "$mode: all 1000 transactions done");
+	unlike($o . $e, qr/error|failed transactions: [1-9]/i, "$mode: no errors");
+}
+
+# ---- big messages both ways over TLS (partial SSL writes, records split over reads) ----
+{
+	my $big = 'y' x 3_000_000;
+	($rc, $out, $err) = pgbun_psql($node,
+		"SELECT length('$big'), md5('$big');\n"
+		  . "SELECT count(*), sum(length(t)) FROM (SELECT repeat(g::text, 300) t FROM generate_series(1, 20000) g) s;\n"
+		  . "SELECT g, repeat('z', 500) FROM generate_series(1, 20000) g;",
+		%alice, sslmode => 'require', timeout => 180);
+	is($rc, 0, '3 MB query text in, 10 MB of rows out, over TLS') or diag($err);
+	my @lines = split /\n/, $out;
+	require Digest::MD5;
+	is($lines[0], '3000000|' . Digest::MD5::md5_hex($big), 'the 3 MB query text arrived intact');
+	is(scalar(@lines), 2 + 20000, 'all 20000 rows arrived');
+	is($lines[-1], '20000|' . ('z' x 500), 'the last row is intact');
+	all_well('big messages');
+}
+
+# ---- client_tls_sslmode = require ----
+reload_sync($node, \%alice, 'pgbun.client_tls_sslmode' => 'require');
+{
+	my $raw = raw_connect($node);
+	my $res = $raw->login(%alice);
+	ok(!$res->{ok}, 'require: plain client refused');
+	is($res->{error}{C}, '28000', 'require: SQLSTATE 28000');
+	like($res->{error}{M} // '', qr/^pgbun: SSL required/, 'require: pgbun message');
+	($rc, $out, $err) = pgbun_psql($node, 'SELECT 1', %alice, sslmode => 'require');
+	is($rc, 0, 'require: a TLS client gets in') or diag($err);
+	all_well('require');
+}
+
+# ---- reload to a new certificate: new connections get it ----
+{
+	my $o = s_client('', '-starttls', 'postgres');
+	like($o, qr/subject=CN\s*=\s*localhost/, 'before: the server certificate');
+	reload_sync($node, \%alice,
+		'pgbun.client_tls_cert_file' => "$dir/server2.crt",
+		'pgbun.client_tls_key_file' => "$dir/server2.key");
+	$o = s_client('', '-starttls', 'postgres');
+	like($o, qr/subject=CN\s*=\s*pgbun-reloaded/, 'after reload: the new certificate');
+	($rc, $out, $err) = pgbun_psql($node, 'SELECT 1', %alice,
+		dbname => "dbname=postgres sslmode=verify-full sslrootcert=$dir/ca.crt channel_binding=require");
+	is($rc, 0, 'verify-full and channel binding with the reloaded certificate') or diag($err);
+	all_well('reload certificate');
+}
+
+# ---- server side: TLS to the server over TCP, verify-full ----
+reload_sync($node, \%alice,
+	'pgbun.server_host' => '127.0.0.1',
+	'pgbun.server_tls_sslmode' => 'verify-full',
+	'pgbun.server_tls_ca_file' => "$dir/ca.crt");
+{
+	my %bob = (user => 'bob', password => 'bob-pw');
+	my $s = pgbun_session($node, %bob, sslmode => 'require');
+	ok($s->connected, 'bob logs in; pgbun logs in to the server over TCP (hostssl only)')
+	  or diag($s->connect_error);
+	my $tls = $s->query(q{SELECT string_agg(tls, ',') FROM pgbun.servers WHERE "user" = 'bob'});
+	like($tls // '', qr/^TLSv1\.[23]/, "pgbun.servers shows TLS ($tls)");
+	my $ssl = $s->query(q{SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()});
+	is($ssl, 't', 'pg_stat_ssl: the server connection is TLS');
+	$s->quit;
+	all_well('server TLS');
+
+	# a CA that did not sign the server's certificate: the login fails, logged
+	reload_sync($node, \%alice, 'pgbun.server_tls_ca_file' => "$dir/client.crt");
+	$node->safe_psql('postgres', q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'bob'});
+	($rc, $out, $err) = pgbun_psql($node, 'SELECT 1', %bob, sslmode => 'require');
+	isnt($rc, 0, 'verify-full with the wrong CA: bob cannot get a server');
+	like(slurp_file($node->logfile), qr/pgbun: TLS with server 127.0.0.1 failed: certificate verify failed/,
+		'the log says why');
+	all_well('server TLS wrong CA');
+}
+
+$bystander->query('COMMIT');
+$bystander->quit;
+stop_node($node);
+done_testing();
