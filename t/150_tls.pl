@@ -11,10 +11,12 @@
 #  - bad input from raw sockets (garbage ClientHello, a client vanishing
 #    mid-handshake or stalling it, data after SSLRequest, a second SSLRequest),
 #    each closed cleanly, with the worker alive and a bystander unaffected
-#  - PostgreSQL 17 direct TLS (ALPN "postgresql")
+#  - PostgreSQL 17 direct TLS (ALPN "postgresql"); with TLS disabled a
+#    ClientHello is an invalid startup packet
 #  - pgbench -S over TLS with 20 clients
 #  - server-side TLS over TCP with server_tls_sslmode = verify-full: visible in
-#    pgbun.servers and pg_stat_ssl
+#    pgbun.servers and pg_stat_ssl; a wrong CA and a certificate for another
+#    name are refused (verify-ca takes the latter)
 
 use strict;
 use warnings FATAL => 'all';
@@ -71,10 +73,11 @@ my $node = pgbun_node(
 		'ssl_cert_file' => "$dir/server.crt",
 		'ssl_key_file' => "$dir/server.key",
 		'ssl_ca_file' => "$dir/ca.crt",
-		'listen_addresses' => '127.0.0.1',
+		# both loopback addresses where there are two: pgbun.server_host = localhost may pick ::1
+		'listen_addresses' => 'localhost',
 		'pgbun.client_login_timeout' => '10min',
 	},
-	hba_extra => ['hostssl all all 127.0.0.1/32 scram-sha-256']);
+	hba_extra => [ 'hostssl all all 127.0.0.1/32 scram-sha-256', 'hostssl all all ::1/128 scram-sha-256' ]);
 my $port = pgbun_port($node);
 $node->safe_psql(
 	'postgres', q{
@@ -328,7 +331,7 @@ reload_sync($node, \%alice, 'pgbun.client_tls_sslmode' => 'require');
 
 # ---- server side: TLS to the server over TCP, verify-full ----
 reload_sync($node, \%alice,
-	'pgbun.server_host' => '127.0.0.1',
+	'pgbun.server_host' => 'localhost',
 	'pgbun.server_tls_sslmode' => 'verify-full',
 	'pgbun.server_tls_ca_file' => "$dir/ca.crt");
 {
@@ -348,9 +351,46 @@ reload_sync($node, \%alice,
 	$node->safe_psql('postgres', q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'bob'});
 	($rc, $out, $err) = pgbun_psql($node, 'SELECT 1', %bob, sslmode => 'require');
 	isnt($rc, 0, 'verify-full with the wrong CA: bob cannot get a server');
-	like(slurp_file($node->logfile), qr/pgbun: TLS with server 127.0.0.1 failed: certificate verify failed/,
+	like(slurp_file($node->logfile), qr/pgbun: TLS with server localhost failed: certificate verify failed/,
 		'the log says why');
 	all_well('server TLS wrong CA');
+
+	# verify-full checks the name: a server certificate signed by the CA but for
+	# "alice" (no localhost) fails verify-full and passes verify-ca
+	reload_sync($node, \%alice,
+		'ssl_cert_file' => "$dir/client.crt",
+		'ssl_key_file' => "$dir/client.key",
+		'pgbun.server_tls_ca_file' => "$dir/ca.crt");
+	$node->safe_psql('postgres', q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'bob'});
+	($rc, $out, $err) = pgbun_psql($node, 'SELECT 1', %bob, sslmode => 'require');
+	isnt($rc, 0, 'verify-full with a certificate for another name: refused');
+	like(slurp_file($node->logfile), qr/pgbun: TLS with server localhost failed: certificate verify failed: [Hh]ostname mismatch/,
+		'the log says hostname mismatch');
+	reload_sync($node, \%alice, 'pgbun.server_tls_sslmode' => 'verify-ca', 'pgbun.server_login_retry' => '0');
+	($rc, $out, $err) = pgbun_psql($node, q{SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()},
+		%bob, sslmode => 'require');
+	is($rc, 0, 'verify-ca accepts it (the chain is good)') or diag($err);
+	is($out, 't', 'verify-ca: TLS to the server');
+	all_well('server TLS host name');
+}
+
+# ---- client_tls_sslmode = disable: no TLS, so no direct TLS either ----
+reload_sync($node, \%alice, 'pgbun.client_tls_sslmode' => 'disable');
+{
+	my $raw = raw_connect($node);
+	$raw->send_bytes(PgbunTest::Raw::ssl_request());
+	is($raw->read_bytes(1, hang_guard()), 'N', "disable: SSLRequest answered 'N'");
+	my $res = $raw->login(%alice);
+	ok($res->{ok}, 'disable: the client goes on in plain text');
+	$raw->terminate;
+
+	$raw = raw_connect($node);
+	$raw->send_bytes("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" . ("\x11" x 32));
+	my $r = $raw->read_to_eof(hang_guard());
+	ok($r->{eof}, 'disable: a ClientHello without SSLRequest is closed');
+	is($r->{errors}[0]{C}, '08P01', 'disable: ... with 08P01 (invalid startup packet length)');
+	$raw->close;
+	all_well('client TLS disabled');
 }
 
 $bystander->query('COMMIT');
