@@ -374,6 +374,43 @@ reload_sync($node, \%alice,
 	all_well('server TLS host name');
 }
 
+# ---- auth_type = hba: hostssl / hostnossl lines see TLS ----
+{
+	open my $fh, '>', "$dir/pgbun_hba.conf" or die;
+	print $fh "hostssl all alice 127.0.0.1/32 scram-sha-256\n";
+	print $fh "hostnossl all alice 127.0.0.1/32 reject\n";
+	close $fh;
+	reload_sync($node, \%alice, 'pgbun.client_tls_sslmode' => 'prefer',
+		'pgbun.auth_type' => 'hba', 'pgbun.hba_file' => "$dir/pgbun_hba.conf");
+	($rc, $out, $err) = pgbun_psql($node, 'SELECT 1', %alice, sslmode => 'require');
+	is($rc, 0, 'hba: a hostssl line lets a TLS client in') or diag($err);
+	my $raw = raw_connect($node);
+	my $res = $raw->login(%alice);
+	is($res->{error}{C}, '28000', 'hba: hostnossl reject refuses the plain client');
+	like($res->{error}{M} // '', qr/no encryption/, 'hba: ... and says it had no encryption');
+	$raw->close;
+	reload_sync($node, \%alice, 'pgbun.auth_type' => undef, 'pgbun.hba_file' => undef);
+}
+
+# ---- client_tls_sslmode = verify-ca: a client certificate signed by the CA is needed ----
+{
+	my $with_cert = "dbname=postgres sslmode=require sslcert=$dir/client.crt sslkey=$dir/client.key";
+	reload_conf($node, 'pgbun.client_tls_sslmode' => 'verify-ca',
+		'pgbun.client_tls_ca_file' => "$dir/ca.crt");
+	ok( wait_until(
+			sub {
+				my ($r) = pgbun_psql($node, 'SELECT 1', %alice, sslmode => 'require');
+				return $r != 0;
+			}),
+		'verify-ca: a client without a certificate is refused');
+	($rc, $out, $err) = pgbun_psql($node, 'SELECT 1', %alice, dbname => $with_cert);
+	is($rc, 0, 'verify-ca: a client with a certificate signed by the CA gets in') or diag($err);
+	($rc, $out, $err) = pgbun_psql($node, 'SELECT 1', %alice,
+		dbname => "dbname=postgres sslmode=require sslcert=$dir/server2.crt sslkey=$dir/server2.key");
+	is($rc, 0, 'verify-ca: any certificate of that CA will do (no name check for clients)') or diag($err);
+	all_well('client verify-ca');
+}
+
 # ---- client_tls_sslmode = disable: no TLS, so no direct TLS either ----
 reload_sync($node, \%alice, 'pgbun.client_tls_sslmode' => 'disable');
 {
