@@ -301,6 +301,30 @@ foreach my $who ([ 'alice', 'alice-pw', 'session' ], [ 'carol', 'carol-pw', 'tra
 	all_well('big messages');
 }
 
+# ---- a slow TLS reader: pgbun's SSL_write must wait and resume with the same bytes ----
+{
+	# trust for a moment (alice's pool holds her SCRAM keys and idle servers
+	# already), so that openssl s_client can log in by itself; the query ends
+	# its own backend after the row, which ends the session once all is through
+	reload_sync($node, \%alice, 'pgbun.auth_type' => 'trust');
+	my $in = "$dir/slow_reader.in";
+	open my $fh, '>', $in or die;
+	binmode $fh;
+	print $fh PgbunTest::Raw::startup_packet([ user => 'alice', database => 'postgres' ])
+	  . PgbunTest::Raw::query_message(
+		q{SELECT repeat('x', 30000000) || 'END'; SELECT pg_terminate_backend(pg_backend_pid())});
+	close $fh;
+	my ($o, $e) = ('', '');
+	IPC::Run::run(
+		[ 'sh', '-c',
+			"openssl s_client -quiet -starttls postgres -connect 127.0.0.1:$port -ign_eof < '$in' 2>/dev/null"
+			  . " | (sleep 3; tr -d 'x' | od -c | tail -n 20)" ],
+		'>', \$o, '2>', \$e, IPC::Run::timeout(120));
+	like($o, qr/E\s+N\s+D/, 'slow reader: the 30 MB row arrives whole, its end included') or diag("$o\n$e");
+	reload_sync($node, \%alice, 'pgbun.auth_type' => undef);
+	all_well('slow reader');
+}
+
 # ---- client_tls_sslmode = require ----
 reload_sync($node, \%alice, 'pgbun.client_tls_sslmode' => 'require');
 {
