@@ -429,6 +429,10 @@ hba_method(Client *c)
 	char		host[64];
 	int32		port;
 	bool		tls = c->sb.ssl != NULL;
+	HbaClientCert clientcert;
+	HbaDecision decision;
+	char		cn[NAMEDATALEN + 1];
+	bool		have_cert;
 
 	memset(&conn, 0, sizeof(conn));
 	conn.unix_socket = c->unix_socket;
@@ -444,7 +448,21 @@ hba_method(Client *c)
 		strlcpy(host, "[local]", sizeof(host));
 	else
 		format_addr(&conn.addr, host, sizeof(host), &port);
-	switch (hba_decide(&conn, &line))
+	decision = hba_decide(&conn, &line, &clientcert);
+	have_cert = tls_peer_common_name(&c->sb, cn, sizeof(cn));
+	if ((clientcert != HBA_CERT_OFF || decision == HBA_CERT) && !have_cert)
+	{
+		client_close(c, "28000", "connection requires a valid client certificate");
+		return -1;
+	}
+	if ((clientcert == HBA_CERT_FULL || decision == HBA_CERT) && strcmp(cn, a->user) != 0)
+	{
+		ereport(LOG, (errmsg("pgbun: hba line %d: certificate CN \"%s\" is not user \"%s\"",
+							 line, cn, a->user)));
+		client_close(c, "28000", "certificate authentication failed for user \"%s\"", a->user);
+		return -1;
+	}
+	switch (decision)
 	{
 		case HBA_NO_MATCH:
 			client_close(c, "28000", "no hba entry for host \"%s\", user \"%s\", database \"%s\", %s",
@@ -457,6 +475,7 @@ hba_method(Client *c)
 						 host, a->user, a->database, tls ? "SSL encryption" : "no encryption");
 			return -1;
 		case HBA_TRUST:
+		case HBA_CERT:			/* the certificate was checked above */
 			auth_succeeded(c);
 			return -1;
 		case HBA_PEER:

@@ -52,14 +52,18 @@ unsupported_reason(const HbaLine *line)
 				return "map= (pg_ident.conf) is not supported by pgbun";
 			break;
 		case uaCert:
-			return "cert authentication needs TLS, which this build of pgbun does not offer";
+			if (line->usermap)
+				return "map= (pg_ident.conf) is not supported by pgbun";
+			if (line->clientcertname != clientCertCN)
+				return "clientname=DN is not supported by pgbun";
+			break;
 		default:
-			return "this authentication method is not supported by pgbun (supported: trust, reject, scram-sha-256, md5, password, peer)";
+			return "this authentication method is not supported by pgbun (supported: trust, reject, scram-sha-256, md5, password, peer, cert)";
 	}
 	if (line->hostname)
 		return "host names in the address field are not supported by pgbun; use an address and mask";
-	if (line->clientcert != clientCertOff)
-		return "clientcert= needs TLS, which this build of pgbun does not offer";
+	if (line->clientcert != clientCertOff && line->clientcertname != clientCertCN)
+		return "clientname=DN is not supported by pgbun";
 	return NULL;
 }
 
@@ -382,11 +386,12 @@ conntype_matches(const HbaLine *line, const HbaConn *conn)
 }
 
 HbaDecision
-hba_decide(const HbaConn *conn, int *line_number)
+hba_decide(const HbaConn *conn, int *line_number, HbaClientCert *clientcert)
 {
 	ListCell   *lc;
 
 	*line_number = 0;
+	*clientcert = HBA_CERT_OFF;
 	foreach(lc, rules)
 	{
 		const HbaLine *line = lfirst(lc);
@@ -398,6 +403,8 @@ hba_decide(const HbaConn *conn, int *line_number)
 		if (!database_matches(line, conn) || !role_matches(line, conn))
 			continue;
 		*line_number = line->linenumber;
+		*clientcert = line->clientcert == clientCertFull ? HBA_CERT_FULL :
+			line->clientcert == clientCertCA ? HBA_CERT_CA : HBA_CERT_OFF;
 		switch (line->auth_method)
 		{
 			case uaTrust:
@@ -410,6 +417,8 @@ hba_decide(const HbaConn *conn, int *line_number)
 				return HBA_PASSWORD;
 			case uaPeer:
 				return HBA_PEER;
+			case uaCert:
+				return HBA_CERT;
 			default:
 				return HBA_REJECT;
 		}

@@ -19,7 +19,16 @@ typedef enum HbaDecision
 	HBA_MD5,
 	HBA_PASSWORD,
 	HBA_PEER,
+	HBA_CERT,					/* the verified client certificate's CN is the role */
 } HbaDecision;
+
+/* A line's clientcert= option: off, a verified certificate, or also its CN = the role. */
+typedef enum HbaClientCert
+{
+	HBA_CERT_OFF,
+	HBA_CERT_CA,
+	HBA_CERT_FULL,
+} HbaClientCert;
 
 /* The connection a rule is matched against. */
 typedef struct HbaConn
@@ -38,7 +47,10 @@ typedef struct HbaConn
  */
 extern bool hba_reload(void);
 
-/* The first rule that matches conn (its line number in *line_number, 0 if none). */
-extern HbaDecision hba_decide(const HbaConn *conn, int *line_number);
+/*
+ * The first rule that matches conn (its line number in *line_number, 0 if
+ * none; its clientcert= option in *clientcert).
+ */
+extern HbaDecision hba_decide(const HbaConn *conn, int *line_number, HbaClientCert *clientcert);
 
 #endif							/* PGBUN_HBA_H */

@@ -224,6 +224,8 @@ build_ctx(bool server_side, int mode, const char *cert, const char *key, const c
 		/* PgBouncer's meaning: verify-ca and verify-full both want a valid client certificate */
 		if (mode >= TLS_MODE_VERIFY_CA)
 			SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+		else if (ca && ca[0])
+			SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);	/* asked for, optional (hba cert) */
 		else
 			SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 	}
@@ -562,6 +564,27 @@ const char *
 tls_version(const SBuf *sb)
 {
 	return sb->ssl ? SSL_get_version(sb->ssl) : "";
+}
+
+bool
+tls_peer_common_name(const SBuf *sb, char *out, int cap)
+{
+	X509	   *cert;
+	int			n = -1;
+
+	out[0] = '\0';
+	if (!sb->ssl || SSL_get_verify_result(sb->ssl) != X509_V_OK ||
+		(cert = SSL_get1_peer_certificate(sb->ssl)) == NULL)
+		return false;
+	n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, out, cap);
+	X509_free(cert);
+	/* a CN with a NUL inside, or too long, matches no role */
+	if (n <= 0 || n >= cap || (int) strlen(out) != n)
+	{
+		out[0] = '\0';
+		return n == -1;			/* a verified certificate without a CN */
+	}
+	return true;
 }
 
 bool

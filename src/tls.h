@@ -68,6 +68,12 @@ extern void tls_close(SBuf *sb);
 extern const char *tls_version(const SBuf *sb);
 /* The client asked for ALPN "postgresql" and got it. */
 extern bool tls_alpn_postgresql(const SBuf *sb);
+/*
+ * The client presented a certificate that verified against the CA file:
+ * true, with its subject's common name in out ("" when it has none or an
+ * unusable one). false: no verified certificate.
+ */
+extern bool tls_peer_common_name(const SBuf *sb, char *out, int cap);
 /* tls-server-end-point data (RFC 5929) for pgbun's own certificate on sb: bytes, or -1. */
 extern int	tls_server_end_point(const SBuf *sb, uint8 *out, int cap);
 

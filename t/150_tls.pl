@@ -435,8 +435,47 @@ reload_sync($node, \%alice,
 	all_well('client verify-ca');
 }
 
+# ---- hba cert method and clientcert=verify-full ----
+{
+	my %bob = (user => 'bob', password => 'bob-pw');
+	$node->safe_psql('postgres', 'CREATE DATABASE certdb; CREATE DATABASE vfdb');
+	# cert gives pgbun no password to pass on: the server (reached over TCP here) trusts
+	# pgbun's logins to certdb
+	my $boot = PgbunTest::bootstrap_user();
+	open my $sh, '>', $node->data_dir . '/pg_hba.conf' or die;
+	print $sh "local all $boot trust\nlocal all all md5\nhost all $boot 127.0.0.1/32 trust\n";
+	print $sh "hostssl certdb all $_ trust\nhostssl all all $_ scram-sha-256\n" foreach ('127.0.0.1/32', '::1/128');
+	close $sh;
+	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+	open my $fh, '>', "$dir/pgbun_hba.conf" or die;
+	print $fh "hostssl certdb alice 127.0.0.1/32 cert\n";
+	print $fh "hostssl certdb bob 127.0.0.1/32 cert\n";
+	print $fh "hostssl vfdb all 127.0.0.1/32 scram-sha-256 clientcert=verify-full\n";
+	print $fh "host all all 127.0.0.1/32 scram-sha-256\n";
+	close $fh;
+	reload_sync($node, \%alice, 'pgbun.client_tls_sslmode' => 'prefer',
+		'pgbun.client_tls_ca_file' => "$dir/ca.crt",
+		'pgbun.auth_type' => 'hba', 'pgbun.hba_file' => "$dir/pgbun_hba.conf");
+	my $cert = "sslmode=require sslcert=$dir/client.crt sslkey=$dir/client.key";
+	($rc, $out, $err) = pgbun_psql($node, 'SELECT current_user', user => 'alice', dbname => "dbname=certdb $cert");
+	is($rc, 0, 'cert: a certificate with CN alice logs in as alice, no password') or diag($err);
+	is($out, 'alice', 'cert: the session is alice\'s');
+	($rc, $out, $err) = pgbun_psql($node, 'SELECT 1', user => 'bob', dbname => "dbname=certdb $cert");
+	isnt($rc, 0, 'cert: alice\'s certificate does not log in bob');
+	like($err, qr/pgbun: certificate authentication failed for user "bob"/, 'cert: pgbun says why');
+	($rc, $out, $err) = pgbun_psql($node, 'SELECT 1', user => 'alice', dbname => 'dbname=certdb sslmode=require');
+	isnt($rc, 0, 'cert: no client certificate, no login');
+	like($err, qr/pgbun: connection requires a valid client certificate/, 'cert: pgbun asks for a certificate');
+	($rc, $out, $err) = pgbun_psql($node, 'SELECT current_user', %alice, dbname => "dbname=vfdb $cert");
+	is($rc, 0, 'clientcert=verify-full: alice with her certificate and password') or diag($err);
+	($rc, $out, $err) = pgbun_psql($node, 'SELECT 1', %bob, dbname => "dbname=vfdb $cert");
+	isnt($rc, 0, 'clientcert=verify-full: bob with alice\'s certificate is refused despite his password');
+	reload_sync($node, \%alice, 'pgbun.auth_type' => undef, 'pgbun.hba_file' => undef);
+	all_well('hba cert');
+}
+
 # ---- client_tls_sslmode = disable: no TLS, so no direct TLS either ----
-reload_sync($node, \%alice, 'pgbun.client_tls_sslmode' => 'disable');
+reload_sync($node, \%alice, 'pgbun.client_tls_sslmode' => 'disable', 'pgbun.client_tls_ca_file' => undef);
 {
 	my $raw = raw_connect($node);
 	$raw->send_bytes(PgbunTest::Raw::ssl_request());
