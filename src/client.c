@@ -431,6 +431,7 @@ hba_method(Client *c)
 	bool		tls = c->sb.ssl != NULL;
 	HbaClientCert clientcert;
 	HbaDecision decision;
+	const char *usermap;
 	char		cn[NAMEDATALEN + 1];
 	bool		have_cert;
 
@@ -448,14 +449,16 @@ hba_method(Client *c)
 		strlcpy(host, "[local]", sizeof(host));
 	else
 		format_addr(&conn.addr, host, sizeof(host), &port);
-	decision = hba_decide(&conn, &line, &clientcert);
+	decision = hba_decide(&conn, &line, &clientcert, &usermap);
 	have_cert = tls_peer_common_name(&c->sb, cn, sizeof(cn));
 	if ((clientcert != HBA_CERT_OFF || decision == HBA_CERT) && !have_cert)
 	{
 		client_close(c, "28000", "connection requires a valid client certificate");
 		return -1;
 	}
-	if ((clientcert == HBA_CERT_FULL || decision == HBA_CERT) && strcmp(cn, a->user) != 0)
+	if ((clientcert == HBA_CERT_FULL && strcmp(cn, a->user) != 0) ||
+		(decision == HBA_CERT &&
+		 (usermap ? !hba_usermap_ok(usermap, cn, a->user) : strcmp(cn, a->user) != 0)))
 	{
 		ereport(LOG, (errmsg("pgbun: hba line %d: certificate CN \"%s\" is not user \"%s\"",
 							 line, cn, a->user)));
@@ -488,7 +491,8 @@ hba_method(Client *c)
 
 				if (!c->unix_socket || getpeereid(c->sb.fd, &uid, &gid) != 0 ||
 					getpwuid_r(uid, &pwbuf, buf, sizeof(buf), &pw) != 0 || pw == NULL ||
-					strcmp(pw->pw_name, a->user) != 0)
+					(usermap ? !hba_usermap_ok(usermap, pw->pw_name, a->user) :
+					 strcmp(pw->pw_name, a->user) != 0))
 				{
 					client_close(c, "28000", "peer authentication failed for user \"%s\"", a->user);
 					return -1;

@@ -45,6 +45,7 @@ char	   *pgbun_databases = NULL;
 char	   *pgbun_users = NULL;
 char	   *pgbun_track_extra_parameters = NULL;
 char	   *pgbun_hba_file = NULL;
+char	   *pgbun_ident_file = NULL;
 int			pgbun_auth_failure_delay = 0;
 char	   *pgbun_ignore_startup_parameters = NULL;
 int			pgbun_max_prepared_statements = 200;
@@ -447,6 +448,10 @@ pgbun_define_gucs(void)
 	DefineCustomStringVariable("pgbun.hba_file",
 							   "Access rules in pg_hba.conf format for auth_type = hba (empty: the server's own hba_file).",
 							   NULL, &pgbun_hba_file, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("pgbun.ident_file",
+							   "User name maps in pg_ident.conf format for map= on hba cert/peer lines (empty: the server's own ident_file).",
+							   NULL, &pgbun_ident_file, "",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("pgbun.track_extra_parameters",
 							   "More startup parameters that follow a client across server connections (comma-separated).",

@@ -52,6 +52,7 @@ extern char *pgbun_databases;
 extern char *pgbun_users;
 extern char *pgbun_track_extra_parameters;
 extern char *pgbun_hba_file;
+extern char *pgbun_ident_file;
 extern int	pgbun_auth_failure_delay;	/* ms */
 extern char *pgbun_ignore_startup_parameters;
 extern int	pgbun_max_prepared_statements;

@@ -22,6 +22,8 @@
 #include "catalog/pg_authid.h"
 #include "libpq/hba.h"
 #include "libpq/ifaddr.h"
+#include "mb/pg_wchar.h"
+#include "regex/regex.h"
 #include "storage/fd.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
@@ -31,8 +33,9 @@
 #include "config.h"
 #include "hba.h"
 
-static MemoryContext rules_cxt = NULL;	/* holds rules */
+static MemoryContext rules_cxt = NULL;	/* holds rules and ident_lines */
 static List *rules = NIL;		/* HbaLine *, in file order */
+static List *ident_lines = NIL; /* IdentLine *, for map= (pgbun.ident_file) */
 static bool rules_loaded = false;
 
 /* Why pgbun cannot apply this line, or NULL when it can. */
@@ -48,12 +51,8 @@ unsupported_reason(const HbaLine *line)
 		case uaPassword:
 			break;
 		case uaPeer:
-			if (line->usermap)
-				return "map= (pg_ident.conf) is not supported by pgbun";
 			break;
 		case uaCert:
-			if (line->usermap)
-				return "map= (pg_ident.conf) is not supported by pgbun";
 			if (line->clientcertname != clientCertCN)
 				return "clientname=DN is not supported by pgbun";
 			break;
@@ -67,12 +66,13 @@ unsupported_reason(const HbaLine *line)
 	return NULL;
 }
 
-/* Parse path into a new context; NULL (and the reasons in the log) if any line is bad. */
-static MemoryContext
-load_rules(const char *path, List **out)
+/*
+ * Parse an hba file (ident false) or an ident file (ident true) into cxt;
+ * false (and the reasons in the log) if any line is bad.
+ */
+static bool
+load_lines(MemoryContext cxt, const char *path, bool ident, List **out)
 {
-	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "pgbun hba rules",
-											  ALLOCSET_SMALL_SIZES);
 	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
 	MemoryContext linecxt;
 	List	   *tok_lines = NIL;
@@ -85,10 +85,9 @@ load_rules(const char *path, List **out)
 	if (file == NULL)
 	{
 		ereport(LOG, (errcode_for_file_access(),
-					  errmsg("pgbun: could not open hba file \"%s\": %m", path)));
+					  errmsg("pgbun: could not open %s file \"%s\": %m", ident ? "ident" : "hba", path)));
 		MemoryContextSwitchTo(oldcxt);
-		MemoryContextDelete(cxt);
-		return NULL;
+		return false;
 	}
 	linecxt = tokenize_auth_file(path, file, &tok_lines, LOG);
 	FreeFile(file);
@@ -99,6 +98,20 @@ load_rules(const char *path, List **out)
 		HbaLine    *line = NULL;
 		const char *why;
 
+		if (ident)
+		{
+			IdentLine  *il = tok->err_msg ? NULL : parse_ident_line(tok, LOG);
+
+			if (il == NULL)
+			{
+				ereport(LOG, (errmsg("pgbun: ident file \"%s\" line %d: %s", path, tok->line_num,
+									 tok->err_msg ? tok->err_msg : "invalid line")));
+				ok = false;
+			}
+			else
+				parsed = lappend(parsed, il);
+			continue;
+		}
 		if (tok->err_msg == NULL)
 			line = parse_hba_line(tok, LOG);
 		if (line == NULL)
@@ -118,12 +131,22 @@ load_rules(const char *path, List **out)
 	}
 	MemoryContextDelete(linecxt);
 	MemoryContextSwitchTo(oldcxt);
-	if (!ok)
+	*out = parsed;
+	return ok;
+}
+
+/* Both files into a new context; NULL if either has a bad line. */
+static MemoryContext
+load_rules(const char *path, const char *ident_path, List **out, List **idents)
+{
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "pgbun hba rules",
+											  ALLOCSET_SMALL_SIZES);
+
+	if (!load_lines(cxt, path, false, out) || !load_lines(cxt, ident_path, true, idents))
 	{
 		MemoryContextDelete(cxt);
 		return NULL;
 	}
-	*out = parsed;
 	return cxt;
 }
 
@@ -131,13 +154,15 @@ bool
 hba_reload(void)
 {
 	const char *path = (pgbun_hba_file && pgbun_hba_file[0]) ? pgbun_hba_file : HbaFileName;
+	const char *ident_path = (pgbun_ident_file && pgbun_ident_file[0]) ? pgbun_ident_file : IdentFileName;
 	MemoryContext oldcxt = CurrentMemoryContext;
 	MemoryContext cxt = NULL;
 	List	   *parsed = NIL;
+	List	   *idents = NIL;
 
 	PG_TRY();
 	{
-		cxt = load_rules(path, &parsed);
+		cxt = load_rules(path, ident_path, &parsed, &idents);
 	}
 	PG_CATCH();
 	{
@@ -158,6 +183,7 @@ hba_reload(void)
 		MemoryContextDelete(rules_cxt);
 	rules_cxt = cxt;
 	rules = parsed;
+	ident_lines = idents;
 	rules_loaded = true;
 	ereport(LOG, (errmsg("pgbun: loaded %d hba rules from \"%s\"", list_length(rules), path)));
 	return true;
@@ -385,13 +411,68 @@ conntype_matches(const HbaLine *line, const HbaConn *conn)
 	return false;
 }
 
+/* Does ident line il map system_user to role? (regex lines: \1 is the first group) */
+static bool
+ident_line_maps(IdentLine *il, const char *system_user, const char *role)
+{
+	pg_wchar   *wstr;
+	int			wlen;
+	regmatch_t	matches[2];
+	bool		ok = false;
+
+	if (il->ident_user[0] != '/')
+		return strcmp(il->ident_user, system_user) == 0 && strcmp(il->pg_role, role) == 0;
+	wstr = palloc((strlen(system_user) + 1) * sizeof(pg_wchar));
+	wlen = pg_mb2wchar_with_len(system_user, wstr, strlen(system_user));
+	if (pg_regexec(&il->re, wstr, wlen, 0, NULL, 2, matches, 0) == REG_OKAY)
+	{
+		const char *sub = strstr(il->pg_role, "\\1");
+
+		if (!sub)
+			ok = strcmp(il->pg_role, role) == 0;
+		else if (matches[1].rm_so >= 0)
+		{
+			/* the role is pg_role with \1 replaced by the group, compared piece by piece */
+			size_t		pre = sub - il->pg_role;
+			size_t		grp = matches[1].rm_eo - matches[1].rm_so;
+			char	   *group = palloc(strlen(system_user) + 1);
+			char	   *want;
+
+			/* the group in the system user's own bytes (ASCII-safe for the usual names) */
+			pg_wchar2mb_with_len(wstr + matches[1].rm_so, group, (int) grp);
+			want = psprintf("%.*s%s%s", (int) pre, il->pg_role, group, sub + 2);
+			ok = strcmp(want, role) == 0;
+			pfree(want);
+			pfree(group);
+		}
+	}
+	pfree(wstr);
+	return ok;
+}
+
+bool
+hba_usermap_ok(const char *map, const char *system_user, const char *role)
+{
+	ListCell   *lc;
+
+	foreach(lc, ident_lines)
+	{
+		IdentLine  *il = lfirst(lc);
+
+		if (strcmp(il->usermap, map) == 0 && ident_line_maps(il, system_user, role))
+			return true;
+	}
+	return false;
+}
+
 HbaDecision
-hba_decide(const HbaConn *conn, int *line_number, HbaClientCert *clientcert)
+hba_decide(const HbaConn *conn, int *line_number, HbaClientCert *clientcert, const char **usermap)
 {
 	ListCell   *lc;
 
 	*line_number = 0;
 	*clientcert = HBA_CERT_OFF;
+	*usermap = NULL;
 	foreach(lc, rules)
 	{
 		const HbaLine *line = lfirst(lc);
@@ -405,6 +486,7 @@ hba_decide(const HbaConn *conn, int *line_number, HbaClientCert *clientcert)
 		*line_number = line->linenumber;
 		*clientcert = line->clientcert == clientCertFull ? HBA_CERT_FULL :
 			line->clientcert == clientCertCA ? HBA_CERT_CA : HBA_CERT_OFF;
+		*usermap = line->usermap;
 		switch (line->auth_method)
 		{
 			case uaTrust:

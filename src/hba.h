@@ -49,8 +49,16 @@ extern bool hba_reload(void);
 
 /*
  * The first rule that matches conn (its line number in *line_number, 0 if
- * none; its clientcert= option in *clientcert).
+ * none; its clientcert= option in *clientcert, its map= in *usermap).
  */
-extern HbaDecision hba_decide(const HbaConn *conn, int *line_number, HbaClientCert *clientcert);
+extern HbaDecision hba_decide(const HbaConn *conn, int *line_number, HbaClientCert *clientcert,
+							   const char **usermap);
+
+/*
+ * map= on a cert or peer line: does pg_ident-format map name let system_user
+ * (the certificate's CN, the OS user) log in as role? (pgbun.ident_file,
+ * empty: the server's ident_file; literal and /regex lines with \1.)
+ */
+extern bool hba_usermap_ok(const char *map, const char *system_user, const char *role);
 
 #endif							/* PGBUN_HBA_H */

@@ -5,7 +5,8 @@
 #  - sameuser; address masks (a /32 that is not the client, a /8 that is);
 #  - @file role lists with the cleartext "password" method (SCRAM and md5
 #    verifiers), and the pool then logs in to the server as that role;
-#  - peer on pgbun's Unix socket (the OS user's own role, and a mismatch);
+#  - peer on pgbun's Unix socket (the OS user's own role, and a mismatch),
+#    and with map= from a pg_ident-format file (literal and regex lines);
 #  - an unknown role gets the same 28P01 as a wrong password;
 #  - a malformed file, one with an unsupported method and one with a host
 #    name are refused at reload with the line and the reason in the log, and
@@ -37,8 +38,11 @@ sub write_file_text
 }
 
 write_file_text($node->data_dir . '/pgbun_roles.txt', "bob\nfrank\n");
+# map osmap: the OS user may log in as carol, and (regex) as itself
+write_file_text($node->data_dir . '/pgbun_ident.conf', "osmap $boot carol\nosmap /^(.*)\$ \\1\n");
 my $good_rules = <<"EOF";
 # pgbun test rules
+local   db1       all                       peer map=osmap
 local   all       $boot                     peer
 local   all       all                       peer
 host    all       rejected   127.0.0.1/32   reject
@@ -68,6 +72,7 @@ CREATE DATABASE db2;
 CREATE DATABASE sslonly;
 CREATE DATABASE alice;
 ALTER SYSTEM SET pgbun.hba_file = '$hba_path';
+ALTER SYSTEM SET pgbun.ident_file = '@{[ $node->data_dir ]}/pgbun_ident.conf';
 SELECT pg_reload_conf();
 });
 ok(PgbunTest::wait_for_listen(pgbun_port($node)), 'pgbun listens');
@@ -154,6 +159,24 @@ login_refused('nosuchrole', 'x', 'db2', '28P01', 'unknown role on an md5 line: s
 		'', { PgbunTest::client_env(password => 'carol-pw') });
 	isnt($rc, 0, 'peer: another role over the Unix socket is refused');
 	like($err, qr/pgbun: peer authentication failed for user "carol"/, 'peer: pgbun says why');
+}
+
+# peer with map= (pg_ident format, pgbun.ident_file): the OS user as another role.
+{
+	my ($rc, $out, $err) = PgbunTest::run_cmd(
+		[ PgbunTest::pooler_psql_cmd($node, host => $node->host, user => 'carol', dbname => 'db1'), '-c', 'SELECT current_user' ],
+		'', { PgbunTest::client_env() });
+	is($rc, 0, "peer map=osmap: OS user $boot logs in as carol (literal line)") or diag($err);
+	is($out, 'carol', 'peer map: the session is carol\'s');
+	($rc, $out, $err) = PgbunTest::run_cmd(
+		[ PgbunTest::pooler_psql_cmd($node, host => $node->host, user => $boot, dbname => 'db1'), '-c', 'SELECT current_user' ],
+		'', { PgbunTest::client_env() });
+	is($rc, 0, "peer map=osmap: and as $boot itself (regex line with \\1)") or diag($err);
+	($rc, $out, $err) = PgbunTest::run_cmd(
+		[ PgbunTest::pooler_psql_cmd($node, host => $node->host, user => 'dave', dbname => 'db1'), '-c', 'SELECT 1' ],
+		'', { PgbunTest::client_env(password => 'dave-pw') });
+	isnt($rc, 0, 'peer map=osmap: no line maps the OS user to dave');
+	like($err, qr/pgbun: peer authentication failed for user "dave"/, 'peer map: refused with pgbun\'s message');
 }
 
 # A malformed file, then an unsupported method: refused, the old rules stay.
