@@ -456,9 +456,9 @@ hba_method(Client *c)
 		client_close(c, "28000", "connection requires a valid client certificate");
 		return -1;
 	}
-	if ((clientcert == HBA_CERT_FULL && strcmp(cn, a->user) != 0) ||
-		(decision == HBA_CERT &&
-		 (usermap ? !hba_usermap_ok(usermap, cn, a->user) : strcmp(cn, a->user) != 0)))
+	/* cert lines imply clientcert=verify-full; the CN must be the role, or map to it */
+	if ((clientcert == HBA_CERT_FULL || decision == HBA_CERT) &&
+		(usermap ? !hba_usermap_ok(usermap, cn, a->user) : strcmp(cn, a->user) != 0))
 	{
 		ereport(LOG, (errmsg("pgbun: hba line %d: certificate CN \"%s\" is not user \"%s\"",
 							 line, cn, a->user)));

@@ -435,26 +435,31 @@ reload_sync($node, \%alice,
 	all_well('client verify-ca');
 }
 
-# ---- hba cert method and clientcert=verify-full ----
+# ---- hba cert method (also with map=) and clientcert=verify-full ----
 {
 	my %bob = (user => 'bob', password => 'bob-pw');
-	$node->safe_psql('postgres', 'CREATE DATABASE certdb; CREATE DATABASE vfdb');
+	$node->safe_psql('postgres', 'CREATE DATABASE certdb; CREATE DATABASE vfdb; CREATE DATABASE mapdb');
 	# cert gives pgbun no password to pass on: the server (reached over TCP here) trusts
 	# pgbun's logins to certdb
 	my $boot = PgbunTest::bootstrap_user();
 	open my $sh, '>', $node->data_dir . '/pg_hba.conf' or die;
 	print $sh "local all $boot trust\nlocal all all md5\nhost all $boot 127.0.0.1/32 trust\n";
-	print $sh "hostssl certdb all $_ trust\nhostssl all all $_ scram-sha-256\n" foreach ('127.0.0.1/32', '::1/128');
+	print $sh "hostssl certdb all $_ trust\nhostssl mapdb all $_ trust\nhostssl all all $_ scram-sha-256\n"
+	  foreach ('127.0.0.1/32', '::1/128');
 	close $sh;
 	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
 	open my $fh, '>', "$dir/pgbun_hba.conf" or die;
 	print $fh "hostssl certdb alice 127.0.0.1/32 cert\n";
 	print $fh "hostssl certdb bob 127.0.0.1/32 cert\n";
 	print $fh "hostssl vfdb all 127.0.0.1/32 scram-sha-256 clientcert=verify-full\n";
+	print $fh "hostssl mapdb all 127.0.0.1/32 cert map=certmap\n";
 	print $fh "host all all 127.0.0.1/32 scram-sha-256\n";
 	close $fh;
+	open my $ih, '>', "$dir/pgbun_ident.conf" or die;
+	print $ih "certmap alice bob\n";
+	close $ih;
 	reload_sync($node, \%alice, 'pgbun.client_tls_sslmode' => 'prefer',
-		'pgbun.client_tls_ca_file' => "$dir/ca.crt",
+		'pgbun.client_tls_ca_file' => "$dir/ca.crt", 'pgbun.ident_file' => "$dir/pgbun_ident.conf",
 		'pgbun.auth_type' => 'hba', 'pgbun.hba_file' => "$dir/pgbun_hba.conf");
 	my $cert = "sslmode=require sslcert=$dir/client.crt sslkey=$dir/client.key";
 	($rc, $out, $err) = pgbun_psql($node, 'SELECT current_user', user => 'alice', dbname => "dbname=certdb $cert");
@@ -470,7 +475,12 @@ reload_sync($node, \%alice,
 	is($rc, 0, 'clientcert=verify-full: alice with her certificate and password') or diag($err);
 	($rc, $out, $err) = pgbun_psql($node, 'SELECT 1', %bob, dbname => "dbname=vfdb $cert");
 	isnt($rc, 0, 'clientcert=verify-full: bob with alice\'s certificate is refused despite his password');
-	reload_sync($node, \%alice, 'pgbun.auth_type' => undef, 'pgbun.hba_file' => undef);
+	($rc, $out, $err) = pgbun_psql($node, 'SELECT current_user', user => 'bob', dbname => "dbname=mapdb $cert");
+	is($rc, 0, 'cert map=certmap: the certificate of CN alice logs in as bob') or diag($err);
+	is($out, 'bob', 'cert map: the session is bob\'s');
+	($rc, $out, $err) = pgbun_psql($node, 'SELECT 1', user => 'alice', dbname => "dbname=mapdb $cert");
+	isnt($rc, 0, 'cert map=certmap: with a map, CN alice as alice needs a map line too');
+	reload_sync($node, \%alice, 'pgbun.auth_type' => undef, 'pgbun.hba_file' => undef, 'pgbun.ident_file' => undef);
 	all_well('hba cert');
 }
 
