@@ -103,7 +103,7 @@ CREATE VIEW pgbun.clients AS
 COMMENT ON FUNCTION pgbun.clients() IS
 'Set-returning function behind the view pgbun.clients.';
 COMMENT ON VIEW pgbun.clients IS
-'One row per client connection to pgbun, all workers. type is C; user and database are NULL until the client has logged in; state: login, waiting_login, active or waiting; addr/port: the client''s address (port 0 on a Unix socket), local_addr/local_port: where it connected; request_time: its last request; wait, wait_us: how long a waiting client has waited so far (seconds and remaining microseconds), else 0; close_needed is always 0; ptr: the connection''s id in hex, link: the id of the server it is linked to (NULL if none); remote_pid: the process id pgbun gave the client in its cancel key; tls: TLS or empty; worker: the pgbun worker serving it.';
+'One row per client connection to pgbun, all workers. type is C; user and database are NULL until the client has logged in; state: login, waiting_login, active or waiting; addr/port: the client''s address (port 0 on a Unix socket), local_addr/local_port: where it connected; request_time: its last request; wait, wait_us: how long a waiting client has waited so far (seconds and remaining microseconds), else 0; close_needed is always 0; ptr: the connection''s id in hex, link: the id of the server it is linked to (NULL if none); remote_pid: the process id pgbun gave the client in its cancel key; tls: the TLS protocol version (e.g. TLSv1.3), empty for a plain connection; worker: the pgbun worker serving it.';
 
 CREATE FUNCTION pgbun.servers(
     OUT type text,
@@ -136,7 +136,7 @@ CREATE VIEW pgbun.servers AS
 COMMENT ON FUNCTION pgbun.servers() IS
 'Set-returning function behind the view pgbun.servers.';
 COMMENT ON VIEW pgbun.servers IS
-'One row per server connection pgbun holds, all workers. type is S; state: login, idle, active, used or tested; addr/port: the server it connects to (port 0 on a Unix socket); request_time: when it was last used; wait and wait_us are always 0 for servers; close_needed is always 0; ptr: the connection''s id in hex, link: the id of the client it is linked to (NULL if none); remote_pid: the server backend''s process id; tls: TLS or empty; worker: the pgbun worker owning it.';
+'One row per server connection pgbun holds, all workers. type is S; state: login, idle, active, used or tested; addr/port: the server it connects to (port 0 on a Unix socket); request_time: when it was last used; wait and wait_us are always 0 for servers; close_needed is always 0; ptr: the connection''s id in hex, link: the id of the client it is linked to (NULL if none); remote_pid: the server backend''s process id; tls: the TLS protocol version of the server connection, empty when plain; worker: the pgbun worker owning it.';
 
 --
 -- pause and resume (PgBouncer's PAUSE / RESUME).
