@@ -34,26 +34,13 @@ my $identity = server_identity($node);
 my $PROTO_30 = 3 << 16;
 
 # The bystander: logged in before the barrage, inside a transaction.
-my $bystander = pgbun_session($node, user => 'bystander', password => 'bystander-pw');
-ok($bystander->connected, 'bystander connects') or diag($bystander->connect_error);
-my $bystander_pid = $bystander->query('SELECT pg_backend_pid()');
-$bystander->query('BEGIN');
-$bystander->query('CREATE TEMP TABLE seen (i int)');
-my $rounds = 0;
+my $by = bystander_start($node, user => 'bystander', password => 'bystander-pw');
+my $bystander = $by->{session};
 
 sub all_well
 {
-	my ($label) = @_;
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	check_server_same($node, $identity, $label);
-	$rounds++;
-	my ($out, $err) = $bystander->query(
-		"INSERT INTO seen VALUES ($rounds); "
-		  . "SELECT count(*) || ':' || sum(i) || ':' || pg_backend_pid() FROM seen");
-	is($out, "$rounds:" . ($rounds * ($rounds + 1) / 2) . ":$bystander_pid",
-		"$label: the bystander's transaction goes on, on the same server")
-	  or diag("stderr: $err");
-	return;
+	return bystander_check($by, $identity, $_[0]);
 }
 
 # The pooler must close the connection; if it says something first, it is an

@@ -40,6 +40,7 @@ our @EXPORT = qw(
   hang_guard run_sampled
   parse_msg bind_msg describe_msg execute_msg close_msg flush_msg sync_msg
   read_until msg_types first_error
+  bystander_start bystander_check
 );
 
 # Every node made here. If one died under a test (a pooler crash with
@@ -497,6 +498,42 @@ sub check_server_same
 		"$label: same postmaster start time and pgbun worker pid");
 	diag(tail_log($node, 30)) unless $ok;
 	return $ok;
+}
+
+=pod
+
+=item bystander_start($node, %login) / bystander_check($bystander, $identity, $label)
+
+A client logged in through pgbun (psql, %login as for pgbun_session) that opens
+a transaction before a barrage of bad input. bystander_check asserts that the
+postmaster and the worker did not restart and that the bystander's transaction
+goes on, on the same server backend, with every row it inserted so far.
+
+=cut
+
+sub bystander_start
+{
+	my ($node, %login) = @_;
+	my $s = pgbun_session($node, %login);
+	ok($s->connected, 'bystander connects') or diag($s->connect_error);
+	my $pid = $s->query('SELECT pg_backend_pid()');
+	$s->query('BEGIN');
+	$s->query('CREATE TEMP TABLE seen (i int)');
+	return { node => $node, session => $s, pid => $pid, rounds => 0 };
+}
+
+sub bystander_check
+{
+	my ($b, $identity, $label) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	check_server_same($b->{node}, $identity, $label);
+	my $n = ++$b->{rounds};
+	my ($out, $err) = $b->{session}->query(
+		"INSERT INTO seen VALUES ($n); SELECT count(*) || ':' || sum(i) || ':' || pg_backend_pid() FROM seen");
+	is($out, "$n:" . ($n * ($n + 1) / 2) . ":$b->{pid}",
+		"$label: the bystander's transaction goes on, on the same server")
+	  or diag("stderr: $err");
+	return;
 }
 
 sub raw_connect
