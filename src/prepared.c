@@ -83,9 +83,8 @@ static uint64 next_stmt_id = 1;
 /* ---- the worker's statement cache ---- */
 
 static PreparedStmt *
-stmt_lookup(const uint8 *body, uint32 len)
+stmt_find(const uint8 *body, uint32 len, uint32 h)
 {
-	uint32		h = hash_bytes(body, (int) len);
 	PreparedStmt *st;
 
 	for (st = stmt_buckets[h % STMT_BUCKETS]; st; st = st->next)
@@ -95,11 +94,17 @@ stmt_lookup(const uint8 *body, uint32 len)
 }
 
 static PreparedStmt *
+stmt_lookup(const uint8 *body, uint32 len)
+{
+	return stmt_find(body, len, hash_bytes(body, (int) len));
+}
+
+static PreparedStmt *
 stmt_lookup_or_add(const uint8 *body, uint32 len)
 {
 	uint32		h = hash_bytes(body, (int) len);
 	PreparedStmt **bucket = &stmt_buckets[h % STMT_BUCKETS];
-	PreparedStmt *st = stmt_lookup(body, len);
+	PreparedStmt *st = stmt_find(body, len, h);
 
 	if (st)
 		return st;
