@@ -25,6 +25,7 @@
 
 #include "config.h"
 #include "listener.h"
+#include "client_login.h"
 #include "pooler.h"
 
 #define MAX_LISTENERS 32

@@ -14,7 +14,9 @@
 
 #include "cancel.h"
 #include "config.h"
+#include "client_login.h"
 #include "pooler.h"
+#include "server_login.h"
 
 static uint64 pause_seen_generation = 0;
 

@@ -162,23 +162,19 @@ typedef struct WorkerState
 extern WorkerState *W;
 
 /* client.c */
-/* Accept a batch of connections. -1 (errno set): accept failed for lack of resources. */
-extern int	client_accept(int listen_fd, bool unix_socket);
 extern void client_on_event(Client *c, uint32 events);
 extern void client_set_state(Client *c, ClientState st);
 extern void client_close(Client *c, const char *sqlstate, const char *fmt,...) pg_attribute_printf(3, 4);
 extern void client_server_ready(Client *c);
-extern void client_login_finished(Client *c);
 extern void client_pump_in(Client *c);
-/* A login failed under pgbun.auth_failure_delay and its time has come: closed, true. */
-extern bool client_login_fail_due(Client *c);
 extern void client_publish(Client *c);
 extern void client_free(Client *c);
 extern const char *client_param(Client *c, const char *name);
 extern bool client_send_error(Client *c, bool fatal, const char *sqlstate, const char *msg);
+/* Best-effort flush of pooler-made output; false: the write failed and the client is closed. */
+extern bool client_flush(Client *c);
 
 /* server.c */
-extern Server *server_launch(struct Pool *pool);
 extern void server_on_event(Server *s, uint32 events);
 extern void server_set_state(Server *s, ServerState st);
 extern void server_close(Server *s, const char *reason);
@@ -188,6 +184,10 @@ extern bool server_try_release(Server *s);
 extern void server_cancel_query(Server *s);
 extern void server_pump_out(Server *s);
 extern void server_free(Server *s);
+/* Publish state, pool, link and backend key to the server's shared slot. */
+extern void server_publish(Server *s);
+/* Queue one of the pooler's own simple queries; its answers are hidden from the client. */
+extern bool server_queue_query(Server *s, const char *sql);
 
 /* pool.c */
 extern struct Pool *pool_get(const char *database, const char *user);

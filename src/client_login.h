@@ -1,0 +1,18 @@
+/*
+ * client_login.h - accept and login of clients (client_login.c).
+ */
+#ifndef PGBUN_CLIENT_LOGIN_H
+#define PGBUN_CLIENT_LOGIN_H
+
+#include "pooler.h"
+
+/* Read and act on what a client in CL_LOGIN sent (startup, TLS, auth answers). */
+extern void client_login_input(Client *c);
+/* Accept a batch of connections. -1 (errno set): accept failed for lack of resources. */
+extern int	client_accept(int listen_fd, bool unix_socket);
+/* Send ParameterStatus, BackendKeyData and ReadyForQuery: the client is in. */
+extern void client_login_finished(Client *c);
+/* A login failed under pgbun.auth_failure_delay and its time has come: closed, true. */
+extern bool client_login_fail_due(Client *c);
+
+#endif							/* PGBUN_CLIENT_LOGIN_H */

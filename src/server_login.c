@@ -1,0 +1,511 @@
+/*
+ * server_login.c - a new server connection: non-blocking connect, the
+ * optional TLS set-up (SSLRequest, handshake), the startup packet and login
+ * as the pool's role (SCRAM pass-through with the client's keys, or md5 from
+ * the stored verifier), until the server's first ReadyForQuery hands it to
+ * the pool.
+ */
+#include "postgres.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "params.h"
+#include "pooler.h"
+#include "proto.h"
+#include "scram.h"
+#include "auth.h"
+#include "server_login.h"
+#include "tls.h"
+
+static bool
+server_queue_startup(Server *s)
+{
+	const char *names[2] = {"user", "database"};
+	const char *values[2];
+	ProtoBuf	pb;
+
+	values[0] = s->pool->user;
+	values[1] = s->pool->database;
+	if (!sbuf_out_begin(&s->sb, &pb) || !proto_put_startup(&pb, names, values, 2))
+		return false;
+	sbuf_out_commit(&s->sb, &pb);
+	return true;
+}
+
+/* Open a new connection for the pool (counted already by the caller). */
+Server *
+server_launch(Pool *pool)
+{
+	Server	   *s;
+	int			fd;
+	int			rc;
+	ProtoBuf	pb;
+	bool		queued;
+
+	s = calloc(1, sizeof(Server));
+	fd = s ? socket(W->server_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) : -1;
+	if (fd < 0)
+	{
+		/* not opened: give back the count the caller reserved (server_close does it otherwise) */
+		ereport(LOG, (errmsg("pgbun: could not create a socket for a server connection: %m")));
+		pg_atomic_fetch_sub_u32(&pgbun_shared->pools[pool->slot].server_count, 1);
+		free(s);
+		return NULL;
+	}
+	if (W->server_addr.ss_family != AF_UNIX)
+	{
+		int			one = 1;
+
+		(void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	s->io.kind = IO_SERVER;
+	s->pool = pool;
+	s->tx_status = 'I';
+	s->connect_time = s->last_used = W->now;
+	sbuf_init(&s->sb, fd);
+	s->slot = pgbun_conn_slot_alloc(CONN_SERVER, W->id);
+	if (s->slot >= 0)
+	{
+		PgbunConnSlot *slot = pgbun_conn_slot(s->slot);
+
+		PGBUN_SLOT_WRITE_BEGIN(slot);
+		slot->pool = pool->slot;
+		slot->connect_time = s->connect_time;
+		strlcpy(slot->addr, W->server_addr_text, sizeof(slot->addr));
+		slot->port = W->server_port;
+		memcpy(&slot->sv_sockaddr, &W->server_addr, W->server_addr_len);
+		slot->sv_sockaddr_len = W->server_addr_len;
+		PGBUN_SLOT_WRITE_END(slot);
+	}
+	pool->n_servers++;
+	server_set_state(s, SV_LOGIN);
+
+	rc = connect(fd, (struct sockaddr *) &W->server_addr, W->server_addr_len);
+	if (rc < 0 && errno != EINPROGRESS && errno != EAGAIN)
+	{
+		char		reason[256];
+
+		snprintf(reason, sizeof(reason), "could not connect to server %s: %m", W->server_addr_text);
+		ereport(LOG, (errmsg("pgbun: %s", reason)));
+		/* registered nowhere yet: close through the common path */
+		s->sb.fd = fd;
+		pool->last_login_failure = W->now;
+		server_close(s, reason);
+		return NULL;
+	}
+	s->connecting = (rc < 0);
+	if (poll_add_conn(fd, &s->io) < 0)
+	{
+		server_close(s, "could not watch socket");
+		return NULL;
+	}
+
+	/* TLS first (server_tls_sslmode prefer and up, TCP only): SSLRequest instead of the startup packet */
+	if (tls_server_wanted(W->server_addr.ss_family))
+	{
+		queued = sbuf_out_begin(&s->sb, &pb) && proto_put_ssl_request(&pb);
+		if (queued)
+			sbuf_out_commit(&s->sb, &pb);
+		s->tls_step = SV_TLS_ANSWER;
+	}
+	else
+		queued = server_queue_startup(s);
+	if (!queued)
+	{
+		server_close(s, "out of memory");
+		return NULL;
+	}
+	if (!s->connecting)
+		(void) sbuf_flush_out(&s->sb);
+	return s;
+}
+
+/* ---- login ---- */
+
+/* The TLS set-up with the server failed: log it, count a failed login, close. */
+static void
+server_tls_failed(Server *s, const char *reason)
+{
+	ereport(LOG, (errmsg("pgbun: TLS with server %s failed: %s", W->server_addr_text, reason)));
+	s->pool->last_login_failure = W->now;
+	pool_server_login_failed(s->pool, NULL, 0);
+	server_close(s, reason);
+}
+
+/*
+ * Before the startup packet: read the answer to SSLRequest, then run the
+ * handshake. true once the startup packet is on its way (TLS or, for
+ * prefer with a server that said 'N', plain); false while waiting or when
+ * the connection was closed.
+ */
+static bool
+server_tls_progress(Server *s)
+{
+	if (s->tls_step == SV_TLS_ANSWER)
+	{
+		int			r;
+		uint8		answer;
+
+		if (sbuf_out_pending(&s->sb))
+			return false;		/* the SSLRequest is not out yet */
+		r = sbuf_fill(&s->sb);
+		if (r == 0)
+			return false;
+		if (r < 0)
+		{
+			server_tls_failed(s, "server closed the connection after SSLRequest");
+			return false;
+		}
+		answer = s->sb.in[s->sb.parse_pos];
+		if (sbuf_unparsed(&s->sb) != 1)
+		{
+			/* nothing may follow the answer before the handshake (CVE-2021-23222) */
+			server_tls_failed(s, answer == 'E' ? "server refused SSLRequest" :
+							  "server sent unencrypted data after its answer to SSLRequest");
+			return false;
+		}
+		sbuf_consume(&s->sb, 1);
+		if (answer == 'S')
+		{
+			if (!tls_connect_start(&s->sb, W->server_addr_text))
+			{
+				server_tls_failed(s, "could not start TLS");
+				return false;
+			}
+			s->tls_step = SV_TLS_HANDSHAKE;
+		}
+		else if (answer == 'N' && !tls_server_required())
+		{
+			s->tls_step = SV_TLS_NONE;
+			if (!server_queue_startup(s) || sbuf_flush_out(&s->sb) < 0)
+			{
+				server_close(s, "could not send the startup packet");
+				return false;
+			}
+			return true;
+		}
+		else
+		{
+			server_tls_failed(s, answer == 'N' ? "server does not support SSL, but pgbun.server_tls_sslmode requires it" :
+							  "invalid answer to SSLRequest");
+			return false;
+		}
+	}
+	if (s->tls_step == SV_TLS_HANDSHAKE)
+	{
+		int			r = tls_handshake(&s->sb);
+
+		if (r == 0)
+			return false;
+		if (r < 0)
+		{
+			server_tls_failed(s, s->sb.error);
+			return false;
+		}
+		s->tls_step = SV_TLS_NONE;
+		pgbun_conn_slot_set_tls(s->slot, tls_version(&s->sb));
+		if (!server_queue_startup(s) || sbuf_flush_out(&s->sb) < 0)
+		{
+			server_close(s, "could not send the startup packet");
+			return false;
+		}
+	}
+	return true;
+}
+
+/* The server refused pgbun's login: tell the pool (and the log, with a hint). */
+static void
+server_login_error(Server *s, const uint8 *msg, uint32 len)
+{
+	ProtoErrorFields f;
+	Pool	   *pool = s->pool;
+
+	if (proto_parse_error_fields(msg + PROTO_HDR_LEN, len - PROTO_HDR_LEN, &f))
+	{
+		if (f.sqlstate && strcmp(f.sqlstate, "53300") == 0)
+			ereport(LOG,
+					(errmsg("pgbun: the server refused a new connection for pool %s/%s: %s",
+							pool->database, pool->user, f.message ? f.message : "too many clients"),
+					 errhint("Server connections count against max_connections; raise it or lower pgbun.default_pool_size / pgbun.max_db_connections.")));
+		else
+			ereport(LOG,
+					(errmsg("pgbun: server login failed for user \"%s\" database \"%s\": %s",
+							pool->user, pool->database, f.message ? f.message : "?"),
+					 errhint("pgbun logs in to %s as the client's role using SCRAM (or md5 for md5 passwords): pg_hba.conf needs a line such as \"%s all all scram-sha-256\" for it, above any peer/ident line.",
+							 W->server_addr_text,
+							 W->server_addr.ss_family == AF_UNIX ? "local" : "host")));
+	}
+	pool_server_login_failed(pool, msg, len);
+}
+
+
+/* Answer one Authentication request from the server. false: give up (already closed). */
+static bool
+server_answer_auth(Server *s, const uint8 *body, uint32 len)
+{
+	ProtoReader r;
+	uint32		code;
+	ProtoBuf	pb;
+	Pool	   *pool = s->pool;
+	char		msg[SCRAM_MSG_MAX];
+	const char *err = NULL;
+
+	proto_reader_init(&r, body, len);
+	code = proto_read_int32(&r);
+	if (r.error)
+		goto protocol_error;
+	switch (code)
+	{
+		case PROTO_AUTH_OK:
+			return true;
+		case PROTO_AUTH_MD5:
+			{
+				const uint8 *salt = proto_read_bytes(&r, 4);
+				char		answer[36];
+
+				if (!salt)
+					goto protocol_error;
+				if (!pool->md5_verifier || !auth_md5_response(pool->md5_verifier, salt, answer))
+				{
+					ereport(LOG, (errmsg("pgbun: server asked for md5 authentication for user \"%s\" but the role has no md5 password",
+										 pool->user),
+								  errhint("Use scram-sha-256 in pg_hba.conf for pgbun's connections.")));
+					goto fail;
+				}
+				if (!sbuf_out_begin(&s->sb, &pb) || !proto_put_password(&pb, answer))
+					goto fail;
+				sbuf_out_commit(&s->sb, &pb);
+				goto send;
+			}
+		case PROTO_AUTH_SASL:
+			{
+				bool		offered = false;
+				const char *mech;
+
+				while ((mech = proto_read_string(&r)) != NULL && mech[0] != '\0')
+					if (strcmp(mech, "SCRAM-SHA-256") == 0)
+						offered = true;
+				if (!offered || !pool->have_scram_keys)
+				{
+					ereport(LOG, (errmsg("pgbun: cannot log in to the server as \"%s\" with SCRAM: %s",
+										 pool->user, offered ? "no client of this role has logged in with SCRAM yet" : "server did not offer SCRAM-SHA-256")));
+					goto fail;
+				}
+				s->scram = calloc(1, sizeof(ScramClient));
+				if (!s->scram)
+					goto fail;
+				memcpy(s->scram->client_key, pool->client_key, SCRAM_KEY_BYTES);
+				memcpy(s->scram->server_key, pool->server_key, SCRAM_KEY_BYTES);
+				if (!scram_client_first(s->scram, msg, sizeof(msg)) ||
+					!sbuf_out_begin(&s->sb, &pb) ||
+					!proto_put_sasl_initial(&pb, "SCRAM-SHA-256", (const uint8 *) msg, strlen(msg)))
+					goto fail;
+				sbuf_out_commit(&s->sb, &pb);
+				goto send;
+			}
+		case PROTO_AUTH_SASL_CONTINUE:
+			if (!s->scram ||
+				scram_client_final(s->scram, (const char *) body + 4, len - 4, msg, sizeof(msg), &err) != 1)
+			{
+				ereport(LOG, (errmsg("pgbun: SCRAM exchange with the server failed: %s", err ? err : "unexpected message")));
+				goto fail;
+			}
+			if (!sbuf_out_begin(&s->sb, &pb) ||
+				!proto_put_sasl_response(&pb, (const uint8 *) msg, strlen(msg)))
+				goto fail;
+			sbuf_out_commit(&s->sb, &pb);
+			goto send;
+		case PROTO_AUTH_SASL_FINAL:
+			if (!s->scram || !scram_client_verify_final(s->scram, (const char *) body + 4, len - 4))
+			{
+				ereport(LOG, (errmsg("pgbun: the server's SCRAM signature did not verify; closing")));
+				goto fail;
+			}
+			free(s->scram);
+			s->scram = NULL;
+			return true;
+		default:
+			ereport(LOG, (errmsg("pgbun: server asked for an authentication method pgbun cannot answer (code %u) for user \"%s\"",
+								 code, pool->user),
+						  errhint("pgbun never knows passwords: use scram-sha-256, md5 or trust in pg_hba.conf for pgbun's connections.")));
+			goto fail;
+	}
+
+send:
+	/* a failed write ends the login here, not at server_connect_timeout */
+	if (sbuf_flush_out(&s->sb) >= 0)
+		return true;
+	ereport(LOG, (errmsg("pgbun: could not send the authentication answer to the server: %m")));
+	goto fail;
+protocol_error:
+	ereport(LOG, (errmsg("pgbun: malformed authentication request from the server")));
+fail:
+	pool->last_login_failure = W->now;
+	pool_server_login_failed(pool, NULL, 0);
+	server_close(s, "login failed");
+	return false;
+}
+
+static PktAction
+server_login_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32 avail)
+{
+	Server	   *s = owner;
+	uint32		size = proto_msg_size(hdr);
+
+	if (avail < size)
+		return PKT_NEED_FULL;
+	switch (hdr->type)
+	{
+		case 'R':
+			if (!server_answer_auth(s, msg + PROTO_HDR_LEN, hdr->len - 4))
+				return PKT_STOP;
+			return PKT_CONSUME;
+		case 'S':
+			{
+				ProtoReader r;
+				const char *name;
+				const char *value;
+
+				proto_reader_init(&r, msg + PROTO_HDR_LEN, hdr->len - 4);
+				name = proto_read_string(&r);
+				value = proto_read_string(&r);
+				if (!r.error)
+				{
+					(void) params_set(&s->params, &s->params_len, name, value);
+					s->params_fp_valid = false;
+				}
+				return PKT_CONSUME;
+			}
+		case 'K':
+			{
+				ProtoReader r;
+
+				proto_reader_init(&r, msg + PROTO_HDR_LEN, hdr->len - 4);
+				s->be_pid = proto_read_int32(&r);
+				s->be_key = proto_read_int32(&r);
+				return PKT_CONSUME;
+			}
+		case 'E':
+			server_login_error(s, msg, size);
+			server_close(s, "login refused by the server");
+			return PKT_STOP;
+		case 'N':
+		case 'v':
+			return PKT_CONSUME;
+		case 'Z':
+			{
+				Pool	   *pool = s->pool;
+
+				if (!pool->welcome && s->params)
+				{
+					pool->welcome = malloc(s->params_len);
+					if (pool->welcome)
+					{
+						memcpy(pool->welcome, s->params, s->params_len);
+						pool->welcome_len = s->params_len;
+					}
+				}
+				pool->last_login_failure = 0;
+				free(pool->login_error);
+				pool->login_error = NULL;
+				s->last_used = W->now;
+				server_publish(s);	/* BackendKeyData, for cancels */
+				/* joining the pool (maybe linking a client) happens after this pump */
+				s->login_done = true;
+				return PKT_CONSUME_STOP;
+			}
+		default:
+			ereport(LOG, (errmsg("pgbun: unexpected message '%c' from the server during login",
+								 (hdr->type >= 0x20 && hdr->type < 0x7f) ? hdr->type : '?')));
+			pool_server_login_failed(s->pool, NULL, 0);
+			server_close(s, "protocol error during login");
+			return PKT_STOP;
+	}
+}
+
+/* ---- linked / hidden-query traffic ---- */
+
+
+
+/*
+ * Drive a connection that is not yet in the pool: finish the connect, the
+ * TLS set-up and the login. true: the caller goes on with normal traffic
+ * (the server is past login); false: nothing more to do for this event.
+ */
+bool
+server_login_event(Server *s, uint32 events)
+{
+	if (s->connecting)
+	{
+		int			err = 0;
+		socklen_t	len = sizeof(err);
+
+		if (!(events & (PEV_OUT | PEV_HUP)))
+			return false;
+		if (getsockopt(s->sb.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err != 0)
+		{
+			char		reason[256];
+
+			errno = err;
+			snprintf(reason, sizeof(reason), "could not connect to server %s: %m", W->server_addr_text);
+			ereport(LOG, (errmsg("pgbun: %s", reason)));
+			s->pool->last_login_failure = W->now;
+			pool_server_login_failed(s->pool, NULL, 0);
+			server_close(s, reason);
+			return false;
+		}
+		s->connecting = false;
+	}
+	if (sbuf_out_pending(&s->sb))
+	{
+		int			r = sbuf_flush_out(&s->sb);
+
+		if (r < 0)
+		{
+			server_close(s, "write to server failed");
+			return false;
+		}
+	}
+	if (s->tls_step != SV_TLS_NONE && !server_tls_progress(s))
+		return false;
+	if (s->state == SV_LOGIN)
+	{
+		uint64		rd = 0;
+		uint64		wr = 0;
+		PumpResult	r = sbuf_pump(&s->sb, NULL, SBUF_SIZE, server_login_handler, s, &rd, &wr);
+
+		if (s->closed)
+			return false;
+		switch (r)
+		{
+			case PUMP_EOF:
+				pool_server_login_failed(s->pool, NULL, 0);
+				server_close(s, "server closed the connection during login");
+				return false;
+			case PUMP_SRC_ERROR:
+				pool_server_login_failed(s->pool, NULL, 0);
+				server_close(s, s->sb.error ? s->sb.error : "protocol error during login");
+				return false;
+			default:
+				break;
+		}
+		if (s->login_done)
+		{
+			s->login_done = false;
+			pool_server_available(s->pool, s);
+			if (s->closed)
+				return false;
+			/* a just-linked server may already have more to read */
+			server_pump_out(s);
+			return false;
+		}
+		if (s->state == SV_LOGIN)
+			return false;
+	}
+	return true;
+}
