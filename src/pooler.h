@@ -126,6 +126,7 @@ typedef struct Pool
 	dlist_node	kick_node;
 	int			size;			/* pool size in force */
 	bool		paused;
+	bool		starving;		/* our bit is set in the shared slot's starving mask */
 	/* ParameterStatus of a fresh server, sent to every new client */
 	char	   *welcome;		/* name\0value\0... */
 	uint16		welcome_len;
@@ -202,5 +203,7 @@ extern void pool_kick_waiting(struct Pool *pool);
 /* From the main loop only: hand servers to waiters of queued pools. false: more queued. */
 extern bool pool_run_kicks(void);
 extern void pool_reconfigure(struct Pool *pool);
+/* Give idle servers to other workers' starving pools; kick ours that got room. */
+extern void pool_share_servers(void);
 
 #endif							/* PGBUN_POOLER_H */

@@ -174,6 +174,7 @@ reclaim_predecessor_slots(void)
 			pg_atomic_fetch_sub_u32(&pgbun_shared->client_count, 1);
 	}
 	pgbun_conn_slots_release_worker(W->id);
+	pgbun_starving_release_worker(W->id);
 }
 
 static void
@@ -446,6 +447,7 @@ pgbun_worker_main(Datum main_arg)
 		{
 			ResetLatch(MyLatch);
 			pool_apply_pause();
+			pool_share_servers();	/* another worker's clients may starve */
 		}
 		if (ConfigReloadPending)
 			apply_reload();
