@@ -3,7 +3,9 @@
  *
  * The worker is connected to the shared catalogs only, which is all a login
  * needs: pg_authid (rolvaliduntil honoured as get_role_password does) and
- * pg_database.
+ * pg_database. Like PostgreSQL, an expired VALID UNTIL only takes the
+ * password away: the password methods (scram-sha-256, md5, password) then
+ * fail, trust / peer / cert do not look at it.
  * Each look-up is its own transaction so a password change (ALTER ROLE ...
  * PASSWORD) is seen by the next login without any reload. Errors are caught
  * here: a catalog hiccup fails one login, never the worker.
@@ -20,6 +22,7 @@
 #include "catalog/pg_control.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
+#include "commands/user.h"
 #include "libpq/crypt.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
@@ -145,7 +148,12 @@ auth_lookup(const char *user, const char *database, RoleInfo *out)
 	LookupArgs	args = {user, database, out};
 
 	memset(out, 0, sizeof(*out));
-	return auth_in_transaction(lookup_in_transaction, &args) && !out->catalog_locked;
+	if (!auth_in_transaction(lookup_in_transaction, &args) || out->catalog_locked)
+		return false;
+	/* as CheckPWChallengeAuth: no verifier means a mock of password_encryption's kind */
+	out->mock_scram = out->verifier_type == VERIFIER_NONE &&
+		Password_encryption == PASSWORD_TYPE_SCRAM_SHA_256;
+	return true;
 }
 
 bool

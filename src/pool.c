@@ -297,6 +297,54 @@ pool_server_available(Pool *pool, Server *s)
 }
 
 /*
+ * A malloc'd copy of the login error (a whole ErrorResponse message, len
+ * bytes) to hand to waiting clients, or NULL when out of memory. The server's
+ * own message is kept as it came when it is well-formed and has a proper
+ * SQLSTATE and a message; anything else (an empty or unterminated body, no
+ * 'C' or 'M' field: PgBouncer's CVE-2026-6666 was a NULL SQLSTATE) becomes
+ * pgbun's own FATAL error with the server's SQLSTATE if it had a valid one,
+ * else XX000, so clients never get an error they cannot use.
+ */
+static uint8 *
+login_error_for_clients(const uint8 *err, uint32 len, uint32 *out_len)
+{
+	ProtoErrorFields f;
+	bool		parsed = len >= PROTO_HDR_LEN &&
+		proto_parse_error_fields(err + PROTO_HDR_LEN, len - PROTO_HDR_LEN, &f);
+	char		text[300];
+	uint8	   *copy;
+	ProtoBuf	pb;
+
+	if (parsed && proto_valid_sqlstate(f.sqlstate) && f.message)
+	{
+		copy = malloc(len);
+		if (copy)
+		{
+			memcpy(copy, err, len);
+			*out_len = len;
+		}
+		return copy;
+	}
+	if (!parsed)
+		memset(&f, 0, sizeof(f));
+	snprintf(text, sizeof(text), "pgbun: server login failed: %.200s",
+			 !parsed ? "the server sent a malformed error message" :
+			 f.message ? f.message : "the server sent an error without a message");
+	copy = malloc(sizeof(text) + 64);
+	if (!copy)
+		return NULL;
+	proto_buf_init(&pb, copy, sizeof(text) + 64);
+	if (!proto_put_error(&pb, true, proto_valid_sqlstate(f.sqlstate) ? f.sqlstate : "XX000",
+						 text, NULL, NULL))
+	{
+		free(copy);
+		return NULL;
+	}
+	*out_len = (uint32) pb.len;
+	return copy;
+}
+
+/*
  * The server refused a login (err is its ErrorResponse, or NULL). Clients
  * still waiting for this pool's first login get that error; logged-in
  * clients waiting for a server fail too when the pool has nothing left.
@@ -308,14 +356,14 @@ pool_server_login_failed(Pool *pool, const uint8 *err, uint32 len)
 
 	if (err && len > 0 && (!pool->login_error || pool->login_error != err))
 	{
-		uint8	   *copy = malloc(len);
+		uint32		copy_len = 0;
+		uint8	   *copy = login_error_for_clients(err, len, &copy_len);
 
 		if (copy)
 		{
-			memcpy(copy, err, len);
 			free(pool->login_error);
 			pool->login_error = copy;
-			pool->login_error_len = len;
+			pool->login_error_len = copy_len;
 		}
 	}
 	if (err)
