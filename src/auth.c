@@ -24,6 +24,7 @@
 #include "commands/dbcommands.h"
 #include "commands/user.h"
 #include "libpq/crypt.h"
+#include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -177,6 +178,12 @@ auth_mock_nonce(int *len)
 	return (const uint8 *) GetMockAuthenticationNonce();
 }
 
+/*
+ * Run fn in a transaction of its own; false if it threw (logged). A query
+ * cancel aimed at the worker (pg_cancel_backend) is held off meanwhile: it
+ * has nothing to cancel, and must not fail the login that happens to be
+ * looked up (the loop drops it, worker.c).
+ */
 bool
 auth_in_transaction(void (*fn) (void *arg), void *arg)
 {
@@ -185,15 +192,18 @@ auth_in_transaction(void (*fn) (void *arg), void *arg)
 
 	PG_TRY();
 	{
+		HOLD_CANCEL_INTERRUPTS();
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		fn(arg);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		RESUME_CANCEL_INTERRUPTS();
 	}
 	PG_CATCH();
 	{
+		/* the ERROR reset QueryCancelHoldoffCount already (errfinish) */
 		MemoryContextSwitchTo(oldcxt);
 		EmitErrorReport();
 		FlushErrorState();

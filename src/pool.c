@@ -705,7 +705,7 @@ restart_logins:
 			server_close(s, "server_idle_timeout reached");
 	}
 	/* keep min_pool_size warm, once we know how to log in as this role */
-	if (pgbun_min_pool_size > 0 && !pool->paused && pool->welcome &&
+	if (pgbun_min_pool_size > 0 && !pool->paused && pool->welcome && !W->draining &&
 		(pool->have_scram_keys || pool->md5_verifier || pgbun_auth_type == AUTH_TYPE_TRUST))
 	{
 		while (pg_atomic_read_u32(&pgbun_shared->pools[pool->slot].server_count) <

@@ -146,6 +146,7 @@ typedef struct WorkerState
 	int			id;				/* worker number */
 	TimestampTz now;			/* refreshed once per loop turn */
 	bool		shutting_down;
+	bool		draining;		/* smart shutdown: no new clients, idle servers close */
 	dlist_head	pools;
 	dlist_head	login_clients;	/* CL_LOGIN, all pools */
 	dlist_head	closed_clients; /* freed at turn end */

@@ -10,7 +10,9 @@
 # Debian packages, by purpose. Extend these lists (not the scripts) when a suite
 # needs more, e.g. PGBUN_TEST_PACKAGES+=(nodejs npm) for the client suite.
 # Building and running pgbun (make demo needs only these):
-PGBUN_BUILD_PACKAGES=(postgresql-15 postgresql-server-dev-15 libssl-dev make gcc)
+# libkrb5-dev: PostgreSQL 15's libpq-be.h includes gssapi/gssapi.h (Debian builds the
+# server with GSSAPI), and postgresql-server-dev-15 does not depend on it.
+PGBUN_BUILD_PACKAGES=(postgresql-15 postgresql-server-dev-15 libssl-dev libkrb5-dev make gcc)
 # Running the test suites (TAP needs IPC::Run; pgbouncer for comparisons/bench;
 # clang with its libFuzzer/sanitizer runtimes for `make fuzz`):
 PGBUN_TEST_PACKAGES=(libipc-run-perl pgbouncer libpq-dev clang libclang-rt-14-dev)
