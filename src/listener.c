@@ -130,11 +130,19 @@ open_unix(const char *dir)
 		ereport(WARNING, (errmsg("pgbun: Unix socket path in \"%s\" is too long", dir)));
 		return NULL;
 	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return NULL;
-	/* a file already there: in use if something answers, else a leftover of ours */
-	if (connect(fd, (struct sockaddr *) &sun, sizeof(sun)) == 0)
+
+	/*
+	 * A file already there: in use if something listens on it, else a
+	 * leftover of ours. The probe is non-blocking: a blocking connect to a
+	 * listener whose backlog is full would hang the worker until that
+	 * process accepts. Connected, or refused for a full backlog (EAGAIN):
+	 * someone listens. Refused outright or no file: free to take.
+	 */
+	if (connect(fd, (struct sockaddr *) &sun, sizeof(sun)) == 0 ||
+		errno == EAGAIN || errno == EINPROGRESS)
 	{
 		ereport(WARNING, (errmsg("pgbun: Unix socket \"%s\" is in use by another process", sun.sun_path)));
 		close(fd);
