@@ -14,6 +14,7 @@
 
 #include "cancel.h"
 #include "config.h"
+#include "dns.h"
 #include "pooler.h"
 
 static uint64 pause_seen_generation = 0;
@@ -124,6 +125,12 @@ static bool
 pool_open_server(Pool *pool, bool *full)
 {
 	*full = false;
+	if (W->server_addr_len == 0)
+	{
+		/* server_host is a name not resolved yet: wait for it, as for a server */
+		dns_server_needed();
+		return false;
+	}
 	if (W->shutting_down || !pool_reserve_server(pool, full))
 		return false;
 	if (!server_launch(pool))
@@ -351,6 +358,46 @@ pool_server_login_failed(Pool *pool, const uint8 *err, uint32 len)
 
 			client_close(c, "08006", "could not log in to the server");
 		}
+	}
+}
+
+/* ---- the server's address (dns.c) ---- */
+
+/* The server host's address is known (again): waiters may get servers now. */
+void
+pool_target_resolved(void)
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &W->pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+
+		if (!dlist_is_empty(&pool->waiting_clients) || !dlist_is_empty(&pool->waitlogin_clients))
+			pool_kick_waiting(pool);
+	}
+}
+
+/*
+ * The server host could not be resolved and there is no address to use:
+ * every client waiting for a server gets 08006 and is closed (new clients
+ * start a new lookup).
+ */
+void
+pool_target_unresolvable(const char *host, const char *reason)
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &W->pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+
+		while (!dlist_is_empty(&pool->waitlogin_clients))
+			client_close(dlist_container(Client, node, dlist_head_node(&pool->waitlogin_clients)),
+						 "08006", "could not resolve server host \"%s\": %s", host, reason);
+		while (!dlist_is_empty(&pool->waiting_clients))
+			client_close(dlist_container(Client, node, dlist_head_node(&pool->waiting_clients)),
+						 "08006", "could not resolve server host \"%s\": %s", host, reason);
 	}
 }
 
@@ -683,6 +730,7 @@ pool_janitor(void)
 	dlist_foreach(it, &W->pools)
 		janitor_pool(dlist_container(Pool, node, it.cur));
 	cancel_janitor();
+	dns_janitor();
 	pool_apply_pause();
 	pool_share_servers();
 }

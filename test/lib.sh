@@ -10,7 +10,7 @@
 # Debian packages, by purpose. Extend these lists (not the scripts) when a suite
 # needs more, e.g. PGBUN_TEST_PACKAGES+=(nodejs npm) for the client suite.
 # Building and running pgbun (make demo needs only these):
-PGBUN_BUILD_PACKAGES=(postgresql-15 postgresql-server-dev-15 libssl-dev make gcc)
+PGBUN_BUILD_PACKAGES=(postgresql-15 postgresql-server-dev-15 libssl-dev libc-ares-dev make gcc)
 # Running the test suites (TAP needs IPC::Run; pgbouncer for comparisons/bench):
 PGBUN_TEST_PACKAGES=(libipc-run-perl pgbouncer libpq-dev)
 # Node.js and npm for the client-library test (t/140, test/node): the machine's
