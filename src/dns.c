@@ -17,7 +17,9 @@
 #include "postgres.h"
 
 #include <ares.h>
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "utils/timestamp.h"
@@ -350,4 +352,80 @@ dns_janitor(void)
 	if (target_host && !lookup_running && resolved_at > 0 &&
 		W->now - resolved_at >= (int64) pgbun_dns_max_ttl * 1000)
 		start_lookup();
+}
+
+/* ---- /etc/hosts for the listen addresses ---- */
+
+/* Append one address of a family to the result arrays; false when full. */
+static bool
+hosts_add(int family, const void *addr, int port, struct sockaddr_storage *addrs,
+		  socklen_t *lens, int *n, int max)
+{
+	if (*n >= max)
+		return false;
+	memset(&addrs[*n], 0, sizeof(addrs[*n]));
+	if (family == AF_INET)
+	{
+		struct sockaddr_in *sin = (struct sockaddr_in *) &addrs[*n];
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16) port);
+		memcpy(&sin->sin_addr, addr, sizeof(sin->sin_addr));
+		lens[*n] = sizeof(*sin);
+	}
+	else
+	{
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *) &addrs[*n];
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16) port);
+		memcpy(&sin6->sin6_addr, addr, sizeof(sin6->sin6_addr));
+		lens[*n] = sizeof(*sin6);
+	}
+	(*n)++;
+	return true;
+}
+
+int
+dns_hosts_lookup(const char *name, int port, struct sockaddr_storage *addrs,
+				 socklen_t *lens, int max)
+{
+	static const int families[] = {AF_INET, AF_INET6};
+	int			n = 0;
+
+	if (have_channel)
+	{
+		for (int f = 0; f < lengthof(families); f++)
+		{
+			struct hostent *he = NULL;
+
+			if (ares_gethostbyname_file(channel, name, families[f], &he) != ARES_SUCCESS || !he)
+				continue;
+			for (char **a = he->h_addr_list; a && *a; a++)
+			{
+				bool		dup = false;
+
+				/* /etc/hosts may list an address twice */
+				for (int i = 0; i < n; i++)
+				{
+					if (addrs[i].ss_family != families[f])
+						continue;
+					if (families[f] == AF_INET ?
+						memcmp(&((struct sockaddr_in *) &addrs[i])->sin_addr, *a, sizeof(struct in_addr)) == 0 :
+						memcmp(&((struct sockaddr_in6 *) &addrs[i])->sin6_addr, *a, sizeof(struct in6_addr)) == 0)
+						dup = true;
+				}
+				if (!dup && !hosts_add(families[f], *a, port, addrs, lens, &n, max))
+					break;
+			}
+			ares_free_hostent(he);
+		}
+	}
+	if (n == 0 && pg_strcasecmp(name, "localhost") == 0)
+	{
+		struct in_addr lo = {htonl(INADDR_LOOPBACK)};
+
+		(void) hosts_add(AF_INET, &lo, port, addrs, lens, &n, max);
+	}
+	return n;
 }

@@ -16,6 +16,8 @@
 
 #include "postgres.h"
 
+#include <sys/socket.h>
+
 /* Apply pgbun.dns_servers / pgbun.dns_timeout: (re)create the resolver when they changed. */
 extern void dns_configure(void);
 /* The server target is this name: look it up (now, or once the loop runs). */
@@ -28,5 +30,14 @@ extern void dns_server_needed(void);
 extern void dns_on_event(void *obj, uint32 events);
 /* From the janitor: the resolver's timeouts, pgbun.dns_timeout, pgbun.dns_max_ttl. */
 extern void dns_janitor(void);
+
+/*
+ * Addresses of a name from /etc/hosts only, never DNS (a file read; for the
+ * listen addresses, which are opened synchronously): IPv4 and IPv6, with the
+ * port set, at most max. "localhost" missing from the file is the loopback
+ * address. Returns how many.
+ */
+extern int	dns_hosts_lookup(const char *name, int port, struct sockaddr_storage *addrs,
+							 socklen_t *lens, int max);
 
 #endif							/* PGBUN_DNS_H */

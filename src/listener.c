@@ -5,7 +5,8 @@
  * spreads new connections across workers. Unix sockets cannot be shared that
  * way; worker 0 owns them. A reload that changes the addresses opens the new
  * set first and closes the old one only if that worked, so a typo never
- * leaves the pooler deaf.
+ * leaves the pooler deaf. Listen addresses are IP addresses, '*' or names
+ * from /etc/hosts: nothing here waits for DNS.
  */
 #include "postgres.h"
 
@@ -24,6 +25,7 @@
 #include "utils/varlena.h"
 
 #include "config.h"
+#include "dns.h"
 #include "listener.h"
 #include "pooler.h"
 
@@ -164,6 +166,45 @@ open_unix(const char *dir)
 	return listener_new(fd, true, sun.sun_path);
 }
 
+/*
+ * A listen address that is a name: its addresses from /etc/hosts (never
+ * DNS, see build_listeners). Returns how many listeners it opened.
+ */
+static int
+open_tcp_from_hosts_file(const char *host, Listener **out, int max, bool *complete)
+{
+	struct sockaddr_storage addrs[8];
+	socklen_t	lens[8];
+	int			k = dns_hosts_lookup(host, pgbun_port, addrs, lens, lengthof(addrs));
+	int			n = 0;
+
+	if (k == 0)
+	{
+		ereport(WARNING,
+				(errmsg("pgbun: listen address \"%s\" is neither an IP address nor a name in /etc/hosts", host),
+				 errhint("pgbun does not ask DNS for pgbun.listen_addresses; give the address.")));
+		*complete = false;
+		return 0;
+	}
+	for (int i = 0; i < k && n < max; i++)
+	{
+		struct addrinfo ai;
+		Listener   *l;
+
+		memset(&ai, 0, sizeof(ai));
+		ai.ai_family = addrs[i].ss_family;
+		ai.ai_socktype = SOCK_STREAM;
+		ai.ai_addr = (struct sockaddr *) &addrs[i];
+		ai.ai_addrlen = lens[i];
+		l = open_tcp(&ai);
+		if (l)
+			out[n++] = l;
+		else
+			*complete = false;
+	}
+	return n;
+}
+
 /* Split a comma-separated GUC list (copied: SplitIdentifierString scribbles). */
 static List *
 split_list(const char *value)
@@ -200,11 +241,20 @@ build_listeners(Listener **out, int max, bool *complete)
 		struct addrinfo *res = NULL;
 		int			rc;
 
+		/*
+		 * Only IP addresses, '*' and names in /etc/hosts (localhost): the
+		 * listeners are opened synchronously, so DNS is never asked here.
+		 */
 		memset(&hints, 0, sizeof(hints));
 		hints.ai_family = AF_UNSPEC;
 		hints.ai_socktype = SOCK_STREAM;
-		hints.ai_flags = AI_PASSIVE;
+		hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
 		rc = getaddrinfo(strcmp(host, "*") == 0 ? NULL : host, portstr, &hints, &res);
+		if (rc == EAI_NONAME)
+		{
+			n += open_tcp_from_hosts_file(host, out + n, max - n, complete);
+			continue;
+		}
 		if (rc != 0)
 		{
 			ereport(WARNING, (errmsg("pgbun: could not resolve listen address \"%s\": %s", host, gai_strerror(rc))));

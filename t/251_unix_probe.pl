@@ -1,4 +1,4 @@
-# 251_unix_probe: opening pgbun's Unix socket never blocks the worker.
+# 251_unix_probe: opening pgbun's listeners never blocks the worker.
 #
 # Before it binds .s.PGSQL.<port>, the worker checks whether a file already
 # there belongs to a live listener by connecting to it. A listener that does
@@ -6,6 +6,10 @@
 # (and with it every client of the worker). The probe is non-blocking: such a
 # socket is reported as in use, the worker goes on serving, and a stale file
 # (nobody listening) is still taken over.
+#
+# Listen addresses are IP addresses, '*' or names from /etc/hosts: 'localhost'
+# works, a name only DNS could answer is refused with a warning (DNS is never
+# asked while the listeners are opened).
 
 use strict;
 use warnings FATAL => 'all';
@@ -65,6 +69,36 @@ ok( wait_until(
 			return $out2 eq 'over unix';
 		}),
 	'the stale file is taken over: clients connect over the Unix socket');
+
+############ listen addresses: names from /etc/hosts only
+
+reload_conf($node, 'pgbun.listen_addresses' => 'localhost');
+ok( wait_until(
+		sub {
+			my (undef, $o) = pgbun_psql($node, "SELECT 'on localhost'", user => $boot, timeout => 20);
+			return $o eq 'on localhost';
+		}),
+	"listen_addresses = 'localhost' (from /etc/hosts) listens on the loopback address");
+like(slurp_file($node->logfile, $log_offset), qr/pgbun: listening on 127\.0\.0\.1 port $port/,
+	'the log shows the address it listens on');
+
+$log_offset = -s $node->logfile;
+reload_conf($node, 'pgbun.listen_addresses' => 'nowhere.pgbun-test.example');
+ok( wait_until(
+		sub {
+			slurp_file($node->logfile, $log_offset) =~
+			  /listen address "nowhere\.pgbun-test\.example" is neither an IP address nor a name in \/etc\/hosts/;
+		}),
+	'a name not in /etc/hosts is refused with a warning, without asking DNS');
+($rc, $out, $err) = pgbun_psql($node, "SELECT 'over unix still'", user => $boot, host => $dir, timeout => 20);
+is($out, 'over unix still', 'the worker goes on (its Unix socket serves)') or diag($err);
+reload_conf($node, 'pgbun.listen_addresses' => '127.0.0.1');
+ok( wait_until(
+		sub {
+			my (undef, $o) = pgbun_psql($node, "SELECT 'back'", user => $boot, timeout => 20);
+			return $o eq 'back';
+		}),
+	'back on an IP address');
 
 check_server_same($node, $identity, 'end of 251');
 stop_node($node);
