@@ -156,11 +156,14 @@ count_list(dlist_head *h)
  * Publish whether this pool's waiters are stuck for want of room under the
  * limits; when it becomes so, wake the other workers so that one holding
  * the pool's servers idle gives one up (pool_share_servers). Set from
- * pool_kick_now, cleared only by the janitor (every JANITOR_INTERVAL_MS):
- * under load the waiting list empties and fills all the time, and flipping
- * a shared bit and waking every worker with it would cost more than the
- * requests. The janitor clears it and kicks the pool, so a pool that still
- * starves marks itself again and wakes the others once per tick.
+ * pool_kick_now; cleared there only when it opened a server and needs no
+ * more (room came back: typically a server given up for it), otherwise by
+ * the janitor (every JANITOR_INTERVAL_MS). Under load the waiting list
+ * empties and fills all the time, and flipping a shared bit and waking
+ * every worker with it on each request would cost more than the requests;
+ * opening a server is rare and costly anyway. The janitor clears it and
+ * kicks the pool, so a pool that still starves marks itself again and
+ * wakes the others once per tick.
  */
 static void
 pool_set_starving(Pool *pool, bool starving)
@@ -186,6 +189,7 @@ pool_kick_now(Pool *pool)
 	int			logins;
 	bool		full = false;
 	bool		starving = false;
+	bool		opened = false;
 
 	if (W->shutting_down)
 		return;
@@ -193,48 +197,52 @@ pool_kick_now(Pool *pool)
 	if (!dlist_is_empty(&pool->waitlogin_clients) && dlist_is_empty(&pool->login_servers) &&
 		!pool->welcome)
 	{
-		if (!pool_open_server(pool, &full))
-		{
-			if (full)
-				starving = true;
-			else if (pool->login_error && pool->last_login_failure && pool->n_servers == 0)
-				pool_server_login_failed(pool, pool->login_error, pool->login_error_len);
-		}
-	}
-	if (starving)
-		pool_set_starving(pool, true);
-	if (pool->paused)
-		return;
-	starving = false;
-	while (!dlist_is_empty(&pool->waiting_clients) && !dlist_is_empty(&pool->idle_servers))
-	{
-		Client	   *c = dlist_container(Client, node, dlist_head_node(&pool->waiting_clients));
-		Server	   *s = dlist_container(Server, node, dlist_head_node(&pool->idle_servers));
-
-		server_link(s, c);
-	}
-	/*
-	 * More servers for the waiters that logins in progress will not cover.
-	 * Only while the pool can grow: with a full pool and a thousand waiters,
-	 * counting the lists on every request would cost more than the request.
-	 */
-	if (!dlist_is_empty(&pool->waiting_clients))
-	{
-		if (pg_atomic_read_u32(&pgbun_shared->pools[pool->slot].server_count) < (uint32) pool->size)
-		{
-			int			waiting = count_list(&pool->waiting_clients);
-
-			logins = count_list(&pool->login_servers);
-			while (waiting > logins && pool_open_server(pool, &full))
-				logins++;
-			if (waiting > logins && full)
-				starving = true;
-		}
-		else if (dlist_is_empty(&pool->login_servers))
+		if (pool_open_server(pool, &full))
+			opened = true;
+		else if (full)
 			starving = true;
+		else if (pool->login_error && pool->last_login_failure && pool->n_servers == 0)
+			pool_server_login_failed(pool, pool->login_error, pool->login_error_len);
+	}
+	if (!pool->paused)
+	{
+		while (!dlist_is_empty(&pool->waiting_clients) && !dlist_is_empty(&pool->idle_servers))
+		{
+			Client	   *c = dlist_container(Client, node, dlist_head_node(&pool->waiting_clients));
+			Server	   *s = dlist_container(Server, node, dlist_head_node(&pool->idle_servers));
+
+			server_link(s, c);
+		}
+
+		/*
+		 * More servers for the waiters that logins in progress will not
+		 * cover. Only while the pool can grow: with a full pool and a
+		 * thousand waiters, counting the lists on every request would cost
+		 * more than the request.
+		 */
+		if (!dlist_is_empty(&pool->waiting_clients))
+		{
+			if (pg_atomic_read_u32(&pgbun_shared->pools[pool->slot].server_count) < (uint32) pool->size)
+			{
+				int			waiting = count_list(&pool->waiting_clients);
+
+				logins = count_list(&pool->login_servers);
+				while (waiting > logins && pool_open_server(pool, &full))
+				{
+					logins++;
+					opened = true;
+				}
+				if (waiting > logins && full)
+					starving = true;
+			}
+			else if (dlist_is_empty(&pool->login_servers))
+				starving = true;
+		}
 	}
 	if (starving)
 		pool_set_starving(pool, true);
+	else if (opened)
+		pool_set_starving(pool, false);
 }
 
 void
