@@ -8,7 +8,7 @@ DATA = pgbun--1.0.sql
 PGFILEDESC = "pgbun - connection pooler"
 
 PG_CPPFLAGS = -Isrc -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
-SHLIB_LINK = -lssl -lcrypto
+SHLIB_LINK = -lssl -lcrypto -lcares
 
 REGRESS = pgbun_api
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=$(abs_builddir)/tmp_check_regress

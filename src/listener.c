@@ -8,7 +8,8 @@
  * the listeners already bound to one of them, binds the others, and closes
  * the listeners no longer wanted only when the whole new set could be opened:
  * a typo, a name that does not resolve or an address this machine does not
- * have is logged and leaves the old listeners serving.
+ * have is logged and leaves the old listeners serving. Listen addresses are
+ * IP addresses, '*' or names from /etc/hosts: nothing here waits for DNS.
  */
 #include "postgres.h"
 
@@ -27,6 +28,7 @@
 #include "utils/varlena.h"
 
 #include "config.h"
+#include "dns.h"
 #include "listener.h"
 #include "client_login.h"
 #include "pooler.h"
@@ -173,11 +175,19 @@ open_unix(const char *dir)
 		ereport(WARNING, (errmsg("pgbun: Unix socket path in \"%s\" is too long", dir)));
 		return NULL;
 	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return NULL;
-	/* a file already there: in use if something answers, else a leftover of ours */
-	if (connect(fd, (struct sockaddr *) &sun, sizeof(sun)) == 0)
+
+	/*
+	 * A file already there: in use if something listens on it, else a
+	 * leftover of ours. The probe is non-blocking: a blocking connect to a
+	 * listener whose backlog is full would hang the worker until that
+	 * process accepts. Connected, or refused for a full backlog (EAGAIN):
+	 * someone listens. Refused outright or no file: free to take.
+	 */
+	if (connect(fd, (struct sockaddr *) &sun, sizeof(sun)) == 0 ||
+		errno == EAGAIN || errno == EINPROGRESS)
 	{
 		ereport(WARNING, (errmsg("pgbun: Unix socket \"%s\" is in use by another process", sun.sun_path)));
 		close(fd);
@@ -234,6 +244,39 @@ want_tcp(Wanted *want, int n, int max, const struct addrinfo *ai)
 }
 
 /*
+ * A listen address that is a name: its addresses from /etc/hosts (never
+ * DNS, see build_wanted) added to want[]; returns the new count.
+ */
+static int
+want_hosts_file(Wanted *want, int n, int max, const char *host, bool *complete)
+{
+	struct sockaddr_storage addrs[8];
+	socklen_t	lens[8];
+	int			k = dns_hosts_lookup(host, pgbun_port, addrs, lens, lengthof(addrs));
+
+	if (k == 0)
+	{
+		ereport(WARNING,
+				(errmsg("pgbun: listen address \"%s\" is neither an IP address nor a name in /etc/hosts", host),
+				 errhint("pgbun does not ask DNS for pgbun.listen_addresses; give the address.")));
+		*complete = false;
+		return n;
+	}
+	for (int i = 0; i < k; i++)
+	{
+		struct addrinfo ai;
+
+		memset(&ai, 0, sizeof(ai));
+		ai.ai_family = addrs[i].ss_family;
+		ai.ai_socktype = SOCK_STREAM;
+		ai.ai_addr = (struct sockaddr *) &addrs[i];
+		ai.ai_addrlen = lens[i];
+		n = want_tcp(want, n, max, &ai);
+	}
+	return n;
+}
+
+/*
  * Work out the listeners the current settings ask for into want[]; returns
  * how many. *complete is cleared (and the reason logged) when a name does not
  * resolve or the list is malformed.
@@ -261,11 +304,20 @@ build_wanted(Wanted *want, int max, bool *complete)
 		struct addrinfo *res = NULL;
 		int			rc;
 
+		/*
+		 * Only IP addresses, '*' and names in /etc/hosts (localhost): the
+		 * listeners are opened synchronously, so DNS is never asked here.
+		 */
 		memset(&hints, 0, sizeof(hints));
 		hints.ai_family = AF_UNSPEC;
 		hints.ai_socktype = SOCK_STREAM;
-		hints.ai_flags = AI_PASSIVE;
+		hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
 		rc = getaddrinfo(strcmp(host, "*") == 0 ? NULL : host, portstr, &hints, &res);
+		if (rc == EAI_NONAME)
+		{
+			n = want_hosts_file(want, n, max, host, complete);
+			continue;
+		}
 		if (rc != 0)
 		{
 			ereport(WARNING, (errmsg("pgbun: could not resolve listen address \"%s\": %s", host, gai_strerror(rc))));

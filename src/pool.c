@@ -15,6 +15,7 @@
 #include "cancel.h"
 #include "config.h"
 #include "client_login.h"
+#include "dns.h"
 #include "pooler.h"
 #include "server_login.h"
 
@@ -126,6 +127,12 @@ static bool
 pool_open_server(Pool *pool, bool *full)
 {
 	*full = false;
+	if (W->server_addr_len == 0)
+	{
+		/* server_host is a name not resolved yet: wait for it, as for a server */
+		dns_server_needed();
+		return false;
+	}
 	if (W->shutting_down || !pool_reserve_server(pool, full))
 		return false;
 	if (!server_launch(pool))
@@ -151,11 +158,14 @@ count_list(dlist_head *h)
  * Publish whether this pool's waiters are stuck for want of room under the
  * limits; when it becomes so, wake the other workers so that one holding
  * the pool's servers idle gives one up (pool_share_servers). Set from
- * pool_kick_now, cleared only by the janitor (every JANITOR_INTERVAL_MS):
- * under load the waiting list empties and fills all the time, and flipping
- * a shared bit and waking every worker with it would cost more than the
- * requests. The janitor clears it and kicks the pool, so a pool that still
- * starves marks itself again and wakes the others once per tick.
+ * pool_kick_now; cleared there only when it opened a server and needs no
+ * more (room came back: typically a server given up for it), otherwise by
+ * the janitor (every JANITOR_INTERVAL_MS). Under load the waiting list
+ * empties and fills all the time, and flipping a shared bit and waking
+ * every worker with it on each request would cost more than the requests;
+ * opening a server is rare and costly anyway. The janitor clears it and
+ * kicks the pool, so a pool that still starves marks itself again and
+ * wakes the others once per tick.
  */
 static void
 pool_set_starving(Pool *pool, bool starving)
@@ -181,6 +191,7 @@ pool_kick_now(Pool *pool)
 	int			logins;
 	bool		full = false;
 	bool		starving = false;
+	bool		opened = false;
 
 	if (W->shutting_down)
 		return;
@@ -188,48 +199,52 @@ pool_kick_now(Pool *pool)
 	if (!dlist_is_empty(&pool->waitlogin_clients) && dlist_is_empty(&pool->login_servers) &&
 		!pool->welcome)
 	{
-		if (!pool_open_server(pool, &full))
-		{
-			if (full)
-				starving = true;
-			else if (pool->login_error && pool->last_login_failure && pool->n_servers == 0)
-				pool_server_login_failed(pool, pool->login_error, pool->login_error_len);
-		}
-	}
-	if (starving)
-		pool_set_starving(pool, true);
-	if (pool->paused)
-		return;
-	starving = false;
-	while (!dlist_is_empty(&pool->waiting_clients) && !dlist_is_empty(&pool->idle_servers))
-	{
-		Client	   *c = dlist_container(Client, node, dlist_head_node(&pool->waiting_clients));
-		Server	   *s = dlist_container(Server, node, dlist_head_node(&pool->idle_servers));
-
-		server_link(s, c);
-	}
-	/*
-	 * More servers for the waiters that logins in progress will not cover.
-	 * Only while the pool can grow: with a full pool and a thousand waiters,
-	 * counting the lists on every request would cost more than the request.
-	 */
-	if (!dlist_is_empty(&pool->waiting_clients))
-	{
-		if (pg_atomic_read_u32(&pgbun_shared->pools[pool->slot].server_count) < (uint32) pool->size)
-		{
-			int			waiting = count_list(&pool->waiting_clients);
-
-			logins = count_list(&pool->login_servers);
-			while (waiting > logins && pool_open_server(pool, &full))
-				logins++;
-			if (waiting > logins && full)
-				starving = true;
-		}
-		else if (dlist_is_empty(&pool->login_servers))
+		if (pool_open_server(pool, &full))
+			opened = true;
+		else if (full)
 			starving = true;
+		else if (pool->login_error && pool->last_login_failure && pool->n_servers == 0)
+			pool_server_login_failed(pool, pool->login_error, pool->login_error_len);
+	}
+	if (!pool->paused)
+	{
+		while (!dlist_is_empty(&pool->waiting_clients) && !dlist_is_empty(&pool->idle_servers))
+		{
+			Client	   *c = dlist_container(Client, node, dlist_head_node(&pool->waiting_clients));
+			Server	   *s = dlist_container(Server, node, dlist_head_node(&pool->idle_servers));
+
+			server_link(s, c);
+		}
+
+		/*
+		 * More servers for the waiters that logins in progress will not
+		 * cover. Only while the pool can grow: with a full pool and a
+		 * thousand waiters, counting the lists on every request would cost
+		 * more than the request.
+		 */
+		if (!dlist_is_empty(&pool->waiting_clients))
+		{
+			if (pg_atomic_read_u32(&pgbun_shared->pools[pool->slot].server_count) < (uint32) pool->size)
+			{
+				int			waiting = count_list(&pool->waiting_clients);
+
+				logins = count_list(&pool->login_servers);
+				while (waiting > logins && pool_open_server(pool, &full))
+				{
+					logins++;
+					opened = true;
+				}
+				if (waiting > logins && full)
+					starving = true;
+			}
+			else if (dlist_is_empty(&pool->login_servers))
+				starving = true;
+		}
 	}
 	if (starving)
 		pool_set_starving(pool, true);
+	else if (opened)
+		pool_set_starving(pool, false);
 }
 
 void
@@ -401,6 +416,46 @@ pool_server_login_failed(Pool *pool, const uint8 *err, uint32 len)
 
 			client_close(c, "08006", "could not log in to the server");
 		}
+	}
+}
+
+/* ---- the server's address (dns.c) ---- */
+
+/* The server host's address is known (again): waiters may get servers now. */
+void
+pool_target_resolved(void)
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &W->pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+
+		if (!dlist_is_empty(&pool->waiting_clients) || !dlist_is_empty(&pool->waitlogin_clients))
+			pool_kick_waiting(pool);
+	}
+}
+
+/*
+ * The server host could not be resolved and there is no address to use:
+ * every client waiting for a server gets 08006 and is closed (new clients
+ * start a new lookup).
+ */
+void
+pool_target_unresolvable(const char *host, const char *reason)
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &W->pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+
+		while (!dlist_is_empty(&pool->waitlogin_clients))
+			client_close(dlist_container(Client, node, dlist_head_node(&pool->waitlogin_clients)),
+						 "08006", "could not resolve server host \"%s\": %s", host, reason);
+		while (!dlist_is_empty(&pool->waiting_clients))
+			client_close(dlist_container(Client, node, dlist_head_node(&pool->waiting_clients)),
+						 "08006", "could not resolve server host \"%s\": %s", host, reason);
 	}
 }
 
@@ -733,6 +788,7 @@ pool_janitor(void)
 	dlist_foreach(it, &W->pools)
 		janitor_pool(dlist_container(Pool, node, it.cur));
 	cancel_janitor();
+	dns_janitor();
 	pool_apply_pause();
 	pool_share_servers();
 }

@@ -204,6 +204,9 @@ extern void pool_kick_waiting(struct Pool *pool);
 /* From the main loop only: hand servers to waiters of queued pools. false: more queued. */
 extern bool pool_run_kicks(void);
 extern void pool_reconfigure(struct Pool *pool);
+/* dns.c: the server host's address is known / cannot be found (waiters get 08006). */
+extern void pool_target_resolved(void);
+extern void pool_target_unresolvable(const char *host, const char *reason);
 /* Give idle servers to other workers' starving pools; kick ours that got room. */
 extern void pool_share_servers(void);
 

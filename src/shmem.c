@@ -364,15 +364,6 @@ pgbun_conn_slots_release_worker(int worker)
 	}
 }
 
-/*
- * Copy a slot consistently, PgBackendStatus style: read the change count,
- * copy, read it again; retry while it was odd (a write in progress) or
- * moved. Writes are a handful of stores, so a retry is rare. Should the
- * writer have died mid-write the count stays odd forever: after about a
- * second of retries the copy is reported as CONN_FREE. Ordinary backends
- * check for interrupts between retries; workers (background workers) do
- * not, since this is called from their event loop, which must not throw.
- */
 void
 pgbun_conn_slot_set_tls(int idx, const char *version)
 {
@@ -386,12 +377,20 @@ pgbun_conn_slot_set_tls(int idx, const char *version)
 	PGBUN_SLOT_WRITE_END(s);
 }
 
-void
-pgbun_conn_slot_read(int idx, PgbunConnSlot *copy)
+/*
+ * Copy a slot consistently, PgBackendStatus style: read the change count,
+ * copy, read it again; retry while it was odd (a write in progress) or
+ * moved. Writes are a handful of stores, so a retry is rare. false after
+ * SLOT_READ_FAST_TRIES spins without a consistent copy: the writer is off
+ * the CPU mid-write, or died mid-write. Never sleeps, so the workers' event
+ * loop can use it (cancel.c tries again later instead of waiting).
+ */
+bool
+pgbun_conn_slot_try_read(int idx, PgbunConnSlot *copy)
 {
 	volatile PgbunConnSlot *s = &conns[idx];
 
-	for (int tries = 0;; tries++)
+	for (int tries = 0; tries < SLOT_READ_FAST_TRIES; tries++)
 	{
 		uint32		before;
 		uint32		after;
@@ -403,16 +402,30 @@ pgbun_conn_slot_read(int idx, PgbunConnSlot *copy)
 		after = s->changecount;
 
 		if (before == after && (before & 1) == 0)
-			return;
+			return true;
+		pg_spin_delay();
+	}
+	return false;
+}
 
-		if (tries >= SLOT_READ_FAST_TRIES + SLOT_READ_SLOW_TRIES)
-			break;
-		if (!IsBackgroundWorker)
-			CHECK_FOR_INTERRUPTS();
-		if (tries < SLOT_READ_FAST_TRIES)
-			pg_spin_delay();
-		else
-			pg_usleep(1000L);
+/*
+ * pgbun_conn_slot_try_read, and should that fail, keep trying: ordinary
+ * backends (the views) sleep 1 ms between tries and check for interrupts.
+ * The workers never sleep here. Should the writer have died mid-write the
+ * count stays odd forever: after about a second of retries (at once in a
+ * worker) the copy is reported as CONN_FREE.
+ */
+void
+pgbun_conn_slot_read(int idx, PgbunConnSlot *copy)
+{
+	if (pgbun_conn_slot_try_read(idx, copy))
+		return;
+	for (int tries = 0; !IsBackgroundWorker && tries < SLOT_READ_SLOW_TRIES; tries++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(1000L);
+		if (pgbun_conn_slot_try_read(idx, copy))
+			return;
 	}
 
 	/* Unreadable: present it as free so callers skip it. */

@@ -176,8 +176,10 @@ extern void pgbun_conn_slots_release_worker(int worker);
 #define PGBUN_SLOT_WRITE_END(s)   do { pg_write_barrier(); (s)->changecount++; } while (0)
 /* Publish a connection's TLS protocol version ("" for none) to its slot (owner only; idx may be -1). */
 extern void pgbun_conn_slot_set_tls(int idx, const char *version);
-/* Copy a slot consistently (readers). */
+/* Copy a slot consistently (readers); workers never sleep in it. */
 extern void pgbun_conn_slot_read(int idx, PgbunConnSlot *copy);
+/* The same without waiting for a writer: false when no consistent copy came quickly. */
+extern bool pgbun_conn_slot_try_read(int idx, PgbunConnSlot *copy);
 
 /* Pool slots: find or create for (database, user); -1 when the table is full. */
 extern int	pgbun_pool_slot_get(const char *database, const char *user);

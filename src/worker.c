@@ -37,6 +37,7 @@
 #include "cancel.h"
 #include "compat.h"
 #include "config.h"
+#include "dns.h"
 #include "hba.h"
 #include "listener.h"
 #include "pooler.h"
@@ -91,8 +92,9 @@ raise_fd_limit(void)
 
 /*
  * Work out where server connections go: the local server's Unix socket by
- * default, or pgbun.server_host/server_port. DNS happens here (start and
- * reload), never in the loop.
+ * default, or pgbun.server_host/server_port. An address or a socket
+ * directory is taken at once; a host name is looked up by dns.c inside the
+ * loop (c-ares), never here: until it answers, pools wait for it.
  */
 static void
 resolve_server_target(void)
@@ -101,6 +103,7 @@ resolve_server_target(void)
 	int			port = pgbun_server_port > 0 ? pgbun_server_port : PostPortNumber;
 	char		dir[MAXPGPATH] = "";
 
+	dns_configure();
 	W->server_port = port;
 	if (!host || host[0] == '\0')
 	{
@@ -130,6 +133,7 @@ resolve_server_target(void)
 	{
 		struct sockaddr_un *sun = (struct sockaddr_un *) &W->server_addr;
 
+		dns_forget_server();
 		memset(&W->server_addr, 0, sizeof(W->server_addr));
 		sun->sun_family = AF_UNIX;
 		snprintf(sun->sun_path, sizeof(sun->sun_path), "%s/.s.PGSQL.%d", dir, port);
@@ -145,16 +149,19 @@ resolve_server_target(void)
 		char		portstr[16];
 		int			rc;
 
+		/* a numeric address never asks DNS */
 		memset(&hints, 0, sizeof(hints));
 		hints.ai_socktype = SOCK_STREAM;
+		hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
 		snprintf(portstr, sizeof(portstr), "%d", port);
 		rc = getaddrinfo(host, portstr, &hints, &res);
 		if (rc != 0 || !res)
 		{
-			ereport(WARNING, (errmsg("pgbun: could not resolve pgbun.server_host \"%s\": %s",
-									 host, gai_strerror(rc))));
-			return;				/* keep the previous target */
+			/* a name: c-ares, from the loop */
+			dns_resolve_server(host, port);
+			return;
 		}
+		dns_forget_server();
 		memcpy(&W->server_addr, res->ai_addr, res->ai_addrlen);
 		W->server_addr_len = res->ai_addrlen;
 		strlcpy(W->server_addr_text, host, sizeof(W->server_addr_text));
@@ -378,6 +385,9 @@ dispatch(IoObj *obj, uint32 events)
 				break;
 			case IO_CANCEL:
 				cancel_on_event(obj, events);
+				break;
+			case IO_DNS:
+				dns_on_event(obj, events);
 				break;
 		}
 	}

@@ -16,6 +16,8 @@
 #    its query while worker 0 holds the other one idle; served too;
 #  - the other direction: worker 1's idle servers go to a client on worker 0;
 #  - no churn when nobody waits: idle servers stay (same backend pids);
+#  - max_db_connections shared by two pools: idle servers of one pool make
+#    room for the other pool's waiting client;
 #  - the pool never has more than 2 servers.
 
 use strict;
@@ -170,6 +172,25 @@ usleep(1_500_000);
 is($node->safe_psql('postgres',
 		"SELECT string_agg(remote_pid::text, ',' ORDER BY remote_pid) FROM pgbun.servers WHERE \"user\" = 'alice'"),
 	$pids, 'with no client waiting, idle servers stay where they are');
+
+############ a limit shared by two pools: max_db_connections
+
+$node->safe_psql('postgres', "CREATE ROLE bob LOGIN PASSWORD 'bob-pw'");
+reload_conf($node, 'pgbun.max_db_connections' => '2', 'pgbun.default_pool_size' => '5');
+# alice's two idle servers fill the database's limit. The workers apply a
+# reload at their next loop turn; give them a moment (if one had not, bob
+# would get a third server and the count below would fail, not pass).
+usleep(1_000_000);
+my $bob = raw_connect($node);
+$t0 = time;
+$r = $bob->login(user => 'bob', password => 'bob-pw', secs => 30);
+$took = time - $t0;
+ok($r->{ok}, 'a client of another pool of the same database logs in (max_db_connections = 2 was reached)')
+  or diag(explain($r) . "\nservers: " . $node->safe_psql('postgres', 'SELECT worker, "user", state FROM pgbun.servers'));
+cmp_ok($took, '<', 20, sprintf('served well before the 60 s timeouts (%.1f s)', $took));
+is($node->safe_psql('postgres', "SELECT count(*) FROM pgbun.servers WHERE database = 'postgres'"),
+	'2', 'the database still has 2 servers: one of alice\'s idle ones made room');
+$bob->terminate;
 
 check_server_same($node, $identity, 'end of 250');
 stop_node($node);

@@ -12,7 +12,8 @@
 # Building and running pgbun (make demo needs only these):
 # libkrb5-dev: PostgreSQL 15's libpq-be.h includes gssapi/gssapi.h (Debian builds the
 # server with GSSAPI), and postgresql-server-dev-15 does not depend on it.
-PGBUN_BUILD_PACKAGES=(postgresql-15 postgresql-server-dev-15 libssl-dev libkrb5-dev make gcc)
+# libc-ares-dev: DNS for server host names inside the worker's loop (src/dns.c).
+PGBUN_BUILD_PACKAGES=(postgresql-15 postgresql-server-dev-15 libssl-dev libkrb5-dev libc-ares-dev make gcc)
 # Running the test suites (TAP needs IPC::Run; pgbouncer for comparisons/bench;
 # clang with its libFuzzer/sanitizer runtimes for `make fuzz`):
 PGBUN_TEST_PACKAGES=(libipc-run-perl pgbouncer libpq-dev clang libclang-rt-14-dev)
