@@ -64,6 +64,7 @@ typedef struct AuthState
 
 
 static void auth_succeeded(Client *c);
+static void drain_unread(Client *c);
 
 /* ---- helpers ---- */
 
@@ -641,7 +642,25 @@ auth_failed(Client *c)
 		c->auth->fail_at = W->now + (int64) delay_ms * 1000;
 		return;
 	}
+	drain_unread(c);
 	client_close(c, "28P01", "password authentication failed for user \"%s\"", c->auth->user);
+}
+
+/*
+ * Read and drop what a refused client sent after its failed attempt (a
+ * bounded amount), so that closing the socket does not reset the
+ * connection before the client has read the error.
+ */
+static void
+drain_unread(Client *c)
+{
+	char		scratch[4096];
+
+	if (c->sb.ssl)
+		return;					/* TLS records cannot be skipped; close_notify follows anyway */
+	for (int i = 0; i < 16; i++)
+		if (recv(c->sb.fd, scratch, sizeof(scratch), MSG_DONTWAIT) <= 0)
+			break;
 }
 
 bool
@@ -649,6 +668,7 @@ client_login_fail_due(Client *c)
 {
 	if (!c->auth || c->auth->fail_at == 0 || W->now < c->auth->fail_at)
 		return false;
+	drain_unread(c);
 	client_close(c, "28P01", "password authentication failed for user \"%s\"", c->auth->user);
 	return true;
 }
@@ -806,11 +826,15 @@ login_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32 
 					 (hdr->type >= 0x20 && hdr->type < 0x7f) ? hdr->type : '?');
 		return PKT_STOP;
 	}
+	if (c->auth->fail_at)
+		return PKT_STOP;		/* failed: one attempt per connection, the rest stays unread */
 	if (avail < proto_msg_size(hdr))
 		return PKT_NEED_FULL;
 	handle_password_message(c, msg + PROTO_HDR_LEN, hdr->len - 4);
 	if (c->closed)
 		return PKT_STOP;
+	if (c->auth && c->auth->fail_at)
+		return PKT_CONSUME_STOP;	/* guesses pipelined behind this one are never looked at */
 	/* logged in: what follows is for a server, not for this handler */
 	return c->state == CL_LOGIN ? PKT_CONSUME : PKT_CONSUME_STOP;
 }
