@@ -94,6 +94,50 @@ format_addr(const struct sockaddr_storage *sa, char *out, int outlen, int32 *por
 
 /* ---- accept ---- */
 
+/*
+ * Clients refused at accept (max_client_conn reached, or no shared
+ * connection slot left) wait at most this long for their first packet, and
+ * at most this many per worker do so at a time; beyond that the refusal is
+ * written at once, without reading (a CancelRequest among those is lost).
+ */
+#define REFUSING_MAX 64
+#define REFUSE_DEADLINE_MS 5000
+
+static int	n_refusing = 0;
+
+/* Send a refused client its 53300 and close it. */
+void
+client_login_refuse(Client *c)
+{
+	if (c->refuse == REFUSE_NO_SLOT)
+		client_close(c, "53300", "no more connections allowed: all %d connection slots are in use (pgbun.max_client_conn above its value at server start needs a restart)",
+					 pgbun_shared->n_conn_slots);
+	else
+		client_close(c, "53300", "no more connections allowed (max_client_conn)");
+}
+
+/* A refused client is gone (client_close). */
+void
+client_login_refused_closed(Client *c)
+{
+	if (c->refuse_counted)
+	{
+		n_refusing--;
+		c->refuse_counted = false;
+	}
+}
+
+/* How long a client may take to log in: client_login_timeout, shorter for a refused one. */
+int
+client_login_deadline_ms(Client *c)
+{
+	if (!c->refuse)
+		return pgbun_client_login_timeout;
+	if (pgbun_client_login_timeout > 0)
+		return Min(pgbun_client_login_timeout, REFUSE_DEADLINE_MS);
+	return REFUSE_DEADLINE_MS;
+}
+
 int
 client_accept(int listen_fd, bool unix_socket)
 {
@@ -133,9 +177,36 @@ client_accept(int listen_fd, bool unix_socket)
 		sbuf_init(&c->sb, fd);
 		c->connect_time = c->request_time = W->now;
 		c->tx_status = 'I';
-		pg_atomic_fetch_add_u32(&pgbun_shared->client_count, 1);
 		W->n_clients++;
-		c->slot = pgbun_conn_slot_alloc(CONN_CLIENT, W->id);
+		/*
+		 * max_client_conn and the shared connection slots are checked
+		 * before anything else: a client that does not fit is counted
+		 * nowhere, holds no slot, and is refused once its first packet is
+		 * in (a CancelRequest is still served).
+		 */
+		if (pg_atomic_fetch_add_u32(&pgbun_shared->client_count, 1) >= (uint32) pgbun_max_client_conn)
+		{
+			pg_atomic_fetch_sub_u32(&pgbun_shared->client_count, 1);
+			c->refuse = REFUSE_MAX_CLIENT_CONN;
+			c->slot = -1;
+		}
+		else if ((c->slot = pgbun_conn_slot_alloc(CONN_CLIENT, W->id)) < 0)
+		{
+			pg_atomic_fetch_sub_u32(&pgbun_shared->client_count, 1);
+			c->refuse = REFUSE_NO_SLOT;
+		}
+		if (c->refuse && n_refusing >= REFUSING_MAX)
+		{
+			/* too many refusals in progress already: say so now, read nothing */
+			client_set_state(c, CL_LOGIN);
+			client_login_refuse(c);
+			continue;
+		}
+		if (c->refuse)
+		{
+			c->refuse_counted = true;
+			n_refusing++;
+		}
 		if (c->slot >= 0)
 		{
 			PgbunConnSlot *s = pgbun_conn_slot(c->slot);
@@ -535,6 +606,18 @@ read_startup_packet(Client *c)
 	}
 
 	p = c->sb.in + c->sb.parse_pos;
+	if (c->refuse && sh.kind == STARTUP_V3)
+	{
+		/*
+		 * Over the limit: refused at its startup packet, once TLS is
+		 * negotiated as usual (libpq does not show an error sent in answer
+		 * to SSLRequest), and the packet read, so the close that follows
+		 * the error is not a reset.
+		 */
+		sbuf_consume(&c->sb, sh.len);
+		client_login_refuse(c);
+		return false;
+	}
 	switch (sh.kind)
 	{
 		case STARTUP_SSL:

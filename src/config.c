@@ -38,6 +38,7 @@ int			pgbun_server_idle_timeout = 600000;
 int			pgbun_server_lifetime = 3600000;
 int			pgbun_client_login_timeout = 60000;
 int			pgbun_client_idle_timeout = 0;
+int			pgbun_pool_idle_timeout = 3600000;
 int			pgbun_query_wait_timeout = 120000;
 int			pgbun_query_timeout = 0;
 int			pgbun_idle_transaction_timeout = 0;
@@ -420,6 +421,10 @@ pgbun_define_gucs(void)
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgbun.client_login_timeout", "Close clients that do not finish logging in within this time.",
 							NULL, &pgbun_client_login_timeout, 60000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbun.pool_idle_timeout", "Free a pool that has had no clients and no server connections for this long (0: never).",
+							"Its shared slot (and its statistics) are released, so more distinct (database, user) pairs than the slot table holds can be used over time.",
+							&pgbun_pool_idle_timeout, 3600000, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgbun.client_idle_timeout", "Close clients idle longer than this (0: never).",
 							NULL, &pgbun_client_idle_timeout, 0, 0, INT_MAX,

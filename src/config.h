@@ -44,6 +44,7 @@ extern int	pgbun_server_idle_timeout;	/* ms */
 extern int	pgbun_server_lifetime;		/* ms */
 extern int	pgbun_client_login_timeout; /* ms */
 extern int	pgbun_client_idle_timeout;	/* ms */
+extern int	pgbun_pool_idle_timeout;	/* ms */
 extern int	pgbun_query_wait_timeout;	/* ms */
 extern int	pgbun_max_packet_size;		/* bytes */
 extern int	pgbun_query_timeout;		/* ms */

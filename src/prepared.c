@@ -172,6 +172,16 @@ stmt_mark_valid(PreparedStmt *st, const Pool *pool)
 	st->valid_next = (st->valid_next + 1) % lengthof(st->valid_in);
 }
 
+void
+prepared_pool_forget(const Pool *pool)
+{
+	for (int b = 0; b < STMT_BUCKETS; b++)
+		for (PreparedStmt *st = stmt_buckets[b]; st; st = st->next)
+			for (int i = 0; i < lengthof(st->valid_in); i++)
+				if (st->valid_in[i] == pool)
+					st->valid_in[i] = NULL;
+}
+
 static int
 server_name(const PreparedStmt *st, char *out)
 {

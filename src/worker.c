@@ -174,6 +174,7 @@ reclaim_predecessor_slots(void)
 			pg_atomic_fetch_sub_u32(&pgbun_shared->client_count, 1);
 	}
 	pgbun_conn_slots_release_worker(W->id);
+	pgbun_pool_slots_release_worker(W->id);
 }
 
 static void
