@@ -50,6 +50,7 @@ char	   *pgbun_ident_file = NULL;
 int			pgbun_auth_failure_delay = 0;
 char	   *pgbun_ignore_startup_parameters = NULL;
 int			pgbun_max_prepared_statements = 200;
+int			pgbun_max_prepared_statement_memory = 65536;	/* kB */
 int			pgbun_client_tls_sslmode = TLS_MODE_PREFER;
 char	   *pgbun_client_tls_cert_file = NULL;
 char	   *pgbun_client_tls_key_file = NULL;
@@ -466,6 +467,11 @@ pgbun_define_gucs(void)
 							   "Startup parameters accepted from clients and ignored (comma-separated).",
 							   NULL, &pgbun_ignore_startup_parameters, "",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbun.max_prepared_statement_memory",
+							"Memory per worker for the named prepared statements clients hold in transaction and statement pools.",
+							"Query texts and names; a Parse that does not fit gets 53200 and the client stays connected.",
+							&pgbun_max_prepared_statement_memory, 65536, 64, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgbun.max_prepared_statements",
 							"Named prepared statements kept per server connection in transaction/statement pooling (0: refuse named statements there).",
 							NULL, &pgbun_max_prepared_statements, 200, 0, 100000,
