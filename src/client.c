@@ -178,6 +178,7 @@ void
 client_free(Client *c)
 {
 	prepared_client_free(c);
+	client_login_forget(c);
 	free(c->params);
 	free(c->auth);
 	free(c);

@@ -26,6 +26,7 @@
 #include "client_login.h"
 #include "config.h"
 #include "hba.h"
+#include "kdf.h"
 #include "params.h"
 #include "prepared.h"
 #include "pooler.h"
@@ -45,6 +46,7 @@ typedef enum LoginStep
 	STEP_SASL_FINAL,			/* sent AuthenticationSASLContinue */
 	STEP_MD5,					/* sent AuthenticationMD5Password */
 	STEP_PASSWORD,				/* sent AuthenticationCleartextPassword (hba "password") */
+	STEP_PASSWORD_CHECK,		/* its PBKDF2 runs on a kdf.c thread; nothing more is read */
 	STEP_DONE,					/* authenticated */
 } LoginStep;
 
@@ -59,6 +61,7 @@ typedef struct AuthState
 	uint8		client_key[SCRAM_KEY_BYTES];
 	bool		have_client_key;
 	TimestampTz fail_at;		/* failed: answer then (pgbun.auth_failure_delay), 0 if not */
+	struct KdfJob *kdf_job;		/* STEP_PASSWORD_CHECK: the check in flight */
 	bool		tls_direct;		/* TLS began without SSLRequest (PostgreSQL 17 sslnegotiation=direct) */
 } AuthState;
 
@@ -337,6 +340,50 @@ publish_application_name(Client *c)
 }
 
 /*
+ * The user name of a uid, for hba "peer". getpwuid_r may ask NSS (files,
+ * but also LDAP or sssd) and so block the loop: names are cached per uid
+ * for PEER_CACHE_TTL in a small fixed table (the stalest entry is reused),
+ * so a burst of peer logins costs one look-up per user a minute.
+ */
+#define PEER_CACHE_SLOTS 16
+#define PEER_CACHE_TTL (60 * USECS_PER_SEC)
+
+typedef struct PeerName
+{
+	uid_t		uid;
+	TimestampTz fetched;		/* 0: empty */
+	char		name[NAMEDATALEN];
+} PeerName;
+
+static PeerName peer_cache[PEER_CACHE_SLOTS];
+
+static const char *
+peer_user_name(uid_t uid)
+{
+	PeerName   *stalest = &peer_cache[0];
+	struct passwd pwbuf;
+	struct passwd *pw = NULL;
+	char		buf[1024];
+
+	for (int i = 0; i < PEER_CACHE_SLOTS; i++)
+	{
+		PeerName   *e = &peer_cache[i];
+
+		if (e->fetched && e->uid == uid && W->now - e->fetched < PEER_CACHE_TTL)
+			return e->name;
+		if (e->fetched < stalest->fetched)
+			stalest = e;
+	}
+	if (getpwuid_r(uid, &pwbuf, buf, sizeof(buf), &pw) != 0 || pw == NULL ||
+		strlen(pw->pw_name) >= NAMEDATALEN)
+		return NULL;			/* not cached: a user added later is found at once */
+	stalest->uid = uid;
+	stalest->fetched = W->now;
+	strlcpy(stalest->name, pw->pw_name, sizeof(stalest->name));
+	return stalest->name;
+}
+
+/*
  * pgbun.auth_type = hba: the first matching rule's method, as an AuthType,
  * or -1 when the client was refused (and closed) or logged in already.
  */
@@ -406,14 +453,12 @@ hba_method(Client *c)
 			{
 				uid_t		uid;
 				gid_t		gid;
-				struct passwd pwbuf;
-				struct passwd *pw = NULL;
-				char		buf[1024];
+				const char *os_user = NULL;
 
 				if (!c->unix_socket || getpeereid(c->sb.fd, &uid, &gid) != 0 ||
-					getpwuid_r(uid, &pwbuf, buf, sizeof(buf), &pw) != 0 || pw == NULL ||
-					(usermap ? !hba_usermap_ok(usermap, pw->pw_name, a->user) :
-					 strcmp(pw->pw_name, a->user) != 0))
+					(os_user = peer_user_name(uid)) == NULL ||
+					(usermap ? !hba_usermap_ok(usermap, os_user, a->user) :
+					 strcmp(os_user, a->user) != 0))
 				{
 					client_close(c, "28000", "peer authentication failed for user \"%s\"", a->user);
 					return -1;
@@ -770,6 +815,85 @@ send_auth(Client *c, uint32 code, const char *data, int len)
 	return client_flush(c);
 }
 
+/*
+ * A cleartext password and a SCRAM verifier: PBKDF2 goes to a kdf.c thread.
+ * true when it did (or the client was refused: too many checks in flight);
+ * false to check inline, when the threads cannot run.
+ */
+static bool
+check_password_async(Client *c, const char *password)
+{
+	static IoObj kdf_io = {IO_KDF};
+	static bool registered = false;
+	AuthState  *a = c->auth;
+	uint8		salt[SCRAM_SALT_B64_MAX];
+	int			salt_len;
+	char	   *pw;
+
+	if (!registered)
+	{
+		int			fd = kdf_start();
+
+		if (fd < 0 || poll_add_conn(fd, &kdf_io) < 0)
+			return false;
+		registered = true;
+	}
+	pw = scram_password_inputs(&a->role.scram, password, salt, &salt_len);
+	if (!pw)
+		return false;			/* an unusable secret: the inline check refuses it */
+	a->kdf_job = kdf_submit(pw, salt, salt_len, a->role.scram.iterations, a->role.scram.stored_key, c);
+	explicit_bzero(pw, strlen(pw));
+	free(pw);
+	if (!a->kdf_job)
+	{
+		client_close(c, "53300", "too many password checks in progress; try again");
+		return true;
+	}
+	a->step = STEP_PASSWORD_CHECK;
+	return true;
+}
+
+/* A kdf.c thread finished a client's password check (loop thread, kdf_collect). */
+static void
+password_checked(void *owner, bool ok, const uint8 *client_key)
+{
+	Client	   *c = owner;
+	AuthState  *a = c->auth;
+
+	if (c->closed || !a || a->step != STEP_PASSWORD_CHECK)
+		return;
+	a->kdf_job = NULL;
+	if (!ok)
+	{
+		auth_failed(c);
+		return;
+	}
+	/* the ClientKey also lets pgbun log in to the server as the role */
+	memcpy(a->client_key, client_key, SCRAM_KEY_BYTES);
+	a->scram.secret = a->role.scram;
+	a->have_client_key = true;
+	auth_succeeded(c);
+	/* anything it sent after the password goes on to a server */
+	if (!c->closed && c->state == CL_ACTIVE)
+		client_pump_in(c);
+}
+
+void
+client_login_kdf_event(void)
+{
+	(void) kdf_collect(password_checked);
+}
+
+void
+client_login_forget(Client *c)
+{
+	if (c->auth && c->auth->kdf_job)
+	{
+		kdf_cancel(c->auth->kdf_job);
+		c->auth->kdf_job = NULL;
+	}
+}
+
 /* Handle one complete password-type ('p') message during login. */
 static void
 handle_password_message(Client *c, const uint8 *body, uint32 len)
@@ -863,7 +987,9 @@ handle_password_message(Client *c, const uint8 *body, uint32 len)
 					client_close(c, "08P01", "malformed password message");
 					return;
 				}
-				if (a->role.verifier_type == VERIFIER_SCRAM &&
+				if (a->role.verifier_type == VERIFIER_SCRAM && check_password_async(c, password))
+					return;		/* the answer comes from password_checked() */
+				if (a->role.verifier_type == VERIFIER_SCRAM && !c->closed &&
 					scram_check_password(&a->role.scram, password, a->client_key))
 				{
 					/* the ClientKey also lets pgbun log in to the server as the role */
@@ -909,14 +1035,14 @@ login_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32 
 					 (hdr->type >= 0x20 && hdr->type < 0x7f) ? hdr->type : '?');
 		return PKT_STOP;
 	}
-	if (c->auth->fail_at)
-		return PKT_STOP;		/* failed: one attempt per connection, the rest stays unread */
+	if (c->auth->fail_at || c->auth->step == STEP_PASSWORD_CHECK)
+		return PKT_STOP;		/* failed (one attempt per connection), or being checked: the rest stays unread */
 	if (avail < proto_msg_size(hdr))
 		return PKT_NEED_FULL;
 	handle_password_message(c, msg + PROTO_HDR_LEN, hdr->len - 4);
 	if (c->closed)
 		return PKT_STOP;
-	if (c->auth && c->auth->fail_at)
+	if (c->auth && (c->auth->fail_at || c->auth->step == STEP_PASSWORD_CHECK))
 		return PKT_CONSUME_STOP;	/* guesses pipelined behind this one are never looked at */
 	/* logged in: what follows is for a server, not for this handler */
 	return c->state == CL_LOGIN ? PKT_CONSUME : PKT_CONSUME_STOP;
@@ -937,8 +1063,8 @@ client_login_input(Client *c)
 static void
 client_login_steps(Client *c)
 {
-	if (c->auth && c->auth->fail_at)
-		return;					/* failed; nothing more is read until the answer goes out */
+	if (c->auth && (c->auth->fail_at || c->auth->step == STEP_PASSWORD_CHECK))
+		return;					/* failed, or its password is being checked: nothing more is read */
 	if (!c->auth)
 	{
 		c->auth = calloc(1, sizeof(AuthState));

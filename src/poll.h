@@ -18,6 +18,7 @@ typedef enum IoKind
 	IO_CLIENT,
 	IO_SERVER,
 	IO_CANCEL,
+	IO_KDF,						/* kdf.c's eventfd: password checks finished */
 } IoKind;
 
 typedef struct IoObj

@@ -31,6 +31,7 @@
 #include "utils/timestamp.h"
 
 #include "cancel.h"
+#include "client_login.h"
 #include "compat.h"
 #include "config.h"
 #include "hba.h"
@@ -233,6 +234,9 @@ dispatch(IoObj *obj, uint32 events)
 				break;
 			case IO_CANCEL:
 				cancel_on_event(obj, events);
+				break;
+			case IO_KDF:
+				client_login_kdf_event();
 				break;
 		}
 	}
