@@ -175,6 +175,7 @@ client_accept(int listen_fd, bool unix_socket)
 		}
 		if (!unix_socket)
 			(void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		config_set_keepalive(fd, !unix_socket);
 		c->io.kind = IO_CLIENT;
 		c->unix_socket = unix_socket;
 		sbuf_init(&c->sb, fd);

@@ -86,6 +86,11 @@ static OverrideList *user_overrides = NULL;
 int			pgbun_max_packet_size = INT_MAX;
 bool		pgbun_log_connections = true;
 bool		pgbun_log_disconnections = true;
+bool		pgbun_tcp_keepalive = true;
+int			pgbun_tcp_keepidle = 0;
+int			pgbun_tcp_keepintvl = 0;
+int			pgbun_tcp_keepcnt = 0;
+int			pgbun_tcp_user_timeout = 0;
 
 static const struct config_enum_entry pool_mode_options[] = {
 	{"session", POOL_MODE_SESSION, false},
@@ -549,6 +554,22 @@ pgbun_define_gucs(void)
 	DefineCustomBoolVariable("pgbun.log_disconnections", "Log each client disconnection with its reason.",
 							 NULL, &pgbun_log_disconnections, true,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	/* PgBouncer's names and meaning: 0 leaves the operating system's value */
+	DefineCustomBoolVariable("pgbun.tcp_keepalive", "TCP keepalives on client and server TCP connections.",
+							 NULL, &pgbun_tcp_keepalive, true,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbun.tcp_keepidle", "Idle time before the first TCP keepalive probe (0: the OS default).",
+							NULL, &pgbun_tcp_keepidle, 0, 0, 32767,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbun.tcp_keepintvl", "Time between TCP keepalive probes (0: the OS default).",
+							NULL, &pgbun_tcp_keepintvl, 0, 0, 32767,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbun.tcp_keepcnt", "Unanswered TCP keepalive probes before the connection is dropped (0: the OS default).",
+							NULL, &pgbun_tcp_keepcnt, 0, 0, 127,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbun.tcp_user_timeout", "Longest sent data may stay unacknowledged before the connection is dropped (TCP_USER_TIMEOUT; 0: the OS default).",
+							NULL, &pgbun_tcp_user_timeout, 0, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("pgbun");
 }

@@ -75,6 +75,17 @@ extern char *pgbun_server_tls_protocols;
 extern char *pgbun_server_tls_ciphers;
 extern bool pgbun_log_connections;
 extern bool pgbun_log_disconnections;
+extern bool pgbun_tcp_keepalive;
+extern int	pgbun_tcp_keepidle;		/* s, 0: the OS default */
+extern int	pgbun_tcp_keepintvl;	/* s, 0: the OS default */
+extern int	pgbun_tcp_keepcnt;		/* 0: the OS default */
+extern int	pgbun_tcp_user_timeout; /* ms, 0: the OS default */
+
+/*
+ * Apply pgbun.tcp_keepalive and friends to a connected socket: tcp is false
+ * for a Unix socket, which is left alone (sockopt.c).
+ */
+extern void config_set_keepalive(int fd, bool tcp);
 
 /* Define every pgbun.* GUC and reserve the prefix. Only from _PG_init. */
 extern void pgbun_define_gucs(void);

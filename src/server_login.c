@@ -63,6 +63,7 @@ server_launch(Pool *pool)
 
 		(void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
+	config_set_keepalive(fd, W->server_addr.ss_family != AF_UNIX);
 	s->io.kind = IO_SERVER;
 	s->pool = pool;
 	s->tx_status = 'I';

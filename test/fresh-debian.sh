@@ -103,6 +103,14 @@ rm -f "$ROOT.debootstrap.log"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 # localhost must resolve inside (the demo and the tests connect to it).
 printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$ROOT/etc/hosts"
+# This machine's own root certificates (/usr/local/share/ca-certificates: e.g.
+# those of a TLS-inspecting egress proxy on the way to the npm registry) go in
+# too; the ca-certificates package that make test installs picks them up. A
+# machine with direct access has none, and nothing is copied.
+if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+	mkdir -p "$ROOT/usr/local/share/ca-certificates"
+	cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/"
+fi
 # Packages must not start services in a chroot (postgresql would start a cluster
 # on 5432 of this machine's network).
 printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
