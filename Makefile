@@ -8,7 +8,7 @@ DATA = pgbun--1.0.sql
 PGFILEDESC = "pgbun - connection pooler"
 
 PG_CPPFLAGS = -Isrc -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
-SHLIB_LINK = -lssl -lcrypto -lcares
+SHLIB_LINK = -lssl -lcrypto -lcares -pthread
 
 REGRESS = pgbun_api
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=$(abs_builddir)/tmp_check_regress
@@ -32,8 +32,8 @@ $(OBJS): $(wildcard src/*.h)
 # libdir on a source install) and OpenSSL; proto.c needs none of it.
 UNIT_CFLAGS = -O1 -g -Wall -Wextra -Werror -DPGBUN_UNIT_TEST -Isrc -I$(shell $(PG_CONFIG) --includedir-server)
 UNIT_LIBS = $(foreach lib,libpgcommon.a libpgport.a,$(firstword $(wildcard $(addsuffix /$(lib),$(shell $(PG_CONFIG) --pkglibdir) $(shell $(PG_CONFIG) --libdir))) $(lib))) -lssl -lcrypto
-test/unit/run_unit: test/unit/*.c test/unit/unit.h src/proto.c src/proto.h src/scram.c src/scram.h src/params.c src/params.h src/throttle.c src/throttle.h src/compat.h
-	$(CC) $(UNIT_CFLAGS) -o $@ test/unit/*.c src/proto.c src/scram.c src/params.c src/throttle.c $(UNIT_LIBS)
+test/unit/run_unit: test/unit/*.c test/unit/unit.h src/proto.c src/proto.h src/scram.c src/scram.h src/params.c src/params.h src/throttle.c src/throttle.h src/kdf.c src/kdf.h src/compat.h
+	$(CC) $(UNIT_CFLAGS) -o $@ test/unit/*.c src/proto.c src/scram.c src/params.c src/throttle.c src/kdf.c $(UNIT_LIBS) -pthread
 
 .PHONY: unit fuzz test demo demo-stop bench
 unit: test/unit/run_unit

@@ -165,9 +165,10 @@ client_waits(int state)
 }
 
 /*
- * The names of a pool slot, or NULL if the slot is not in use. Pool slots
- * are never released and their names never change once in_use is set, so
- * they can be read without the mutex.
+ * The names of a pool slot, or NULL if the slot is not in use. Read without
+ * the mutex: a slot is released only when no worker uses it
+ * (pool_idle_timeout), so a view racing with a release and reuse can at
+ * worst mislabel that one row once.
  */
 static const PgbunPoolSlot *
 pool_in_use(int idx)

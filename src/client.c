@@ -165,7 +165,10 @@ client_close(Client *c, const char *sqlstate, const char *fmt,...)
 		pgbun_conn_slot_free(c->slot);
 		c->slot = -1;
 	}
-	pg_atomic_fetch_sub_u32(&pgbun_shared->client_count, 1);
+	if (c->refuse)
+		client_login_refused_closed(c); /* refused at accept: never counted */
+	else
+		pg_atomic_fetch_sub_u32(&pgbun_shared->client_count, 1);
 	W->n_clients--;
 	if (c->pool)
 		pool_kick_waiting(c->pool);
@@ -175,6 +178,7 @@ void
 client_free(Client *c)
 {
 	prepared_client_free(c);
+	client_login_forget(c);
 	free(c->params);
 	free(c->auth);
 	free(c);

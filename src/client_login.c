@@ -26,6 +26,7 @@
 #include "client_login.h"
 #include "config.h"
 #include "hba.h"
+#include "kdf.h"
 #include "params.h"
 #include "prepared.h"
 #include "pooler.h"
@@ -45,6 +46,7 @@ typedef enum LoginStep
 	STEP_SASL_FINAL,			/* sent AuthenticationSASLContinue */
 	STEP_MD5,					/* sent AuthenticationMD5Password */
 	STEP_PASSWORD,				/* sent AuthenticationCleartextPassword (hba "password") */
+	STEP_PASSWORD_CHECK,		/* its PBKDF2 runs on a kdf.c thread; nothing more is read */
 	STEP_DONE,					/* authenticated */
 } LoginStep;
 
@@ -59,11 +61,13 @@ typedef struct AuthState
 	uint8		client_key[SCRAM_KEY_BYTES];
 	bool		have_client_key;
 	TimestampTz fail_at;		/* failed: answer then (pgbun.auth_failure_delay), 0 if not */
+	struct KdfJob *kdf_job;		/* STEP_PASSWORD_CHECK: the check in flight */
 	bool		tls_direct;		/* TLS began without SSLRequest (PostgreSQL 17 sslnegotiation=direct) */
 } AuthState;
 
 
 static void auth_succeeded(Client *c);
+static void drain_unread(Client *c);
 
 /* ---- helpers ---- */
 
@@ -92,6 +96,50 @@ format_addr(const struct sockaddr_storage *sa, char *out, int outlen, int32 *por
 
 
 /* ---- accept ---- */
+
+/*
+ * Clients refused at accept (max_client_conn reached, or no shared
+ * connection slot left) wait at most this long for their first packet, and
+ * at most this many per worker do so at a time; beyond that the refusal is
+ * written at once, without reading (a CancelRequest among those is lost).
+ */
+#define REFUSING_MAX 64
+#define REFUSE_DEADLINE_MS 5000
+
+static int	n_refusing = 0;
+
+/* Send a refused client its 53300 and close it. */
+void
+client_login_refuse(Client *c)
+{
+	if (c->refuse == REFUSE_NO_SLOT)
+		client_close(c, "53300", "no more connections allowed: all %d connection slots are in use (pgbun.max_client_conn above its value at server start needs a restart)",
+					 pgbun_shared->n_conn_slots);
+	else
+		client_close(c, "53300", "no more connections allowed (max_client_conn)");
+}
+
+/* A refused client is gone (client_close). */
+void
+client_login_refused_closed(Client *c)
+{
+	if (c->refuse_counted)
+	{
+		n_refusing--;
+		c->refuse_counted = false;
+	}
+}
+
+/* How long a client may take to log in: client_login_timeout, shorter for a refused one. */
+int
+client_login_deadline_ms(Client *c)
+{
+	if (!c->refuse)
+		return pgbun_client_login_timeout;
+	if (pgbun_client_login_timeout > 0)
+		return Min(pgbun_client_login_timeout, REFUSE_DEADLINE_MS);
+	return REFUSE_DEADLINE_MS;
+}
 
 int
 client_accept(int listen_fd, bool unix_socket)
@@ -132,9 +180,36 @@ client_accept(int listen_fd, bool unix_socket)
 		sbuf_init(&c->sb, fd);
 		c->connect_time = c->request_time = W->now;
 		c->tx_status = 'I';
-		pg_atomic_fetch_add_u32(&pgbun_shared->client_count, 1);
 		W->n_clients++;
-		c->slot = pgbun_conn_slot_alloc(CONN_CLIENT, W->id);
+		/*
+		 * max_client_conn and the shared connection slots are checked
+		 * before anything else: a client that does not fit is counted
+		 * nowhere, holds no slot, and is refused once its first packet is
+		 * in (a CancelRequest is still served).
+		 */
+		if (pg_atomic_fetch_add_u32(&pgbun_shared->client_count, 1) >= (uint32) pgbun_max_client_conn)
+		{
+			pg_atomic_fetch_sub_u32(&pgbun_shared->client_count, 1);
+			c->refuse = REFUSE_MAX_CLIENT_CONN;
+			c->slot = -1;
+		}
+		else if ((c->slot = pgbun_conn_slot_alloc(CONN_CLIENT, W->id)) < 0)
+		{
+			pg_atomic_fetch_sub_u32(&pgbun_shared->client_count, 1);
+			c->refuse = REFUSE_NO_SLOT;
+		}
+		if (c->refuse && n_refusing >= REFUSING_MAX)
+		{
+			/* too many refusals in progress already: say so now, read nothing */
+			client_set_state(c, CL_LOGIN);
+			client_login_refuse(c);
+			continue;
+		}
+		if (c->refuse)
+		{
+			c->refuse_counted = true;
+			n_refusing++;
+		}
 		if (c->slot >= 0)
 		{
 			PgbunConnSlot *s = pgbun_conn_slot(c->slot);
@@ -265,6 +340,50 @@ publish_application_name(Client *c)
 }
 
 /*
+ * The user name of a uid, for hba "peer". getpwuid_r may ask NSS (files,
+ * but also LDAP or sssd) and so block the loop: names are cached per uid
+ * for PEER_CACHE_TTL in a small fixed table (the stalest entry is reused),
+ * so a burst of peer logins costs one look-up per user a minute.
+ */
+#define PEER_CACHE_SLOTS 16
+#define PEER_CACHE_TTL (60 * USECS_PER_SEC)
+
+typedef struct PeerName
+{
+	uid_t		uid;
+	TimestampTz fetched;		/* 0: empty */
+	char		name[NAMEDATALEN];
+} PeerName;
+
+static PeerName peer_cache[PEER_CACHE_SLOTS];
+
+static const char *
+peer_user_name(uid_t uid)
+{
+	PeerName   *stalest = &peer_cache[0];
+	struct passwd pwbuf;
+	struct passwd *pw = NULL;
+	char		buf[1024];
+
+	for (int i = 0; i < PEER_CACHE_SLOTS; i++)
+	{
+		PeerName   *e = &peer_cache[i];
+
+		if (e->fetched && e->uid == uid && W->now - e->fetched < PEER_CACHE_TTL)
+			return e->name;
+		if (e->fetched < stalest->fetched)
+			stalest = e;
+	}
+	if (getpwuid_r(uid, &pwbuf, buf, sizeof(buf), &pw) != 0 || pw == NULL ||
+		strlen(pw->pw_name) >= NAMEDATALEN)
+		return NULL;			/* not cached: a user added later is found at once */
+	stalest->uid = uid;
+	stalest->fetched = W->now;
+	strlcpy(stalest->name, pw->pw_name, sizeof(stalest->name));
+	return stalest->name;
+}
+
+/*
  * pgbun.auth_type = hba: the first matching rule's method, as an AuthType,
  * or -1 when the client was refused (and closed) or logged in already.
  */
@@ -334,14 +453,12 @@ hba_method(Client *c)
 			{
 				uid_t		uid;
 				gid_t		gid;
-				struct passwd pwbuf;
-				struct passwd *pw = NULL;
-				char		buf[1024];
+				const char *os_user = NULL;
 
 				if (!c->unix_socket || getpeereid(c->sb.fd, &uid, &gid) != 0 ||
-					getpwuid_r(uid, &pwbuf, buf, sizeof(buf), &pw) != 0 || pw == NULL ||
-					(usermap ? !hba_usermap_ok(usermap, pw->pw_name, a->user) :
-					 strcmp(pw->pw_name, a->user) != 0))
+					(os_user = peer_user_name(uid)) == NULL ||
+					(usermap ? !hba_usermap_ok(usermap, os_user, a->user) :
+					 strcmp(os_user, a->user) != 0))
 				{
 					client_close(c, "28000", "peer authentication failed for user \"%s\"", a->user);
 					return -1;
@@ -534,6 +651,18 @@ read_startup_packet(Client *c)
 	}
 
 	p = c->sb.in + c->sb.parse_pos;
+	if (c->refuse && sh.kind == STARTUP_V3)
+	{
+		/*
+		 * Over the limit: refused at its startup packet, once TLS is
+		 * negotiated as usual (libpq does not show an error sent in answer
+		 * to SSLRequest), and the packet read, so the close that follows
+		 * the error is not a reset.
+		 */
+		sbuf_consume(&c->sb, sh.len);
+		client_login_refuse(c);
+		return false;
+	}
 	switch (sh.kind)
 	{
 		case STARTUP_SSL:
@@ -641,7 +770,25 @@ auth_failed(Client *c)
 		c->auth->fail_at = W->now + (int64) delay_ms * 1000;
 		return;
 	}
+	drain_unread(c);
 	client_close(c, "28P01", "password authentication failed for user \"%s\"", c->auth->user);
+}
+
+/*
+ * Read and drop what a refused client sent after its failed attempt (a
+ * bounded amount), so that closing the socket does not reset the
+ * connection before the client has read the error.
+ */
+static void
+drain_unread(Client *c)
+{
+	char		scratch[4096];
+
+	if (c->sb.ssl)
+		return;					/* TLS records cannot be skipped; close_notify follows anyway */
+	for (int i = 0; i < 16; i++)
+		if (recv(c->sb.fd, scratch, sizeof(scratch), MSG_DONTWAIT) <= 0)
+			break;
 }
 
 bool
@@ -649,6 +796,7 @@ client_login_fail_due(Client *c)
 {
 	if (!c->auth || c->auth->fail_at == 0 || W->now < c->auth->fail_at)
 		return false;
+	drain_unread(c);
 	client_close(c, "28P01", "password authentication failed for user \"%s\"", c->auth->user);
 	return true;
 }
@@ -665,6 +813,85 @@ send_auth(Client *c, uint32 code, const char *data, int len)
 	}
 	sbuf_out_commit(&c->sb, &pb);
 	return client_flush(c);
+}
+
+/*
+ * A cleartext password and a SCRAM verifier: PBKDF2 goes to a kdf.c thread.
+ * true when it did (or the client was refused: too many checks in flight);
+ * false to check inline, when the threads cannot run.
+ */
+static bool
+check_password_async(Client *c, const char *password)
+{
+	static IoObj kdf_io = {IO_KDF};
+	static bool registered = false;
+	AuthState  *a = c->auth;
+	uint8		salt[SCRAM_SALT_B64_MAX];
+	int			salt_len;
+	char	   *pw;
+
+	if (!registered)
+	{
+		int			fd = kdf_start();
+
+		if (fd < 0 || poll_add_conn(fd, &kdf_io) < 0)
+			return false;
+		registered = true;
+	}
+	pw = scram_password_inputs(&a->role.scram, password, salt, &salt_len);
+	if (!pw)
+		return false;			/* an unusable secret: the inline check refuses it */
+	a->kdf_job = kdf_submit(pw, salt, salt_len, a->role.scram.iterations, a->role.scram.stored_key, c);
+	explicit_bzero(pw, strlen(pw));
+	free(pw);
+	if (!a->kdf_job)
+	{
+		client_close(c, "53300", "too many password checks in progress; try again");
+		return true;
+	}
+	a->step = STEP_PASSWORD_CHECK;
+	return true;
+}
+
+/* A kdf.c thread finished a client's password check (loop thread, kdf_collect). */
+static void
+password_checked(void *owner, bool ok, const uint8 *client_key)
+{
+	Client	   *c = owner;
+	AuthState  *a = c->auth;
+
+	if (c->closed || !a || a->step != STEP_PASSWORD_CHECK)
+		return;
+	a->kdf_job = NULL;
+	if (!ok)
+	{
+		auth_failed(c);
+		return;
+	}
+	/* the ClientKey also lets pgbun log in to the server as the role */
+	memcpy(a->client_key, client_key, SCRAM_KEY_BYTES);
+	a->scram.secret = a->role.scram;
+	a->have_client_key = true;
+	auth_succeeded(c);
+	/* anything it sent after the password goes on to a server */
+	if (!c->closed && c->state == CL_ACTIVE)
+		client_pump_in(c);
+}
+
+void
+client_login_kdf_event(void)
+{
+	(void) kdf_collect(password_checked);
+}
+
+void
+client_login_forget(Client *c)
+{
+	if (c->auth && c->auth->kdf_job)
+	{
+		kdf_cancel(c->auth->kdf_job);
+		c->auth->kdf_job = NULL;
+	}
 }
 
 /* Handle one complete password-type ('p') message during login. */
@@ -760,7 +987,9 @@ handle_password_message(Client *c, const uint8 *body, uint32 len)
 					client_close(c, "08P01", "malformed password message");
 					return;
 				}
-				if (a->role.verifier_type == VERIFIER_SCRAM &&
+				if (a->role.verifier_type == VERIFIER_SCRAM && check_password_async(c, password))
+					return;		/* the answer comes from password_checked() */
+				if (a->role.verifier_type == VERIFIER_SCRAM && !c->closed &&
 					scram_check_password(&a->role.scram, password, a->client_key))
 				{
 					/* the ClientKey also lets pgbun log in to the server as the role */
@@ -806,11 +1035,15 @@ login_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32 
 					 (hdr->type >= 0x20 && hdr->type < 0x7f) ? hdr->type : '?');
 		return PKT_STOP;
 	}
+	if (c->auth->fail_at || c->auth->step == STEP_PASSWORD_CHECK)
+		return PKT_STOP;		/* failed (one attempt per connection), or being checked: the rest stays unread */
 	if (avail < proto_msg_size(hdr))
 		return PKT_NEED_FULL;
 	handle_password_message(c, msg + PROTO_HDR_LEN, hdr->len - 4);
 	if (c->closed)
 		return PKT_STOP;
+	if (c->auth && (c->auth->fail_at || c->auth->step == STEP_PASSWORD_CHECK))
+		return PKT_CONSUME_STOP;	/* guesses pipelined behind this one are never looked at */
 	/* logged in: what follows is for a server, not for this handler */
 	return c->state == CL_LOGIN ? PKT_CONSUME : PKT_CONSUME_STOP;
 }
@@ -830,8 +1063,8 @@ client_login_input(Client *c)
 static void
 client_login_steps(Client *c)
 {
-	if (c->auth && c->auth->fail_at)
-		return;					/* failed; nothing more is read until the answer goes out */
+	if (c->auth && (c->auth->fail_at || c->auth->step == STEP_PASSWORD_CHECK))
+		return;					/* failed, or its password is being checked: nothing more is read */
 	if (!c->auth)
 	{
 		c->auth = calloc(1, sizeof(AuthState));

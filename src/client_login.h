@@ -14,5 +14,15 @@ extern int	client_accept(int listen_fd, bool unix_socket);
 extern void client_login_finished(Client *c);
 /* A login failed under pgbun.auth_failure_delay and its time has come: closed, true. */
 extern bool client_login_fail_due(Client *c);
+/* Refused at accept (c->refuse): send 53300 and close. */
+extern void client_login_refuse(Client *c);
+/* client_close of a refused client: its place among the refusals in progress is free. */
+extern void client_login_refused_closed(Client *c);
+/* The kdf.c eventfd is readable: deliver finished password checks. */
+extern void client_login_kdf_event(void);
+/* The client is being freed: cancel what its login still has running. */
+extern void client_login_forget(Client *c);
+/* Milliseconds a client may take to log in (0: no limit); short for a refused one. */
+extern int	client_login_deadline_ms(Client *c);
 
 #endif							/* PGBUN_CLIENT_LOGIN_H */

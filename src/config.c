@@ -41,6 +41,7 @@ int			pgbun_server_idle_timeout = 600000;
 int			pgbun_server_lifetime = 3600000;
 int			pgbun_client_login_timeout = 60000;
 int			pgbun_client_idle_timeout = 0;
+int			pgbun_pool_idle_timeout = 3600000;
 int			pgbun_query_wait_timeout = 120000;
 int			pgbun_query_timeout = 0;
 int			pgbun_idle_transaction_timeout = 0;
@@ -52,6 +53,7 @@ char	   *pgbun_ident_file = NULL;
 int			pgbun_auth_failure_delay = 0;
 char	   *pgbun_ignore_startup_parameters = NULL;
 int			pgbun_max_prepared_statements = 200;
+int			pgbun_max_prepared_statement_memory = 65536;	/* kB */
 int			pgbun_client_tls_sslmode = TLS_MODE_PREFER;
 char	   *pgbun_client_tls_cert_file = NULL;
 char	   *pgbun_client_tls_key_file = NULL;
@@ -436,6 +438,10 @@ pgbun_define_gucs(void)
 	DefineCustomIntVariable("pgbun.client_login_timeout", "Close clients that do not finish logging in within this time.",
 							NULL, &pgbun_client_login_timeout, 60000, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbun.pool_idle_timeout", "Free a pool that has had no clients and no server connections for this long (0: never).",
+							"Its shared slot (and its statistics) are released, so more distinct (database, user) pairs than the slot table holds can be used over time.",
+							&pgbun_pool_idle_timeout, 3600000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgbun.client_idle_timeout", "Close clients idle longer than this (0: never).",
 							NULL, &pgbun_client_idle_timeout, 0, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
@@ -476,6 +482,11 @@ pgbun_define_gucs(void)
 							   "Startup parameters accepted from clients and ignored (comma-separated).",
 							   NULL, &pgbun_ignore_startup_parameters, "",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbun.max_prepared_statement_memory",
+							"Memory per worker for the named prepared statements clients hold in transaction and statement pools.",
+							"Query texts and names; a Parse that does not fit gets 53200 and the client stays connected.",
+							&pgbun_max_prepared_statement_memory, 65536, 64, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgbun.max_prepared_statements",
 							"Named prepared statements kept per server connection in transaction/statement pooling (0: refuse named statements there).",
 							NULL, &pgbun_max_prepared_statements, 200, 0, 100000,

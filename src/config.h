@@ -47,6 +47,7 @@ extern int	pgbun_server_idle_timeout;	/* ms */
 extern int	pgbun_server_lifetime;		/* ms */
 extern int	pgbun_client_login_timeout; /* ms */
 extern int	pgbun_client_idle_timeout;	/* ms */
+extern int	pgbun_pool_idle_timeout;	/* ms */
 extern int	pgbun_query_wait_timeout;	/* ms */
 extern int	pgbun_max_packet_size;		/* bytes */
 extern int	pgbun_query_timeout;		/* ms */
@@ -59,6 +60,7 @@ extern char *pgbun_ident_file;
 extern int	pgbun_auth_failure_delay;	/* ms */
 extern char *pgbun_ignore_startup_parameters;
 extern int	pgbun_max_prepared_statements;
+extern int	pgbun_max_prepared_statement_memory;	/* kB */
 extern int	pgbun_client_tls_sslmode;	/* TlsMode (tls.h) */
 extern char *pgbun_client_tls_cert_file;
 extern char *pgbun_client_tls_key_file;

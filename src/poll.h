@@ -19,6 +19,7 @@ typedef enum IoKind
 	IO_SERVER,
 	IO_CANCEL,
 	IO_DNS,						/* a socket of the DNS resolver (dns.c) */
+	IO_KDF,						/* kdf.c's eventfd: password checks finished */
 } IoKind;
 
 typedef struct IoObj

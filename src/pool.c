@@ -23,9 +23,18 @@
 #include "client_login.h"
 #include "dns.h"
 #include "pooler.h"
+#include "prepared.h"
 #include "server_login.h"
 
 static uint64 pause_seen_generation = 0;
+
+static int	pool_free_empty(int idle_ms);
+
+static bool
+expired(TimestampTz since, int timeout_ms)
+{
+	return timeout_ms > 0 && since > 0 && W->now - since >= (int64) timeout_ms * 1000;
+}
 
 Pool *
 pool_get(const char *database, const char *user)
@@ -38,14 +47,23 @@ pool_get(const char *database, const char *user)
 	{
 		pool = dlist_container(Pool, node, it.cur);
 		if (strcmp(pool->database, database) == 0 && strcmp(pool->user, user) == 0)
+		{
+			pool->empty_since = 0;
 			return pool;
+		}
 	}
-	slot = pgbun_pool_slot_get(database, user);
+	slot = pgbun_pool_slot_acquire(database, user, W->id);
+	/* the table is full: this worker's empty pools make room, however young */
+	if (slot < 0 && pool_free_empty(0) > 0)
+		slot = pgbun_pool_slot_acquire(database, user, W->id);
 	if (slot < 0)
 		return NULL;
 	pool = calloc(1, sizeof(Pool));
 	if (!pool)
+	{
+		pgbun_pool_slot_release(slot, W->id);
 		return NULL;
+	}
 	pool->slot = slot;
 	strlcpy(pool->database, database, sizeof(pool->database));
 	strlcpy(pool->user, user, sizeof(pool->user));
@@ -707,11 +725,6 @@ pool_apply_pause(void)
 
 /* ---- janitor ---- */
 
-static bool
-expired(TimestampTz since, int timeout_ms)
-{
-	return timeout_ms > 0 && since > 0 && W->now - since >= (int64) timeout_ms * 1000;
-}
 
 static void
 janitor_clients(void)
@@ -724,7 +737,9 @@ janitor_clients(void)
 
 		if (client_login_fail_due(c))
 			continue;
-		if (expired(c->connect_time, pgbun_client_login_timeout))
+		if (c->refuse && expired(c->connect_time, client_login_deadline_ms(c)))
+			client_login_refuse(c); /* no first packet in time: the refusal all the same */
+		else if (expired(c->connect_time, client_login_deadline_ms(c)))
 			client_close(c, "08P01", "client_login_timeout: login not finished in time");
 	}
 }
@@ -833,6 +848,57 @@ restart_logins:
 		pool_kick_waiting(pool);
 }
 
+/* No client and no server connection of this worker uses the pool. */
+static bool
+pool_is_empty(Pool *pool)
+{
+	return pool->n_servers == 0 && !pool->kick_queued &&
+		dlist_is_empty(&pool->active_clients) && dlist_is_empty(&pool->waiting_clients) &&
+		dlist_is_empty(&pool->waitlogin_clients) && dlist_is_empty(&pool->login_servers) &&
+		dlist_is_empty(&pool->idle_servers) && dlist_is_empty(&pool->active_servers) &&
+		dlist_is_empty(&pool->used_servers);
+}
+
+/*
+ * Free an empty pool: its memory, its statements' notes about it, and this
+ * worker's use of its shared slot (the last worker frees the slot).
+ */
+static void
+pool_free(Pool *pool)
+{
+	dlist_delete(&pool->node);
+	prepared_pool_forget(pool);
+	pgbun_pool_slot_release(pool->slot, W->id);
+	free(pool->welcome);
+	free(pool->md5_verifier);
+	free(pool->login_error);
+	free(pool);
+}
+
+/* Free the pools empty for at least idle_ms (0: every empty one). Returns how many. */
+static int
+pool_free_empty(int idle_ms)
+{
+	dlist_mutable_iter it;
+	int			n = 0;
+
+	dlist_foreach_modify(it, &W->pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+
+		if (!pool_is_empty(pool))
+			pool->empty_since = 0;
+		else if (pool->empty_since == 0 && idle_ms > 0)
+			pool->empty_since = W->now;
+		else if (idle_ms == 0 || expired(pool->empty_since, idle_ms))
+		{
+			pool_free(pool);
+			n++;
+		}
+	}
+	return n;
+}
+
 void
 pool_janitor(void)
 {
@@ -841,6 +907,8 @@ pool_janitor(void)
 	janitor_clients();
 	dlist_foreach(it, &W->pools)
 		janitor_pool(dlist_container(Pool, node, it.cur));
+	if (pgbun_pool_idle_timeout > 0)
+		(void) pool_free_empty(pgbun_pool_idle_timeout);
 	cancel_janitor();
 	dns_janitor();
 	pool_apply_pause();

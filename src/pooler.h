@@ -53,7 +53,17 @@ typedef struct Client
 	bool		named_parse;	/* sent a named Parse where the pool mode cannot keep it */
 	struct ClientStmts *stmts;	/* its named prepared statements (prepared.c) */
 	const char *stmt_error;		/* why a message could not be pooled (static text) */
+	uint8		refuse;			/* ClientRefusal: over a limit at accept, refused after its first packet */
+	bool		refuse_counted; /* among the worker's refusals in progress (client_login.c) */
 } Client;
+
+/* Why a client is refused at accept (Client.refuse). */
+typedef enum ClientRefusal
+{
+	REFUSE_NONE = 0,
+	REFUSE_MAX_CLIENT_CONN,		/* pgbun.max_client_conn clients already */
+	REFUSE_NO_SLOT,				/* no shared connection slot left */
+} ClientRefusal;
 
 /* Where a server connection's TLS set-up stands (server_tls_sslmode prefer and up). */
 typedef enum ServerTlsStep
@@ -138,6 +148,7 @@ typedef struct Pool
 	TimestampTz last_login_failure;
 	uint8	   *login_error;	/* the server's last login ErrorResponse (whole message) */
 	uint32		login_error_len;
+	TimestampTz empty_since;	/* no clients, no servers since then (pool_idle_timeout); 0 if in use */
 } Pool;
 
 /* The worker's loop-wide state other modules read. */

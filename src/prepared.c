@@ -5,6 +5,7 @@
 #include "postgres.h"
 
 #include "common/hashfn.h"
+#include "utils/timestamp.h"
 
 #include "config.h"
 #include "prepared.h"
@@ -16,6 +17,7 @@ typedef struct PreparedStmt
 	struct PreparedStmt *next;	/* hash chain */
 	uint64		id;				/* server-side name: pgbun_<id> */
 	uint32		refs;			/* client names, server entries, queued Parses using it */
+	uint32		name_refs;		/* client names only: while > 0 it counts in the memory budget */
 	uint32		hash;
 	/* pools where a server accepted it: a client's Parse there needs no server */
 	const Pool *valid_in[4];
@@ -54,6 +56,7 @@ typedef struct ServerStmts
 #define REQ_SYNTH	0x1			/* pgbun answers it (byte in 'answer') */
 #define REQ_HIDE	0x2			/* the server's answer is pgbun's, not the client's */
 #define REQ_FORGET	0x4			/* a Parse creating 'stmt': forget it if it never completes */
+#define REQ_HIDE_ERROR 0x8		/* the server's ErrorResponse to it is pgbun's business (refuse_parse) */
 
 typedef struct ReqEntry
 {
@@ -79,6 +82,52 @@ typedef struct ReqQueue
 
 static PreparedStmt *stmt_buckets[STMT_BUCKETS];
 static uint64 next_stmt_id = 1;
+
+/*
+ * Bytes charged to pgbun.max_prepared_statement_memory: every client name
+ * (with its entry), and every statement some client holds a name for.
+ * Statements only servers still have are bounded apart: at most
+ * max_prepared_statements per server connection, each under 16 kB.
+ */
+static uint64 budget_used = 0;
+static uint64 budget_refusals = 0;	/* since the last log line about them */
+static TimestampTz budget_logged_at = 0;
+
+/* What malloc takes beyond the bytes asked for, roughly. */
+#define ALLOC_OVERHEAD 16
+
+static uint64
+stmt_cost(const PreparedStmt *st)
+{
+	return offsetof(PreparedStmt, body) + st->body_len + ALLOC_OVERHEAD;
+}
+
+static uint64
+name_cost(const char *name)
+{
+	return strlen(name) + 1 + ALLOC_OVERHEAD + sizeof(ClientStmt);
+}
+
+static uint64
+budget_limit(void)
+{
+	return (uint64) pgbun_max_prepared_statement_memory * 1024;
+}
+
+/* A client name now points at st: its statement counts while any name does. */
+static void
+name_ref(PreparedStmt *st)
+{
+	if (st->name_refs++ == 0)
+		budget_used += stmt_cost(st);
+}
+
+static void
+name_unref(PreparedStmt *st)
+{
+	if (st->name_refs > 0 && --st->name_refs == 0)
+		budget_used -= Min(budget_used, stmt_cost(st));
+}
 
 /* ---- the worker's statement cache ---- */
 
@@ -113,6 +162,7 @@ stmt_lookup_or_add(const uint8 *body, uint32 len)
 		return NULL;
 	st->id = next_stmt_id++;
 	st->refs = 0;
+	st->name_refs = 0;
 	memset(st->valid_in, 0, sizeof(st->valid_in));
 	st->valid_next = 0;
 	st->hash = h;
@@ -170,6 +220,16 @@ stmt_mark_valid(PreparedStmt *st, const Pool *pool)
 		return;
 	st->valid_in[st->valid_next] = pool;
 	st->valid_next = (st->valid_next + 1) % lengthof(st->valid_in);
+}
+
+void
+prepared_pool_forget(const Pool *pool)
+{
+	for (int b = 0; b < STMT_BUCKETS; b++)
+		for (PreparedStmt *st = stmt_buckets[b]; st; st = st->next)
+			for (int i = 0; i < lengthof(st->valid_in); i++)
+				if (st->valid_in[i] == pool)
+					st->valid_in[i] = NULL;
 }
 
 static int
@@ -300,24 +360,36 @@ client_find(Client *c, const char *name)
 	return NULL;
 }
 
-static bool
+typedef enum SetResult
+{
+	SET_NO_MEMORY = 0,			/* malloc failed */
+	SET_OK,
+	SET_OVER_BUDGET,			/* pgbun.max_prepared_statement_memory: refused, nothing changed */
+} SetResult;
+
+static SetResult
 client_set(Client *c, const char *name, PreparedStmt *st)
 {
 	ClientStmts *cs = c->stmts;
 	ClientStmt *old = client_find(c, name);
+	uint64		more = (old ? 0 : name_cost(name)) + (st->name_refs == 0 ? stmt_cost(st) : 0);
 
+	if (more > 0 && budget_used + more > budget_limit())
+		return SET_OVER_BUDGET;
 	if (old)
 	{
 		stmt_ref(st);
+		name_ref(st);
+		name_unref(old->stmt);
 		stmt_unref(old->stmt);
 		old->stmt = st;
-		return true;
+		return SET_OK;
 	}
 	if (!cs)
 	{
 		cs = c->stmts = calloc(1, sizeof(ClientStmts));
 		if (!cs)
-			return false;
+			return SET_NO_MEMORY;
 	}
 	if (cs->n == cs->cap)
 	{
@@ -325,17 +397,29 @@ client_set(Client *c, const char *name, PreparedStmt *st)
 		ClientStmt *items = realloc(cs->items, sizeof(ClientStmt) * ncap);
 
 		if (!items)
-			return false;
+			return SET_NO_MEMORY;
 		cs->items = items;
 		cs->cap = ncap;
 	}
 	cs->items[cs->n].name = strdup(name);
 	if (!cs->items[cs->n].name)
-		return false;
+		return SET_NO_MEMORY;
 	cs->items[cs->n].stmt = st;
 	stmt_ref(st);
+	name_ref(st);
+	budget_used += name_cost(name);
 	cs->n++;
-	return true;
+	return SET_OK;
+}
+
+/* Give back what a client name was charged, before it goes. */
+static void
+client_name_drop(ClientStmt *item)
+{
+	budget_used -= Min(budget_used, name_cost(item->name));
+	name_unref(item->stmt);
+	free(item->name);
+	stmt_unref(item->stmt);
 }
 
 static void
@@ -346,8 +430,7 @@ client_remove(Client *c, const char *name)
 	for (int i = 0; cs && i < cs->n; i++)
 		if (strcmp(cs->items[i].name, name) == 0)
 		{
-			free(cs->items[i].name);
-			stmt_unref(cs->items[i].stmt);
+			client_name_drop(&cs->items[i]);
 			cs->items[i] = cs->items[--cs->n];
 			return;
 		}
@@ -359,10 +442,7 @@ client_remove_all(Client *c)
 	ClientStmts *cs = c->stmts;
 
 	for (int i = 0; cs && i < cs->n; i++)
-	{
-		free(cs->items[i].name);
-		stmt_unref(cs->items[i].stmt);
-	}
+		client_name_drop(&cs->items[i]);
 	if (cs)
 		cs->n = 0;
 }
@@ -542,7 +622,19 @@ prepared_emit_answers(Server *s)
 
 		if (!sbuf_out_begin(&c->sb, &pb))
 			return;
-		put_header(&pb, h->answer, 4);
+		if (h->answer == 'E')
+		{
+			char		msg[256];
+
+			/* refuse_parse: the statement that did not fit */
+			snprintf(msg, sizeof(msg),
+					 "pgbun: prepared statement \"%.63s\" does not fit in pgbun.max_prepared_statement_memory (%d kB)",
+					 h->client_name ? h->client_name : "", pgbun_max_prepared_statement_memory);
+			proto_put_error(&pb, false, "53200", msg, NULL,
+							"Close statements no longer needed, or raise pgbun.max_prepared_statement_memory.");
+		}
+		else
+			put_header(&pb, h->answer, 4);
 		if (pb.overflow)
 			return;
 		sbuf_out_commit(&c->sb, &pb);
@@ -581,6 +673,43 @@ client_error(Client *c, const char *why)
 	return PKT_STOP;
 }
 
+/*
+ * A named Parse that does not fit in pgbun.max_prepared_statement_memory:
+ * the client gets 53200 for it in its place among the answers, and stays
+ * connected. The server gets a Bind of a statement that cannot exist in its
+ * place, so that it fails there too and skips to the next Sync (rolling
+ * back an implicit transaction, failing an explicit one) exactly as for a
+ * Parse that failed; its own ErrorResponse is hidden. pgbun's answer is
+ * queued first, so it goes out when everything before it is answered, and
+ * is dropped, like the server's would be, when an earlier message failed.
+ */
+static PktAction
+refuse_parse(Client *c, Server *s, const char *name)
+{
+	static const char poison[] = "\0pgbun_refused_statement\0\0\0\0\0\0\0";
+	ReqQueue   *q;
+
+	if (!queue_push(s, 'P', REQ_SYNTH, 'E', NULL))
+		return client_error(c, "out of memory");
+	q = s->requests;
+	q->items[(q->head + q->count - 1) % q->cap].client_name = strdup(name);
+	/* Bind: portal "", statement, no formats, no parameters, no result formats */
+	if (!queue_message(s, 'B', poison, sizeof(poison) - 1, NULL, 0) ||
+		!queue_push(s, 'B', REQ_HIDE_ERROR, 0, NULL))
+		return client_error(c, "out of memory");
+	budget_refusals++;
+	if (W->now - budget_logged_at >= 60 * USECS_PER_SEC)
+	{
+		/* one line a minute at most, however many are refused */
+		ereport(LOG, (errmsg("pgbun: %llu prepared statement(s) refused: pgbun.max_prepared_statement_memory (%d kB) is used up",
+							 (unsigned long long) budget_refusals, pgbun_max_prepared_statement_memory)));
+		budget_logged_at = W->now;
+		budget_refusals = 0;
+	}
+	prepared_emit_answers(s);
+	return PKT_CONSUME;
+}
+
 PktAction
 prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint8 *msg, uint32 avail)
 {
@@ -595,6 +724,7 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 			{
 				const char *name;
 				PreparedStmt *st;
+				SetResult	set = SET_NO_MEMORY;
 
 				if (!complete)
 				{
@@ -619,13 +749,15 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 					return PKT_STOP;	/* earlier messages go out first */
 				st = stmt_lookup_or_add((const uint8 *) name + strlen(name) + 1,
 										(uint32) (end - ((const uint8 *) name + strlen(name) + 1)));
-				if (!st || !client_set(c, name, st))
+				if (!st || (set = client_set(c, name, st)) != SET_OK)
 				{
 					if (st && st->refs == 0)
 					{
 						stmt_ref(st);
 						stmt_unref(st);
 					}
+					if (st && set == SET_OVER_BUDGET)
+						return refuse_parse(c, s, name);
 					return client_error(c, "out of memory for prepared statements");
 				}
 				pg_atomic_fetch_add_u64(&pool_stats(s)->client_parse_count, 1);
@@ -780,7 +912,7 @@ prepared_unlinked_message(Client *c, const ProtoHeader *hdr, const uint8 *msg, u
 			st = stmt_lookup((const uint8 *) name + strlen(name) + 1, hash_len);
 			if (!st || !stmt_valid_in(st, c->pool))
 				return PKT_STOP;
-			if (!client_set(c, name, st) || !answer_client(c, '1'))
+			if (client_set(c, name, st) != SET_OK || !answer_client(c, '1'))
 				return PKT_STOP;	/* the server path reports the failure */
 			pg_atomic_fetch_add_u64(&pgbun_shared->pools[c->pool->slot].client_parse_count, 1);
 			return PKT_CONSUME;
@@ -849,6 +981,9 @@ prepared_server_message(Server *s, const ProtoHeader *hdr, const uint8 *msg, uin
 		case 'A':
 			return PKT_FORWARD; /* asynchronous: answers nothing */
 		case 'E':
+			hide = h && (h->flags & REQ_HIDE_ERROR);
+			if (hide && avail < proto_msg_size(hdr))
+				return PKT_NEED_FULL;	/* hidden means consumed whole; nothing changed yet */
 			if (h && h->type != 'Q' && h->type != 'F')
 				drop_failed_requests(s);
 			break;

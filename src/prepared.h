@@ -58,5 +58,7 @@ extern void prepared_server_free(Server *s);
 /* The server dropped every statement (reset query): forget them. */
 extern void prepared_server_forget_all(Server *s);
 extern void prepared_client_free(Client *c);
+/* A pool is freed: statements forget that its servers accepted them. */
+extern void prepared_pool_forget(const Pool *pool);
 
 #endif							/* PGBUN_PREPARED_H */

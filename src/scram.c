@@ -450,35 +450,51 @@ scram_client_verify_final(ScramClient *st, const char *msg, int len)
 	return CRYPTO_memcmp(got, st->expected_server_sig, SCRAM_KEY_BYTES) == 0;
 }
 
+/*
+ * The thread-safe part of a cleartext password check: PBKDF2, ClientKey,
+ * StoredKey, compare. Only OpenSSL, no PostgreSQL calls, no allocation (kdf.c
+ * runs it on its own threads).
+ */
 bool
-scram_check_password(const ScramSecret *secret, const char *password, uint8_t *client_key_out)
+scram_password_key(const char *pw, size_t pwlen, const uint8_t *salt, int salt_len, int iterations,
+				   const uint8_t *stored_key, uint8_t *client_key_out)
 {
-	uint8_t		salt[SCRAM_SALT_B64_MAX];
-	char		tmp[SCRAM_SALT_B64_MAX];
 	uint8_t		salted[SCRAM_KEY_BYTES];
 	uint8_t		client_key[SCRAM_KEY_BYTES];
 	uint8_t		stored[SCRAM_KEY_BYTES];
-	char	   *prepared = NULL;
-	const char *pw = password;
-	int			salt_len;
 	bool		ok;
 
-	if (pg_b64_dec_len(strlen(secret->salt_b64)) > (int) sizeof(tmp))
-		return false;
-	salt_len = pgbun_b64_decode(secret->salt_b64, strlen(secret->salt_b64), tmp, sizeof(tmp));
-	if (salt_len <= 0)
-		return false;
-	memcpy(salt, tmp, salt_len);
-	/* as PostgreSQL: SASLprep the password when it can be, else use it as is */
-	if (pg_saslprep(password, &prepared) == SASLPREP_SUCCESS)
-		pw = prepared;
-	ok = PKCS5_PBKDF2_HMAC(pw, strlen(pw), salt, salt_len, secret->iterations, EVP_sha256(),
+	ok = PKCS5_PBKDF2_HMAC(pw, pwlen, salt, salt_len, iterations, EVP_sha256(),
 						   SCRAM_KEY_BYTES, salted) == 1 &&
 		hmac256(salted, "Client Key", strlen("Client Key"), client_key) &&
 		sha256(client_key, SCRAM_KEY_BYTES, stored) &&
-		CRYPTO_memcmp(stored, secret->stored_key, SCRAM_KEY_BYTES) == 0;
-	if (prepared)
+		CRYPTO_memcmp(stored, stored_key, SCRAM_KEY_BYTES) == 0;
+	OPENSSL_cleanse(salted, sizeof(salted));
+	if (ok)
+		memcpy(client_key_out, client_key, SCRAM_KEY_BYTES);
+	OPENSSL_cleanse(client_key, sizeof(client_key));
+	return ok;
+}
+
+char *
+scram_password_inputs(const ScramSecret *secret, const char *password, uint8_t *salt, int *salt_len)
+{
+	char		tmp[SCRAM_SALT_B64_MAX];
+	char	   *prepared = NULL;
+	char	   *copy;
+	int			n;
+
+	if (pg_b64_dec_len(strlen(secret->salt_b64)) > (int) sizeof(tmp))
+		return NULL;
+	n = pgbun_b64_decode(secret->salt_b64, strlen(secret->salt_b64), tmp, sizeof(tmp));
+	if (n <= 0)
+		return NULL;
+	memcpy(salt, tmp, n);
+	*salt_len = n;
+	/* as PostgreSQL: SASLprep the password when it can be, else use it as is */
+	if (pg_saslprep(password, &prepared) == SASLPREP_SUCCESS)
 	{
+		copy = strdup(prepared);
 		/* common/saslprep.c allocates with palloc in the server, malloc in the unit tests */
 #ifdef PGBUN_UNIT_TEST
 		free(prepared);
@@ -486,9 +502,24 @@ scram_check_password(const ScramSecret *secret, const char *password, uint8_t *c
 		pfree(prepared);
 #endif
 	}
-	OPENSSL_cleanse(salted, sizeof(salted));
-	if (ok)
-		memcpy(client_key_out, client_key, SCRAM_KEY_BYTES);
-	OPENSSL_cleanse(client_key, sizeof(client_key));
+	else
+		copy = strdup(password);
+	return copy;
+}
+
+bool
+scram_check_password(const ScramSecret *secret, const char *password, uint8_t *client_key_out)
+{
+	uint8_t		salt[SCRAM_SALT_B64_MAX];
+	int			salt_len;
+	char	   *pw = scram_password_inputs(secret, password, salt, &salt_len);
+	bool		ok;
+
+	if (!pw)
+		return false;
+	ok = scram_password_key(pw, strlen(pw), salt, salt_len, secret->iterations, secret->stored_key,
+							client_key_out);
+	OPENSSL_cleanse(pw, strlen(pw));
+	free(pw);
 	return ok;
 }

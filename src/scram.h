@@ -60,6 +60,16 @@ typedef struct ScramClient
  */
 extern bool scram_check_password(const ScramSecret *secret, const char *password,
 								 uint8_t *client_key_out);
+/*
+ * scram_check_password in two halves, so the costly one can run off the
+ * event loop (kdf.c): the inputs (the salt, and the SASLprepped password as
+ * a malloc'd copy; NULL when the secret is unusable), then the check itself,
+ * which is thread-safe.
+ */
+extern char *scram_password_inputs(const ScramSecret *secret, const char *password,
+								   uint8_t *salt, int *salt_len);
+extern bool scram_password_key(const char *pw, size_t pwlen, const uint8_t *salt, int salt_len,
+							   int iterations, const uint8_t *stored_key, uint8_t *client_key_out);
 
 /* Parse "SCRAM-SHA-256$iter:salt$StoredKey:ServerKey". */
 extern bool scram_parse_secret(const char *verifier, ScramSecret *out);

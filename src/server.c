@@ -297,6 +297,7 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 				return PKT_STOP;
 			case PKT_CONSUME:
 			case PKT_CONSUME_STOP:
+			case PKT_NEED_FULL: /* a hidden answer must be whole before it is consumed */
 				return pa;
 			case PKT_FORWARD_STOP:
 				forward = PKT_FORWARD_STOP;

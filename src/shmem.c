@@ -444,31 +444,19 @@ pool_matches(const PgbunPoolSlot *p, const char *database, const char *user)
 }
 
 /*
- * Find the pool slot of (database, user), creating it if there is none.
- * Names longer than NAMEDATALEN - 1 bytes are truncated, as PostgreSQL
- * truncates them in a startup packet. Pool slots are never released, so a
- * slot seen in use keeps its names: the common case (the pool exists) is
- * found without the mutex; only creation takes it, and looks again under it
- * so two workers cannot create the same pool twice. -1 when the table is
- * full.
+ * Find the pool slot of (database, user), creating it if there is none, and
+ * mark the worker as one of its users. Names longer than NAMEDATALEN - 1
+ * bytes are truncated, as PostgreSQL truncates them in a startup packet.
+ * A worker calls this once per pool it creates, so it simply takes the
+ * mutex: slots are released (pgbun_pool_slot_release), and only under the
+ * mutex is in_use with its names stable. -1 when the table is full.
  */
 int
-pgbun_pool_slot_get(const char *database, const char *user)
+pgbun_pool_slot_acquire(const char *database, const char *user, int worker)
 {
 	PgbunShared *sh = pgbun_shared;
 	int			free_idx = -1;
 	int			found = -1;
-
-	for (int i = 0; i < PGBUN_MAX_POOLS; i++)
-	{
-		PgbunPoolSlot *p = &sh->pools[i];
-
-		if (!p->in_use)
-			continue;
-		pg_read_barrier();		/* names were written before in_use */
-		if (pool_matches(p, database, user))
-			return i;
-	}
 
 	SpinLockAcquire(&sh->mutex);
 	for (int i = 0; i < PGBUN_MAX_POOLS; i++)
@@ -511,9 +499,49 @@ pgbun_pool_slot_get(const char *database, const char *user)
 		p->in_use = true;
 		found = free_idx;
 	}
+	if (found >= 0)
+		sh->pools[found].worker_mask |= UINT64CONST(1) << worker;
 	SpinLockRelease(&sh->mutex);
 
 	return found;
+}
+
+/* Caller holds the mutex: drop a worker's use of a slot, freeing it when nobody is left. */
+static void
+pool_slot_release_locked(PgbunPoolSlot *p, int worker)
+{
+	p->worker_mask &= ~(UINT64CONST(1) << worker);
+	/* a server still counted (another worker's, closing) keeps the slot */
+	if (p->worker_mask == 0 && pg_atomic_read_u32(&p->server_count) == 0)
+	{
+		p->in_use = false;
+		pg_write_barrier();
+	}
+}
+
+void
+pgbun_pool_slot_release(int idx, int worker)
+{
+	PgbunShared *sh = pgbun_shared;
+
+	if (idx < 0 || idx >= PGBUN_MAX_POOLS)
+		return;
+	SpinLockAcquire(&sh->mutex);
+	if (sh->pools[idx].in_use)
+		pool_slot_release_locked(&sh->pools[idx], worker);
+	SpinLockRelease(&sh->mutex);
+}
+
+void
+pgbun_pool_slots_release_worker(int worker)
+{
+	PgbunShared *sh = pgbun_shared;
+
+	SpinLockAcquire(&sh->mutex);
+	for (int i = 0; i < PGBUN_MAX_POOLS; i++)
+		if (sh->pools[i].in_use && (sh->pools[i].worker_mask & (UINT64CONST(1) << worker)))
+			pool_slot_release_locked(&sh->pools[i], worker);
+	SpinLockRelease(&sh->mutex);
 }
 
 /*

@@ -80,6 +80,7 @@ typedef struct PgbunWorkerSlot
 typedef struct PgbunPoolSlot
 {
 	bool		in_use;
+	uint64		worker_mask;	/* workers holding a pool for it (bit per worker; under the mutex) */
 	char		database[NAMEDATALEN];
 	char		user[NAMEDATALEN];
 	int			pool_mode;		/* PoolMode in force for this pool */
@@ -181,8 +182,15 @@ extern void pgbun_conn_slot_read(int idx, PgbunConnSlot *copy);
 /* The same without waiting for a writer: false when no consistent copy came quickly. */
 extern bool pgbun_conn_slot_try_read(int idx, PgbunConnSlot *copy);
 
-/* Pool slots: find or create for (database, user); -1 when the table is full. */
-extern int	pgbun_pool_slot_get(const char *database, const char *user);
+/*
+ * Pool slots: find or create the slot of (database, user) and record that
+ * the worker uses it; -1 when the table is full. Release drops the worker's
+ * use; the last user frees the slot (its stats are forgotten).
+ */
+extern int	pgbun_pool_slot_acquire(const char *database, const char *user, int worker);
+extern void pgbun_pool_slot_release(int idx, int worker);
+/* Drop every pool slot use of a worker number (a restarted worker's predecessor). */
+extern void pgbun_pool_slots_release_worker(int worker);
 
 /* Cancel table: register a client's key, find it, remove it. */
 extern void pgbun_cancel_register(int slot_idx, uint32 pid, uint32 key);

@@ -35,6 +35,7 @@
 #include "utils/timestamp.h"
 
 #include "cancel.h"
+#include "client_login.h"
 #include "compat.h"
 #include "config.h"
 #include "dns.h"
@@ -190,6 +191,7 @@ reclaim_predecessor_slots(void)
 	}
 	pgbun_conn_slots_release_worker(W->id);
 	pgbun_starving_release_worker(W->id);
+	pgbun_pool_slots_release_worker(W->id);
 }
 
 static void
@@ -388,6 +390,9 @@ dispatch(IoObj *obj, uint32 events)
 				break;
 			case IO_DNS:
 				dns_on_event(obj, events);
+				break;
+			case IO_KDF:
+				client_login_kdf_event();
 				break;
 		}
 	}

@@ -42,5 +42,6 @@ void		proto_suite(void);
 void		scram_suite(void);
 void		params_suite(void);
 void		throttle_suite(void);
+void		kdf_suite(void);
 
 #endif							/* PGBUN_UNIT_H */

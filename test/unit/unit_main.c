@@ -79,6 +79,7 @@ main(void)
 	scram_suite();
 	params_suite();
 	throttle_suite();
+	kdf_suite();
 
 	printf("%d passed, %d failed\n", unit_passed, unit_failed);
 	fflush(stdout);

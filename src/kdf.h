@@ -1,0 +1,39 @@
+/*
+ * kdf.h - cleartext password checks against SCRAM verifiers (PBKDF2) on a
+ * small pool of threads, so the event loop never spends a login's PBKDF2.
+ *
+ * Loop side only (one thread calls these): kdf_start once, kdf_submit per
+ * check, kdf_collect when the eventfd is readable. The threads run nothing
+ * but scram_password_key().
+ */
+#ifndef PGBUN_KDF_H
+#define PGBUN_KDF_H
+
+#include "postgres.h"
+
+/* Threads doing the checks, and how many checks may be queued or running at once. */
+#define KDF_THREADS		2
+#define KDF_QUEUE_MAX	64
+
+typedef struct KdfJob KdfJob;
+
+/* A finished check for owner: ok when the password matched, with its ClientKey. */
+typedef void (*KdfDone) (void *owner, bool ok, const uint8 *client_key);
+
+/* Start the threads (first call only). The eventfd to watch, or -1 when threads cannot run. */
+extern int	kdf_start(void);
+/*
+ * Queue a check of pw (already SASLprepped) against a verifier's salt,
+ * iterations and StoredKey. NULL when the queue is full (or threads are not
+ * running): the caller refuses the login or checks inline.
+ */
+extern KdfJob *kdf_submit(const char *pw, const uint8 *salt, int salt_len, int iterations,
+						  const uint8 *stored_key, void *owner);
+/* The owner is going away: its result will not be delivered. */
+extern void kdf_cancel(KdfJob *job);
+/* Drain the eventfd and deliver finished checks; how many were delivered. */
+extern int	kdf_collect(KdfDone done);
+/* Checks queued, running or not yet collected. */
+extern int	kdf_jobs_in_flight(void);
+
+#endif							/* PGBUN_KDF_H */
