@@ -868,6 +868,7 @@ pool_free(Pool *pool)
 {
 	dlist_delete(&pool->node);
 	prepared_pool_forget(pool);
+	pool_set_starving(pool, false);	/* its bit must not outlive it in a reused slot */
 	pgbun_pool_slot_release(pool->slot, W->id);
 	free(pool->welcome);
 	free(pool->md5_verifier);
