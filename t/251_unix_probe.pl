@@ -97,7 +97,7 @@ reload_conf($node, 'pgbun.listen_addresses' => 'nowhere.pgbun-test.example');
 ok( wait_until(
 		sub {
 			slurp_file($node->logfile, $log_offset) =~
-			  /listen address "nowhere\.pgbun-test\.example" is neither an IP address nor a name in \/etc\/hosts/;
+			  /could not resolve listen address "nowhere\.pgbun-test\.example": neither an IP address nor a name in \/etc\/hosts/;
 		}),
 	'a name not in /etc/hosts is refused with a warning, without asking DNS');
 ($rc, $out, $err) = pgbun_psql($node, "SELECT 'over unix still'", user => $boot, host => $dir, timeout => 20);
