@@ -257,7 +257,7 @@ want_hosts_file(Wanted *want, int n, int max, const char *host, bool *complete)
 	if (k == 0)
 	{
 		ereport(WARNING,
-				(errmsg("pgbun: listen address \"%s\" is neither an IP address nor a name in /etc/hosts", host),
+				(errmsg("pgbun: could not resolve listen address \"%s\": neither an IP address nor a name in /etc/hosts", host),
 				 errhint("pgbun does not ask DNS for pgbun.listen_addresses; give the address.")));
 		*complete = false;
 		return n;

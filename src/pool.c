@@ -5,10 +5,16 @@
  * Limits are shared by all workers: a server is counted in the pool's shared
  * slot (pg_atomic) before it is opened, and per-database / per-user totals
  * are summed over the shared pool slots, so N workers never open more than
- * one worker would.
+ * one worker would. Servers are shared too: a pool whose waiters find no
+ * room marks itself starving in shared memory, and other workers give up
+ * idle servers they do not need, or busy ones beyond their fair share
+ * (pool_share_servers, pool_should_yield).
  */
 #include "postgres.h"
 
+#include <limits.h>
+
+#include "port/pg_bitutils.h"
 #include "storage/condition_variable.h"
 #include "utils/timestamp.h"
 
@@ -197,6 +203,41 @@ pool_set_starving(Pool *pool, bool starving)
 }
 
 /*
+ * This worker's fair share of a pool's servers while other workers' clients
+ * starve for it: the pool size divided among the workers that want servers
+ * (rounded up); INT_MAX while nobody else starves. One atomic read.
+ */
+static int
+pool_fair_share(Pool *pool, uint64 *others)
+{
+	PgbunPoolSlot *ps = &pgbun_shared->pools[pool->slot];
+	int			k;
+
+	*others = pg_atomic_read_u64(&ps->starving) & ~(UINT64CONST(1) << W->id);
+	if (*others == 0)
+		return INT_MAX;
+	k = pg_popcount64(*others);
+	return (pool->size + k) / (k + 1);
+}
+
+/*
+ * Should this worker give up a server of the pool although its own clients
+ * wait for it? Yes when other workers' clients starve for the pool (it is
+ * full) and this worker holds more than its fair share; else a busy worker
+ * holding the whole pool would keep it forever. A worker at or below its
+ * share keeps its servers (and one over it opens none, pool_kick_now), so
+ * the split settles instead of servers going back and forth.
+ */
+static bool
+pool_should_yield(Pool *pool, uint64 *others)
+{
+	int			share = pool_fair_share(pool, others);
+
+	return share != INT_MAX && pool->n_servers > share &&
+		pg_atomic_read_u32(&pgbun_shared->pools[pool->slot].server_count) >= (uint32) pool->size;
+}
+
+/*
  * Give idle servers to waiting clients (FIFO), and open new ones while there
  * are more waiters than logins in progress and the limits allow. Runs only
  * from pool_run_kicks: linking pumps the client, whose close may free a
@@ -231,6 +272,16 @@ pool_kick_now(Pool *pool)
 			Client	   *c = dlist_container(Client, node, dlist_head_node(&pool->waiting_clients));
 			Server	   *s = dlist_container(Server, node, dlist_head_node(&pool->idle_servers));
 
+			uint64		others;
+
+			if (pool_should_yield(pool, &others))
+			{
+				ereport(DEBUG1, (errmsg("pgbun: worker %d gives a server of %s/%s to another worker (over its share)",
+										W->id, pool->database, pool->user)));
+				server_close(s, "given up for clients waiting on another worker");
+				pgbun_wake_workers(others);
+				continue;
+			}
 			server_link(s, c);
 		}
 
@@ -245,14 +296,17 @@ pool_kick_now(Pool *pool)
 			if (pg_atomic_read_u32(&pgbun_shared->pools[pool->slot].server_count) < (uint32) pool->size)
 			{
 				int			waiting = count_list(&pool->waiting_clients);
+				uint64		others;
+				int			share = pool_fair_share(pool, &others);
 
+				/* at its share, room is left to the other starving workers */
 				logins = count_list(&pool->login_servers);
-				while (waiting > logins && pool_open_server(pool, &full))
+				while (waiting > logins && pool->n_servers < share && pool_open_server(pool, &full))
 				{
 					logins++;
 					opened = true;
 				}
-				if (waiting > logins && full)
+				if (waiting > logins && (full || pool->n_servers >= share))
 					starving = true;
 			}
 			else if (dlist_is_empty(&pool->login_servers))
@@ -814,6 +868,7 @@ pool_free(Pool *pool)
 {
 	dlist_delete(&pool->node);
 	prepared_pool_forget(pool);
+	pool_set_starving(pool, false);	/* its bit must not outlive it in a reused slot */
 	pgbun_pool_slot_release(pool->slot, W->id);
 	free(pool->welcome);
 	free(pool->md5_verifier);

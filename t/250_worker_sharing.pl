@@ -16,6 +16,10 @@
 #    its query while worker 0 holds the other one idle; served too;
 #  - the other direction: worker 1's idle servers go to a client on worker 0;
 #  - no churn when nobody waits: idle servers stay (same backend pids);
+#  - a busy worker over its fair share: when worker 1 holds both servers,
+#    with clients of its own waiting, and worker 0's client waits too, the
+#    next server worker 1 releases goes to worker 0 (one each), not to
+#    worker 1's own waiter;
 #  - max_db_connections shared by two pools: idle servers of one pool make
 #    room for the other pool's waiting client;
 #  - the pool never has more than 2 servers.
@@ -172,6 +176,48 @@ usleep(1_500_000);
 is($node->safe_psql('postgres',
 		"SELECT string_agg(remote_pid::text, ',' ORDER BY remote_pid) FROM pgbun.servers WHERE \"user\" = 'alice'"),
 	$pids, 'with no client waiting, idle servers stay where they are');
+
+############ a busy worker gives up what is over its fair share
+
+sub client_state
+{
+	my ($raw) = @_;
+	my $p = $raw->{sock}->sockport;
+	return $node->safe_psql('postgres', "SELECT state FROM pgbun.clients WHERE port = $p");
+}
+
+my @w1;
+for my $i (1 .. 2)
+{
+	my $c = client_on_worker(1);
+	$r = $c->login(%alice);
+	ok($r->{ok}, "busy client $i on worker 1 logs in");
+	$q = $c->query('SELECT 1', 30);
+	ok($q->{ok}, "busy client $i gets a server");
+	push @w1, $c;
+}
+is(servers(), "1:active\n1:active", 'worker 1 holds both servers, linked');
+my $c0 = client_on_worker(0);
+ok($c0->login(%alice)->{ok}, 'a client on worker 0 logs in');
+$c0->send_bytes(PgbunTest::Raw::query_message("SELECT 'c0'"));
+($ok, $last) = poll_sql($node, "SELECT state FROM pgbun.clients WHERE port = " . $c0->{sock}->sockport, 'waiting');
+ok($ok, 'it waits for a server') or diag("state: $last");
+my $w1c = client_on_worker(1);
+ok($w1c->login(%alice)->{ok}, 'a third client on worker 1 logs in');
+$w1c->send_bytes(PgbunTest::Raw::query_message("SELECT 'w1c'"));
+($ok, $last) = poll_sql($node, "SELECT state FROM pgbun.clients WHERE port = " . $w1c->{sock}->sockport, 'waiting');
+ok($ok, 'and waits too, after worker 0\'s client') or diag("state: $last");
+
+$w1[0]->terminate;
+$q = $c0->read_result(30);
+is($q->{rows}[0][0] // '', 'c0', 'the server released on worker 1 goes to worker 0\'s waiting client')
+  or diag(explain($q) . "\nservers: " . servers());
+is(client_state($w1c), 'waiting', 'worker 1\'s own waiter waits for the next one');
+is(servers(), "0:active\n1:active", 'one server each');
+$w1[1]->terminate;
+$q = $w1c->read_result(30);
+is($q->{rows}[0][0] // '', 'w1c', 'the next release on worker 1 serves its own waiter');
+$_->terminate foreach ($c0, $w1c);
 
 ############ a limit shared by two pools: max_db_connections
 

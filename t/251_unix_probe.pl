@@ -15,6 +15,7 @@ use strict;
 use warnings FATAL => 'all';
 
 use IO::Handle;
+use IO::Socket::INET;
 use Socket qw(PF_UNIX SOCK_STREAM pack_sockaddr_un);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -72,6 +73,15 @@ ok( wait_until(
 
 ############ listen addresses: names from /etc/hosts only
 
+# first no TCP at all, so that localhost's socket is opened afresh
+reload_conf($node, 'pgbun.listen_addresses' => '');
+ok( wait_until(
+		sub {
+			my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp');
+			return !$s;
+		}),
+	"listen_addresses = '': the TCP port is closed");
+$log_offset = -s $node->logfile;
 reload_conf($node, 'pgbun.listen_addresses' => 'localhost');
 ok( wait_until(
 		sub {
@@ -80,14 +90,14 @@ ok( wait_until(
 		}),
 	"listen_addresses = 'localhost' (from /etc/hosts) listens on the loopback address");
 like(slurp_file($node->logfile, $log_offset), qr/pgbun: listening on 127\.0\.0\.1 port $port/,
-	'the log shows the address it listens on');
+	'the log shows the address it opened');
 
 $log_offset = -s $node->logfile;
 reload_conf($node, 'pgbun.listen_addresses' => 'nowhere.pgbun-test.example');
 ok( wait_until(
 		sub {
 			slurp_file($node->logfile, $log_offset) =~
-			  /listen address "nowhere\.pgbun-test\.example" is neither an IP address nor a name in \/etc\/hosts/;
+			  /could not resolve listen address "nowhere\.pgbun-test\.example": neither an IP address nor a name in \/etc\/hosts/;
 		}),
 	'a name not in /etc/hosts is refused with a warning, without asking DNS');
 ($rc, $out, $err) = pgbun_psql($node, "SELECT 'over unix still'", user => $boot, host => $dir, timeout => 20);
