@@ -29,6 +29,7 @@
 
 #include "config.h"
 #include "shmem.h"
+#include "stats_read.h"
 
 PG_FUNCTION_INFO_V1(pgbun_pools_1_0);
 PG_FUNCTION_INFO_V1(pgbun_stats_1_0);
@@ -44,35 +45,6 @@ PG_FUNCTION_INFO_V1(pgbun_resume_1_0);
 /* How often a waiting pause() looks again even without a broadcast (ms). */
 #define PAUSE_POLL_MS	100
 
-/* Gauges of one pool, counted from the connection slots. */
-typedef struct PoolGauges
-{
-	int			cl_active;
-	int			cl_waiting;
-	int			sv_active;
-	int			sv_idle;
-	int			sv_used;
-	int			sv_tested;
-	int			sv_login;
-	TimestampTz oldest_wait;	/* 0 when no client waits */
-} PoolGauges;
-
-/* Per-database sums for the stats view. */
-typedef struct DbStats
-{
-	char		database[NAMEDATALEN];
-	uint64		xact_count;
-	uint64		query_count;
-	uint64		bytes_received;
-	uint64		bytes_sent;
-	uint64		xact_time_us;
-	uint64		query_time_us;
-	uint64		wait_time_us;
-	uint64		client_parse_count;
-	uint64		server_parse_count;
-	uint64		bind_count;
-} DbStats;
-
 /* Refuse to run when the library was not preloaded (no segment to read). */
 static void
 require_shmem(void)
@@ -84,42 +56,6 @@ require_shmem(void)
 				 errhint("Add pgbun to shared_preload_libraries in postgresql.conf and restart the server.")));
 }
 
-/*
- * Is this worker slot's process alive? Besides the published pid we check
- * that the published latch (the worker's MyLatch, part of its PGPROC) is
- * still owned by that pid: a worker that exited without clearing its slot
- * has disowned its latch, so pause() never waits for a worker that is gone.
- * Caller holds the mutex.
- */
-static bool
-worker_running(const PgbunWorkerSlot *w)
-{
-	return w->pid != 0 && w->latch != NULL && w->latch->owner_pid == w->pid;
-}
-
-/*
- * Wake every running worker so it applies the current pause generation.
- * Latches are collected under the mutex and set after it is released.
- */
-static void
-wake_workers(void)
-{
-	PgbunShared *sh = pgbun_shared;
-	Latch	   *latches[PGBUN_MAX_WORKERS];
-	int			n = 0;
-
-	SpinLockAcquire(&sh->mutex);
-	for (int i = 0; i < sh->n_workers; i++)
-	{
-		if (worker_running(&sh->workers[i]))
-			latches[n++] = sh->workers[i].latch;
-	}
-	SpinLockRelease(&sh->mutex);
-
-	for (int i = 0; i < n; i++)
-		SetLatch(latches[i]);
-}
-
 /* ERROR unless at least one pooler worker runs (pause/resume need someone to act). */
 static void
 require_worker(void)
@@ -129,7 +65,7 @@ require_worker(void)
 
 	SpinLockAcquire(&sh->mutex);
 	for (int i = 0; i < sh->n_workers && !any; i++)
-		any = worker_running(&sh->workers[i]);
+		any = pgbun_worker_running(&sh->workers[i]);
 	SpinLockRelease(&sh->mutex);
 
 	if (!any && pgbun_workers == 0)
@@ -143,45 +79,6 @@ require_worker(void)
 				 errmsg("pgbun: no pooler worker is running"),
 				 errhint("pgbun.workers is %d, but no worker is up: they may be starting or restarting; see the server log.",
 						 pgbun_workers)));
-}
-
-/* Split a wait in microseconds into seconds and the remaining microseconds. */
-static void
-split_wait(TimestampTz now, TimestampTz since, int32 *secs, int32 *usecs)
-{
-	int64		wait = 0;
-
-	if (since != 0 && now > since)
-		wait = now - since;
-	*secs = (int32) Min(wait / USECS_PER_SEC, (int64) PG_INT32_MAX);
-	*usecs = (int32) (wait % USECS_PER_SEC);
-}
-
-/* Is this a client state in which the client waits for a server? */
-static inline bool
-client_waits(int state)
-{
-	return state == CL_WAITING || state == CL_WAITING_LOGIN;
-}
-
-/*
- * The names of a pool slot, or NULL if the slot is not in use. Read without
- * the mutex: a slot is released only when no worker uses it
- * (pool_idle_timeout), so a view racing with a release and reuse can at
- * worst mislabel that one row once.
- */
-static const PgbunPoolSlot *
-pool_in_use(int idx)
-{
-	const PgbunPoolSlot *p;
-
-	if (idx < 0 || idx >= PGBUN_MAX_POOLS)
-		return NULL;
-	p = &pgbun_shared->pools[idx];
-	if (!p->in_use)
-		return NULL;
-	pg_read_barrier();
-	return p;
 }
 
 /*
@@ -200,65 +97,13 @@ pgbun_pools_1_0(PG_FUNCTION_ARGS)
 	require_shmem();
 	InitMaterializedSRF(fcinfo, 0);
 
-	gauges = palloc0(sizeof(PoolGauges) * PGBUN_MAX_POOLS);
-	for (int i = 0; i < pgbun_shared->n_conn_slots; i++)
-	{
-		PgbunConnSlot c;
-		PoolGauges *g;
-
-		pgbun_conn_slot_read(i, &c);
-		if (c.kind == CONN_FREE || c.pool < 0 || c.pool >= PGBUN_MAX_POOLS)
-			continue;
-		g = &gauges[c.pool];
-
-		if (c.kind == CONN_CLIENT)
-		{
-			switch (c.state)
-			{
-				case CL_ACTIVE:
-					g->cl_active++;
-					break;
-				case CL_WAITING:
-				case CL_WAITING_LOGIN:
-					g->cl_waiting++;
-					break;
-				default:
-					/* CL_LOGIN: not logged in yet, not counted */
-					break;
-			}
-			if (client_waits(c.state) && c.wait_start != 0 &&
-				(g->oldest_wait == 0 || c.wait_start < g->oldest_wait))
-				g->oldest_wait = c.wait_start;
-		}
-		else if (c.kind == CONN_SERVER)
-		{
-			switch (c.state)
-			{
-				case SV_ACTIVE:
-					g->sv_active++;
-					break;
-				case SV_IDLE:
-					g->sv_idle++;
-					break;
-				case SV_USED:
-					g->sv_used++;
-					break;
-				case SV_TESTED:
-					g->sv_tested++;
-					break;
-				case SV_LOGIN:
-					g->sv_login++;
-					break;
-				default:
-					break;
-			}
-		}
-	}
+	gauges = palloc(sizeof(PoolGauges) * PGBUN_MAX_POOLS);
+	stats_count_gauges(gauges);
 
 	now = GetCurrentTimestamp();
 	for (int p = 0; p < PGBUN_MAX_POOLS; p++)
 	{
-		const PgbunPoolSlot *pool = pool_in_use(p);
+		const PgbunPoolSlot *pool = stats_pool_in_use(p);
 		PoolGauges *g = &gauges[p];
 		Datum		values[POOLS_COLS];
 		bool		nulls[POOLS_COLS];
@@ -270,7 +115,7 @@ pgbun_pools_1_0(PG_FUNCTION_ARGS)
 			continue;
 
 		memset(nulls, 0, sizeof(nulls));
-		split_wait(now, g->oldest_wait, &maxwait, &maxwait_us);
+		stats_split_wait(now, g->oldest_wait, &maxwait, &maxwait_us);
 
 		values[col++] = CStringGetTextDatum(pool->database);
 		values[col++] = CStringGetTextDatum(pool->user);
@@ -300,13 +145,6 @@ counter_datum(uint64 v)
 	return Int64GetDatum((int64) Min(v, (uint64) PG_INT64_MAX));
 }
 
-/* a / b for the averages, 0 when b is 0. */
-static inline uint64
-safe_div(uint64 a, uint64 b)
-{
-	return b == 0 ? 0 : a / b;
-}
-
 /*
  * pgbun.stats: the pools' cumulative counters summed per database. The
  * totals count since the shared segment was created (server start or crash
@@ -327,43 +165,10 @@ pgbun_stats_1_0(PG_FUNCTION_ARGS)
 	require_shmem();
 	InitMaterializedSRF(fcinfo, 0);
 
-	dbs = palloc0(sizeof(DbStats) * PGBUN_MAX_POOLS);
-	for (int p = 0; p < PGBUN_MAX_POOLS; p++)
-	{
-		PgbunPoolSlot *pool = (PgbunPoolSlot *) pool_in_use(p);
-		DbStats    *d = NULL;
-
-		if (pool == NULL)
-			continue;
-		for (int j = 0; j < ndbs; j++)
-		{
-			if (strcmp(dbs[j].database, pool->database) == 0)
-			{
-				d = &dbs[j];
-				break;
-			}
-		}
-		if (d == NULL)
-		{
-			d = &dbs[ndbs++];
-			strlcpy(d->database, pool->database, NAMEDATALEN);
-		}
-		d->xact_count += pg_atomic_read_u64(&pool->xact_count);
-		d->query_count += pg_atomic_read_u64(&pool->query_count);
-		d->bytes_received += pg_atomic_read_u64(&pool->bytes_received);
-		d->bytes_sent += pg_atomic_read_u64(&pool->bytes_sent);
-		d->xact_time_us += pg_atomic_read_u64(&pool->xact_time_us);
-		d->query_time_us += pg_atomic_read_u64(&pool->query_time_us);
-		d->wait_time_us += pg_atomic_read_u64(&pool->wait_time_us);
-		d->client_parse_count += pg_atomic_read_u64(&pool->client_parse_count);
-		d->server_parse_count += pg_atomic_read_u64(&pool->server_parse_count);
-		d->bind_count += pg_atomic_read_u64(&pool->bind_count);
-	}
-
+	dbs = palloc(sizeof(DbStats) * PGBUN_MAX_POOLS);
+	ndbs = stats_sum_by_database(dbs);
 	now = GetCurrentTimestamp();
-	secs = 1;
-	if (now > pgbun_shared->stats_start)
-		secs = Max((uint64) ((now - pgbun_shared->stats_start) / USECS_PER_SEC), (uint64) 1);
+	secs = stats_seconds(now);
 
 	for (int j = 0; j < ndbs; j++)
 	{
@@ -388,9 +193,9 @@ pgbun_stats_1_0(PG_FUNCTION_ARGS)
 		values[col++] = counter_datum(d->query_count / secs);
 		values[col++] = counter_datum(d->bytes_received / secs);
 		values[col++] = counter_datum(d->bytes_sent / secs);
-		values[col++] = counter_datum(safe_div(d->xact_time_us, d->xact_count));
-		values[col++] = counter_datum(safe_div(d->query_time_us, d->query_count));
-		values[col++] = counter_datum(safe_div(d->wait_time_us, d->query_count));
+		values[col++] = counter_datum(stats_div(d->xact_time_us, d->xact_count));
+		values[col++] = counter_datum(stats_div(d->query_time_us, d->query_count));
+		values[col++] = counter_datum(stats_div(d->wait_time_us, d->query_count));
 		Assert(col == STATS_COLS);
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
@@ -398,43 +203,6 @@ pgbun_stats_1_0(PG_FUNCTION_ARGS)
 
 	pfree(dbs);
 	return (Datum) 0;
-}
-
-/* The view name of a client or server state. */
-static const char *
-conn_state_name(int kind, int state)
-{
-	if (kind == CONN_CLIENT)
-	{
-		switch (state)
-		{
-			case CL_LOGIN:
-				return "login";
-			case CL_WAITING_LOGIN:
-				return "waiting_login";
-			case CL_ACTIVE:
-				return "active";
-			case CL_WAITING:
-				return "waiting";
-		}
-	}
-	else
-	{
-		switch (state)
-		{
-			case SV_LOGIN:
-				return "login";
-			case SV_IDLE:
-				return "idle";
-			case SV_ACTIVE:
-				return "active";
-			case SV_USED:
-				return "used";
-			case SV_TESTED:
-				return "tested";
-		}
-	}
-	return "unknown";
 }
 
 /* A connection id as the ptr/link text: lower-case hex. */
@@ -479,21 +247,16 @@ conns_srf(FunctionCallInfo fcinfo, ConnKind kind)
 		bool		nulls[CONNS_COLS];
 		int32		wait = 0;
 		int32		wait_us = 0;
+		uint64		link_id;
 		int			col = 0;
 
-		pgbun_conn_slot_read(i, &c);
-		if (c.kind != kind)
+		if (!stats_read_conn(i, &c, &link_id) || c.kind != kind)
 			continue;
 
-		/* the copy's text fields come from shared memory: make sure they end */
-		c.addr[PGBUN_ADDR_LEN - 1] = '\0';
-		c.local_addr[PGBUN_ADDR_LEN - 1] = '\0';
-		c.application_name[NAMEDATALEN - 1] = '\0';
-
 		memset(nulls, 0, sizeof(nulls));
-		pool = pool_in_use(c.pool);
-		if (kind == CONN_CLIENT && client_waits(c.state))
-			split_wait(now, c.wait_start, &wait, &wait_us);
+		pool = stats_pool_in_use(c.pool);
+		if (kind == CONN_CLIENT && stats_client_waits(c.state))
+			stats_split_wait(now, c.wait_start, &wait, &wait_us);
 
 		values[col++] = CStringGetTextDatum(kind == CONN_CLIENT ? "C" : "S");
 		if (pool)
@@ -506,7 +269,7 @@ conns_srf(FunctionCallInfo fcinfo, ConnKind kind)
 			nulls[col++] = true;
 			nulls[col++] = true;
 		}
-		values[col++] = CStringGetTextDatum(conn_state_name(kind, c.state));
+		values[col++] = CStringGetTextDatum(stats_conn_state_name(kind, c.state));
 		values[col++] = CStringGetTextDatum(c.addr);
 		values[col++] = Int32GetDatum(c.port);
 		values[col++] = CStringGetTextDatum(c.local_addr);
@@ -519,18 +282,9 @@ conns_srf(FunctionCallInfo fcinfo, ConnKind kind)
 		values[col++] = Int32GetDatum(wait_us);
 		values[col++] = Int32GetDatum(0);	/* close_needed */
 		values[col++] = conn_id_datum(c.id);
-		nulls[col] = true;
-		if (c.peer >= 0 && c.peer < pgbun_shared->n_conn_slots)
-		{
-			PgbunConnSlot peer;
-
-			pgbun_conn_slot_read(c.peer, &peer);
-			if (peer.kind != CONN_FREE && peer.kind != kind)
-			{
-				values[col] = conn_id_datum(peer.id);
-				nulls[col] = false;
-			}
-		}
+		if (link_id != 0)
+			values[col] = conn_id_datum(link_id);
+		nulls[col] = (link_id == 0);
 		col++;
 		values[col++] = Int32GetDatum((int32) c.cancel_pid);
 		values[col++] = CStringGetTextDatum(c.tls);
@@ -558,31 +312,6 @@ pgbun_servers_1_0(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/* Have all running workers applied generation gen and drained their paused pools? */
-static bool
-pause_done(uint64 gen)
-{
-	PgbunShared *sh = pgbun_shared;
-	bool		done = true;
-
-	SpinLockAcquire(&sh->mutex);
-	for (int i = 0; i < sh->n_workers; i++)
-	{
-		PgbunWorkerSlot *w = &sh->workers[i];
-
-		if (!worker_running(w))
-			continue;
-		if (w->pause_applied < gen || !w->pause_drained)
-		{
-			done = false;
-			break;
-		}
-	}
-	SpinLockRelease(&sh->mutex);
-
-	return done;
-}
-
 /*
  * pgbun.pause(database): pause one database, or everything when NULL, and
  * wait until no client of a paused pool holds a server. Pausing what is
@@ -607,27 +336,8 @@ pgbun_pause_1_0(PG_FUNCTION_ARGS)
 	if (!all)
 		strlcpy(dbname, text_to_cstring(PG_GETARG_TEXT_PP(0)), NAMEDATALEN);
 
-	SpinLockAcquire(&sh->mutex);
-	if (all)
-		sh->pause_all = true;
-	else
-	{
-		bool		present = false;
-
-		for (int i = 0; i < sh->n_paused_dbs && !present; i++)
-			present = strcmp(sh->paused_dbs[i], dbname) == 0;
-		if (!present)
-		{
-			if (sh->n_paused_dbs >= PGBUN_MAX_PAUSED_DBS)
-				full = true;
-			else
-				strlcpy(sh->paused_dbs[sh->n_paused_dbs++], dbname, NAMEDATALEN);
-		}
-	}
-	if (!full)
-		sh->pause_generation++;
-	gen = sh->pause_generation;
-	SpinLockRelease(&sh->mutex);
+	gen = pgbun_pause_set_add(all ? NULL : dbname);
+	full = (gen == 0);
 
 	if (full)
 		ereport(ERROR,
@@ -636,10 +346,8 @@ pgbun_pause_1_0(PG_FUNCTION_ARGS)
 						dbname, PGBUN_MAX_PAUSED_DBS),
 				 errhint("Resume some databases, or pause everything with pgbun.pause().")));
 
-	wake_workers();
-
 	ConditionVariablePrepareToSleep(&sh->pause_cv);
-	while (!pause_done(gen))
+	while (!pgbun_pause_done(gen))
 	{
 		(void) ConditionVariableTimedSleep(&sh->pause_cv, PAUSE_POLL_MS, PG_WAIT_EXTENSION);
 		CHECK_FOR_INTERRUPTS();
@@ -658,40 +366,16 @@ pgbun_pause_1_0(PG_FUNCTION_ARGS)
 Datum
 pgbun_resume_1_0(PG_FUNCTION_ARGS)
 {
-	PgbunShared *sh;
 	char		dbname[NAMEDATALEN];
 	bool		all = PG_ARGISNULL(0);
 
 	require_shmem();
 	require_worker();
-	sh = pgbun_shared;
 
 	if (!all)
 		strlcpy(dbname, text_to_cstring(PG_GETARG_TEXT_PP(0)), NAMEDATALEN);
 
-	SpinLockAcquire(&sh->mutex);
-	if (all)
-	{
-		sh->pause_all = false;
-		sh->n_paused_dbs = 0;
-	}
-	else
-	{
-		for (int i = 0; i < sh->n_paused_dbs; i++)
-		{
-			if (strcmp(sh->paused_dbs[i], dbname) == 0)
-			{
-				sh->n_paused_dbs--;
-				if (i != sh->n_paused_dbs)
-					memcpy(sh->paused_dbs[i], sh->paused_dbs[sh->n_paused_dbs], NAMEDATALEN);
-				break;
-			}
-		}
-	}
-	sh->pause_generation++;
-	SpinLockRelease(&sh->mutex);
-
-	wake_workers();
+	pgbun_pause_set_remove(all ? NULL : dbname);
 
 	PG_RETURN_VOID();
 }

@@ -18,6 +18,7 @@
 #include "access/xact.h"
 #include "access/htup_details.h"
 #include "access/xlog.h"
+#include "catalog/pg_auth_members.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_control.h"
 #include "catalog/pg_database.h"
@@ -35,6 +36,7 @@
 #include "utils/snapmgr.h"
 
 #include "auth.h"
+#include "console.h"
 #include "scram.h"
 
 Relation
@@ -127,6 +129,126 @@ read_database(Relation rel, HeapTuple tup, RoleInfo *out)
 	out->db_allows_conn = ((Form_pg_database) GETSTRUCT(tup))->datallowconn;
 }
 
+/* Most roles and memberships the console's privilege check reads (catalogs scanned whole). */
+#define PRIV_MAX_ROLES		8192
+#define PRIV_MAX_EDGES		16384
+
+typedef struct RoleEdge
+{
+	Oid			member;
+	Oid			role;
+} RoleEdge;
+
+/* rolinherit of a role (false if unknown): privileges flow through inheriting members only. */
+static bool
+role_inherits(const Oid *oids, const bool *inherit, int n, Oid oid)
+{
+	for (int i = 0; i < n; i++)
+		if (oids[i] == oid)
+			return inherit[i];
+	return false;
+}
+
+/*
+ * The admin console's privileges of a role, as has_privs_of_role sees them:
+ * superusers have all; otherwise the roles it reaches through pg_auth_members
+ * from inheriting members. SHOW needs pg_monitor's privileges, commands those
+ * of pgbun_admin (created by CREATE EXTENSION pgbun). Whole-catalog heap scans,
+ * as for the login (no indexes in a database-less worker); bounded.
+ */
+static void
+read_console_privileges(const char *user, RoleInfo *out)
+{
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid		   *oids = palloc(sizeof(Oid) * PRIV_MAX_ROLES);
+	bool	   *inherit = palloc(sizeof(bool) * PRIV_MAX_ROLES);
+	RoleEdge   *edges = palloc(sizeof(RoleEdge) * PRIV_MAX_EDGES);
+	Oid		   *reached = palloc(sizeof(Oid) * PRIV_MAX_ROLES);
+	int			nroles = 0;
+	int			nedges = 0;
+	int			nreached = 0;
+	Oid			self = InvalidOid;
+	Oid			admin = InvalidOid;
+	bool		superuser = false;
+
+	if (!(rel = auth_open_catalog(AuthIdRelationId)))
+	{
+		out->catalog_locked = true;
+		return;
+	}
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)) && nroles < PRIV_MAX_ROLES)
+	{
+		Form_pg_authid r = (Form_pg_authid) GETSTRUCT(tup);
+
+		oids[nroles] = r->oid;
+		inherit[nroles] = r->rolinherit;
+		nroles++;
+		if (strcmp(NameStr(r->rolname), user) == 0)
+		{
+			self = r->oid;
+			superuser = r->rolsuper;
+		}
+		if (strcmp(NameStr(r->rolname), "pgbun_admin") == 0)
+			admin = r->oid;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (!OidIsValid(self))
+		return;
+	if (superuser)
+	{
+		out->console_show = out->console_admin = true;
+		return;
+	}
+
+	if (!(rel = auth_open_catalog(AuthMemRelationId)))
+	{
+		out->catalog_locked = true;
+		return;
+	}
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)) && nedges < PRIV_MAX_EDGES)
+	{
+		Form_pg_auth_members m = (Form_pg_auth_members) GETSTRUCT(tup);
+
+		edges[nedges].member = m->member;
+		edges[nedges].role = m->roleid;
+		nedges++;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	/* breadth first from the role itself; a role passes privileges on only if it inherits */
+	reached[nreached++] = self;
+	for (int i = 0; i < nreached; i++)
+	{
+		Oid			from = reached[i];
+
+		if (from == ROLE_PG_MONITOR)
+			out->console_show = true;
+		if (OidIsValid(admin) && from == admin)
+			out->console_admin = true;
+		if (!role_inherits(oids, inherit, nroles, from))
+			continue;
+		for (int e = 0; e < nedges && nreached < PRIV_MAX_ROLES; e++)
+		{
+			bool		seen = false;
+
+			if (edges[e].member != from)
+				continue;
+			for (int k = 0; k < nreached && !seen; k++)
+				seen = reached[k] == edges[e].role;
+			if (!seen)
+				reached[nreached++] = edges[e].role;
+		}
+	}
+	/* pgbun_admin may run SHOW too */
+	out->console_show |= out->console_admin;
+}
+
 typedef struct LookupArgs
 {
 	const char *user;
@@ -140,6 +262,14 @@ lookup_in_transaction(void *arg)
 	LookupArgs *a = arg;
 
 	scan_by_name(AuthIdRelationId, Anum_pg_authid_rolname, a->user, read_role, a->out);
+	if (console_is_database(a->database))
+	{
+		/* the admin console is a virtual database inside the pooler */
+		a->out->db_exists = a->out->db_allows_conn = true;
+		if (a->out->role_exists)
+			read_console_privileges(a->user, a->out);
+		return;
+	}
 	scan_by_name(DatabaseRelationId, Anum_pg_database_datname, a->database, read_database, a->out);
 }
 

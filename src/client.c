@@ -21,6 +21,7 @@
 #include "utils/timestamp.h"
 
 #include "client_login.h"
+#include "console.h"
 #include "config.h"
 #include "params.h"
 #include "prepared.h"
@@ -55,7 +56,7 @@ client_state_list(Client *c, ClientState st)
 		case CL_WAITING_LOGIN:
 			return &c->pool->waitlogin_clients;
 		case CL_ACTIVE:
-			return &c->pool->active_clients;
+			return c->console ? &W->console_clients : &c->pool->active_clients;
 		case CL_WAITING:
 			return &c->pool->waiting_clients;
 	}
@@ -177,6 +178,7 @@ client_close(Client *c, const char *sqlstate, const char *fmt,...)
 void
 client_free(Client *c)
 {
+	console_free(c);
 	prepared_client_free(c);
 	client_login_forget(c);
 	free(c->params);
@@ -280,6 +282,11 @@ client_pump_in(Client *c)
 
 	if (c->closed || c->state == CL_WAITING || c->state == CL_WAITING_LOGIN)
 		return;
+	if (c->console)
+	{
+		console_on_event(c, 0);
+		return;
+	}
 again:
 	r = sbuf_pump(&c->sb, c->link ? &c->link->sb : NULL, (uint32) pgbun_max_packet_size,
 				  client_msg_handler, c, &rd, &wr);
@@ -401,6 +408,11 @@ client_on_event(Client *c, uint32 events)
 			}
 			break;
 		case CL_ACTIVE:
+			if (c->console)
+			{
+				console_on_event(c, events);
+				break;
+			}
 			if ((events & PEV_OUT))
 			{
 				if (sbuf_out_pending(&c->sb) && !client_flush(c))

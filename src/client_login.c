@@ -25,6 +25,7 @@
 #include "cancel.h"
 #include "client_login.h"
 #include "config.h"
+#include "console.h"
 #include "hba.h"
 #include "kdf.h"
 #include "params.h"
@@ -1155,6 +1156,18 @@ auth_succeeded(Client *c)
 	if (!a->role.db_allows_conn)
 	{
 		client_close(c, "55000", "database \"%s\" is not currently accepting connections", a->database);
+		return;
+	}
+	if (console_is_database(a->database))
+	{
+		char		user[NAMEDATALEN];
+		bool		show = a->role.console_show;
+		bool		admin = a->role.console_admin;
+
+		strlcpy(user, a->user, sizeof(user));
+		free(c->auth);
+		c->auth = NULL;
+		console_start(c, user, show, admin);
 		return;
 	}
 	pool = pool_get(a->database, a->user);

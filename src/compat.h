@@ -66,4 +66,16 @@
 #define pgbun_guc_free(ptr) free(ptr)
 #endif
 
+/*
+ * The GUC table (admin console SHOW CONFIG): PG16 returns the count through
+ * an argument. PG16 also made role inheritance a property of each grant
+ * (pg_auth_members.inherit_option) instead of the member's rolinherit, which
+ * read_console_privileges (auth.c) follows for PG15.
+ */
+#if PG_VERSION_NUM >= 160000
+#define pgbun_guc_variables(n) get_guc_variables(n)
+#else
+#define pgbun_guc_variables(n) (*(n) = GetNumConfigOptions(), get_guc_variables())
+#endif
+
 #endif							/* PGBUN_COMPAT_H */

@@ -55,6 +55,7 @@ typedef struct Client
 	const char *stmt_error;		/* why a message could not be pooled (static text) */
 	uint8		refuse;			/* ClientRefusal: over a limit at accept, refused after its first packet */
 	bool		refuse_counted; /* among the worker's refusals in progress (client_login.c) */
+	struct Console *console;	/* a client of the admin console (console.c), else NULL */
 } Client;
 
 /* Why a client is refused at accept (Client.refuse). */
@@ -160,6 +161,7 @@ typedef struct WorkerState
 	bool		draining;		/* smart shutdown: no new clients, idle servers close */
 	dlist_head	pools;
 	dlist_head	login_clients;	/* CL_LOGIN, all pools */
+	dlist_head	console_clients;	/* CL_ACTIVE clients of the admin console */
 	dlist_head	closed_clients; /* freed at turn end */
 	dlist_head	closed_servers;
 	dlist_head	busy_clients;	/* yielded mid-pump: resume next turn */

@@ -514,6 +514,7 @@ server_link(Server *s, Client *c)
 
 	s->link = c;
 	c->link = s;
+	pg_atomic_fetch_add_u64(&pgbun_shared->pools[s->pool->slot].assign_count, 1);
 	s->hidden_error = false;
 	s->track = (s->pool->mode != POOL_MODE_SESSION && pgbun_max_prepared_statements > 0);
 	/* the common case, nothing to SET, decided by comparing two cached hashes */

@@ -485,6 +485,7 @@ pgbun_pool_slot_acquire(const char *database, const char *user, int worker)
 		p->pool_mode = pgbun_pool_mode;
 		pg_atomic_init_u32(&p->server_count, 0);
 		pg_atomic_init_u64(&p->starving, 0);
+		pg_atomic_init_u64(&p->assign_count, 0);
 		pg_atomic_init_u64(&p->xact_count, 0);
 		pg_atomic_init_u64(&p->query_count, 0);
 		pg_atomic_init_u64(&p->client_parse_count, 0);
@@ -704,4 +705,99 @@ pgbun_db_paused(const char *database)
 	SpinLockRelease(&sh->mutex);
 
 	return paused;
+}
+
+/*
+ * Add a database (or, with NULL, everything) to the paused set and bump the
+ * pause generation; the workers converge on it when woken. Returns the
+ * generation to wait for, or 0 when the set of named databases is full.
+ */
+uint64
+pgbun_pause_set_add(const char *database)
+{
+	PgbunShared *sh = pgbun_shared;
+	uint64		gen = 0;
+
+	SpinLockAcquire(&sh->mutex);
+	if (database == NULL)
+		sh->pause_all = true;
+	else
+	{
+		bool		present = false;
+
+		for (int i = 0; i < sh->n_paused_dbs && !present; i++)
+			present = strcmp(sh->paused_dbs[i], database) == 0;
+		if (!present)
+		{
+			if (sh->n_paused_dbs >= PGBUN_MAX_PAUSED_DBS)
+			{
+				SpinLockRelease(&sh->mutex);
+				return 0;
+			}
+			strlcpy(sh->paused_dbs[sh->n_paused_dbs++], database, NAMEDATALEN);
+		}
+	}
+	gen = ++sh->pause_generation;
+	SpinLockRelease(&sh->mutex);
+	pgbun_wake_workers(~UINT64CONST(0));
+	return gen;
+}
+
+/*
+ * Take a database out of the paused set, or with NULL clear the whole set
+ * (pause_all and every name); resuming one name does not lift pause_all.
+ */
+void
+pgbun_pause_set_remove(const char *database)
+{
+	PgbunShared *sh = pgbun_shared;
+
+	SpinLockAcquire(&sh->mutex);
+	if (database == NULL)
+	{
+		sh->pause_all = false;
+		sh->n_paused_dbs = 0;
+	}
+	else
+	{
+		for (int i = 0; i < sh->n_paused_dbs; i++)
+		{
+			if (strcmp(sh->paused_dbs[i], database) == 0)
+			{
+				sh->n_paused_dbs--;
+				if (i != sh->n_paused_dbs)
+					memcpy(sh->paused_dbs[i], sh->paused_dbs[sh->n_paused_dbs], NAMEDATALEN);
+				break;
+			}
+		}
+	}
+	sh->pause_generation++;
+	SpinLockRelease(&sh->mutex);
+	pgbun_wake_workers(~UINT64CONST(0));
+}
+
+/* Is the slot's worker alive (its published latch still owned by its pid)? Caller holds the mutex. */
+bool
+pgbun_worker_running(const PgbunWorkerSlot *w)
+{
+	return w->pid != 0 && w->latch != NULL && w->latch->owner_pid == w->pid;
+}
+
+/* Have all running workers applied pause generation gen and drained their paused pools? */
+bool
+pgbun_pause_done(uint64 gen)
+{
+	PgbunShared *sh = pgbun_shared;
+	bool		done = true;
+
+	SpinLockAcquire(&sh->mutex);
+	for (int i = 0; i < sh->n_workers && done; i++)
+	{
+		PgbunWorkerSlot *w = &sh->workers[i];
+
+		if (pgbun_worker_running(w) && (w->pause_applied < gen || !w->pause_drained))
+			done = false;
+	}
+	SpinLockRelease(&sh->mutex);
+	return done;
 }

@@ -87,6 +87,7 @@ typedef struct PgbunPoolSlot
 	pg_atomic_uint32 server_count;	/* all its server connections, every worker, every state */
 	pg_atomic_uint64 starving;	/* bit per worker: its waiters found no room to open a server */
 	/* cumulative stats (PgBouncer SHOW STATS); times in microseconds */
+	pg_atomic_uint64 assign_count;	/* servers linked to clients */
 	pg_atomic_uint64 xact_count;
 	pg_atomic_uint64 query_count;
 	pg_atomic_uint64 bytes_received;	/* from clients */
@@ -209,5 +210,13 @@ extern void pgbun_wake_workers(uint64 mask);
 
 /* Pause state: is this database paused right now (per the shared set)? */
 extern bool pgbun_db_paused(const char *database);
+/* Pause a database (NULL: everything): the generation to wait for, 0 if the set is full. Wakes the workers. */
+extern uint64 pgbun_pause_set_add(const char *database);
+/* Resume a database (NULL: everything). Wakes the workers. */
+extern void pgbun_pause_set_remove(const char *database);
+/* Have all running workers applied generation gen and drained their paused pools? */
+extern bool pgbun_pause_done(uint64 gen);
+/* Is this worker alive? Caller holds pgbun_shared->mutex. */
+extern bool pgbun_worker_running(const PgbunWorkerSlot *w);
 
 #endif							/* PGBUN_SHMEM_H */

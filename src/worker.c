@@ -38,6 +38,7 @@
 #include "client_login.h"
 #include "compat.h"
 #include "config.h"
+#include "console.h"
 #include "dns.h"
 #include "hba.h"
 #include "listener.h"
@@ -515,6 +516,9 @@ shutdown_worker(void)
 	while (!dlist_is_empty(&W->login_clients))
 		client_close(dlist_container(Client, node, dlist_head_node(&W->login_clients)),
 					 "57P01", "%s", why);
+	while (!dlist_is_empty(&W->console_clients))
+		client_close(dlist_container(Client, node, dlist_head_node(&W->console_clients)),
+					 "57P01", "%s", why);
 	dlist_foreach(it, &W->pools)
 	{
 		Pool	   *pool = dlist_container(Pool, node, it.cur);
@@ -555,6 +559,7 @@ pgbun_worker_main(Datum main_arg)
 	W->id = DatumGetInt32(main_arg);
 	dlist_init(&W->pools);
 	dlist_init(&W->login_clients);
+	dlist_init(&W->console_clients);
 	dlist_init(&W->closed_clients);
 	dlist_init(&W->closed_servers);
 	dlist_init(&W->busy_clients);
@@ -618,6 +623,7 @@ pgbun_worker_main(Datum main_arg)
 			dispatch(events[i].obj, events[i].events);
 		run_busy_clients();
 		kicks_done = run_kicks();
+		console_tick();			/* a console PAUSE answers once it has taken effect */
 		free_closed();
 
 		if (got_sigterm)

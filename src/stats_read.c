@@ -1,0 +1,199 @@
+/*
+ * stats_read.c - copies of the shared segment's pool and connection state for
+ * the SQL views and the admin console (stats_read.h).
+ */
+#include "postgres.h"
+
+#include "stats_read.h"
+
+/*
+ * The names of a pool slot, or NULL if the slot is not in use. Read without
+ * the mutex: a slot is released only when no worker uses it
+ * (pool_idle_timeout), so a reader racing with a release and reuse can at
+ * worst mislabel that one row once.
+ */
+const PgbunPoolSlot *
+stats_pool_in_use(int idx)
+{
+	const PgbunPoolSlot *p;
+
+	if (idx < 0 || idx >= PGBUN_MAX_POOLS)
+		return NULL;
+	p = &pgbun_shared->pools[idx];
+	if (!p->in_use)
+		return NULL;
+	pg_read_barrier();
+	return p;
+}
+
+/* One pass over the connection slots, each copied with the changecount protocol. */
+void
+stats_count_gauges(PoolGauges *gauges)
+{
+	memset(gauges, 0, sizeof(PoolGauges) * PGBUN_MAX_POOLS);
+	for (int i = 0; i < pgbun_shared->n_conn_slots; i++)
+	{
+		PgbunConnSlot c;
+		PoolGauges *g;
+
+		pgbun_conn_slot_read(i, &c);
+		if (c.kind == CONN_FREE || c.pool < 0 || c.pool >= PGBUN_MAX_POOLS)
+			continue;
+		g = &gauges[c.pool];
+
+		if (c.kind == CONN_CLIENT)
+		{
+			if (c.state == CL_ACTIVE)
+				g->cl_active++;
+			else if (stats_client_waits(c.state))
+				g->cl_waiting++;
+			/* CL_LOGIN: not logged in yet, not counted */
+			if (stats_client_waits(c.state) && c.wait_start != 0 &&
+				(g->oldest_wait == 0 || c.wait_start < g->oldest_wait))
+				g->oldest_wait = c.wait_start;
+		}
+		else if (c.kind == CONN_SERVER)
+		{
+			switch (c.state)
+			{
+				case SV_ACTIVE:
+					g->sv_active++;
+					break;
+				case SV_IDLE:
+					g->sv_idle++;
+					break;
+				case SV_USED:
+					g->sv_used++;
+					break;
+				case SV_TESTED:
+					g->sv_tested++;
+					break;
+				case SV_LOGIN:
+					g->sv_login++;
+					break;
+				default:
+					break;
+			}
+		}
+	}
+}
+
+int
+stats_sum_by_database(DbStats *dbs)
+{
+	int			ndbs = 0;
+
+	for (int p = 0; p < PGBUN_MAX_POOLS; p++)
+	{
+		PgbunPoolSlot *pool = (PgbunPoolSlot *) stats_pool_in_use(p);
+		DbStats    *d = NULL;
+
+		if (pool == NULL)
+			continue;
+		for (int j = 0; j < ndbs; j++)
+		{
+			if (strcmp(dbs[j].database, pool->database) == 0)
+			{
+				d = &dbs[j];
+				break;
+			}
+		}
+		if (d == NULL)
+		{
+			d = &dbs[ndbs++];
+			memset(d, 0, sizeof(DbStats));
+			strlcpy(d->database, pool->database, NAMEDATALEN);
+		}
+		d->assign_count += pg_atomic_read_u64(&pool->assign_count);
+		d->xact_count += pg_atomic_read_u64(&pool->xact_count);
+		d->query_count += pg_atomic_read_u64(&pool->query_count);
+		d->bytes_received += pg_atomic_read_u64(&pool->bytes_received);
+		d->bytes_sent += pg_atomic_read_u64(&pool->bytes_sent);
+		d->xact_time_us += pg_atomic_read_u64(&pool->xact_time_us);
+		d->query_time_us += pg_atomic_read_u64(&pool->query_time_us);
+		d->wait_time_us += pg_atomic_read_u64(&pool->wait_time_us);
+		d->client_parse_count += pg_atomic_read_u64(&pool->client_parse_count);
+		d->server_parse_count += pg_atomic_read_u64(&pool->server_parse_count);
+		d->bind_count += pg_atomic_read_u64(&pool->bind_count);
+	}
+	return ndbs;
+}
+
+uint64
+stats_seconds(TimestampTz now)
+{
+	if (now > pgbun_shared->stats_start)
+		return Max((uint64) ((now - pgbun_shared->stats_start) / USECS_PER_SEC), (uint64) 1);
+	return 1;
+}
+
+void
+stats_split_wait(TimestampTz now, TimestampTz since, int32 *secs, int32 *usecs)
+{
+	int64		wait = 0;
+
+	if (since != 0 && now > since)
+		wait = now - since;
+	*secs = (int32) Min(wait / USECS_PER_SEC, (int64) PG_INT32_MAX);
+	*usecs = (int32) (wait % USECS_PER_SEC);
+}
+
+const char *
+stats_conn_state_name(int kind, int state)
+{
+	if (kind == CONN_CLIENT)
+	{
+		switch (state)
+		{
+			case CL_LOGIN:
+				return "login";
+			case CL_WAITING_LOGIN:
+				return "waiting_login";
+			case CL_ACTIVE:
+				return "active";
+			case CL_WAITING:
+				return "waiting";
+		}
+	}
+	else
+	{
+		switch (state)
+		{
+			case SV_LOGIN:
+				return "login";
+			case SV_IDLE:
+				return "idle";
+			case SV_ACTIVE:
+				return "active";
+			case SV_USED:
+				return "used";
+			case SV_TESTED:
+				return "tested";
+		}
+	}
+	return "unknown";
+}
+
+bool
+stats_read_conn(int idx, PgbunConnSlot *c, uint64 *link_id)
+{
+	pgbun_conn_slot_read(idx, c);
+	*link_id = 0;
+	if (c->kind == CONN_FREE)
+		return false;
+	/* the copy's text fields come from shared memory: make sure they end */
+	c->addr[PGBUN_ADDR_LEN - 1] = '\0';
+	c->local_addr[PGBUN_ADDR_LEN - 1] = '\0';
+	c->application_name[NAMEDATALEN - 1] = '\0';
+	c->tls[sizeof(c->tls) - 1] = '\0';
+	if (c->peer >= 0 && c->peer < pgbun_shared->n_conn_slots)
+	{
+		PgbunConnSlot peer;
+
+		pgbun_conn_slot_read(c->peer, &peer);
+		/* the peer may have gone (and its slot been reused) while we looked */
+		if (peer.kind != CONN_FREE && peer.kind != c->kind)
+			*link_id = peer.id;
+	}
+	return true;
+}

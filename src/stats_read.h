@@ -1,0 +1,87 @@
+/*
+ * stats_read.h - reading the shared segment for the two faces that show it:
+ * the SQL views (admin.c) and the admin console (console.c).
+ *
+ * Nothing here allocates or throws: callers pass arrays sized by the
+ * segment's limits, and every read is a copy (changecount protocol for
+ * connection slots), so a reader never blocks a worker.
+ */
+#ifndef PGBUN_STATS_READ_H
+#define PGBUN_STATS_READ_H
+
+#include "postgres.h"
+
+#include "shmem.h"
+
+/* Gauges of one pool, counted from the connection slots. */
+typedef struct PoolGauges
+{
+	int			cl_active;
+	int			cl_waiting;
+	int			sv_active;
+	int			sv_idle;
+	int			sv_used;
+	int			sv_tested;
+	int			sv_login;
+	TimestampTz oldest_wait;	/* 0 when no client waits */
+} PoolGauges;
+
+/* The pools' cumulative counters summed per database. */
+typedef struct DbStats
+{
+	char		database[NAMEDATALEN];
+	uint64		assign_count;
+	uint64		xact_count;
+	uint64		query_count;
+	uint64		bytes_received;
+	uint64		bytes_sent;
+	uint64		xact_time_us;
+	uint64		query_time_us;
+	uint64		wait_time_us;
+	uint64		client_parse_count;
+	uint64		server_parse_count;
+	uint64		bind_count;
+} DbStats;
+
+/* The pool slot idx if it is in use, else NULL (see stats_read.c on races). */
+extern const PgbunPoolSlot *stats_pool_in_use(int idx);
+
+/* Count every pool's gauges: gauges[PGBUN_MAX_POOLS], zeroed here. */
+extern void stats_count_gauges(PoolGauges *gauges);
+
+/*
+ * Sum the counters of the pools in use per database into dbs[PGBUN_MAX_POOLS];
+ * returns how many databases.
+ */
+extern int	stats_sum_by_database(DbStats *dbs);
+
+/* Whole seconds the counters have run (at least 1), for per-second averages. */
+extern uint64 stats_seconds(TimestampTz now);
+
+/* Is this a client state in which the client waits for a server? */
+static inline bool
+stats_client_waits(int state)
+{
+	return state == CL_WAITING || state == CL_WAITING_LOGIN;
+}
+
+/* Split a wait into whole seconds and the remaining microseconds. */
+extern void stats_split_wait(TimestampTz now, TimestampTz since, int32 *secs, int32 *usecs);
+
+/* The view name of a client or server state ("active", "idle", ...). */
+extern const char *stats_conn_state_name(int kind, int state);
+
+/*
+ * Copy connection slot idx with its text fields terminated; false when the
+ * slot is free. *link_id gets the linked connection's id (0 if none).
+ */
+extern bool stats_read_conn(int idx, PgbunConnSlot *c, uint64 *link_id);
+
+/* a / b, 0 when b is 0 (averages). */
+static inline uint64
+stats_div(uint64 a, uint64 b)
+{
+	return b == 0 ? 0 : a / b;
+}
+
+#endif							/* PGBUN_STATS_READ_H */
