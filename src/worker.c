@@ -210,6 +210,17 @@ worker_slot_clear(int code, Datum arg)
  * done, any transaction it left open is aborted (releasing its locks) and
  * the worker goes on. For work that no single connection can be blamed for.
  */
+/* After a caught ERROR: report it, clear it, end any transaction, back to the loop's context. */
+static void
+recover_from_error(MemoryContext oldcxt)
+{
+	MemoryContextSwitchTo(oldcxt);
+	EmitErrorReport();
+	FlushErrorState();
+	AbortOutOfAnyTransaction();
+	MemoryContextSwitchTo(oldcxt);
+}
+
 static bool
 guarded(void (*fn) (void), const char *what)
 {
@@ -222,11 +233,7 @@ guarded(void (*fn) (void), const char *what)
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(oldcxt);
-		EmitErrorReport();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		MemoryContextSwitchTo(oldcxt);
+		recover_from_error(oldcxt);
 		ereport(LOG, (errmsg("pgbun: error during %s; worker %d goes on", what, W->id)));
 		ok = false;
 	}
@@ -399,11 +406,7 @@ dispatch(IoObj *obj, uint32 events)
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(oldcxt);
-		EmitErrorReport();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		MemoryContextSwitchTo(oldcxt);
+		recover_from_error(oldcxt);
 		if (obj->kind == IO_CLIENT)
 			client_close((Client *) obj, "XX000", "internal error in the pooler");
 		else if (obj->kind == IO_SERVER)
