@@ -7,7 +7,8 @@
 #    never a bare reset; psql shows it;
 #  - a CancelRequest still gets through at the limit;
 #  - a refused client that sends nothing is refused after a short deadline
-#    anyway, and refused clients never show up in pgbun.clients;
+#    anyway; past 64 refusals waiting per worker the next one is refused at
+#    once; refused clients never show up in pgbun.clients;
 #  - when max_client_conn is raised at reload above the shared connection
 #    slots (sized at server start), the client that finds no slot is refused
 #    with 53300 too, instead of being served invisibly (no slot: not in the
@@ -16,6 +17,7 @@
 use strict;
 use warnings FATAL => 'all';
 
+use IO::Select;
 use Time::HiRes qw(time usleep);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -108,6 +110,19 @@ for my $i (1 .. 3)
 	is($r->{errors}[0]{C} // '', '53300', 'a silent client over the limit is refused after a short deadline');
 	ok(time - $t0 < 25, 'long before client_login_timeout (1 min)');
 	$raw->close;
+}
+
+# 64 silent refused clients wait for their first packet; the 65th is told at once
+{
+	my @silent = map { raw_connect($node) } 1 .. 64;
+	usleep(300_000);
+	my $extra = raw_connect($node);
+	my $r = $extra->read_to_eof(4);
+	is($r->{errors}[0]{C} // '', '53300', 'past 64 waiting refusals the next client gets 53300 without sending anything');
+	my $told = grep { IO::Select->new($_->{sock})->can_read(0) } @silent;
+	ok($told < 64, "while the 64 still wait for their first packet ($told answered)");
+	$_->close for @silent;
+	$extra->close;
 }
 
 is(clients_listed(), '3', 'refused clients never show in pgbun.clients');

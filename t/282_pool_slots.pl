@@ -29,6 +29,7 @@ my $node = pgbun_node(
 		'pgbun.server_idle_timeout' => '300ms',
 		'pgbun.log_connections' => 'off',
 		'pgbun.log_disconnections' => 'off',
+		'log_min_messages' => 'warning',
 		'max_connections' => '200',
 	});
 $node->safe_psql('postgres',
