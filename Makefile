@@ -8,7 +8,7 @@ DATA = pgbun--1.0.sql
 PGFILEDESC = "pgbun - connection pooler"
 
 PG_CPPFLAGS = -Isrc -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
-SHLIB_LINK = -lssl -lcrypto -pthread
+SHLIB_LINK = -lssl -lcrypto -lcares -pthread
 
 REGRESS = pgbun_api
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=$(abs_builddir)/tmp_check_regress
@@ -35,9 +35,37 @@ UNIT_LIBS = $(foreach lib,libpgcommon.a libpgport.a,$(firstword $(wildcard $(add
 test/unit/run_unit: test/unit/*.c test/unit/unit.h src/proto.c src/proto.h src/scram.c src/scram.h src/params.c src/params.h src/throttle.c src/throttle.h src/kdf.c src/kdf.h src/compat.h
 	$(CC) $(UNIT_CFLAGS) -o $@ test/unit/*.c src/proto.c src/scram.c src/params.c src/throttle.c src/kdf.c $(UNIT_LIBS) -pthread
 
-.PHONY: unit test demo demo-stop bench
+.PHONY: unit fuzz test demo demo-stop bench
 unit: test/unit/run_unit
 	./test/unit/run_unit
+
+# libFuzzer targets, one per file test/fuzz/fuzz_<name>.c (see README, Testing).
+# `make fuzz` builds each with clang's fuzzer, ASan and UBSan, and runs it for
+# FUZZ_SECONDS (default 30) from its seed corpus test/fuzz/corpus/<name>/;
+# new inputs and crash reproducers go to tmp_fuzz/<name>/. Built like the
+# unit tests (the same static libpgcommon/libpgport for scram.c and params.c).
+# A new target is its file plus one fuzz_src_<name> line: the files it links.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 30
+FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	-Wall -Wextra -Werror -Wno-unused-parameter \
+	-Wno-ignored-attributes -DPGBUN_UNIT_TEST -Isrc -Itest/fuzz \
+	-I$(shell $(PG_CONFIG) --includedir-server)
+fuzz_src_startup = src/proto.c src/params.c
+fuzz_src_messages = src/proto.c src/params.c
+fuzz_src_scram_server = src/scram.c test/fuzz/fixed_random.c
+fuzz_src_scram_client = src/scram.c test/fuzz/fixed_random.c
+FUZZ_TARGETS = $(patsubst test/fuzz/fuzz_%.c,%,$(wildcard test/fuzz/fuzz_*.c))
+FUZZ_BINS = $(addprefix test/fuzz/bin/fuzz_,$(FUZZ_TARGETS))
+
+fuzz: $(FUZZ_BINS)
+	./test/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# fuzz_src_<name> is looked up per target: prerequisites expanded a second time.
+.SECONDEXPANSION:
+test/fuzz/bin/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/fuzz.h $$(fuzz_src_$$*) $(wildcard src/*.h)
+	@mkdir -p test/fuzz/bin
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(fuzz_src_$*) $(UNIT_LIBS)
 
 # Every suite; handles root (runs the server parts as an unprivileged user).
 test:
@@ -53,4 +81,4 @@ demo-stop:
 bench:
 	./bench/run.sh
 
-EXTRA_CLEAN = test/unit/run_unit tmp_check tmp_check_regress results regression.diffs regression.out log
+EXTRA_CLEAN = test/unit/run_unit test/fuzz/bin tmp_fuzz tmp_check tmp_check_regress results regression.diffs regression.out log

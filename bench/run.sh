@@ -92,7 +92,9 @@ PGBIN=$("$PG_CONFIG" --bindir)
 PKGLIBDIR=$("$PG_CONFIG" --pkglibdir)
 PGBENCH=$PGBIN/pgbench
 PSQL=$PGBIN/psql
-PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+# PGBOUNCER=/path/to/pgbouncer picks the PgBouncer to compare with (e.g. 1.25.2 from
+# ../shared/peers/build-pgbouncer.sh); default: Debian's package.
+PGBOUNCER=${PGBOUNCER:-$(command -v pgbouncer || echo /usr/sbin/pgbouncer)}
 for b in "$PGBIN/initdb" "$PGBIN/pg_ctl" "$PGBENCH" "$PSQL" "$PGBOUNCER" perl timeout; do
 	command -v "$b" >/dev/null || {
 		echo "bench: $b not found (Debian: apt-get install postgresql-15 postgresql-contrib pgbouncer)" >&2
@@ -377,8 +379,15 @@ PGBUN_PIDS_START=
 cat >"$TMPD/userlist.txt" <<EOF
 "$DBUSER" ""
 EOF
+# PgBouncer 1.21 and later track protocol-level prepared statements (max_prepared_statements);
+# with one of those the -M prepared workloads run through it too.
+BOUNCER_VERSION=$("$PGBOUNCER" --version 2>/dev/null | sed -n 's/^[Pp][Gg][Bb]ouncer \([0-9.]*\).*/\1/p' | head -1)
+BOUNCER_PREPARED=0
+if [ -n "$BOUNCER_VERSION" ] && printf '1.21\n%s\n' "$BOUNCER_VERSION" | sort -V -C; then BOUNCER_PREPARED=1; fi
 write_bouncer_ini() { # write_bouncer_ini MODE
 	local tls_lines=''
+	local prep_line=''
+	[ "$BOUNCER_PREPARED" = 1 ] && prep_line="max_prepared_statements = 200"
 	[ "$1" = tls ] && tls_lines="client_tls_sslmode = require
 client_tls_cert_file = $TMPD/tls.crt
 client_tls_key_file = $TMPD/tls.key"
@@ -401,6 +410,7 @@ pidfile = $TMPD/pgbouncer.pid
 log_connections = 0
 log_disconnections = 0
 admin_users = $DBUSER
+$prep_line
 $tls_lines
 EOF
 	[ "$(id -u)" = 0 ] && chown "$OS_USER" "$TMPD/userlist.txt" "$TMPD/pgbouncer.ini"
@@ -512,7 +522,7 @@ WORKLOADS=(
 	"tls|l50|select-only over TLS, 50 clients|50|-S -M simple|"
 )
 TARGETS=(direct pgbun pgbouncer)
-declare -A TPS LAT ERRS NOTE PROBE MODE_CHECK OTHER
+declare -A TPS LAT ERRS NOTE PROBE MODE_CHECK OTHER PCPU
 
 # CPU used by processes outside this benchmark while a pgbench run lasts (other jobs on the
 # machine disturb the numbers). /proc/stat gives the machine's busy (user, nice, system, steal;
@@ -549,6 +559,25 @@ other_cpu() {
 		printf "%.0f", 100 * x / t }'
 }
 
+# CPU ticks (utime + stime, USER_HZ) of one target's pooler processes: pgbun's worker(s),
+# PgBouncer's process; empty for direct. Sampled around each pgbench run, so the
+# pooler's own CPU per transaction can be compared (the goal of issue 12).
+pooler_ticks() { # pooler_ticks TARGET
+	local -a pids=()
+	case $1 in
+	pgbun) read -r -a pids <<<"$(pgbun_pids)" ;;
+	pgbouncer) [ -s "$TMPD/pgbouncer.pid" ] && pids=("$(cat "$TMPD/pgbouncer.pid")") ;;
+	*) return 0 ;;
+	esac
+	local p v sum=0
+	for p in "${pids[@]}"; do
+		v=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null || true)
+		sum=$((sum + ${v:-0}))
+	done
+	echo "$sum"
+}
+CLK_TCK=$(getconf CLK_TCK)
+
 mode_duration() { if [ "$1" = transaction ]; then echo "$TX_DURATION"; else echo "$DURATION"; fi; }
 
 # tls mode: a self-signed certificate for localhost / 127.0.0.1, the role's SCRAM
@@ -576,12 +605,15 @@ run_one() {
 	read -r -a wopts <<<"$options"
 	local -a opts=(-n "${wopts[@]}" -T "$dur" -c "$clients" -j "$jobs")
 	local c0 o0 c1 o1 other
+	local p0 p1
+	p0=$(pooler_ticks "$t")
 	c0=$(cpu_ticks)
 	o0=$(own_ticks)
 	PGCONNECT_TIMEOUT=10 timeout -k 5 $((dur * 2 + 60)) \
 		"$PGBENCH" "${opts[@]}" -h "$CLIENT_HOST" -p "$(port_of "$t")" -U "$DBUSER" "$DB" >"$logf" 2>&1 || rc=$?
 	o1=$(own_ticks)
 	c1=$(cpu_ticks)
+	p1=$(pooler_ticks "$t")
 	other=$(other_cpu "${c0% *}" "${c0#* }" "$o0" "${c1% *}" "${c1#* }" "$o1")
 	OTHER[$wid]="${OTHER[$wid]:-} $other"
 	local tps lat
@@ -590,6 +622,12 @@ run_one() {
 	if [ "$rc" = 0 ] && [ -n "$tps" ]; then
 		TPS[$key]="${TPS[$key]:-} $tps"
 		LAT[$key]="${LAT[$key]:-} $lat"
+		local ntx
+		ntx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$logf" | head -1)
+		if [ -n "$p0" ] && [ -n "$p1" ] && [ -n "$ntx" ] && [ "$ntx" -gt 0 ]; then
+			# pooler CPU microseconds per transaction (per connection with -C)
+			PCPU[$key]="${PCPU[$key]:-} $(awk -v d=$((p1 - p0)) -v n="$ntx" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", d * 1e6 / hz / n }')"
+		fi
 		log "  $wid $t round $r: tps $tps, latency $lat ms, other processes' CPU ${other} %"
 	else
 		ERRS[$key]=$((${ERRS[$key]:-0} + 1))
@@ -679,6 +717,37 @@ switch_mode() {
 	log "  ${MODE_CHECK[pgbun]:-pgbun n/a}; ${MODE_CHECK[pgbouncer]:-pgbouncer n/a}"
 }
 
+# syscalls_per_txn TARGET: the pooler's system calls per transaction, counted by strace -c -f
+# attached to its process(es) during a separate 3-second pgbench -S -c 50 (strace slows the
+# pooler, so this run's tps is not reported; the count per transaction is what matters).
+declare -A SYSC
+syscalls_per_txn() {
+	local t=$1 logf="$LOGS/syscalls-$1.log" slog="$LOGS/strace-$1.log" p ntx calls
+	local -a pids=() sp=()
+	command -v strace >/dev/null || { SYSC[$t]="n/a (no strace)"; return 0; }
+	case $t in
+	pgbun) read -r -a pids <<<"$(pgbun_pids)" ;;
+	pgbouncer) [ -s "$TMPD/pgbouncer.pid" ] && pids=("$(cat "$TMPD/pgbouncer.pid")") ;;
+	esac
+	[ "${#pids[@]}" -gt 0 ] || { SYSC[$t]="n/a"; return 0; }
+	for p in "${pids[@]}"; do sp+=(-p "$p"); done
+	strace -c -f -o "$slog" "${sp[@]}" 2>/dev/null &
+	local st=$!
+	sleep 1
+	PGCONNECT_TIMEOUT=10 timeout -k 5 60 "$PGBENCH" -n -S -M simple -T 3 -c 50 -j 2 \
+		-h "$CLIENT_HOST" -p "$(port_of "$t")" -U "$DBUSER" "$DB" >"$logf" 2>&1 || true
+	kill -INT "$st" 2>/dev/null
+	wait "$st" 2>/dev/null || true
+	ntx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$logf" | head -1)
+	calls=$(awk '$NF == "total" { print $(NF-2) }' "$slog" 2>/dev/null)
+	if [ -n "$ntx" ] && [ "$ntx" -gt 0 ] && [ -n "$calls" ]; then
+		SYSC[$t]=$(awk -v c="$calls" -v n="$ntx" 'BEGIN { printf "%.2f", c / n }')
+	else
+		SYSC[$t]="n/a"
+	fi
+	log "  $t: ${SYSC[$t]} syscalls per transaction ($calls calls, $ntx transactions)"
+}
+
 # probe_prepared TARGET: what -M prepared does through a pooler in transaction mode (a short run).
 probe_prepared() {
 	local t=$1 logf="$LOGS/probe-prepared-$1.log" rc=0 tps first
@@ -711,7 +780,7 @@ for mode in "${MODE_LIST[@]}"; do
 					NOTE[$wid,$t]="direct: n/a, $clients clients > max_connections=$MAX_CONNECTIONS minus the poolers' $((2 * POOL)) server connections"
 					continue
 				fi
-				if [ "$t" = pgbouncer ] && [ -n "$poolers" ]; then continue; fi
+				if [ "$t" = pgbouncer ] && [ -n "$poolers" ] && [ "$BOUNCER_PREPARED" != 1 ]; then continue; fi
 				if [ "$t" = pgbun ]; then
 					if [ "$PGBUN_STATUS" = ok ] && ! wait_for pgbun 5; then
 						PGBUN_STATUS="stopped answering on port $PGBUN_PORT during the run (at $label, $mode mode, round $r)$(pgbun_crashes)"
@@ -724,10 +793,14 @@ for mode in "${MODE_LIST[@]}"; do
 			done
 		done
 	done
+	if [ "$mode" = transaction ] && [ "${SYSCALLS:-1}" = 1 ]; then
+		log "syscalls per transaction (strace -c on a separate short run)"
+		for t in pgbun pgbouncer; do syscalls_per_txn "$t"; done
+	fi
 	if [ "$mode" = transaction ]; then
 		# After the measured runs, so nothing a probe leaves on a server connection can affect them.
 		log "probe: pgbench -M prepared through PgBouncer in transaction mode"
-		[ "$BOUNCER_STATUS" = ok ] && probe_prepared pgbouncer
+		[ "$BOUNCER_STATUS" = ok ] && [ "$BOUNCER_PREPARED" != 1 ] && probe_prepared pgbouncer
 	fi
 done
 
@@ -749,20 +822,22 @@ for mode in "${MODE_LIST[@]}"; do
 		say "## pgbench, median of $ROUNDS round(s) x ${dur}s (transaction mode, pool $POOL)"
 	fi
 	say ""
-	say "| workload | direct tps | pgbun tps | pgbouncer tps | pgbun/pgbouncer | pgbun/direct | latency ms direct / pgbun / pgbouncer |"
-	say "|---|---:|---:|---:|---:|---:|---|"
+	say "| workload | direct tps | pgbun tps | pgbouncer tps | pgbun/pgbouncer | pgbun/direct | latency ms direct / pgbun / pgbouncer | pooler CPU us/txn pgbun / pgbouncer | CPU pgbun/pgbouncer |"
+	say "|---|---:|---:|---:|---:|---:|---|---|---:|"
 	for w in "${WORKLOADS[@]}"; do
 		IFS='|' read -r wmode wid label _ _ _ <<<"$w"
 		[ "$wmode" = "$mode" ] || continue
-		declare -A mt ml
+		declare -A mt ml mc
 		for t in "${TARGETS[@]}"; do
 			mt[$t]=$(median <<<"${TPS[$wid,$t]:-}")
 			ml[$t]=$(median <<<"${LAT[$wid,$t]:-}")
+			mc[$t]=$(median <<<"${PCPU[$wid,$t]:-}")
 		done
 		say "| $label | $(fmt_num "${mt[direct]}" 1) | $(fmt_num "${mt[pgbun]}" 1) | $(fmt_num "${mt[pgbouncer]}" 1) |" \
 			"$(ratio "${mt[pgbun]}" "${mt[pgbouncer]}") | $(ratio "${mt[pgbun]}" "${mt[direct]}") |" \
-			"$(fmt_num "${ml[direct]}" 3) / $(fmt_num "${ml[pgbun]}" 3) / $(fmt_num "${ml[pgbouncer]}" 3) |"
-		unset mt ml
+			"$(fmt_num "${ml[direct]}" 3) / $(fmt_num "${ml[pgbun]}" 3) / $(fmt_num "${ml[pgbouncer]}" 3) |" \
+			"$(fmt_num "${mc[pgbun]}" 1) / $(fmt_num "${mc[pgbouncer]}" 1) | $(ratio "${mc[pgbun]}" "${mc[pgbouncer]}") |"
+		unset mt ml mc
 	done
 	say ""
 
@@ -799,9 +874,13 @@ for mode in "${MODE_LIST[@]}"; do
 		fi
 		say "- -M prepared: pgbench parses each statement once per connection under a fixed name (P_0) and from"
 		say "  then on sends only Bind/Execute. pgbun keeps each client's names and prepares the statement on"
-		say "  whichever server connection a transaction gets (README: Prepared statements). PgBouncer 1.18 passes"
-		say "  the Parse through without tracking it, so its clients fail on the server: n/a. Probe after the runs"
-		say "  (pgbench -S -M prepared -c 50 -T 2): pgbouncer: ${PROBE[pgbouncer]:-not run}."
+		say "  whichever server connection a transaction gets (README: Prepared statements)."
+		if [ "$BOUNCER_PREPARED" = 1 ]; then
+			say "  PgBouncer $BOUNCER_VERSION tracks them too (max_prepared_statements = 200 in its configuration)."
+		else
+			say "  PgBouncer ${BOUNCER_VERSION:-?} (before 1.21) passes the Parse through without tracking it, so its clients"
+			say "  fail on the server: n/a. Probe after the runs (pgbench -S -M prepared -c 50 -T 2): pgbouncer: ${PROBE[pgbouncer]:-not run}."
+		fi
 		say "- 1000 clients, pool $POOL: at most $POOL transactions run at once; a client waits for a free server"
 		say "  connection before each transaction, and pgbench's latency average (clients x duration / transactions)"
 		say "  counts that wait."
@@ -809,6 +888,9 @@ for mode in "${MODE_LIST[@]}"; do
 		say "  transaction. At scale $SCALE there are $SCALE pgbench_branches rows, so clients queue on their row locks;"
 		say "  through a pooler only $POOL transactions run at once, against 50 backends direct."
 		say "- Neither pooler runs server_reset_query in transaction mode."
+		[ -z "${SYSC[pgbun]:-}" ] || say "- System calls per transaction (-S -M simple, 50 clients, strace -c -f on the pooler, separate 3 s run): pgbun ${SYSC[pgbun]}, pgbouncer ${SYSC[pgbouncer]:-n/a}."
+		say "- Pooler CPU us/txn: utime + stime of the pooler's own process(es) (pgbun's worker(s), PgBouncer) from /proc over each run,"
+		say "  divided by pgbench's transactions (per connection for -C); the median over rounds."
 	fi
 	others=
 	for w in "${WORKLOADS[@]}"; do

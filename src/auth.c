@@ -3,7 +3,9 @@
  *
  * The worker is connected to the shared catalogs only, which is all a login
  * needs: pg_authid (rolvaliduntil honoured as get_role_password does) and
- * pg_database.
+ * pg_database. Like PostgreSQL, an expired VALID UNTIL only takes the
+ * password away: the password methods (scram-sha-256, md5, password) then
+ * fail, trust / peer / cert do not look at it.
  * Each look-up is its own transaction so a password change (ALTER ROLE ...
  * PASSWORD) is seen by the next login without any reload. Errors are caught
  * here: a catalog hiccup fails one login, never the worker.
@@ -20,7 +22,9 @@
 #include "catalog/pg_control.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
+#include "commands/user.h"
 #include "libpq/crypt.h"
+#include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -145,7 +149,12 @@ auth_lookup(const char *user, const char *database, RoleInfo *out)
 	LookupArgs	args = {user, database, out};
 
 	memset(out, 0, sizeof(*out));
-	return auth_in_transaction(lookup_in_transaction, &args) && !out->catalog_locked;
+	if (!auth_in_transaction(lookup_in_transaction, &args) || out->catalog_locked)
+		return false;
+	/* as CheckPWChallengeAuth: no verifier means a mock of password_encryption's kind */
+	out->mock_scram = out->verifier_type == VERIFIER_NONE &&
+		Password_encryption == PASSWORD_TYPE_SCRAM_SHA_256;
+	return true;
 }
 
 bool
@@ -169,6 +178,12 @@ auth_mock_nonce(int *len)
 	return (const uint8 *) GetMockAuthenticationNonce();
 }
 
+/*
+ * Run fn in a transaction of its own; false if it threw (logged). A query
+ * cancel aimed at the worker (pg_cancel_backend) is held off meanwhile: it
+ * has nothing to cancel, and must not fail the login that happens to be
+ * looked up (the loop drops it, worker.c).
+ */
 bool
 auth_in_transaction(void (*fn) (void *arg), void *arg)
 {
@@ -177,15 +192,18 @@ auth_in_transaction(void (*fn) (void *arg), void *arg)
 
 	PG_TRY();
 	{
+		HOLD_CANCEL_INTERRUPTS();
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		fn(arg);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		RESUME_CANCEL_INTERRUPTS();
 	}
 	PG_CATCH();
 	{
+		/* the ERROR reset QueryCancelHoldoffCount already (errfinish) */
 		MemoryContextSwitchTo(oldcxt);
 		EmitErrorReport();
 		FlushErrorState();

@@ -27,6 +27,13 @@ typedef struct RoleInfo
 	VerifierType verifier_type;
 	ScramSecret scram;
 	char		md5[36];		/* "md5" + 32 hex */
+	/*
+	 * No usable verifier (no role, no password, expired) and a challenge
+	 * method should still look like a real role's: PostgreSQL then goes
+	 * through a mock exchange of password_encryption's type, so with the
+	 * default scram-sha-256 even the md5 method answers with SCRAM.
+	 */
+	bool		mock_scram;
 	char		detail[128];	/* for the server log only (never sent to the client) */
 	bool		catalog_locked; /* the look-up failed because a catalog was locked */
 } RoleInfo;

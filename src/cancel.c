@@ -4,7 +4,9 @@
  * The key a client holds maps, through the shared cancel table, to its
  * connection slot; the slot says which server slot it is linked to, and that
  * slot holds the backend's real pid/key and address. Any worker can do this,
- * so a cancel works whichever worker's socket it lands on.
+ * so a cancel works whichever worker's socket it lands on. Nothing here
+ * waits: the connect is non-blocking, and a slot caught mid-write by its
+ * owner is read again at the next janitor tick rather than waited for.
  */
 #include "postgres.h"
 
@@ -41,23 +43,71 @@ cancel_conn_close(CancelConn *cc)
 	free(cc);
 }
 
-void
-cancel_forward(uint32 pid, uint32 key)
+/*
+ * A CancelRequest whose slots could not be read consistently (a writer was
+ * mid-write): tried again by the janitor instead of waiting for the writer,
+ * until CANCEL_TIMEOUT_US. At most MAX_PENDING; beyond that the oldest goes.
+ */
+#define MAX_PENDING 64
+
+typedef struct PendingCancel
+{
+	dlist_node	node;
+	uint32		pid;
+	uint32		key;
+	TimestampTz start;
+} PendingCancel;
+
+static dlist_head pending = DLIST_STATIC_INIT(pending);
+static int	n_pending = 0;
+
+/*
+ * Look the key up and send the cancel if its client is linked. false when a
+ * slot could not be read without waiting (try again later).
+ */
+static bool
+cancel_try_forward(uint32 pid, uint32 key)
 {
 	int			cidx = pgbun_cancel_lookup(pid, key);
 	PgbunConnSlot client;
 	PgbunConnSlot server;
 
 	if (cidx < 0)
-		return;					/* unknown key: silently ignored, as PostgreSQL does */
-	pgbun_conn_slot_read(cidx, &client);
+		return true;			/* unknown key: silently ignored, as PostgreSQL does */
+	if (!pgbun_conn_slot_try_read(cidx, &client))
+		return false;
 	if (client.kind != CONN_CLIENT || client.peer < 0)
-		return;					/* not linked: nothing is running for this client */
-	pgbun_conn_slot_read(client.peer, &server);
+		return true;			/* not linked: nothing is running for this client */
+	if (!pgbun_conn_slot_try_read(client.peer, &server))
+		return false;
 	if (server.kind != CONN_SERVER || server.peer != cidx || server.sv_sockaddr_len == 0)
-		return;
+		return true;
 
 	cancel_send(&server.sv_sockaddr, server.sv_sockaddr_len, server.cancel_pid, server.cancel_key);
+	return true;
+}
+
+void
+cancel_forward(uint32 pid, uint32 key)
+{
+	PendingCancel *pc;
+
+	if (cancel_try_forward(pid, key))
+		return;
+	if (n_pending >= MAX_PENDING)
+	{
+		pc = dlist_container(PendingCancel, node, dlist_pop_head_node(&pending));
+		n_pending--;
+		free(pc);
+	}
+	pc = malloc(sizeof(PendingCancel));
+	if (!pc)
+		return;
+	pc->pid = pid;
+	pc->key = key;
+	pc->start = W->now;
+	dlist_push_tail(&pending, &pc->node);
+	n_pending++;
 }
 
 void
@@ -113,6 +163,18 @@ cancel_janitor(void)
 {
 	dlist_mutable_iter it;
 
+	dlist_foreach_modify(it, &pending)
+	{
+		PendingCancel *pc = dlist_container(PendingCancel, node, it.cur);
+
+		if (cancel_try_forward(pc->pid, pc->key) || W->now - pc->start > CANCEL_TIMEOUT_US)
+		{
+			dlist_delete(&pc->node);
+			n_pending--;
+			free(pc);
+		}
+	}
+
 	dlist_foreach_modify(it, &cancels)
 	{
 		CancelConn *cc = dlist_container(CancelConn, node, it.cur);
@@ -129,4 +191,10 @@ cancel_close_all(void)
 
 	dlist_foreach_modify(it, &cancels)
 		cancel_conn_close(dlist_container(CancelConn, node, it.cur));
+	dlist_foreach_modify(it, &pending)
+	{
+		dlist_delete(it.cur);
+		free(dlist_container(PendingCancel, node, it.cur));
+	}
+	n_pending = 0;
 }

@@ -518,7 +518,7 @@ begin_auth(Client *c)
 		proto_put_auth(&pb, PROTO_AUTH_CLEARTEXT, NULL, 0);
 		a->step = STEP_PASSWORD;
 	}
-	else if (a->role.verifier_type == VERIFIER_SCRAM || method == AUTH_TYPE_SCRAM)
+	else if (a->role.verifier_type == VERIFIER_SCRAM || method == AUTH_TYPE_SCRAM || a->role.mock_scram)
 	{
 		static const char *const mechs[] = {"SCRAM-SHA-256", NULL};
 		static const char *const mechs_plus[] = {"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", NULL};

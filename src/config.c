@@ -32,6 +32,9 @@ int			pgbun_max_user_connections = 0;
 char	   *pgbun_server_reset_query = NULL;
 char	   *pgbun_server_host = NULL;
 int			pgbun_server_port = 0;
+int			pgbun_dns_max_ttl = 15000;
+int			pgbun_dns_timeout = 15000;
+char	   *pgbun_dns_servers = NULL;
 int			pgbun_server_connect_timeout = 15000;
 int			pgbun_server_login_retry = 15000;
 int			pgbun_server_idle_timeout = 600000;
@@ -408,6 +411,18 @@ pgbun_define_gucs(void)
 	DefineCustomIntVariable("pgbun.server_port", "Port of the server pgbun connects to (0: the local server's port).",
 							NULL, &pgbun_server_port, 0, 0, 65535,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbun.dns_max_ttl",
+							"How long a resolved pgbun.server_host address is used before it is looked up again.",
+							NULL, &pgbun_dns_max_ttl, 15000, 1000, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbun.dns_timeout",
+							"Longest a DNS lookup of pgbun.server_host may take before it counts as failed.",
+							NULL, &pgbun_dns_timeout, 15000, 100, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomStringVariable("pgbun.dns_servers",
+							   "DNS servers pgbun asks, as host[:port] list (empty: those of /etc/resolv.conf).",
+							   NULL, &pgbun_dns_servers, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgbun.server_connect_timeout", "Longest a server connection may take to connect and log in.",
 							NULL, &pgbun_server_connect_timeout, 15000, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);

@@ -38,6 +38,9 @@ extern int	pgbun_max_user_connections;
 extern char *pgbun_server_reset_query;
 extern char *pgbun_server_host;
 extern int	pgbun_server_port;
+extern int	pgbun_dns_max_ttl;		/* ms */
+extern int	pgbun_dns_timeout;		/* ms */
+extern char *pgbun_dns_servers;
 extern int	pgbun_server_connect_timeout;	/* ms */
 extern int	pgbun_server_login_retry;	/* ms */
 extern int	pgbun_server_idle_timeout;	/* ms */

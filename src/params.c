@@ -89,7 +89,7 @@ const char *
 params_get(const char *block, uint16 len, const char *name)
 {
 	const char *p = block;
-	const char *end = block + len;
+	const char *end = block ? block + len : NULL;	/* NULL + 0 is undefined (UBSan) */
 
 	while (block && p < end)
 	{

@@ -20,7 +20,11 @@ PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
-/* Register one background worker per pgbun.workers; each restarts 1s after a crash. */
+/*
+ * Register one background worker per pgbun.workers. Each is started again
+ * PGBUN_RESTART_SECONDS after it exits with code 1 (pg_terminate_backend, a
+ * FATAL error); it exits 0 only in a server shutdown.
+ */
 static void
 register_workers(void)
 {
@@ -31,7 +35,7 @@ register_workers(void)
 		memset(&worker, 0, sizeof(worker));
 		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 		worker.bgw_start_time = BgWorkerStart_ConsistentState;
-		worker.bgw_restart_time = 1;
+		worker.bgw_restart_time = PGBUN_RESTART_SECONDS;
 		snprintf(worker.bgw_library_name, BGW_MAXLEN, "pgbun");
 		snprintf(worker.bgw_function_name, BGW_MAXLEN, "pgbun_worker_main");
 		snprintf(worker.bgw_name, BGW_MAXLEN, "pgbun worker %d", i);

@@ -56,6 +56,16 @@ poll_add_listener(int fd, IoObj *obj)
 	return poll_add(fd, obj, EPOLLIN);
 }
 
+int
+poll_watch(int fd, IoObj *obj, uint32_t pev, int modify)
+{
+	struct epoll_event ev;
+
+	ev.events = ((pev & PEV_IN) ? EPOLLIN : 0) | ((pev & PEV_OUT) ? EPOLLOUT : 0);
+	ev.data.ptr = obj;
+	return epoll_ctl(epoll_fd, modify ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
+}
+
 void
 poll_remove(int fd)
 {

@@ -18,6 +18,7 @@ typedef enum IoKind
 	IO_CLIENT,
 	IO_SERVER,
 	IO_CANCEL,
+	IO_DNS,						/* a socket of the DNS resolver (dns.c) */
 	IO_KDF,						/* kdf.c's eventfd: password checks finished */
 } IoKind;
 
@@ -45,6 +46,12 @@ extern int	poll_add_conn(int fd, IoObj *obj);
 /* Register a listening socket (level-triggered IN). */
 extern int	poll_add_listener(int fd, IoObj *obj);
 extern void poll_remove(int fd);
+/*
+ * Watch a socket level-triggered for PEV_IN and/or PEV_OUT (a library's
+ * socket such as c-ares', which says what it waits for); called again for
+ * the same fd it changes the interest. 0 or -1/errno.
+ */
+extern int	poll_watch(int fd, IoObj *obj, uint32_t pev, int modify);
 /* Fetch ready events without blocking (timeout_ms 0) or with a timeout. */
 extern int	poll_wait(PollEvent *events, int max, int timeout_ms);
 

@@ -15,6 +15,7 @@
 #include "cancel.h"
 #include "config.h"
 #include "client_login.h"
+#include "dns.h"
 #include "pooler.h"
 #include "prepared.h"
 #include "server_login.h"
@@ -103,14 +104,17 @@ shared_server_total(const char *database, const char *user)
 
 /*
  * Reserve room for one more server connection in the shared counters.
- * true: counted (the caller must open it or give the count back).
+ * true: counted (the caller must open it or give the count back). false:
+ * *full tells whether a limit (pool size, max_db/user_connections) said no,
+ * as opposed to server_login_retry.
  */
 static bool
-pool_reserve_server(Pool *pool)
+pool_reserve_server(Pool *pool, bool *full)
 {
 	PgbunPoolSlot *ps = &pgbun_shared->pools[pool->slot];
 	uint32		prev;
 
+	*full = false;
 	if (pool->last_login_failure &&
 		W->now - pool->last_login_failure < (int64) pgbun_server_login_retry * 1000)
 		return false;
@@ -122,6 +126,7 @@ pool_reserve_server(Pool *pool)
 		 shared_server_total(NULL, pool->user) > (uint32) pgbun_max_user_connections))
 	{
 		pg_atomic_fetch_sub_u32(&ps->server_count, 1);
+		*full = true;
 		return false;
 	}
 	return true;
@@ -135,10 +140,18 @@ pool_can_open_server(Pool *pool)
 	return pg_atomic_read_u32(&ps->server_count) < (uint32) pool->size;
 }
 
+/* Open one more server if the limits allow; *full as in pool_reserve_server. */
 static bool
-pool_open_server(Pool *pool)
+pool_open_server(Pool *pool, bool *full)
 {
-	if (W->shutting_down || !pool_reserve_server(pool))
+	*full = false;
+	if (W->server_addr_len == 0)
+	{
+		/* server_host is a name not resolved yet: wait for it, as for a server */
+		dns_server_needed();
+		return false;
+	}
+	if (W->shutting_down || !pool_reserve_server(pool, full))
 		return false;
 	if (!server_launch(pool))
 	{
@@ -160,15 +173,43 @@ count_list(dlist_head *h)
 }
 
 /*
+ * Publish whether this pool's waiters are stuck for want of room under the
+ * limits; when it becomes so, wake the other workers so that one holding
+ * the pool's servers idle gives one up (pool_share_servers). Set from
+ * pool_kick_now; cleared there only when it opened a server and needs no
+ * more (room came back: typically a server given up for it), otherwise by
+ * the janitor (every JANITOR_INTERVAL_MS). Under load the waiting list
+ * empties and fills all the time, and flipping a shared bit and waking
+ * every worker with it on each request would cost more than the requests;
+ * opening a server is rare and costly anyway. The janitor clears it and
+ * kicks the pool, so a pool that still starves marks itself again and
+ * wakes the others once per tick.
+ */
+static void
+pool_set_starving(Pool *pool, bool starving)
+{
+	if (pool->starving == starving)
+		return;
+	pool->starving = starving;
+	pgbun_pool_set_starving(pool->slot, W->id, starving);
+	if (starving)
+		pgbun_wake_workers(~(UINT64CONST(1) << W->id));
+}
+
+/*
  * Give idle servers to waiting clients (FIFO), and open new ones while there
  * are more waiters than logins in progress and the limits allow. Runs only
  * from pool_run_kicks: linking pumps the client, whose close may free a
  * server again, which only queues the pool (no recursion per waiter).
+ * Waiters that a limit leaves without a server mark the pool starving.
  */
 static void
 pool_kick_now(Pool *pool)
 {
 	int			logins;
+	bool		full = false;
+	bool		starving = false;
+	bool		opened = false;
 
 	if (W->shutting_down)
 		return;
@@ -176,33 +217,52 @@ pool_kick_now(Pool *pool)
 	if (!dlist_is_empty(&pool->waitlogin_clients) && dlist_is_empty(&pool->login_servers) &&
 		!pool->welcome)
 	{
-		if (!pool_open_server(pool) && pool->login_error &&
-			pool->last_login_failure && pool->n_servers == 0)
+		if (pool_open_server(pool, &full))
+			opened = true;
+		else if (full)
+			starving = true;
+		else if (pool->login_error && pool->last_login_failure && pool->n_servers == 0)
 			pool_server_login_failed(pool, pool->login_error, pool->login_error_len);
 	}
-	if (pool->paused)
-		return;
-	while (!dlist_is_empty(&pool->waiting_clients) && !dlist_is_empty(&pool->idle_servers))
+	if (!pool->paused)
 	{
-		Client	   *c = dlist_container(Client, node, dlist_head_node(&pool->waiting_clients));
-		Server	   *s = dlist_container(Server, node, dlist_head_node(&pool->idle_servers));
+		while (!dlist_is_empty(&pool->waiting_clients) && !dlist_is_empty(&pool->idle_servers))
+		{
+			Client	   *c = dlist_container(Client, node, dlist_head_node(&pool->waiting_clients));
+			Server	   *s = dlist_container(Server, node, dlist_head_node(&pool->idle_servers));
 
-		server_link(s, c);
-	}
-	/*
-	 * More servers for the waiters that logins in progress will not cover.
-	 * Only while the pool can grow: with a full pool and a thousand waiters,
-	 * counting the lists on every request would cost more than the request.
-	 */
-	if (!dlist_is_empty(&pool->waiting_clients) &&
-		pg_atomic_read_u32(&pgbun_shared->pools[pool->slot].server_count) < (uint32) pool->size)
-	{
-		int			waiting = count_list(&pool->waiting_clients);
+			server_link(s, c);
+		}
 
-		logins = count_list(&pool->login_servers);
-		while (waiting > logins && pool_open_server(pool))
-			logins++;
+		/*
+		 * More servers for the waiters that logins in progress will not
+		 * cover. Only while the pool can grow: with a full pool and a
+		 * thousand waiters, counting the lists on every request would cost
+		 * more than the request.
+		 */
+		if (!dlist_is_empty(&pool->waiting_clients))
+		{
+			if (pg_atomic_read_u32(&pgbun_shared->pools[pool->slot].server_count) < (uint32) pool->size)
+			{
+				int			waiting = count_list(&pool->waiting_clients);
+
+				logins = count_list(&pool->login_servers);
+				while (waiting > logins && pool_open_server(pool, &full))
+				{
+					logins++;
+					opened = true;
+				}
+				if (waiting > logins && full)
+					starving = true;
+			}
+			else if (dlist_is_empty(&pool->login_servers))
+				starving = true;
+		}
 	}
+	if (starving)
+		pool_set_starving(pool, true);
+	else if (opened)
+		pool_set_starving(pool, false);
 }
 
 void
@@ -270,6 +330,54 @@ pool_server_available(Pool *pool, Server *s)
 }
 
 /*
+ * A malloc'd copy of the login error (a whole ErrorResponse message, len
+ * bytes) to hand to waiting clients, or NULL when out of memory. The server's
+ * own message is kept as it came when it is well-formed and has a proper
+ * SQLSTATE and a message; anything else (an empty or unterminated body, no
+ * 'C' or 'M' field: PgBouncer's CVE-2026-6666 was a NULL SQLSTATE) becomes
+ * pgbun's own FATAL error with the server's SQLSTATE if it had a valid one,
+ * else XX000, so clients never get an error they cannot use.
+ */
+static uint8 *
+login_error_for_clients(const uint8 *err, uint32 len, uint32 *out_len)
+{
+	ProtoErrorFields f;
+	bool		parsed = len >= PROTO_HDR_LEN &&
+		proto_parse_error_fields(err + PROTO_HDR_LEN, len - PROTO_HDR_LEN, &f);
+	char		text[300];
+	uint8	   *copy;
+	ProtoBuf	pb;
+
+	if (parsed && proto_valid_sqlstate(f.sqlstate) && f.message)
+	{
+		copy = malloc(len);
+		if (copy)
+		{
+			memcpy(copy, err, len);
+			*out_len = len;
+		}
+		return copy;
+	}
+	if (!parsed)
+		memset(&f, 0, sizeof(f));
+	snprintf(text, sizeof(text), "pgbun: server login failed: %.200s",
+			 !parsed ? "the server sent a malformed error message" :
+			 f.message ? f.message : "the server sent an error without a message");
+	copy = malloc(sizeof(text) + 64);
+	if (!copy)
+		return NULL;
+	proto_buf_init(&pb, copy, sizeof(text) + 64);
+	if (!proto_put_error(&pb, true, proto_valid_sqlstate(f.sqlstate) ? f.sqlstate : "XX000",
+						 text, NULL, NULL))
+	{
+		free(copy);
+		return NULL;
+	}
+	*out_len = (uint32) pb.len;
+	return copy;
+}
+
+/*
  * The server refused a login (err is its ErrorResponse, or NULL). Clients
  * still waiting for this pool's first login get that error; logged-in
  * clients waiting for a server fail too when the pool has nothing left.
@@ -281,14 +389,14 @@ pool_server_login_failed(Pool *pool, const uint8 *err, uint32 len)
 
 	if (err && len > 0 && (!pool->login_error || pool->login_error != err))
 	{
-		uint8	   *copy = malloc(len);
+		uint32		copy_len = 0;
+		uint8	   *copy = login_error_for_clients(err, len, &copy_len);
 
 		if (copy)
 		{
-			memcpy(copy, err, len);
 			free(pool->login_error);
 			pool->login_error = copy;
-			pool->login_error_len = len;
+			pool->login_error_len = copy_len;
 		}
 	}
 	if (err)
@@ -327,6 +435,193 @@ pool_server_login_failed(Pool *pool, const uint8 *err, uint32 len)
 			client_close(c, "08006", "could not log in to the server");
 		}
 	}
+}
+
+/* ---- the server's address (dns.c) ---- */
+
+/* The server host's address is known (again): waiters may get servers now. */
+void
+pool_target_resolved(void)
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &W->pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+
+		if (!dlist_is_empty(&pool->waiting_clients) || !dlist_is_empty(&pool->waitlogin_clients))
+			pool_kick_waiting(pool);
+	}
+}
+
+/*
+ * The server host could not be resolved and there is no address to use:
+ * every client waiting for a server gets 08006 and is closed (new clients
+ * start a new lookup).
+ */
+void
+pool_target_unresolvable(const char *host, const char *reason)
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &W->pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+
+		while (!dlist_is_empty(&pool->waitlogin_clients))
+			client_close(dlist_container(Client, node, dlist_head_node(&pool->waitlogin_clients)),
+						 "08006", "could not resolve server host \"%s\": %s", host, reason);
+		while (!dlist_is_empty(&pool->waiting_clients))
+			client_close(dlist_container(Client, node, dlist_head_node(&pool->waiting_clients)),
+						 "08006", "could not resolve server host \"%s\": %s", host, reason);
+	}
+}
+
+/* ---- sharing servers across workers ---- */
+
+/* A server must have been idle this long before it is given away. */
+#define SHARE_IDLE_MIN_MS 100
+/* Starving pool slots looked at per call (the rest: next call). */
+#define SHARE_MAX_STARVING 16
+
+typedef struct StarvingPool
+{
+	int			slot;
+	uint64		workers;		/* starving bits */
+	uint32		count;			/* its server count */
+	uint32		size;			/* its pool size */
+	uint32		db_total;		/* servers of its database, all pools */
+	uint32		user_total;		/* servers of its user, all pools */
+} StarvingPool;
+
+/* Would the limits let this starving pool open a server right now? */
+static bool
+starving_has_room(const StarvingPool *sp)
+{
+	return sp->count < sp->size &&
+		(pgbun_max_db_connections <= 0 || sp->db_total < (uint32) pgbun_max_db_connections) &&
+		(pgbun_max_user_connections <= 0 || sp->user_total < (uint32) pgbun_max_user_connections);
+}
+
+/*
+ * Closing one of this pool's servers: the starving pool's view afterwards
+ * (what the closed server counted against: its pool, its database, its user).
+ */
+static void
+starving_after_close(StarvingPool *sp, Pool *donor)
+{
+	PgbunPoolSlot *ps = &pgbun_shared->pools[sp->slot];
+
+	if (donor->slot == sp->slot)
+		sp->count--;
+	if (strcmp(ps->database, donor->database) == 0)
+		sp->db_total--;
+	if (strcmp(ps->user, donor->user) == 0)
+		sp->user_total--;
+}
+
+/*
+ * Clients of some pool wait on some worker and the limits leave no room to
+ * open a server for them, while servers sit idle here (PgBouncer has one
+ * process, so this never arises there): give such servers up. A pool gives
+ * only what it does not need - it has no waiters of its own, the server has
+ * been idle for SHARE_IDLE_MIN_MS - and only while the starving pool is
+ * blocked by a limit this server counts against (its own pool's size, or
+ * max_db_connections / max_user_connections shared with another pool). One
+ * server per starving pool per call: once it has room again it takes it,
+ * and if it still starves it says so again. The starving workers' latches
+ * are set so they open their server at once. Also: our own starving pools
+ * that have room again are kicked.
+ *
+ * Called when the latch is set and from the janitor; a shared counter makes
+ * it one atomic read when no pool starves anywhere.
+ */
+void
+pool_share_servers(void)
+{
+	StarvingPool starving[SHARE_MAX_STARVING];
+	int			n = 0;
+	uint64		wake = 0;
+	dlist_iter	it;
+
+	if (pg_atomic_read_u32(&pgbun_shared->n_starving) == 0 || W->shutting_down)
+		return;
+
+	/* ours first: room may have come back (another worker gave a server up) */
+	dlist_foreach(it, &W->pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+
+		if (pool->starving)
+			pool_kick_waiting(pool);
+	}
+
+	for (int i = 0; i < PGBUN_MAX_POOLS && n < SHARE_MAX_STARVING; i++)
+	{
+		PgbunPoolSlot *ps = &pgbun_shared->pools[i];
+		StarvingPool *sp = &starving[n];
+
+		if (!ps->in_use)
+			continue;
+		sp->workers = pg_atomic_read_u64(&ps->starving);
+		if (sp->workers == 0)
+			continue;
+		sp->slot = i;
+		sp->count = pg_atomic_read_u32(&ps->server_count);
+		sp->size = (uint32) config_pool_size(ps->database);
+		sp->db_total = pgbun_max_db_connections > 0 ? shared_server_total(ps->database, NULL) : 0;
+		sp->user_total = pgbun_max_user_connections > 0 ? shared_server_total(NULL, ps->user) : 0;
+		if (!starving_has_room(sp))
+			n++;				/* blocked: a candidate for a server of ours */
+	}
+	if (n == 0)
+		return;
+
+	dlist_foreach(it, &W->pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+		Server	   *s;
+
+		if (pool->starving || dlist_is_empty(&pool->idle_servers) ||
+			!dlist_is_empty(&pool->waiting_clients) || !dlist_is_empty(&pool->waitlogin_clients))
+			continue;
+		/* the idle list is LIFO: the tail has been idle longest */
+		s = dlist_container(Server, node, dlist_tail_node(&pool->idle_servers));
+		if (W->now - s->last_used < (int64) SHARE_IDLE_MIN_MS * 1000)
+			continue;
+		for (int i = 0; i < n; i++)
+		{
+			StarvingPool after = starving[i];
+
+			if (starving[i].workers == 0 || starving_has_room(&starving[i]))
+				continue;		/* served by an earlier donation this call */
+			starving_after_close(&after, pool);
+			if (!starving_has_room(&after))
+				continue;		/* this server does not count against what blocks it */
+			ereport(DEBUG1, (errmsg("pgbun: worker %d gives an idle server of %s/%s to waiting clients of %s/%s",
+									W->id, pool->database, pool->user,
+									pgbun_shared->pools[starving[i].slot].database,
+									pgbun_shared->pools[starving[i].slot].user)));
+			server_close(s, "given up for clients waiting on another worker");
+			/* every starving pool this server counted against sees the room */
+			for (int j = 0; j < n; j++)
+				starving_after_close(&starving[j], pool);
+			wake |= starving[i].workers;
+			break;
+		}
+	}
+	if (wake & (UINT64CONST(1) << W->id))
+	{
+		/* one of our own pools waits on a limit this worker's other pool held */
+		dlist_foreach(it, &W->pools)
+		{
+			Pool	   *pool = dlist_container(Pool, node, it.cur);
+
+			if (pool->starving)
+				pool_kick_waiting(pool);
+		}
+	}
+	pgbun_wake_workers(wake & ~(UINT64CONST(1) << W->id));
 }
 
 /* ---- pause ---- */
@@ -480,16 +775,20 @@ restart_logins:
 			server_close(s, "server_idle_timeout reached");
 	}
 	/* keep min_pool_size warm, once we know how to log in as this role */
-	if (pgbun_min_pool_size > 0 && !pool->paused && pool->welcome &&
+	if (pgbun_min_pool_size > 0 && !pool->paused && pool->welcome && !W->draining &&
 		(pool->have_scram_keys || pool->md5_verifier || pgbun_auth_type == AUTH_TYPE_TRUST))
 	{
 		while (pg_atomic_read_u32(&pgbun_shared->pools[pool->slot].server_count) <
 			   (uint32) Min(pgbun_min_pool_size, pool->size))
 		{
-			if (!pool_open_server(pool))
+			bool		full;
+
+			if (!pool_open_server(pool, &full))
 				break;
 		}
 	}
+	/* the kick below marks it again if its waiters still find no room */
+	pool_set_starving(pool, false);
 	/* retry for waiters once server_login_retry has passed */
 	if (!dlist_is_empty(&pool->waiting_clients) || !dlist_is_empty(&pool->waitlogin_clients))
 		pool_kick_waiting(pool);
@@ -559,5 +858,7 @@ pool_janitor(void)
 	if (pgbun_pool_idle_timeout > 0)
 		(void) pool_free_empty(pgbun_pool_idle_timeout);
 	cancel_janitor();
+	dns_janitor();
 	pool_apply_pause();
+	pool_share_servers();
 }

@@ -136,6 +136,7 @@ typedef struct Pool
 	dlist_node	kick_node;
 	int			size;			/* pool size in force */
 	bool		paused;
+	bool		starving;		/* our bit is set in the shared slot's starving mask */
 	/* ParameterStatus of a fresh server, sent to every new client */
 	char	   *welcome;		/* name\0value\0... */
 	uint16		welcome_len;
@@ -156,6 +157,7 @@ typedef struct WorkerState
 	int			id;				/* worker number */
 	TimestampTz now;			/* refreshed once per loop turn */
 	bool		shutting_down;
+	bool		draining;		/* smart shutdown: no new clients, idle servers close */
 	dlist_head	pools;
 	dlist_head	login_clients;	/* CL_LOGIN, all pools */
 	dlist_head	closed_clients; /* freed at turn end */
@@ -213,5 +215,10 @@ extern void pool_kick_waiting(struct Pool *pool);
 /* From the main loop only: hand servers to waiters of queued pools. false: more queued. */
 extern bool pool_run_kicks(void);
 extern void pool_reconfigure(struct Pool *pool);
+/* dns.c: the server host's address is known / cannot be found (waiters get 08006). */
+extern void pool_target_resolved(void);
+extern void pool_target_unresolvable(const char *host, const char *reason);
+/* Give idle servers to other workers' starving pools; kick ours that got room. */
+extern void pool_share_servers(void);
 
 #endif							/* PGBUN_POOLER_H */

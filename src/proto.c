@@ -316,6 +316,23 @@ proto_parse_error_fields(const uint8_t *body, size_t len, ProtoErrorFields *out)
 	return false;
 }
 
+/*
+ * proto_valid_sqlstate - true when s is a SQLSTATE as the protocol defines
+ * it: exactly five characters, each a digit or an upper-case letter. A
+ * server's error whose 'C' field is missing (NULL) or not like that is not
+ * passed on to clients as it came (they, and pgbun, compare SQLSTATEs).
+ */
+bool
+proto_valid_sqlstate(const char *s)
+{
+	if (s == NULL)
+		return false;
+	for (int i = 0; i < 5; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'Z')))
+			return false;
+	return s[5] == '\0';
+}
+
 /* --------------------------------------------------------------- builders */
 
 void

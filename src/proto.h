@@ -130,6 +130,8 @@ typedef struct ProtoErrorFields
 
 /* Parse an 'E'/'N' body. Missing fields stay NULL. false if malformed. */
 extern bool proto_parse_error_fields(const uint8_t *body, size_t len, ProtoErrorFields *out);
+/* Is s (may be NULL) a SQLSTATE: five digits or upper-case letters? */
+extern bool proto_valid_sqlstate(const char *s);
 
 /* Output buffer: builders append at len, never past cap. */
 typedef struct ProtoBuf

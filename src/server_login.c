@@ -240,6 +240,10 @@ server_login_error(Server *s, const uint8 *msg, uint32 len)
 							 W->server_addr_text,
 							 W->server_addr.ss_family == AF_UNIX ? "local" : "host")));
 	}
+	else
+		ereport(LOG,
+				(errmsg("pgbun: server login failed for user \"%s\" database \"%s\": the server sent a malformed error message",
+						pool->user, pool->database)));
 	pool_server_login_failed(pool, msg, len);
 }
 

@@ -118,6 +118,7 @@ init_segment(void)
 	sh->n_workers = Min(pgbun_workers, PGBUN_MAX_WORKERS);
 	ConditionVariableInit(&sh->pause_cv);
 	pg_atomic_init_u32(&sh->client_count, 0);
+	pg_atomic_init_u32(&sh->n_starving, 0);
 	pg_atomic_init_u64(&sh->next_conn_id, 1);
 	sh->stats_start = GetCurrentTimestamp();
 	sh->n_conn_slots = planned_conn_slots;
@@ -363,15 +364,6 @@ pgbun_conn_slots_release_worker(int worker)
 	}
 }
 
-/*
- * Copy a slot consistently, PgBackendStatus style: read the change count,
- * copy, read it again; retry while it was odd (a write in progress) or
- * moved. Writes are a handful of stores, so a retry is rare. Should the
- * writer have died mid-write the count stays odd forever: after about a
- * second of retries the copy is reported as CONN_FREE. Ordinary backends
- * check for interrupts between retries; workers (background workers) do
- * not, since this is called from their event loop, which must not throw.
- */
 void
 pgbun_conn_slot_set_tls(int idx, const char *version)
 {
@@ -385,12 +377,20 @@ pgbun_conn_slot_set_tls(int idx, const char *version)
 	PGBUN_SLOT_WRITE_END(s);
 }
 
-void
-pgbun_conn_slot_read(int idx, PgbunConnSlot *copy)
+/*
+ * Copy a slot consistently, PgBackendStatus style: read the change count,
+ * copy, read it again; retry while it was odd (a write in progress) or
+ * moved. Writes are a handful of stores, so a retry is rare. false after
+ * SLOT_READ_FAST_TRIES spins without a consistent copy: the writer is off
+ * the CPU mid-write, or died mid-write. Never sleeps, so the workers' event
+ * loop can use it (cancel.c tries again later instead of waiting).
+ */
+bool
+pgbun_conn_slot_try_read(int idx, PgbunConnSlot *copy)
 {
 	volatile PgbunConnSlot *s = &conns[idx];
 
-	for (int tries = 0;; tries++)
+	for (int tries = 0; tries < SLOT_READ_FAST_TRIES; tries++)
 	{
 		uint32		before;
 		uint32		after;
@@ -402,16 +402,30 @@ pgbun_conn_slot_read(int idx, PgbunConnSlot *copy)
 		after = s->changecount;
 
 		if (before == after && (before & 1) == 0)
-			return;
+			return true;
+		pg_spin_delay();
+	}
+	return false;
+}
 
-		if (tries >= SLOT_READ_FAST_TRIES + SLOT_READ_SLOW_TRIES)
-			break;
-		if (!IsBackgroundWorker)
-			CHECK_FOR_INTERRUPTS();
-		if (tries < SLOT_READ_FAST_TRIES)
-			pg_spin_delay();
-		else
-			pg_usleep(1000L);
+/*
+ * pgbun_conn_slot_try_read, and should that fail, keep trying: ordinary
+ * backends (the views) sleep 1 ms between tries and check for interrupts.
+ * The workers never sleep here. Should the writer have died mid-write the
+ * count stays odd forever: after about a second of retries (at once in a
+ * worker) the copy is reported as CONN_FREE.
+ */
+void
+pgbun_conn_slot_read(int idx, PgbunConnSlot *copy)
+{
+	if (pgbun_conn_slot_try_read(idx, copy))
+		return;
+	for (int tries = 0; !IsBackgroundWorker && tries < SLOT_READ_SLOW_TRIES; tries++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(1000L);
+		if (pgbun_conn_slot_try_read(idx, copy))
+			return;
 	}
 
 	/* Unreadable: present it as free so callers skip it. */
@@ -470,6 +484,7 @@ pgbun_pool_slot_acquire(const char *database, const char *user, int worker)
 		strlcpy(p->user, user, NAMEDATALEN);
 		p->pool_mode = pgbun_pool_mode;
 		pg_atomic_init_u32(&p->server_count, 0);
+		pg_atomic_init_u64(&p->starving, 0);
 		pg_atomic_init_u64(&p->xact_count, 0);
 		pg_atomic_init_u64(&p->query_count, 0);
 		pg_atomic_init_u64(&p->client_parse_count, 0);
@@ -604,6 +619,72 @@ pgbun_cancel_unregister(int slot_idx, uint32 pid)
 	SpinLockAcquire(&sh->mutex);
 	cancel_unlink_locked(slot_idx, pid);
 	SpinLockRelease(&sh->mutex);
+}
+
+/*
+ * Set or clear one worker's starving bit in a pool slot. n_starving counts
+ * the bits set, changed only by whoever flipped a bit (the atomic tells), so
+ * it never drifts even if two calls race.
+ */
+void
+pgbun_pool_set_starving(int pool_idx, int worker, bool starving)
+{
+	PgbunPoolSlot *p = &pgbun_shared->pools[pool_idx];
+	uint64		bit = UINT64CONST(1) << worker;
+	uint64		old;
+
+	if (starving)
+	{
+		old = pg_atomic_fetch_or_u64(&p->starving, bit);
+		if (!(old & bit))
+			pg_atomic_fetch_add_u32(&pgbun_shared->n_starving, 1);
+	}
+	else
+	{
+		old = pg_atomic_fetch_and_u64(&p->starving, ~bit);
+		if (old & bit)
+			pg_atomic_fetch_sub_u32(&pgbun_shared->n_starving, 1);
+	}
+}
+
+void
+pgbun_starving_release_worker(int worker)
+{
+	for (int i = 0; i < PGBUN_MAX_POOLS; i++)
+	{
+		if (pgbun_shared->pools[i].in_use)
+			pgbun_pool_set_starving(i, worker, false);
+	}
+}
+
+/*
+ * Wake the workers of a mask that are running. Latches are collected under
+ * the mutex (a worker clears its slot under it when it exits) and set after
+ * it is released; a latch whose owner is not the published pid belongs to a
+ * worker that is gone.
+ */
+void
+pgbun_wake_workers(uint64 mask)
+{
+	PgbunShared *sh = pgbun_shared;
+	Latch	   *latches[PGBUN_MAX_WORKERS];
+	int			n = 0;
+
+	if (mask == 0)
+		return;
+	SpinLockAcquire(&sh->mutex);
+	for (int i = 0; i < sh->n_workers; i++)
+	{
+		PgbunWorkerSlot *w = &sh->workers[i];
+
+		if ((mask & (UINT64CONST(1) << i)) &&
+			w->pid != 0 && w->latch != NULL && w->latch->owner_pid == w->pid)
+			latches[n++] = w->latch;
+	}
+	SpinLockRelease(&sh->mutex);
+
+	for (int i = 0; i < n; i++)
+		SetLatch(latches[i]);
 }
 
 /* Is this database paused right now: everything paused, or it by name? */

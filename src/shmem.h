@@ -15,6 +15,12 @@
  *    these slots, so there is no second copy of that state to drift.
  *  - Cancel table: a client's pooler-made BackendKeyData -> its slot, so a
  *    CancelRequest landing on any worker finds the linked server.
+ *  - Sharing: a pool slot's starving mask has one bit per worker that has
+ *    clients waiting for that pool and no room under the limits to open a
+ *    server. Other workers see it (n_starving says whether to look at all),
+ *    close an idle server they do not need and set the starving worker's
+ *    latch, so one worker cannot hold a pool's servers idle while another's
+ *    clients wait (pool.c, pool_share_servers).
  *  - Pause: declarative. pause()/resume() edit the paused set and bump
  *    pause_generation; each worker applies it, and reports it done once none
  *    of its paused pools holds a server linked to a client.
@@ -79,6 +85,7 @@ typedef struct PgbunPoolSlot
 	char		user[NAMEDATALEN];
 	int			pool_mode;		/* PoolMode in force for this pool */
 	pg_atomic_uint32 server_count;	/* all its server connections, every worker, every state */
+	pg_atomic_uint64 starving;	/* bit per worker: its waiters found no room to open a server */
 	/* cumulative stats (PgBouncer SHOW STATS); times in microseconds */
 	pg_atomic_uint64 xact_count;
 	pg_atomic_uint64 query_count;
@@ -135,6 +142,8 @@ typedef struct PgbunShared
 
 	/* cross-worker client count for max_client_conn */
 	pg_atomic_uint32 client_count;
+	/* starving bits set over all pool slots: 0 means no worker needs to look */
+	pg_atomic_uint32 n_starving;
 	pg_atomic_uint64 next_conn_id;
 	TimestampTz stats_start;	/* when the segment (and so the stat counters) was created */
 
@@ -168,8 +177,10 @@ extern void pgbun_conn_slots_release_worker(int worker);
 #define PGBUN_SLOT_WRITE_END(s)   do { pg_write_barrier(); (s)->changecount++; } while (0)
 /* Publish a connection's TLS protocol version ("" for none) to its slot (owner only; idx may be -1). */
 extern void pgbun_conn_slot_set_tls(int idx, const char *version);
-/* Copy a slot consistently (readers). */
+/* Copy a slot consistently (readers); workers never sleep in it. */
 extern void pgbun_conn_slot_read(int idx, PgbunConnSlot *copy);
+/* The same without waiting for a writer: false when no consistent copy came quickly. */
+extern bool pgbun_conn_slot_try_read(int idx, PgbunConnSlot *copy);
 
 /*
  * Pool slots: find or create the slot of (database, user) and record that
@@ -185,6 +196,16 @@ extern void pgbun_pool_slots_release_worker(int worker);
 extern void pgbun_cancel_register(int slot_idx, uint32 pid, uint32 key);
 extern int	pgbun_cancel_lookup(uint32 pid, uint32 key);
 extern void pgbun_cancel_unregister(int slot_idx, uint32 pid);
+
+/*
+ * Starving marks (see the header comment): set or clear this worker's bit in
+ * a pool slot, keeping n_starving in step; release_worker clears every bit of
+ * a worker number (a restarted worker drops its predecessor's).
+ */
+extern void pgbun_pool_set_starving(int pool_idx, int worker, bool starving);
+extern void pgbun_starving_release_worker(int worker);
+/* Set the latches of the running workers in a bit mask (bit n: worker n). */
+extern void pgbun_wake_workers(uint64 mask);
 
 /* Pause state: is this database paused right now (per the shared set)? */
 extern bool pgbun_db_paused(const char *database);

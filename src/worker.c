@@ -13,11 +13,14 @@
 #include "postgres.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -28,12 +31,14 @@
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/pidfile.h"
 #include "utils/timestamp.h"
 
 #include "cancel.h"
 #include "client_login.h"
 #include "compat.h"
 #include "config.h"
+#include "dns.h"
 #include "hba.h"
 #include "listener.h"
 #include "pooler.h"
@@ -48,6 +53,10 @@ WorkerState *W = NULL;
 static WorkerState worker_state;
 static volatile sig_atomic_t got_sigterm = false;
 static MemoryContext scratch_context = NULL;
+
+/* How often the janitor looks whether a smart shutdown has begun. */
+#define SHUTDOWN_CHECK_MS 500
+static TimestampTz next_shutdown_check = 0;
 
 static void
 handle_sigterm(SIGNAL_ARGS)
@@ -84,8 +93,9 @@ raise_fd_limit(void)
 
 /*
  * Work out where server connections go: the local server's Unix socket by
- * default, or pgbun.server_host/server_port. DNS happens here (start and
- * reload), never in the loop.
+ * default, or pgbun.server_host/server_port. An address or a socket
+ * directory is taken at once; a host name is looked up by dns.c inside the
+ * loop (c-ares), never here: until it answers, pools wait for it.
  */
 static void
 resolve_server_target(void)
@@ -94,6 +104,7 @@ resolve_server_target(void)
 	int			port = pgbun_server_port > 0 ? pgbun_server_port : PostPortNumber;
 	char		dir[MAXPGPATH] = "";
 
+	dns_configure();
 	W->server_port = port;
 	if (!host || host[0] == '\0')
 	{
@@ -123,6 +134,7 @@ resolve_server_target(void)
 	{
 		struct sockaddr_un *sun = (struct sockaddr_un *) &W->server_addr;
 
+		dns_forget_server();
 		memset(&W->server_addr, 0, sizeof(W->server_addr));
 		sun->sun_family = AF_UNIX;
 		snprintf(sun->sun_path, sizeof(sun->sun_path), "%s/.s.PGSQL.%d", dir, port);
@@ -138,16 +150,19 @@ resolve_server_target(void)
 		char		portstr[16];
 		int			rc;
 
+		/* a numeric address never asks DNS */
 		memset(&hints, 0, sizeof(hints));
 		hints.ai_socktype = SOCK_STREAM;
+		hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
 		snprintf(portstr, sizeof(portstr), "%d", port);
 		rc = getaddrinfo(host, portstr, &hints, &res);
 		if (rc != 0 || !res)
 		{
-			ereport(WARNING, (errmsg("pgbun: could not resolve pgbun.server_host \"%s\": %s",
-									 host, gai_strerror(rc))));
-			return;				/* keep the previous target */
+			/* a name: c-ares, from the loop */
+			dns_resolve_server(host, port);
+			return;
 		}
+		dns_forget_server();
 		memcpy(&W->server_addr, res->ai_addr, res->ai_addrlen);
 		W->server_addr_len = res->ai_addrlen;
 		strlcpy(W->server_addr_text, host, sizeof(W->server_addr_text));
@@ -175,6 +190,7 @@ reclaim_predecessor_slots(void)
 			pg_atomic_fetch_sub_u32(&pgbun_shared->client_count, 1);
 	}
 	pgbun_conn_slots_release_worker(W->id);
+	pgbun_starving_release_worker(W->id);
 	pgbun_pool_slots_release_worker(W->id);
 }
 
@@ -186,6 +202,143 @@ worker_slot_clear(int code, Datum arg)
 	pgbun_shared->workers[W->id].latch = NULL;
 	SpinLockRelease(&pgbun_shared->mutex);
 	ConditionVariableBroadcast(&pgbun_shared->pause_cv);
+}
+
+/*
+ * Run fn under an error boundary: an ERROR is logged with what was being
+ * done, any transaction it left open is aborted (releasing its locks) and
+ * the worker goes on. For work that no single connection can be blamed for.
+ */
+static bool
+guarded(void (*fn) (void), const char *what)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		fn();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		ereport(LOG, (errmsg("pgbun: error during %s; worker %d goes on", what, W->id)));
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+static void
+process_interrupts(void)
+{
+	CHECK_FOR_INTERRUPTS();
+}
+
+/*
+ * Absorb what other processes asked of this one by signal: ProcSignalBarriers
+ * (DROP DATABASE, DROP TABLESPACE, ALTER DATABASE SET TABLESPACE wait until
+ * every process has absorbed theirs), pg_log_backend_memory_contexts(). The
+ * signals set the latch (PostgreSQL's own SIGUSR1 handler, which pgbun
+ * keeps), so an idle worker wakes up for them. A query cancel
+ * (pg_cancel_backend on the worker) has no query to cancel here: it is
+ * dropped, or it would fail the next login's catalog look-up. Called on
+ * every loop turn: without a pending interrupt it is two loads.
+ */
+static void
+absorb_interrupts(void)
+{
+	if (QueryCancelPending)
+		QueryCancelPending = false;
+	if (INTERRUPTS_PENDING_CONDITION())
+		(void) guarded(process_interrupts, "interrupt processing");
+}
+
+/*
+ * Has the postmaster begun a shutdown? It writes "stopping" into line
+ * LOCK_FILE_LINE_PM_STATUS of postmaster.pid as soon as it gets any of the
+ * three shutdown requests, before it signals anyone: the only sign of a
+ * smart shutdown a background worker gets, and how a SIGTERM from
+ * pg_ctl stop tells itself apart from pg_terminate_backend(). A small
+ * file read, done at most every SHUTDOWN_CHECK_MS and at SIGTERM.
+ */
+static bool
+postmaster_stopping(void)
+{
+	char		path[MAXPGPATH];
+	char		buf[2048];
+	const char *line = buf;
+	ssize_t		len;
+	int			fd;
+
+	snprintf(path, sizeof(path), "%s/postmaster.pid", DataDir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	len = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (len <= 0)
+		return false;
+	buf[len] = '\0';
+	for (int i = 1; i < LOCK_FILE_LINE_PM_STATUS; i++)
+	{
+		line = strchr(line, '\n');
+		if (!line)
+			return false;
+		line++;
+	}
+	return strncmp(line, PM_STATUS_STOPPING, strlen(PM_STATUS_STOPPING)) == 0;
+}
+
+/*
+ * Smart shutdown: the postmaster waits for every client backend to end
+ * before it stops background workers, and pgbun's server connections are
+ * such backends. So, as PostgreSQL does for its own sessions: no new
+ * clients (the listeners close), clients connected go on until they leave,
+ * and server connections nobody uses close (min_pool_size is not kept up),
+ * so that the last client's departure lets the shutdown finish.
+ */
+static void
+drain_for_smart_shutdown(void)
+{
+	dlist_iter	it;
+
+	if (!W->draining)
+	{
+		W->draining = true;
+		listeners_close();
+		ereport(LOG, (errmsg("pgbun: the server is shutting down: worker %d accepts no new clients and closes idle server connections; connected clients go on until they disconnect",
+							 W->id)));
+	}
+	dlist_foreach(it, &W->pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+
+		/* nobody waits for them: a waiter would have been given one at the turn's end */
+		if (!dlist_is_empty(&pool->waiting_clients))
+			continue;
+		while (!dlist_is_empty(&pool->idle_servers))
+			server_close(dlist_container(Server, node, dlist_head_node(&pool->idle_servers)),
+						 "server shutdown");
+	}
+}
+
+/* Periodic maintenance: timeouts, min_pool_size, paused listeners, shutdown watch. */
+static void
+run_janitor(void)
+{
+	pool_janitor();
+	listeners_resume_due();
+	if (W->draining || W->now >= next_shutdown_check)
+	{
+		next_shutdown_check = W->now + SHUTDOWN_CHECK_MS * 1000;
+		if (W->draining || postmaster_stopping())
+			drain_for_smart_shutdown();
+	}
 }
 
 static void
@@ -235,6 +388,9 @@ dispatch(IoObj *obj, uint32 events)
 			case IO_CANCEL:
 				cancel_on_event(obj, events);
 				break;
+			case IO_DNS:
+				dns_on_event(obj, events);
+				break;
 			case IO_KDF:
 				client_login_kdf_event();
 				break;
@@ -245,6 +401,8 @@ dispatch(IoObj *obj, uint32 events)
 		MemoryContextSwitchTo(oldcxt);
 		EmitErrorReport();
 		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		MemoryContextSwitchTo(oldcxt);
 		if (obj->kind == IO_CLIENT)
 			client_close((Client *) obj, "XX000", "internal error in the pooler");
 		else if (obj->kind == IO_SERVER)
@@ -320,7 +478,8 @@ apply_reload(void)
 	ProcessConfigFile(PGC_SIGHUP);
 	if (pgbun_auth_type == AUTH_TYPE_HBA)
 		(void) hba_reload();	/* a bad file keeps the rules in force */
-	listeners_reconfigure();
+	if (!W->draining)			/* a smart shutdown closed them for good */
+		listeners_reconfigure();
 	resolve_server_target();
 	tls_reload();				/* new connections use the new certificates; open ones keep theirs */
 	MemoryContextSwitchTo(old);
@@ -336,17 +495,26 @@ apply_reload(void)
 	}
 }
 
-/* Server shutdown: tell every client why, close servers politely, exit 0. */
+/*
+ * SIGTERM: tell every client why, close servers politely, exit. In a server
+ * shutdown exit 0 (the postmaster starts no workers then anyway). Any other
+ * SIGTERM (pg_terminate_backend on the worker) exits 1, so that the
+ * postmaster starts the worker again after bgw_restart_time and clients can
+ * reconnect: only a real shutdown stops pgbun.
+ */
 static void
 shutdown_worker(void)
 {
 	dlist_iter	it;
+	bool		server_stopping = postmaster_stopping();
+	const char *why = server_stopping ? "terminating connection due to server shutdown" :
+		"terminating connection due to administrator command";
 
 	W->shutting_down = true;
 	listeners_close();
 	while (!dlist_is_empty(&W->login_clients))
 		client_close(dlist_container(Client, node, dlist_head_node(&W->login_clients)),
-					 "57P01", "terminating connection due to server shutdown");
+					 "57P01", "%s", why);
 	dlist_foreach(it, &W->pools)
 	{
 		Pool	   *pool = dlist_container(Pool, node, it.cur);
@@ -357,7 +525,7 @@ shutdown_worker(void)
 		for (int i = 0; i < lengthof(clists); i++)
 			while (!dlist_is_empty(clists[i]))
 				client_close(dlist_container(Client, node, dlist_head_node(clists[i])),
-							 "57P01", "terminating connection due to server shutdown");
+							 "57P01", "%s", why);
 		for (int i = 0; i < lengthof(slists); i++)
 			while (!dlist_is_empty(slists[i]))
 				server_close(dlist_container(Server, node, dlist_head_node(slists[i])),
@@ -365,8 +533,14 @@ shutdown_worker(void)
 	}
 	cancel_close_all();
 	free_closed();
-	ereport(LOG, (errmsg("pgbun: worker %d shut down", W->id)));
-	proc_exit(0);
+	if (server_stopping)
+	{
+		ereport(LOG, (errmsg("pgbun: worker %d shut down", W->id)));
+		proc_exit(0);
+	}
+	ereport(LOG, (errmsg("pgbun: worker %d terminated while the server is running; it starts again in %d s",
+						 W->id, PGBUN_RESTART_SECONDS)));
+	proc_exit(1);
 }
 
 void
@@ -437,6 +611,7 @@ pgbun_worker_main(Datum main_arg)
 		int			n;
 		bool		kicks_done;
 
+		absorb_interrupts();
 		W->now = GetCurrentTimestamp();
 		n = poll_wait(events, EVENT_BATCH, 0);
 		for (int i = 0; i < n; i++)
@@ -450,16 +625,16 @@ pgbun_worker_main(Datum main_arg)
 		if (MyLatch->is_set)
 		{
 			ResetLatch(MyLatch);
-			pool_apply_pause();
+			(void) guarded(pool_apply_pause, "pause handling");
+			(void) guarded(pool_share_servers, "server sharing");	/* another worker's clients may starve */
 		}
 		if (ConfigReloadPending)
-			apply_reload();
+			(void) guarded(apply_reload, "reload");
 
 		W->now = GetCurrentTimestamp();
 		if (W->now >= next_janitor)
 		{
-			pool_janitor();
-			listeners_resume_due();
+			(void) guarded(run_janitor, "janitor");
 			free_closed();
 			next_janitor = W->now + JANITOR_INTERVAL_MS * 1000;
 		}
@@ -468,6 +643,12 @@ pgbun_worker_main(Datum main_arg)
 		{
 			kicks_done = run_kicks();
 			free_closed();
+		}
+		/* login look-ups commit before they return: nothing may hold a lock into the wait */
+		if (IsTransactionState())
+		{
+			ereport(LOG, (errmsg("pgbun: a transaction was left open at the end of a loop turn; aborting it")));
+			AbortOutOfAnyTransaction();
 		}
 
 		if (n == 0 && dlist_is_empty(&W->busy_clients) && kicks_done)

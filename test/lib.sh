@@ -10,9 +10,13 @@
 # Debian packages, by purpose. Extend these lists (not the scripts) when a suite
 # needs more, e.g. PGBUN_TEST_PACKAGES+=(nodejs npm) for the client suite.
 # Building and running pgbun (make demo needs only these):
-PGBUN_BUILD_PACKAGES=(postgresql-15 postgresql-server-dev-15 libssl-dev make gcc)
-# Running the test suites (TAP needs IPC::Run; pgbouncer for comparisons/bench):
-PGBUN_TEST_PACKAGES=(libipc-run-perl pgbouncer libpq-dev)
+# libkrb5-dev: PostgreSQL 15's libpq-be.h includes gssapi/gssapi.h (Debian builds the
+# server with GSSAPI), and postgresql-server-dev-15 does not depend on it.
+# libc-ares-dev: DNS for server host names inside the worker's loop (src/dns.c).
+PGBUN_BUILD_PACKAGES=(postgresql-15 postgresql-server-dev-15 libssl-dev libkrb5-dev libc-ares-dev make gcc)
+# Running the test suites (TAP needs IPC::Run; pgbouncer for comparisons/bench;
+# clang with its libFuzzer/sanitizer runtimes for `make fuzz`):
+PGBUN_TEST_PACKAGES=(libipc-run-perl pgbouncer libpq-dev clang libclang-rt-14-dev)
 # Node.js and npm for the client-library test (t/140, test/node): the machine's
 # own if it has them (from any source; Debian's npm would clash with a Node.js
 # that bundles npm), else Debian's.

@@ -3,7 +3,8 @@
 #
 # Steps: install missing Debian packages (test/lib.sh lists them), the npm
 # packages of the client-library test (npm ci in test/node), build, install
-# the extension, then the suites: unit (pure C, `make unit`), regress (pg_regress
+# the extension, then the suites: unit (pure C, `make unit`), fuzz (libFuzzer
+# targets, `make fuzz`, 30 s each unless FUZZ_SECONDS says), regress (pg_regress
 # on a temp instance, `make installcheck` without TAP) and tap (prove over t/*.pl,
 # `make installcheck` without REGRESS). PostgreSQL refuses to run as root, so as
 # root the server suites run as an unprivileged user in a copy of the tree that it
@@ -187,6 +188,9 @@ fi
 # --- suites ----------------------------------------------------------------
 # unit: pure C, needs no server and no install; `make unit` prints N passed, N failed.
 run_suite unit "$ROOT" make unit "${MAKEVARS[@]}"
+
+# fuzz: the libFuzzer targets (clang), each for FUZZ_SECONDS (default 30); no server.
+run_suite fuzz "$ROOT" make fuzz "${MAKEVARS[@]}"
 
 # regress: pg_regress on its own temp instance (REGRESS_OPTS), TAP left out.
 if [ "$BUILD_OK" -eq 1 ]; then

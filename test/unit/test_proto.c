@@ -392,6 +392,59 @@ test_error_fields_bad(void)
 	CHECK(f.message == NULL);
 }
 
+/*
+ * A server's error with fields missing (PgBouncer's CVE-2026-6666: a NULL
+ * SQLSTATE dereferenced): it parses, the missing fields are NULL rather than
+ * garbage, and proto_valid_sqlstate says the SQLSTATE cannot be used, so the
+ * callers (server.c, pool.c) fall back to their defaults.
+ */
+static void
+test_error_fields_absent(void)
+{
+	ProtoErrorFields f;
+
+	/* no 'C' */
+	CHECK(proto_parse_error_fields(LIT("SFATAL\0VFATAL\0Mno state\0\0"), &f));
+	CHECK(f.sqlstate == NULL && f.message && strcmp(f.message, "no state") == 0);
+	CHECK(!proto_valid_sqlstate(f.sqlstate));
+	/* no 'M' */
+	CHECK(proto_parse_error_fields(LIT("SFATAL\0C28P01\0\0"), &f));
+	CHECK(f.message == NULL && proto_valid_sqlstate(f.sqlstate));
+	/* neither, nor a severity */
+	CHECK(proto_parse_error_fields(LIT("Dd\0Hh\0\0"), &f));
+	CHECK(f.severity == NULL && f.sqlstate == NULL && f.message == NULL);
+	CHECK(f.detail && f.hint);
+	/* an empty body (length 4 on the wire) and a lone type byte */
+	CHECK(!proto_parse_error_fields((const uint8_t *) "", 0, &f));
+	CHECK(f.sqlstate == NULL && f.message == NULL);
+	CHECK(!proto_parse_error_fields(LIT("C"), &f));
+	CHECK(f.sqlstate == NULL);
+	/* unterminated SQLSTATE: not read past the body */
+	CHECK(!proto_parse_error_fields(LIT("C28P01"), &f));
+	CHECK(f.sqlstate == NULL && f.message == NULL);
+	/* a 'C' that is not a SQLSTATE parses, but is not valid */
+	CHECK(proto_parse_error_fields(LIT("Cboom\0Mm\0\0"), &f));
+	CHECK(f.sqlstate && !proto_valid_sqlstate(f.sqlstate));
+}
+
+static void
+test_valid_sqlstate(void)
+{
+	CHECK(proto_valid_sqlstate("28P01"));
+	CHECK(proto_valid_sqlstate("XX000"));
+	CHECK(proto_valid_sqlstate("00000"));
+	CHECK(proto_valid_sqlstate("ZZZZZ"));
+	CHECK(!proto_valid_sqlstate(NULL));
+	CHECK(!proto_valid_sqlstate(""));
+	CHECK(!proto_valid_sqlstate("2"));
+	CHECK(!proto_valid_sqlstate("28P0"));
+	CHECK(!proto_valid_sqlstate("28P011"));
+	CHECK(!proto_valid_sqlstate("28p01"));
+	CHECK(!proto_valid_sqlstate("28 01"));
+	CHECK(!proto_valid_sqlstate("28P0\n"));
+	CHECK(!proto_valid_sqlstate("\xc3\xa9" "000"));
+}
+
 /* ----------------------------------------------------------------- builders */
 
 static void
@@ -1420,6 +1473,8 @@ proto_suite(void)
 	UNIT_RUN(test_startup_params_bad);
 	UNIT_RUN(test_error_fields_good);
 	UNIT_RUN(test_error_fields_bad);
+	UNIT_RUN(test_error_fields_absent);
+	UNIT_RUN(test_valid_sqlstate);
 	UNIT_RUN(test_put_error);
 	UNIT_RUN(test_put_notice);
 	UNIT_RUN(test_put_auth);

@@ -514,6 +514,98 @@ test_client_bad_server(void)
 	CHECK(!scram_client_verify_final(&cl, "v=!!!!", 6));
 }
 
+/*
+ * A server's nonce, salt and iteration count at and past the limits
+ * (PgBouncer's CVE-2026-6665: a long server nonce overflowed the buffer the
+ * client-final-message was built in). pgbun's reply must fit its buffer or
+ * fail cleanly; the salt and iteration count are not used (pgbun answers
+ * with the stored ClientKey, it never runs PBKDF2 with the server's count),
+ * so absurd ones cost nothing.
+ */
+static void
+test_client_long_nonce(void)
+{
+	TestKeys	k;
+	ScramClient cl;
+	char		cfirst[SCRAM_MSG_MAX];
+	char		msg[4 * SCRAM_MSG_MAX];
+	char		out[SCRAM_MSG_MAX];
+	char		small[64];
+	const char *err;
+	int			head;
+	int			rc;
+
+	CHECK(derive_keys("password", &k));
+	memset(&cl, 0, sizeof(cl));
+	memcpy(cl.client_key, k.client_key, SCRAM_KEY_BYTES);
+	memcpy(cl.server_key, k.server_key, SCRAM_KEY_BYTES);
+	CHECK(scram_client_first(&cl, cfirst, sizeof(cfirst)));
+
+	/*
+	 * Server nonce parts of every length up to the message limit: the
+	 * client-final is "c=biws,r=" + nonce + ",p=" + 44, so it fits out
+	 * exactly while the nonce leaves room for that; past it, -1 with an
+	 * error, never a longer string.
+	 */
+	for (int extra = 1; extra < SCRAM_MSG_MAX; extra += 7)
+	{
+		head = snprintf(msg, sizeof(msg), "r=%s", cl.client_nonce);
+		memset(msg + head, 'N', extra);
+		snprintf(msg + head + extra, sizeof(msg) - head - extra, ",s=c2FsdA==,i=4096");
+		err = NULL;
+		memset(out, 0x7f, sizeof(out));
+		rc = scram_client_final(&cl, msg, strlen(msg), out, sizeof(out), &err);
+		if ((int) strlen(msg) >= SCRAM_MSG_MAX ||
+			9 + (int) strlen(cl.client_nonce) + extra + 3 + 44 >= (int) sizeof(out))
+			CHECK(rc == -1 && err && err[0]);
+		else
+			CHECK(rc == 1 && (int) strlen(out) == 9 + (int) strlen(cl.client_nonce) + extra + 47);
+	}
+	/* a nonce far past the message limit */
+	head = snprintf(msg, sizeof(msg), "r=%s", cl.client_nonce);
+	memset(msg + head, 'N', 3 * SCRAM_MSG_MAX);
+	msg[head + 3 * SCRAM_MSG_MAX] = '\0';
+	CHECK(scram_client_final(&cl, msg, strlen(msg), out, sizeof(out), &err) == -1);
+	/* a reply buffer too small for an ordinary answer */
+	snprintf(msg, sizeof(msg), "r=%sSERVER,s=c2FsdA==,i=4096", cl.client_nonce);
+	CHECK(scram_client_final(&cl, msg, strlen(msg), small, sizeof(small), &err) == -1);
+	CHECK(scram_client_final(&cl, msg, strlen(msg), out, 0, &err) == -1);
+
+	/* absurd salts and iteration counts: nothing is computed from them */
+	{
+		static const char *const tails[] = {
+			",s=,i=4096", ",s=c2FsdA,i=4096", ",s=!!!,i=4096", ",s=c2FsdA==,i=0",
+			",s=c2FsdA==,i=-1", ",s=c2FsdA==,i=99999999999999999999", ",s=c2FsdA==,i=",
+			",s=c2FsdA==,i=4096,x=extension",
+		};
+
+		for (int i = 0; i < (int) lengthof(tails); i++)
+		{
+			snprintf(msg, sizeof(msg), "r=%sSERVER%s", cl.client_nonce, tails[i]);
+			err = NULL;
+			CHECK(scram_client_final(&cl, msg, strlen(msg), out, sizeof(out), &err) == 1);
+		}
+	}
+	/* the server's final message: an error attribute, junk after the signature */
+	CHECK(!scram_client_verify_final(&cl, "e=other-error", 13));
+	snprintf(msg, sizeof(msg), "r=%sSERVER,s=c2FsdA==,i=4096", cl.client_nonce);
+	CHECK(scram_client_final(&cl, msg, strlen(msg), out, sizeof(out), &err) == 1);
+	{
+		char		good[64];
+		int			n;
+
+		memcpy(good, "v=", 2);
+		n = pgbun_b64_encode(cl.expected_server_sig, SCRAM_KEY_BYTES, good + 2, sizeof(good) - 2);
+		CHECK(n == 44);
+		CHECK(scram_client_verify_final(&cl, good, 46));
+		CHECK(!scram_client_verify_final(&cl, good, 45));
+		snprintf(msg, sizeof(msg), "%.46s,x=1", good);
+		CHECK(!scram_client_verify_final(&cl, msg, strlen(msg)));
+		snprintf(msg, sizeof(msg), "%.46s%.44s", good, good + 2);
+		CHECK(!scram_client_verify_final(&cl, msg, strlen(msg)));
+	}
+}
+
 /* ------------------------------------------- server side, bad clients */
 
 /* Feed a heap copy of msg[0..len) to scram_server_first; CHECK rc, err and err's text. */
@@ -776,6 +868,69 @@ test_server_final_malformed(void)
 	/* (right binding, but the proof was made over c=biws) */
 	FINAL(0, NULL, "c=eSws,r=%s,p=%s", f.nonce, proof);
 #undef FINAL
+}
+
+/*
+ * The client's proof as base64 of every length and shape around the
+ * 44-character encoding of 32 bytes: padding missing, doubled or in the
+ * middle, characters outside the alphabet, whitespace (PostgreSQL's decoder
+ * refuses it, as the SCRAM grammar does). Anything that does not decode to
+ * exactly 32 bytes is a malformed message (-1), never a success, and never a
+ * read outside the message (the copies are exact-size for ASan).
+ */
+static void
+test_server_final_odd_base64(void)
+{
+	FinalFixture f;
+	char		m[2 * SCRAM_MSG_MAX];
+	char		p[256];
+	const char *proof;
+	int			n;
+
+	CHECK(final_fixture(&f, "n"));
+	proof = f.cfinal + f.wp_len + 3;
+	CHECK(strlen(proof) == 44);
+
+	/* every prefix of the real proof, and the proof with 1..8 characters added */
+	for (int len = 0; len <= 52; len++)
+	{
+		if (len == 44)
+			continue;
+		memset(p, 'A', sizeof(p));
+		memcpy(p, proof, len < 44 ? len : 44);
+		p[len] = '\0';
+		n = snprintf(m, sizeof(m), "%.*s,p=%s", f.wp_len, f.cfinal, p);
+		check_final(__LINE__, &f, m, n, -1, NULL);
+	}
+	/* padding: missing, extra, in the middle */
+	n = snprintf(m, sizeof(m), "%.*s,p=%.43s", f.wp_len, f.cfinal, proof);
+	check_final(__LINE__, &f, m, n, -1, NULL);
+	n = snprintf(m, sizeof(m), "%.*s,p=%s=", f.wp_len, f.cfinal, proof);
+	check_final(__LINE__, &f, m, n, -1, NULL);
+	n = snprintf(m, sizeof(m), "%.*s,p=%.20s=%s", f.wp_len, f.cfinal, proof, proof + 21);
+	check_final(__LINE__, &f, m, n, -1, NULL);
+	n = snprintf(m, sizeof(m), "%.*s,p====", f.wp_len, f.cfinal);
+	check_final(__LINE__, &f, m, n, -1, NULL);
+	/* a character outside the alphabet */
+	n = snprintf(m, sizeof(m), "%.*s,p=%.10s*%s", f.wp_len, f.cfinal, proof, proof + 11);
+	check_final(__LINE__, &f, m, n, -1, NULL);
+	n = snprintf(m, sizeof(m), "%.*s,p=%.10s\xff%s", f.wp_len, f.cfinal, proof, proof + 11);
+	check_final(__LINE__, &f, m, n, -1, NULL);
+	/* whitespace inside */
+	n = snprintf(m, sizeof(m), "%.*s,p=%.22s %s", f.wp_len, f.cfinal, proof, proof + 22);
+	check_final(__LINE__, &f, m, n, -1, NULL);
+	n = snprintf(m, sizeof(m), "%.*s,p=%s\n", f.wp_len, f.cfinal, proof);
+	check_final(__LINE__, &f, m, n, -1, NULL);
+	/* a huge proof: refused by length before decoding */
+	n = snprintf(m, sizeof(m), "%.*s,p=", f.wp_len, f.cfinal);
+	memset(m + n, 'A', sizeof(m) - n - 1);
+	m[sizeof(m) - 1] = '\0';
+	check_final(__LINE__, &f, m, sizeof(m) - 1, -1, NULL);
+	/* a channel-binding attribute of odd length */
+	n = snprintf(m, sizeof(m), "c=biw,r=%s,p=%s", f.nonce, proof);
+	check_final(__LINE__, &f, m, n, -1, "channel binding");
+	n = snprintf(m, sizeof(m), "c=biws=,r=%s,p=%s", f.nonce, proof);
+	check_final(__LINE__, &f, m, n, -1, "channel binding");
 }
 
 /* The server's final answer must fit the caller's buffer; no key escapes otherwise. */
@@ -1126,6 +1281,39 @@ test_check_password(void)
 	free(verifier);
 }
 
+/*
+ * Long cleartext passwords (PgBouncer 1.25.0 fixed a crash with passwords of
+ * 1024 bytes or more). PostgreSQL sets and checks passwords of any length,
+ * so pgbun must too: no fixed-size copy of the password anywhere on the way
+ * (pg_saslprep, PBKDF2). The verifiers come from libpgcommon.
+ */
+static void
+test_check_password_long(void)
+{
+	static const int lens[] = {1023, 1024, 1025, 2000, 9000, 70000};
+	const char	salt[] = "0123456789abcdef";
+
+	for (int i = 0; i < (int) lengthof(lens); i++)
+	{
+		const char *err = NULL;
+		char	   *pw = malloc(lens[i] + 1);
+		char	   *verifier;
+		ScramSecret secret;
+		uint8_t		key[SCRAM_KEY_BYTES];
+
+		memset(pw, 'x', lens[i]);
+		pw[lens[i]] = '\0';
+		verifier = scram_build_secret(salt, 16, 4096, pw, &err);
+		CHECK(verifier != NULL);
+		CHECK(verifier && scram_parse_secret(verifier, &secret));
+		CHECK(scram_check_password(&secret, pw, key));
+		pw[lens[i] - 1] = 'y';
+		CHECK(!scram_check_password(&secret, pw, key));
+		free(verifier);
+		free(pw);
+	}
+}
+
 /* ------------------------------------------------------ channel binding */
 
 static const char cb_header[] = "p=tls-server-end-point,,";
@@ -1273,11 +1461,14 @@ scram_suite(void)
 	UNIT_RUN(test_server_first_malformed);
 	UNIT_RUN(test_server_final_malformed);
 	UNIT_RUN(test_server_final_small_out);
+	UNIT_RUN(test_server_final_odd_base64);
+	UNIT_RUN(test_client_long_nonce);
 	UNIT_RUN(test_fuzz_server_first);
 	UNIT_RUN(test_fuzz_server_final);
 	UNIT_RUN(test_fuzz_client_final);
 	UNIT_RUN(test_md5_hex);
 	UNIT_RUN(test_check_password);
+	UNIT_RUN(test_check_password_long);
 	UNIT_RUN(test_channel_binding);
 	UNIT_RUN(test_channel_binding_flags);
 }

@@ -1,0 +1,142 @@
+#!/usr/bin/python3
+"""test/fuzz/make_corpus.py - write the seed corpus of the fuzz targets.
+
+Run from anywhere: it (re)writes test/fuzz/corpus/<target>/seed-* next to
+itself; other files there (regress-*: inputs that once found a bug) are left
+alone. The seeds are valid messages, so libFuzzer starts from inputs that go
+deep into each parser. The SCRAM seeds are complete exchanges: same password,
+salt and iterations as fuzz_scram_*.c, and the nonces fixed_random.c makes.
+"""
+import base64
+import hashlib
+import hmac
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PASSWORD = b"pencil"
+SALT = b"pgbun-fuzz-salt!"
+ITERATIONS = 4096
+CBIND = b"\x42" * 32  # the certificate hash fuzz_scram_server.c pretends pgbun has
+
+
+def fixed_random(n):
+    return bytes((0xA5 ^ (31 * i)) & 0xFF for i in range(n))
+
+
+def b64(b):
+    return base64.b64encode(b).decode()
+
+
+def hm(key, msg):
+    return hmac.new(key, msg, hashlib.sha256).digest()
+
+
+SALTED = hashlib.pbkdf2_hmac("sha256", PASSWORD, SALT, ITERATIONS)
+CLIENT_KEY = hm(SALTED, b"Client Key")
+SERVER_KEY = hm(SALTED, b"Server Key")
+STORED_KEY = hashlib.sha256(CLIENT_KEY).digest()
+NONCE = b64(fixed_random(18))  # what scram.c makes, as server or as client
+
+
+def write(target, name, data):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "seed-" + name), "wb") as f:
+        f.write(data)
+
+
+def untyped(code, body=b""):
+    return struct.pack("!II", 8 + len(body), code) + body
+
+
+def params(*pairs):
+    return b"".join(k + b"\0" + v + b"\0" for k, v in pairs) + b"\0"
+
+
+def msg(t, body=b""):
+    return t + struct.pack("!I", 4 + len(body)) + body
+
+
+def fields(*pairs):
+    return b"".join(k + v + b"\0" for k, v in pairs) + b"\0"
+
+
+V3 = 3 << 16
+SSL = (1234 << 16) | 5679
+GSS = (1234 << 16) | 5680
+CANCEL = (1234 << 16) | 5678
+
+# --- startup
+write("startup", "psql", untyped(V3, params((b"user", b"alice"), (b"database", b"app"),
+                                           (b"application_name", b"psql"),
+                                           (b"client_encoding", b"UTF8"))))
+write("startup", "ssl-then-startup", untyped(SSL) + untyped(V3, params((b"user", b"bob"))))
+write("startup", "gss-ssl-startup", untyped(GSS) + untyped(SSL) + untyped(V3, params((b"user", b"bob"))))
+write("startup", "cancel", untyped(CANCEL, struct.pack("!II", 4242, 0xDEADBEEF)))
+write("startup", "protocol-3.2-pq-options",
+      untyped(V3 | 2, params((b"user", b"u"), (b"_pq_.protocol_managed_params", b"x"),
+                             (b"options", b""), (b"replication", b"false"))))
+write("startup", "quotes-backslashes",
+      untyped(V3, params((b"user", b"u"), (b"search_path", b"\"my schema\", public"),
+                         (b"application_name", b"it's a \\ test"), (b"DateStyle", b"ISO, MDY"),
+                         (b"TimeZone", b"Europe/Paris"), (b"extra_float_digits", b"3"))))
+write("startup", "protocol-2", struct.pack("!II", 296, 2 << 16) + b"\0" * 288)
+
+# --- messages (flag byte: bit 0 from a server, bits 1-2 the packet limit; 6 = 1 MiB)
+login = (msg(b"R", struct.pack("!I", 0)) +
+         msg(b"S", b"server_version\x0015.8\0") + msg(b"S", b"TimeZone\0UTC\0") +
+         msg(b"S", b"DateStyle\0ISO, MDY\0") + msg(b"K", struct.pack("!II", 1234, 5678)) +
+         msg(b"Z", b"I"))
+write("messages", "server-login", bytes([7]) + login)
+write("messages", "server-sasl", bytes([7]) + msg(b"R", struct.pack("!I", 10) + b"SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0") +
+      msg(b"R", struct.pack("!I", 11) + b"r=abc,s=c2FsdA==,i=4096") + msg(b"R", struct.pack("!I", 12) + b"v=xyz"))
+write("messages", "server-md5", bytes([7]) + msg(b"R", struct.pack("!I", 5) + b"\x01\x02\x03\x04"))
+write("messages", "server-errors", bytes([7]) +
+      msg(b"E", fields((b"S", b"FATAL"), (b"V", b"FATAL"), (b"C", b"28P01"),
+                       (b"M", b"password authentication failed for user \"x\""),
+                       (b"D", b"detail"), (b"H", b"hint"), (b"F", b"auth.c"), (b"L", b"330"))) +
+      msg(b"N", fields((b"S", b"NOTICE"), (b"C", b"00000"), (b"M", b"hello"))) +
+      msg(b"E", fields((b"S", b"FATAL"), (b"M", b"no sqlstate"))) +
+      msg(b"E", fields((b"S", b"FATAL"), (b"C", b"53300"))) +
+      msg(b"E", b"") + msg(b"E", b"\0") + msg(b"E", b"Sunterminated") +
+      msg(b"E", fields((b"C", b"bad"))))
+write("messages", "client-sasl-initial", bytes([6]) +
+      msg(b"p", b"SCRAM-SHA-256\0" + struct.pack("!I", 21) + b"n,,n=,r=abcdefghijklm"))
+write("messages", "client-password", bytes([6]) + msg(b"p", b"md5" + b"0" * 32 + b"\0") +
+      msg(b"p", b"secret\0"))
+write("messages", "client-sasl-no-data", bytes([2]) + msg(b"p", b"SCRAM-SHA-256\0\xff\xff\xff\xff"))
+
+# --- scram_server: flag byte, client-first, NUL, client-final
+def server_exchange(flags, gs2, cnonce="fuzzclientnonce"):
+    cfb = "n=,r=" + cnonce
+    combined = cnonce + NONCE
+    sf = "r=%s,s=%s,i=%d" % (combined, b64(SALT), ITERATIONS)
+    cbind = gs2.encode() + (CBIND if gs2.startswith("p=") else b"")
+    wp = "c=%s,r=%s" % (b64(cbind), combined)
+    auth = ",".join([cfb, sf, wp]).encode()
+    proof = bytes(a ^ b for a, b in zip(CLIENT_KEY, hm(STORED_KEY, auth)))
+    return bytes([flags]) + (gs2 + cfb).encode() + b"\0" + (wp + ",p=" + b64(proof)).encode()
+
+
+write("scram_server", "plain", server_exchange(0, "n,,"))
+write("scram_server", "y-flag", server_exchange(0, "y,,"))
+write("scram_server", "tls-not-bound", server_exchange(1, "n,,"))
+write("scram_server", "plus", server_exchange(3, "p=tls-server-end-point,,"))
+write("scram_server", "mock", server_exchange(4, "n,,"))
+write("scram_server", "ext", bytes([0]) + b"n,,n=user,r=abc,x=1\0c=biws,r=abc" + NONCE.encode() +
+      b",x=2,p=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+
+# --- scram_client: server-first, NUL, server-final
+def client_exchange(server_part="SRVNONCE", extra=""):
+    cfb = "n=,r=" + NONCE
+    sf = "r=%s%s,s=%s,i=%d%s" % (NONCE, server_part, b64(SALT), ITERATIONS, extra)
+    wp = "c=biws,r=" + NONCE + server_part
+    auth = ",".join([cfb, sf, wp]).encode()
+    return sf.encode() + b"\0" + ("v=" + b64(hm(SERVER_KEY, auth))).encode()
+
+
+write("scram_client", "plain", client_exchange())
+write("scram_client", "extension", client_exchange(extra=",x=ext"))
+write("scram_client", "long-nonce", client_exchange(server_part="N" * 900))
+write("scram_client", "server-error", ("r=%sSRV,s=%s,i=4096" % (NONCE, b64(SALT))).encode() + b"\0e=invalid-proof")
