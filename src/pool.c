@@ -816,6 +816,7 @@ pool_free(Pool *pool)
 						 W->id, pool->database, pool->user)));
 	dlist_delete(&pool->node);
 	prepared_pool_forget(pool);
+	pool_set_starving(pool, false); /* keep n_starving in step before the slot can go */
 	pgbun_pool_slot_release(pool->slot, W->id);
 	free(pool->welcome);
 	free(pool->md5_verifier);
