@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "miscadmin.h"
+#include "storage/ipc.h"
 #include "utils/timestamp.h"
 
 #include "auth.h"
@@ -815,6 +816,12 @@ send_auth(Client *c, uint32 code, const char *data, int len)
 	return client_flush(c);
 }
 
+static void
+kdf_exit(int code, Datum arg)
+{
+	kdf_stop();
+}
+
 /*
  * A cleartext password and a SCRAM verifier: PBKDF2 goes to a kdf.c thread.
  * true when it did (or the client was refused: too many checks in flight);
@@ -836,6 +843,8 @@ check_password_async(Client *c, const char *password)
 
 		if (fd < 0 || poll_add_conn(fd, &kdf_io) < 0)
 			return false;
+		/* before exit() runs OpenSSL's own cleanup under a thread's feet */
+		on_proc_exit(kdf_exit, (Datum) 0);
 		registered = true;
 	}
 	pw = scram_password_inputs(&a->role.scram, password, salt, &salt_len);
