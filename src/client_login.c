@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "miscadmin.h"
+#include "storage/ipc.h"
 #include "utils/timestamp.h"
 
 #include "auth.h"
@@ -114,8 +115,8 @@ void
 client_login_refuse(Client *c)
 {
 	if (c->refuse == REFUSE_NO_SLOT)
-		client_close(c, "53300", "no more connections allowed: all %d connection slots are in use (pgbun.max_client_conn above its value at server start needs a restart)",
-					 pgbun_shared->n_conn_slots);
+		client_close(c, "53300", "no more connections allowed: all %d client connection slots are in use (pgbun.max_client_conn above its value at server start needs a restart)",
+					 pgbun_shared->n_client_slots);
 	else
 		client_close(c, "53300", "no more connections allowed (max_client_conn)");
 }
@@ -155,6 +156,7 @@ client_accept(int listen_fd, bool unix_socket)
 		int			fd;
 		Client	   *c;
 		int			one = 1;
+		uint32		prev;
 
 		fd = accept4(listen_fd, (struct sockaddr *) &peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
@@ -189,17 +191,16 @@ client_accept(int listen_fd, bool unix_socket)
 		 * nowhere, holds no slot, and is refused once its first packet is
 		 * in (a CancelRequest is still served).
 		 */
-		if (pg_atomic_fetch_add_u32(&pgbun_shared->client_count, 1) >= (uint32) pgbun_max_client_conn)
-		{
-			pg_atomic_fetch_sub_u32(&pgbun_shared->client_count, 1);
+		prev = pg_atomic_fetch_add_u32(&pgbun_shared->client_count, 1);
+		c->slot = -1;
+		if (prev >= (uint32) pgbun_max_client_conn)
 			c->refuse = REFUSE_MAX_CLIENT_CONN;
-			c->slot = -1;
-		}
-		else if ((c->slot = pgbun_conn_slot_alloc(CONN_CLIENT, W->id)) < 0)
-		{
-			pg_atomic_fetch_sub_u32(&pgbun_shared->client_count, 1);
+		/* the rest of the slots are the server connections' (max_connections + spares) */
+		else if (prev >= (uint32) pgbun_shared->n_client_slots ||
+				 (c->slot = pgbun_conn_slot_alloc(CONN_CLIENT, W->id)) < 0)
 			c->refuse = REFUSE_NO_SLOT;
-		}
+		if (c->refuse)
+			pg_atomic_fetch_sub_u32(&pgbun_shared->client_count, 1);
 		if (c->refuse && n_refusing >= REFUSING_MAX)
 		{
 			/* too many refusals in progress already: say so now, read nothing */
@@ -817,6 +818,12 @@ send_auth(Client *c, uint32 code, const char *data, int len)
 	return client_flush(c);
 }
 
+static void
+kdf_exit(int code, Datum arg)
+{
+	kdf_stop();
+}
+
 /*
  * A cleartext password and a SCRAM verifier: PBKDF2 goes to a kdf.c thread.
  * true when it did (or the client was refused: too many checks in flight);
@@ -838,6 +845,8 @@ check_password_async(Client *c, const char *password)
 
 		if (fd < 0 || poll_add_conn(fd, &kdf_io) < 0)
 			return false;
+		/* before exit() runs OpenSSL's own cleanup under a thread's feet */
+		on_proc_exit(kdf_exit, (Datum) 0);
 		registered = true;
 	}
 	pw = scram_password_inputs(&a->role.scram, password, salt, &salt_len);

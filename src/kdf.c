@@ -55,6 +55,8 @@ static KdfJob *done_head = NULL;
 static int	n_jobs = 0;			/* waiting + running + done, under the mutex */
 static int	event_fd = -1;
 static int	n_threads = 0;
+static pthread_t threads[KDF_THREADS];
+static bool stopping = false;	/* kdf_stop: threads leave after their current check */
 
 static void
 job_free(KdfJob *job)
@@ -77,8 +79,13 @@ kdf_thread(void *arg pg_attribute_unused())
 		uint64		one = 1;
 
 		pthread_mutex_lock(&mutex);
-		while (!wait_head)
+		while (!wait_head && !stopping)
 			pthread_cond_wait(&work_cv, &mutex);
+		if (stopping)
+		{
+			pthread_mutex_unlock(&mutex);
+			return NULL;
+		}
 		job = wait_head;
 		wait_head = job->next;
 		if (!wait_head)
@@ -117,11 +124,8 @@ kdf_start(void)
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (int i = 0; i < KDF_THREADS; i++)
 	{
-		pthread_t	t;
-
-		if (pthread_create(&t, NULL, kdf_thread, NULL) != 0)
+		if (pthread_create(&threads[n_threads], NULL, kdf_thread, NULL) != 0)
 			break;
-		pthread_detach(t);
 		n_threads++;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -249,6 +253,32 @@ kdf_collect(KdfDone done)
 		job_free(job);
 	}
 	return n;
+}
+
+void
+kdf_stop(void)
+{
+	KdfJob	   *list;
+
+	if (n_threads == 0)
+		return;
+	pthread_mutex_lock(&mutex);
+	stopping = true;
+	list = wait_head;
+	wait_head = wait_tail = NULL;
+	pthread_cond_broadcast(&work_cv);
+	pthread_mutex_unlock(&mutex);
+	while (list)
+	{
+		KdfJob	   *job = list;
+
+		list = job->next;
+		job_free(job);
+	}
+	/* a check under way finishes first: one PBKDF2 at most per thread */
+	for (int i = 0; i < n_threads; i++)
+		pthread_join(threads[i], NULL);
+	n_threads = 0;
 }
 
 int

@@ -33,6 +33,12 @@ extern KdfJob *kdf_submit(const char *pw, const uint8 *salt, int salt_len, int i
 extern void kdf_cancel(KdfJob *job);
 /* Drain the eventfd and deliver finished checks; how many were delivered. */
 extern int	kdf_collect(KdfDone done);
+/*
+ * Stop the threads (process exit): queued checks are dropped, running ones
+ * finish, then the threads are joined, so none still uses OpenSSL while
+ * exit() tears it down.
+ */
+extern void kdf_stop(void);
 /* Checks queued, running or not yet collected. */
 extern int	kdf_jobs_in_flight(void);
 

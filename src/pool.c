@@ -866,6 +866,8 @@ pool_is_empty(Pool *pool)
 static void
 pool_free(Pool *pool)
 {
+	ereport(LOG, (errmsg("pgbun: worker %d: pool %s/%s freed (no clients, no servers)",
+						 W->id, pool->database, pool->user)));
 	dlist_delete(&pool->node);
 	prepared_pool_forget(pool);
 	pool_set_starving(pool, false);	/* its bit must not outlive it in a reused slot */

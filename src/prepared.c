@@ -62,7 +62,7 @@ typedef struct ReqEntry
 {
 	char		type;			/* the request's message type */
 	uint8		flags;
-	char		answer;			/* REQ_SYNTH: '1' ParseComplete or '3' CloseComplete */
+	char		answer;			/* REQ_SYNTH: '1' ParseComplete, '3' CloseComplete, 'E' / 'L' an error (refuse_parse) */
 	PreparedStmt *stmt;
 	char	   *client_name;	/* a client's Parse: its name, dropped if the Parse fails */
 } ReqEntry;
@@ -633,6 +633,16 @@ prepared_emit_answers(Server *s)
 			proto_put_error(&pb, false, "53200", msg, NULL,
 							"Close statements no longer needed, or raise pgbun.max_prepared_statement_memory.");
 		}
+		else if (h->answer == 'L')
+		{
+			char		msg[256];
+
+			snprintf(msg, sizeof(msg),
+					 "pgbun: named prepared statement \"%.63s\" is longer than 16 kB and cannot be pooled in transaction mode",
+					 h->client_name ? h->client_name : "");
+			proto_put_error(&pb, false, "54000", msg, NULL,
+							"Use an unnamed statement, or session pooling for this client.");
+		}
 		else
 			put_header(&pb, h->answer, 4);
 		if (pb.overflow)
@@ -674,9 +684,10 @@ client_error(Client *c, const char *why)
 }
 
 /*
- * A named Parse that does not fit in pgbun.max_prepared_statement_memory:
- * the client gets 53200 for it in its place among the answers, and stays
- * connected. The server gets a Bind of a statement that cannot exist in its
+ * A named Parse that does not fit in pgbun.max_prepared_statement_memory
+ * (why 'E'), or is longer than the 16 kB pgbun can keep (why 'L'): the
+ * client gets 53200 / 54000 for it in its place among the answers, and
+ * stays connected. The server gets a Bind of a statement that cannot exist in its
  * place, so that it fails there too and skips to the next Sync (rolling
  * back an implicit transaction, failing an explicit one) exactly as for a
  * Parse that failed; its own ErrorResponse is hidden. pgbun's answer is
@@ -684,12 +695,12 @@ client_error(Client *c, const char *why)
  * is dropped, like the server's would be, when an earlier message failed.
  */
 static PktAction
-refuse_parse(Client *c, Server *s, const char *name)
+refuse_parse(Client *c, Server *s, const char *name, char why)
 {
 	static const char poison[] = "\0pgbun_refused_statement\0\0\0\0\0\0\0";
 	ReqQueue   *q;
 
-	if (!queue_push(s, 'P', REQ_SYNTH, 'E', NULL))
+	if (!queue_push(s, 'P', REQ_SYNTH, why, NULL))
 		return client_error(c, "out of memory");
 	q = s->requests;
 	q->items[(q->head + q->count - 1) % q->cap].client_name = strdup(name);
@@ -697,8 +708,9 @@ refuse_parse(Client *c, Server *s, const char *name)
 	if (!queue_message(s, 'B', poison, sizeof(poison) - 1, NULL, 0) ||
 		!queue_push(s, 'B', REQ_HIDE_ERROR, 0, NULL))
 		return client_error(c, "out of memory");
-	budget_refusals++;
-	if (W->now - budget_logged_at >= 60 * USECS_PER_SEC)
+	if (why == 'E')
+		budget_refusals++;
+	if (why == 'E' && W->now - budget_logged_at >= 60 * USECS_PER_SEC)
 	{
 		/* one line a minute at most, however many are refused */
 		ereport(LOG, (errmsg("pgbun: %llu prepared statement(s) refused: pgbun.max_prepared_statement_memory (%d kB) is used up",
@@ -736,7 +748,10 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 							return avail >= SBUF_SIZE ? client_error(c, "Parse message too large") : PKT_NEED_FULL;
 						if (name[0] == '\0')
 							break;
-						return client_error(c, "named prepared statement longer than 16 kB cannot be pooled in transaction mode");
+						/* too long to keep: refused like one over the budget, the rest dropped unread */
+						if (sbuf_has_unflushed(&c->sb))
+							return PKT_STOP;
+						return refuse_parse(c, s, name, 'L') == PKT_CONSUME ? PKT_SKIP : PKT_STOP;
 					}
 					return PKT_NEED_FULL;
 				}
@@ -757,7 +772,7 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 						stmt_unref(st);
 					}
 					if (st && set == SET_OVER_BUDGET)
-						return refuse_parse(c, s, name);
+						return refuse_parse(c, s, name, 'E');
 					return client_error(c, "out of memory for prepared statements");
 				}
 				pg_atomic_fetch_add_u64(&pool_stats(s)->client_parse_count, 1);

@@ -50,6 +50,7 @@ static PgbunConnSlot *conns = NULL;
 
 /* Sizes fixed when the space is requested, reused when it is created. */
 static int	planned_conn_slots = 0;
+static int	planned_client_slots = 0;
 static int	planned_cancel_buckets = 0;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -71,6 +72,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static void
 plan_sizes(void)
 {
+	planned_client_slots = pgbun_max_client_conn;
 	planned_conn_slots = pgbun_max_client_conn + MaxConnections + 16;
 	planned_cancel_buckets = (int) pg_nextpower2_32((uint32) planned_conn_slots * 2);
 }
@@ -122,6 +124,7 @@ init_segment(void)
 	pg_atomic_init_u64(&sh->next_conn_id, 1);
 	sh->stats_start = GetCurrentTimestamp();
 	sh->n_conn_slots = planned_conn_slots;
+	sh->n_client_slots = planned_client_slots;
 	sh->n_cancel_buckets = planned_cancel_buckets;
 
 	locate_variable_part();

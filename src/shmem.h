@@ -151,6 +151,7 @@ typedef struct PgbunShared
 	PgbunPoolSlot pools[PGBUN_MAX_POOLS];
 
 	int			n_conn_slots;
+	int			n_client_slots; /* the clients' share of them: max_client_conn at server start */
 	int			free_conn_head;	/* free list threaded through conn_next */
 	int			n_cancel_buckets;
 	/* variable part follows: int conn_next[n_conn_slots];

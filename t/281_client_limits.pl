@@ -7,15 +7,19 @@
 #    never a bare reset; psql shows it;
 #  - a CancelRequest still gets through at the limit;
 #  - a refused client that sends nothing is refused after a short deadline
-#    anyway, and refused clients never show up in pgbun.clients;
-#  - when max_client_conn is raised at reload above the shared connection
-#    slots (sized at server start), the client that finds no slot is refused
-#    with 53300 too, instead of being served invisibly (no slot: not in the
-#    views, not cancellable): every client served is in pgbun.clients.
+#    anyway; past 64 refusals waiting per worker the next one is refused at
+#    once; refused clients never show up in pgbun.clients;
+#  - when max_client_conn is raised at reload above its value at server start
+#    (which sized the shared connection slots), the client that finds no
+#    client slot is refused with 53300 too, instead of being served
+#    invisibly (no slot: not in the views, not cancellable) or taking the
+#    slots kept for server connections: every client served is in
+#    pgbun.clients, and its queries still get a server and can be cancelled.
 
 use strict;
 use warnings FATAL => 'all';
 
+use IO::Select;
 use Time::HiRes qw(time usleep);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -110,6 +114,19 @@ for my $i (1 .. 3)
 	$raw->close;
 }
 
+# 64 silent refused clients wait for their first packet; the 65th is told at once
+{
+	my @silent = map { raw_connect($node) } 1 .. 64;
+	usleep(300_000);
+	my $extra = raw_connect($node);
+	my $r = $extra->read_to_eof(4);
+	is($r->{errors}[0]{C} // '', '53300', 'past 64 waiting refusals the next client gets 53300 without sending anything');
+	my $told = grep { IO::Select->new($_->{sock})->can_read(0) } @silent;
+	ok($told < 64, "while the 64 still wait for their first packet ($told answered)");
+	$_->close for @silent;
+	$extra->close;
+}
+
 is(clients_listed(), '3', 'refused clients never show in pgbun.clients');
 $_->{raw}->terminate for @held;
 @held = ();
@@ -118,7 +135,7 @@ ok($ok, 'the held clients are gone') or diag($last);
 
 ############ max_client_conn raised at reload beyond the shared slots
 
-# Slots: 3 (max_client_conn at start) + 20 (max_connections) + 16 spare.
+# Slots: 3 for clients (max_client_conn at start), 20 + 16 for servers.
 reload_conf($node, 'pgbun.max_client_conn' => '1000');
 my ($served, $refusal) = (0, undef);
 my $deadline = time + 120;
@@ -128,7 +145,7 @@ while (time < $deadline && $served < 100)
 	my $r = $raw->login(%alice);
 	if ($r->{ok})
 	{
-		push @held, { raw => $raw };
+		push @held, { raw => $raw, pid => $r->{pid}, key => $r->{key} };
 		$served++;
 		next;
 	}
@@ -143,11 +160,27 @@ while (time < $deadline && $served < 100)
 }
 ok($refusal, "with no shared slot left (after $served clients) a client is refused");
 is($refusal->{error}{C} // '', '53300', 'with 53300') or diag(explain($refusal));
-like($refusal->{error}{M} // '', qr/^pgbun: no more connections allowed: all \d+ connection slots are in use/,
-	'saying the slots are used up');
-ok($served > 3 && $served < 40, "the clients served ($served) are those the slots hold");
+like($refusal->{error}{M} // '', qr/^pgbun: no more connections allowed: all 3 client connection slots are in use/,
+	'saying the client slots are used up');
+is($served, 3, 'the clients served are those the client slots hold');
 is(clients_listed(), "$served", 'every client served is visible in pgbun.clients');
 is($held[0]{raw}->query('SELECT 1')->{rows}[0][0] // '', '1', 'the clients served work');
+{
+	my $a = $held[1];
+	$a->{raw}->send_bytes(PgbunTest::Raw::query_message('SELECT pg_sleep(61)'));
+	ok( wait_until(
+			sub {
+				$node->safe_psql('postgres',
+					"SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(61)' AND state = 'active'"
+				) eq '1';
+			}),
+		'a served client\'s query runs');
+	my $cancel = raw_connect($node);
+	$cancel->send_bytes(PgbunTest::Raw::cancel_request($a->{pid}, $a->{key}));
+	is($a->{raw}->read_result(hang_guard())->{error}{C} // '', '57014',
+		'and can be cancelled: its server connection has its slot');
+	$cancel->close;
+}
 $_->{raw}->terminate for @held;
 
 check_server_same($node, $identity, 'end of 281');

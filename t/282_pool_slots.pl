@@ -29,7 +29,10 @@ my $node = pgbun_node(
 		'pgbun.server_idle_timeout' => '300ms',
 		'pgbun.log_connections' => 'off',
 		'pgbun.log_disconnections' => 'off',
-		'max_connections' => '200',
+		'log_min_messages' => 'warning',
+		'max_connections' => '300',
+		# logins may outrun idle servers closing: a refused server login is retried soon
+		'pgbun.server_login_retry' => '100ms',
 	});
 $node->safe_psql('postgres',
 	"SELECT format('CREATE ROLE r%s LOGIN', g) FROM generate_series(1, $n_roles) g \\gexec");
@@ -41,7 +44,7 @@ for my $i (1 .. $n_roles)
 {
 	my $ok = 0;
 	my $tries = 0;
-	while (!$ok && time < $deadline && $tries++ < 50)
+	while (!$ok && time < $deadline && $tries++ < 100)
 	{
 		my $raw = raw_connect($node);
 		my $r = $raw->login(user => "r$i", database => 'postgres');

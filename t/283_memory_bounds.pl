@@ -11,6 +11,8 @@
 #    block the transaction is failed (ReadyForQuery 'E'), in an implicit
 #    transaction what ran before it in the batch is rolled back, and the
 #    refused name does not exist afterwards.
+#  - A named statement over 16 kB (more than pgbun keeps) gets 54000 the
+#    same way, instead of closing the client.
 #  - Once the client is gone, its statements' memory is free for others.
 #  - A client that never reads a large result: the worker stops reading
 #    the server (its buffer is the send queue), so its RSS does not follow
@@ -135,6 +137,18 @@ is(msg_types($msgs), '12CEZ', 'INSERT, then the refused Parse: its error, the re
 is($msgs->[-1]{body}, 'I', 'and the implicit transaction is over');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM t'), '0', 'the INSERT before it was rolled back');
 bystander_check($bystander, $identity, 'after the flood');
+
+# a named statement longer than the 16 kB pgbun can keep: refused, the client stays
+$flood->send_bytes(parse_msg('long1', "SELECT '" . ('z' x 20000) . "'::text") . bind_msg('', 'long1')
+	  . execute_msg() . sync_msg());
+$msgs = read_until($flood, 'Z');
+is(msg_types($msgs), 'EZ', 'a named Parse over 16 kB: an error, the rest skipped, ReadyForQuery');
+is(first_error($msgs)->{C} // '', '54000', 'with 54000 (program_limit_exceeded)');
+like(first_error($msgs)->{M} // '', qr/^pgbun: named prepared statement "long1" is longer than 16 kB/, 'and pgbun\'s message');
+is($flood->query('SELECT 7 * 6')->{rows}[0][0] // '', '42', 'the client goes on');
+$flood->send_bytes(parse_msg('', "SELECT length('" . ('z' x 20000) . "'::text)") . bind_msg('', '') . execute_msg() . sync_msg());
+$msgs = read_until($flood, 'Z');
+is(msg_types($msgs), '12DCZ', 'an unnamed statement that long streams through as before');
 
 # the budget is shared: nobody else can add a statement now ...
 my $other_client = login();

@@ -99,5 +99,18 @@ $_->close for @logins;
 $bystander->terminate;
 
 check_server_same($node, $identity, 'end of 284');
+
+# Shut down while checks run: the worker stops its threads before exit, so
+# none is left using OpenSSL while the process tears it down.
+my @late;
+for my $i (1 .. 4)
+{
+	my $raw = raw_connect($node);
+	$raw->send_bytes(PgbunTest::Raw::startup_packet([ user => 'slow', database => 'postgres' ]));
+	$raw->read_message(hang_guard());
+	$raw->send_bytes(PgbunTest::Raw::message('p', "slow-pw\0"));
+	push @late, $raw;
+}
 stop_node($node);
+unlike(slurp_file($node->logfile), qr/pgbun worker.*terminated by signal/, 'the worker exited cleanly with checks running');
 done_testing();

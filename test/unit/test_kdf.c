@@ -2,7 +2,7 @@
  * test_kdf.c - unit tests for src/kdf.c: password checks on the thread pool
  * give the same answers as the inline check (RFC 7677's PBKDF2 vector for
  * the key), come back through the eventfd, a cancelled check is never
- * delivered, and the queue is bounded.
+ * delivered, the queue is bounded, and stopping joins the threads.
  */
 #include "postgres.h"
 
@@ -128,9 +128,26 @@ test_cancel_and_bound(void)
 	CHECK(delivered == 1 && last_ok);
 }
 
+/* Stop (at process exit): queued checks dropped, the running one finished, threads joined. */
+static void
+test_stop(void)
+{
+	static const uint8 salt[] = "salt";
+	uint8		client_key[SCRAM_KEY_BYTES];
+	uint8		stored[SCRAM_KEY_BYTES];
+	int			owner = 3;
+
+	keys_of("pw", salt, 4, 1, client_key, stored);
+	for (int i = 0; i < 8; i++)
+		CHECK(kdf_submit("pw", salt, 4, 100000, stored, &owner) != NULL);
+	kdf_stop();
+	CHECK(kdf_submit("pw", salt, 4, 1, stored, &owner) == NULL);	/* no threads any more */
+}
+
 void
 kdf_suite(void)
 {
 	UNIT_RUN(test_right_and_wrong);
 	UNIT_RUN(test_cancel_and_bound);
+	UNIT_RUN(test_stop);
 }
