@@ -242,6 +242,8 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 					if (proto_parse_error_fields(msg + PROTO_HDR_LEN, size - PROTO_HDR_LEN, &f))
 						ereport(LOG, (errmsg("pgbun: pooler query failed on the server: %s",
 											 f.message ? f.message : "?")));
+					else
+						ereport(LOG, (errmsg("pgbun: pooler query failed on the server (malformed error message)")));
 					s->hidden_error = true;
 					if (s->link)
 					{
@@ -249,7 +251,7 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 
 						/* a notice is safe to slip in: clients accept one at any time */
 						if (sbuf_out_begin(&s->link->sb, &pb) &&
-							proto_put_notice(&pb, f.sqlstate ? f.sqlstate : "XX000",
+							proto_put_notice(&pb, proto_valid_sqlstate(f.sqlstate) ? f.sqlstate : "XX000",
 											 f.message ? f.message : "pgbun: could not apply a session parameter"))
 							sbuf_out_commit(&s->link->sb, &pb);
 					}
