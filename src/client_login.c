@@ -280,7 +280,8 @@ parse_startup_options(Client *c, const char *options, const char *plain, uint16 
 	if (n < 0)
 	{
 		free(pairs);
-		client_close(c, n == -2 ? "42601" : "08P01", "%s", err);
+		/* PostgreSQL reports both a bad switch and a missing value as a syntax error */
+		client_close(c, "42601", "%s", err);
 		return false;
 	}
 	p = pairs;

@@ -16,8 +16,8 @@
  * Split opts into out as packed "name\0value\0" pairs. out needs at most
  * strlen(opts) + 2 bytes (words only shrink). Returns the number of pairs,
  * or with a message (naming the offending word) in err: -1 for a word that
- * is not a setting (PostgreSQL: 08P01), -2 for a setting without a value
- * (42601).
+ * is not a setting, -2 for a setting without a value (PostgreSQL reports
+ * both as 42601 syntax_error).
  */
 extern int	startup_options_split(const char *opts, char *out, size_t outcap,
 								  char *err, size_t errcap);
