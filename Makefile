@@ -52,7 +52,8 @@ FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=a
 	-Wall -Wextra -Werror -Wno-unused-parameter \
 	-Wno-ignored-attributes -DPGBUN_UNIT_TEST -Isrc -Itest/fuzz \
 	-I$(shell $(PG_CONFIG) --includedir-server)
-fuzz_src_startup = src/proto.c src/params.c
+fuzz_src_startup = src/proto.c src/params.c src/startup_options.c
+fuzz_src_startup_options = src/startup_options.c
 fuzz_src_messages = src/proto.c src/params.c
 fuzz_src_scram_server = src/scram.c test/fuzz/fixed_random.c
 fuzz_src_scram_client = src/scram.c test/fuzz/fixed_random.c

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "client_login.h"
 #include "dns.h"
+#include "params.h"
 #include "pooler.h"
 #include "prepared.h"
 #include "server_login.h"
@@ -815,7 +816,7 @@ pool_free(Pool *pool)
 	dlist_delete(&pool->node);
 	prepared_pool_forget(pool);
 	pgbun_pool_slot_release(pool->slot, W->id);
-	free(pool->welcome);
+	params_snapshot_release(pool->welcome);
 	free(pool->md5_verifier);
 	free(pool->login_error);
 	free(pool);

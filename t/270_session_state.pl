@@ -150,8 +150,11 @@ my $SETTINGS = "SELECT current_setting('application_name') || '|' || current_set
 
 ############ item 2: RESET / DISCARD ALL give back the connect-time values
 
-my @connect = (application_name => 'myapp', TimeZone => 'Asia/Tokyo', statement_timeout => '5s');
-my $WANT = 'myapp|Asia/Tokyo|5s';
+# with a startup GUC, and with reported parameters only (as old pgbun accepted)
+my @connect_sets = (
+	[ 'connect-time GUCs', [ application_name => 'myapp', TimeZone => 'Asia/Tokyo', statement_timeout => '5s' ] ],
+	[ 'reported parameters only', [ application_name => 'myapp', TimeZone => 'Asia/Tokyo' ] ],
+);
 
 # Each way to reset, as simple-protocol text or as raw bytes.
 my @resets = (
@@ -165,16 +168,20 @@ my @resets = (
 		parse_msg('', 'RESET ALL') . bind_msg('', '') . execute_msg('') . sync_msg() ],
 );
 
-foreach my $db ('onedb', 'sessdb')
+foreach my $set (@connect_sets)
 {
-	my $mode = $db eq 'onedb' ? 'transaction mode' : 'session mode';
+  my ($set_label, $connect_params) = @$set;
+  my @connect = @$connect_params;
+  foreach my $db ('onedb', 'sessdb')
+  {
+	my $mode = ($db eq 'onedb' ? 'transaction mode' : 'session mode') . ", $set_label";
 	foreach my $case (@resets)
 	{
 		my ($label, $sql, $bytes) = @$case;
 		my ($x, $lx) = client(db => $db, params => [@connect]);
 		my ($ref, $lr) = client(db => $db, params => [@connect], direct => 1);
 		ok($lx->{ok} && $lr->{ok}, "item 2, $mode, $label: logged in") or diag(explain([ $lx, $lr ]));
-		is(one($x, $SETTINGS), $WANT, "item 2, $mode, $label: the connect-time values are in force");
+		is(one($x, $SETTINGS), one($ref, $SETTINGS), "item 2, $mode, $label: the connect-time values are in force");
 		# change them, as a client may, then reset
 		run($_, "SET application_name = 'changed'; SET TimeZone = 'UTC'; SET statement_timeout = '7s'")
 		  foreach ($x, $ref);
@@ -183,7 +190,9 @@ foreach my $db ('onedb', 'sessdb')
 		is_deeply($rx->{tags}, $rr->{tags}, "item 2, $mode, $label: the same answers as PostgreSQL's")
 		  or diag(explain([ $rx, $rr ]));
 		my ($got, $want) = (one($x, $SETTINGS), one($ref, $SETTINGS));
-		is($want, $WANT, "item 2, $mode, $label: PostgreSQL restores the connect-time values");
+		my %cp = @connect;
+		is($want, join('|', $cp{application_name}, $cp{TimeZone}, $cp{statement_timeout} // '0'),
+			"item 2, $mode, $label: PostgreSQL restores the connect-time values");
 		is($got, $want, "item 2, $mode, $label: so does pgbun");
 		is(join('|', map { $x->{seen}{$_} // 'none' } qw(application_name TimeZone)),
 			join('|', map { $ref->{seen}{$_} // 'none' } qw(application_name TimeZone)),
@@ -198,6 +207,7 @@ foreach my $db ('onedb', 'sessdb')
 		$_->terminate foreach ($y, $yref);
 		$x->terminate if $db eq 'onedb';
 	}
+  }
 }
 
 ############ item 7: options and plain startup settings
