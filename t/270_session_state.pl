@@ -15,7 +15,8 @@
 #    their client across a shared server and only it; refusals with
 #    PostgreSQL's SQLSTATEs (unknown, postmaster-only, bad value, syntax,
 #    superuser-only for a non-superuser) and a pgbun: message naming the
-#    parameter; a superuser may carry a superuser-only one;
+#    parameter; a superuser may carry a superuser-only one; the bounds (32
+#    settings, 4096 bytes) with 54000;
 #  - item 9: ALTER ROLE / ALTER DATABASE ... SET show up for new clients
 #    after the next server login.
 #
@@ -284,6 +285,21 @@ foreach my $case (@refused)
 	$x->close;
 	($x, $lx) = client(params => [ role => 'boss' ]);
 	is($lx->{error}{C} // 'none', '0A000', 'item 7: role cannot be carried across server connections: 0A000');
+	$x->close;
+}
+# the bounds on what one client carries (README: 32 settings, 4096 bytes)
+{
+	my $opts32 = join(' ', map { "-c myapp.p$_=$_" } 1 .. 32);
+	my ($x, $lx) = client(params => [ options => $opts32 ]);
+	ok($lx->{ok}, 'item 7: 32 settings are carried') or diag(explain($lx));
+	is(one($x, "SELECT current_setting('myapp.p32')"), '32', 'item 7: ... all of them');
+	$x->terminate;
+	($x, $lx) = client(params => [ options => "$opts32 -c myapp.p33=33" ]);
+	is($lx->{error}{C} // 'none', '54000', 'item 7: a 33rd setting is refused with 54000');
+	like($lx->{error}{M} // '', qr/^pgbun: .*at most 32/, 'item 7: ... saying the limit');
+	$x->close;
+	($x, $lx) = client(params => [ 'myapp.big' => 'x' x 5000 ]);
+	is($lx->{error}{C} // 'none', '54000', 'item 7: 5000 bytes of settings are refused with 54000');
 	$x->close;
 }
 # a superuser may carry a superuser-only parameter
