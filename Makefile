@@ -29,11 +29,12 @@ $(OBJS): $(wildcard src/*.h)
 # Unit tests of the pure-C modules (no server needed).
 # scram.c and params.c include postgres.h but call only frontend-safe code, so
 # they link against the static libpgcommon/libpgport (pkglibdir on Debian,
-# libdir on a source install) and OpenSSL; proto.c needs none of it.
+# libdir on a source install) and OpenSSL; proto.c and startup_options.c need none of it.
 UNIT_CFLAGS = -O1 -g -Wall -Wextra -Werror -DPGBUN_UNIT_TEST -Isrc -I$(shell $(PG_CONFIG) --includedir-server)
 UNIT_LIBS = $(foreach lib,libpgcommon.a libpgport.a,$(firstword $(wildcard $(addsuffix /$(lib),$(shell $(PG_CONFIG) --pkglibdir) $(shell $(PG_CONFIG) --libdir))) $(lib))) -lssl -lcrypto
-test/unit/run_unit: test/unit/*.c test/unit/unit.h src/proto.c src/proto.h src/scram.c src/scram.h src/params.c src/params.h src/throttle.c src/throttle.h src/kdf.c src/kdf.h src/compat.h
-	$(CC) $(UNIT_CFLAGS) -o $@ test/unit/*.c src/proto.c src/scram.c src/params.c src/throttle.c src/kdf.c $(UNIT_LIBS) -pthread
+UNIT_SRCS = src/proto.c src/scram.c src/params.c src/throttle.c src/kdf.c src/startup_options.c
+test/unit/run_unit: test/unit/*.c test/unit/unit.h $(UNIT_SRCS) $(UNIT_SRCS:.c=.h) src/compat.h
+	$(CC) $(UNIT_CFLAGS) -o $@ test/unit/*.c $(UNIT_SRCS) $(UNIT_LIBS) -pthread
 
 .PHONY: unit fuzz test demo demo-stop bench
 unit: test/unit/run_unit
@@ -51,7 +52,8 @@ FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=a
 	-Wall -Wextra -Werror -Wno-unused-parameter \
 	-Wno-ignored-attributes -DPGBUN_UNIT_TEST -Isrc -Itest/fuzz \
 	-I$(shell $(PG_CONFIG) --includedir-server)
-fuzz_src_startup = src/proto.c src/params.c
+fuzz_src_startup = src/proto.c src/params.c src/startup_options.c
+fuzz_src_startup_options = src/startup_options.c
 fuzz_src_messages = src/proto.c src/params.c
 fuzz_src_scram_server = src/scram.c test/fuzz/fixed_random.c
 fuzz_src_scram_client = src/scram.c test/fuzz/fixed_random.c

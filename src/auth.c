@@ -86,6 +86,7 @@ read_role(Relation rel, HeapTuple tup, RoleInfo *out)
 
 	out->role_exists = true;
 	out->can_login = role->rolcanlogin;
+	out->superuser = role->rolsuper;
 	d = heap_getattr(tup, Anum_pg_authid_rolpassword, RelationGetDescr(rel), &isnull);
 	if (isnull)
 	{

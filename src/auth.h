@@ -22,6 +22,7 @@ typedef struct RoleInfo
 {
 	bool		role_exists;
 	bool		can_login;
+	bool		superuser;		/* rolsuper: may carry superuser-only startup settings */
 	bool		db_exists;
 	bool		db_allows_conn;
 	VerifierType verifier_type;

@@ -27,6 +27,7 @@
 #include "prepared.h"
 #include "pooler.h"
 #include "proto.h"
+#include "session.h"
 #include "tls.h"
 /* Publish the client's state, pool and link to its shared slot. */
 void
@@ -181,6 +182,7 @@ client_free(Client *c)
 	console_free(c);
 	prepared_client_free(c);
 	client_login_forget(c);
+	session_client_free(c);
 	free(c->params);
 	free(c->auth);
 	free(c);

@@ -34,6 +34,8 @@
 #include "pooler.h"
 #include "proto.h"
 #include "scram.h"
+#include "session.h"
+#include "startup_options.h"
 #include "throttle.h"
 #include "tls.h"
 
@@ -243,7 +245,72 @@ send_single_byte(Client *c, char b)
 	return sbuf_queue(&c->sb, &b, 1) && client_flush(c);
 }
 
-/* Parse a v3 startup packet body: keep user/database and tracked parameters. */
+/* Keep one startup setting (a tracked name in its canonical spelling); false: closed. */
+static bool
+keep_startup_param(Client *c, const char *name, const char *value)
+{
+	const char *tracked = params_tracked_name(name);
+
+	if (!params_set(&c->params, &c->params_len, tracked ? tracked : name, value))
+	{
+		client_close(c, "53200", "out of memory for startup parameters");
+		return false;
+	}
+	c->params_fp_valid = false;
+	return true;
+}
+
+/*
+ * The startup packet's "options": -c name=value / --name=value settings,
+ * kept like plain startup parameters. A plain parameter of the same name
+ * wins, as in PostgreSQL (options are applied first). false: closed.
+ */
+static bool
+parse_startup_options(Client *c, const char *options, const char *plain, uint16 plain_len)
+{
+	size_t		cap = strlen(options) + 2;
+	char	   *pairs = malloc(cap);
+	char		err[256];
+	int			n;
+	const char *p;
+
+	if (!pairs)
+	{
+		client_close(c, "53200", "out of memory for startup parameters");
+		return false;
+	}
+	n = startup_options_split(options, pairs, cap, err, sizeof(err));
+	if (n < 0)
+	{
+		free(pairs);
+		/* PostgreSQL reports both a bad switch and a missing value as a syntax error */
+		client_close(c, "42601", "%s", err);
+		return false;
+	}
+	p = pairs;
+	for (int i = 0; i < n; i++)
+	{
+		const char *v = p + strlen(p) + 1;
+		const char *tracked = params_tracked_name(p);
+
+		if (!params_get(plain, plain_len, tracked ? tracked : p) &&
+			(tracked || !config_ignores_startup_param(p)) &&
+			!keep_startup_param(c, p, v))
+		{
+			free(pairs);
+			return false;
+		}
+		p = v + strlen(v) + 1;
+	}
+	free(pairs);
+	return true;
+}
+
+/*
+ * Parse a v3 startup packet body: keep user/database, and every other
+ * setting (tracked ones, plain GUCs, options) for session_client_login to
+ * check once the client has authenticated.
+ */
 static bool
 parse_startup_params(Client *c, const uint8 *body, uint32 len, const char **unsupported_pq,
 					 int *n_unsupported_pq)
@@ -251,14 +318,13 @@ parse_startup_params(Client *c, const uint8 *body, uint32 len, const char **unsu
 	ProtoReader r;
 	const char *name;
 	const char *value;
+	const char *options = NULL;
 	int			rc;
 	AuthState  *a = c->auth;
 
 	proto_reader_init(&r, body, len);
 	while ((rc = proto_next_startup_param(&r, &name, &value)) == 1)
 	{
-		const char *tracked;
-
 		if (strcmp(name, "user") == 0)
 		{
 			if (strlen(value) >= NAMEDATALEN)
@@ -290,28 +356,51 @@ parse_startup_params(Client *c, const uint8 *body, uint32 len, const char **unsu
 				return false;
 			}
 		}
-		else if ((tracked = params_tracked_name(name)) != NULL)
+		else if (strcmp(name, "options") == 0)
 		{
-			if (!params_set(&c->params, &c->params_len, tracked, value))
-			{
-				client_close(c, "53200", "out of memory for startup parameters");
-				return false;
-			}
-			c->params_fp_valid = false;
+			/* pgbun.ignore_startup_parameters may list it: dropped whole, as before */
+			if (!config_ignores_startup_param(name))
+				options = value;
 		}
-		else if (strcmp(name, "options") == 0 && value[0] == '\0')
-			 /* empty options: nothing to carry */ ;
-		else if (config_ignores_startup_param(name))
+		else if (params_tracked_name(name) == NULL && config_ignores_startup_param(name))
 			 /* pgbun.ignore_startup_parameters */ ;
-		else
+		else if (name[0] == '\0')
 		{
-			client_close(c, "08P01", "unsupported startup parameter: %s", name);
+			client_close(c, "08P01", "invalid startup packet layout");
 			return false;
 		}
+		else if (!keep_startup_param(c, name, value))
+			return false;
 	}
 	if (rc < 0)
 	{
 		client_close(c, "08P01", "invalid startup packet layout");
+		return false;
+	}
+	if (options && options[0])
+	{
+		char	   *plain = c->params_len ? malloc(c->params_len) : NULL;
+		uint16		plain_len = c->params_len;
+		bool		ok;
+
+		if (plain_len && !plain)
+		{
+			client_close(c, "53200", "out of memory for startup parameters");
+			return false;
+		}
+		if (plain_len)
+			memcpy(plain, c->params, plain_len);
+		ok = parse_startup_options(c, options, plain, plain_len);
+		free(plain);
+		if (!ok)
+			return false;
+	}
+	/* bounded: every link may have to send them all (documented in README) */
+	if (params_count(c->params, c->params_len) > PARAMS_MAX_CARRIED ||
+		c->params_len > PARAMS_MAX_BYTES)
+	{
+		client_close(c, "54000", "too many or too long startup parameters: pgbun carries at most %d, %d bytes in all",
+					 PARAMS_MAX_CARRIED, PARAMS_MAX_BYTES);
 		return false;
 	}
 	if (a->user[0] == '\0')
@@ -1179,6 +1268,9 @@ auth_succeeded(Client *c)
 		console_start(c, user, show, admin);
 		return;
 	}
+	/* as PostgreSQL, the startup settings are checked once the client is known */
+	if (!session_client_login(c, a->role.superuser))
+		return;
 	pool = pool_get(a->database, a->user);
 	if (!pool)
 	{
@@ -1244,21 +1336,14 @@ client_login_finished(Client *c)
 		client_close(c, NULL, "out of memory");
 		return;
 	}
-	for (p = pool->welcome; p < pool->welcome + pool->welcome_len;)
+	/* what a server login reported (the client keeps it as its defaults), with its own values */
+	session_client_welcomed(c);
+	for (p = c->welcome ? c->welcome->data : NULL; p && p < c->welcome->data + c->welcome->len;)
 	{
 		const char *v = p + strlen(p) + 1;
 		const char *own = client_param(c, p);
 
 		proto_put_parameter_status(&pb, p, own ? own : v);
-		p = v + strlen(v) + 1;
-	}
-	/* tracked parameters the client set that the server does not report */
-	for (p = c->params; p && p < c->params + c->params_len;)
-	{
-		const char *v = p + strlen(p) + 1;
-
-		if (!params_get(pool->welcome, pool->welcome_len, p))
-			proto_put_parameter_status(&pb, p, v);
 		p = v + strlen(v) + 1;
 	}
 	proto_put_backend_key(&pb, c->cancel_pid, c->cancel_key);

@@ -10,21 +10,27 @@
 #include "params.h"
 
 /*
- * The parameters that follow a client: the ones PostgreSQL reports with
- * ParameterStatus (so pgbun sees every change) plus a few common startup
- * options. Names are matched case-insensitively, as the server does.
+ * The parameters every client carries, set or not: the ones PostgreSQL
+ * reports with ParameterStatus and a session may set (so pgbun sees every
+ * change) plus search_path and extra_float_digits, which drivers send at
+ * connect time. Names are matched case-insensitively, as the server does.
+ * Other parameters a client gave at connect time follow that client only.
  */
 static const char *const tracked[] = {
 	"application_name", "client_encoding", "DateStyle", "TimeZone", "IntervalStyle",
-	"standard_conforming_strings", "search_path", "extra_float_digits", NULL
+	"standard_conforming_strings", "search_path", "extra_float_digits",
+	"default_transaction_read_only", NULL
 };
 #define N_BUILTIN (lengthof(tracked) - 1)
 
+/* Built-in names set with SET; the others with set_config() (value as given, lists unquoted). */
+#define SET_WITH_SET(i) ((i) < (int) N_BUILTIN && strcmp(tracked[i], "search_path") != 0)
+
 /*
- * pgbun.track_extra_parameters: more startup parameters to carry. The server
+ * pgbun.track_extra_parameters: more names every client carries. The server
  * does not report them, so pgbun records what it set on each server, and a
- * client that never gave one gets RESET (stored as PARAMS_DEFAULT) rather
- * than the previous client's value.
+ * client that never gave one gets RESET rather than the previous client's
+ * value.
  */
 static char extra[PARAMS_MAX_EXTRA][PARAMS_NAME_MAX];
 static int	n_extra = 0;
@@ -37,6 +43,28 @@ tracked_at(int i)
 		return tracked[i];
 	i -= N_BUILTIN;
 	return i < n_extra ? extra[i] : NULL;
+}
+
+ParamSet *
+params_snapshot(const char *block, uint16 len)
+{
+	ParamSet   *ps = malloc(offsetof(ParamSet, data) + len + 1);
+
+	if (!ps)
+		return NULL;
+	ps->refs = 1;
+	ps->len = len;
+	if (len)
+		memcpy(ps->data, block, len);
+	ps->data[len] = '\0';
+	return ps;
+}
+
+void
+params_snapshot_release(ParamSet *ps)
+{
+	if (ps && --ps->refs == 0)
+		free(ps);
 }
 
 int
@@ -74,15 +102,24 @@ params_set_extra(const char *list, bool apply)
 	return n;
 }
 
-const char *
-params_tracked_name(const char *name)
+/* Index of a tracked name, or -1. */
+static int
+tracked_index(const char *name)
 {
 	const char *t;
 
 	for (int i = 0; (t = tracked_at(i)) != NULL; i++)
 		if (pg_strcasecmp(t, name) == 0)
-			return t;
-	return NULL;
+			return i;
+	return -1;
+}
+
+const char *
+params_tracked_name(const char *name)
+{
+	int			i = tracked_index(name);
+
+	return i >= 0 ? tracked_at(i) : NULL;
 }
 
 const char *
@@ -104,28 +141,26 @@ params_get(const char *block, uint16 len, const char *name)
 	return NULL;
 }
 
-bool
-params_set(char **block, uint16 *len, const char *name, const char *value)
+int
+params_count(const char *block, uint16 len)
 {
-	size_t		nlen = strlen(name) + 1;
-	size_t		vlen = strlen(value) + 1;
-	const char *old = params_get(*block, *len, name);
-	size_t		newlen;
-	char	   *nb;
-	char	   *w;
-	const char *p;
+	int			n = 0;
 
-	if (old && strcmp(old, value) == 0)
-		return true;
-	newlen = *len + nlen + vlen;
-	if (newlen > PG_UINT16_MAX)
-		return false;
-	nb = malloc(newlen);
-	if (!nb)
-		return false;
-	/* copy every other pair, then append the new one */
-	w = nb;
-	for (p = *block; *block && p < *block + *len;)
+	for (const char *p = block; block && p < block + len; n++)
+	{
+		p += strlen(p) + 1;
+		p += strlen(p) + 1;
+	}
+	return n;
+}
+
+/* Copy block without name's pair into w; returns the bytes written. */
+static size_t
+copy_without(const char *block, uint16 len, const char *name, char *w)
+{
+	char	   *start = w;
+
+	for (const char *p = block; block && p < block + len;)
 	{
 		const char *v = p + strlen(p) + 1;
 		size_t		pairlen = (v + strlen(v) + 1) - p;
@@ -137,14 +172,51 @@ params_set(char **block, uint16 *len, const char *name, const char *value)
 		}
 		p += pairlen;
 	}
-	memcpy(w, name, nlen);
+	return w - start;
+}
+
+bool
+params_set(char **block, uint16 *len, const char *name, const char *value)
+{
+	size_t		nlen = strlen(name) + 1;
+	size_t		vlen = strlen(value) + 1;
+	const char *old = params_get(*block, *len, name);
+	size_t		newlen;
+	char	   *nb;
+	size_t		w;
+
+	if (old && strcmp(old, value) == 0)
+		return true;
+	newlen = *len + nlen + vlen;
+	if (newlen > PG_UINT16_MAX)
+		return false;
+	nb = malloc(newlen);
+	if (!nb)
+		return false;
+	/* copy every other pair, then append the new one */
+	w = copy_without(*block, *len, name, nb);
+	memcpy(nb + w, name, nlen);
 	w += nlen;
-	memcpy(w, value, vlen);
+	memcpy(nb + w, value, vlen);
 	w += vlen;
 	free(*block);
 	*block = nb;
-	*len = (uint16) (w - nb);
+	*len = (uint16) w;
 	return true;
+}
+
+void
+params_remove(char **block, uint16 *len, const char *name)
+{
+	if (!params_get(*block, *len, name))
+		return;
+	/* in place: the pairs after it move down */
+	*len = (uint16) copy_without(*block, *len, name, *block);
+	if (*len == 0)
+	{
+		free(*block);
+		*block = NULL;
+	}
 }
 
 /* Append value as an SQL literal; E'' with doubled backslashes when needed. */
@@ -153,6 +225,8 @@ append_literal(char *out, int pos, int cap, const char *value)
 {
 	bool		has_backslash = strchr(value, '\\') != NULL;
 
+	if (pos < 0)
+		return -1;
 	if (has_backslash)
 	{
 		if (pos + 1 >= cap)
@@ -178,92 +252,246 @@ append_literal(char *out, int pos, int cap, const char *value)
 	return pos;
 }
 
+/* Append text; -1 once anything did not fit. */
+static int
+append_text(char *out, int pos, int cap, const char *text)
+{
+	int			n;
+
+	if (pos < 0)
+		return -1;
+	n = snprintf(out + pos, cap - pos, "%s", text);
+	return (n < 0 || n >= cap - pos) ? -1 : pos + n;
+}
+
+/* SET name to value: SET for the simple built-in names, set_config() for the rest. */
+static int
+append_set(char *out, int pos, int cap, const char *name, int index, const char *value)
+{
+	if (index >= 0 && SET_WITH_SET(index))
+	{
+		pos = append_text(out, pos, cap, "SET ");
+		pos = append_text(out, pos, cap, name);
+		pos = append_text(out, pos, cap, " = ");
+		pos = append_literal(out, pos, cap, value);
+		return append_text(out, pos, cap, ";");
+	}
+	/*
+	 * SET quotes each string of a list setting as an identifier, so SET
+	 * search_path = 'a, b' would pick the one schema "a, b"; set_config()
+	 * takes the text as the startup packet (or ParameterStatus) gave it,
+	 * and any name, also one with a reserved word after its dot.
+	 */
+	pos = append_text(out, pos, cap, "SELECT pg_catalog.set_config(");
+	pos = append_literal(out, pos, cap, name);
+	pos = append_text(out, pos, cap, ", ");
+	pos = append_literal(out, pos, cap, value);
+	return append_text(out, pos, cap, ", false);");
+}
+
+/* RESET name (quoted unless built in: names are letters, digits, _ . $ only). */
+static int
+append_reset(char *out, int pos, int cap, const char *name, int index)
+{
+	bool		quote = !(index >= 0 && index < (int) N_BUILTIN);
+
+	pos = append_text(out, pos, cap, quote ? "RESET \"" : "RESET ");
+	pos = append_text(out, pos, cap, name);
+	return append_text(out, pos, cap, quote ? "\";" : ";");
+}
+
 int
-params_build_set_sql(const char *want, uint16 want_len, const char *have, uint16 have_len,
-					 const char *defaults, uint16 defaults_len, char *out, int outcap)
+params_build_set_sql(const ParamsState *st, char *out, int outcap)
 {
 	int			pos = 0;
 	const char *name;
+	const char *p;
 
 	out[0] = '\0';
+	if (st->dirty)
+	{
+		/* whatever the server holds: its defaults, then every value the client has */
+		pos = append_text(out, pos, outcap, "RESET ALL;");
+		for (int i = 0; (name = tracked_at(i)) != NULL; i++)
+		{
+			const char *w = params_get(st->want, st->want_len, name);
+
+			if (w)
+				pos = append_set(out, pos, outcap, name, i, w);
+		}
+		for (p = st->want; p && p < st->want + st->want_len;)
+		{
+			const char *v = p + strlen(p) + 1;
+
+			if (tracked_index(p) < 0)
+				pos = append_set(out, pos, outcap, p, -1, v);
+			p = v + strlen(v) + 1;
+		}
+		return pos;
+	}
 	for (int i = 0; (name = tracked_at(i)) != NULL; i++)
 	{
-		const char *w = params_get(want, want_len, name);
-		const char *h = params_get(have, have_len, name);
-		bool		list;
-		int			n;
+		const char *w = params_get(st->want, st->want_len, name);
+		const char *h = params_get(st->reported, st->reported_len, name);
 
-		if (i >= (int) N_BUILTIN)
-		{
-			/* an extra one: unset means the server's default */
-			if (strcmp(w ? w : PARAMS_DEFAULT, h ? h : PARAMS_DEFAULT) == 0)
-				continue;
-			if (!w || strcmp(w, PARAMS_DEFAULT) == 0)
-			{
-				n = snprintf(out + pos, outcap - pos, "RESET %s;", name);
-				if (n < 0 || n >= outcap - pos)
-					return -1;
-				pos += n;
-				continue;
-			}
-		}
+		/* a reported name the client never set: the default it was welcomed with */
 		if (!w)
-			w = params_get(defaults, defaults_len, name);
-		if (!w || (h && strcmp(w, h) == 0))
+			w = params_get(st->defaults, st->defaults_len, name);
+		if (!w && h)
+			continue;			/* reported, but unknown to the client's welcome: leave it */
+		if (!h)
+			h = params_get(st->set, st->set_len, name);
+		if ((!w && !h) || (w && h && strcmp(w, h) == 0))
 			continue;
-		/* a parameter the server never reported and the client never set: leave it */
-		if (!h && !params_get(want, want_len, name))
-			continue;
-		/*
-		 * SET quotes each string of a list setting as an identifier, so SET
-		 * search_path = 'a, b' would pick the one schema "a, b"; set_config()
-		 * takes the text as the startup packet (or ParameterStatus) gave it.
-		 */
-		list = strcmp(name, "search_path") == 0;
-		n = snprintf(out + pos, outcap - pos, list ? "SELECT pg_catalog.set_config('%s', " : "SET %s = ",
-					 name);
-		if (n < 0 || n >= outcap - pos)
-			return -1;
-		pos += n;
-		pos = append_literal(out, pos, outcap, w);
-		if (pos < 0)
-			return -1;
-		n = snprintf(out + pos, outcap - pos, "%s", list ? ", false);" : ";");
-		if (n < 0 || n >= outcap - pos)
-			return -1;
-		pos += n;
+		pos = w ? append_set(out, pos, outcap, name, i, w) : append_reset(out, pos, outcap, name, i);
+	}
+	/* the client's own parameters */
+	for (p = st->want; p && p < st->want + st->want_len;)
+	{
+		const char *v = p + strlen(p) + 1;
+
+		if (tracked_index(p) < 0)
+		{
+			const char *h = params_get(st->reported, st->reported_len, p);
+
+			if (!h)
+				h = params_get(st->set, st->set_len, p);
+			if (!h || strcmp(h, v) != 0)
+				pos = append_set(out, pos, outcap, p, -1, v);
+		}
+		p = v + strlen(v) + 1;
+	}
+	/* ... and those set there for someone else: back to the default */
+	for (p = st->set; p && p < st->set + st->set_len;)
+	{
+		const char *v = p + strlen(p) + 1;
+
+		if (tracked_index(p) < 0 && !params_get(st->want, st->want_len, p))
+			pos = append_reset(out, pos, outcap, p, -1);
+		p = v + strlen(v) + 1;
 	}
 	return pos;
 }
 
+bool
+params_note_set(const ParamsState *st, char **set, uint16 *set_len)
+{
+	char	   *nb = NULL;
+	uint16		nl = 0;
+
+	for (const char *p = st->want; p && p < st->want + st->want_len;)
+	{
+		const char *v = p + strlen(p) + 1;
+
+		if (!params_get(st->reported, st->reported_len, p) && !params_set(&nb, &nl, p, v))
+		{
+			free(nb);
+			return false;
+		}
+		p = v + strlen(v) + 1;
+	}
+	free(*set);
+	*set = nb;
+	*set_len = nl;
+	return true;
+}
+
+/* Order-independent hash of one name/value pair (the name's case does not matter). */
+static uint64
+pair_hash(const char *name, const char *value)
+{
+	char		lower[PARAMS_NAME_MAX * 2];
+	size_t		n = strlen(name);
+
+	if (n >= sizeof(lower))
+		n = sizeof(lower) - 1;
+	for (size_t i = 0; i < n; i++)
+		lower[i] = (char) pg_tolower((unsigned char) name[i]);
+	return hash_combine64(hash_bytes_extended((const unsigned char *) lower, (int) n, 0x5bd1e995),
+						  hash_bytes_extended((const unsigned char *) value, (int) strlen(value), 1));
+}
+
+/* Position-dependent mix of a tracked value; an absent value hashes differently from ''. */
+static uint64
+mix_tracked(uint64 fp, int i, const char *v)
+{
+	return hash_combine64(fp, v ? hash_bytes_extended((const unsigned char *) v, (int) strlen(v), (uint64) i)
+						  : (uint64) i + 0x9E3779B97F4A7C15ULL);
+}
+
 uint64
-params_fingerprint(const char *block, uint16 len, const char *defaults, uint16 defaults_len)
+params_client_fingerprint(const char *want, uint16 want_len, const char *defaults, uint16 defaults_len)
 {
 	uint64		fp = 0;
+	uint64		own = 0;
 	const char *name;
 
 	for (int i = 0; (name = tracked_at(i)) != NULL; i++)
 	{
-		const char *v = params_get(block, len, name);
+		const char *v = params_get(want, want_len, name);
 
-		if (!v)
-			v = (i >= (int) N_BUILTIN) ? PARAMS_DEFAULT : params_get(defaults, defaults_len, name);
-		/* position-dependent mix; an absent value hashes differently from '' */
-		fp = hash_combine64(fp, v ? hash_bytes_extended((const unsigned char *) v, (int) strlen(v), (uint64) i)
-							: (uint64) i + 0x9E3779B97F4A7C15ULL);
+		fp = mix_tracked(fp, i, v ? v : params_get(defaults, defaults_len, name));
 	}
-	return fp;
+	for (const char *p = want; p && p < want + want_len;)
+	{
+		const char *v = p + strlen(p) + 1;
+
+		if (tracked_index(p) < 0)
+			own += pair_hash(p, v);
+		p = v + strlen(v) + 1;
+	}
+	return hash_combine64(fp, own);
 }
 
-bool
-params_note_extra(const char *want, uint16 want_len, char **have, uint16 *have_len)
+uint64
+params_server_fingerprint(const char *reported, uint16 reported_len, const char *set, uint16 set_len)
 {
-	for (int i = 0; i < n_extra; i++)
-	{
-		const char *w = params_get(want, want_len, extra[i]);
+	uint64		fp = 0;
+	uint64		own = 0;
+	const char *name;
 
-		if (!params_set(have, have_len, extra[i], w ? w : PARAMS_DEFAULT))
-			return false;
+	for (int i = 0; (name = tracked_at(i)) != NULL; i++)
+	{
+		const char *v = params_get(reported, reported_len, name);
+
+		fp = mix_tracked(fp, i, v ? v : params_get(set, set_len, name));
 	}
-	return true;
+	for (const char *p = set; p && p < set + set_len;)
+	{
+		const char *v = p + strlen(p) + 1;
+
+		if (tracked_index(p) < 0)
+			own += pair_hash(p, v);
+		p = v + strlen(v) + 1;
+	}
+	return hash_combine64(fp, own);
+}
+
+int
+params_build_restore_sql(const char *startup, uint16 len, char *out, int outcap)
+{
+	int			pos = 0;
+	bool		first = true;
+
+	out[0] = '\0';
+	if (!startup || len == 0)
+		return 0;
+	pos = append_text(out, pos, outcap,
+					  "SELECT pg_catalog.set_config(s.name, v.val, false) FROM (VALUES ");
+	for (const char *p = startup; p < startup + len;)
+	{
+		const char *v = p + strlen(p) + 1;
+
+		pos = append_text(out, pos, outcap, first ? "(" : ", (");
+		pos = append_literal(out, pos, outcap, p);
+		pos = append_text(out, pos, outcap, ", ");
+		pos = append_literal(out, pos, outcap, v);
+		pos = append_text(out, pos, outcap, ")");
+		first = false;
+		p = v + strlen(v) + 1;
+	}
+	pos = append_text(out, pos, outcap,
+					  ") AS v(name, val) JOIN pg_catalog.pg_settings s ON lower(s.name) = lower(v.name)"
+					  " WHERE s.source <> 'session';");
+	return pos;
 }

@@ -22,6 +22,7 @@
 #include "config.h"
 #include "client_login.h"
 #include "dns.h"
+#include "params.h"
 #include "pooler.h"
 #include "prepared.h"
 #include "server_login.h"
@@ -872,7 +873,7 @@ pool_free(Pool *pool)
 	prepared_pool_forget(pool);
 	pool_set_starving(pool, false);	/* its bit must not outlive it in a reused slot */
 	pgbun_pool_slot_release(pool->slot, W->id);
-	free(pool->welcome);
+	params_snapshot_release(pool->welcome);
 	free(pool->md5_verifier);
 	free(pool->login_error);
 	free(pool);

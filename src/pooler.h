@@ -25,6 +25,7 @@
 struct Pool;
 struct Server;
 struct AuthState;
+struct ParamSet;
 
 typedef struct Client
 {
@@ -44,10 +45,14 @@ typedef struct Client
 	TimestampTz connect_time;
 	TimestampTz request_time;	/* last message from the client */
 	TimestampTz wait_start;		/* when it started waiting for a server, 0 if not */
-	char	   *params;			/* startup parameters kept for the session: name\0value\0...\0 */
+	char	   *params;			/* wanted session parameters: name\0value\0...\0 (session.c) */
 	uint16		params_len;
 	bool		params_fp_valid;	/* params_fp matches params (cleared on every change) */
-	uint64		params_fp;		/* params_fingerprint() of what it wants */
+	uint64		params_fp;		/* params_client_fingerprint() of what it wants */
+	char	   *startup;		/* its connect-time values (startup packet, options), validated */
+	uint16		startup_len;
+	struct ParamSet *welcome;	/* the ParameterStatus it was welcomed with (its defaults) */
+	bool		reapply;		/* its RESET / DISCARD ALL ran: restore its connect-time values */
 	struct AuthState *auth;		/* only during login */
 	char		tx_status;		/* last ReadyForQuery status it saw */
 	bool		named_parse;	/* sent a named Parse where the pool mode cannot keep it */
@@ -108,10 +113,13 @@ typedef struct Server
 	int			hidden_rfq;		/* ReadyForQuery answers to swallow (pooler's own queries) */
 	bool		hidden_error;	/* one of the pooler's own queries failed */
 	bool		hidden_done;	/* the last hidden answer arrived; act after the pump */
-	char	   *params;			/* tracked parameter values as the server reported them */
+	char	   *params;			/* parameter values as the server reported them (ParameterStatus) */
 	uint16		params_len;
-	bool		params_fp_valid;	/* params_fp matches params (cleared on every change) */
-	uint64		params_fp;		/* params_fingerprint() of its values */
+	char	   *set;			/* unreported parameters pgbun set here (absent: the default) */
+	uint16		set_len;
+	bool		dirty;			/* a client's SET/RESET may have changed anything: RESET ALL first */
+	bool		params_fp_valid;	/* params_fp matches params and set (cleared on every change) */
+	uint64		params_fp;		/* params_server_fingerprint() of its values */
 	struct ScramClient *scram;	/* only during login */
 	bool		login_done;		/* ReadyForQuery of the login seen; join the pool after the pump */
 } Server;
@@ -138,9 +146,8 @@ typedef struct Pool
 	int			size;			/* pool size in force */
 	bool		paused;
 	bool		starving;		/* our bit is set in the shared slot's starving mask */
-	/* ParameterStatus of a fresh server, sent to every new client */
-	char	   *welcome;		/* name\0value\0... */
-	uint16		welcome_len;
+	/* ParameterStatus of the latest server login, sent to every new client (refreshed per login) */
+	struct ParamSet *welcome;
 	/* credentials to log in to the server as this user */
 	bool		have_scram_keys;
 	uint8		client_key[32];

@@ -21,9 +21,8 @@
 #include "auth.h"
 #include "cancel.h"
 #include "server_login.h"
+#include "session.h"
 #include "tls.h"
-
-#define SET_SQL_MAX 4096
 
 void
 server_publish(Server *s)
@@ -78,6 +77,7 @@ void
 server_free(Server *s)
 {
 	prepared_server_free(s);
+	session_server_free(s);
 	free(s->params);
 	free(s->scram);
 	free(s);
@@ -135,30 +135,6 @@ server_queue_query(Server *s, const char *sql)
 	sbuf_out_commit(&s->sb, &pb);
 	s->hidden_rfq++;
 	return true;
-}
-
-/* Queue the startup packet that logs in as the pool's role. */
-/* Record a ParameterStatus on the server (and, when linked, the client's wanted value). */
-static void
-note_parameter_status(Server *s, const uint8 *msg, uint32 size)
-{
-	ProtoReader r;
-	const char *name;
-	const char *value;
-	const char *tracked;
-
-	proto_reader_init(&r, msg + PROTO_HDR_LEN, size - PROTO_HDR_LEN);
-	name = proto_read_string(&r);
-	value = proto_read_string(&r);
-	if (r.error)
-		return;
-	(void) params_set(&s->params, &s->params_len, name, value);
-	s->params_fp_valid = false;
-	if (s->link && s->hidden_rfq == 0 && (tracked = params_tracked_name(name)) != NULL)
-	{
-		(void) params_set(&s->link->params, &s->link->params_len, tracked, value);
-		s->link->params_fp_valid = false;
-	}
 }
 
 /* A ReadyForQuery answering the client: stats, transaction state. */
@@ -231,13 +207,15 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 			case 'S':
 				if (avail < size)
 					return PKT_NEED_FULL;
-				note_parameter_status(s, msg, size);
-				return PKT_CONSUME;
+				/* the client sees the values pgbun's own SET changed for it (session.c) */
+				return session_parameter_status(s, msg, size, true) && s->link ? PKT_FORWARD : PKT_CONSUME;
 			case 'E':
 				if (avail < size)
 					return PKT_NEED_FULL;
 				{
 					ProtoErrorFields f;
+
+					session_hidden_error(s);
 
 					if (proto_parse_error_fields(msg + PROTO_HDR_LEN, size - PROTO_HDR_LEN, &f))
 						ereport(LOG, (errmsg("pgbun: pooler query failed on the server: %s",
@@ -270,7 +248,7 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 			case 'S':
 				if (avail < size)
 					return PKT_NEED_FULL;
-				note_parameter_status(s, msg, size);
+				(void) session_parameter_status(s, msg, size, false);
 				return PKT_CONSUME;
 			case 'N':
 			case 'A':
@@ -284,7 +262,7 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 		}
 	}
 
-	if ((hdr->type == 'Z' || hdr->type == 'S') && avail < size)
+	if ((hdr->type == 'Z' || hdr->type == 'S' || hdr->type == 'C') && avail < size)
 		return PKT_NEED_FULL;	/* before any bookkeeping: the handler runs again */
 	if (s->track)
 	{
@@ -318,6 +296,7 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 
 				note_ready_for_query(s, status);
 				s->copy_in = false;	/* COPY is over, done or failed; stray copy data is dropped */
+				session_ready(s);	/* after the client's RESET / DISCARD ALL: its values back */
 				if (mode == POOL_MODE_SESSION || s->busy || !prepared_queue_empty(s))
 					return forward;
 				if (status == 'I')
@@ -334,8 +313,16 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 				return forward;
 			}
 		case 'S':
-			note_parameter_status(s, msg, size);
+			(void) session_parameter_status(s, msg, size, false);
 			return forward;
+		case 'C':				/* CommandComplete: SET / RESET / DISCARD ALL change session state */
+			{
+				const char *tag = (const char *) msg + PROTO_HDR_LEN;
+
+				if (memchr(tag, '\0', size - PROTO_HDR_LEN))
+					session_command_complete(s, tag);
+				return forward;
+			}
 		case 'G':				/* CopyInResponse */
 		case 'W':				/* CopyBothResponse */
 			s->copy_in = true;
@@ -503,6 +490,8 @@ server_try_release(Server *s)
 	if (sbuf_has_pending_forward(&s->sb) || (c && sbuf_has_pending_forward(&c->sb)))
 		return false;
 	s->release_pending = false;
+	if (session_before_release(s))
+		return false;			/* its values are restored first; the answer asks again */
 	server_return_to_pool(s);
 	return true;
 }
@@ -511,7 +500,6 @@ server_try_release(Server *s)
 void
 server_link(Server *s, Client *c)
 {
-	char		sql[SET_SQL_MAX];
 	int			n;
 
 	s->link = c;
@@ -519,32 +507,7 @@ server_link(Server *s, Client *c)
 	pg_atomic_fetch_add_u64(&pgbun_shared->pools[s->pool->slot].assign_count, 1);
 	s->hidden_error = false;
 	s->track = (s->pool->mode != POOL_MODE_SESSION && pgbun_max_prepared_statements > 0);
-	/* the common case, nothing to SET, decided by comparing two cached hashes */
-	if (!c->params_fp_valid)
-	{
-		c->params_fp = params_fingerprint(c->params, c->params_len,
-										  s->pool->welcome, s->pool->welcome_len);
-		c->params_fp_valid = true;
-	}
-	if (!s->params_fp_valid)
-	{
-		s->params_fp = params_fingerprint(s->params, s->params_len, NULL, 0);
-		s->params_fp_valid = true;
-	}
-	if (c->params_fp == s->params_fp)
-		n = 0;
-	else
-		n = params_build_set_sql(c->params, c->params_len, s->params, s->params_len,
-								 s->pool->welcome, s->pool->welcome_len, sql, sizeof(sql));
-	if (n > 0 && !server_queue_query(s, sql))
-		n = -1;
-	if (n > 0)
-	{
-		/* the server will not report the extra parameters: remember what it was told */
-		if (!params_note_extra(c->params, c->params_len, &s->params, &s->params_len))
-			n = -1;
-		s->params_fp_valid = false;
-	}
+	n = session_link(s, c);
 	server_set_state(s, SV_ACTIVE);
 	if (n < 0)
 	{
@@ -591,9 +554,8 @@ server_release(Server *s)
 		server_set_state(s, SV_USED);
 		s->hidden_error = false;
 		prepared_server_forget_all(s);	/* DISCARD ALL and the like drop them */
-		/* ... and put unreported parameters back to their defaults */
-		(void) params_note_extra(NULL, 0, &s->params, &s->params_len);
-		s->params_fp_valid = false;
+		/* ... and what pgbun knows of its parameters */
+		session_server_reset(s, pgbun_server_reset_query);
 		if (!server_queue_query(s, pgbun_server_reset_query) || sbuf_flush_out(&s->sb) < 0)
 		{
 			server_close(s, "could not send server_reset_query");

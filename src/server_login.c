@@ -20,6 +20,7 @@
 #include "scram.h"
 #include "auth.h"
 #include "server_login.h"
+#include "session.h"
 #include "tls.h"
 
 static bool
@@ -406,15 +407,8 @@ server_login_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint
 			{
 				Pool	   *pool = s->pool;
 
-				if (!pool->welcome && s->params)
-				{
-					pool->welcome = malloc(s->params_len);
-					if (pool->welcome)
-					{
-						memcpy(pool->welcome, s->params, s->params_len);
-						pool->welcome_len = s->params_len;
-					}
-				}
+				/* every login refreshes the defaults new clients are shown */
+				session_server_login(s);
 				pool->last_login_failure = 0;
 				free(pool->login_error);
 				pool->login_error = NULL;

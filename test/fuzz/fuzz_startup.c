@@ -14,11 +14,12 @@
  * name and value lies inside the packet; a body that parses to the end is
  * rebuilt with proto_put_startup and parses again to the same pairs.
  *
- * The tracked parameters (application_name, search_path, ...) then go
- * through src/params.c as client.c stores them, and the SET / set_config
- * SQL pgbun would run on a server for them (params_build_set_sql) is parsed
- * back here: each statement must be one of the two expected shapes with one
- * string literal that decodes to the client's value, byte for byte. A value
+ * The settings (plain parameters and those of "options", split by
+ * src/startup_options.c) then go through src/params.c as client_login.c
+ * stores them, and the SET / set_config SQL pgbun would run on a server for
+ * them (params_build_set_sql) is parsed back here: each statement must be
+ * one of the two expected shapes whose string literals decode to the
+ * client's name and value, byte for byte, one statement per setting. A value
  * that could end the literal early would be SQL injection from a startup
  * packet (the class of PgBouncer's CVE-2025-12819).
  */
@@ -27,6 +28,7 @@
 #include "fuzz.h"
 #include "params.h"
 #include "proto.h"
+#include "startup_options.h"
 
 #define FUZZ_STARTUP_MAX 10000
 #define FUZZ_MAX_PARAMS 64
@@ -88,40 +90,45 @@ fuzz_check_set_sql(const char *sql, const char *want, uint16 want_len)
 {
 	const char *p = sql;
 	char	   *val = malloc(strlen(sql) + 1);
+	char	   *lname = malloc(strlen(sql) + 1);
+	int			statements = 0;
 
-	if (!val)
+	if (!val || !lname)
 		abort();
 	while (*p)
 	{
 		char		name[PARAMS_NAME_MAX];
 		size_t		n = 0;
 		const char *w;
-		bool		list = strncmp(p, "SELECT pg_catalog.set_config('", 30) == 0;
+		const char *setname;
+		bool		list = strncmp(p, "SELECT pg_catalog.set_config(", 29) == 0;
 
 		if (list)
-			p += 30;
+		{
+			/* set_config(name literal, value literal, false): search_path and untracked names */
+			p += 29;
+			FUZZ_ASSERT(fuzz_decode_literal(&p, lname, strlen(sql) + 1));
+			FUZZ_ASSERT(strncmp(p, ", ", 2) == 0);
+			p += 2;
+			setname = lname;
+			FUZZ_ASSERT(!params_tracked_name(setname) || strcmp(setname, "search_path") == 0);
+		}
 		else
 		{
 			FUZZ_ASSERT(strncmp(p, "SET ", 4) == 0);
 			p += 4;
-		}
-		while (*p && *p != (list ? '\'' : ' ') && n + 1 < sizeof(name))
-			name[n++] = *p++;
-		name[n] = '\0';
-		FUZZ_ASSERT(params_tracked_name(name) && strcmp(params_tracked_name(name), name) == 0);
-		FUZZ_ASSERT((list && strcmp(name, "search_path") == 0) || (!list && strcmp(name, "search_path") != 0));
-		if (list)
-		{
-			FUZZ_ASSERT(strncmp(p, "', ", 3) == 0);
-			p += 3;
-		}
-		else
-		{
+			while (*p && *p != ' ' && n + 1 < sizeof(name))
+				name[n++] = *p++;
+			name[n] = '\0';
+			/* only the built-in tracked names, spelled as pgbun spells them */
+			FUZZ_ASSERT(params_tracked_name(name) && strcmp(params_tracked_name(name), name) == 0);
+			FUZZ_ASSERT(strcmp(name, "search_path") != 0);
 			FUZZ_ASSERT(strncmp(p, " = ", 3) == 0);
 			p += 3;
+			setname = name;
 		}
 		FUZZ_ASSERT(fuzz_decode_literal(&p, val, strlen(sql) + 1));
-		w = params_get(want, want_len, name);
+		w = params_get(want, want_len, setname);
 		FUZZ_ASSERT(w && strcmp(w, val) == 0);
 		if (list)
 		{
@@ -133,11 +140,27 @@ fuzz_check_set_sql(const char *sql, const char *want, uint16 want_len)
 			FUZZ_ASSERT(*p == ';');
 			p++;
 		}
+		statements++;
 	}
+	/* the server had nothing: one statement per wanted value */
+	FUZZ_ASSERT(statements == params_count(want, want_len));
+	free(lname);
 	free(val);
 }
 
-/* The tracked parameters of a startup packet, stored and turned into SQL as pgbun does. */
+/* Keep one setting as client_login.c does (a tracked name in its canonical spelling). */
+static bool
+fuzz_keep(char **block, uint16 *len, const char *name, const char *value)
+{
+	const char *tracked = params_tracked_name(name);
+
+	return params_set(block, len, tracked ? tracked : name, value);
+}
+
+/*
+ * The settings of a startup packet (plain ones and those of "options"),
+ * stored and turned into SQL as pgbun does for a server that holds nothing.
+ */
 static void
 fuzz_startup_params_sql(const char *const *names, const char *const *values, int n)
 {
@@ -145,21 +168,57 @@ fuzz_startup_params_sql(const char *const *names, const char *const *values, int
 	uint16		len = 0;
 	char		sql[16384];
 	int			rc;
+	const char *options = NULL;
+	ParamsState st;
 
 	for (int i = 0; i < n; i++)
 	{
-		const char *tracked = params_tracked_name(names[i]);
-
-		if (tracked && !params_set(&block, &len, tracked, values[i]))
-			break;				/* client.c: 53200, connection closed */
+		if (strcmp(names[i], "user") == 0 || strcmp(names[i], "database") == 0 ||
+			strcmp(names[i], "replication") == 0 || strncmp(names[i], "_pq_.", 5) == 0)
+			continue;
+		if (strcmp(names[i], "options") == 0)
+		{
+			options = values[i];
+			continue;
+		}
+		if (!fuzz_keep(&block, &len, names[i], values[i]))
+			goto done;			/* client_login.c: 53200, connection closed */
 	}
-	rc = params_build_set_sql(block, len, NULL, 0, NULL, 0, sql, sizeof(sql));
+	if (options && options[0])
+	{
+		size_t		cap = strlen(options) + 2;
+		char	   *pairs = malloc(cap);
+		char		err[256];
+		int			np;
+		const char *p;
+
+		if (!pairs)
+			abort();
+		np = startup_options_split(options, pairs, cap, err, sizeof(err));
+		p = pairs;
+		for (int i = 0; i < np; i++)
+		{
+			const char *v = p + strlen(p) + 1;
+			const char *tracked = params_tracked_name(p);
+
+			/* a plain parameter wins; the block never holds a name twice */
+			if (!params_get(block, len, tracked ? tracked : p) && !fuzz_keep(&block, &len, p, v))
+				break;
+			p = v + strlen(v) + 1;
+		}
+		free(pairs);
+	}
+	memset(&st, 0, sizeof(st));
+	st.want = block;
+	st.want_len = len;
+	rc = params_build_set_sql(&st, sql, sizeof(sql));
 	FUZZ_ASSERT(rc >= -1 && rc < (int) sizeof(sql));
 	if (rc >= 0)
 	{
 		FUZZ_ASSERT((size_t) rc == strlen(sql));
 		fuzz_check_set_sql(sql, block, len);
 	}
+done:
 	free(block);
 }
 

@@ -47,20 +47,38 @@ count_pairs(const char *block, uint16 len)
 #define CANARY_LEN 16
 #define CANARY_BYTE 0x5A
 
+/* A ParamsState of want / defaults / reported / set (each may be NULL, 0). */
+static ParamsState
+state_of(const char *want, uint16 wl, const char *defaults, uint16 dl,
+		 const char *reported, uint16 rl, const char *set, uint16 sl, bool dirty)
+{
+	ParamsState st;
+
+	st.want = want;
+	st.want_len = wl;
+	st.defaults = defaults;
+	st.defaults_len = dl;
+	st.reported = reported;
+	st.reported_len = rl;
+	st.set = set;
+	st.set_len = sl;
+	st.dirty = dirty;
+	return st;
+}
+
 /*
  * Run params_build_set_sql into a buffer of exactly cap usable bytes followed
  * by a canary; record a failure if anything past cap was touched. The result
  * is left in *sql (caller frees).
  */
 static int
-build_sql(const char *want, uint16 want_len, const char *have, uint16 have_len,
-		  const char *defaults, uint16 defaults_len, int cap, char **sql)
+build_sql(const ParamsState *st, int cap, char **sql)
 {
 	char	   *buf = malloc(cap + CANARY_LEN);
 	int			n;
 
 	memset(buf, CANARY_BYTE, cap + CANARY_LEN);
-	n = params_build_set_sql(want, want_len, have, have_len, defaults, defaults_len, buf, cap);
+	n = params_build_set_sql(st, buf, cap);
 	for (int i = cap; i < cap + CANARY_LEN; i++)
 		if ((unsigned char) buf[i] != CANARY_BYTE)
 		{
@@ -71,13 +89,12 @@ build_sql(const char *want, uint16 want_len, const char *have, uint16 have_len,
 	return n;
 }
 
-/* Check that want vs have (and defaults) produce exactly expected ("" = nothing to do). */
+/* Check that the state produces exactly expected ("" = nothing to do). */
 static void
-check_sql(int line, const char *want, uint16 want_len, const char *have, uint16 have_len,
-		  const char *defaults, uint16 defaults_len, const char *expected)
+check_st(int line, const ParamsState *st, const char *expected)
 {
 	char	   *sql;
-	int			n = build_sql(want, want_len, have, have_len, defaults, defaults_len, 4096, &sql);
+	int			n = build_sql(st, 4096, &sql);
 
 	if (n != (int) strlen(expected) || strcmp(sql, expected) != 0)
 	{
@@ -86,6 +103,16 @@ check_sql(int line, const char *want, uint16 want_len, const char *have, uint16 
 			   expected);
 	}
 	free(sql);
+}
+
+/* The common case: want vs the server's reported values, with the client's defaults. */
+static void
+check_sql(int line, const char *want, uint16 want_len, const char *have, uint16 have_len,
+		  const char *defaults, uint16 defaults_len, const char *expected)
+{
+	ParamsState st = state_of(want, want_len, defaults, defaults_len, have, have_len, NULL, 0, false);
+
+	check_st(line, &st, expected);
 }
 
 /* ---------------------------------------------------------- set / get */
@@ -222,7 +249,8 @@ test_params_tracked_name(void)
 {
 	static const char *const canonical[] = {
 		"application_name", "client_encoding", "DateStyle", "TimeZone", "IntervalStyle",
-		"standard_conforming_strings", "search_path", "extra_float_digits"
+		"standard_conforming_strings", "search_path", "extra_float_digits",
+		"default_transaction_read_only"
 	};
 
 	for (size_t i = 0; i < lengthof(canonical); i++)
@@ -261,11 +289,8 @@ test_sql_nothing_to_do(void)
 	block_of(&have, &hl, "application_name", "psql", "timezone", "UTC", "server_version", "15.0", NULL);
 	check_sql(__LINE__, want, wl, have, hl, NULL, 0, "");
 	check_sql(__LINE__, want, wl, have, hl, have, hl, "");
-	/* untracked names are never SET, whatever their values */
-	free(want);
-	block_of(&want, &wl, "TimeZone", "UTC", "application_name", "psql", "work_mem", "1GB", "server_version",
-			 "9.6", NULL);
-	check_sql(__LINE__, want, wl, have, hl, NULL, 0, "");
+	/* names the server reports that nobody carries (server_version) are never touched */
+	check_sql(__LINE__, NULL, 0, have, hl, have, hl, "");
 	free(want);
 	free(have);
 }
@@ -338,44 +363,68 @@ test_sql_defaults(void)
 				dl,
 				wl;
 
-	/* the client never set TimeZone: a server left elsewhere goes back to the pool's default */
-	block_of(&have, &hl, "TimeZone", "Europe/Paris", "application_name", "", NULL);
+	/* the client never set TimeZone: a server left elsewhere goes back to its welcome's value */
+	block_of(&have, &hl, "TimeZone", "Europe/Paris", "application_name", "", "DateStyle", "ISO, MDY", NULL);
 	block_of(&defaults, &dl, "TimeZone", "UTC", "application_name", "", "DateStyle", "ISO, MDY", NULL);
 	check_sql(__LINE__, NULL, 0, have, hl, defaults, dl, "SET TimeZone = 'UTC';");
 	/* ... unless it is already there */
 	free(have);
-	block_of(&have, &hl, "TimeZone", "UTC", NULL);
+	block_of(&have, &hl, "TimeZone", "UTC", "application_name", "", "DateStyle", "ISO, MDY", NULL);
 	check_sql(__LINE__, NULL, 0, have, hl, defaults, dl, "");
 	/* the client's own value wins over the default */
 	block_of(&want, &wl, "TimeZone", "Asia/Tokyo", NULL);
 	check_sql(__LINE__, want, wl, have, hl, defaults, dl, "SET TimeZone = 'Asia/Tokyo';");
 	free(want);
-	/* a default for a name the server does not report and the client never set: left alone */
+	/* a reported name neither the client nor its welcome has: left alone */
+	free(have);
+	block_of(&have, &hl, "TimeZone", "UTC", "application_name", "", "DateStyle", "ISO, MDY",
+			 "IntervalStyle", "sql_standard", NULL);
 	check_sql(__LINE__, NULL, 0, have, hl, defaults, dl, "");
 	free(have);
 	free(defaults);
 }
 
+/*
+ * search_path and extra_float_digits are not reported by PostgreSQL 15:
+ * pgbun's record of what it set is all it knows. A client that did not give
+ * one must not run with the previous client's (the leak of issue 8 item 1).
+ */
 static void
 test_sql_unreported(void)
 {
-	char	   *have,
+	char	   *reported,
 			   *defaults,
-			   *want;
-	uint16		hl,
+			   *want,
+			   *set = NULL;
+	uint16		rl,
 				dl,
-				wl;
+				wl,
+				sl = 0;
+	ParamsState st;
 
-	/* not reported by the server, not set by the client: nothing, even with a default */
-	block_of(&have, &hl, "TimeZone", "UTC", NULL);
-	block_of(&defaults, &dl, "search_path", "public", "extra_float_digits", "1", NULL);
-	check_sql(__LINE__, NULL, 0, have, hl, defaults, dl, "");
-	check_sql(__LINE__, NULL, 0, NULL, 0, defaults, dl, "");
-	/* set by the client but not reported by the server (PG15's search_path): always applied */
-	block_of(&want, &wl, "extra_float_digits", "3", NULL);
-	check_sql(__LINE__, want, wl, have, hl, defaults, dl, "SET extra_float_digits = '3';");
+	block_of(&reported, &rl, "TimeZone", "UTC", NULL);
+	block_of(&defaults, &dl, "TimeZone", "UTC", NULL);
+	/* never set anywhere: nothing to do */
+	st = state_of(NULL, 0, defaults, dl, reported, rl, NULL, 0, false);
+	check_st(__LINE__, &st, "");
+	/* client A sets both */
+	block_of(&want, &wl, "search_path", "evil", "extra_float_digits", "3", NULL);
+	st = state_of(want, wl, defaults, dl, reported, rl, set, sl, false);
+	check_st(__LINE__, &st, "SELECT pg_catalog.set_config('search_path', 'evil', false);SET extra_float_digits = '3';");
+	CHECK(params_note_set(&st, &set, &sl));
+	CHECK(params_count(set, sl) == 2 && strcmp(params_get(set, sl, "search_path"), "evil") == 0);
+	/* A again on the same server: nothing to do */
+	st = state_of(want, wl, defaults, dl, reported, rl, set, sl, false);
+	check_st(__LINE__, &st, "");
+	/* client B, with neither: both go back to the server's defaults */
+	st = state_of(NULL, 0, defaults, dl, reported, rl, set, sl, false);
+	check_st(__LINE__, &st, "RESET search_path;RESET extra_float_digits;");
+	CHECK(params_note_set(&st, &set, &sl));
+	CHECK(set == NULL && sl == 0);
+	st = state_of(NULL, 0, defaults, dl, reported, rl, set, sl, false);
+	check_st(__LINE__, &st, "");
 	free(want);
-	free(have);
+	free(reported);
 	free(defaults);
 }
 
@@ -405,6 +454,128 @@ test_sql_search_path(void)
 	free(want);
 }
 
+/* Startup GUCs and options a client gave: they follow it, and only it. */
+static void
+test_sql_own_params(void)
+{
+	char	   *a,
+			   *b,
+			   *set = NULL;
+	uint16		al,
+				bl,
+				sl = 0;
+	ParamsState st;
+
+	block_of(&a, &al, "statement_timeout", "5s", "myapp.user", "x'y", NULL);
+	block_of(&b, &bl, "idle_in_transaction_session_timeout", "1min", NULL);
+	st = state_of(a, al, NULL, 0, NULL, 0, set, sl, false);
+	check_st(__LINE__, &st,
+			 "SELECT pg_catalog.set_config('statement_timeout', '5s', false);"
+			 "SELECT pg_catalog.set_config('myapp.user', 'x''y', false);");
+	CHECK(params_note_set(&st, &set, &sl));
+	st = state_of(a, al, NULL, 0, NULL, 0, set, sl, false);
+	check_st(__LINE__, &st, "");
+	CHECK(params_client_fingerprint(a, al, NULL, 0) == params_server_fingerprint(NULL, 0, set, sl));
+	/* B gets its own, and A's are RESET (quoted: a custom name may hold a reserved word) */
+	st = state_of(b, bl, NULL, 0, NULL, 0, set, sl, false);
+	check_st(__LINE__, &st,
+			 "SELECT pg_catalog.set_config('idle_in_transaction_session_timeout', '1min', false);"
+			 "RESET \"statement_timeout\";RESET \"myapp.user\";");
+	CHECK(params_client_fingerprint(b, bl, NULL, 0) != params_server_fingerprint(NULL, 0, set, sl));
+	CHECK(params_note_set(&st, &set, &sl));
+	CHECK(params_count(set, sl) == 1);
+	CHECK(params_client_fingerprint(b, bl, NULL, 0) == params_server_fingerprint(NULL, 0, set, sl));
+	CHECK(params_client_fingerprint(a, al, NULL, 0) != params_server_fingerprint(NULL, 0, set, sl));
+	free(a);
+	free(b);
+	free(set);
+}
+
+/* A dirty server (a client's SET was seen): RESET ALL, then every value the client has. */
+static void
+test_sql_dirty(void)
+{
+	char	   *want,
+			   *reported,
+			   *set;
+	uint16		wl,
+				rl,
+				sl;
+	ParamsState st;
+
+	block_of(&want, &wl, "statement_timeout", "5s", "TimeZone", "UTC", NULL);
+	block_of(&reported, &rl, "TimeZone", "UTC", NULL);
+	block_of(&set, &sl, "statement_timeout", "5s", NULL);
+	st = state_of(want, wl, reported, rl, reported, rl, set, sl, false);
+	check_st(__LINE__, &st, "");
+	st.dirty = true;
+	check_st(__LINE__, &st,
+			 "RESET ALL;SET TimeZone = 'UTC';SELECT pg_catalog.set_config('statement_timeout', '5s', false);");
+	st = state_of(NULL, 0, reported, rl, reported, rl, set, sl, true);
+	check_st(__LINE__, &st, "RESET ALL;");
+	free(want);
+	free(reported);
+	free(set);
+}
+
+/* The conditional restore after the client's RESET / DISCARD ALL. */
+static void
+test_restore_sql(void)
+{
+	char	   *startup;
+	uint16		len;
+	char		out[512];
+
+	CHECK(params_build_restore_sql(NULL, 0, out, sizeof(out)) == 0);
+	block_of(&startup, &len, "application_name", "app", "statement_timeout", "5s", NULL);
+	CHECK(params_build_restore_sql(startup, len, out, sizeof(out)) == (int) strlen(out));
+	CHECK(strcmp(out,
+				 "SELECT pg_catalog.set_config(s.name, v.val, false) FROM (VALUES ('application_name', 'app'), "
+				 "('statement_timeout', '5s')) AS v(name, val) JOIN pg_catalog.pg_settings s "
+				 "ON lower(s.name) = lower(v.name) WHERE s.source <> 'session';") == 0);
+	/* too small: -1, never past the end */
+	for (int cap = 1; cap < (int) strlen(out) + 1; cap++)
+	{
+		char		small[512];
+
+		memset(small, CANARY_BYTE, sizeof(small));
+		CHECK(params_build_restore_sql(startup, len, small, cap) == -1);
+		for (int i = cap; i < (int) sizeof(small); i++)
+			if ((unsigned char) small[i] != CANARY_BYTE)
+			{
+				unit_fail(__FILE__, __LINE__, "restore SQL wrote past outcap");
+				break;
+			}
+	}
+	free(startup);
+}
+
+static void
+test_params_remove_and_snapshot(void)
+{
+	char	   *b;
+	uint16		len;
+	ParamSet   *ps;
+
+	block_of(&b, &len, "a", "1", "b", "2", "c", "3", NULL);
+	params_remove(&b, &len, "B");
+	CHECK_BYTES((const uint8_t *) b, len, (const uint8_t *) "a\0" "1\0c\0" "3", 8);
+	params_remove(&b, &len, "x");
+	CHECK(len == 8 && params_count(b, len) == 2);
+	params_remove(&b, &len, "a");
+	params_remove(&b, &len, "c");
+	CHECK(b == NULL && len == 0);
+	block_of(&b, &len, "TimeZone", "UTC", NULL);
+	ps = params_snapshot(b, len);
+	CHECK(ps && ps->refs == 1 && ps->len == len && memcmp(ps->data, b, len) == 0);
+	ps->refs++;
+	params_snapshot_release(ps);
+	CHECK(ps->refs == 1);
+	params_snapshot_release(ps);
+	params_snapshot_release(NULL);
+	free(b);
+}
+
 /*
  * Every capacity from 1 up: -1 while the SQL cannot fit, then exactly the
  * full text, and never a byte written past the capacity.
@@ -413,13 +584,14 @@ static void
 check_sql_every_cap(const char *want, uint16 wl, const char *have, uint16 hl)
 {
 	char	   *full;
-	int			full_len = build_sql(want, wl, have, hl, NULL, 0, 4096, &full);
+	ParamsState st = state_of(want, wl, NULL, 0, have, hl, NULL, 0, false);
+	int			full_len = build_sql(&st, 4096, &full);
 
 	CHECK(full_len > 0);
 	for (int cap = 1; cap <= full_len + 8; cap++)
 	{
 		char	   *sql;
-		int			n = build_sql(want, wl, have, hl, NULL, 0, cap, &sql);
+		int			n = build_sql(&st, cap, &sql);
 
 		if (cap <= full_len)
 			CHECK(n == -1);
@@ -449,7 +621,7 @@ test_sql_does_not_fit(void)
 		block_of(&want, &wl, "application_name", values[i], "TimeZone", values[i], NULL);
 		check_sql_every_cap(want, wl, have, hl);
 		free(want);
-		block_of(&want, &wl, "search_path", values[i], NULL);
+		block_of(&want, &wl, "search_path", values[i], "work_mem", values[i], NULL);
 		check_sql_every_cap(want, wl, have, hl);
 		free(want);
 	}
@@ -458,8 +630,9 @@ test_sql_does_not_fit(void)
 
 /*
  * Fingerprints: equal exactly when every tracked value agrees (a missing one
- * taken from the defaults), whatever the order and whatever untracked names
- * are in the block; cross-checked against params_build_set_sql.
+ * taken from the client's defaults), whatever the order and whatever
+ * untracked reported names are there; cross-checked against
+ * params_build_set_sql.
  */
 static void
 test_fingerprint(void)
@@ -467,28 +640,37 @@ test_fingerprint(void)
 	char	   *a, *b, *c, *d, *e, *defs;
 	uint16		al, bl, cl, dl, el, defl;
 	char		sql[512];
+	ParamsState st;
 
 	block_of(&a, &al, "TimeZone", "UTC", "DateStyle", "ISO, MDY", NULL);
-	block_of(&b, &bl, "DateStyle", "ISO, MDY", "foo", "bar", "TimeZone", "UTC", NULL);
+	block_of(&b, &bl, "DateStyle", "ISO, MDY", "server_version", "15", "TimeZone", "UTC", NULL);
 	block_of(&c, &cl, "TimeZone", "Asia/Tokyo", "DateStyle", "ISO, MDY", NULL);
 	block_of(&d, &dl, "DateStyle", "ISO, MDY", NULL);
 	block_of(&e, &el, "TimeZone", "", "DateStyle", "ISO, MDY", NULL);
 	block_of(&defs, &defl, "TimeZone", "UTC", NULL);
 
-	CHECK(params_fingerprint(a, al, NULL, 0) == params_fingerprint(b, bl, NULL, 0));
-	CHECK(params_build_set_sql(a, al, b, bl, NULL, 0, sql, sizeof(sql)) == 0);
-	CHECK(params_fingerprint(a, al, NULL, 0) != params_fingerprint(c, cl, NULL, 0));
-	CHECK(params_build_set_sql(c, cl, a, al, NULL, 0, sql, sizeof(sql)) > 0);
+	CHECK(params_client_fingerprint(a, al, NULL, 0) == params_server_fingerprint(b, bl, NULL, 0));
+	st = state_of(a, al, NULL, 0, b, bl, NULL, 0, false);
+	CHECK(params_build_set_sql(&st, sql, sizeof(sql)) == 0);
+	CHECK(params_client_fingerprint(c, cl, NULL, 0) != params_server_fingerprint(a, al, NULL, 0));
+	st = state_of(c, cl, NULL, 0, a, al, NULL, 0, false);
+	CHECK(params_build_set_sql(&st, sql, sizeof(sql)) > 0);
 	/* missing TimeZone: the default fills it in */
-	CHECK(params_fingerprint(d, dl, defs, defl) == params_fingerprint(a, al, NULL, 0));
-	CHECK(params_build_set_sql(d, dl, a, al, defs, defl, sql, sizeof(sql)) == 0);
-	CHECK(params_fingerprint(d, dl, NULL, 0) != params_fingerprint(a, al, NULL, 0));
+	CHECK(params_client_fingerprint(d, dl, defs, defl) == params_server_fingerprint(a, al, NULL, 0));
+	st = state_of(d, dl, defs, defl, a, al, NULL, 0, false);
+	CHECK(params_build_set_sql(&st, sql, sizeof(sql)) == 0);
+	CHECK(params_client_fingerprint(d, dl, NULL, 0) != params_server_fingerprint(a, al, NULL, 0));
 	/* an empty value is not an absent one */
-	CHECK(params_fingerprint(e, el, NULL, 0) != params_fingerprint(d, dl, NULL, 0));
+	CHECK(params_client_fingerprint(e, el, NULL, 0) != params_client_fingerprint(d, dl, NULL, 0));
 	/* the same value under another tracked name differs */
 	free(c);
 	block_of(&c, &cl, "application_name", "UTC", "DateStyle", "ISO, MDY", NULL);
-	CHECK(params_fingerprint(c, cl, NULL, 0) != params_fingerprint(a, al, NULL, 0));
+	CHECK(params_client_fingerprint(c, cl, NULL, 0) != params_server_fingerprint(a, al, NULL, 0));
+	/* an unreported value recorded by pgbun counts like a reported one */
+	free(c);
+	block_of(&c, &cl, "search_path", "s1", NULL);
+	CHECK(params_client_fingerprint(c, cl, NULL, 0) == params_server_fingerprint(NULL, 0, c, cl));
+	CHECK(params_client_fingerprint(NULL, 0, NULL, 0) != params_server_fingerprint(NULL, 0, c, cl));
 	free(a);
 	free(b);
 	free(c);
@@ -501,9 +683,10 @@ test_fingerprint(void)
 static void
 test_extra_parameters(void)
 {
-	char	   *want, *have = NULL, *none = NULL;
-	uint16		wl, hl = 0, nl = 0;
+	char	   *want, *set = NULL;
+	uint16		wl, sl = 0;
 	char		sql[512];
+	ParamsState st;
 
 	CHECK(params_set_extra("work_mem, bad-name", false) == -1);
 	CHECK(params_set_extra("work_mem;drop", false) == -1);
@@ -513,24 +696,28 @@ test_extra_parameters(void)
 	CHECK(params_tracked_name("WORK_MEM") && strcmp(params_tracked_name("WORK_MEM"), "work_mem") == 0);
 
 	block_of(&want, &wl, "work_mem", "1MB", NULL);
-	CHECK(params_build_set_sql(want, wl, have, hl, NULL, 0, sql, sizeof(sql)) > 0);
-	CHECK(strcmp(sql, "SET work_mem = '1MB';") == 0);
-	CHECK(params_fingerprint(want, wl, NULL, 0) != params_fingerprint(have, hl, NULL, 0));
-	CHECK(params_note_extra(want, wl, &have, &hl));
-	CHECK(params_build_set_sql(want, wl, have, hl, NULL, 0, sql, sizeof(sql)) == 0);
-	CHECK(params_fingerprint(want, wl, NULL, 0) == params_fingerprint(have, hl, NULL, 0));
+	st = state_of(want, wl, NULL, 0, NULL, 0, set, sl, false);
+	CHECK(params_build_set_sql(&st, sql, sizeof(sql)) > 0);
+	CHECK(strcmp(sql, "SELECT pg_catalog.set_config('work_mem', '1MB', false);") == 0);
+	CHECK(params_client_fingerprint(want, wl, NULL, 0) != params_server_fingerprint(NULL, 0, set, sl));
+	CHECK(params_note_set(&st, &set, &sl));
+	st = state_of(want, wl, NULL, 0, NULL, 0, set, sl, false);
+	CHECK(params_build_set_sql(&st, sql, sizeof(sql)) == 0);
+	CHECK(params_client_fingerprint(want, wl, NULL, 0) == params_server_fingerprint(NULL, 0, set, sl));
 
 	/* the next client never set it: back to the server's default */
-	CHECK(params_build_set_sql(none, nl, have, hl, NULL, 0, sql, sizeof(sql)) > 0);
-	CHECK(strcmp(sql, "RESET work_mem;") == 0);
-	CHECK(params_note_extra(none, nl, &have, &hl));
-	CHECK(params_build_set_sql(none, nl, have, hl, NULL, 0, sql, sizeof(sql)) == 0);
-	CHECK(params_fingerprint(none, nl, NULL, 0) == params_fingerprint(have, hl, NULL, 0));
+	st = state_of(NULL, 0, NULL, 0, NULL, 0, set, sl, false);
+	CHECK(params_build_set_sql(&st, sql, sizeof(sql)) > 0);
+	CHECK(strcmp(sql, "RESET \"work_mem\";") == 0);
+	CHECK(params_note_set(&st, &set, &sl));
+	st = state_of(NULL, 0, NULL, 0, NULL, 0, set, sl, false);
+	CHECK(params_build_set_sql(&st, sql, sizeof(sql)) == 0);
+	CHECK(params_client_fingerprint(NULL, 0, NULL, 0) == params_server_fingerprint(NULL, 0, set, sl));
 
 	CHECK(params_set_extra("", true) == 0);
 	CHECK(params_tracked_name("work_mem") == NULL);
 	free(want);
-	free(have);
+	free(set);
 }
 
 void
@@ -542,12 +729,16 @@ params_suite(void)
 	UNIT_RUN(test_params_many);
 	UNIT_RUN(test_params_too_big);
 	UNIT_RUN(test_params_tracked_name);
+	UNIT_RUN(test_params_remove_and_snapshot);
 	UNIT_RUN(test_sql_nothing_to_do);
 	UNIT_RUN(test_sql_timezone);
 	UNIT_RUN(test_sql_quoting);
 	UNIT_RUN(test_sql_defaults);
 	UNIT_RUN(test_sql_unreported);
 	UNIT_RUN(test_sql_search_path);
+	UNIT_RUN(test_sql_own_params);
+	UNIT_RUN(test_sql_dirty);
+	UNIT_RUN(test_restore_sql);
 	UNIT_RUN(test_sql_does_not_fit);
 	UNIT_RUN(test_fingerprint);
 	UNIT_RUN(test_extra_parameters);

@@ -1,0 +1,486 @@
+/*
+ * session.c - session parameters that are each client's own (session.h).
+ *
+ * Per client: its connect-time values (c->startup: startup packet and
+ * options, validated here against the server's GUCs), its wanted values
+ * (c->params: those, updated by the ParameterStatus its server reports
+ * while linked to it) and the welcome it was shown (c->welcome: the
+ * reported parameters' defaults).
+ *
+ * Per server: what it reported (s->params), what pgbun set there of the
+ * parameters it does not report (s->set; absent means the default), and
+ * whether a client's own SET or RESET may have changed anything pgbun cannot
+ * see (s->dirty: the next link starts with RESET ALL).
+ *
+ * A client's RESET / RESET ALL / DISCARD ALL sets c->reapply: once the
+ * server is at rest (ReadyForQuery 'I', nothing in flight) pgbun puts back
+ * the client's connect-time values of every parameter the server no longer
+ * holds as a session value, as PostgreSQL's own RESET does, and forwards
+ * the resulting ParameterStatus to the client.
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+
+#include "utils/guc.h"
+#include "utils/guc_tables.h"
+#include "utils/memutils.h"
+
+#include "params.h"
+#include "prepared.h"
+#include "session.h"
+
+/* Hidden SET/RESET text: fits the carried bounds (PARAMS_MAX_*) with room to spare. */
+#define SESSION_SQL_MAX (SBUF_SIZE - 1024)
+
+static char sql_buf[SESSION_SQL_MAX];
+
+/* Scratch memory for GUC value checks, reset after each one. */
+static MemoryContext check_cxt = NULL;
+
+/* ---- validation of connect-time settings ---- */
+
+/* The server's GUC of this name (any case), or NULL. */
+static struct config_generic *
+guc_find(const char *name)
+{
+	struct config_generic **vars = get_guc_variables();
+	int			n = GetNumConfigOptions();
+
+	for (int i = 0; i < n; i++)
+		if (vars[i] && pg_strcasecmp(vars[i]->name, name) == 0)
+			return vars[i];
+	return NULL;
+}
+
+/* A custom (extension) name: identifiers joined by dots, at least one dot, as PostgreSQL wants. */
+static bool
+custom_name_ok(const char *name)
+{
+	bool		dot = false;
+	bool		start = true;
+
+	for (const char *p = name; *p; p++)
+	{
+		unsigned char ch = (unsigned char) *p;
+
+		if (ch == '.')
+		{
+			if (start)
+				return false;
+			dot = true;
+			start = true;
+		}
+		else if (isalpha(ch) || ch == '_' || ch >= 0x80)
+			start = false;
+		else if (!start && (isdigit(ch) || ch == '$'))
+			continue;
+		else
+			return false;
+	}
+	return dot && !start;
+}
+
+typedef struct CheckFailure
+{
+	char		sqlstate[6];
+	char		message[256];
+} CheckFailure;
+
+static bool
+refuse(CheckFailure *f, const char *sqlstate, const char *fmt, const char *name)
+{
+	strlcpy(f->sqlstate, sqlstate, sizeof(f->sqlstate));
+	snprintf(f->message, sizeof(f->message), fmt, name);
+	return false;
+}
+
+/* Would SET name = value succeed for this client (bootstrap privileges, hooks run, nothing changed)? */
+static bool
+value_ok(const char *name, const char *value, CheckFailure *f)
+{
+	MemoryContext old;
+	volatile bool ok = true;
+
+	if (!check_cxt)
+		check_cxt = AllocSetContextCreate(TopMemoryContext, "pgbun startup settings",
+										  ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(check_cxt);
+	PG_TRY();
+	{
+		(void) set_config_option(name, value, PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SET,
+								 false, ERROR, false);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		MemoryContextSwitchTo(check_cxt);
+		ed = CopyErrorData();
+		FlushErrorState();
+		strlcpy(f->sqlstate, unpack_sql_state(ed->sqlerrcode), sizeof(f->sqlstate));
+		strlcpy(f->message, ed->message ? ed->message : "invalid value", sizeof(f->message));
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(check_cxt);
+	return ok;
+}
+
+/*
+ * May a session of this role carry name = value? The rules of PostgreSQL's
+ * SET, plus what pgbun cannot carry across server connections. *canonical
+ * is the server's spelling of the name.
+ */
+static bool
+setting_ok(const char *name, const char *value, bool superuser, const char **canonical,
+		   CheckFailure *f)
+{
+	struct config_generic *rec = guc_find(name);
+
+	*canonical = name;
+	if (!rec || (rec->flags & GUC_CUSTOM_PLACEHOLDER))
+	{
+		/* an extension's setting the worker does not know: a placeholder, as PostgreSQL accepts */
+		if (!custom_name_ok(name))
+			return refuse(f, "42704", "unrecognized configuration parameter \"%s\"", name);
+		if (pg_strncasecmp(name, "pgbun.", 6) == 0)
+			return refuse(f, "42602", "invalid configuration parameter name \"%s\": \"pgbun\" is a reserved prefix", name);
+		return true;
+	}
+	*canonical = rec->name;
+	if (rec->flags & GUC_NO_RESET_ALL)
+		return refuse(f, "0A000", "parameter \"%s\" cannot be carried across pooled server connections", rec->name);
+	switch (rec->context)
+	{
+		case PGC_INTERNAL:
+			return refuse(f, "55P02", "parameter \"%s\" cannot be changed", rec->name);
+		case PGC_POSTMASTER:
+			return refuse(f, "55P02", "parameter \"%s\" cannot be changed without restarting the server", rec->name);
+		case PGC_SIGHUP:
+			return refuse(f, "55P02", "parameter \"%s\" cannot be changed now", rec->name);
+		case PGC_SU_BACKEND:
+			if (!superuser)
+				return refuse(f, "42501", "permission denied to set parameter \"%s\"", rec->name);
+			/* FALLTHROUGH */
+		case PGC_BACKEND:
+			return refuse(f, "55P02", "parameter \"%s\" can only be set when a session starts, and pgbun's server connections are shared", rec->name);
+		case PGC_SUSET:
+			if (!superuser)
+				return refuse(f, "42501", "permission denied to set parameter \"%s\"", rec->name);
+			break;
+		case PGC_USERSET:
+			break;
+	}
+	return value_ok(rec->name, value, f);
+}
+
+bool
+session_client_login(Client *c, bool superuser)
+{
+	char	   *nb = NULL;
+	uint16		nl = 0;
+
+	for (const char *p = c->params; p && p < c->params + c->params_len;)
+	{
+		const char *v = p + strlen(p) + 1;
+		const char *canonical;
+		CheckFailure f;
+
+		if (!setting_ok(p, v, superuser, &canonical, &f))
+		{
+			free(nb);
+			client_close(c, f.sqlstate, "%s", f.message);
+			return false;
+		}
+		if (!params_set(&nb, &nl, canonical, v))
+		{
+			free(nb);
+			client_close(c, "53200", "out of memory for startup parameters");
+			return false;
+		}
+		p = v + strlen(v) + 1;
+	}
+	free(c->params);
+	c->params = nb;
+	c->params_len = nl;
+	c->params_fp_valid = false;
+	c->startup = nl ? malloc(nl) : NULL;
+	if (nl && !c->startup)
+	{
+		client_close(c, "53200", "out of memory for startup parameters");
+		return false;
+	}
+	if (nl)
+		memcpy(c->startup, nb, nl);
+	c->startup_len = nl;
+	return true;
+}
+
+void
+session_client_welcomed(Client *c)
+{
+	if (!c->welcome && c->pool->welcome)
+	{
+		c->welcome = c->pool->welcome;
+		c->welcome->refs++;
+		c->params_fp_valid = false;
+	}
+}
+
+void
+session_client_free(Client *c)
+{
+	free(c->startup);
+	c->startup = NULL;
+	params_snapshot_release(c->welcome);
+	c->welcome = NULL;
+}
+
+/* ---- linking ---- */
+
+static ParamsState
+state_for(Server *s, const char *want, uint16 want_len, Client *c)
+{
+	ParamsState st;
+
+	st.want = want;
+	st.want_len = want_len;
+	st.defaults = c->welcome ? c->welcome->data : NULL;
+	st.defaults_len = c->welcome ? c->welcome->len : 0;
+	st.reported = s->params;
+	st.reported_len = s->params_len;
+	st.set = s->set;
+	st.set_len = s->set_len;
+	st.dirty = s->dirty;
+	return st;
+}
+
+int
+session_link(Server *s, Client *c)
+{
+	ParamsState st;
+	int			n;
+
+	if (c->reapply)
+	{
+		/*
+		 * Its RESET / DISCARD ALL could not be followed up on the old server
+		 * (it was never at rest): its connect-time values are what it wants.
+		 */
+		c->reapply = false;
+		for (const char *p = c->startup; p && p < c->startup + c->startup_len;)
+		{
+			const char *v = p + strlen(p) + 1;
+
+			(void) params_set(&c->params, &c->params_len, p, v);
+			p = v + strlen(v) + 1;
+		}
+		c->params_fp_valid = false;
+	}
+	if (!s->dirty)
+	{
+		/* the common case, nothing to SET, decided by comparing two cached hashes */
+		if (!c->params_fp_valid)
+		{
+			c->params_fp = params_client_fingerprint(c->params, c->params_len,
+													 c->welcome ? c->welcome->data : NULL,
+													 c->welcome ? c->welcome->len : 0);
+			c->params_fp_valid = true;
+		}
+		if (!s->params_fp_valid)
+		{
+			s->params_fp = params_server_fingerprint(s->params, s->params_len, s->set, s->set_len);
+			s->params_fp_valid = true;
+		}
+		if (c->params_fp == s->params_fp)
+			return 0;
+	}
+	st = state_for(s, c->params, c->params_len, c);
+	n = params_build_set_sql(&st, sql_buf, sizeof(sql_buf));
+	if (n <= 0)
+		return n;
+	if (!server_queue_query(s, sql_buf))
+		return -1;
+	/* the server will not report the unreported ones: remember what it was told */
+	s->dirty = !params_note_set(&st, &s->set, &s->set_len);
+	s->params_fp_valid = false;
+	return 1;
+}
+
+/* ---- what the server says ---- */
+
+bool
+session_parameter_status(Server *s, const uint8 *msg, uint32 size, bool hidden)
+{
+	ProtoReader r;
+	const char *name;
+	const char *value;
+	const char *key;
+	const char *old;
+	Client	   *c = s->link;
+
+	proto_reader_init(&r, msg + PROTO_HDR_LEN, size - PROTO_HDR_LEN);
+	name = proto_read_string(&r);
+	value = proto_read_string(&r);
+	if (r.error)
+		return false;
+	(void) params_set(&s->params, &s->params_len, name, value);
+	s->params_fp_valid = false;
+	if (!c)
+		return false;
+	/* a tracked name, or one of the client's own */
+	key = params_tracked_name(name);
+	old = params_get(c->params, c->params_len, key ? key : name);
+	if (!key && !old)
+		return false;
+	if (!key)
+		key = name;
+	if (hidden)
+	{
+		/*
+		 * pgbun's own SET for this client: what the client wants already,
+		 * except where it puts back a value the client's RESET took away,
+		 * or spells it as the server does. Those the client must see.
+		 */
+		if (!old || strcmp(old, value) == 0)
+			return false;
+	}
+	(void) params_set(&c->params, &c->params_len, key, value);
+	c->params_fp_valid = false;
+	return hidden;
+}
+
+void
+session_command_complete(Server *s, const char *tag)
+{
+	Client	   *c = s->link;
+
+	if (strcmp(tag, "SET") == 0)
+	{
+		/* SET of a parameter the server does not report: its value is unknown from now on */
+		s->dirty = true;
+	}
+	else if (strcmp(tag, "RESET") == 0)
+	{
+		/* RESET x or RESET ALL: which one, and whether it is rolled back, pgbun cannot tell */
+		s->dirty = true;
+		if (c)
+			c->reapply = true;
+	}
+	else if (strcmp(tag, "DISCARD ALL") == 0)
+	{
+		/* never inside a transaction block: every setting is at its default now */
+		free(s->set);
+		s->set = NULL;
+		s->set_len = 0;
+		s->dirty = false;
+		s->params_fp_valid = false;
+		if (c)
+			c->reapply = true;
+	}
+}
+
+/* Queue the restore of c's connect-time values on s (at rest). true: queued. */
+static bool
+queue_restore(Server *s, Client *c)
+{
+	int			n;
+
+	c->reapply = false;
+	n = params_build_restore_sql(c->startup, c->startup_len, sql_buf, sizeof(sql_buf));
+	if (n <= 0 || !server_queue_query(s, sql_buf))
+		return false;
+	if (!s->dirty)
+	{
+		/* after DISCARD ALL nothing is a session value: every connect-time value is set again */
+		ParamsState st = state_for(s, c->startup, c->startup_len, c);
+
+		s->dirty = !params_note_set(&st, &s->set, &s->set_len);
+	}
+	s->params_fp_valid = false;
+	(void) sbuf_flush_out(&s->sb);	/* a failed write shows up on the next one */
+	return true;
+}
+
+void
+session_ready(Server *s)
+{
+	Client	   *c = s->link;
+
+	/*
+	 * Only outside a transaction (a rolled-back RESET needs no restore, and
+	 * pgbun's query must not run in, or break, the client's transaction)
+	 * and with nothing of the client's in flight, so the hidden answers
+	 * come next.
+	 */
+	if (!c || !c->reapply || s->tx_status != 'I' || s->busy || s->copy_in ||
+		s->hidden_rfq > 0 || sbuf_has_pending_forward(&c->sb) || !prepared_queue_empty(s))
+		return;
+	(void) queue_restore(s, c);
+}
+
+bool
+session_before_release(Server *s)
+{
+	Client	   *c = s->link;
+
+	if (!c || !c->reapply || s->tx_status != 'I' || s->hidden_rfq > 0)
+		return false;
+	return queue_restore(s, c);
+}
+
+void
+session_hidden_error(Server *s)
+{
+	s->dirty = true;
+}
+
+void
+session_server_reset(Server *s, const char *query)
+{
+	const char *q = query;
+	size_t		n;
+
+	while (isspace((unsigned char) *q))
+		q++;
+	n = strlen(q);
+	while (n > 0 && (isspace((unsigned char) q[n - 1]) || q[n - 1] == ';'))
+		n--;
+	if ((n == 11 && pg_strncasecmp(q, "DISCARD ALL", 11) == 0) ||
+		(n == 9 && pg_strncasecmp(q, "RESET ALL", 9) == 0))
+	{
+		free(s->set);
+		s->set = NULL;
+		s->set_len = 0;
+		s->dirty = false;
+	}
+	else
+		s->dirty = true;		/* some other reset query: nothing is known */
+	s->params_fp_valid = false;
+}
+
+void
+session_server_login(Server *s)
+{
+	Pool	   *pool = s->pool;
+	ParamSet   *ps;
+
+	/* ALTER ROLE / DATABASE ... SET shows up here: new clients get the new defaults */
+	if (pool->welcome && pool->welcome->len == s->params_len &&
+		(s->params_len == 0 || memcmp(pool->welcome->data, s->params, s->params_len) == 0))
+		return;
+	ps = params_snapshot(s->params, s->params_len);
+	if (!ps)
+		return;					/* keep the old one */
+	params_snapshot_release(pool->welcome);
+	pool->welcome = ps;
+}
+
+void
+session_server_free(Server *s)
+{
+	free(s->set);
+	s->set = NULL;
+}
