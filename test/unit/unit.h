@@ -42,5 +42,7 @@ void		proto_suite(void);
 void		scram_suite(void);
 void		params_suite(void);
 void		throttle_suite(void);
+void		track_suite(void);
+void		sbuf_suite(void);
 
 #endif							/* PGBUN_UNIT_H */

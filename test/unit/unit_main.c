@@ -79,6 +79,8 @@ main(void)
 	scram_suite();
 	params_suite();
 	throttle_suite();
+	track_suite();
+	sbuf_suite();
 
 	printf("%d passed, %d failed\n", unit_passed, unit_failed);
 	fflush(stdout);
