@@ -56,6 +56,7 @@ typedef struct ServerStmts
 #define REQ_USES	0x02		/* a Bind/Describe of statement data: a 26000 means the server lost it */
 #define REQ_UNNAMED 0x04		/* a Parse of the unnamed statement; data is its Client.unnamed_id */
 #define REQ_CLOSED	0x08		/* pgbun's CloseComplete for a client name; data: the statement to give back if skipped */
+#define REQ_ABORTED 0x10		/* pgbun's error is 25P02 (failed transaction block), not 42P05 */
 
 #define STMT_BUCKETS 4096
 #define SERVER_NAME_MAX 32
@@ -373,7 +374,7 @@ owe_stmt(Server *s, char type, uint8 flags, char synth, uint8 uflags, PreparedSt
  * the client's name for it, forgotten again if the Parse fails.
  */
 static bool
-ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *client_name)
+ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *client_name, bool close_first)
 {
 	ServerStmts *ss = s->stmts;
 	ServerStmt *have = server_find(s, st);
@@ -419,7 +420,7 @@ ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *cli
 		ss->cap = ncap;
 	}
 	nlen = server_name(st, name);
-	if (s->stmts_unsure)
+	if (s->stmts_unsure || close_first)
 	{
 		/* a DEALLOCATE of unknown names ran here: it may or may not be there */
 		closebody[0] = 'S';
@@ -497,14 +498,47 @@ prepared_answers_waiting(Server *s)
 	return track_synth_due(&s->tracker);
 }
 
-/* pgbun's 42P05, worded as PostgreSQL words it. */
+/* pgbun's 42P05 (or 25P02 in a failed transaction block), worded as PostgreSQL words it. */
 static bool
-put_duplicate_error(ProtoBuf *pb, const char *name)
+put_duplicate_error(ProtoBuf *pb, const char *name, bool aborted)
 {
 	char		msg[NAMEDATALEN * 2 + 64];
 
+	if (aborted)
+		return proto_put_error(pb, false, "25P02",
+							   "current transaction is aborted, commands ignored until end of transaction block",
+							   NULL, NULL);
 	snprintf(msg, sizeof(msg), "prepared statement \"%s\" already exists", name ? name : "");
 	return proto_put_error(pb, false, "42P05", msg, NULL, NULL);
+}
+
+/*
+ * Does the query text start with a statement PostgreSQL accepts in a failed
+ * transaction block (IsTransactionExitStmt: COMMIT, ROLLBACK, END, ABORT)?
+ */
+static bool
+is_exit_statement(const uint8 *p, const uint8 *end)
+{
+	static const char *const words[] = {"COMMIT", "ROLLBACK", "END", "ABORT"};
+
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	for (int i = 0; i < lengthof(words); i++)
+	{
+		size_t		n = strlen(words[i]);
+
+		if ((size_t) (end - p) >= n && pg_strncasecmp((const char *) p, words[i], n) == 0 &&
+			((size_t) (end - p) == n || !isalnum(p[n])))
+			return true;
+	}
+	return false;
+}
+
+/* The transaction block is failed (last ReadyForQuery 'E'): Parses fail with 25P02. */
+static bool
+in_failed_block(const Server *s)
+{
+	return s->tracker.status == 'E';
 }
 
 void
@@ -524,7 +558,7 @@ prepared_emit_answers(Server *s)
 		if (!sbuf_out_begin(&c->sb, &pb))
 			return;
 		if (h->synth == 'E')
-			(void) put_duplicate_error(&pb, h->name);
+			(void) put_duplicate_error(&pb, h->name, (h->uflags & REQ_ABORTED) != 0);
 		else
 			put_header(&pb, h->synth, 4);
 		if (pb.overflow)
@@ -650,13 +684,13 @@ forward_plain(Client *c, Server *s, char type)
  * would skip it. The error is given in order, when it reaches the head.
  */
 static PktAction
-duplicate_parse(Client *c, Server *s, const char *name)
+duplicate_parse(Client *c, Server *s, const char *name, bool aborted)
 {
 	char	   *copy = strdup(name);
 
 	if (!copy)
 		return client_error(c, "out of memory for prepared statements");
-	if (!owe(s, 'P', TRACK_SYNTH, 'E', 0, NULL, copy))
+	if (!owe(s, 'P', TRACK_SYNTH, 'E', aborted ? REQ_ABORTED : 0, NULL, copy))
 	{
 		free(copy);
 		return client_full(c);
@@ -715,7 +749,11 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 					return PKT_FORWARD;
 				}
 				if (client_find(c, name))
-					return duplicate_parse(c, s, name);
+				{
+					/* in a failed transaction block the backend says 25P02 before it looks at the name */
+					return duplicate_parse(c, s, name,
+										   in_failed_block(s) && !is_exit_statement(rest, end));
+				}
 				if (sbuf_has_unflushed(&c->sb))
 					return PKT_STOP;	/* earlier messages go out first */
 				st = stmt_lookup_or_add(rest, (uint32) (end - rest));
@@ -729,12 +767,23 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 					return client_error(c, "out of memory for prepared statements");
 				}
 				pg_atomic_fetch_add_u64(&pool_stats(s)->client_parse_count, 1);
-				if (server_find(s, st))
+				if (server_find(s, st) && in_failed_block(s))
+				{
+					/*
+					 * A failed transaction block: only the server can say
+					 * whether this Parse fails (25P02, or not for ROLLBACK):
+					 * Close and Parse it there again, for real.
+					 */
+					server_forget(s, st);
+					if (!ensure_on_server(s, st, 0, name, true))
+						return client_error(c, "out of memory for prepared statements");
+				}
+				else if (server_find(s, st))
 				{
 					char	   *cname = strdup(name);
 
 					/* the server has it already: pgbun answers ParseComplete itself */
-					if (!cname || !ensure_on_server(s, st, 0, NULL) ||
+					if (!cname || !ensure_on_server(s, st, 0, NULL, false) ||
 						!owe_stmt(s, 'P', TRACK_SYNTH, '1', 0, st, cname))
 					{
 						free(cname);
@@ -742,7 +791,7 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 					}
 					prepared_emit_answers(s);
 				}
-				else if (!ensure_on_server(s, st, 0, name))
+				else if (!ensure_on_server(s, st, 0, name, false))
 					return client_error(c, "out of memory for prepared statements");
 				return PKT_CONSUME;
 			}
@@ -773,7 +822,7 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 					return forward_plain(c, s, 'B');	/* unknown: the server answers as PostgreSQL does */
 				if (sbuf_has_unflushed(&c->sb))
 					return PKT_STOP;
-				if (!ensure_on_server(s, cs->stmt, TRACK_HIDE, NULL))
+				if (!ensure_on_server(s, cs->stmt, TRACK_HIDE, NULL, false))
 					return client_error(c, "out of memory for prepared statements");
 				pg_atomic_fetch_add_u64(&pool_stats(s)->bind_count, 1);
 				snlen = server_name(cs->stmt, sname);
@@ -850,7 +899,7 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 					char		dbody[SERVER_NAME_MAX + 1];
 					int			snlen;
 
-					if (!ensure_on_server(s, cs->stmt, TRACK_HIDE, NULL))
+					if (!ensure_on_server(s, cs->stmt, TRACK_HIDE, NULL, false))
 						return client_error(c, "out of memory for prepared statements");
 					dbody[0] = 'S';
 					snlen = server_name(cs->stmt, dbody + 1);
@@ -914,7 +963,7 @@ prepared_unlinked_message(Client *c, const ProtoHeader *hdr, const uint8 *msg, u
 				ProtoBuf	pb;
 
 				/* 42P05 at once: nothing is in flight; the rest up to Sync is dropped */
-				if (!sbuf_out_begin(&c->sb, &pb) || !put_duplicate_error(&pb, name))
+				if (!sbuf_out_begin(&c->sb, &pb) || !put_duplicate_error(&pb, name, false))
 					return PKT_STOP;
 				sbuf_out_commit(&c->sb, &pb);
 				c->skip_till_sync = true;

@@ -235,6 +235,7 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 	Server	   *s = owner;
 	uint32		size = proto_msg_size(hdr);
 	PktAction	forward = PKT_FORWARD;
+	char		detail = 0;
 
 	if (s->hidden_rfq > 0)
 	{
@@ -314,7 +315,11 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 	if (hdr->type == 'E')
 		error_sqlstate(msg + PROTO_HDR_LEN, avail - PROTO_HDR_LEN, s->last_sqlstate);
 
-	switch (track_server(&s->tracker, hdr->type, hdr->len >= 5 && avail > PROTO_HDR_LEN ? (char) msg[PROTO_HDR_LEN] : 'I'))
+	if (hdr->type == 'Z')
+		detail = hdr->len >= 5 ? (char) msg[PROTO_HDR_LEN] : 'I';
+	else if (hdr->type == 'E' && strcmp(s->last_sqlstate, "08P01") == 0)
+		detail = TRACK_ERR_PROTOCOL;
+	switch (track_server(&s->tracker, hdr->type, detail))
 	{
 		case TRACK_CONSUME:
 			return track_synth_due(&s->tracker) ? PKT_CONSUME_STOP : PKT_CONSUME;
@@ -324,16 +329,16 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 				char		desc[128];
 
 				s->lost_logged = true;
-				ereport(LOG, (errmsg("pgbun: server message '%c' matches no request (%s); the connection will not be reused",
+				ereport(LOG, (errmsg("pgbun: a server answer matched no request: '%c' (%s); the connection will not be reused",
 									 hdr->type, track_describe(&s->tracker, desc, sizeof(desc)))));
 			}
-			if (s->rewrite)
+			if (s->rewrite || s->link_mode != POOL_MODE_SESSION)
 			{
-				/* pgbun's own answers can no longer be placed: close */
+				/* pgbun's own answers can no longer be placed, nor the server shared: close */
 				s->lost_track = true;
 				return PKT_STOP;
 			}
-			break;
+			break;			/* session mode: forward; closed when the client leaves */
 		default:
 			break;
 	}
@@ -452,7 +457,7 @@ again:
 		case PUMP_STOPPED:
 			if (s->lost_track)
 			{
-				ereport(LOG, (errmsg("pgbun: a server answer matched no request; closing the connection")));
+				ereport(LOG, (errmsg("pgbun: lost track of a shared server connection; closing it")));
 				server_close(s, "protocol tracking lost");
 				return;
 			}
@@ -586,6 +591,12 @@ server_release(Server *s)
 	if (!server_at_rest(s) ||
 		sbuf_has_pending_forward(&s->sb) || sbuf_out_pending(&s->sb) || W->shutting_down)
 	{
+		{
+			char		desc[128];
+
+			ereport(DEBUG1, (errmsg("pgbun: released while not idle: tx_status=%c hidden=%d %s", s->tx_status,
+									s->hidden_rfq, track_describe(&s->tracker, desc, sizeof(desc)))));
+		}
 		server_close(s, "released while not idle");
 		return;
 	}

@@ -156,9 +156,26 @@ track_client(Track *t, char type, uint8_t flags, char synth, uint8_t uflags, voi
 static void
 start_skip(Track *t)
 {
-	pop_head(t, TRACK_FAILED);
-	while (t->count > 0 && t->ring[t->head].type != 'S')
-		pop_head(t, TRACK_SKIPPED);
+	uint32_t	n = 1;
+
+	while (n < t->count && t->ring[(t->head + n) % TRACK_MAX_OWED].type != 'S')
+		n++;
+	/*
+	 * Newest first: the owner changed its state for each of these when it
+	 * was sent, and undoes those changes in reverse (a skipped Close gives
+	 * back a name before the failed Parse that made it takes it away).
+	 */
+	for (uint32_t i = n; i-- > 0;)
+	{
+		TrackEntry *e = &t->ring[(t->head + i) % TRACK_MAX_OWED];
+
+		if (e->flags & TRACK_EXT)
+			t->ext_owed--;
+		if (t->drop)
+			t->drop(t->owner, t, e, i == 0 ? TRACK_FAILED : TRACK_SKIPPED);
+	}
+	t->head = (t->head + n) % TRACK_MAX_OWED;
+	t->count -= n;
 	if (t->count == 0)
 		t->skipping = true;
 }
@@ -174,15 +191,35 @@ start_skip(Track *t)
  * CopyFail gets no answer either way. A non-COPY message right after the
  * last Sync with no CopyData before it is the one that failed the COPY
  * (consumed); after CopyData it is ambiguous in simple mode, and skipped
- * anyway in extended mode.
+ * anyway in extended mode. An error with no COPY message sent yet failed
+ * before the COPY read anything (unless it is the protocol violation of a
+ * non-COPY message sent into it).
  */
 static bool
-end_copy(Track *t, bool ok)
+end_copy(Track *t, bool ok, bool protocol_error)
 {
 	bool		data = false;
 	bool		extended = (t->ring[t->head].type == 'E');
+	bool		copy_sent = t->data_pending;
+	bool		other_sent = false;
 
 	t->copy_in = false;
+	for (uint32_t i = 1; i < t->count; i++)
+	{
+		TrackEntry *e = &t->ring[(t->head + i) % TRACK_MAX_OWED];
+
+		copy_sent |= (e->flags & TRACK_DATA) || e->type == 'c' || e->type == 'f';
+		other_sent |= (e->type != 'S' && e->type != 'c' && e->type != 'f');
+	}
+	if (!ok && !copy_sent && !(protocol_error && other_sent))
+	{
+		/*
+		 * It failed before the client sent anything for it (COPY into a view
+		 * fails right after CopyInResponse): the backend read none of what
+		 * followed, its main loop gets it all, Syncs included.
+		 */
+		return true;
+	}
 	while (t->count > 1)
 	{
 		TrackEntry *e = &t->ring[(t->head + 1) % TRACK_MAX_OWED];
@@ -216,8 +253,10 @@ end_copy(Track *t, bool ok)
 }
 
 TrackVerdict
-track_server(Track *t, char type, char status)
+track_server(Track *t, char type, char detail)
 {
+	char		status = detail;
+
 	TrackEntry *h;
 
 	settle(t);
@@ -240,13 +279,13 @@ track_server(Track *t, char type, char status)
 		switch (type)
 		{
 			case 'C':
-				if (!end_copy(t, true))
+				if (!end_copy(t, true, false))
 					break;
 				if (t->ring[t->head].type == 'E')
 					pop_head(t, TRACK_ANSWERED);
 				return TRACK_FORWARD;
 			case 'E':
-				if (!end_copy(t, false))
+				if (!end_copy(t, false, detail == TRACK_ERR_PROTOCOL))
 					break;
 				if (t->ring[t->head].type == 'E')
 					start_skip(t);

@@ -30,7 +30,10 @@
  * Sync that got its ReadyForQuery, and that ReadyForQuery said idle ('I').
  *
  * The layer above (prepared.c) tags entries with its own data and learns
- * each entry's fate through a callback when it leaves the ring.
+ * each entry's fate through a callback when it leaves the ring. Entries an
+ * error made the backend skip are reported newest first, the failed one
+ * last, so that changes made speculatively when they were sent can be
+ * undone in reverse.
  */
 #ifndef PGBUN_TRACK_H
 #define PGBUN_TRACK_H
@@ -121,10 +124,12 @@ extern TrackPush track_client(Track *t, char type, uint8_t flags, char synth, ui
 							  void *data, char *name);
 
 /*
- * A server message; status is the ReadyForQuery status byte (ignored for
- * other types).
+ * A server message. detail: for ReadyForQuery its status byte; for
+ * ErrorResponse TRACK_ERR_PROTOCOL when its SQLSTATE is 08P01 (a COPY in
+ * progress failed on a message that is not COPY data), else anything.
  */
-extern TrackVerdict track_server(Track *t, char type, char status);
+#define TRACK_ERR_PROTOCOL 'P'
+extern TrackVerdict track_server(Track *t, char type, char detail);
 
 /* The entry at the head (oldest owed), or NULL. */
 static inline TrackEntry *

@@ -55,6 +55,7 @@ CREATE DATABASE modedb OWNER alice;
 $node->safe_psql('trackdb', q{
 SET ROLE alice;
 CREATE TABLE copy_t (i int);
+CREATE VIEW copy_v AS SELECT * FROM copy_t;
 CREATE TABLE dc (i int UNIQUE DEFERRABLE INITIALLY DEFERRED);
 });
 my %alice = (user => 'alice', password => 'alice-pw');
@@ -158,6 +159,22 @@ sub read_z
 	$c->send_bytes(copy_data("x\n") . copy_data("5\n") . copy_done() . sync_msg());
 	is(shape(read_until($c, 'Z')), 'E[22P02]Z', 'bad row in extended COPY: the error, one ReadyForQuery');
 	next_client_served('extended COPY with a bad row');
+
+	# COPY into a view: it fails (after CopyInResponse?) before reading anything
+	my $vseq = parse_msg('', 'COPY copy_v FROM STDIN') . bind_msg('', '') . execute_msg('') . sync_msg();
+	my $rest = copy_data("1\n") . copy_done() . sync_msg();
+	my $d = login_direct();
+	$d->send_bytes($vseq);
+	my $want1 = shape(read_z($d, 1));
+	$d->send_bytes($rest);
+	my $want2 = shape(read_z($d, 1, 2));
+	$d->terminate;
+	note("direct: COPY into a view: $want1 then $want2");
+	$c->send_bytes($vseq);
+	is(shape(read_z($c, 1)), $want1, "COPY into a view, extended: as direct ($want1)");
+	$c->send_bytes($rest);
+	is(shape(read_z($c, 1, 2)), $want2, "then data, CopyDone, Sync: as direct ($want2)");
+	next_client_served('extended COPY into a view');
 
 	# COPY TO STDOUT, extended then simple
 	$c->send_bytes(parse_msg('', 'COPY (SELECT 1 UNION ALL SELECT 2) TO STDOUT') . bind_msg('', '')

@@ -156,7 +156,7 @@ test_error_skips_to_sync(void)
 	CHECK(t.count == 1 && track_head(&t)->type == 'S');
 	server(&t, "Z", 'I');
 	CHECK(track_at_rest(&t));
-	CHECK(strcmp(fates, "P+B!Q-S+") == 0);
+	CHECK(strcmp(fates, "P+Q-B!S+") == 0);	/* what did not happen: newest first */
 	track_free(&t);
 }
 
@@ -275,9 +275,20 @@ test_copy_pipelined_and_out(void)
 	server(&t, "GCZ", 'I');
 	server(&t, "TDCZ", 'I');
 	CHECK(track_at_rest(&t));
-	/* a query sent into the COPY instead of data fails it and is consumed */
+	/* a query sent into the COPY instead of data fails it (08P01) and is consumed */
 	client(&t, "QQ");
-	server(&t, "GEZ", 'I');
+	server(&t, "G", 'I');
+	server(&t, "E", TRACK_ERR_PROTOCOL);
+	server(&t, "Z", 'I');
+	CHECK(track_at_rest(&t));
+	/* a COPY failing before it reads anything (into a view): the Sync is the main loop's */
+	client(&t, "PBES");
+	server(&t, "12GE", 'I');
+	CHECK(t.count == 1 && track_head(&t)->type == 'S');
+	server(&t, "Z", 'I');
+	CHECK(track_at_rest(&t));
+	client(&t, "dcS");
+	server(&t, "Z", 'I');
 	CHECK(track_at_rest(&t));
 	/* COPY TO STDOUT in both protocols, and a COPY BOTH */
 	client(&t, "Q");
@@ -359,7 +370,7 @@ test_hidden_and_synth(void)
 	client(&t, "S");
 	fates[0] = '\0';
 	server(&t, "E", 'I');
-	CHECK(strcmp(fates, "B!P-") == 0);
+	CHECK(strcmp(fates, "P-B!") == 0);
 	server(&t, "Z", 'I');
 	CHECK(track_at_rest(&t));
 	track_free(&t);
