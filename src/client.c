@@ -197,72 +197,66 @@ client_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 	Client	   *c = owner;
 	Server	   *s = c->link;
 	PktAction	action = PKT_FORWARD;
+	bool		was_busy;
 
 	if (hdr->type == 'X')
 		return PKT_CLOSE;
-	if ((hdr->type == 'd' || hdr->type == 'c' || hdr->type == 'f') && !(s && s->copy_in))
+	if (c->skip_till_sync)
 	{
-		/*
-		 * CopyData/CopyDone/CopyFail outside COPY FROM STDIN: PostgreSQL
-		 * ignores them (the COPY failed while the client was still sending),
-		 * so drop them here too rather than pin a server for nothing.
-		 */
-		return PKT_SKIP;
+		/* pgbun failed a message of this batch itself: as the backend, skip to Sync */
+		if (hdr->type != 'S')
+			return PKT_SKIP;
+		c->skip_till_sync = false;
 	}
 	if (!s)
 	{
+		/*
+		 * No server: nothing is in flight, so CopyData/CopyDone/CopyFail are
+		 * outside any COPY, and PostgreSQL would ignore them (the COPY failed
+		 * while the client was still sending): drop them rather than take a
+		 * server for nothing.
+		 */
+		if (hdr->type == 'd' || hdr->type == 'c' || hdr->type == 'f')
+			return PKT_SKIP;
 		/* needs a server first (no side effects before that), unless pgbun can answer */
 		if (c->pool->mode != POOL_MODE_SESSION && pgbun_max_prepared_statements > 0)
 			return prepared_unlinked_message(c, hdr, msg, avail);
 		return PKT_STOP;
 	}
-	if (s->track)
+	was_busy = server_busy(s);
+	if (s->rewrite)
 	{
 		action = prepared_client_message(c, s, hdr, msg, avail);
 		if (action == PKT_NEED_FULL || action == PKT_STOP)
 			return action;
 	}
-	else if (hdr->type == 'P' && c->pool->mode != POOL_MODE_SESSION)
+	else
 	{
-		/* the statement name is the body's first string */
-		const uint8 *body = msg + PROTO_HDR_LEN;
-		uint32		have = avail > PROTO_HDR_LEN ? avail - PROTO_HDR_LEN : 0;
-
-		if (!memchr(body, '\0', have) && avail < proto_msg_size(hdr))
-			return PKT_NEED_FULL;
-		if (have > 0 && body[0] != '\0')
+		if (hdr->type == 'P' && s->link_mode != POOL_MODE_SESSION)
 		{
-			c->named_parse = true;
+			/* the statement name is the body's first string */
+			const uint8 *body = msg + PROTO_HDR_LEN;
+			uint32		have = avail > PROTO_HDR_LEN ? avail - PROTO_HDR_LEN : 0;
+
+			if (!memchr(body, '\0', have) && avail < proto_msg_size(hdr))
+				return PKT_NEED_FULL;
+			if (have > 0 && body[0] != '\0')
+			{
+				c->named_parse = true;
+				return PKT_STOP;
+			}
+		}
+		if (track_client(&s->tracker, hdr->type, 0, 0, 0, NULL, NULL) == TRACK_FULL)
+		{
+			c->stmt_error = "too many requests in flight on one server connection (more than 2048 answers owed)";
+			c->stmt_sqlstate = "54000";
 			return PKT_STOP;
 		}
 	}
-	switch (hdr->type)
-	{
-		case 'Q':				/* simple query */
-		case 'S':				/* Sync */
-		case 'F':				/* function call */
-			s->outstanding++;
-			s->unsynced = false;
-			break;
-		case 'P':
-		case 'B':
-		case 'D':
-		case 'E':
-		case 'C':
-			s->unsynced = true;
-			break;
-		case 'c':				/* CopyDone / CopyFail: the COPY ends (its Query is counted) */
-		case 'f':
-			s->copy_in = false;
-			break;
-		default:
-			break;				/* Flush, COPY data: nothing new to answer */
-	}
 	/* busy means something is in flight, never just "a message went by" */
-	if (!s->busy && (s->outstanding > 0 || s->unsynced))
+	if (!was_busy && server_busy(s))
 	{
 		/* first message of a new request */
-		s->busy = true;
 		s->query_start = W->now;
 		if (s->xact_start == 0)
 			s->xact_start = W->now;
@@ -314,7 +308,7 @@ again:
 				break;
 			if (c->stmt_error)
 			{
-				client_close(c, "08P01", "%s", c->stmt_error);
+				client_close(c, c->stmt_sqlstate ? c->stmt_sqlstate : "08P01", "%s", c->stmt_error);
 				break;
 			}
 			if (c->named_parse)
@@ -359,14 +353,10 @@ again:
 	/*
 	 * Transaction/statement mode: a server left at rest by what the client
 	 * sent (a lone Flush, the end of a message that held a release back)
-	 * goes back to the pool; server_try_release refuses while anything is in
-	 * flight.
+	 * goes back to the pool; pool.c refuses while anything is in flight.
 	 */
-	if (!c->closed && c->link && c->pool->mode != POOL_MODE_SESSION)
-	{
-		c->link->release_pending = true;
-		(void) server_try_release(c->link);
-	}
+	if (!c->closed && c->link)
+		(void) pool_release_if_at_rest(c->link);
 }
 
 /* A server has just been linked to this waiting client. */

@@ -25,6 +25,7 @@
 #include "params.h"
 #include "pooler.h"
 #include "prepared.h"
+#include "session.h"
 #include "server_login.h"
 
 static uint64 pause_seen_generation = 0;
@@ -81,7 +82,12 @@ pool_get(const char *database, const char *user)
 	return pool;
 }
 
-/* Resolve the pool's mode and size from the settings (at creation and on reload). */
+/*
+ * Resolve the pool's mode and size from the settings (at creation and on
+ * reload). A new mode applies to new links only: a link keeps the mode it
+ * was made with (Server.link_mode), so a reload never turns a session
+ * client's server over to others, nor pins a transaction client's.
+ */
 void
 pool_reconfigure(Pool *pool)
 {
@@ -343,6 +349,32 @@ pool_run_kicks(void)
 		pool_kick_now(pool);
 	}
 	return dlist_is_empty(&W->kick_pools);
+}
+
+/*
+ * The release policy of transaction and statement mode: a linked server goes
+ * back to the pool as soon as it is at rest (server_at_rest: the tracker owes
+ * nothing, no COPY or skip, every extended-protocol message synced, the
+ * transaction idle, no pooler query running), every byte of its answers is
+ * written to the client, and the client is not in the middle of a message
+ * still streaming to it. A session link is never released here. Called
+ * after every pump of either side. true: released.
+ */
+bool
+pool_release_if_at_rest(Server *s)
+{
+	Client	   *c = s->link;
+
+	if (s->closed || !c || s->link_mode == POOL_MODE_SESSION)
+		return false;
+	if (!server_at_rest(s))
+		return false;
+	if (sbuf_has_pending_forward(&s->sb) || sbuf_has_pending_forward(&c->sb))
+		return false;
+	if (session_before_release(s))
+		return false;			/* its values are restored first; the hidden answer asks again */
+	server_return_to_pool(s);
+	return true;
 }
 
 /* A client needs a server for its next message. */
@@ -770,7 +802,7 @@ janitor_pool(Pool *pool)
 		{
 			Client	   *c = dlist_container(Client, node, it.cur);
 
-			if ((!c->link || !c->link->busy) && expired(c->request_time, pgbun_client_idle_timeout))
+			if ((!c->link || !server_busy(c->link)) && expired(c->request_time, pgbun_client_idle_timeout))
 				client_close(c, "08P01", "client_idle_timeout: client idle too long");
 		}
 	}
@@ -778,10 +810,10 @@ janitor_pool(Pool *pool)
 	{
 		Server	   *s = dlist_container(Server, node, it.cur);
 
-		if (s->link && !s->busy && s->tx_status != 'I' &&
+		if (s->link && !server_busy(s) && s->tx_status != 'I' &&
 			expired(s->last_ready, pgbun_idle_transaction_timeout))
 			client_close(s->link, "25P03", "idle_transaction_timeout: idle in transaction too long");
-		else if (s->busy && !s->cancel_sent && expired(s->query_start, pgbun_query_timeout))
+		else if (server_busy(s) && !s->cancel_sent && expired(s->query_start, pgbun_query_timeout))
 		{
 			ereport(LOG, (errmsg("pgbun: query_timeout: cancelling a query of %s/%s", pool->database, pool->user)));
 			server_cancel_query(s);

@@ -21,6 +21,7 @@
 #include "poll.h"
 #include "sbuf.h"
 #include "shmem.h"
+#include "track.h"
 
 struct Pool;
 struct Server;
@@ -61,6 +62,13 @@ typedef struct Client
 	uint8		refuse;			/* ClientRefusal: over a limit at accept, refused after its first packet */
 	bool		refuse_counted; /* among the worker's refusals in progress (client_login.c) */
 	struct Console *console;	/* a client of the admin console (console.c), else NULL */
+	const char *stmt_sqlstate;	/* ... and the SQLSTATE to close it with (NULL: 08P01) */
+	bool		skip_till_sync; /* pgbun failed one of its messages: drop the rest up to Sync */
+	/* its unnamed statement, carried to the next server (prepared.c) */
+	uint8	   *unnamed;		/* body of its last unnamed Parse (after the name) */
+	uint32		unnamed_len;
+	uint32		unnamed_cap;
+	uint64		unnamed_id;		/* worker-unique id of that Parse, 0: none pgbun can carry */
 } Client;
 
 /* Why a client is refused at accept (Client.refuse). */
@@ -98,17 +106,17 @@ typedef struct Server
 	TimestampTz query_start;	/* stats: current query, 0 if none */
 	TimestampTz xact_start;		/* stats: current transaction, 0 if none */
 	char		tx_status;		/* last ReadyForQuery status */
-	bool		busy;			/* outstanding > 0 || unsynced: a request is in flight */
-	int			outstanding;	/* Query/Sync/FunctionCall sent, ReadyForQuery not yet back */
-	bool		unsynced;		/* extended-protocol messages sent since the last Sync */
-	bool		release_pending;	/* transaction/statement mode: unlink once at rest (server_try_release) */
-	bool		copy_in;		/* the server sent CopyInResponse/CopyBothResponse: client COPY data goes to it */
+	Track		tracker;		/* the client traffic's answers still owed; at rest or not (track.c) */
+	uint8		link_mode;		/* PoolMode of the current link, fixed when it was made */
 	bool		mode_violation; /* statement mode: the client opened a transaction */
 	bool		cancel_sent;	/* query_timeout already cancelled the running query */
-	bool		track;			/* requests queued and statements rewritten (prepared.c) */
-	bool		lost_track;		/* an answer matched no request: close */
+	bool		rewrite;		/* statement names rewritten, pgbun answers some requests (prepared.c) */
+	bool		lost_track;		/* an answer matched no request while rewriting: close */
+	bool		lost_logged;	/* the tracker's loss was logged */
+	char		last_sqlstate[6];	/* SQLSTATE of the ErrorResponse being handled */
 	struct ServerStmts *stmts;	/* pgbun statements prepared on it */
-	struct ReqQueue *requests;	/* unanswered requests, oldest first */
+	bool		stmts_unsure;	/* a DEALLOCATE of unknown names ran: Close before each Parse */
+	uint64		unnamed_id;		/* Client.unnamed_id of its unnamed statement, 0: unknown */
 	TimestampTz last_ready;		/* last ReadyForQuery (idle_transaction_timeout) */
 	int			hidden_rfq;		/* ReadyForQuery answers to swallow (pooler's own queries) */
 	bool		hidden_error;	/* one of the pooler's own queries failed */
@@ -202,7 +210,8 @@ extern void server_set_state(Server *s, ServerState st);
 extern void server_close(Server *s, const char *reason);
 extern void server_link(Server *s, Client *c);
 extern void server_release(Server *s);
-extern bool server_try_release(Server *s);
+/* Unlink without releasing (pool.c's release policy decides, server_return_to_pool acts). */
+extern void server_return_to_pool(Server *s);
 extern void server_cancel_query(Server *s);
 extern void server_pump_out(Server *s);
 extern void server_free(Server *s);
@@ -210,6 +219,25 @@ extern void server_free(Server *s);
 extern void server_publish(Server *s);
 /* Queue one of the pooler's own simple queries; its answers are hidden from the client. */
 extern bool server_queue_query(Server *s, const char *sql);
+/* Every CommandComplete the server sends for the client's traffic passes here. */
+extern void server_on_command_complete(Server *s, const char *tag);
+
+/* A request is in flight on the server (stats, query_timeout, idle timeouts). */
+static inline bool
+server_busy(const Server *s)
+{
+	return track_busy(&s->tracker);
+}
+
+/*
+ * Nothing owed, nothing half done, transaction idle, none of the pooler's
+ * own queries running: another client may have it.
+ */
+static inline bool
+server_at_rest(const Server *s)
+{
+	return track_at_rest(&s->tracker) && s->tx_status == 'I' && s->hidden_rfq == 0;
+}
 
 /* pool.c */
 extern struct Pool *pool_get(const char *database, const char *user);
@@ -229,5 +257,7 @@ extern void pool_target_resolved(void);
 extern void pool_target_unresolvable(const char *host, const char *reason);
 /* Give idle servers to other workers' starving pools; kick ours that got room. */
 extern void pool_share_servers(void);
+/* Transaction/statement mode: give the server back once it is at rest. true: released. */
+extern bool pool_release_if_at_rest(Server *s);
 
 #endif							/* PGBUN_POOLER_H */

@@ -53,30 +53,16 @@ typedef struct ServerStmts
 	ServerStmt *items;
 } ServerStmts;
 
-#define REQ_SYNTH	0x1			/* pgbun answers it (byte in 'answer') */
-#define REQ_HIDE	0x2			/* the server's answer is pgbun's, not the client's */
-#define REQ_FORGET	0x4			/* a Parse creating 'stmt': forget it if it never completes */
-#define REQ_HIDE_ERROR 0x8		/* the server's ErrorResponse to it is pgbun's business (refuse_parse) */
+/* Owner flags on tracker entries (TrackEntry.uflags). */
+#define REQ_FORGET	0x01		/* a Parse creating data (a statement) on the server: forget it if it fails */
+#define REQ_USES	0x02		/* a Bind/Describe of statement data: a 26000 means the server lost it */
+#define REQ_UNNAMED 0x04		/* a Parse of the unnamed statement; data is its Client.unnamed_id */
+#define REQ_CLOSED	0x08		/* pgbun's CloseComplete for a client name; data: the statement to give back if skipped */
+#define REQ_ABORTED 0x10		/* pgbun's error is 25P02 (failed transaction block), not 42P05 */
+#define REQ_BUDGET	0x20		/* pgbun's error is 53200: pgbun.max_prepared_statement_memory */
+#define REQ_TOO_LONG 0x40		/* pgbun's error is 54000: a named Parse over 16 kB */
+#define REQ_HIDE_ERROR 0x80		/* pgbun's poison Bind (fail_in_place): the server's error to it is hidden */
 
-typedef struct ReqEntry
-{
-	char		type;			/* the request's message type */
-	uint8		flags;
-	char		answer;			/* REQ_SYNTH: '1' ParseComplete, '3' CloseComplete, 'E' / 'L' an error (refuse_parse) */
-	PreparedStmt *stmt;
-	char	   *client_name;	/* a client's Parse: its name, dropped if the Parse fails */
-} ReqEntry;
-
-typedef struct ReqQueue
-{
-	ReqEntry   *items;
-	uint32		cap;
-	uint32		head;
-	uint32		count;
-} ReqQueue;
-
-/* Past this many unanswered requests a client is closed rather than grown without end. */
-#define REQ_QUEUE_MAX (1 << 20)
 #define STMT_BUCKETS 4096
 #define SERVER_NAME_MAX 32
 
@@ -238,77 +224,6 @@ server_name(const PreparedStmt *st, char *out)
 	return snprintf(out, SERVER_NAME_MAX, "pgbun_%llu", (unsigned long long) st->id);
 }
 
-/* ---- the request queue ---- */
-
-static ReqEntry *
-queue_head(Server *s)
-{
-	ReqQueue   *q = s->requests;
-
-	return (q && q->count > 0) ? &q->items[q->head] : NULL;
-}
-
-static void
-queue_pop(Server *s)
-{
-	ReqQueue   *q = s->requests;
-
-	PreparedStmt *st = q->items[q->head].stmt;
-
-	free(q->items[q->head].client_name);
-	q->head = (q->head + 1) % q->cap;
-	q->count--;
-	if (st)
-		stmt_unref(st);
-}
-
-static bool
-queue_push(Server *s, char type, uint8 flags, char answer, PreparedStmt *stmt)
-{
-	ReqQueue   *q = s->requests;
-	ReqEntry   *e;
-
-	if (!q)
-	{
-		q = s->requests = calloc(1, sizeof(ReqQueue));
-		if (!q)
-			return false;
-	}
-	if (q->count == q->cap)
-	{
-		uint32		ncap = q->cap ? q->cap * 2 : 64;
-		ReqEntry   *items;
-
-		if (ncap > REQ_QUEUE_MAX)
-			return false;
-		items = malloc(sizeof(ReqEntry) * ncap);
-		if (!items)
-			return false;
-		for (uint32 i = 0; i < q->count; i++)
-			items[i] = q->items[(q->head + i) % q->cap];
-		free(q->items);
-		q->items = items;
-		q->cap = ncap;
-		q->head = 0;
-	}
-	e = &q->items[(q->head + q->count) % q->cap];
-	e->type = type;
-	e->flags = flags;
-	e->answer = answer;
-	e->stmt = stmt;
-	e->client_name = NULL;
-	if (stmt)
-		stmt_ref(stmt);
-	q->count++;
-	return true;
-}
-
-bool
-prepared_queue_empty(Server *s)
-{
-	return queue_head(s) == NULL;
-}
-
 /* ---- the statements a server has ---- */
 
 static ServerStmt *
@@ -345,6 +260,7 @@ prepared_server_forget_all(Server *s)
 		stmt_unref(ss->items[i].stmt);
 	if (ss)
 		ss->n = 0;
+	s->unnamed_id = 0;
 }
 
 /* ---- a client's names ---- */
@@ -455,22 +371,21 @@ prepared_client_free(Client *c)
 		free(c->stmts->items);
 	free(c->stmts);
 	c->stmts = NULL;
+	free(c->unnamed);
+	c->unnamed = NULL;
+	c->unnamed_len = c->unnamed_cap = 0;
+	c->unnamed_id = 0;
 }
 
 void
 prepared_server_free(Server *s)
 {
+	track_free(&s->tracker);
 	prepared_server_forget_all(s);
-	while (queue_head(s))
-		queue_pop(s);
 	if (s->stmts)
 		free(s->stmts->items);
 	free(s->stmts);
-	if (s->requests)
-		free(s->requests->items);
-	free(s->requests);
 	s->stmts = NULL;
-	s->requests = NULL;
 }
 
 /* ---- building messages into the server's out buffer ---- */
@@ -517,18 +432,38 @@ queue_message(Server *s, char type, const void *a, size_t alen, const void *b, s
 	return true;
 }
 
+/* Queue an entry on the server's tracker; false when the ring is full. */
+static bool
+owe(Server *s, char type, uint8 flags, char synth, uint8 uflags, void *data, char *name)
+{
+	return track_client(&s->tracker, type, flags, synth, uflags, data, name) != TRACK_FULL;
+}
+
+/* ... holding a reference to the statement (dropped in prepared_entry_gone). */
+static bool
+owe_stmt(Server *s, char type, uint8 flags, char synth, uint8 uflags, PreparedStmt *st, char *name)
+{
+	if (!owe(s, type, flags, synth, uflags, st, name))
+		return false;
+	stmt_ref(st);
+	return true;
+}
+
 /*
  * Make sure the server has st, injecting Parse (and a Close for the least
  * recently used statement when the server is at pgbun.max_prepared_statements).
- * parse_flags: REQ_HIDE when the client never sent this Parse.
+ * parse_flags: TRACK_HIDE when the client never sent this Parse. client_name:
+ * the client's name for it, forgotten again if the Parse fails.
  */
 static bool
-ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *client_name)
+ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *client_name, bool close_first)
 {
 	ServerStmts *ss = s->stmts;
 	ServerStmt *have = server_find(s, st);
 	char		name[SERVER_NAME_MAX];
+	char		closebody[SERVER_NAME_MAX + 1];
 	int			nlen;
+	char	   *cname = NULL;
 
 	if (!ss)
 	{
@@ -544,7 +479,6 @@ ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *cli
 	if (ss->n >= pgbun_max_prepared_statements && ss->n > 0)
 	{
 		int			lru = 0;
-		char		closebody[SERVER_NAME_MAX + 1];
 
 		for (int i = 1; i < ss->n; i++)
 			if (ss->items[i].last_use < ss->items[lru].last_use)
@@ -552,7 +486,7 @@ ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *cli
 		closebody[0] = 'S';
 		nlen = server_name(ss->items[lru].stmt, closebody + 1);
 		if (!queue_message(s, 'C', closebody, nlen + 2, NULL, 0) ||
-			!queue_push(s, 'C', REQ_HIDE, 0, NULL))
+			!owe(s, 'C', TRACK_HIDE, 0, 0, NULL, NULL))
 			return false;
 		stmt_unref(ss->items[lru].stmt);
 		ss->items[lru] = ss->items[--ss->n];
@@ -568,14 +502,22 @@ ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *cli
 		ss->cap = ncap;
 	}
 	nlen = server_name(st, name);
-	if (!queue_message(s, 'P', name, nlen + 1, st->body, st->body_len) ||
-		!queue_push(s, 'P', parse_flags | REQ_FORGET, 0, st))
-		return false;
-	if (client_name)
+	if (s->stmts_unsure || close_first)
 	{
-		ReqQueue   *q = s->requests;
-
-		q->items[(q->head + q->count - 1) % q->cap].client_name = strdup(client_name);
+		/* a DEALLOCATE of unknown names ran here: it may or may not be there */
+		closebody[0] = 'S';
+		memcpy(closebody + 1, name, nlen + 1);
+		if (!queue_message(s, 'C', closebody, nlen + 2, NULL, 0) ||
+			!owe(s, 'C', TRACK_HIDE, 0, 0, NULL, NULL))
+			return false;
+	}
+	if (client_name && !(cname = strdup(client_name)))
+		return false;
+	if (!queue_message(s, 'P', name, nlen + 1, st->body, st->body_len) ||
+		!owe_stmt(s, 'P', parse_flags, 0, REQ_FORGET, st, cname))
+	{
+		free(cname);
+		return false;
 	}
 	ss->items[ss->n].stmt = st;
 	ss->items[ss->n].last_use = ++ss->clock;
@@ -585,75 +527,237 @@ ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *cli
 	return true;
 }
 
+/*
+ * The server no longer has the client's unnamed statement (another client
+ * replaced it, or this is another server): Parse it there again, hidden.
+ */
+static bool
+ensure_unnamed(Client *c, Server *s)
+{
+	if (c->unnamed_id == 0 || s->unnamed_id == c->unnamed_id)
+		return true;			/* none to carry, or it is there */
+	if (!queue_message(s, 'P', "", 1, c->unnamed, c->unnamed_len) ||
+		!owe(s, 'P', TRACK_HIDE, 0, REQ_UNNAMED, (void *) (uintptr_t) c->unnamed_id, NULL))
+		return false;
+	s->unnamed_id = c->unnamed_id;
+	return true;
+}
+
+/* A worker-unique id for each unnamed Parse pgbun keeps. */
+static uint64 next_unnamed_id = 1;
+
+/*
+ * The client parses the unnamed statement (sent as is): keep a copy so it
+ * can follow the client to the next server. complete: the whole message is
+ * buffered (only then can it be kept; a larger one is not carried).
+ */
+static void
+note_unnamed_parse(Client *c, Server *s, const uint8 *body, uint32 len, bool complete)
+{
+	c->unnamed_id = 0;
+	s->unnamed_id = 0;
+	if (!complete)
+		return;
+	if (len > c->unnamed_cap)
+	{
+		uint8	   *nb = realloc(c->unnamed, len);
+
+		if (!nb)
+			return;				/* not carried: a Bind elsewhere gets the server's 26000 */
+		c->unnamed = nb;
+		c->unnamed_cap = len;
+	}
+	memcpy(c->unnamed, body, len);
+	c->unnamed_len = len;
+	c->unnamed_id = s->unnamed_id = next_unnamed_id++;
+}
+
 /* ---- answers pgbun gives itself ---- */
 
 bool
 prepared_answers_waiting(Server *s)
 {
-	ReqEntry   *h = queue_head(s);
-
-	return h && (h->flags & REQ_SYNTH);
+	return track_synth_due(&s->tracker);
 }
 
-/* Requests that get no answer at all (Flush) leave the queue when they reach its head. */
-static void
-pop_unanswered(Server *s)
+bool
+prepared_hides_error(Server *s)
 {
-	ReqEntry   *h;
+	TrackEntry *h = track_head(&s->tracker);
 
-	while ((h = queue_head(s)) && h->type == 'H')
-		queue_pop(s);
+	return h && h->type == 'B' && (h->uflags & REQ_HIDE_ERROR);
+}
+
+/* pgbun's 42P05 (or 25P02 in a failed transaction block), worded as PostgreSQL words it. */
+static bool
+put_duplicate_error(ProtoBuf *pb, const char *name, bool aborted)
+{
+	char		msg[NAMEDATALEN * 2 + 64];
+
+	if (aborted)
+		return proto_put_error(pb, false, "25P02",
+							   "current transaction is aborted, commands ignored until end of transaction block",
+							   NULL, NULL);
+	snprintf(msg, sizeof(msg), "prepared statement \"%s\" already exists", name ? name : "");
+	return proto_put_error(pb, false, "42P05", msg, NULL, NULL);
+}
+
+/*
+ * Does the query text start with a statement PostgreSQL accepts in a failed
+ * transaction block (IsTransactionExitStmt: COMMIT, ROLLBACK, END, ABORT)?
+ */
+static bool
+is_exit_statement(const uint8 *p, const uint8 *end)
+{
+	static const char *const words[] = {"COMMIT", "ROLLBACK", "END", "ABORT"};
+
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	for (int i = 0; i < lengthof(words); i++)
+	{
+		size_t		n = strlen(words[i]);
+
+		if ((size_t) (end - p) >= n && pg_strncasecmp((const char *) p, words[i], n) == 0 &&
+			((size_t) (end - p) == n || !isalnum(p[n])))
+			return true;
+	}
+	return false;
+}
+
+/* The transaction block is failed (last ReadyForQuery 'E'): Parses fail with 25P02. */
+static bool
+in_failed_block(const Server *s)
+{
+	return s->tracker.status == 'E';
+}
+
+/* The error text of a TRACK_SYNTH 'E' entry (fail_in_place). */
+static bool
+put_pgbun_error(ProtoBuf *pb, const TrackEntry *e)
+{
+	char		msg[256];
+	const char *name = e->name ? e->name : "";
+
+	if (e->uflags & REQ_BUDGET)
+	{
+		snprintf(msg, sizeof(msg),
+				 "pgbun: prepared statement \"%.63s\" does not fit in pgbun.max_prepared_statement_memory (%d kB)",
+				 name, pgbun_max_prepared_statement_memory);
+		return proto_put_error(pb, false, "53200", msg, NULL,
+							   "Close statements no longer needed, or raise pgbun.max_prepared_statement_memory.");
+	}
+	if (e->uflags & REQ_TOO_LONG)
+	{
+		snprintf(msg, sizeof(msg),
+				 "pgbun: named prepared statement \"%.63s\" is longer than 16 kB and cannot be pooled in transaction mode",
+				 name);
+		return proto_put_error(pb, false, "54000", msg, NULL,
+							   "Use an unnamed statement, or session pooling for this client.");
+	}
+	return put_duplicate_error(pb, name, (e->uflags & REQ_ABORTED) != 0);
 }
 
 void
 prepared_emit_answers(Server *s)
 {
 	Client	   *c = s->link;
-	ReqEntry   *h;
+	TrackEntry *h;
 	bool		any = false;
 
 	/* only once everything the server said before is out */
 	if (!c || sbuf_has_pending_forward(&s->sb))
 		return;
-	pop_unanswered(s);
-	while ((h = queue_head(s)) && (h->flags & REQ_SYNTH))
+	while ((h = track_head(&s->tracker)) && (h->flags & TRACK_SYNTH))
 	{
 		ProtoBuf	pb;
 
 		if (!sbuf_out_begin(&c->sb, &pb))
 			return;
-		if (h->answer == 'E')
-		{
-			char		msg[256];
-
-			/* refuse_parse: the statement that did not fit */
-			snprintf(msg, sizeof(msg),
-					 "pgbun: prepared statement \"%.63s\" does not fit in pgbun.max_prepared_statement_memory (%d kB)",
-					 h->client_name ? h->client_name : "", pgbun_max_prepared_statement_memory);
-			proto_put_error(&pb, false, "53200", msg, NULL,
-							"Close statements no longer needed, or raise pgbun.max_prepared_statement_memory.");
-		}
-		else if (h->answer == 'L')
-		{
-			char		msg[256];
-
-			snprintf(msg, sizeof(msg),
-					 "pgbun: named prepared statement \"%.63s\" is longer than 16 kB and cannot be pooled in transaction mode",
-					 h->client_name ? h->client_name : "");
-			proto_put_error(&pb, false, "54000", msg, NULL,
-							"Use an unnamed statement, or session pooling for this client.");
-		}
+		if (h->synth == 'E')
+			(void) put_pgbun_error(&pb, h);
 		else
-			put_header(&pb, h->answer, 4);
+			put_header(&pb, h->synth, 4);
 		if (pb.overflow)
 			return;
 		sbuf_out_commit(&c->sb, &pb);
-		queue_pop(s);
-		pop_unanswered(s);
+		track_synth_done(&s->tracker);
 		any = true;
 	}
 	if (any)
 		(void) sbuf_flush_out(&c->sb);
+}
+
+/*
+ * The tracker let go of an entry (tracker callback): undo what the
+ * backend never did, drop the references the entry held.
+ */
+void
+prepared_entry_gone(void *owner, Track *t, TrackEntry *e, TrackFate fate)
+{
+	Server	   *s = owner;
+	Client	   *c = s->link;
+	bool		done = (fate == TRACK_ANSWERED);
+	bool		not_done = (fate == TRACK_FAILED || fate == TRACK_SKIPPED);
+
+	if (e->uflags & REQ_UNNAMED)
+	{
+		uint64		id = (uint64) (uintptr_t) e->data;
+
+		/* a failed unnamed Parse leaves no unnamed statement behind */
+		if (not_done && s->unnamed_id == id)
+			s->unnamed_id = 0;
+		if (not_done && c && c->unnamed_id == id)
+			c->unnamed_id = 0;
+		return;
+	}
+	if (e->type == 'P' && e->data)
+	{
+		PreparedStmt *st = e->data;
+
+		if (done && !(e->flags & TRACK_SYNTH))
+			stmt_mark_valid(st, s->pool);
+		if (not_done)
+		{
+			/* the server says it has it already (42P05): it stays known */
+			if ((e->uflags & REQ_FORGET) &&
+				!(fate == TRACK_FAILED && strcmp(s->last_sqlstate, "42P05") == 0))
+				server_forget(s, st);
+			/* as in PostgreSQL, a client's Parse that did not happen leaves no name */
+			if (e->name && c)
+			{
+				ClientStmt *cs = client_find(c, e->name);
+
+				if (cs && cs->stmt == st)
+					client_remove(c, e->name);
+			}
+		}
+		stmt_unref(st);
+	}
+	else if ((e->uflags & REQ_USES) && e->data)
+	{
+		PreparedStmt *st = e->data;
+
+		/* the last line of defence: the server lost a statement pgbun thought it had */
+		if (fate == TRACK_FAILED && strcmp(s->last_sqlstate, "26000") == 0)
+		{
+			ereport(LOG, (errmsg("pgbun: a server lost prepared statement pgbun_%llu; it is prepared again on next use",
+								 (unsigned long long) st->id)));
+			server_forget(s, st);
+		}
+		stmt_unref(st);
+	}
+	else if ((e->uflags & REQ_CLOSED) && e->data)
+	{
+		PreparedStmt *st = e->data;
+
+		/* a skipped Close closed nothing: the client keeps the name */
+		if (fate == TRACK_SKIPPED && c && e->name && !client_find(c, e->name))
+			(void) client_set(c, e->name, st);
+		stmt_unref(st);
+	}
+	free(e->name);
+	e->name = NULL;
+	e->data = NULL;
 }
 
 /* ---- client messages ---- */
@@ -665,16 +769,6 @@ string_at(const uint8 *p, const uint8 *end)
 	return (p < end && memchr(p, '\0', end - p)) ? (const char *) p : NULL;
 }
 
-static bool
-starts_with_word(const uint8 *p, const uint8 *end, const char *words)
-{
-	size_t		n = strlen(words);
-
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-		p++;
-	return (size_t) (end - p) >= n && pg_strncasecmp((const char *) p, words, n) == 0;
-}
-
 /* Set when a client message cannot be handled; client.c closes the client with it. */
 static PktAction
 client_error(Client *c, const char *why)
@@ -683,34 +777,56 @@ client_error(Client *c, const char *why)
 	return PKT_STOP;
 }
 
+static PktAction
+client_full(Client *c)
+{
+	c->stmt_error = "too many requests in flight on one server connection (more than 2048 answers owed)";
+	c->stmt_sqlstate = "54000";
+	return PKT_STOP;
+}
+
+/* A client message pgbun forwards as it is: owe its answer. */
+static PktAction
+forward_plain(Client *c, Server *s, char type)
+{
+	if (track_client(&s->tracker, type, 0, 0, 0, NULL, NULL) == TRACK_FULL)
+		return client_full(c);
+	return PKT_FORWARD;
+}
+
 /*
- * A named Parse that does not fit in pgbun.max_prepared_statement_memory
- * (why 'E'), or is longer than the 16 kB pgbun can keep (why 'L'): the
- * client gets 53200 / 54000 for it in its place among the answers, and
- * stays connected. The server gets a Bind of a statement that cannot exist in its
- * place, so that it fails there too and skips to the next Sync (rolling
- * back an implicit transaction, failing an explicit one) exactly as for a
- * Parse that failed; its own ErrorResponse is hidden. pgbun's answer is
- * queued first, so it goes out when everything before it is answered, and
- * is dropped, like the server's would be, when an earlier message failed.
+ * A named Parse pgbun itself fails (why: REQ_* of the error, see
+ * put_pgbun_error): a name the client already has (42P05, or 25P02 in a
+ * failed transaction block), one that does not fit in
+ * pgbun.max_prepared_statement_memory (53200), or one longer than the 16 kB
+ * pgbun keeps (54000). The client gets the error in its place among the
+ * answers and stays connected. The server gets a Bind of a statement that
+ * cannot exist in the Parse's place, so that it fails there too and skips to
+ * the next Sync (rolling back an implicit transaction, failing an explicit
+ * one) exactly as for a Parse that failed in PostgreSQL; its own error to
+ * that Bind is hidden. pgbun's error is dropped, like the server's would
+ * be, when an earlier message of the batch failed.
  */
 static PktAction
-refuse_parse(Client *c, Server *s, const char *name, char why)
+fail_in_place(Client *c, Server *s, const char *name, uint8 why)
 {
 	static const char poison[] = "\0pgbun_refused_statement\0\0\0\0\0\0\0";
-	ReqQueue   *q;
+	char	   *copy = strdup(name);
 
-	if (!queue_push(s, 'P', REQ_SYNTH, why, NULL))
-		return client_error(c, "out of memory");
-	q = s->requests;
-	q->items[(q->head + q->count - 1) % q->cap].client_name = strdup(name);
+	if (!copy)
+		return client_error(c, "out of memory for prepared statements");
+	if (!owe(s, 'P', TRACK_SYNTH, 'E', why, NULL, copy))
+	{
+		free(copy);
+		return client_full(c);
+	}
 	/* Bind: portal "", statement, no formats, no parameters, no result formats */
 	if (!queue_message(s, 'B', poison, sizeof(poison) - 1, NULL, 0) ||
-		!queue_push(s, 'B', REQ_HIDE_ERROR, 0, NULL))
-		return client_error(c, "out of memory");
-	if (why == 'E')
+		!owe(s, 'B', 0, 0, REQ_HIDE_ERROR, NULL, NULL))
+		return client_error(c, "out of memory for prepared statements");
+	if (why & REQ_BUDGET)
 		budget_refusals++;
-	if (why == 'E' && W->now - budget_logged_at >= 60 * USECS_PER_SEC)
+	if ((why & REQ_BUDGET) && W->now - budget_logged_at >= 60 * USECS_PER_SEC)
 	{
 		/* one line a minute at most, however many are refused */
 		ereport(LOG, (errmsg("pgbun: %llu prepared statement(s) refused: pgbun.max_prepared_statement_memory (%d kB) is used up",
@@ -730,11 +846,16 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 	const uint8 *end = msg + avail;
 	bool		complete = (avail == size);
 
+	/* the backend skips to the client's Sync: nothing it sends now has any effect */
+	if (track_skipping(&s->tracker) && hdr->type != 'S')
+		return PKT_FORWARD;
+
 	switch (hdr->type)
 	{
 		case 'P':
 			{
 				const char *name;
+				const uint8 *rest;
 				PreparedStmt *st;
 				SetResult	set = SET_NO_MEMORY;
 
@@ -747,23 +868,37 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 						if (!name)
 							return avail >= SBUF_SIZE ? client_error(c, "Parse message too large") : PKT_NEED_FULL;
 						if (name[0] == '\0')
-							break;
-						/* too long to keep: refused like one over the budget, the rest dropped unread */
+						{
+							note_unnamed_parse(c, s, NULL, 0, false);
+							return forward_plain(c, s, 'P');
+						}
+						/* too long to keep: refused in its place, the rest of it dropped unread */
 						if (sbuf_has_unflushed(&c->sb))
 							return PKT_STOP;
-						return refuse_parse(c, s, name, 'L') == PKT_CONSUME ? PKT_SKIP : PKT_STOP;
+						return fail_in_place(c, s, name, REQ_TOO_LONG) == PKT_CONSUME ? PKT_SKIP : PKT_STOP;
 					}
 					return PKT_NEED_FULL;
 				}
 				name = string_at(body, end);
 				if (!name)
 					return client_error(c, "malformed Parse message");
+				rest = (const uint8 *) name + strlen(name) + 1;
 				if (name[0] == '\0')
-					break;
+				{
+					note_unnamed_parse(c, s, rest, (uint32) (end - rest), true);
+					if (!owe(s, 'P', 0, 0, REQ_UNNAMED, (void *) (uintptr_t) c->unnamed_id, NULL))
+						return client_full(c);
+					return PKT_FORWARD;
+				}
+				if (client_find(c, name))
+				{
+					/* in a failed transaction block the backend says 25P02 before it looks at the name */
+					return fail_in_place(c, s, name,
+										 in_failed_block(s) && !is_exit_statement(rest, end) ? REQ_ABORTED : 0);
+				}
 				if (sbuf_has_unflushed(&c->sb))
 					return PKT_STOP;	/* earlier messages go out first */
-				st = stmt_lookup_or_add((const uint8 *) name + strlen(name) + 1,
-										(uint32) (end - ((const uint8 *) name + strlen(name) + 1)));
+				st = stmt_lookup_or_add(rest, (uint32) (end - rest));
 				if (!st || (set = client_set(c, name, st)) != SET_OK)
 				{
 					if (st && st->refs == 0)
@@ -772,18 +907,35 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 						stmt_unref(st);
 					}
 					if (st && set == SET_OVER_BUDGET)
-						return refuse_parse(c, s, name, 'E');
+						return fail_in_place(c, s, name, REQ_BUDGET);
 					return client_error(c, "out of memory for prepared statements");
 				}
 				pg_atomic_fetch_add_u64(&pool_stats(s)->client_parse_count, 1);
-				if (server_find(s, st))
+				if (server_find(s, st) && in_failed_block(s))
 				{
-					/* the server has it already: pgbun answers ParseComplete itself */
-					if (!ensure_on_server(s, st, 0, NULL) || !queue_push(s, 'P', REQ_SYNTH, '1', NULL))
+					/*
+					 * A failed transaction block: only the server can say
+					 * whether this Parse fails (25P02, or not for ROLLBACK):
+					 * Close and Parse it there again, for real.
+					 */
+					server_forget(s, st);
+					if (!ensure_on_server(s, st, 0, name, true))
 						return client_error(c, "out of memory for prepared statements");
+				}
+				else if (server_find(s, st))
+				{
+					char	   *cname = strdup(name);
+
+					/* the server has it already: pgbun answers ParseComplete itself */
+					if (!cname || !ensure_on_server(s, st, 0, NULL, false) ||
+						!owe_stmt(s, 'P', TRACK_SYNTH, '1', 0, st, cname))
+					{
+						free(cname);
+						return client_error(c, "out of memory for prepared statements");
+					}
 					prepared_emit_answers(s);
 				}
-				else if (!ensure_on_server(s, st, 0, name))
+				else if (!ensure_on_server(s, st, 0, name, false))
 					return client_error(c, "out of memory for prepared statements");
 				return PKT_CONSUME;
 			}
@@ -799,11 +951,22 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 
 				if (!name)
 					return (complete || avail >= SBUF_SIZE) ? client_error(c, "malformed Bind message") : PKT_NEED_FULL;
-				if (name[0] == '\0' || !(cs = client_find(c, name)))
-					break;		/* unnamed, or unknown: the server answers as PostgreSQL does */
+				if (name[0] == '\0')
+				{
+					if (c->unnamed_id != 0 && s->unnamed_id != c->unnamed_id)
+					{
+						if (sbuf_has_unflushed(&c->sb))
+							return PKT_STOP;
+						if (!ensure_unnamed(c, s))
+							return client_full(c);
+					}
+					return forward_plain(c, s, 'B');
+				}
+				if (!(cs = client_find(c, name)))
+					return forward_plain(c, s, 'B');	/* unknown: the server answers as PostgreSQL does */
 				if (sbuf_has_unflushed(&c->sb))
 					return PKT_STOP;
-				if (!ensure_on_server(s, cs->stmt, REQ_HIDE, NULL))
+				if (!ensure_on_server(s, cs->stmt, TRACK_HIDE, NULL, false))
 					return client_error(c, "out of memory for prepared statements");
 				pg_atomic_fetch_add_u64(&pool_stats(s)->bind_count, 1);
 				snlen = server_name(cs->stmt, sname);
@@ -813,8 +976,10 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 				put_header(&pb, 'B', hdr->len - strlen(name) + snlen);
 				put_bytes(&pb, portal, strlen(portal) + 1);
 				put_bytes(&pb, sname, snlen + 1);
-				if (pb.overflow || !queue_push(s, 'B', 0, 0, NULL))
+				if (pb.overflow)
 					return client_error(c, "out of memory");
+				if (!owe_stmt(s, 'B', 0, 0, REQ_USES, cs->stmt, NULL))
+					return client_full(c);
 				sbuf_out_commit(&s->sb, &pb);
 				c->sb.replace_len = old_prefix;
 				return PKT_REPLACE_PREFIX;
@@ -830,59 +995,73 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 				name = (hdr->len > 5) ? string_at(body + 1, end) : NULL;
 				if (!name)
 					return client_error(c, "malformed Describe/Close message");
-				if (body[0] != 'S' || name[0] == '\0')
-					break;		/* portals and the unnamed statement pass through */
+				if (body[0] != 'S')
+					return forward_plain(c, s, hdr->type);	/* portals pass through */
+				if (name[0] == '\0')
+				{
+					if (hdr->type == 'C')
+					{
+						/* the unnamed statement is closed: nothing left to carry */
+						c->unnamed_id = 0;
+						s->unnamed_id = 0;
+					}
+					else if (c->unnamed_id != 0 && s->unnamed_id != c->unnamed_id)
+					{
+						if (sbuf_has_unflushed(&c->sb))
+							return PKT_STOP;
+						if (!ensure_unnamed(c, s))
+							return client_full(c);
+					}
+					return forward_plain(c, s, hdr->type);
+				}
 				if (hdr->type == 'C')
 				{
+					char	   *cname;
+
 					if (sbuf_has_unflushed(&c->sb))
 						return PKT_STOP;
 					/* the server keeps it for others; the client's name goes */
-					client_remove(c, name);
-					if (!queue_push(s, 'C', REQ_SYNTH, '3', NULL))
+					cs = client_find(c, name);
+					cname = cs ? strdup(name) : NULL;
+					if (cs && !cname)
 						return client_error(c, "out of memory");
+					if (!(cs ? owe_stmt(s, 'C', TRACK_SYNTH, '3', REQ_CLOSED, cs->stmt, cname) :
+						  owe(s, 'C', TRACK_SYNTH, '3', 0, NULL, NULL)))
+					{
+						free(cname);
+						return client_full(c);
+					}
+					client_remove(c, name);
 					prepared_emit_answers(s);
 					return PKT_CONSUME;
 				}
 				if (!(cs = client_find(c, name)))
-					break;
+					return forward_plain(c, s, 'D');
 				if (sbuf_has_unflushed(&c->sb))
 					return PKT_STOP;
 				{
 					char		dbody[SERVER_NAME_MAX + 1];
 					int			snlen;
 
-					if (!ensure_on_server(s, cs->stmt, REQ_HIDE, NULL))
+					if (!ensure_on_server(s, cs->stmt, TRACK_HIDE, NULL, false))
 						return client_error(c, "out of memory for prepared statements");
 					dbody[0] = 'S';
 					snlen = server_name(cs->stmt, dbody + 1);
-					if (!queue_message(s, 'D', dbody, snlen + 2, NULL, 0) ||
-						!queue_push(s, 'D', 0, 0, NULL))
+					if (!queue_message(s, 'D', dbody, snlen + 2, NULL, 0))
 						return client_error(c, "out of memory");
+					if (!owe_stmt(s, 'D', 0, 0, REQ_USES, cs->stmt, NULL))
+						return client_full(c);
 				}
 				return PKT_CONSUME;
 			}
 		case 'Q':
-			/* DISCARD ALL / DEALLOCATE ALL drop every statement on the server and all the client's names */
-			if (!complete && avail < PROTO_HDR_LEN + 64)
-				return PKT_NEED_FULL;
-			if (starts_with_word(body, end, "DISCARD ALL") || starts_with_word(body, end, "DEALLOCATE ALL") ||
-				starts_with_word(body, end, "DEALLOCATE PREPARE ALL"))
-			{
-				client_remove_all(c);
-				prepared_server_forget_all(s);
-			}
-			break;
-		case 'E':
-		case 'S':
-		case 'H':
-		case 'F':
-			break;
+			/* a simple query drops the unnamed statement (exec_simple_query) */
+			c->unnamed_id = 0;
+			s->unnamed_id = 0;
+			return forward_plain(c, s, 'Q');
 		default:
-			return PKT_FORWARD;	/* COPY data and the like: part of a request already queued */
+			return forward_plain(c, s, hdr->type);
 	}
-	if (!queue_push(s, hdr->type, 0, 0, NULL))
-		return client_error(c, "too many requests in flight");
-	return PKT_FORWARD;
 }
 
 /* Queue a bodiless answer (ParseComplete, CloseComplete) or ReadyForQuery 'I' to the client. */
@@ -923,6 +1102,17 @@ prepared_unlinked_message(Client *c, const ProtoHeader *hdr, const uint8 *msg, u
 			name = string_at(body, end);
 			if (!name || name[0] == '\0')
 				return PKT_STOP;
+			if (client_find(c, name))
+			{
+				ProtoBuf	pb;
+
+				/* 42P05 at once: nothing is in flight; the rest up to Sync is dropped */
+				if (!sbuf_out_begin(&c->sb, &pb) || !put_duplicate_error(&pb, name, false))
+					return PKT_STOP;
+				sbuf_out_commit(&c->sb, &pb);
+				c->skip_till_sync = true;
+				return PKT_CONSUME;
+			}
 			hash_len = (uint32) (end - ((const uint8 *) name + strlen(name) + 1));
 			st = stmt_lookup((const uint8 *) name + strlen(name) + 1, hash_len);
 			if (!st || !stmt_valid_in(st, c->pool))
@@ -947,102 +1137,28 @@ prepared_unlinked_message(Client *c, const ProtoHeader *hdr, const uint8 *msg, u
 	}
 }
 
-/* ---- server messages ---- */
+/* ---- statements dropped on the server ---- */
 
 /*
- * An error in the extended protocol: the failed request, and everything the
- * server will skip up to the next Sync, get no further answer.
+ * A CommandComplete of the client's traffic says statements were dropped:
+ * DISCARD ALL / DEALLOCATE ALL dropped every one (the client's names too,
+ * as on a direct connection); a plain DEALLOCATE dropped one pgbun cannot
+ * name, so every statement on the server becomes unknown and each Parse
+ * pgbun sends there is preceded by a Close of the same name.
  */
-static void
-drop_failed_requests(Server *s)
+void
+prepared_command_complete(Server *s, const char *tag)
 {
-	ReqEntry   *h = queue_head(s);
-
-	if (!h)
-		return;
-	do
+	if (strcmp(tag, "DISCARD ALL") == 0 || strcmp(tag, "DEALLOCATE ALL") == 0)
 	{
-		if ((h->flags & REQ_FORGET) && h->stmt)
-		{
-			/* a client's own Parse failed: as in PostgreSQL, its name does not exist */
-			if (h->client_name && s->link)
-			{
-				ClientStmt *cs = client_find(s->link, h->client_name);
-
-				if (cs && cs->stmt == h->stmt)
-					client_remove(s->link, h->client_name);
-			}
-			server_forget(s, h->stmt);
-		}
-		queue_pop(s);
-	} while ((h = queue_head(s)) && h->type != 'S');
-}
-
-PktAction
-prepared_server_message(Server *s, const ProtoHeader *hdr, const uint8 *msg, uint32 avail)
-{
-	ReqEntry   *h;
-	bool		hide = false;
-
-	pop_unanswered(s);
-	h = queue_head(s);
-	if (h && (h->flags & REQ_SYNTH))
-		return PKT_STOP;		/* pgbun's own answer comes first */
-
-	switch (hdr->type)
-	{
-		case 'N':
-		case 'S':
-		case 'A':
-			return PKT_FORWARD; /* asynchronous: answers nothing */
-		case 'E':
-			hide = h && (h->flags & REQ_HIDE_ERROR);
-			if (hide && avail < proto_msg_size(hdr))
-				return PKT_NEED_FULL;	/* hidden means consumed whole; nothing changed yet */
-			if (h && h->type != 'Q' && h->type != 'F')
-				drop_failed_requests(s);
-			break;
-		case 'Z':
-			if (h && (h->type == 'S' || h->type == 'Q' || h->type == 'F'))
-				queue_pop(s);
-			else if (h)
-				return PKT_CLOSE;
-			break;
-		case '1':
-			if (!h || h->type != 'P')
-				return PKT_CLOSE;
-			hide = (h->flags & REQ_HIDE) != 0;
-			if (h->stmt)
-				stmt_mark_valid(h->stmt, s->pool);
-			queue_pop(s);
-			break;
-		case '2':
-			if (!h || h->type != 'B')
-				return PKT_CLOSE;
-			queue_pop(s);
-			break;
-		case '3':
-			if (!h || h->type != 'C')
-				return PKT_CLOSE;
-			hide = (h->flags & REQ_HIDE) != 0;
-			queue_pop(s);
-			break;
-		case 'T':
-		case 'n':
-			if (h && h->type == 'D')
-				queue_pop(s);
-			break;
-		case 'C':
-		case 'I':
-		case 's':
-			if (h && h->type == 'E')
-				queue_pop(s);
-			break;
-		default:
-			break;				/* DataRow, ParameterDescription, COPY traffic: part of an answer */
+		prepared_server_forget_all(s);
+		s->stmts_unsure = false;
+		if (s->link)
+			client_remove_all(s->link);
 	}
-	pop_unanswered(s);
-	if (hide)
-		return prepared_answers_waiting(s) ? PKT_CONSUME_STOP : PKT_CONSUME;
-	return prepared_answers_waiting(s) ? PKT_FORWARD_STOP : PKT_FORWARD;
+	else if (strcmp(tag, "DEALLOCATE") == 0)
+	{
+		prepared_server_forget_all(s);
+		s->stmts_unsure = true;
+	}
 }

@@ -1,6 +1,6 @@
 /*
  * prepared.h - protocol-level named prepared statements in transaction and
- * statement pooling, and the request queue that keeps responses in order.
+ * statement pooling, on top of the protocol tracker.
  *
  * A client's statement names are its own; the statement itself (query text
  * and parameter types) lives once per worker under a pgbun name
@@ -11,10 +11,16 @@
  * hidden); a Parse the server already has, and every Close of a statement,
  * are answered by pgbun itself (ParseComplete / CloseComplete).
  *
- * For those answers to land in the right place, every request sent on a
- * tracked server is queued, and each response pops the request it answers;
- * an error in the extended protocol drops the requests the server skips up
- * to the next Sync, exactly as the server does.
+ * For those answers to land in the right place, every request sent on the
+ * server is an entry of its protocol tracker (track.h), tagged with what
+ * pgbun needs to know when it is answered, fails or is skipped
+ * (prepared_entry_gone). pgbun's own answers are tracker entries too, given
+ * when they reach the head.
+ *
+ * The unnamed statement: a client's unnamed Parse (up to the buffer size,
+ * 16 kB) is kept, and Parsed again (hidden) on a server that does not have
+ * it before the client's Bind or Describe of it, until the client replaces
+ * it (its next unnamed Parse, a simple Query, a Close).
  */
 #ifndef PGBUN_PREPARED_H
 #define PGBUN_PREPARED_H
@@ -39,20 +45,17 @@ extern PktAction prepared_client_message(Client *c, Server *s, const ProtoHeader
 extern PktAction prepared_unlinked_message(Client *c, const ProtoHeader *hdr, const uint8 *msg,
 										   uint32 avail);
 
-/*
- * Server message on a tracked link. Returns PKT_FORWARD when the normal
- * handling should go on, PKT_CONSUME for a hidden answer, PKT_STOP when a
- * pgbun-made answer must go out first, PKT_CLOSE when the stream no longer
- * matches the requests (the caller closes both ends).
- */
-extern PktAction prepared_server_message(Server *s, const ProtoHeader *hdr, const uint8 *msg,
-										 uint32 avail);
-
-/* Send pgbun-made answers now at the head of the queue, if the stream allows. */
+/* Send pgbun-made answers now at the head of the tracker, if the stream allows. */
 extern void prepared_emit_answers(Server *s);
 extern bool prepared_answers_waiting(Server *s);
-/* True when no request on the server is unanswered. */
-extern bool prepared_queue_empty(Server *s);
+/* Is the server's next answer owed to pgbun's poison Bind (its error is hidden)? */
+extern bool prepared_hides_error(Server *s);
+
+/* The tracker's callback for entries leaving it (server_login.c sets it up). */
+extern void prepared_entry_gone(void *owner, Track *t, TrackEntry *e, TrackFate fate);
+
+/* A CommandComplete tag of the client's traffic (DISCARD ALL, DEALLOCATE ...). */
+extern void prepared_command_complete(Server *s, const char *tag);
 
 extern void prepared_server_free(Server *s);
 /* The server dropped every statement (reset query): forget them. */

@@ -134,6 +134,7 @@ server_queue_query(Server *s, const char *sql)
 		return false;
 	sbuf_out_commit(&s->sb, &pb);
 	s->hidden_rfq++;
+	s->unnamed_id = 0;			/* a simple query drops the unnamed statement */
 	return true;
 }
 
@@ -156,9 +157,6 @@ note_ready_for_query(Server *s, char status)
 		s->xact_start = 0;
 	}
 	s->tx_status = status;
-	if (s->outstanding > 0)
-		s->outstanding--;
-	s->busy = s->outstanding > 0 || s->unsynced;
 	s->last_ready = W->now;
 	s->cancel_sent = false;
 	if (s->link)
@@ -180,12 +178,40 @@ hidden_query_done(Server *s)
 	}
 }
 
+/*
+ * The SQLSTATE of an ErrorResponse from the fields buffered so far (the 'C'
+ * field comes early; a long message need not be read whole). "" if absent.
+ */
+static void
+error_sqlstate(const uint8 *body, uint32 len, char *out)
+{
+	uint32		pos = 0;
+
+	out[0] = '\0';
+	while (pos < len && body[pos] != '\0')
+	{
+		char		field = (char) body[pos++];
+		const uint8 *end = memchr(body + pos, '\0', len - pos);
+
+		if (!end)
+			return;
+		if (field == 'C' && end - (body + pos) == 5)
+		{
+			memcpy(out, body + pos, 5);
+			out[5] = '\0';
+			return;
+		}
+		pos = (uint32) (end - body) + 1;
+	}
+}
+
 static PktAction
 server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32 avail)
 {
 	Server	   *s = owner;
 	uint32		size = proto_msg_size(hdr);
 	PktAction	forward = PKT_FORWARD;
+	char		detail = 0;
 
 	if (s->hidden_rfq > 0)
 	{
@@ -264,48 +290,62 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 
 	if ((hdr->type == 'Z' || hdr->type == 'S' || hdr->type == 'C') && avail < size)
 		return PKT_NEED_FULL;	/* before any bookkeeping: the handler runs again */
-	if (s->track)
-	{
-		PktAction	pa = prepared_server_message(s, hdr, msg, avail);
+	if (track_synth_due(&s->tracker))
+		return PKT_STOP;		/* pgbun's own answers go out first */
+	if (hdr->type == 'E')
+		error_sqlstate(msg + PROTO_HDR_LEN, avail - PROTO_HDR_LEN, s->last_sqlstate);
 
-		switch (pa)
-		{
-			case PKT_STOP:
-				return PKT_STOP;	/* pgbun's own answers go out first */
-			case PKT_CLOSE:
+	if (hdr->type == 'E' && s->rewrite && prepared_hides_error(s))
+	{
+		/* the error to pgbun's poison Bind (a Parse pgbun failed itself): not the client's */
+		if (avail < size)
+			return PKT_NEED_FULL;
+		(void) track_server(&s->tracker, 'E', 0);
+		return track_synth_due(&s->tracker) ? PKT_CONSUME_STOP : PKT_CONSUME;
+	}
+	if (hdr->type == 'Z')
+		detail = hdr->len >= 5 ? (char) msg[PROTO_HDR_LEN] : 'I';
+	else if (hdr->type == 'E' && strcmp(s->last_sqlstate, "08P01") == 0)
+		detail = TRACK_ERR_PROTOCOL;
+	switch (track_server(&s->tracker, hdr->type, detail))
+	{
+		case TRACK_CONSUME:
+			return track_synth_due(&s->tracker) ? PKT_CONSUME_STOP : PKT_CONSUME;
+		case TRACK_LOST:
+			if (!s->lost_logged)
+			{
+				char		desc[128];
+
+				s->lost_logged = true;
+				ereport(LOG, (errmsg("pgbun: a server answer matched no request: '%c' (%s); the connection will not be reused",
+									 hdr->type, track_describe(&s->tracker, desc, sizeof(desc)))));
+			}
+			if (s->rewrite || s->link_mode != POOL_MODE_SESSION)
+			{
+				/* pgbun's own answers can no longer be placed, nor the server shared: close */
 				s->lost_track = true;
 				return PKT_STOP;
-			case PKT_CONSUME:
-			case PKT_CONSUME_STOP:
-			case PKT_NEED_FULL: /* a hidden answer must be whole before it is consumed */
-				return pa;
-			case PKT_FORWARD_STOP:
-				forward = PKT_FORWARD_STOP;
-				break;
-			default:
-				break;
-		}
+			}
+			break;			/* session mode: forward; closed when the client leaves */
+		default:
+			break;
 	}
+	if (track_synth_due(&s->tracker))
+		forward = PKT_FORWARD_STOP;
 
 	switch (hdr->type)
 	{
 		case 'Z':
 			{
 				char		status = hdr->len >= 5 ? (char) msg[PROTO_HDR_LEN] : 'I';
-				int			mode = s->pool->mode;
 
 				note_ready_for_query(s, status);
-				s->copy_in = false;	/* COPY is over, done or failed; stray copy data is dropped */
 				session_ready(s);	/* after the client's RESET / DISCARD ALL: its values back */
-				if (mode == POOL_MODE_SESSION || s->busy || !prepared_queue_empty(s))
+				if (s->link_mode == POOL_MODE_SESSION || server_busy(s))
 					return forward;
 				if (status == 'I')
-				{
-					/* every request answered, no transaction: the server goes back once at rest */
-					s->release_pending = true;
-					return PKT_FORWARD_STOP;
-				}
-				if (mode == POOL_MODE_STATEMENT)
+					return PKT_FORWARD_STOP;	/* at rest: released after the pump (pool_release_if_at_rest) */
+				if (s->link_mode == POOL_MODE_STATEMENT)
 				{
 					s->mode_violation = true;
 					return PKT_STOP;
@@ -315,21 +355,31 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 		case 'S':
 			(void) session_parameter_status(s, msg, size, false);
 			return forward;
-		case 'C':				/* CommandComplete: SET / RESET / DISCARD ALL change session state */
+		case 'C':
 			{
 				const char *tag = (const char *) msg + PROTO_HDR_LEN;
 
-				if (memchr(tag, '\0', size - PROTO_HDR_LEN))
-					session_command_complete(s, tag);
+				if (size > PROTO_HDR_LEN && memchr(tag, '\0', size - PROTO_HDR_LEN))
+					server_on_command_complete(s, tag);
 				return forward;
 			}
-		case 'G':				/* CopyInResponse */
-		case 'W':				/* CopyBothResponse */
-			s->copy_in = true;
-			return forward;
 		default:
 			return forward;
 	}
+}
+
+/*
+ * The one place every CommandComplete of the client's traffic (simple or
+ * extended protocol, any statement of a multi-statement query) passes
+ * through, with its tag. Statements dropped on the server (DISCARD ALL,
+ * DEALLOCATE) are forgotten here; session parameter handling hooks in here
+ * too.
+ */
+void
+server_on_command_complete(Server *s, const char *tag)
+{
+	prepared_command_complete(s, tag);
+	session_command_complete(s, tag);
 }
 
 /*
@@ -337,7 +387,7 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
  * give the server to the next waiter. The client may already have sent its
  * next request: it is picked up next turn, outside this server's pump.
  */
-static void
+void
 server_return_to_pool(Server *s)
 {
 	Client	   *c = s->link;
@@ -353,12 +403,6 @@ server_return_to_pool(Server *s)
 			c->in_busy = true;
 			dlist_push_tail(&W->busy_clients, &c->busy_node);
 		}
-	}
-	if (!prepared_queue_empty(s))
-	{
-		/* cannot happen when the counts agree; never hand on a server mid-exchange */
-		server_close(s, "unanswered requests at release");
-		return;
 	}
 	if (pgbun_server_lifetime > 0 &&
 		W->now - s->connect_time >= (int64) pgbun_server_lifetime * 1000)
@@ -403,11 +447,11 @@ again:
 		case PUMP_STOPPED:
 			if (s->lost_track)
 			{
-				ereport(LOG, (errmsg("pgbun: a server answer matched no request; closing the connection")));
+				ereport(LOG, (errmsg("pgbun: lost track of a shared server connection; closing it")));
 				server_close(s, "protocol tracking lost");
 				return;
 			}
-			if (s->track && c && prepared_answers_waiting(s))
+			if (s->rewrite && c && prepared_answers_waiting(s))
 			{
 				prepared_emit_answers(s);
 				if (!prepared_answers_waiting(s))
@@ -427,9 +471,6 @@ again:
 			{
 				s->hidden_done = false;
 				hidden_query_done(s);
-				/* the client may have sent nothing that needs an answer (a lone Flush) */
-				if (!s->closed && s->link && s->pool->mode != POOL_MODE_SESSION)
-					s->release_pending = true;
 				/* more may be buffered, now for a (possibly new) client */
 				rd = wr = 0;
 				goto again;
@@ -456,44 +497,14 @@ again:
 			return;
 	}
 	/* answers pgbun owes the client, now that the server's bytes before them are out */
-	if (s->track && s->link && prepared_answers_waiting(s))
+	if (s->rewrite && s->link && prepared_answers_waiting(s))
 		prepared_emit_answers(s);
-	if (server_try_release(s))
+	/* the client may have sent nothing that needs an answer (a lone Flush) */
+	if (pool_release_if_at_rest(s))
 	{
 		rd = wr = 0;
 		goto again;				/* anything left is unsolicited traffic of an idle server */
 	}
-}
-
-/*
- * Transaction/statement mode: a ReadyForQuery 'I' asked for release
- * (release_pending). Unlink and give the server back only when it is at rest:
- * nothing in flight (no Query/Sync unanswered, no unsynced extended-protocol
- * message, no tracked request), its answer fully written to the client, and
- * the client not in the middle of a message still streaming to it. A new
- * request from the client cancels the release (its own ReadyForQuery asks
- * again); a half message only delays it. true: released.
- */
-bool
-server_try_release(Server *s)
-{
-	Client	   *c = s->link;
-
-	if (!s->release_pending || s->closed)
-		return false;
-	if (s->busy || s->outstanding > 0 || s->unsynced || s->tx_status != 'I' ||
-		s->hidden_rfq > 0 || s->copy_in || !prepared_queue_empty(s))
-	{
-		s->release_pending = false;
-		return false;
-	}
-	if (sbuf_has_pending_forward(&s->sb) || (c && sbuf_has_pending_forward(&c->sb)))
-		return false;
-	s->release_pending = false;
-	if (session_before_release(s))
-		return false;			/* its values are restored first; the answer asks again */
-	server_return_to_pool(s);
-	return true;
 }
 
 /* Link an idle server to a client; bring its session parameters in line first. */
@@ -506,7 +517,14 @@ server_link(Server *s, Client *c)
 	c->link = s;
 	pg_atomic_fetch_add_u64(&pgbun_shared->pools[s->pool->slot].assign_count, 1);
 	s->hidden_error = false;
-	s->track = (s->pool->mode != POOL_MODE_SESSION && pgbun_max_prepared_statements > 0);
+	/*
+	 * The link keeps the mode in force now, whatever a reload says later. A
+	 * client that has pgbun-named statements keeps them rewritten even on a
+	 * session link (its pool became a session pool by a reload).
+	 */
+	s->link_mode = (uint8) s->pool->mode;
+	s->rewrite = pgbun_max_prepared_statements > 0 &&
+		(s->link_mode != POOL_MODE_SESSION || c->stmts != NULL);
 	n = session_link(s, c);
 	server_set_state(s, SV_ACTIVE);
 	if (n < 0)
@@ -533,12 +551,17 @@ server_release(Server *s)
 	s->link = NULL;
 	s->last_used = W->now;
 	s->query_start = s->xact_start = 0;
-	s->release_pending = false;
 	if (s->closed)
 		return;
-	if (s->busy || s->tx_status != 'I' || s->hidden_rfq > 0 ||
+	if (!server_at_rest(s) ||
 		sbuf_has_pending_forward(&s->sb) || sbuf_out_pending(&s->sb) || W->shutting_down)
 	{
+		{
+			char		desc[128];
+
+			ereport(DEBUG1, (errmsg("pgbun: released while not idle: tx_status=%c hidden=%d %s", s->tx_status,
+									s->hidden_rfq, track_describe(&s->tracker, desc, sizeof(desc)))));
+		}
 		server_close(s, "released while not idle");
 		return;
 	}
@@ -549,7 +572,7 @@ server_release(Server *s)
 		return;
 	}
 	/* as PgBouncer: the reset query belongs to session pooling */
-	if (s->pool->mode == POOL_MODE_SESSION && pgbun_server_reset_query && pgbun_server_reset_query[0])
+	if (s->link_mode == POOL_MODE_SESSION && pgbun_server_reset_query && pgbun_server_reset_query[0])
 	{
 		server_set_state(s, SV_USED);
 		s->hidden_error = false;

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "params.h"
 #include "pooler.h"
+#include "prepared.h"
 #include "proto.h"
 #include "scram.h"
 #include "auth.h"
@@ -68,6 +69,7 @@ server_launch(Pool *pool)
 	s->io.kind = IO_SERVER;
 	s->pool = pool;
 	s->tx_status = 'I';
+	track_init(&s->tracker, prepared_entry_gone, s);
 	s->connect_time = s->last_used = W->now;
 	sbuf_init(&s->sb, fd);
 	s->slot = pgbun_conn_slot_alloc(CONN_SERVER, W->id);

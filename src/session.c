@@ -415,8 +415,8 @@ session_ready(Server *s)
 	 * and with nothing of the client's in flight, so the hidden answers
 	 * come next.
 	 */
-	if (!c || !c->reapply || s->tx_status != 'I' || s->busy || s->copy_in ||
-		s->hidden_rfq > 0 || sbuf_has_pending_forward(&c->sb) || !prepared_queue_empty(s))
+	if (!c || !c->reapply || s->tx_status != 'I' || server_busy(s) ||
+		s->hidden_rfq > 0 || sbuf_has_pending_forward(&c->sb))
 		return;
 	(void) queue_restore(s, c);
 }

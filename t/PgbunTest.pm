@@ -814,7 +814,7 @@ use Digest::MD5 qw(md5_hex);
 use IO::Select;
 use IO::Socket::INET;
 use IO::Socket::IP;
-use Socket qw(SHUT_WR);
+use Socket qw(SHUT_WR SOCK_STREAM);
 use Time::HiRes qw(time);
 
 use constant {
@@ -826,6 +826,15 @@ use constant {
 sub new
 {
 	my ($class, %opts) = @_;
+	if ($opts{path})
+	{
+		# a Unix socket (straight to the server, for differential checks)
+		require IO::Socket::UNIX;
+		my $us = IO::Socket::UNIX->new(Peer => $opts{path}, Type => SOCK_STREAM)
+		  or croak "cannot connect to $opts{path}: $!";
+		binmode $us;
+		return bless { sock => $us, buf => '', eof => 0 }, $class;
+	}
 	my $host = $opts{host} // '127.0.0.1';
 	my $class_ip = $host =~ /:/ ? 'IO::Socket::IP' : 'IO::Socket::INET';
 	my $sock = $class_ip->new(

@@ -44,5 +44,7 @@ void		params_suite(void);
 void		throttle_suite(void);
 void		kdf_suite(void);
 void		startup_options_suite(void);
+void		track_suite(void);
+void		sbuf_suite(void);
 
 #endif							/* PGBUN_UNIT_H */

@@ -81,6 +81,8 @@ main(void)
 	throttle_suite();
 	kdf_suite();
 	startup_options_suite();
+	track_suite();
+	sbuf_suite();
 
 	printf("%d passed, %d failed\n", unit_passed, unit_failed);
 	fflush(stdout);
