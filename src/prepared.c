@@ -892,6 +892,8 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 				}
 				if (client_find(c, name))
 				{
+					if (sbuf_has_unflushed(&c->sb))
+						return PKT_STOP;	/* earlier messages go out before the poison Bind */
 					/* in a failed transaction block the backend says 25P02 before it looks at the name */
 					return fail_in_place(c, s, name,
 										 in_failed_block(s) && !is_exit_statement(rest, end) ? REQ_ABORTED : 0);

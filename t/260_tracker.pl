@@ -57,6 +57,7 @@ SET ROLE alice;
 CREATE TABLE copy_t (i int);
 CREATE VIEW copy_v AS SELECT * FROM copy_t;
 CREATE TABLE dc (i int UNIQUE DEFERRABLE INITIALLY DEFERRED);
+CREATE TABLE dup_t (who text);
 });
 my %alice = (user => 'alice', password => 'alice-pw');
 my $identity = server_identity($node);
@@ -306,6 +307,31 @@ sub read_z
 	is(shape($m), $want, 'through pgbun: 42P05 and the same answers');
 	is(first_error($m)->{M} // '', $dmsg, 'with PostgreSQL\'s message');
 	is(rows($m)->[0][0] // '', '1', 'the old statement stays');
+
+	# an insert earlier in the batch is rolled back with it, as PostgreSQL does
+	my $batch = sub {
+		my ($who) = @_;
+		return parse_msg('', "INSERT INTO dup_t VALUES ('$who')") . bind_msg('', '') . execute_msg('')
+		  . parse_msg('dup', 'SELECT 3') . sync_msg();
+	};
+	$d = login_direct();
+	$d->send_bytes(parse_msg('dup', 'SELECT 1') . sync_msg());
+	read_until($d, 'Z');
+	$d->send_bytes($batch->('direct'));
+	my $dshape = shape(read_until($d, 'Z'));
+	is($dshape, '12CE[42P05]Z', 'direct: the insert runs, then 42P05');
+	$d->terminate;
+	$c->send_bytes($batch->('pgbun'));
+	is(shape(read_until($c, 'Z')), $dshape, 'through pgbun: the same answers');
+	is($node->safe_psql('trackdb', "SELECT count(*) FILTER (WHERE who = 'direct') || '/' || count(*) FILTER (WHERE who = 'pgbun') FROM dup_t"),
+		'0/0', 'the insert before the duplicate Parse is rolled back, direct and through pgbun');
+	# the same for a Parse over pgbun's 16 kB (54000): the server rolls back too
+	$c->send_bytes(parse_msg('', "INSERT INTO dup_t VALUES ('long')") . bind_msg('', '') . execute_msg('')
+		  . parse_msg('long', 'SELECT 1 -- ' . ('x' x 17000)) . sync_msg());
+	is(shape(read_until($c, 'Z')), '12CE[54000]Z', 'a named Parse over 16 kB: 54000 in its place');
+	is($node->safe_psql('trackdb', "SELECT count(*) FROM dup_t WHERE who = 'long'"), '0',
+		'and the insert before it is rolled back');
+	next_client_served('after refused Parses');
 
 	# again while another client holds the only server: pgbun answers alone
 	my $h = login(undef, 'holder');
