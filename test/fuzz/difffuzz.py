@@ -524,6 +524,9 @@ class Client:
                 ops = self.streams[s]
                 if o < len(ops):
                     if c < len(ops[o]):
+                        # remember where we are: a later call (this one's chunk
+                        # may not be sent yet) must not generate again elsewhere
+                        self.pos = (s, o, c)
                         return s, o, c
                     o, c = o + 1, 0
                     continue
@@ -1343,6 +1346,17 @@ class Fuzzer:
                 return False
             return True
 
+        def well_formed(sp):
+            # a Flush-cut batch must go on with its rest, never with a Query
+            # (which the backend would skip until a Sync that never comes)
+            for c in sp:
+                chunks = [ch for st in c[2] for op in st for ch in op]
+                for j, ch in enumerate(chunks):
+                    if ch and ch[-1].t == 'H':
+                        if j + 1 >= len(chunks) or not chunks[j + 1] or chunks[j + 1][0].t == 'Q':
+                            return False
+            return True
+
         changed = True
         while changed and budget[0] > 0:
             changed = False
@@ -1352,7 +1366,7 @@ class Fuzzer:
                 cand = copy(best)
                 if not apply(cand, c):
                     continue
-                if attempt(frozen(cand)):
+                if well_formed(cand) and attempt(frozen(cand)):
                     best = cand
                     changed = True
         HANG_SECS = saved_hang
