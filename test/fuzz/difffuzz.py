@@ -45,12 +45,14 @@ unless marked "(off)":
                  after an error
   copy_ext       COPY FROM STDIN / TO STDOUT through Parse/Bind/Execute, with Syncs
                  the backend ignores during copy-in (off)
-  set            SET / SET LOCAL / RESET of reported parameters (application_name,
+  set            SET / SET LOCAL of reported parameters (application_name,
                  DateStyle, TimeZone, IntervalStyle, client_encoding,
                  standard_conforming_strings), also failing SETs
   show           SHOW and current_setting() of the reported parameters and of
                  search_path / extra_float_digits / statement_timeout, and values
                  whose text depends on them (timestamptz, interval, float8)
+  reset          RESET x / SET x TO DEFAULT of a reported parameter (PostgreSQL
+                 goes back to the startup packet's value) (off)
   reset_all      RESET ALL (off)
   discard        DISCARD ALL as a simple one-statement Query (off)
   deallocate     DEALLOCATE ALL as a simple one-statement Query
@@ -67,7 +69,10 @@ unless marked "(off)":
   flush_error    more messages of a batch after an error that a Flush brought
                  back (the backend skips them until Sync) (off)
   startup        startup parameters application_name, TimeZone, DateStyle,
-                 IntervalStyle, client_encoding, extra_float_digits
+                 IntervalStyle, client_encoding, spelt as the server reports them
+  startup_noncanonical  the same spelt otherwise (DateStyle=German: the server
+                 reports 'German, DMY') (off)
+  startup_float_digits  extra_float_digits as a startup parameter (off)
   startup_search_path  search_path as a startup parameter (off)
   startup_extra  statement_timeout as a startup parameter (needs
                  pgbun.track_extra_parameters to list it)
@@ -111,14 +116,16 @@ import time
 ALL_CLASSES = [
     'simple', 'multi', 'extended', 'named', 'rowlimit', 'pipeline', 'flush',
     'errors', 'deferred', 'txn', 'copy_simple', 'copy_ext', 'set', 'show',
-    'reset_all', 'discard', 'deallocate', 'discard_hidden', 'set_unreported',
-    'unnamed_sync', 'reparse', 'close_skipped', 'parse_failed_txn', 'flush_error', 'startup', 'startup_search_path', 'startup_extra',
+    'reset', 'reset_all', 'discard', 'deallocate', 'discard_hidden', 'set_unreported',
+    'unnamed_sync', 'reparse', 'close_skipped', 'parse_failed_txn', 'flush_error', 'startup',
+    'startup_noncanonical', 'startup_float_digits', 'startup_search_path', 'startup_extra',
     'startup_options',
 ]
 OFF_BY_DEFAULT = {
     'copy_ext', 'reset_all', 'discard', 'discard_hidden', 'set_unreported',
     'unnamed_sync', 'reparse', 'close_skipped', 'parse_failed_txn', 'flush_error',
-    'startup_search_path', 'startup_options',
+    'startup_noncanonical', 'startup_float_digits', 'startup_search_path', 'startup_options',
+    'pipeline', 'deallocate', 'reset',
 }
 DEFAULT_CLASSES = [c for c in ALL_CLASSES if c not in OFF_BY_DEFAULT]
 
@@ -634,10 +641,9 @@ UNREPORTED_VALUES = {
 STARTUP_VALUES = {
     'application_name': ['df_start', 'started app'],
     'TimeZone': ['Europe/Berlin', 'Asia/Tokyo', 'UTC'],
-    'DateStyle': ['SQL, DMY', 'German', 'ISO, YMD'],
+    'DateStyle': ['SQL, DMY', 'German, DMY', 'ISO, YMD'],    # as the server spells them
     'IntervalStyle': ['iso_8601', 'sql_standard'],
     'client_encoding': ['LATIN1', 'UTF8'],
-    'extra_float_digits': ['0', '2', '-3'],
 }
 SHOWN = ['TimeZone', 'DateStyle', 'IntervalStyle', 'application_name', 'client_encoding',
          'standard_conforming_strings', 'search_path', 'extra_float_digits', 'statement_timeout']
@@ -708,9 +714,9 @@ class Gen:
         x = r.random()
         if x < 0.55:
             return 'SET %s = %s' % (name, r.choice(PARAM_VALUES[name]))
-        if x < 0.75:
+        if x < 0.75 or not self.on('reset'):
             return 'SET LOCAL %s = %s' % (name, r.choice(PARAM_VALUES[name]))
-        return 'RESET %s' % name
+        return r.choice(['RESET %s' % name, 'SET %s TO DEFAULT' % name])
 
     def sql_set_unreported(self):
         r = self.r
@@ -974,6 +980,11 @@ class Gen:
             for k in STARTUP_VALUES:
                 if r.random() < 0.3:
                     ps.append((k, r.choice(STARTUP_VALUES[k])))
+        if self.on('startup_noncanonical') and r.random() < 0.3:
+            ps.append(r.choice([('DateStyle', 'German'), ('DateStyle', 'sql'), ('TimeZone', 'utc'),
+                                ('client_encoding', 'latin1')]))
+        if self.on('startup_float_digits') and r.random() < 0.3:
+            ps.append(('extra_float_digits', r.choice(['0', '2', '-3'])))
         if self.on('startup_search_path') and r.random() < 0.4:
             ps.append(('search_path', r.choice(['dfs_a, public', 'dfs_b', 'public, dfs_a'])))
         if self.on('startup_extra') and r.random() < 0.3:
@@ -1339,7 +1350,8 @@ class Fuzzer:
                     chunk = sp[ci][2][c[2]][c[3]][c[4]]
                     m = chunk[c[5]]
                     # only messages whose absence cannot leave the server waiting
-                    if m.t not in 'PBDEC' or len(chunk) < 2:
+                    # (nor a Close: without it a later Parse would reuse a live name)
+                    if m.t not in 'PBDE' or len(chunk) < 2:
                         return False
                     del chunk[c[5]]
             except IndexError:
