@@ -1275,7 +1275,7 @@ class Fuzzer:
                 return d, p, diff
         return None
 
-    def shrink(self, spec, diff):
+    def shrink(self, spec, diff, d=None, p=None):
         """Fewer clients, streams, ops, messages and startup parameters while the
         round still differs (each candidate gets 3 tries: the interleaving varies).
         A candidate that only hangs where the original did not is not taken."""
@@ -1288,6 +1288,13 @@ class Fuzzer:
         def kind(df):
             return df[2].split(' ')[0]
 
+        def signature(dd, pp, df):
+            i, pos = df[0], df[1]
+            at = lambda tr: tr[pos][0].split(' ')[:3] if pos < len(tr) else None
+            return at(dd[i].transcript), at(pp[i].transcript)
+
+        want = signature(d, p, diff) if d is not None else None
+
         def attempt(cand):
             if budget[0] <= 0 or time.monotonic() > deadline:
                 budget[0] = 0
@@ -1297,8 +1304,9 @@ class Fuzzer:
             r = self.still_fails(cand)
             if self.a.verbose:
                 print('shrink: %s in %.1fs' % ('still differs' if r else 'no difference', time.monotonic() - t0))
-            # the same kind of difference (a hang stays a hang, ...)
-            return bool(r) and kind(r[2]) == kind(diff)
+            # the same difference: the same pair of answers where the
+            # transcripts part (a shrink must not wander off to another bug)
+            return bool(r) and kind(r[2]) == kind(diff) and signature(r[0], r[1], r[2]) == want
 
         def copy(sp):
             return [[c[0], list(c[1]), [[[list(ch) for ch in op] for op in st] for st in c[2]]] for c in sp]
@@ -1440,7 +1448,7 @@ class Fuzzer:
                     self.log_bad = scan_log(a.pgbun_log, self.log_offset)
                 if a.shrink_budget > 0:
                     global HANG_SECS
-                    shrunk = self.shrink(spec, diff)
+                    shrunk = self.shrink(spec, diff, d, p)
                     saved, HANG_SECS = HANG_SECS, min(HANG_SECS, 3)
                     shrunk_result = self.still_fails(shrunk)
                     HANG_SECS = saved
