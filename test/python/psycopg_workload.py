@@ -70,6 +70,12 @@ AVOIDABLE = {
     # does not exist". Avoided: the transactions that roll back (steps 4, 5) run
     # on a second connection that prepares nothing (prepare_threshold=None).
     'extended-deallocate-all',
+    # The pipeline batch that fails (step 6: INSERT, SELECT 1/0, INSERT, Sync,
+    # prepared statements among them): the next batch's answers sometimes do
+    # not match what pgbun expects ("a server answer matched no request"), and
+    # pgbun closes the client with 08006 "protocol tracking lost".
+    # Avoided: that batch is left out.
+    'pipeline-error',
 }
 PREPARED_RUNS = 10
 TX_ROWS = list(range(1, 11))
@@ -312,24 +318,25 @@ class Workload:
             p.sync()
             self.same([cur.fetchone()[0] for cur in curs], PIPE_ROWS, f'client {c}: pipeline batch 1')
             self.add('pipelineBatches')
-            # a nested pipeline block syncs at its exit; psycopg raises the
-            # error there or, if its result is in already, at an execute
-            late = None
-            try:
-                with conn.pipeline():
-                    self.insert(conn, c, 30)
-                    conn.execute('SELECT 1 / %s::int', (0,))
-                    late = self.insert(conn, c, 31)
-                self.fail(f'client {c}: the failing pipeline batch did not raise')
-            except errors.DivisionByZero as err:
-                self.same(err.diag.sqlstate, '22012', f'client {c}: the failing pipeline batch')
-                self.add('pipelineBatches')
-            if late is not None:
+            if 'pipeline-error' not in self.avoid:
+                # a nested pipeline block syncs at its exit; psycopg raises the
+                # error there or, if its result is in already, at an execute
+                late = None
                 try:
-                    late.fetchone()
-                    self.fail(f'client {c}: the statement after the pipeline error has a result')
-                except (errors.PipelineAborted, psycopg.ProgrammingError):
-                    pass  # aborted (3.1: no result to fetch)
+                    with conn.pipeline():
+                        self.insert(conn, c, 30)
+                        conn.execute('SELECT 1 / %s::int', (0,))
+                        late = self.insert(conn, c, 31)
+                    self.fail(f'client {c}: the failing pipeline batch did not raise')
+                except errors.DivisionByZero as err:
+                    self.same(err.diag.sqlstate, '22012', f'client {c}: the failing pipeline batch')
+                    self.add('pipelineBatches')
+                if late is not None:
+                    try:
+                        late.fetchone()
+                        self.fail(f'client {c}: the statement after the pipeline error has a result')
+                    except (errors.PipelineAborted, psycopg.ProgrammingError):
+                        pass  # aborted (3.1: no result to fetch)
             cur = self.insert(conn, c, PIPE_LATE_ROWS[0], returning=True)
             cnt = conn.execute('SELECT count(*)::int FROM client_rows WHERE lib = %s AND client = %s',
                                (tag, c))
