@@ -245,6 +245,12 @@ sub run_workload
 	{
 		cmp_ok($s->{backendPids} // 0, '>', POOL_SIZE,
 			"$label: straight to the server the clients had their own backends (sanity check of the count)");
+		# before a run through pgbun counts the role's backends (the pool's
+		# idle server connections from an earlier run may stay)
+		my ($ok, $last) = poll_sql(
+			$node, q{SELECT count(*) FROM pg_stat_activity WHERE usename = 'clientapp'
+ AND pid NOT IN (SELECT remote_pid FROM pgbun.servers WHERE remote_pid IS NOT NULL)}, '0', 60);
+		ok($ok, "$label: afterwards the direct clients' backends are gone") or diag("last: $last");
 	}
 	$node->safe_psql('postgres', 'ALTER ROLE clientapp CONNECTION LIMIT -1');
 	return $s;
