@@ -28,8 +28,8 @@ or 1 (odd clients: from its second run). Each client c:
   6. pipeline mode: a batch of 5 INSERT ... RETURNING (seq 20..24) and a Sync;
      a batch inserting seq 30, dividing by zero and inserting seq 31: the Sync
      (a nested pipeline block) raises DivisionByZero, seq 31 does not run and
-     the batch's implicit transaction takes seq 30 with it; then a batch inserting seq 40
-     and counting the client's rows inside the same pipeline;
+     the batch's implicit transaction takes seq 30 with it; then a batch
+     inserting seq 40 and counting the client's rows inside the same pipeline;
   7. COPY ... FROM STDIN (cursor.copy, write_row) of seq 100..199;
   8. COPY (SELECT ...) TO STDOUT of the client's rows, every row checked;
   9. its rows counted and summed: 116 rows, the sum of their val.
