@@ -32,8 +32,8 @@ $(OBJS): $(wildcard src/*.h)
 # libdir on a source install) and OpenSSL; proto.c needs none of it.
 UNIT_CFLAGS = -O1 -g -Wall -Wextra -Werror -DPGBUN_UNIT_TEST -Isrc -I$(shell $(PG_CONFIG) --includedir-server)
 UNIT_LIBS = $(foreach lib,libpgcommon.a libpgport.a,$(firstword $(wildcard $(addsuffix /$(lib),$(shell $(PG_CONFIG) --pkglibdir) $(shell $(PG_CONFIG) --libdir))) $(lib))) -lssl -lcrypto
-test/unit/run_unit: test/unit/*.c test/unit/unit.h src/proto.c src/proto.h src/scram.c src/scram.h src/params.c src/params.h src/throttle.c src/throttle.h src/kdf.c src/kdf.h src/compat.h
-	$(CC) $(UNIT_CFLAGS) -o $@ test/unit/*.c src/proto.c src/scram.c src/params.c src/throttle.c src/kdf.c $(UNIT_LIBS) -pthread
+test/unit/run_unit: test/unit/*.c test/unit/unit.h src/proto.c src/proto.h src/scram.c src/scram.h src/params.c src/params.h src/throttle.c src/throttle.h src/kdf.c src/kdf.h src/http.c src/http.h src/compat.h
+	$(CC) $(UNIT_CFLAGS) -o $@ test/unit/*.c src/proto.c src/scram.c src/params.c src/throttle.c src/kdf.c src/http.c $(UNIT_LIBS) -pthread
 
 .PHONY: unit fuzz test demo demo-stop bench
 unit: test/unit/run_unit

@@ -43,5 +43,6 @@ void		scram_suite(void);
 void		params_suite(void);
 void		throttle_suite(void);
 void		kdf_suite(void);
+void		http_suite(void);
 
 #endif							/* PGBUN_UNIT_H */

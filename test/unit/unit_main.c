@@ -80,6 +80,7 @@ main(void)
 	params_suite();
 	throttle_suite();
 	kdf_suite();
+	http_suite();
 
 	printf("%d passed, %d failed\n", unit_passed, unit_failed);
 	fflush(stdout);
