@@ -16,7 +16,8 @@
 PGBUN_BUILD_PACKAGES=(postgresql-15 postgresql-server-dev-15 libssl-dev libkrb5-dev libc-ares-dev make gcc)
 # Running the test suites (TAP needs IPC::Run; pgbouncer for comparisons/bench;
 # clang with its libFuzzer/sanitizer runtimes for `make fuzz`):
-PGBUN_TEST_PACKAGES=(libipc-run-perl pgbouncer libpq-dev clang libclang-rt-14-dev)
+# prometheus: promtool check metrics (t/300).
+PGBUN_TEST_PACKAGES=(libipc-run-perl pgbouncer libpq-dev clang libclang-rt-14-dev prometheus)
 # Node.js and npm for the client-library test (t/140, test/node): the machine's
 # own if it has them (from any source; Debian's npm would clash with a Node.js
 # that bundles npm), else Debian's.
