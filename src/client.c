@@ -23,6 +23,8 @@
 #include "client_login.h"
 #include "console.h"
 #include "config.h"
+#include "counters.h"
+#include "log.h"
 #include "params.h"
 #include "prepared.h"
 #include "pooler.h"
@@ -93,6 +95,9 @@ client_send_error(Client *c, bool fatal, const char *sqlstate, const char *msg)
 	if (pb.overflow)
 		return false;
 	sbuf_out_commit(&c->sb, &pb);
+	counters_note_pooler_error(c->pool ? c->pool->slot : -1, sqlstate);
+	if (pgbun_log_pooler_errors)
+		pgbun_log_client(LOG, c, "pooler_error", sqlstate, "pgbun: error sent to the client: %s", msg);
 	return true;
 }
 
@@ -133,12 +138,19 @@ client_close(Client *c, const char *sqlstate, const char *fmt,...)
 		if (client_send_error(c, true, sqlstate, msg))
 			(void) sbuf_flush_out(&c->sb);
 	}
+	if (c->state == CL_LOGIN && sqlstate)
+	{
+		const char *db;
+		const char *user;
+
+		client_login_names(c, &db, &user);
+		counters_note_login_failure(db, user);
+	}
 	if (pgbun_log_disconnections && c->state != CL_LOGIN)
-		ereport(LOG,
-				(errmsg("pgbun: client closed: user=%s database=%s: %s",
-						c->pool ? c->pool->user : "?", c->pool ? c->pool->database : "?", reason)));
+		pgbun_log_client(LOG, c, "client_close", sqlstate, "pgbun: client closed: user=%s database=%s: %s",
+						 c->pool ? c->pool->user : "?", c->pool ? c->pool->database : "?", reason);
 	else if (pgbun_log_disconnections && sqlstate)
-		ereport(LOG, (errmsg("pgbun: client login failed: %s", reason)));
+		pgbun_log_client(LOG, c, "login_failed", sqlstate, "pgbun: client login failed: %s", reason);
 
 	c->closed = true;
 	if (c->in_busy)
@@ -367,6 +379,7 @@ client_server_ready(Client *c)
 	{
 		pg_atomic_fetch_add_u64(&pgbun_shared->pools[c->pool->slot].wait_time_us,
 								(uint64) Max(W->now - c->wait_start, 0));
+		counters_observe(c->pool->slot, HIST_WAIT, W->now - c->wait_start);
 		c->wait_start = 0;
 	}
 	client_set_state(c, CL_ACTIVE);

@@ -26,6 +26,8 @@
 #include "cancel.h"
 #include "client_login.h"
 #include "config.h"
+#include "counters.h"
+#include "log.h"
 #include "console.h"
 #include "hba.h"
 #include "kdf.h"
@@ -520,8 +522,8 @@ hba_method(Client *c)
 	if ((clientcert == HBA_CERT_FULL || decision == HBA_CERT) &&
 		(usermap ? !hba_usermap_ok(usermap, cn, a->user) : strcmp(cn, a->user) != 0))
 	{
-		ereport(LOG, (errmsg("pgbun: hba line %d: certificate CN \"%s\" is not user \"%s\"",
-							 line, cn, a->user)));
+		pgbun_log_client(LOG, c, "hba_reject", "28000", "pgbun: hba line %d: certificate CN \"%s\" is not user \"%s\"",
+						 line, cn, a->user);
 		client_close(c, "28000", "certificate authentication failed for user \"%s\"", a->user);
 		return -1;
 	}
@@ -532,8 +534,8 @@ hba_method(Client *c)
 						 host, a->user, a->database, tls ? "SSL encryption" : "no encryption");
 			return -1;
 		case HBA_REJECT:
-			ereport(LOG, (errmsg("pgbun: hba line %d rejects user \"%s\" database \"%s\" from %s",
-								 line, a->user, a->database, host)));
+			pgbun_log_client(LOG, c, "hba_reject", "28000", "pgbun: hba line %d rejects user \"%s\" database \"%s\" from %s",
+							 line, a->user, a->database, host);
 			client_close(c, "28000", "hba rejects connection for host \"%s\", user \"%s\", database \"%s\", %s",
 						 host, a->user, a->database, tls ? "SSL encryption" : "no encryption");
 			return -1;
@@ -1356,8 +1358,17 @@ client_login_finished(Client *c)
 	sbuf_out_commit(&c->sb, &pb);
 	c->wait_start = 0;
 	client_set_state(c, CL_ACTIVE);
+	counters_note_login(pool->slot);
 	if (pgbun_log_connections)
-		ereport(LOG, (errmsg("pgbun: client login: user=%s database=%s", pool->user, pool->database)));
+		pgbun_log_client(LOG, c, "client_login", NULL, "pgbun: client login: user=%s database=%s", pool->user, pool->database);
 	(void) client_flush(c);
 	/* the caller pumps the client's input once it is outside any pump of this client */
+}
+
+/* The database and user a client in login asked for (log lines, login failure counts). */
+void
+client_login_names(Client *c, const char **database, const char **user)
+{
+	*database = (c->auth && c->auth->database[0]) ? c->auth->database : NULL;
+	*user = (c->auth && c->auth->user[0]) ? c->auth->user : NULL;
 }

@@ -22,6 +22,8 @@ extern void client_login_refused_closed(Client *c);
 extern void client_login_kdf_event(void);
 /* The client is being freed: cancel what its login still has running. */
 extern void client_login_forget(Client *c);
+/* The database and user a client in login asked for (NULL: not known yet). */
+extern void client_login_names(Client *c, const char **database, const char **user);
 /* Milliseconds a client may take to log in (0: no limit); short for a refused one. */
 extern int	client_login_deadline_ms(Client *c);
 

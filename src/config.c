@@ -15,6 +15,7 @@
 
 #include "compat.h"
 #include "config.h"
+#include "metrics.h"
 #include "params.h"
 #include "tls.h"
 
@@ -571,5 +572,6 @@ pgbun_define_gucs(void)
 							NULL, &pgbun_tcp_user_timeout, 0, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 
+	metrics_define_gucs();		/* pgbun.metrics_*, stats_period, log_pooler_errors */
 	MarkGUCPrefixReserved("pgbun");
 }

@@ -20,6 +20,7 @@ typedef enum IoKind
 	IO_CANCEL,
 	IO_DNS,						/* a socket of the DNS resolver (dns.c) */
 	IO_KDF,						/* kdf.c's eventfd: password checks finished */
+	IO_HTTP,					/* the metrics port: listener or connection (metrics.c) */
 } IoKind;
 
 typedef struct IoObj

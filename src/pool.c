@@ -20,6 +20,7 @@
 
 #include "cancel.h"
 #include "config.h"
+#include "counters.h"
 #include "client_login.h"
 #include "dns.h"
 #include "params.h"
@@ -474,6 +475,7 @@ pool_server_login_failed(Pool *pool, const uint8 *err, uint32 len)
 {
 	bool		throttle = true;
 
+	counters_note_server_login(pool->slot, false, W->now);
 	if (err && len > 0 && (!pool->login_error || pool->login_error != err))
 	{
 		uint32		copy_len = 0;

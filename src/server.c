@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "counters.h"
 #include "params.h"
 #include "prepared.h"
 #include "pooler.h"
@@ -148,12 +149,14 @@ note_ready_for_query(Server *s, char status)
 	{
 		pg_atomic_fetch_add_u64(&ps->query_count, 1);
 		pg_atomic_fetch_add_u64(&ps->query_time_us, (uint64) Max(W->now - s->query_start, 0));
+		counters_observe(s->pool->slot, HIST_QUERY, W->now - s->query_start);
 		s->query_start = 0;
 	}
 	if (status == 'I' && s->xact_start)
 	{
 		pg_atomic_fetch_add_u64(&ps->xact_count, 1);
 		pg_atomic_fetch_add_u64(&ps->xact_time_us, (uint64) Max(W->now - s->xact_start, 0));
+		counters_observe(s->pool->slot, HIST_XACT, W->now - s->xact_start);
 		s->xact_start = 0;
 	}
 	s->tx_status = status;
@@ -354,6 +357,9 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 			}
 		case 'S':
 			(void) session_parameter_status(s, msg, size, false);
+			return forward;
+		case 'E':				/* by SQLSTATE class, for metrics */
+			counters_note_server_error(s->pool->slot, msg, Min(avail, size));
 			return forward;
 		case 'C':
 			{

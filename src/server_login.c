@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "counters.h"
 #include "params.h"
 #include "pooler.h"
 #include "prepared.h"
@@ -418,6 +419,7 @@ server_login_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint
 				server_publish(s);	/* BackendKeyData, for cancels */
 				/* joining the pool (maybe linking a client) happens after this pump */
 				s->login_done = true;
+				counters_note_server_login(pool->slot, true, W->now);
 				return PKT_CONSUME_STOP;
 			}
 		default:

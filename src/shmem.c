@@ -27,6 +27,7 @@
 #include "utils/timestamp.h"
 
 #include "config.h"
+#include "counters.h"
 #include "shmem.h"
 
 /*
@@ -153,6 +154,7 @@ pgbun_shmem_request(void)
 
 	plan_sizes();
 	RequestAddinShmemSpace(segment_size());
+	RequestAddinShmemSpace(counters_shmem_size());
 }
 
 /*
@@ -181,6 +183,7 @@ pgbun_shmem_startup(void)
 		init_segment();
 	else
 		locate_variable_part();
+	counters_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -499,6 +502,7 @@ pgbun_pool_slot_acquire(const char *database, const char *user, int worker)
 		pg_atomic_init_u64(&p->xact_time_us, 0);
 		pg_atomic_init_u64(&p->query_time_us, 0);
 		pg_atomic_init_u64(&p->wait_time_us, 0);
+		counters_reset(free_idx);
 		pg_write_barrier();		/* publish the names before in_use */
 		p->in_use = true;
 		found = free_idx;

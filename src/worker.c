@@ -42,6 +42,7 @@
 #include "dns.h"
 #include "hba.h"
 #include "listener.h"
+#include "metrics.h"
 #include "pooler.h"
 #include "tls.h"
 #include "worker.h"
@@ -319,6 +320,7 @@ drain_for_smart_shutdown(void)
 	{
 		W->draining = true;
 		listeners_close();
+		metrics_close();
 		ereport(LOG, (errmsg("pgbun: the server is shutting down: worker %d accepts no new clients and closes idle server connections; connected clients go on until they disconnect",
 							 W->id)));
 	}
@@ -341,6 +343,7 @@ run_janitor(void)
 {
 	pool_janitor();
 	listeners_resume_due();
+	metrics_janitor();
 	if (W->draining || W->now >= next_shutdown_check)
 	{
 		next_shutdown_check = W->now + SHUTDOWN_CHECK_MS * 1000;
@@ -401,6 +404,9 @@ dispatch(IoObj *obj, uint32 events)
 				break;
 			case IO_KDF:
 				client_login_kdf_event();
+				break;
+			case IO_HTTP:
+				metrics_on_event(obj, events);
 				break;
 		}
 	}
@@ -484,6 +490,7 @@ apply_reload(void)
 		(void) hba_reload();	/* a bad file keeps the rules in force */
 	if (!W->draining)			/* a smart shutdown closed them for good */
 		listeners_reconfigure();
+	metrics_reconfigure();
 	resolve_server_target();
 	tls_reload();				/* new connections use the new certificates; open ones keep theirs */
 	MemoryContextSwitchTo(old);
@@ -516,6 +523,7 @@ shutdown_worker(void)
 
 	W->shutting_down = true;
 	listeners_close();
+	metrics_close();
 	while (!dlist_is_empty(&W->login_clients))
 		client_close(dlist_container(Client, node, dlist_head_node(&W->login_clients)),
 					 "57P01", "%s", why);
@@ -595,6 +603,7 @@ pgbun_worker_main(Datum main_arg)
 		MemoryContext old = MemoryContextSwitchTo(scratch_context);
 
 		listeners_open();
+		metrics_reconfigure();
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(scratch_context);
 	}

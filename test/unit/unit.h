@@ -46,5 +46,6 @@ void		kdf_suite(void);
 void		startup_options_suite(void);
 void		track_suite(void);
 void		sbuf_suite(void);
+void		http_suite(void);
 
 #endif							/* PGBUN_UNIT_H */

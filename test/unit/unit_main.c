@@ -83,6 +83,7 @@ main(void)
 	startup_options_suite();
 	track_suite();
 	sbuf_suite();
+	http_suite();
 
 	printf("%d passed, %d failed\n", unit_passed, unit_failed);
 	fflush(stdout);
