@@ -11,7 +11,7 @@
 #    (backend pids change; a client inside a transaction keeps its server
 #    until the transaction ends);
 #  - KILL_CLIENT id closes that client (57P01) and no other, whichever worker
-#    holds it;
+#    holds it, also one waiting for a server or the console connection itself;
 #  - KILL db closes every client and server of db at once (57P01), other
 #    databases go on, the database stays paused until RESUME;
 #  - SHUTDOWN stops every pgbun worker (not restarted), the server goes on:
@@ -117,6 +117,7 @@ sub closed_with
 
 my $adm = console_conn('adm', 'adm-pw');
 my $mon = console_conn('mon', 'mon-pw');
+my $boss = console_conn('boss', 'boss-pw');
 
 ############ privileges and bad arguments
 
@@ -304,6 +305,33 @@ foreach my $cmd (sort keys %bad)
 	my $r = $adm->query("KILL_CLIENT $gone");
 	is($r->{error}{C} // 'none', '42704', 'a second KILL_CLIENT of the same id: not found');
 	$_->terminate foreach @others;
+
+	# a client waiting for a server (its database paused)
+	$r = $adm->query('PAUSE postgres');
+	is_deeply($r->{tags}, ['PAUSE'], 'PAUSE postgres');
+	my $w = app_client('kc-waiting');
+	$w->send_bytes(PgbunTest::Raw::query_message('SELECT 1'));
+	ok(wait_until(sub { sql("SELECT state FROM pgbun.clients WHERE application_name = 'kc-waiting'") eq 'waiting' }),
+		'a client waits for a server');
+	my $wid = sql("SELECT ('x' || lpad(ptr, 16, '0'))::bit(64)::bigint FROM pgbun.clients WHERE application_name = 'kc-waiting'");
+	$r = $boss->query("KILL_CLIENT $wid");
+	is_deeply($r->{tags}, ['KILL_CLIENT'], 'KILL_CLIENT of a waiting client, as a superuser (ptr of pgbun.clients is the id in hex)');
+	my ($code) = closed_with($w);
+	is($code, '57P01', 'the waiting client is closed');
+	$r = $adm->query('RESUME postgres');
+	is_deeply($r->{tags}, ['RESUME'], 'RESUME postgres');
+
+	# a console client closing itself: the connection ends, the worker goes on
+	my $self = console_conn('adm', 'adm-pw');
+	# console clients have no pool (database NULL); the newest is this one
+	my @console_ids = map { $_->[20] } grep { !defined $_->[2] } @{ $self->query('SHOW CLIENTS')->{rows} };
+	my $me = (sort { $b <=> $a } @console_ids)[0];
+	$self->send_bytes(PgbunTest::Raw::query_message("KILL_CLIENT $me"));
+	($code) = closed_with($self);
+	is($code, '57P01', 'KILL_CLIENT of the console connection itself closes it');
+	is(scalar(split /\n/, worker_pid($node)), 2, 'both workers still run');
+	$r = $adm->query('SHOW VERSION');
+	ok($r->{ok}, 'the other console connection goes on');
 }
 
 ############ KILL db
@@ -369,7 +397,6 @@ foreach my $cmd (sort keys %bad)
 	my $c = app_client('shut');
 	$c->query('BEGIN');
 	backend_pid($c);
-	my $boss = console_conn('boss', 'boss-pw');
 	my $log_at = -s $node->logfile;
 
 	my $r = $boss->query('SHUTDOWN');
