@@ -37,6 +37,7 @@ my $node = pgbun_node(
 		'pgbun.pool_mode' => 'transaction',
 		'pgbun.default_pool_size' => '20',
 		'pgbun.max_client_conn' => '200',
+		'pgbun.databases' => 'other = pool_mode=session',
 	});
 $node->safe_psql('postgres',
 	"SET password_encryption = 'scram-sha-256'; "
@@ -266,6 +267,33 @@ foreach my $cmd (sort keys %bad)
 	my $again = backend_pid($cs[0]);
 	ok($again =~ /^\d+$/ && !$pids{$again}, 'and the next transaction gets a new one');
 	$_->terminate foreach @cs, $tx;
+}
+
+# session mode (database other): a server stays with its client until it disconnects
+{
+	my $s1 = app_client('rs1', 'other');
+	my $p1 = backend_pid($s1);
+	my $s2 = app_client('rs2', 'other');
+	my $p2 = backend_pid($s2);
+	$s2->terminate;
+	my ($ok, $last) = poll_sql($node,
+		"SELECT count(*) FROM pgbun.servers WHERE database = 'other' AND state = 'idle'", '1');
+	ok($ok, 'session mode: the server of a client that left is idle') or diag("last: $last");
+	my $r = $adm->query('RECONNECT other');
+	is_deeply($r->{tags}, ['RECONNECT'], 'RECONNECT other');
+	($ok, $last) = poll_sql($node,
+		"SELECT coalesce(string_agg(pid::text, ','), '') FROM pg_stat_activity WHERE usename = 'app' AND datname = 'other'",
+		$p1);
+	ok($ok, 'session mode: the idle server is closed, the one of a connected client stays') or diag("left: $last");
+	is(backend_pid($s1), $p1, 'the session client keeps its server');
+	$s1->terminate;
+	($ok, $last) = poll_sql($node,
+		"SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' AND datname = 'other'", '0');
+	ok($ok, 'session mode: its server is closed when the client leaves, not reused') or diag("left: $last");
+	my $s3 = app_client('rs3', 'other');
+	my $p3 = backend_pid($s3);
+	ok($p3 =~ /^\d+$/ && $p3 != $p1 && $p3 != $p2, 'the next session gets a new server connection');
+	$s3->terminate;
 }
 
 ############ KILL_CLIENT
