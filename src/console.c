@@ -8,6 +8,11 @@
  * from the shared segment (stats_read.c), with PgBouncer's column names and
  * types, so psql, exporters and runbooks work unchanged.
  *
+ * Commands that act on clients and servers (KILL, RECONNECT, DISABLE /
+ * ENABLE, KILL_CLIENT, SHUTDOWN) go through control.c's shared state; their
+ * answer waits, like PAUSE's, until every worker has applied them
+ * (console_tick).
+ *
  * A result is built whole into a private buffer (bounded by
  * CONSOLE_MAX_RESULT) and streamed to the socket as it drains; the console
  * reads the client's next query only once the previous answer is out.
@@ -638,6 +643,31 @@ count_conns(bool users, const char *name, int *clients, int *servers)
 	}
 }
 
+/* One SHOW DATABASES row: a database, its clients and server connections over all pools. */
+static void
+put_database(Rows *r, const char *name, int clients, int servers)
+{
+	rows_put(r, name);
+	/* empty server_host: the local server's Unix socket */
+	rows_put(r, (pgbun_server_host && pgbun_server_host[0]) ? pgbun_server_host : NULL);
+	rows_put_int(r, pgbun_server_port);
+	rows_put(r, name);
+	rows_put(r, NULL);
+	rows_put_int(r, config_pool_size(name));
+	rows_put_int(r, pgbun_min_pool_size);
+	rows_put_int(r, 0);			/* no reserve pool */
+	rows_put_int(r, pgbun_server_lifetime / 1000);
+	rows_put(r, NULL);			/* per-pool modes: see SHOW POOLS */
+	rows_put(r, NULL);
+	rows_put_int(r, pgbun_max_db_connections);
+	rows_put_int(r, servers);
+	rows_put_int(r, 0);			/* no per-database client limit */
+	rows_put_int(r, clients);
+	rows_put_int(r, pgbun_db_paused(name) ? 1 : 0);
+	rows_put_int(r, control_db_disabled(name) ? 1 : 0);
+	rows_put_int(r, 0);
+}
+
 static void
 show_databases(Console *cs)
 {
@@ -664,25 +694,7 @@ show_databases(Console *cs)
 		int			servers;
 
 		count_conns(false, names[i], &clients, &servers);
-		rows_put(&r, names[i]);
-		/* empty server_host: the local server's Unix socket */
-		rows_put(&r, (pgbun_server_host && pgbun_server_host[0]) ? pgbun_server_host : NULL);
-		rows_put_int(&r, pgbun_server_port);
-		rows_put(&r, names[i]);
-		rows_put(&r, NULL);
-		rows_put_int(&r, config_pool_size(names[i]));
-		rows_put_int(&r, pgbun_min_pool_size);
-		rows_put_int(&r, 0);	/* no reserve pool */
-		rows_put_int(&r, pgbun_server_lifetime / 1000);
-		rows_put(&r, NULL);		/* per-pool modes: see SHOW POOLS */
-		rows_put(&r, NULL);
-		rows_put_int(&r, pgbun_max_db_connections);
-		rows_put_int(&r, servers);
-		rows_put_int(&r, 0);	/* no per-database client limit */
-		rows_put_int(&r, clients);
-		rows_put_int(&r, pgbun_db_paused(names[i]) ? 1 : 0);
-		rows_put_int(&r, control_db_disabled(names[i]) ? 1 : 0);
-		rows_put_int(&r, 0);
+		put_database(&r, names[i], clients, servers);
 	}
 	/* a disabled database with no pool (nobody connected since) is listed all the same */
 	ndisabled = control_disabled_names(disabled, PGBUN_MAX_DB_CONTROLS);
@@ -692,26 +704,8 @@ show_databases(Console *cs)
 
 		for (int i = 0; i < n && !listed; i++)
 			listed = strcmp(names[i], disabled[d]) == 0;
-		if (listed)
-			continue;
-		rows_put(&r, disabled[d]);
-		rows_put(&r, (pgbun_server_host && pgbun_server_host[0]) ? pgbun_server_host : NULL);
-		rows_put_int(&r, pgbun_server_port);
-		rows_put(&r, disabled[d]);
-		rows_put(&r, NULL);
-		rows_put_int(&r, config_pool_size(disabled[d]));
-		rows_put_int(&r, pgbun_min_pool_size);
-		rows_put_int(&r, 0);
-		rows_put_int(&r, pgbun_server_lifetime / 1000);
-		rows_put(&r, NULL);
-		rows_put(&r, NULL);
-		rows_put_int(&r, pgbun_max_db_connections);
-		rows_put_int(&r, 0);
-		rows_put_int(&r, 0);
-		rows_put_int(&r, 0);
-		rows_put_int(&r, pgbun_db_paused(disabled[d]) ? 1 : 0);
-		rows_put_int(&r, 1);
-		rows_put_int(&r, 0);
+		if (!listed)
+			put_database(&r, disabled[d], 0, 0);
 	}
 	pfree(disabled);
 	pfree(names);
