@@ -415,6 +415,35 @@ foreach my $cmd (sort keys %bad)
 	$c->terminate;
 }
 
+############ a worker restarted after commands applies their state, and only to what is older
+
+{
+	my $victim = (split /\n/, worker_pid($node))[1];
+	sql("SELECT pg_terminate_backend($victim)");
+	ok(wait_until(sub { my @p = split /\n/, worker_pid($node); @p == 2 && !grep { $_ == $victim } @p }),
+		'a terminated worker is started again');
+	# console connections of the terminated worker are gone: log in again
+	$_->close foreach $adm, $mon, $boss;
+	$adm = console_conn('adm', 'adm-pw');
+	$mon = console_conn('mon', 'mon-pw');
+	$boss = console_conn('boss', 'boss-pw');
+	my $r = $adm->query('DISABLE other');
+	is_deeply($r->{tags}, ['DISABLE'], 'a command completes with the restarted worker');
+	my @cs = spread_clients('restarted', 2);
+	is(join(',', map { backend_pid($_) =~ /^\d+$/ ? 'ok' : 'no' } @cs), join(',', ('ok') x @cs),
+		'new clients on both workers are not hit by the earlier KILLs');
+	my @refused;
+	for (1 .. 4)
+	{
+		my $c = raw_connect($node);
+		push @refused, $c->login(user => 'app', password => 'app-pw', database => 'other')->{error}{C} // 'ok';
+		$c->close;
+	}
+	is(join(',', @refused), '55000,55000,55000,55000', 'DISABLE holds on both workers, the restarted one too');
+	$adm->query('ENABLE other');
+	$_->terminate foreach @cs;
+}
+
 ############ SHUTDOWN
 
 {
