@@ -176,6 +176,7 @@ typedef struct Pool
 	uint8	   *login_error;	/* the server's last login ErrorResponse (whole message) */
 	uint32		login_error_len;
 	TimestampTz empty_since;	/* no clients, no servers since then (pool_idle_timeout); 0 if in use */
+	TimestampTz reconnect_before;	/* RECONNECT: servers made before this are closed, not reused */
 } Pool;
 
 /* The worker's loop-wide state other modules read. */
