@@ -39,7 +39,22 @@ sub http_request
 	close $s;
 	my ($head, $body) = split /\r\n\r\n/, $resp, 2;
 	my ($status) = ($head // '') =~ m{^HTTP/1\.1 (\d+)};
+	$body = dechunk($body // '') if ($head // '') =~ /^Transfer-Encoding:\s*chunked/mi;
 	return ($status // 0, $head // '', $body // '');
+}
+
+sub dechunk
+{
+	my ($in) = @_;
+	my $out = '';
+	while ($in =~ s/^([0-9a-fA-F]+)[^\r\n]*\r\n//)
+	{
+		my $n = hex($1);
+		last if $n == 0;
+		$out .= substr($in, 0, $n, '');
+		$in =~ s/^\r\n//;
+	}
+	return $out;
 }
 
 sub http_get
