@@ -3,7 +3,8 @@
 # one query after another (each must be answered, within a generous 10 s),
 # test/python/http_abuse.py sends: 100 malformed requests of ten kinds (each
 # gets a 4xx), 20 requests with a 1 MiB header (431), 50 slowloris clients
-# writing a byte a second (closed unanswered by pgbun's 10 s deadline), and
+# writing a byte a second (closed unanswered by pgbun's 10 s deadline), 40
+# requests dribbled a byte every 2 ms (answered right), and
 # 1,000 concurrent scrapes (each answered whole: 200, or 503 over the
 # connection limit). Afterwards the worker has the same pid and /metrics
 # answers.
@@ -99,6 +100,16 @@ my @bad = grep { !/^4\d\d$/ } keys %{ $garbage->{counts} };
 is(scalar(@bad), 0, 'every malformed request got a 4xx answer: ' . counts_text($garbage->{counts}));
 is($huge->{counts}{431} // 0, 20, 'every 1 MiB header got 431: ' . counts_text($huge->{counts}));
 check_queries($q, 'garbage and huge headers');
+
+# --- requests dribbled a byte every 2 ms: the head is parsed once it may be
+# whole (a blank line after text), and still answered right
+($res, $q) = abuse([ 'dribble', 40 ]);
+my ($dribble) = @$res;
+is_deeply(
+	$dribble->{counts},
+	{ 'crlf:200' => 10, 'lf:200' => 10, 'empty_lines:200' => 10, 'bad_header:400' => 10 },
+	'dribbled requests: whole ones answered 200, one with a bad header line 400: ' . counts_text($dribble->{counts}));
+check_queries($q, 'dribbled requests');
 
 # --- slowloris clients (connected first, so they are under the limit) while
 # 1,000 scrapes come at once

@@ -10,6 +10,10 @@ Usage: http_abuse.py PORT PHASE [N] [--timeout S] [--delay S]
   huge N     N connections sending a 1 MiB header field; each should get 431.
   slow N     N slowloris connections writing a valid request one byte a
              second; pgbun should close them (its 10 s deadline) unanswered.
+  dribble N  N connections writing a request a byte every 2 ms (TCP_NODELAY):
+             a whole one with CRLF, one with bare LF, one after empty lines
+             (each 200) and one with a bad header line after good ones (400);
+             outcomes counted as "<kind>:<status>".
   storm N    N connections opened at once, each sending GET /metrics and
              reading the answer to the end (200, or 503 when over pgbun's
              connection limit).
@@ -64,6 +68,15 @@ GARBAGE = [
 ]
 
 
+DRIBBLE = [
+    ("crlf", b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n"),
+    ("lf", b"GET /metrics HTTP/1.1\nHost: 127.0.0.1\n\n"),
+    ("empty_lines", b"\r\n\n\r\nGET /status.json HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ("bad_header", b"GET /metrics HTTP/1.1\r\nHost: x\r\nNot a header\r\n\r\n"),
+]
+SLOW = {"slow": 1.0, "dribble": 0.002}
+
+
 class Conn:
     def __init__(self, idx):
         self.idx = idx
@@ -75,9 +88,13 @@ class Conn:
         self.connected = False
         self.done = None          # outcome
         self.end = None
-        self.next_byte = self.start + 0.1  # slow: when to write the next byte
+        self.next_byte = self.start + 0.1  # slow, dribble: when to write the next byte
+        self.kind = None
         if PHASE == "garbage":
             self.out = GARBAGE[idx % len(GARBAGE)]()
+        elif PHASE == "dribble":
+            self.kind, self.out = DRIBBLE[idx % len(DRIBBLE)]
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         elif PHASE == "huge":
             self.out = b"GET /metrics HTTP/1.1\r\nX-Huge: " + b"h" * (1 << 20) + b"\r\n\r\n"
         else:
@@ -104,11 +121,11 @@ class Conn:
     def on_event(self, mask):
         now = time.monotonic()
         if mask & selectors.EVENT_WRITE and self.out:
-            if PHASE == "slow":
+            if PHASE in SLOW:
                 if now < self.next_byte:
                     return
                 chunk = self.out[:1]
-                self.next_byte = now + 1.0
+                self.next_byte = now + SLOW[PHASE]
             else:
                 chunk = self.out[:65536]
             try:
@@ -141,7 +158,7 @@ class Conn:
             return
         ev = selectors.EVENT_READ
         # slow clients write from the timer loop, not on every writable event
-        if self.out and PHASE != "slow":
+        if self.out and PHASE not in SLOW:
             ev |= selectors.EVENT_WRITE
         try:
             sel.modify(self.sock, ev, self)
@@ -153,7 +170,7 @@ sel = selectors.DefaultSelector()
 conns = [Conn(i) for i in range(N)]
 for c in conns:
     if c.done is None:
-        sel.register(c.sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if PHASE != "slow" else 0), c)
+        sel.register(c.sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if PHASE not in SLOW else 0), c)
 
 t0 = time.monotonic()
 while any(c.done is None for c in conns):
@@ -162,17 +179,18 @@ while any(c.done is None for c in conns):
             if c.done is None:
                 c.finish("timeout")
         break
-    # slow clients: poll every 100 ms so each writes its byte on time
-    for key, mask in sel.select(timeout=0.1):
+    # slow clients: poll every 100 ms (dribblers every 1 ms) so each writes its byte on time
+    for key, mask in sel.select(timeout=0.1 if PHASE != "dribble" else 0.001):
         key.data.on_event(mask)
-    if PHASE == "slow":
+    if PHASE in SLOW:
         for c in conns:
             if c.done is None and c.out and time.monotonic() >= c.next_byte:
                 c.on_event(selectors.EVENT_WRITE)
 
 counts = {}
 for c in conns:
-    counts[c.done] = counts.get(c.done, 0) + 1
+    key = c.done if c.kind is None else c.kind + ":" + c.done
+    counts[key] = counts.get(key, 0) + 1
 print(json.dumps({
     "phase": PHASE,
     "n": N,
