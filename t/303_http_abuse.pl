@@ -6,8 +6,9 @@
 # writing a byte a second (closed unanswered by pgbun's 10 s deadline), 40
 # requests dribbled a byte every 2 ms (answered right), and
 # 1,000 concurrent scrapes (each answered whole: 200, or 503 over the
-# connection limit). Afterwards the worker has the same pid and /metrics
-# answers.
+# connection limit). Then the worker runs out of file descriptors: the
+# metrics listener pauses instead of spinning. Afterwards the worker has the
+# same pid and /metrics answers.
 
 use strict;
 use warnings FATAL => 'all';
@@ -22,6 +23,8 @@ use PgbunHttp;
 use IPC::Run;
 use JSON::PP;
 use Time::HiRes qw(time usleep);
+use IO::Select;
+use IO::Socket::INET;
 
 my $python = '/usr/bin/python3';
 my $abuse = "$FindBin::RealBin/../test/python/http_abuse.py";
@@ -123,6 +126,55 @@ my $answered = ($storm->{counts}{200} // 0) + ($storm->{counts}{503} // 0);
 is($answered, 1000, 'each of 1,000 concurrent scrapes got a whole answer, 200 or 503: ' . counts_text($storm->{counts}));
 cmp_ok($storm->{counts}{200} // 0, '>', 0, 'scrapes were served');
 check_queries($q, 'slowloris and 1,000 scrapes');
+
+# --- the worker out of file descriptors (its soft RLIMIT_NOFILE lowered from
+# outside with prlimit, as in t/185): accept() on the metrics port fails with
+# EMFILE; the listener pauses (one log line each, backing off) instead of
+# spinning on its level-triggered socket, and the scrape waiting in the
+# backlog is answered once descriptors are back
+SKIP:
+{
+	skip 'prlimit (util-linux) is not installed', 6 unless -x '/usr/bin/prlimit';
+	my $wpid = $worker;
+	my ($soft, $hard) = `prlimit --pid $wpid --nofile --noheadings --raw --output=SOFT,HARD` =~ /(\d+)\s+(\d+)/
+	  or die "cannot read the worker's RLIMIT_NOFILE";
+	opendir(my $dh, "/proc/$wpid/fd") or die "cannot list /proc/$wpid/fd: $!";
+	my %used = map { $_ => 1 } grep { /^\d+$/ } readdir($dh);
+	closedir($dh);
+	my ($first_free) = grep { !$used{$_} } 0 .. (sort { $b <=> $a } keys %used)[0] + 1;
+	my $log_count = sub {
+		my @n = slurp_file($node->logfile) =~ /pgbun: metrics port: accept failed/g;
+		return scalar @n;
+	};
+	my $before = $log_count->();
+	system('prlimit', '--pid', $wpid, "--nofile=$first_free:$hard") == 0 or die 'prlimit failed';
+	my $waiting = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $mport, Timeout => 10);
+	ok($waiting, 'a scrape connects (into the backlog) while the worker has no free descriptor');
+	print $waiting "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" if $waiting;
+	ok(wait_until(sub { $log_count->() - $before >= 3 }), 'accept fails with EMFILE and says so');
+	sleep(2);
+	my $lines = $log_count->() - $before;
+	cmp_ok($lines, '<', 30, "the metrics listener backs off instead of spinning ($lines log lines)");
+	is($pooled->query('SELECT 77', 10), '77', 'the pooled client goes on meanwhile');
+	system('prlimit', '--pid', $wpid, "--nofile=$soft:$hard") == 0 or die 'prlimit failed';
+	my $resp = '';
+	if ($waiting)
+	{
+		my $sel = IO::Select->new($waiting);
+		my $deadline = time + 30;
+		# the listener comes back after its current pause (at most 5 s)
+		while (time < $deadline)
+		{
+			next unless $sel->can_read(1);
+			my $n = sysread($waiting, my $chunk, 65536);
+			last unless $n;
+			$resp .= $chunk;
+		}
+		close $waiting;
+	}
+	like($resp, qr{^HTTP/1\.1 200 }, 'the scrape waiting in the backlog is answered once descriptors are back');
+	like($resp, qr/^pgbun_info/m, 'with the metrics');
+}
 
 # --- afterwards
 is((http_get($mport, '/metrics'))[0], 200, '/metrics still answers');
