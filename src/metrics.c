@@ -87,8 +87,7 @@ typedef struct HttpConn
 	bool		closed;
 	TimestampTz deadline;
 	size_t		in_len;
-	size_t		scanned;		/* bytes of in looked at for the end of the head */
-	bool		seen_text;		/* a byte other than CR/LF came (empty lines before a request do not count) */
+	HttpHeadScan scan;			/* where the end of the head may be */
 	char		head[512];		/* status line and headers of the answer */
 	size_t		head_len;
 	Body	   *body;			/* NULL: none (HEAD, or a static answer) */
@@ -877,35 +876,6 @@ conn_write(HttpConn *hc)
 	}
 }
 
-/*
- * Could the request head be complete now: has a blank line come after some
- * text? Looks only at the bytes not looked at before, so a client sending its
- * head a byte at a time costs linear, not quadratic, work; the parser runs
- * once the head may be whole (or the buffer is full, or on the first bytes,
- * so that garbage is refused at once).
- */
-static bool
-head_may_be_complete(HttpConn *hc)
-{
-	for (size_t i = hc->scanned; i < hc->in_len; i++)
-	{
-		char		ch = hc->in[i];
-
-		if (!hc->seen_text)
-		{
-			hc->seen_text = ch != '\r' && ch != '\n';
-			continue;
-		}
-		if (ch == '\n' && (hc->in[i - 1] == '\n' || (hc->in[i - 1] == '\r' && hc->in[i - 2] == '\n')))
-		{
-			hc->scanned = i + 1;
-			return true;
-		}
-	}
-	hc->scanned = hc->in_len;
-	return false;
-}
-
 /* Read until EAGAIN; answer once the head is whole. */
 static void
 conn_read(HttpConn *hc)
@@ -964,7 +934,13 @@ conn_read(HttpConn *hc)
 			HttpRequest req;
 			int			n;
 
-			if (!head_may_be_complete(hc) && !first && hc->in_len < sizeof(hc->in))
+			/*
+			 * Parse once the head may be whole (http.h), so a client sending
+			 * it a byte at a time costs linear, not quadratic, work; and on
+			 * the first bytes, so that garbage is refused at once.
+			 */
+			if (!http_head_may_be_complete(&hc->scan, hc->in, hc->in_len) && !first &&
+				hc->in_len < sizeof(hc->in))
 				continue;
 			n = http_parse_request(hc->in, hc->in_len, &req);
 
