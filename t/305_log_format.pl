@@ -1,8 +1,8 @@
 # 305_log_format: pgbun's log lines carry the key=value fields the README
 # promises (event, client, database, user, pool, sqlstate, duration), parsed
-# here from two destinations: plain stderr, and the server's jsonlog (where
-# the SQLSTATE is also the entry's state_code and backend_type is "pgbun
-# worker"). Covered: a login, a login failure, a pooler error after login
+# here from three destinations: plain stderr, and the server's jsonlog and
+# csvlog (where the SQLSTATE is also the entry's state_code and backend_type
+# is "pgbun worker"). Covered: a login, a login failure, a pooler error after login
 # (a message over pgbun.max_packet_size) and the per-pool stats line of
 # pgbun.stats_period.
 
@@ -142,13 +142,27 @@ my %conf = (
 	stop_node($node);
 }
 
-# --- jsonlog (PostgreSQL 15): one JSON object per line
+# One csvlog record: fields separated by commas, double-quoted with "" inside.
+sub csv_fields
+{
+	my ($line) = @_;
+	my @f;
+	while ($line =~ /\G(?:"((?:[^"]|"")*)"|([^,]*))(,|$)/g)
+	{
+		my ($quoted, $plain, $sep) = ($1, $2, $3);
+		push @f, defined $quoted ? $quoted =~ s/""/"/gr : $plain;
+		last if $sep eq '';
+	}
+	return \@f;
+}
+
+# --- jsonlog (PostgreSQL 15): one JSON object per line; csvlog at the same time
 {
 	my $node = pgbun_node(
 		name => 'jsonlog',
 		conf => {
 			%conf,
-			'log_destination' => 'jsonlog',
+			'log_destination' => 'jsonlog,csvlog',
 			'logging_collector' => 'on',
 			'log_directory' => 'log',
 			'log_filename' => 'pgbun.log',
@@ -175,6 +189,25 @@ my %conf = (
 			is($l->{json}{state_code}, $code, "$label: the jsonlog state_code is the sqlstate field");
 			is($l->{json}{backend_type}, 'pgbun worker', "$label: backend_type is pgbun worker");
 			is($l->{json}{error_severity}, 'LOG', "$label: severity LOG");
+		});
+
+	# csvlog: message is column 14, sql_state_code 13, backend_type 24
+	my $csv = $node->data_dir . '/log/pgbun.csv';
+	ok(-f $csv, 'the csvlog file exists');
+	my @clines;
+	foreach my $line (split /\n/, eval { slurp_file($csv) } // '')
+	{
+		my $f = csv_fields($line);
+		next unless ($f->[13] // '') =~ /^pgbun: /;
+		push @clines, { message => $f->[13], csv => $f };
+	}
+	check_lines(
+		'csvlog',
+		\@clines,
+		sub {
+			my ($l, $code, $label) = @_;
+			is($l->{csv}[12], $code, "$label: the csvlog sql_state_code is the sqlstate field");
+			is($l->{csv}[23], 'pgbun worker', "$label: backend_type is pgbun worker");
 		});
 	stop_node($node);
 }
