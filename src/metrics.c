@@ -1199,6 +1199,17 @@ metrics_janitor(void)
 			conn_close(hc);
 	}
 	free_closed_conns();
+	/* a stale body is rendered again anyway: give its memory back meanwhile */
+	for (int i = 0; i < 2; i++)
+	{
+		BodyCache  *c = i == 0 ? &cached_metrics : &cached_status;
+
+		if (c->body && (W->now - c->at >= METRICS_CACHE_MS * 1000 || W->now < c->at))
+		{
+			body_unref(c->body);
+			c->body = NULL;
+		}
+	}
 	accept_resume_due();
 	log_stats_tick(W->now);
 }
