@@ -4,7 +4,8 @@
 # csvlog (where the SQLSTATE is also the entry's state_code and backend_type
 # is "pgbun worker"). Covered: a login, a login failure, a pooler error after login
 # (a message over pgbun.max_packet_size) and the per-pool stats line of
-# pgbun.stats_period.
+# pgbun.stats_period; pgbun.log_pooler_errors = off drops the pooler_error
+# lines only.
 
 use strict;
 use warnings FATAL => 'all';
@@ -128,7 +129,8 @@ my %conf = (
 
 # --- plain stderr (the test cluster's log file)
 {
-	my $node = pgbun_node(name => 'stderrlog', conf => {%conf});
+	# log_statement = all: reload_sync sees the worker apply a reload
+	my $node = pgbun_node(name => 'stderrlog', conf => { %conf, 'log_statement' => 'all' });
 	$node->safe_psql('postgres',
 		"SET password_encryption = 'scram-sha-256'; CREATE ROLE app LOGIN PASSWORD 'app-pw';");
 	drive($node);
@@ -139,6 +141,23 @@ my %conf = (
 		push @lines, { message => $1 } if $line =~ /\bLOG:\s+(pgbun: .*)$/;
 	}
 	check_lines('stderr', \@lines);
+
+	# pgbun.log_pooler_errors = off: the client still gets its error, the log
+	# no pooler_error line (the other events stay)
+	reload_sync($node, { user => 'app', password => 'app-pw' }, 'pgbun.log_pooler_errors' => 'off');
+	my $count = sub { my @n = slurp_file($node->logfile) =~ /event=pooler_error/g; return scalar @n; };
+	my $logins = sub { my @n = slurp_file($node->logfile) =~ /event=client_login/g; return scalar @n; };
+	my $before = $count->();
+	my $logins_before = $logins->();
+	my $raw = raw_connect($node);
+	ok($raw->login(user => 'app', password => 'app-pw', database => 'postgres')->{ok}, 'a raw client logs in again');
+	$raw->send_bytes(PgbunTest::Raw::query_message('SELECT ' . ('1' x 3000)));
+	is(first_error(read_until($raw, 'Z', 30))->{C} // '', '08P01', 'log_pooler_errors off: the client still gets 08P01');
+	$raw->close;
+	my ($rc, $out, $err) = pgbun_psql($node, 'SELECT 1', user => 'app', password => 'app-pw');
+	is($rc, 0, 'a later login works');
+	ok(wait_until(sub { $logins->() >= $logins_before + 2 }), 'client_login lines still come');
+	is($count->(), $before, 'log_pooler_errors off: no pooler_error line');
 	stop_node($node);
 }
 
