@@ -605,7 +605,7 @@ again:
 				rd = wr = 0;
 				goto again;
 			}
-			if (++retries < 64)
+			if (rd > 0 || wr > 0 || ++retries < 64)
 			{
 				/* stopped until earlier answers were out (they are now): go on */
 				rd = wr = 0;
