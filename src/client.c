@@ -212,7 +212,19 @@ client_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 	bool		was_busy;
 
 	if (hdr->type == 'X')
+	{
+		/*
+		 * The backend would answer everything sent before the Terminate
+		 * first (errors of a broken COPY, the rest of a pipeline): wait for
+		 * those answers, then close.
+		 */
+		if (s && server_busy(s) && !s->closed)
+		{
+			c->wait_answers = true;
+			return PKT_STOP;
+		}
 		return PKT_CLOSE;
+	}
 	if (!s)
 	{
 		/*
