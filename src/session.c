@@ -507,12 +507,11 @@ session_ready(Server *s)
 	Client	   *c = s->link;
 
 	/*
-	 * Only outside a transaction (a rolled-back RESET needs no restore, and
-	 * pgbun's query must not run in, or break, the client's transaction)
-	 * and with nothing of the client's in flight, so the hidden answers
-	 * come next.
+	 * With nothing of the client's in flight, so the hidden answers come
+	 * next. Inside a transaction block too: the restore is undone with the
+	 * RESET if the block rolls back; not in a failed block (it would fail).
 	 */
-	if (!c || !c->reapply || s->tx_status != 'I' || server_busy(s) ||
+	if (!c || !c->reapply || s->tx_status == 'E' || server_busy(s) ||
 		s->hidden_rfq > 0 || sbuf_has_pending_forward(&c->sb))
 		return false;
 	return queue_restore(s, c);
