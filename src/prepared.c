@@ -96,6 +96,8 @@ stream_mark(Client *c, Server *s)
 #define REQ_UNCLOSE 0x20		/* if the backend skips it, the server still has data (a statement) */
 /* On a REQ_RECLOSE entry: the Close before it was skipped, so if this one is skipped too, the name stays */
 #define REQ_INHERIT 0x40
+/* On a REQ_CLOSED entry: the Parse that made the name did not happen, so a skip gives nothing back */
+#define REQ_NAME_GONE 0x01
 
 #define STMT_BUCKETS 4096
 #define SERVER_NAME_MAX 32
@@ -924,6 +926,20 @@ prepared_entry_gone(void *owner, Track *t, TrackEntry *e, TrackFate fate)
 
 				if (cs && cs->stmt == st)
 					client_remove(c, e->name);
+				/* a Close of it sent since (before any new Parse of the name) gives nothing back */
+				for (uint32 i = 0, after = 0; i < t->count; i++)
+				{
+					TrackEntry *x = track_entry_at(t, i);
+
+					if (x == e)
+						after = 1;
+					else if (!after || !x->name || strcmp(x->name, e->name) != 0)
+						continue;
+					else if (x->type == 'P')
+						break;
+					else if (x->type == 'C' && (x->uflags & REQ_CLOSED) && x->data == st)
+						x->uflags |= REQ_NAME_GONE;
+				}
 			}
 		}
 		stmt_unref(st);
@@ -957,12 +973,20 @@ prepared_entry_gone(void *owner, Track *t, TrackEntry *e, TrackFate fate)
 		 * a later Close of it is still to come (that one decides).
 		 */
 		if (fate == TRACK_SKIPPED && c && e->name && !client_find(c, e->name) &&
+			!(e->uflags & REQ_NAME_GONE) &&
 			(!(e->uflags & REQ_RECLOSE) || (e->uflags & REQ_INHERIT)))
 		{
 			TrackEntry *next = later_close(s, e, e->name);
 
 			if (next)
-				next->uflags |= REQ_INHERIT;
+			{
+				/* the later Close decides, for this statement */
+				stmt_ref(st);
+				if (next->data)
+					stmt_unref(next->data);
+				next->data = st;
+				next->uflags = (next->uflags | REQ_INHERIT) & ~REQ_NAME_GONE;
+			}
 			else
 				(void) client_set(c, e->name, st);
 		}
