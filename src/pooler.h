@@ -54,6 +54,7 @@ typedef struct Client
 	uint16		startup_len;
 	struct ParamSet *welcome;	/* the ParameterStatus it was welcomed with (its defaults) */
 	bool		reapply;		/* its RESET / DISCARD ALL ran: restore its connect-time values */
+	bool		learn;			/* it SET (or RESET) something unreported: read back what it set */
 	struct AuthState *auth;		/* only during login */
 	char		tx_status;		/* last ReadyForQuery status it saw */
 	bool		named_parse;	/* sent a named Parse where the pool mode cannot keep it */
@@ -133,6 +134,10 @@ typedef struct Server
 								 * restore after its RESET / DISCARD ALL is answered, or 0 */
 	char	   *params;			/* parameter values as the server reported them (ParameterStatus) */
 	uint16		params_len;
+	bool		learning;		/* the last hidden query reads the client's session values back */
+	char	   *learned;		/* ... what it has read so far (name, value) */
+	uint16		learned_len;
+	bool		learn_overflow;	/* ... more than pgbun can carry */
 	char	   *held;			/* ParameterStatus held back after a client's RESET (session.c) */
 	uint16		held_len;
 	char	   *set;			/* unreported parameters pgbun set here (absent: the default) */

@@ -801,8 +801,8 @@ prepared_emit_answers(Server *s)
 	TrackEntry *h;
 	bool		any = false;
 
-	/* only once everything the server said before is out */
-	if (!c || sbuf_has_pending_forward(&s->sb))
+	/* only once everything the server said before is out (a held ReadyForQuery included) */
+	if (!c || sbuf_has_pending_forward(&s->sb) || s->held_ready)
 		return;
 	while ((h = track_head(&s->tracker)) && (h->flags & TRACK_SYNTH))
 	{
@@ -1549,6 +1549,26 @@ prepared_command_complete(Server *s, const char *tag, void *mark)
 			server_forget_upto(s, (uint32) m);
 		else
 			prepared_server_forget_all(s);
+		/*
+		 * A Close sent after it of a name made before it closes nothing the
+		 * statement left: if skipped, it gives nothing back.
+		 */
+		for (uint32 i = 0; i < s->tracker.count; i++)
+		{
+			TrackEntry *x = track_entry_at(&s->tracker, i);
+			bool		remade = false;
+
+			if (x->type != 'C' || !(x->uflags & REQ_CLOSED) || !x->name)
+				continue;
+			for (uint32 k = 0; k < i && !remade; k++)
+			{
+				TrackEntry *y = track_entry_at(&s->tracker, k);
+
+				remade = y->type == 'P' && y->name && strcmp(y->name, x->name) == 0;
+			}
+			if (!remade)
+				x->uflags |= REQ_NAME_GONE;
+		}
 		s->stmts_unsure = false;
 		if (s->link && mark)
 			client_remove_upto(s->link, (uint32) ((m >> 32) & 0x7fffffff));

@@ -271,6 +271,13 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 	if (s->hidden_rfq > 0)
 	{
 		/* answers to the pooler's own query: the client never sees them */
+		if ((hdr->type == 'D' || hdr->type == 'C') && s->learning)
+		{
+			if (avail < size)
+				return PKT_NEED_FULL;
+			if (session_learn_message(s, hdr, msg, size))
+				return PKT_CONSUME;
+		}
 		switch (hdr->type)
 		{
 			case 'Z':
@@ -425,9 +432,9 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 					s->held_ready = status;
 					return PKT_CONSUME;
 				}
-				if (session_has_held(s) && !c_reapply_pending(s))
+				if (session_has_held(s) && (!c_reapply_pending(s) || status != 'I'))
 				{
-					/* no restore to wait for: the held ParameterStatus go out before this */
+					/* no restore to wait for (or not now, in a transaction block): the held ParameterStatus go out first */
 					s->held_ready = status;
 					s->hidden_done = true;
 					return PKT_CONSUME_STOP;
@@ -569,6 +576,16 @@ again:
 				server_close(s, "protocol tracking lost");
 				return;
 			}
+			if (s->hidden_done)
+			{
+				s->hidden_done = false;
+				hidden_query_done(s);
+				if (s->held_ready && !s->closed)
+					emit_held_ready(s);
+				/* more may be buffered, now for a (possibly new) client */
+				rd = wr = 0;
+				goto again;
+			}
 			if (s->rewrite && c && prepared_answers_waiting(s))
 			{
 				prepared_emit_answers(s);
@@ -601,16 +618,6 @@ again:
 				s->mode_violation = false;
 				client_close(c, "0A000", "transaction blocks not allowed in statement pooling mode");
 				return;
-			}
-			if (s->hidden_done)
-			{
-				s->hidden_done = false;
-				hidden_query_done(s);
-				if (s->held_ready && !s->closed)
-					emit_held_ready(s);
-				/* more may be buffered, now for a (possibly new) client */
-				rd = wr = 0;
-				goto again;
 			}
 			if (rd > 0 || wr > 0 || ++retries < 64)
 			{

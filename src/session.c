@@ -28,6 +28,7 @@
 #include "utils/guc_tables.h"
 #include "utils/memutils.h"
 
+#include "config.h"
 #include "params.h"
 #include "prepared.h"
 #include "session.h"
@@ -474,15 +475,20 @@ session_command_complete(Server *s, const char *tag)
 
 	if (strcmp(tag, "SET") == 0)
 	{
-		/* SET of a parameter the server does not report: its value is unknown from now on */
+		/*
+		 * SET of a parameter the server may not report: its value is unknown
+		 * until pgbun reads back what the client set (session_ready)
+		 */
 		s->dirty = true;
+		if (c && s->link_mode != POOL_MODE_SESSION)
+			c->learn = true;	/* (a session-mode client keeps its server) */
 	}
 	else if (strcmp(tag, "RESET") == 0)
 	{
 		/* RESET x or RESET ALL: which one, and whether it is rolled back, pgbun cannot tell */
 		s->dirty = true;
 		if (c)
-			c->reapply = true;
+			c->reapply = c->learn = true;
 	}
 	else if (strcmp(tag, "DISCARD ALL") == 0)
 	{
@@ -493,8 +499,139 @@ session_command_complete(Server *s, const char *tag)
 		s->dirty = false;
 		s->params_fp_valid = false;
 		if (c)
-			c->reapply = true;
+			c->reapply = c->learn = true;
 	}
+}
+
+/*
+ * Read back the client's own session values of parameters the server does
+ * not report (a SET of search_path, statement_timeout, ...), so that they
+ * follow the client to its next server connection as its connect-time
+ * values do. Last of pgbun's hidden queries: its rows come when one is left.
+ */
+static bool
+queue_learn(Server *s, Client *c)
+{
+	c->learn = false;
+	if (!server_queue_query(s, "SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings"
+							" WHERE source = 'session'"))
+		return false;
+	s->learning = true;
+	free(s->learned);
+	s->learned = NULL;
+	s->learned_len = 0;
+	s->learn_overflow = false;
+	(void) sbuf_flush_out(&s->sb);
+	return true;
+}
+
+/* The text of column col of a DataRow body, NUL-terminated into out; false if absent or too long. */
+static bool
+row_column(const uint8 *body, uint32 len, int col, char *out, size_t outlen)
+{
+	uint32		pos = 2;
+	int			n;
+
+	if (len < 2)
+		return false;
+	n = (body[0] << 8) | body[1];
+	for (int i = 0; i < n; i++)
+	{
+		int32		l;
+
+		if (pos + 4 > len)
+			return false;
+		l = (int32) ((uint32) body[pos] << 24 | (uint32) body[pos + 1] << 16 |
+					 (uint32) body[pos + 2] << 8 | body[pos + 3]);
+		pos += 4;
+		if (l < 0 || pos + (uint32) l > len)
+			return false;
+		if (i == col)
+		{
+			if ((size_t) l >= outlen)
+				return false;
+			memcpy(out, body + pos, l);
+			out[l] = '\0';
+			return true;
+		}
+		pos += (uint32) l;
+	}
+	return false;
+}
+
+/* The learned values become the client's wanted ones and what the server holds. */
+static void
+learn_finish(Server *s)
+{
+	Client	   *c = s->link;
+
+	s->learning = false;
+	if (!c || s->learn_overflow)
+		return;					/* the server stays unknown: RESET ALL before its next use */
+	/* the client's unreported values not given at connect time: exactly those read back */
+	for (const char *p = c->params; p && p < c->params + c->params_len;)
+	{
+		const char *v = p + strlen(p) + 1;
+		struct config_generic *rec = guc_find(p);
+		char		name[NAMEDATALEN];
+
+		strlcpy(name, p, sizeof(name));
+		p = v + strlen(v) + 1;
+		if ((rec && (rec->flags & GUC_REPORT)) || params_get(c->startup, c->startup_len, name) ||
+			params_get(s->learned, s->learned_len, name))
+			continue;
+		params_remove(&c->params, &c->params_len, name);
+		p = c->params;			/* the block moved: start over (it is small) */
+	}
+	for (const char *p = s->learned; p && p < s->learned + s->learned_len;)
+	{
+		const char *v = p + strlen(p) + 1;
+
+		if (!params_set(&c->params, &c->params_len, p, v))
+			return;
+		p = v + strlen(v) + 1;
+	}
+	c->params_fp_valid = false;
+	/* and pgbun knows the server again: it holds exactly those */
+	free(s->set);
+	s->set = s->learned;
+	s->set_len = s->learned_len;
+	s->learned = NULL;
+	s->learned_len = 0;
+	s->dirty = false;
+	s->params_fp_valid = false;
+}
+
+bool
+session_learn_message(Server *s, const ProtoHeader *hdr, const uint8 *msg, uint32 size)
+{
+	char		name[NAMEDATALEN];
+	char		value[1024];
+	struct config_generic *rec;
+
+	if (!s->learning || s->hidden_rfq != 1)
+		return false;
+	if (hdr->type == 'C')
+	{
+		learn_finish(s);
+		return true;
+	}
+	if (hdr->type != 'D')
+		return false;
+	if (!row_column(msg + PROTO_HDR_LEN, size - PROTO_HDR_LEN, 0, name, sizeof(name)) ||
+		!row_column(msg + PROTO_HDR_LEN, size - PROTO_HDR_LEN, 1, value, sizeof(value)))
+	{
+		s->learn_overflow = true;
+		return true;
+	}
+	rec = guc_find(name);
+	/* reported ones follow the client by their ParameterStatus; some cannot be carried */
+	if (!rec || (rec->flags & (GUC_REPORT | GUC_NO_RESET_ALL)))
+		return true;
+	if (!params_set(&s->learned, &s->learned_len, rec->name, value) ||
+		params_count(s->learned, s->learned_len) > PARAMS_MAX_CARRIED)
+		s->learn_overflow = true;
+	return true;
 }
 
 /* Queue the restore of c's connect-time values on s (at rest). true: queued. */
@@ -525,14 +662,21 @@ session_ready(Server *s)
 	Client	   *c = s->link;
 
 	/*
-	 * With nothing of the client's in flight, so the hidden answers come
-	 * next. Inside a transaction block too: the restore is undone with the
-	 * RESET if the block rolls back; not in a failed block (it would fail).
+	 * Outside a transaction block (pgbun's query must not run in the
+	 * client's: it would take its snapshot, count as its first query) and
+	 * with nothing of the client's in flight, so the hidden answers come
+	 * next.
 	 */
-	if (!c || !c->reapply || s->tx_status == 'E' || server_busy(s) ||
+	bool		queued = false;
+
+	if (!c || (!c->reapply && !c->learn) || s->tx_status != 'I' || server_busy(s) ||
 		s->hidden_rfq > 0 || sbuf_has_pending_forward(&c->sb))
 		return false;
-	return queue_restore(s, c);
+	if (c->reapply)
+		queued = queue_restore(s, c);
+	if (c->learn)
+		queued |= queue_learn(s, c);
+	return queued;
 }
 
 bool
@@ -581,6 +725,7 @@ void
 session_hidden_error(Server *s)
 {
 	s->dirty = true;
+	s->learning = false;
 }
 
 void
@@ -627,6 +772,8 @@ session_server_login(Server *s)
 void
 session_server_free(Server *s)
 {
+	free(s->learned);
+	s->learned = NULL;
 	free(s->held);
 	s->held = NULL;
 	s->held_len = 0;

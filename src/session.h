@@ -62,6 +62,12 @@ session_has_held(const Server *s)
 }
 /* Before a transaction-mode release: true when a restore was queued (release waits for it). */
 extern bool session_before_release(Server *s);
+/*
+ * The answers of the hidden query that reads back a client's own session
+ * values (see session_ready): true: this hidden message was one of them
+ * and is consumed here.
+ */
+extern bool session_learn_message(Server *s, const ProtoHeader *hdr, const uint8 *msg, uint32 size);
 /* One of pgbun's hidden queries failed: what the server holds is unknown. */
 extern void session_hidden_error(Server *s);
 /* Session mode: server_reset_query was queued on a released server. */

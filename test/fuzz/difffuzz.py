@@ -755,6 +755,9 @@ class Gen:
             return 'SET LOCAL %s = %s' % (name, r.choice(PARAM_VALUES[name]))
         if self.on('set_default') and r.random() < 0.5:
             return 'SET %s TO DEFAULT' % name
+        in_block = self.st.status != 'I' or getattr(self, 'txn_in_op', False)
+        if in_block and not self.on('reset_midquery'):
+            return 'SET LOCAL %s = %s' % (name, r.choice(PARAM_VALUES[name]))
         return 'RESET %s' % name
 
     def sql_set_unreported(self):
@@ -768,7 +771,8 @@ class Gen:
     def sql_session(self):
         """Session-wide statements of the enabled classes (None if none is enabled)."""
         opts = []
-        if self.on('reset_all'):
+        in_block = getattr(self, 'st', None) is not None and self.st.status != 'I'
+        if self.on('reset_all') and (not in_block or self.on('reset_midquery')):
             opts.append('RESET ALL')
         if self.on('discard'):
             opts.append('DISCARD ALL')
@@ -828,10 +832,12 @@ class Gen:
             parts.insert(self.r.randint(0, len(parts)), self.sql_error())
         if not self.on('reset_midquery'):
             # a RESET goes back to the server connection's own startup value until
-            # pgbun puts the client's back, at the end of the query (README,
-            # Session parameters): what follows it in the same query would differ
+            # pgbun puts the client's back, at the end of the query outside a
+            # transaction block (README, Session parameters): what follows it in
+            # the same query, or the rest of a block, would differ
+            opens = any(p.split(' ')[0] in ('BEGIN', 'START') for p in parts) or self.st.status != 'I'
             parts = ([p for p in parts if not p.startswith('RESET')] +
-                     [p for p in parts if p.startswith('RESET')])
+                     ([] if opens else [p for p in parts if p.startswith('RESET')]))
         return [[Query('; '.join(p for p in parts if p))]]
 
     def op_discard_hidden(self):
@@ -983,7 +989,11 @@ class Gen:
         name, parse = '', True
         # a COPY statement is run by op_copy_ext only (with its data): run
         # here, the client would go on sending into the COPY
-        usable = sorted(n for n in self.pred if not self.sqls.get(n, '').startswith('COPY'))
+        # ... nor a RESET inside a transaction block (reset_midquery)
+        in_block = self.st.status != 'I' or self.txn_in_op
+        usable = sorted(n for n in self.pred if not self.sqls.get(n, '').startswith('COPY') and
+                        not (in_block and self.sqls.get(n, '').startswith('RESET') and
+                             not self.on('reset_midquery')))
         if self.on('named') and usable and x < 0.35 and self.use_named_ok:
             name, parse = r.choice(usable), False
         elif self.named_parse_ok and x < 0.7:
