@@ -1,0 +1,232 @@
+# 360_orm_matrix: the ORMs people run on top of the node clients, through a
+# pgbun transaction pool of 4.
+#
+# The ORMs come from the npm registry, pinned in test/orm/package.json and
+# package-lock.json; `make test` installs them (npm ci --ignore-scripts in
+# test/orm):
+#
+#  - Prisma ORM 7 (the Rust-free client, @prisma/adapter-pg; its client is
+#    generated offline here first, see test/orm/package.json);
+#  - Drizzle ORM over node-postgres;
+#  - TypeORM (postgres driver);
+#  - Knex (pg client);
+#  - Sequelize 6 (postgres dialect).
+#
+# Each ORM is one subtest running test/orm/<orm>.mjs (the workload is in
+# test/orm/common.mjs): the ORM drops and creates its two tables (its own
+# schema API where it has one), then 40 concurrent clients over 40 ORM pool
+# connections do CRUD with parameters, a committed and a rolled-back
+# transaction, a unique violation outside and inside a transaction (recovered
+# from), a join and a delete, every answer checked by the script, which
+# prints a JSON summary. The workload runs first straight against the server
+# (the differential reference), then through pgbun. Here, for both runs: the
+# script exits 0 and its summary adds up; the tables, read by the server's
+# own psql, hold exactly what the clients committed and nothing they rolled
+# back. Through pgbun also: the final tables and the script's digest of them
+# are the same as straight to the server; the role never had more than 4
+# backends (CONNECTION LIMIT 4 meanwhile; pg_stat_activity and pgbun.servers
+# sampled while the script ran); afterwards no client is left and no backend
+# is busy or in a transaction; the worker did not restart.
+#
+# An ORM that is not installed fails its subtest (it does not skip).
+
+use strict;
+use warnings FATAL => 'all';
+
+use Cwd ();
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use PgbunTest;
+
+my $pool_size = 4;
+my $clients = 40;
+my $password = 'orm-pw';
+my $orm_dir = Cwd::abs_path("$FindBin::RealBin/../test/orm");
+my $modules = "$orm_dir/node_modules";
+my $install_hint = "install them with `npm ci --ignore-scripts` in test/orm (make test does it)";
+
+# Each ORM: the npm packages it needs, the script's tables.
+my @orms = (
+	{ orm => 'prisma', needs => [ 'prisma', '@prisma/client', '@prisma/adapter-pg', 'typescript' ] },
+	{ orm => 'drizzle', needs => [ 'drizzle-orm', 'pg' ] },
+	{ orm => 'typeorm', needs => [ 'typeorm', 'reflect-metadata', 'pg' ] },
+	{ orm => 'knex', needs => [ 'knex', 'pg' ] },
+	{ orm => 'sequelize', needs => [ 'sequelize', 'pg' ] },);
+
+my $node = pgbun_node(
+	name => 'orms',
+	conf => {
+		'pgbun.pool_mode' => 'transaction',
+		'pgbun.default_pool_size' => $pool_size,
+		'pgbun.max_client_conn' => 300,
+		# the direct runs: a backend per ORM connection, over TCP
+		'max_connections' => 200,
+		'listen_addresses' => '127.0.0.1',
+	},
+	hba_extra => ['host all ormapp 127.0.0.1/32 scram-sha-256']);
+$node->safe_psql(
+	'postgres', qq{
+SET password_encryption = 'scram-sha-256';
+CREATE ROLE ormapp LOGIN PASSWORD '$password';
+CREATE DATABASE ormdb OWNER ormapp;
+});
+my $identity = server_identity($node);
+
+# What the tables of an ORM must hold after a run, computed here: author
+# a<c> born 2000 + c with the one book c<c>-1 of 10c + 1 pages that it
+# kept, for c in 0 .. clients - 1.
+my $sum = $clients * ($clients - 1) / 2;
+my $want_tables = join(' ',
+	$clients, 2000 * $clients + $sum,
+	$clients, 10 * $sum + $clients,
+	$clients, 0);
+
+# The same, read with the server's own psql: authors and the sum of born;
+# books and the sum of pages; books whose title matches their author's
+# name and number; books that should not be there (rolled back, failed,
+# deleted).
+sub tables_summary
+{
+	my ($orm) = @_;
+	return $node->safe_psql(
+		'ormdb', qq{
+SELECT (SELECT count(*) || ' ' || sum(born) FROM ${orm}_author)
+ || ' ' || (SELECT count(*) || ' ' || sum(pages) FROM ${orm}_book)
+ || ' ' || (SELECT count(*) FROM ${orm}_book b JOIN ${orm}_author a ON a.id = b.author_id
+            WHERE b.title = 'c' || substr(a.name, 2) || '-1' AND b.pages = 10 * substr(a.name, 2)::int + 1
+              AND a.born = 2000 + substr(a.name, 2)::int)
+ || ' ' || (SELECT count(*) FROM ${orm}_book WHERE title !~ '^c[0-9]+-1\$')});
+}
+
+# Everything in the tables but the generated ids, for the differential check.
+sub tables_content
+{
+	my ($orm) = @_;
+	return $node->safe_psql(
+		'ormdb', qq{
+SELECT a.name || ' ' || a.born || ' ' || coalesce(string_agg(b.title || ':' || b.pages, ',' ORDER BY b.title), '')
+FROM ${orm}_author a LEFT JOIN ${orm}_book b ON b.author_id = a.id GROUP BY a.name, a.born ORDER BY a.name});
+}
+
+my %env = (
+	PgbunTest::client_env(password => $password),
+	PGHOST => '127.0.0.1',
+	PGUSER => 'ormapp',
+	PGDATABASE => 'ormdb',
+	ORM_CLIENTS => $clients,
+	ORM_CONNECTIONS => $clients,
+	ORM_TIMEOUT => 120,
+	# no update checks or telemetry from Prisma
+	CHECKPOINT_DISABLE => 1,
+	PRISMA_HIDE_UPDATE_MESSAGE => 1);
+
+my %expect = (
+	clients => $clients,
+	failures => 0,
+	creates => $clients,
+	reads => $clients,
+	updates => $clients,
+	commits => $clients,
+	rollbacks => $clients,
+	uniqueViolations => 2 * $clients,
+	joins => $clients,
+	deletes => $clients,);
+
+# Run one ORM's script against a port; assert its outcome. Returns
+# (summary, sampling result).
+sub run_orm
+{
+	my ($orm, $label, $port) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my $r = run_sampled(
+		$node,
+		[ 'node', "$orm_dir/$orm.mjs" ],
+		q{SELECT greatest((SELECT count(*) FROM pg_stat_activity WHERE usename = 'ormapp'),
+ (SELECT count(*) FROM pgbun.servers WHERE database = 'ormdb'))},
+		env => { %env, PGPORT => $port },
+		timeout => 180);
+	is($r->{rc}, 0, "$label: the workload exits 0")
+	  or diag("$r->{cmd}\nstdout:\n$r->{out}\nstderr:\n$r->{err}");
+	my ($line) = grep { /^\{/ } split /\n/, $r->{out};
+	my $s = eval { decode_json($line // '') } // {};
+	note("$label summary: " . ($line // 'none'));
+	is_deeply({ map { $_ => $s->{$_} } 'orm', keys %expect }, { orm => $orm, %expect },
+		"$label: the summary adds up")
+	  or diag("stderr:\n$r->{err}");
+	like($s->{state} // '', qr/^[0-9a-f]{64}$/, "$label: the script's digest of the final tables");
+	is(tables_summary($orm), $want_tables,
+		"$label: the tables hold what was committed and nothing rolled back (authors, born, books, pages, matching, stray)"
+	);
+	return ($s, $r);
+}
+
+# Is the ORM there? (a test that fails, with the way out)
+sub installed
+{
+	my ($o) = @_;
+	my @missing = grep { !-e "$modules/$_/package.json" } @{ $o->{needs} };
+	push @missing, 'node (Debian packages nodejs and npm)'
+	  if system('node --version >/dev/null 2>&1') != 0;
+	return 1 if !@missing;
+	fail("$o->{orm}: not installed (missing: @missing); $install_hint");
+	return 0;
+}
+
+# Prisma's client is generated code: make it (offline) before the runs.
+sub prisma_generate
+{
+	my ($rc, $out, $err) = PgbunTest::run_cmd(
+		[ 'npm', '--prefix', $orm_dir, 'run', '--silent', '--no-update-notifier', 'prisma-generate' ],
+		'', { %env }, 120);
+	is($rc, 0, 'prisma: prisma generate and tsc made the client offline')
+	  or diag("stdout:\n$out\nstderr:\n$err");
+	ok(-e "$orm_dir/generated/prisma/client.js", 'prisma: generated/prisma/client.js exists');
+	return $rc == 0;
+}
+
+foreach my $o (@orms)
+{
+	my $orm = $o->{orm};
+	subtest $orm => sub {
+		return unless installed($o);
+		return if $orm eq 'prisma' && !prisma_generate();
+
+		# straight to the server: the reference
+		$node->safe_psql('postgres', 'ALTER ROLE ormapp CONNECTION LIMIT -1');
+		my ($direct) = run_orm($orm, "$orm straight to the server", $node->port);
+		my $content = tables_content($orm);
+		my @authors = split /\n/, $content;
+		is(scalar(@authors), $clients, "$orm: straight to the server, one line per author");
+		my ($ok, $last) = poll_sql(
+			$node, q{SELECT count(*) FROM pg_stat_activity WHERE usename = 'ormapp'
+ AND pid NOT IN (SELECT remote_pid FROM pgbun.servers WHERE remote_pid IS NOT NULL)}, '0', 60);
+		ok($ok, "$orm: afterwards the direct clients' backends are gone") or diag("last: $last");
+
+		# through pgbun: only the pool's backends may log in
+		$node->safe_psql('postgres', "ALTER ROLE ormapp CONNECTION LIMIT $pool_size");
+		my ($pooled, $r) = run_orm($orm, "$orm through pgbun", pgbun_port($node));
+		is($pooled->{state}, $direct->{state},
+			"$orm: the script's digest of the final tables is the same through pgbun as straight to the server");
+		is(tables_content($orm), $content,
+			"$orm: the final tables are the same through pgbun as straight to the server");
+		note("$orm: sampled the server $r->{samples} times, at most $r->{max} connections");
+		ok($r->{samples} > 0, "$orm: sampled the server while the workload ran");
+		cmp_ok($r->{max}, '<=', $pool_size,
+			"$orm: the role never had more than $pool_size backends, pgbun.servers never more than $pool_size rows");
+		($ok, $last) = poll_sql(
+			$node, q{SELECT (SELECT coalesce(sum(cl_active + cl_waiting), 0) FROM pgbun.pools WHERE database = 'ormdb')
+ || ' ' || (SELECT count(*) FROM pg_stat_activity WHERE usename = 'ormapp' AND state <> 'idle')}, '0 0', 60);
+		ok($ok, "$orm: afterwards no client is left and no backend is busy or in a transaction")
+		  or diag("clients, busy backends: $last");
+		$node->safe_psql('postgres', 'ALTER ROLE ormapp CONNECTION LIMIT -1');
+		check_server_same($node, $identity, "after $orm");
+	};
+}
+
+check_server_same($node, $identity, 'end of 360');
+stop_node($node);
+done_testing();
