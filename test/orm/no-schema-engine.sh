@@ -1,3 +1,5 @@
 #!/bin/sh
-echo "pgbun test/orm: no Prisma schema engine here (prisma generate does not need one; the schema is plain SQL)" >&2
+# no-schema-engine.sh - stands in for Prisma's schema engine binary (see
+# prisma-generate.sh): prisma generate needs the file to exist, never runs it.
+echo "pgbun test/orm: this is not Prisma's schema engine; prisma generate does not need one, and the tables are plain SQL" >&2
 exit 1
