@@ -15,7 +15,7 @@
 # Each ORM is one subtest running test/orm/<orm>.mjs (the workload is in
 # test/orm/common.mjs): the ORM drops and creates its two tables (its own
 # schema API where it has one), then 40 concurrent clients over 40 ORM pool
-# connections do CRUD with parameters, a committed and a rolled-back
+# connections do 3 rounds each of CRUD with parameters, a committed and a rolled-back
 # transaction, a unique violation outside and inside a transaction (recovered
 # from), a join and a delete, every answer checked by the script, which
 # prints a JSON summary. The workload runs first straight against the server
@@ -44,6 +44,9 @@ use PgbunTest;
 
 my $pool_size = 4;
 my $clients = 40;
+my $rounds = 3;
+# authors (and books) each run leaves
+my $n = $clients * $rounds;
 my $password = 'orm-pw';
 my $orm_dir = Cwd::abs_path("$FindBin::RealBin/../test/orm");
 my $modules = "$orm_dir/node_modules";
@@ -57,10 +60,12 @@ chomp $node_version;
 my $node_ok = $node_version =~ /^v(\d+)\.(\d+)/ && ($1 > 20 || ($1 == 20 && $2 >= 19));
 note("the ORMs run on $node_bin $node_version");
 
-# Each ORM: the npm packages it needs, the script's tables.
+# Each ORM: the npm packages it needs; named: its script uses named
+# (prepared) statements (Prisma: the adapter's statementNameGenerator;
+# Drizzle: .prepare()), the others node-postgres's unnamed ones.
 my @orms = (
-	{ orm => 'prisma', needs => [ 'prisma', '@prisma/client', '@prisma/adapter-pg', 'typescript' ] },
-	{ orm => 'drizzle', needs => [ 'drizzle-orm', 'pg' ] },
+	{ orm => 'prisma', needs => [ 'prisma', '@prisma/client', '@prisma/adapter-pg', 'typescript' ], named => 1 },
+	{ orm => 'drizzle', needs => [ 'drizzle-orm', 'pg' ], named => 1 },
 	{ orm => 'typeorm', needs => [ 'typeorm', 'reflect-metadata', 'pg' ] },
 	{ orm => 'knex', needs => [ 'knex', 'pg' ] },
 	{ orm => 'sequelize', needs => [ 'sequelize', 'pg' ] },);
@@ -85,13 +90,10 @@ CREATE DATABASE ormdb OWNER ormapp;
 my $identity = server_identity($node);
 
 # What the tables of an ORM must hold after a run, computed here: author
-# a<c> born 2000 + c with the one book c<c>-1 of 10c + 1 pages that it
-# kept, for c in 0 .. clients - 1.
-my $sum = $clients * ($clients - 1) / 2;
-my $want_tables = join(' ',
-	$clients, 2000 * $clients + $sum,
-	$clients, 10 * $sum + $clients,
-	$clients, 0);
+# a<k> born 2000 + k with the one book c<k>-1 of 10k + 1 pages that it
+# kept, for k in 0 .. clients * rounds - 1.
+my $sum = $n * ($n - 1) / 2;
+my $want_tables = join(' ', $n, 2000 * $n + $sum, $n, 10 * $sum + $n, $n, 0);
 
 # The same, read with the server's own psql: authors and the sum of born;
 # books and the sum of pages; books whose title matches their author's
@@ -126,6 +128,7 @@ my %env = (
 	PGUSER => 'ormapp',
 	PGDATABASE => 'ormdb',
 	ORM_CLIENTS => $clients,
+	ORM_ROUNDS => $rounds,
 	ORM_CONNECTIONS => $clients,
 	ORM_TIMEOUT => 120,
 	# no update checks or telemetry from Prisma
@@ -134,15 +137,25 @@ my %env = (
 
 my %expect = (
 	clients => $clients,
+	rounds => $rounds,
 	failures => 0,
-	creates => $clients,
-	reads => $clients,
-	updates => $clients,
-	commits => $clients,
-	rollbacks => $clients,
-	uniqueViolations => 2 * $clients,
-	joins => $clients,
-	deletes => $clients,);
+	creates => $n,
+	reads => $n,
+	updates => $n,
+	commits => $n,
+	rollbacks => $n,
+	uniqueViolations => 2 * $n,
+	joins => $n,
+	deletes => $n,);
+
+# pgbun's named-statement counters of the database: named Parses from
+# clients and Binds of named statements.
+sub named_stats
+{
+	return $node->safe_psql('postgres',
+		"SELECT coalesce(sum(total_client_parse_count), 0) || ' ' || coalesce(sum(total_bind_count), 0) FROM pgbun.stats WHERE database = 'ormdb'"
+	);
+}
 
 # Run one ORM's script against a port; assert its outcome. Returns
 # (summary, sampling result).
@@ -206,7 +219,7 @@ foreach my $o (@orms)
 		my ($direct) = run_orm($orm, "$orm straight to the server", $node->port);
 		my $content = tables_content($orm);
 		my @authors = split /\n/, $content;
-		is(scalar(@authors), $clients, "$orm: straight to the server, one line per author");
+		is(scalar(@authors), $n, "$orm: straight to the server, one line per author");
 		my ($ok, $last) = poll_sql(
 			$node, q{SELECT count(*) FROM pg_stat_activity WHERE usename = 'ormapp'
  AND pid NOT IN (SELECT remote_pid FROM pgbun.servers WHERE remote_pid IS NOT NULL)}, '0', 60);
@@ -214,7 +227,16 @@ foreach my $o (@orms)
 
 		# through pgbun: only the pool's backends may log in
 		$node->safe_psql('postgres', "ALTER ROLE ormapp CONNECTION LIMIT $pool_size");
+		my ($parses, $binds) = split / /, named_stats();
 		my ($pooled, $r) = run_orm($orm, "$orm through pgbun", pgbun_port($node));
+		if ($o->{named})
+		{
+			my ($parses_after, $binds_after) = split / /, named_stats();
+			cmp_ok($parses_after, '>', $parses, "$orm: pgbun.stats total_client_parse_count grew (named statements)");
+			# each round looks its author up 4 times at least by one statement
+			cmp_ok($binds_after - $binds, '>=', 4 * $n,
+				"$orm: pgbun.stats total_bind_count grew by at least 4 per client and round");
+		}
 		is($pooled->{state}, $direct->{state},
 			"$orm: the script's digest of the final tables is the same through pgbun as straight to the server");
 		is(tables_content($orm), $content,

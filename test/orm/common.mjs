@@ -6,23 +6,25 @@
 //
 // Connection settings come from PGHOST, PGPORT, PGUSER, PGPASSWORD and
 // PGDATABASE. ORM_CLIENTS logical clients (default 40) run at once over the
-// ORM's pool of ORM_CONNECTIONS connections (default 40). The ORM owns two
+// ORM's pool of ORM_CONNECTIONS connections (default 40), each ORM_ROUNDS
+// times (default 3) the steps below. The ORM owns two
 // tables, <orm>_author (id, name unique, born) and <orm>_book (id, author_id
 // references the author, title, pages), which its setup() drops and creates
-// (the ORM's own schema API where it has one). Each logical client c:
-//   1. creates author a<c> (born 1900 + c) and reads it back by name;
-//   2. updates born to 2000 + c (1 row) and reads it back;
-//   3. commits a transaction inserting books c<c>-1 and c<c>-2 (pages 10c+1,
-//      10c+2), seeing both inside it;
-//   4. rolls back a transaction that inserted book c<c>-x and set born to 0
+// (the ORM's own schema API where it has one). Each logical client c, in
+// round r, with k = c + r * ORM_CLIENTS:
+//   1. creates author a<k> (born 1900 + k) and reads it back by name;
+//   2. updates born to 2000 + k (1 row) and reads it back;
+//   3. commits a transaction inserting books c<k>-1 and c<k>-2 (pages 10k+1,
+//      10k+2), seeing both inside it;
+//   4. rolls back a transaction that inserted book c<k>-x and set born to 0
 //      (seen inside it); afterwards neither is there;
-//   5. inserts a second author a<c>: a unique violation (SQLSTATE 23505 and
+//   5. inserts a second author a<k>: a unique violation (SQLSTATE 23505 and
 //      the ORM's own error type), and the pool keeps working; then the same
-//      inside a transaction after inserting book c<c>-y: the transaction
+//      inside a transaction after inserting book c<k>-y: the transaction
 //      rolls back, the book is gone;
-//   6. joins books to authors for a<c>: exactly [a<c>, c<c>-1, 10c+1],
-//      [a<c>, c<c>-2, 10c+2];
-//   7. deletes book c<c>-2 (1 row); one book is left.
+//   6. joins books to authors for a<k>: exactly [a<k>, c<k>-1, 10k+1],
+//      [a<k>, c<k>-2, 10k+2];
+//   7. deletes book c<k>-2 (1 row); one book is left.
 // Afterwards the script checks the totals and prints one line of JSON: the
 // counts, `failures`, and `state` (each author's name, born and book titles
 // and pages, sorted: the same straight to the server and through pgbun).
@@ -51,6 +53,7 @@ import { createHash } from 'node:crypto';
 
 export const CLIENTS = Number(process.env.ORM_CLIENTS || 40);
 export const CONNECTIONS = Number(process.env.ORM_CONNECTIONS || 40);
+export const ROUNDS = Number(process.env.ORM_ROUNDS || 3);
 const TIMEOUT = Number(process.env.ORM_TIMEOUT || 120);
 
 export const settings = {
@@ -113,6 +116,11 @@ export async function run(orm, adapter) {
   const pick = (a) => a && { name: a.name, born: a.born };
 
   async function client(c) {
+    for (let r = 0; r < ROUNDS; r++) await round(c + r * CLIENTS);
+  }
+
+  // one round of one client: the steps of the header for k (c below)
+  async function round(c) {
     const name = `a${c}`;
     // 1. create and read
     const created = await adapter.createAuthor(name, 1900 + c);
@@ -203,7 +211,7 @@ export async function run(orm, adapter) {
       }
     });
 
-    const n = CLIENTS;
+    const n = CLIENTS * ROUNDS;
     const sum = n * (n - 1) / 2;
     same(await adapter.totals(), { authors: n, books: n, pages: 10 * sum + n, born: 2000 * n + sum }, 'totals at the end');
     state = await adapter.state();
@@ -222,7 +230,7 @@ export async function run(orm, adapter) {
   clearTimeout(timer);
 
   console.log(JSON.stringify({
-    orm, clients: CLIENTS, connections: CONNECTIONS, ...counts, state: stateHash,
+    orm, clients: CLIENTS, connections: CONNECTIONS, rounds: ROUNDS, ...counts, state: stateHash,
     failures: failures.length, ms: Date.now() - started,
   }));
   if (failures.length) {

@@ -1,7 +1,7 @@
 // drizzle.mjs - common.mjs with Drizzle ORM over node-postgres (a pg.Pool):
 // tables declared with pgTable, the DDL through db.execute(sql``) (the schema
 // tool, drizzle-kit, is not needed for this), insert/update/delete with
-// returning, db.transaction with tx.rollback(), an innerJoin.
+// returning, db.transaction, an innerJoin, a prepared query (.prepare()).
 import pg from 'pg';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { pgTable, serial, text, integer } from 'drizzle-orm/pg-core';
@@ -23,6 +23,9 @@ const book = pgTable('drizzle_book', {
   title: text('title').notNull(),
   pages: integer('pages').notNull(),
 });
+
+const authorByName = db.select().from(author).where(eq(author.name, sql.placeholder('name')))
+  .prepare('drizzle_author_by_name');
 
 const ops = (d) => ({
   async createAuthor(name, born) {
@@ -49,8 +52,9 @@ await run('drizzle', {
       author_id integer NOT NULL REFERENCES drizzle_author (id), title text NOT NULL, pages integer NOT NULL)`);
   },
   ...ops(db),
+  // a prepared query: node-postgres's named statement, through pgbun's
   async authorByName(name) {
-    const rows = await db.select().from(author).where(eq(author.name, name));
+    const rows = await authorByName.execute({ name });
     return rows[0] || null;
   },
   // fn's exception makes drizzle roll back and rethrow it

@@ -2,13 +2,27 @@
 // from prisma/schema.prisma (`npm run prisma-generate`, into generated/prisma)
 // over @prisma/adapter-pg (a node-postgres pool); the tables made in plain
 // SQL ($executeRawUnsafe), create/findUnique/updateMany/deleteMany, interactive
-// $transaction, a relation filter with include (a join).
+// $transaction, a relation filter with include (a join); named statements.
+import { createHash } from 'node:crypto';
 import { PrismaPg } from '@prisma/adapter-pg';
-import { PrismaClient, Prisma } from './generated/prisma/client.js';
 import { run, settings, CONNECTIONS } from './common.mjs';
 
+let generated;
+try {
+  generated = await import('./generated/prisma/client.js');
+} catch (err) {
+  console.error(`prisma: no generated client (${err.message}); run \`npm run prisma-generate\` in test/orm first`);
+  process.exit(1);
+}
+const { PrismaClient, Prisma } = generated;
+
+// statementNameGenerator: the adapter sends every query as a named statement
+// (node-postgres prepares it once per connection), which pgbun must carry
+// across server connections in transaction mode.
 const prisma = new PrismaClient({
-  adapter: new PrismaPg({ ...settings, max: CONNECTIONS, connectionTimeoutMillis: 60000 }),
+  adapter: new PrismaPg({ ...settings, max: CONNECTIONS, connectionTimeoutMillis: 60000 }, {
+    statementNameGenerator: (query) => `prisma_${createHash('sha256').update(query.sql).digest('hex').slice(0, 24)}`,
+  }),
 });
 
 const ops = (p) => ({
