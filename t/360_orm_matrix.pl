@@ -15,14 +15,17 @@
 # Each ORM is one subtest running test/orm/<orm>.mjs (the workload is in
 # test/orm/common.mjs): the ORM drops and creates its two tables (its own
 # schema API where it has one), then 40 concurrent clients over 40 ORM pool
-# connections do 3 rounds each of CRUD with parameters, a committed and a rolled-back
-# transaction, a unique violation outside and inside a transaction (recovered
-# from), a join and a delete, every answer checked by the script, which
-# prints a JSON summary. The workload runs first straight against the server
-# (the differential reference), then through pgbun. Here, for both runs: the
-# script exits 0 and its summary adds up; the tables, read by the server's
-# own psql, hold exactly what the clients committed and nothing they rolled
-# back. Through pgbun also: the final tables and the script's digest of them
+# connections do 3 rounds each of CRUD with parameters, a committed and a
+# rolled-back transaction, a unique violation outside and inside a
+# transaction (recovered from), a join, a delete and a look at the session
+# setting the ORM configured (a startup parameter or a SET on connecting:
+# application_name, options, search_path, TimeZone), every answer checked by
+# the script, which prints a JSON summary. The workload runs first straight
+# against the server (the differential reference), then through pgbun. Here,
+# for both runs: the script exits 0 and its summary adds up; the tables, read
+# by the server's own psql, are in the right schema and hold exactly what the
+# clients committed and nothing they rolled back. Through pgbun also: Prisma's
+# and Drizzle's named statements went through pgbun's support for them; the final tables and the script's digest of them
 # are the same as straight to the server; the role never had more than 4
 # backends (CONNECTION LIMIT 4 meanwhile; pg_stat_activity and pgbun.servers
 # sampled while the script ran); afterwards no client is left and no backend
@@ -60,6 +63,17 @@ chomp $node_version;
 my $node_ok = $node_version =~ /^v(\d+)\.(\d+)/ && ($1 > 20 || ($1 == 20 && $2 >= 19));
 note("the ORMs run on $node_bin $node_version");
 
+# Through pgbun, knex's `SET search_path` (a parameter PostgreSQL 15 does
+# not report) lasts only until the end of its transaction, here the SET
+# itself: see README,
+# "Later changes by the client". The correct behaviour, a direct session's,
+# is asserted; those checks are TODO until pgbun carries such a SET.
+our $TODO;
+my $search_path_todo =
+  'pgbun does not carry a client\'s SET of a parameter the server does not report '
+  . '(SET search_path on PostgreSQL 15): the SET search_path knex sends on each new connection '
+  . 'is undone (RESET ALL) before its next statement, so its tables go to schema public';
+
 # Each ORM: the npm packages it needs; named: its script uses named
 # (prepared) statements (Prisma: the adapter's statementNameGenerator;
 # Drizzle: .prepare()), the others node-postgres's unnamed ones.
@@ -67,7 +81,15 @@ my @orms = (
 	{ orm => 'prisma', needs => [ 'prisma', '@prisma/client', '@prisma/adapter-pg', 'typescript' ], named => 1 },
 	{ orm => 'drizzle', needs => [ 'drizzle-orm', 'pg' ], named => 1 },
 	{ orm => 'typeorm', needs => [ 'typeorm', 'reflect-metadata', 'pg' ] },
-	{ orm => 'knex', needs => [ 'knex', 'pg' ] },
+	# knex's searchPath makes it SET search_path on each connection: its
+	# tables are in schema knex_s, and a search_path that leaked to a later
+	# ORM's clients would put that ORM's tables there too
+	{
+		orm => 'knex',
+		needs => [ 'knex', 'pg' ],
+		schema => 'knex_s',
+		todo => $search_path_todo
+	},
 	{ orm => 'sequelize', needs => [ 'sequelize', 'pg' ] },);
 
 my $node = pgbun_node(
@@ -101,25 +123,56 @@ my $want_tables = join(' ', $n, 2000 * $n + $sum, $n, 10 * $sum + $n, $n, 0);
 # deleted).
 sub tables_summary
 {
-	my ($orm) = @_;
+	my ($o) = @_;
+	my $t = tables_schema($o) . ".$o->{orm}";
 	return $node->safe_psql(
 		'ormdb', qq{
-SELECT (SELECT count(*) || ' ' || sum(born) FROM ${orm}_author)
- || ' ' || (SELECT count(*) || ' ' || sum(pages) FROM ${orm}_book)
- || ' ' || (SELECT count(*) FROM ${orm}_book b JOIN ${orm}_author a ON a.id = b.author_id
+SELECT (SELECT count(*) || ' ' || sum(born) FROM ${t}_author)
+ || ' ' || (SELECT count(*) || ' ' || sum(pages) FROM ${t}_book)
+ || ' ' || (SELECT count(*) FROM ${t}_book b JOIN ${t}_author a ON a.id = b.author_id
             WHERE b.title = 'c' || substr(a.name, 2) || '-1' AND b.pages = 10 * substr(a.name, 2)::int + 1
               AND a.born = 2000 + substr(a.name, 2)::int)
- || ' ' || (SELECT count(*) FROM ${orm}_book WHERE title !~ '^c[0-9]+-1\$')});
+ || ' ' || (SELECT count(*) FROM ${t}_book WHERE title !~ '^c[0-9]+-1\$')});
+}
+
+# The schema the ORM's tables are in, if they are in one (else the one they
+# should be in).
+sub tables_schema
+{
+	my ($o) = @_;
+	my $where = $node->safe_psql('ormdb',
+		"SELECT string_agg(DISTINCT schemaname, ' ') FROM pg_tables WHERE tablename IN ('$o->{orm}_author', '$o->{orm}_book')"
+	);
+	return $where =~ /^\w+$/ ? $where : $o->{schema} // 'public';
+}
+
+# Drop the ORM's tables wherever they are (before a run: nothing stale).
+sub drop_tables
+{
+	my ($o) = @_;
+	$node->safe_psql('ormdb',
+		join('', 'SET client_min_messages = warning;',
+			map { "DROP TABLE IF EXISTS $_.$o->{orm}_book, $_.$o->{orm}_author;\n" } 'public', $o->{schema} // ()));
+}
+
+# Where the ORM's tables are: schema.table of each, sorted.
+sub tables_where
+{
+	my ($o) = @_;
+	return $node->safe_psql('ormdb',
+		"SELECT string_agg(schemaname || '.' || tablename, ' ' ORDER BY tablename) FROM pg_tables WHERE tablename IN ('$o->{orm}_author', '$o->{orm}_book')"
+	);
 }
 
 # Everything in the tables but the generated ids, for the differential check.
 sub tables_content
 {
-	my ($orm) = @_;
+	my ($o) = @_;
+	my $t = tables_schema($o) . ".$o->{orm}";
 	return $node->safe_psql(
 		'ormdb', qq{
 SELECT a.name || ' ' || a.born || ' ' || coalesce(string_agg(b.title || ':' || b.pages, ',' ORDER BY b.title), '')
-FROM ${orm}_author a LEFT JOIN ${orm}_book b ON b.author_id = a.id GROUP BY a.name, a.born ORDER BY a.name});
+FROM ${t}_author a LEFT JOIN ${t}_book b ON b.author_id = a.id GROUP BY a.name, a.born ORDER BY a.name});
 }
 
 my %env = (
@@ -146,7 +199,8 @@ my %expect = (
 	rollbacks => $n,
 	uniqueViolations => 2 * $n,
 	joins => $n,
-	deletes => $n,);
+	deletes => $n,
+	sessionChecks => $n,);
 
 # pgbun's named-statement counters of the database: named Parses from
 # clients and Binds of named statements.
@@ -161,7 +215,9 @@ sub named_stats
 # (summary, sampling result).
 sub run_orm
 {
-	my ($orm, $label, $port) = @_;
+	my ($o, $label, $port, $todo) = @_;
+	my $orm = $o->{orm};
+	drop_tables($o);
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
 	my $r = run_sampled(
 		$node,
@@ -179,7 +235,14 @@ sub run_orm
 		"$label: the summary adds up")
 	  or diag("stderr:\n$r->{err}");
 	like($s->{state} // '', qr/^[0-9a-f]{64}$/, "$label: the script's digest of the final tables");
-	is(tables_summary($orm), $want_tables,
+	my $schema = $o->{schema} // 'public';
+	{
+		local $TODO = $todo;
+		is($s->{sessionMismatches}, 0, "$label: every client saw the session setting its ORM configured")
+		  or diag("stderr:\n$r->{err}");
+		is(tables_where($o), "$schema.${orm}_author $schema.${orm}_book", "$label: the tables are in schema $schema");
+	}
+	is(tables_summary($o), $want_tables,
 		"$label: the tables hold what was committed and nothing rolled back (authors, born, books, pages, matching, stray)"
 	);
 	return ($s, $r);
@@ -216,8 +279,8 @@ foreach my $o (@orms)
 
 		# straight to the server: the reference
 		$node->safe_psql('postgres', 'ALTER ROLE ormapp CONNECTION LIMIT -1');
-		my ($direct) = run_orm($orm, "$orm straight to the server", $node->port);
-		my $content = tables_content($orm);
+		my ($direct) = run_orm($o, "$orm straight to the server", $node->port);
+		my $content = tables_content($o);
 		my @authors = split /\n/, $content;
 		is(scalar(@authors), $n, "$orm: straight to the server, one line per author");
 		my ($ok, $last) = poll_sql(
@@ -228,7 +291,7 @@ foreach my $o (@orms)
 		# through pgbun: only the pool's backends may log in
 		$node->safe_psql('postgres', "ALTER ROLE ormapp CONNECTION LIMIT $pool_size");
 		my ($parses, $binds) = split / /, named_stats();
-		my ($pooled, $r) = run_orm($orm, "$orm through pgbun", pgbun_port($node));
+		my ($pooled, $r) = run_orm($o, "$orm through pgbun", pgbun_port($node), $o->{todo});
 		if ($o->{named})
 		{
 			my ($parses_after, $binds_after) = split / /, named_stats();
@@ -239,7 +302,7 @@ foreach my $o (@orms)
 		}
 		is($pooled->{state}, $direct->{state},
 			"$orm: the script's digest of the final tables is the same through pgbun as straight to the server");
-		is(tables_content($orm), $content,
+		is(tables_content($o), $content,
 			"$orm: the final tables are the same through pgbun as straight to the server");
 		note("$orm: sampled the server $r->{samples} times, at most $r->{max} connections");
 		ok($r->{samples} > 0, "$orm: sampled the server while the workload ran");

@@ -24,12 +24,17 @@
 //      rolls back, the book is gone;
 //   6. joins books to authors for a<k>: exactly [a<k>, c<k>-1, 10k+1],
 //      [a<k>, c<k>-2, 10k+2];
-//   7. deletes book c<k>-2 (1 row); one book is left.
+//   7. deletes book c<k>-2 (1 row); one book is left;
+//   8. reads the session setting its ORM configured (a startup parameter or
+//      a SET when the ORM connects): the client's own, whichever server
+//      connection pgbun gave it.
 // Afterwards the script checks the totals and prints one line of JSON: the
-// counts, `failures`, and `state` (each author's name, born and book titles
-// and pages, sorted: the same straight to the server and through pgbun).
-// Any mismatch goes to stderr and the exit status is 1; a run longer than
-// ORM_TIMEOUT seconds (default 120) stops with status 2.
+// counts, `failures`, `sessionMismatches` (step 8's, counted apart so that
+// the caller can tell them from the rest) and `state` (each author's name,
+// born and book titles and pages, sorted: the same straight to the server
+// and through pgbun). Any mismatch goes to stderr; the exit status is 1 if
+// there were failures (step 8's are not); a run longer than ORM_TIMEOUT
+// seconds (default 120) stops with status 2.
 //
 // An ORM script's adapter (all async; c is the client number):
 //   setup()                      drop and create the two tables
@@ -47,6 +52,8 @@
 //   deleteBook(title)            returns the number of rows deleted
 //   totals()                     { authors, books, pages, born } of the tables
 //   state()                      [{ name, born, books: [{ title, pages }] }]
+//   session()                    the value of the ORM's session setting
+//   sessionWant                  what it must be
 //   end()                        closes the pool
 
 import { createHash } from 'node:crypto';
@@ -86,9 +93,10 @@ export function sqlstate(err) {
 
 export async function run(orm, adapter) {
   const failures = [];
+  const sessionMismatches = [];
   const counts = {
     creates: 0, reads: 0, updates: 0, commits: 0, rollbacks: 0,
-    uniqueViolations: 0, joins: 0, deletes: 0,
+    uniqueViolations: 0, joins: 0, deletes: 0, sessionChecks: 0,
   };
   const started = Date.now();
 
@@ -188,6 +196,13 @@ export async function run(orm, adapter) {
     same(await adapter.deleteBook(`c${c}-2`), 1, `client ${c}: rows deleted`);
     same(await adapter.books(id), [two[0]], `client ${c}: its books after the delete`);
     counts.deletes++;
+
+    // 8. the ORM's session setting
+    const setting = await adapter.session();
+    if (setting !== adapter.sessionWant) {
+      sessionMismatches.push(`client ${c}: the session setting: got ${JSON.stringify(setting)}, expected ${JSON.stringify(adapter.sessionWant)}`);
+    }
+    counts.sessionChecks++;
   }
 
   const timer = setTimeout(() => {
@@ -231,8 +246,12 @@ export async function run(orm, adapter) {
 
   console.log(JSON.stringify({
     orm, clients: CLIENTS, connections: CONNECTIONS, rounds: ROUNDS, ...counts, state: stateHash,
-    failures: failures.length, ms: Date.now() - started,
+    failures: failures.length, sessionMismatches: sessionMismatches.length, ms: Date.now() - started,
   }));
+  if (sessionMismatches.length) {
+    console.error(`${orm} workload: ${sessionMismatches.length} session setting mismatch(es), e.g.`);
+    for (const f of sessionMismatches.slice(0, 3)) console.error(`  ${f}`);
+  }
   if (failures.length) {
     console.error(`${orm} workload: ${failures.length} mismatch(es):`);
     for (const f of failures.slice(0, 20)) console.error(`  ${f}`);

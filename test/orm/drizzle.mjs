@@ -8,7 +8,10 @@ import { pgTable, serial, text, integer } from 'drizzle-orm/pg-core';
 import { eq, asc, sql } from 'drizzle-orm';
 import { run, settings, CONNECTIONS } from './common.mjs';
 
-const pool = new pg.Pool({ ...settings, max: CONNECTIONS, connectionTimeoutMillis: 60000 });
+// options: a setting in the startup packet's options parameter
+const pool = new pg.Pool({
+  ...settings, max: CONNECTIONS, connectionTimeoutMillis: 60000, options: '-c statement_timeout=31s',
+});
 pool.on('error', (err) => console.error(`drizzle pool: idle client error: ${err.message}`));
 const db = drizzle(pool);
 
@@ -82,5 +85,9 @@ await run('drizzle', {
       books: books.filter((b) => b.authorId === a.id).map((b) => ({ title: b.title, pages: b.pages })),
     }));
   },
+  async session() {
+    return (await db.execute(sql`SELECT current_setting('statement_timeout') AS v`)).rows[0].v;
+  },
+  sessionWant: '31s',
   end: () => pool.end(),
 });

@@ -7,6 +7,8 @@ import { run, settings, CONNECTIONS } from './common.mjs';
 const knex = knexFactory({
   client: 'pg',
   connection: settings,
+  // a SET search_path on every new connection: the tables go to schema knex_s
+  searchPath: ['knex_s', 'public'],
   pool: { min: 0, max: CONNECTIONS },
   acquireConnectionTimeout: 60000,
 });
@@ -32,6 +34,7 @@ const ops = (q) => ({
 
 await run('knex', {
   async setup() {
+    await knex.raw('CREATE SCHEMA IF NOT EXISTS knex_s');
     await knex.schema.dropTableIfExists(B);
     await knex.schema.dropTableIfExists(A);
     await knex.schema.createTable(A, (t) => {
@@ -73,5 +76,9 @@ await run('knex', {
       books: books.filter((b) => b.author_id === a.id).map((b) => ({ title: b.title, pages: b.pages })),
     }));
   },
+  async session() {
+    return (await knex.raw("SELECT current_setting('search_path') AS v")).rows[0].v;
+  },
+  sessionWant: 'knex_s, public',
   end: () => knex.destroy(),
 });

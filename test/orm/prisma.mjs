@@ -20,7 +20,9 @@ const { PrismaClient, Prisma } = generated;
 // (node-postgres prepares it once per connection), which pgbun must carry
 // across server connections in transaction mode.
 const prisma = new PrismaClient({
-  adapter: new PrismaPg({ ...settings, max: CONNECTIONS, connectionTimeoutMillis: 60000 }, {
+  adapter: new PrismaPg({
+    ...settings, max: CONNECTIONS, connectionTimeoutMillis: 60000, application_name: 'pgbun-orm-prisma',
+  }, {
     statementNameGenerator: (query) => `prisma_${createHash('sha256').update(query.sql).digest('hex').slice(0, 24)}`,
   }),
 });
@@ -76,5 +78,10 @@ await run('prisma', {
       name: a.name, born: a.born, books: a.books.map((b) => ({ title: b.title, pages: b.pages })),
     }));
   },
+  // application_name, a startup parameter
+  async session() {
+    return (await prisma.$queryRaw`SELECT current_setting('application_name') AS v`)[0].v;
+  },
+  sessionWant: 'pgbun-orm-prisma',
   end: () => prisma.$disconnect(),
 });

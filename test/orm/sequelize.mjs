@@ -2,7 +2,7 @@
 // node-postgres): models with define(), the tables made by Model.sync(),
 // create/findOne/update/destroy, managed sequelize.transaction(fn), a join
 // through include.
-import { Sequelize, DataTypes, UniqueConstraintError } from 'sequelize';
+import { Sequelize, DataTypes, QueryTypes, UniqueConstraintError } from 'sequelize';
 import { run, settings, CONNECTIONS } from './common.mjs';
 
 const sequelize = new Sequelize(settings.database, settings.user, settings.password, {
@@ -10,6 +10,8 @@ const sequelize = new Sequelize(settings.database, settings.user, settings.passw
   port: settings.port,
   dialect: 'postgres',
   logging: false,
+  // a SET TIME ZONE on every new connection
+  timezone: 'Asia/Kolkata',
   pool: { min: 0, max: CONNECTIONS, acquire: 60000 },
 });
 
@@ -80,5 +82,11 @@ await run('sequelize', {
       name: a.name, born: a.born, books: a.books.map((b) => ({ title: b.title, pages: b.pages })),
     }));
   },
+  async session() {
+    const [row] = await sequelize.query(
+      "SELECT current_setting('TimeZone') || ' ' || extract(timezone FROM now())::int AS v", { type: QueryTypes.SELECT });
+    return row.v;
+  },
+  sessionWant: 'Asia/Kolkata 19800',
   end: () => sequelize.close(),
 });

@@ -34,6 +34,7 @@ const ds = new DataSource({
   type: 'postgres',
   ...settings,
   username: settings.user,
+  applicationName: 'pgbun-orm-typeorm',
   entities: [Author, Book],
   synchronize: false,
   logging: false,
@@ -93,5 +94,10 @@ await run('typeorm', {
       books: a.books.sort((x, y) => (x.title < y.title ? -1 : 1)).map((b) => ({ title: b.title, pages: b.pages })),
     }));
   },
+  // applicationName: application_name, a startup parameter
+  async session() {
+    return (await ds.query("SELECT current_setting('application_name') AS v"))[0].v;
+  },
+  sessionWant: 'pgbun-orm-typeorm',
   end: () => ds.destroy(),
 });
