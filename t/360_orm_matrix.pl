@@ -17,7 +17,8 @@
 # schema API where it has one), then 40 concurrent clients over 40 ORM pool
 # connections do 3 rounds each of CRUD with parameters, a committed and a
 # rolled-back transaction, a unique violation outside and inside a
-# transaction (recovered from), a join, a delete and a look at the session
+# transaction (recovered from) and one in a savepoint (the ORM's nested
+# transaction) of a transaction that goes on and commits, a join, a delete and a look at the session
 # setting the ORM configured (a startup parameter or a SET on connecting:
 # application_name, options, search_path, TimeZone), every answer checked by
 # the script, which prints a JSON summary. The workload runs first straight
@@ -198,6 +199,7 @@ my %expect = (
 	commits => $n,
 	rollbacks => $n,
 	uniqueViolations => 2 * $n,
+	savepoints => $n,
 	joins => $n,
 	deletes => $n,
 	sessionChecks => $n,);

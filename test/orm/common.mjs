@@ -21,7 +21,9 @@
 //   5. inserts a second author a<k>: a unique violation (SQLSTATE 23505 and
 //      the ORM's own error type), and the pool keeps working; then the same
 //      inside a transaction after inserting book c<k>-y: the transaction
-//      rolls back, the book is gone;
+//      rolls back, the book is gone; then once more in a savepoint (the
+//      ORM's nested transaction) of a transaction that goes on after it on
+//      the same connection, sees its data and commits;
 //   6. joins books to authors for a<k>: exactly [a<k>, c<k>-1, 10k+1],
 //      [a<k>, c<k>-2, 10k+2];
 //   7. deletes book c<k>-2 (1 row); one book is left;
@@ -44,7 +46,9 @@
 //   transaction(fn)              runs fn(tx) in one transaction, commits;
 //                                rolls back and rethrows if fn throws. tx has
 //                                addBook(authorId, title, pages), setBorn,
-//                                books(authorId) and createAuthor
+//                                books(authorId), createAuthor and
+//                                nested(fn): fn(tx) in a savepoint, rolled
+//                                back to and rethrown if fn throws
 //   books(authorId)              [{ title, pages }] ordered by title
 //   uniqueError(err)             true if err is the ORM's own error type for
 //                                a unique violation
@@ -96,7 +100,7 @@ export async function run(orm, adapter) {
   const sessionMismatches = [];
   const counts = {
     creates: 0, reads: 0, updates: 0, commits: 0, rollbacks: 0,
-    uniqueViolations: 0, joins: 0, deletes: 0, sessionChecks: 0,
+    uniqueViolations: 0, savepoints: 0, joins: 0, deletes: 0, sessionChecks: 0,
   };
   const started = Date.now();
 
@@ -187,6 +191,19 @@ export async function run(orm, adapter) {
     }
     same(await adapter.books(id), two, `client ${c}: its books after the failed transaction`);
     counts.uniqueViolations++;
+    await adapter.transaction(async (tx) => {
+      let caught = null;
+      try {
+        await tx.nested((sp) => sp.createAuthor(name, 3));
+      } catch (err) {
+        caught = err;
+      }
+      check(caught !== null && sqlstate(caught) === '23505',
+        `client ${c}: the duplicate in a savepoint ended with ${caught && sqlstate(caught)}: ${caught && caught.message}`);
+      same(await tx.setBorn(name, 2000 + c), 1, `client ${c}: rows updated after the savepoint's rollback`);
+      same(await tx.books(id), two, `client ${c}: its books after the savepoint's rollback`);
+    });
+    counts.savepoints++;
 
     // 6. a join
     same(await adapter.joined(name), two.map((b) => ({ name, ...b })), `client ${c}: the join`);

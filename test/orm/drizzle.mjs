@@ -31,6 +31,7 @@ const authorByName = db.select().from(author).where(eq(author.name, sql.placehol
   .prepare('drizzle_author_by_name');
 
 const ops = (d) => ({
+  nested: (fn) => d.transaction((sp) => fn(ops(sp))),
   async createAuthor(name, born) {
     const [row] = await d.insert(author).values({ name, born }).returning();
     return row;

@@ -17,6 +17,7 @@ const A = 'knex_author';
 const B = 'knex_book';
 
 const ops = (q) => ({
+  nested: (fn) => q.transaction((sp) => fn(ops(sp))),
   async createAuthor(name, born) {
     const [row] = await q(A).insert({ name, born }).returning(['id', 'name', 'born']);
     return row;

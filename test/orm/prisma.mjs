@@ -28,6 +28,18 @@ const prisma = new PrismaClient({
 });
 
 const ops = (p) => ({
+  // Prisma has no nested transactions: plain SQL savepoints in the interactive one
+  async nested(fn) {
+    await p.$executeRawUnsafe('SAVEPOINT pgbun_sp');
+    try {
+      const result = await fn(ops(p));
+      await p.$executeRawUnsafe('RELEASE SAVEPOINT pgbun_sp');
+      return result;
+    } catch (err) {
+      await p.$executeRawUnsafe('ROLLBACK TO SAVEPOINT pgbun_sp');
+      throw err;
+    }
+  },
   async createAuthor(name, born) {
     return p.author.create({ data: { name, born }, select: { id: true, name: true, born: true } });
   },

@@ -28,6 +28,8 @@ Author.hasMany(Book, { foreignKey: 'authorId', as: 'books' });
 Book.belongsTo(Author, { foreignKey: 'authorId', as: 'author' });
 
 const ops = (transaction) => ({
+  // with a parent transaction: a SAVEPOINT
+  nested: (fn) => sequelize.transaction({ transaction }, (sp) => fn(ops(sp))),
   async createAuthor(name, born) {
     const a = await Author.create({ name, born }, { transaction });
     return { id: a.id, name: a.name, born: a.born };

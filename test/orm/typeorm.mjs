@@ -43,6 +43,8 @@ const ds = new DataSource({
 await ds.initialize();
 
 const ops = (m) => ({
+  // inside a transaction: SAVEPOINT typeorm_1
+  nested: (fn) => m.transaction((sp) => fn(ops(sp))),
   async createAuthor(name, born) {
     const a = await m.getRepository(Author).save({ name, born });
     return { id: a.id, name: a.name, born: a.born };
