@@ -141,25 +141,28 @@ pgbun_stage_tree() {
 	printf '%s\n' "$dst"
 }
 
-# Install the npm packages that t/140 runs (test/node: package.json and its
-# package-lock.json) with `npm ci` into $1/node_modules, unless they are there
-# already for this lock file and Node.js version (a stamp file records both).
-# npm's cache (~/.npm) keeps a reinstall cheap. Run it before pgbun_stage_tree,
-# so that node_modules comes along.
+# Install the npm packages of a directory with a package.json and its
+# package-lock.json (test/node for t/140, test/orm for t/360) with `npm ci`
+# into $1/node_modules, unless they are there already for this lock file,
+# Node.js version and npm options (a stamp file records them). Further
+# arguments go to npm ci (test/orm: --ignore-scripts). npm's cache (~/.npm)
+# keeps a reinstall cheap. Run it before pgbun_stage_tree, so that
+# node_modules comes along.
 pgbun_install_node_clients() {
 	local dir=$1 stamp want
+	shift
 	stamp=$dir/node_modules/.pgbun-installed
 	if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
 		pgbun_warn "node or npm not found: install Debian's nodejs and npm"
 		return 1
 	fi
-	want="$(cat "$dir/package.json" "$dir/package-lock.json" | sha256sum | cut -d' ' -f1) node $(node --version)"
+	want="$(cat "$dir/package.json" "$dir/package-lock.json" | sha256sum | cut -d' ' -f1) node $(node --version)${*:+ $*}"
 	if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 		pgbun_say "npm packages in $dir/node_modules are up to date"
 		return 0
 	fi
 	rm -f "$stamp"
-	(cd "$dir" && npm ci --no-audit --no-fund --no-update-notifier --prefer-offline --loglevel=warn </dev/null) || return 1
+	(cd "$dir" && npm ci --no-audit --no-fund --no-update-notifier --prefer-offline --loglevel=warn "$@" </dev/null) || return 1
 	printf '%s\n' "$want" >"$stamp"
 }
 

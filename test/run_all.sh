@@ -2,7 +2,8 @@
 # test/run_all.sh - `make test`: set up a Debian 12 machine and run every suite.
 #
 # Steps: install missing Debian packages (test/lib.sh lists them), the npm
-# packages of the client-library test (npm ci in test/node), build, install
+# packages of the client-library and ORM tests (npm ci in test/node and
+# test/orm), build, install
 # the extension, then the suites: unit (pure C, `make unit`), fuzz (libFuzzer
 # targets, `make fuzz`, 30 s each unless FUZZ_SECONDS says), regress (pg_regress
 # on a temp instance, `make installcheck` without TAP) and tap (prove over t/*.pl,
@@ -157,6 +158,10 @@ step packages pgbun_install_packages "${PGBUN_BUILD_PACKAGES[@]}" "${PGBUN_TEST_
 # Without them t/140 fails and says why; the other suites still run.
 run_step npm pgbun_install_node_clients "$ROOT/test/node" ||
 	pgbun_warn "npm ci in test/node failed: t/140 (client libraries) will fail"
+# The ORMs of t/360 (npm ci in test/orm). No install scripts: the only ones
+# are Prisma's, which would download engines the tests do not use.
+run_step npm-orm pgbun_install_node_clients "$ROOT/test/orm" --ignore-scripts ||
+	pgbun_warn "npm ci in test/orm failed: t/360 (ORM matrix) will fail"
 PG_CONFIG=$(pgbun_pg_config)
 export PG_CONFIG
 MAKEVARS=("PG_CONFIG=$PG_CONFIG")
