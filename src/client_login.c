@@ -70,6 +70,7 @@ typedef struct AuthState
 	TimestampTz fail_at;		/* failed: answer then (pgbun.auth_failure_delay), 0 if not */
 	struct KdfJob *kdf_job;		/* STEP_PASSWORD_CHECK: the check in flight */
 	bool		tls_direct;		/* TLS began without SSLRequest (PostgreSQL 17 sslnegotiation=direct) */
+	bool		tls_no_alpn;	/* ... and without ALPN "postgresql": only a WebSocket upgrade may follow */
 } AuthState;
 
 
@@ -671,7 +672,9 @@ client_tls_handshake(Client *c)
 		client_close(c, NULL, "TLS handshake failed");
 		return false;
 	}
-	if (c->auth->tls_direct && !tls_alpn_postgresql(&c->sb))
+	if (c->auth->tls_direct && !tls_alpn_postgresql(&c->sb) && pgbun_websocket)
+		c->auth->tls_no_alpn = true;	/* wss://: an HTTP client, checked at its first bytes */
+	else if (c->auth->tls_direct && !tls_alpn_postgresql(&c->sb))
 	{
 		/* as PostgreSQL 17: direct TLS must say it is for postgresql */
 		client_close(c, "08P01", "direct TLS connection without ALPN protocol \"postgresql\"");
@@ -728,6 +731,12 @@ read_startup_packet(Client *c)
 			}
 			if (r > 0)
 				continue;
+		}
+		if (c->auth->tls_no_alpn && !c->sb.ws && sbuf_unparsed(&c->sb) > 0)
+		{
+			/* as PostgreSQL 17: direct TLS must say it is for postgresql (or be a wss:// upgrade) */
+			client_close(c, "08P01", "direct TLS connection without ALPN protocol \"postgresql\"");
+			return false;
 		}
 		pr = proto_parse_startup_header(c->sb.in ? c->sb.in + c->sb.parse_pos : NULL,
 													sbuf_unparsed(&c->sb), maxlen, &sh);

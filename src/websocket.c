@@ -9,9 +9,10 @@
  * pong, a close with a close (the connection then reads as end of file).
  * Anything RFC 6455 forbids from a client (an unmasked frame, reserved
  * bits, unknown opcodes, a continuation with no message, a fragmented
- * control frame) queues a close frame with code 1002 and fails the read;
- * a text frame gets 1003, a frame above pgbun.websocket_max_frame_size
- * 1009.
+ * control frame) fails the read, and the close frame sent when the
+ * connection closes (after the ErrorResponse saying why, once logged in)
+ * has code 1002; a text frame gets 1003, a frame above
+ * pgbun.websocket_max_frame_size 1009.
  *
  * Writing: the caller's bytes become one unmasked binary frame, built in
  * the WsConn's output buffer. A frame the socket cannot take whole stays
@@ -63,6 +64,7 @@ typedef struct WsConn
 	bool		close_received; /* reads say end of file */
 	bool		close_queued;	/* no more frames after it */
 	bool		failed;			/* a protocol error: reads fail */
+	uint16		fail_code;		/* ... and the close frame will say this */
 	const char *error;			/* why (static text) */
 	uint8		out[WS_HDR_MAX + WS_OUT_PAYLOAD];	/* one data frame */
 	uint32		out_pos;
@@ -372,9 +374,9 @@ fail(SBuf *sb, uint16 code, const char *why)
 	WsConn	   *w = sb->ws;
 
 	w->failed = true;
+	w->fail_code = code;
 	w->error = why;
-	queue_close(w, code);
-	ctrl_flush(sb);
+	/* the close frame goes at ws_close, after the ErrorResponse that tells why */
 	errno = EPROTO;
 	return -1;
 }
@@ -607,7 +609,7 @@ ws_close(SBuf *sb)
 		if (w->out_pos < w->out_end &&
 			write_all(sb, w->out, &w->out_pos, w->out_end) > 0)
 			w->out_pos = w->out_end = 0;
-		queue_close(w, WS_CLOSE_NORMAL);
+		queue_close(w, w->fail_code ? w->fail_code : WS_CLOSE_NORMAL);
 		ctrl_flush(sb);
 	}
 	free(w);

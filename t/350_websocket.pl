@@ -169,7 +169,7 @@ set_conf('pgbun.websocket_max_frame_size' => '64kB');
 my @bad = (
 	[ 'an unmasked frame', 1002, sub { $_[0]->send_frame(0x2, 'abcd', mask => 0) } ],
 	[ 'a text frame', 1003, sub { $_[0]->send_frame(0x1, 'SELECT 1') } ],
-	[ 'a frame over websocket_max_frame_size', 1009, sub { $_[0]->send_raw(PgbunTest::Ws::frame_header(0x82, 1024 * 1024, 1)) } ],
+	[ 'a frame over websocket_max_frame_size', 1009, sub { $_[0]->send_raw(PgbunTest::Ws::frame_header(0x82, 1024 * 1024, 1) . 'mask') } ],
 	[ 'reserved bits set', 1002, sub { $_[0]->send_raw(PgbunTest::Ws::frame_header(0xC2, 4, 1) . "\0\0\0\0abcd") } ],
 	[ 'a continuation with no message', 1002, sub { $_[0]->send_frame(0x0, 'abcd') } ],
 	[ 'a ping of 126 bytes', 1002, sub { $_[0]->send_frame(0x9, 'p' x 126) } ],);
@@ -188,6 +188,11 @@ foreach my $case (@bad)
 		my $eof = $ws->read_to_eof(15);
 		ok($eof->{eof}, "$label ($when): the connection is closed");
 		is($ws->{close_code}, $code, "$label ($when): close code $code");
+		if ($when eq 'after login')
+		{
+			is($eof->{errors}[0]{C} // '', '08P01', "$label ($when): an ErrorResponse 08P01 first");
+			like($eof->{errors}[0]{M} // '', qr/^pgbun: .*WebSocket/, "$label ($when): ... saying why");
+		}
 	}
 }
 # a frame just under the limit is fine: one 60 kB query
@@ -271,6 +276,8 @@ set_conf('pgbun.websocket' => 'off');
 set_conf('pgbun.websocket' => 'on');
 
 # ---- @neondatabase/serverless ----
+# (a login waits for a server of the busy pool: more than the 3 s above)
+set_conf('pgbun.client_login_timeout' => '2min');
 my $node_dir = Cwd::abs_path("$FindBin::RealBin/../test/node");
 my $neon_pkg = "$node_dir/node_modules/\@neondatabase/serverless/package.json";
 my $clients = 40;

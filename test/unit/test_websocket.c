@@ -212,9 +212,15 @@ check_bad_frame(const uint8_t *frame, size_t len, int code)
 	send_peer(&p, frame, len);
 	CHECK(sbuf_fill(&p.sb) == -2);
 	CHECK(ws_error(&p.sb) != NULL);
+	/* an error message still goes out, then the close frame at the close */
+	CHECK(sbuf_queue(&p.sb, "E\0\0\0\4", 5));
+	CHECK(sbuf_flush_out(&p.sb) == 1);
+	n = recv_peer(&p, got, sizeof(got));
+	CHECK(n == 7 && got[0] == 0x82 && got[1] == 5 && got[2] == 'E');
+	sbuf_close(&p.sb);
 	n = recv_peer(&p, got, sizeof(got));
 	CHECK(n == 4 && got[0] == 0x88 && got[1] == 2 && got[2] * 256 + got[3] == code);
-	pair_close(&p);
+	close(p.peer);
 }
 
 static void
