@@ -353,7 +353,8 @@ ctrl_queue(WsConn *w, uint8 opcode, const uint8 *payload, uint32 len)
 		return;					/* a pong may answer only the latest ping (RFC 6455 5.5.3) */
 	w->ctrl[w->ctrl_end++] = 0x80 | opcode;
 	w->ctrl[w->ctrl_end++] = (uint8) len;
-	memcpy(w->ctrl + w->ctrl_end, payload, len);
+	if (len > 0)
+		memcpy(w->ctrl + w->ctrl_end, payload, len);
 	w->ctrl_end += len;
 	if (opcode == 0x8)
 		w->close_queued = true;
