@@ -18,6 +18,10 @@
 #    let in), Sec-WebSocket-Protocol echoed;
 #  - slow clients: a half-sent upgrade request and an upgraded connection
 #    that never sends its startup packet end at client_login_timeout;
+#  - raw wss:// (test/python/ws_tls_probe.py): the upgrade inside TLS with
+#    no ALPN and with ALPN http/1.1, an unmasked frame closed with 1002
+#    inside TLS, and direct TLS without ALPN "postgresql" followed by a
+#    startup packet still refused;
 # each bad input closes that connection only: the worker does not restart
 # and a bystander's transaction goes on.
 #
@@ -274,6 +278,21 @@ set_conf('pgbun.websocket' => 'off');
 	isnt($ws->handshake->{status}, 101, 'after a reload to off: no 101');
 }
 set_conf('pgbun.websocket' => 'on');
+
+# ---- raw wss://: TLS first (no SSLRequest, no ALPN postgresql), then the upgrade ----
+{
+	my ($rc, $out, $err) = PgbunTest::run_cmd([ '/usr/bin/python3', "$FindBin::RealBin/../test/python/ws_tls_probe.py", $port, "$dir/ca.crt" ],
+		'', \%ENV, 60);
+	is($rc, 0, 'wss probe runs') or diag($err);
+	my $p = eval { decode_json($out) } // {};
+	is($p->{upgrade_status}, 101, 'wss://: the upgrade inside TLS gets 101');
+	is($p->{unmasked_close}, 1002, 'wss://: an unmasked frame gets close 1002 inside TLS');
+	ok($p->{unmasked_eof}, 'wss://: ... and the connection ends');
+	like($p->{alpn_none_startup} // '', qr/without ALPN protocol "postgresql"/,
+		'direct TLS without ALPN followed by a startup packet is still refused');
+	is($p->{alpn_http_status}, 101, 'wss:// with ALPN http/1.1 offered gets 101');
+}
+bystander_check($bystander, $identity, 'after the raw wss probe');
 
 # ---- @neondatabase/serverless ----
 # (a login waits for a server of the busy pool: more than the 3 s above)
