@@ -44,9 +44,11 @@ char	   *pgbun_websocket_path = NULL;
 char	   *pgbun_websocket_allowed_origins = NULL;
 int			pgbun_websocket_max_frame_size = 16 * 1024 * 1024;
 
-#define WS_IN_CAP		SBUF_SIZE
-#define WS_OUT_PAYLOAD	SBUF_SIZE
 #define WS_HDR_MAX		14		/* 2 + 8 (64-bit length) + 4 (mask) */
+#define WS_BUF_SIZE		(WS_HDR_MAX + SBUF_SIZE)
+#define WS_IN_CAP		WS_BUF_SIZE
+#define WS_OUT_PAYLOAD	SBUF_SIZE
+#define WS_POOL_KEEP	64		/* free buffers kept for reuse */
 #define WS_CTRL_CAP		512		/* the 101 answer, a pong and a close */
 #define WS_PROTOCOL_MAX 64		/* longest Sec-WebSocket-Protocol token echoed */
 
@@ -54,7 +56,7 @@ static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 typedef struct WsConn
 {
-	uint8		in[WS_IN_CAP];	/* raw bytes read, not yet decoded */
+	uint8	   *in;				/* raw bytes read, not yet decoded (pooled, or NULL) */
 	uint32		in_pos;
 	uint32		in_end;
 	uint64		remain;			/* payload bytes of the current data frame still to come */
@@ -66,7 +68,7 @@ typedef struct WsConn
 	bool		failed;			/* a protocol error: reads fail */
 	uint16		fail_code;		/* ... and the close frame will say this */
 	const char *error;			/* why (static text) */
-	uint8		out[WS_HDR_MAX + WS_OUT_PAYLOAD];	/* one data frame */
+	uint8	   *out;			/* one data frame (pooled, or NULL) */
 	uint32		out_pos;
 	uint32		out_end;
 	uint32		out_payload;	/* payload bytes in it (reported once it is out) */
@@ -74,6 +76,66 @@ typedef struct WsConn
 	uint32		ctrl_pos;
 	uint32		ctrl_end;
 } WsConn;
+
+/*
+ * Frame buffers are taken only while bytes wait in them (an idle WebSocket
+ * holds none, as an idle SBuf), from a per-worker free list.
+ */
+typedef struct WsFreeBuf
+{
+	struct WsFreeBuf *next;
+} WsFreeBuf;
+
+static WsFreeBuf *ws_free_bufs = NULL;
+static int	ws_n_free = 0;
+
+static uint8 *
+wsbuf_get(void)
+{
+	uint8	   *b;
+
+	if (ws_free_bufs)
+	{
+		b = (uint8 *) ws_free_bufs;
+		ws_free_bufs = ws_free_bufs->next;
+		ws_n_free--;
+		return b;
+	}
+	return malloc(WS_BUF_SIZE);
+}
+
+static void
+wsbuf_put(uint8 *b)
+{
+	if (ws_n_free < WS_POOL_KEEP)
+	{
+		WsFreeBuf  *f = (WsFreeBuf *) b;
+
+		f->next = ws_free_bufs;
+		ws_free_bufs = f;
+		ws_n_free++;
+	}
+	else
+		free(b);
+}
+
+/* Give the buffers back once nothing waits in them. */
+static void
+release_idle(WsConn *w)
+{
+	if (w->in && w->in_pos == w->in_end)
+	{
+		wsbuf_put(w->in);
+		w->in = NULL;
+		w->in_pos = w->in_end = 0;
+	}
+	if (w->out && w->out_pos == w->out_end)
+	{
+		wsbuf_put(w->out);
+		w->out = NULL;
+		w->out_pos = w->out_end = 0;
+	}
+}
 
 #ifndef PGBUN_UNIT_TEST
 void
@@ -280,8 +342,17 @@ ws_accept_upgrade(SBuf *sb, const char **why)
 	Assert(n > 0 && n < (int) sizeof(w->ctrl));
 	w->ctrl_end = (uint32) n;
 	/* frames the client sent right behind the request: the decoder's first input */
-	memcpy(w->in, head + len, avail - len);
-	w->in_end = avail - len;
+	if (avail > (uint32) len)
+	{
+		w->in = wsbuf_get();
+		if (!w->in)
+		{
+			free(w);
+			return refuse(sb, "503 Service Unavailable", "", "out of memory", why);
+		}
+		memcpy(w->in, head + len, avail - len);
+		w->in_end = avail - len;
+	}
 	sbuf_consume(sb, avail);
 	sb->ws = w;
 	ctrl_flush(sb);
@@ -384,11 +455,23 @@ fail(SBuf *sb, uint16 code, const char *why)
 
 /* ---- reading ---- */
 
+static ssize_t ws_read_frames(SBuf *sb, uint8 *dst, size_t len);
+
 ssize_t
 ws_read(SBuf *sb, void *buf, size_t len)
 {
+	ssize_t		n = ws_read_frames(sb, buf, len);
+	int			saved = errno;
+
+	release_idle(sb->ws);
+	errno = saved;
+	return n;
+}
+
+static ssize_t
+ws_read_frames(SBuf *sb, uint8 *dst, size_t len)
+{
 	WsConn	   *w = sb->ws;
-	uint8	   *dst = buf;
 	size_t		got = 0;
 
 	ctrl_flush(sb);
@@ -508,7 +591,17 @@ ws_read(SBuf *sb, void *buf, size_t len)
 read_more:
 		if (got > 0)
 			return (ssize_t) got;	/* the caller asks again */
-		if (w->in_pos > 0)
+		if (!w->in)
+		{
+			w->in = wsbuf_get();
+			if (!w->in)
+			{
+				errno = ENOMEM;
+				return -1;
+			}
+			w->in_pos = w->in_end = 0;
+		}
+		else if (w->in_pos > 0)
 		{
 			memmove(w->in, w->in + w->in_pos, w->in_end - w->in_pos);
 			w->in_end -= w->in_pos;
@@ -530,6 +623,12 @@ ws_pending(const SBuf *sb)
 	return sb->ws && (sb->ws->in_pos < sb->ws->in_end || tls_pending(sb));
 }
 
+int
+ws_buffers_held(const SBuf *sb)
+{
+	return sb->ws ? (sb->ws->in != NULL) + (sb->ws->out != NULL) : 0;
+}
+
 const char *
 ws_error(const SBuf *sb)
 {
@@ -538,8 +637,21 @@ ws_error(const SBuf *sb)
 
 /* ---- writing ---- */
 
+static ssize_t ws_write_frame(SBuf *sb, const void *buf, size_t len);
+
 ssize_t
 ws_write(SBuf *sb, const void *buf, size_t len)
+{
+	ssize_t		n = ws_write_frame(sb, buf, len);
+	int			saved = errno;
+
+	release_idle(sb->ws);
+	errno = saved;
+	return n;
+}
+
+static ssize_t
+ws_write_frame(SBuf *sb, const void *buf, size_t len)
 {
 	WsConn	   *w = sb->ws;
 	uint32		m;
@@ -571,6 +683,15 @@ ws_write(SBuf *sb, const void *buf, size_t len)
 	if (len == 0)
 		return 0;
 	m = (uint32) Min(len, (size_t) WS_OUT_PAYLOAD);
+	if (!w->out)
+	{
+		w->out = wsbuf_get();
+		if (!w->out)
+		{
+			errno = ENOMEM;
+			return -1;
+		}
+	}
 	w->out[h++] = 0x82;			/* FIN, binary */
 	if (m < 126)
 		w->out[h++] = (uint8) m;
@@ -613,6 +734,10 @@ ws_close(SBuf *sb)
 		queue_close(w, w->fail_code ? w->fail_code : WS_CLOSE_NORMAL);
 		ctrl_flush(sb);
 	}
+	if (w->in)
+		wsbuf_put(w->in);
+	if (w->out)
+		wsbuf_put(w->out);
 	free(w);
 	sb->ws = NULL;
 }

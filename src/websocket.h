@@ -10,8 +10,9 @@
  * frames, ws_write() sends sbuf's bytes as unmasked binary frames. Login,
  * pooling and forwarding above see a plain byte stream.
  *
- * Bounds: each connection holds one WsConn (two 16 kB buffers) from the
- * handshake to its close; a frame header is at most 14 bytes, a control
+ * Bounds: each connection holds one small WsConn from the handshake to its
+ * close, and a 16 kB buffer each way only while bytes wait in it (from a
+ * per-worker free list, like sbuf's); a frame header is at most 14 bytes, a control
  * frame's payload 125, a data frame's payload pgbun.websocket_max_frame_size
  * (streamed, never buffered whole).
  */
@@ -63,6 +64,8 @@ extern ssize_t ws_write(SBuf *sb, const void *buf, size_t len);
 extern bool ws_pending(const SBuf *sb);
 /* Send a close frame (one non-blocking try) and free the WsConn. */
 extern void ws_close(SBuf *sb);
+/* Frame buffers sb holds now (0, 1 or 2: none while idle). */
+extern int	ws_buffers_held(const SBuf *sb);
 /* Why the connection's last ws_read failed, or NULL. */
 extern const char *ws_error(const SBuf *sb);
 

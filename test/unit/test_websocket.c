@@ -5,7 +5,8 @@
  * with a ping answered in between, server bytes sent as an unmasked binary
  * frame, and the close codes for an unmasked frame (1002), a text frame
  * (1003), an oversized frame (1009) and a client's close (echoed, then end
- * of file).
+ * of file), and a frame the socket takes only in parts (the repeated write
+ * finishes it; no frame buffer is held once idle).
  */
 #include "postgres.h"
 
@@ -181,6 +182,7 @@ test_frames(void)
 	}
 	CHECK(r == 11);
 	CHECK(sbuf_unparsed(&p.sb) == 11 && memcmp(p.sb.in + p.sb.parse_pos, "hello world", 11) == 0);
+	CHECK(ws_buffers_held(&p.sb) == 0);	/* everything decoded: no frame buffer kept */
 	/* the pong, unmasked, same payload */
 	n = recv_peer(&p, got, sizeof(got));
 	CHECK(n == 4 && got[0] == 0x8A && got[1] == 2 && memcmp(got + 2, "pi", 2) == 0);
@@ -196,6 +198,46 @@ test_frames(void)
 	CHECK(sbuf_fill(&p.sb) == -1);
 	n = recv_peer(&p, got, sizeof(got));
 	CHECK(n == 4 && got[0] == 0x88 && got[1] == 2 && got[2] == 0x03 && got[3] == 0xe8);
+	pair_close(&p);
+}
+
+/*
+ * A frame the socket cannot take whole waits in the WsConn; the repeated
+ * write (same bytes, as sbuf does after EAGAIN) finishes it, and the peer
+ * sees exactly one frame with the whole payload.
+ */
+static void
+test_partial_write(void)
+{
+	WsPair		p;
+	static uint8_t data[16000];
+	static uint8_t got[40000];
+	size_t		n = 0;
+	int			small = 4096;
+	int			r = 0;
+	int			waits = 0;
+
+	pair_open(&p);
+	upgrade(&p);
+	setsockopt(p.sb.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	setsockopt(p.peer, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t) (i * 7);
+	CHECK(sbuf_queue(&p.sb, data, sizeof(data)));
+	for (int i = 0; i < 1000 && (r = sbuf_flush_out(&p.sb)) == 0; i++)
+	{
+		CHECK(ws_buffers_held(&p.sb) == 1);	/* the frame waits */
+		waits++;
+		n += recv_peer(&p, got + n, sizeof(got) - n);
+	}
+	CHECK(r == 1);
+	CHECK(waits > 0);			/* the write did have to wait */
+	CHECK(ws_buffers_held(&p.sb) == 0);
+	for (int i = 0; i < 100; i++)
+		n += recv_peer(&p, got + n, sizeof(got) - n);
+	CHECK(n == 4 + sizeof(data));
+	CHECK(got[0] == 0x82 && got[1] == 126 && got[2] * 256 + got[3] == (int) sizeof(data));
+	CHECK(memcmp(got + 4, data, sizeof(data)) == 0);
 	pair_close(&p);
 }
 
@@ -255,4 +297,5 @@ websocket_suite(void)
 	UNIT_RUN(test_refused);
 	UNIT_RUN(test_frames);
 	UNIT_RUN(test_bad_frames);
+	UNIT_RUN(test_partial_write);
 }
