@@ -355,6 +355,7 @@ ws_accept_upgrade(SBuf *sb, const char **why)
 	}
 	sbuf_consume(sb, avail);
 	sb->ws = w;
+	sb->drained = false;		/* those frames are there to read with no new event */
 	ctrl_flush(sb);
 	return 1;
 }

@@ -168,6 +168,17 @@ my $bystander = bystander_start($node, %probe);
 }
 bystander_check($bystander, $identity, 'after the WebSocket session');
 
+# the startup packet in a frame sent with the request, before the 101 arrived
+{
+	my $ws = PgbunTest::Ws->new(port => $port);
+	my $startup = PgbunTest::Raw::startup_packet([ user => $login{user}, database => $login{database} ]);
+	is($ws->handshake(pipelined => PgbunTest::Ws::frame_bytes(0x2, $startup))->{status}, 101,
+		'upgrade with the startup packet right behind the request: 101');
+	my $l = $ws->authenticate(%login);
+	ok($l->{ok}, '... and the login goes on from that frame') or diag(explain($l));
+	is_deeply($ws->query('SELECT 1')->{rows}, [ [1] ], '... and queries work');
+}
+
 # ---- bad frames ----
 set_conf('pgbun.websocket_max_frame_size' => '64kB');
 my @bad = (
@@ -430,7 +441,7 @@ sub handshake
 		'Sec-WebSocket-Version: ' . ($o{version} // 13) . "\r\n",
 		map({ "$_\r\n" } @{ $o{extra} // [] }),
 		"\r\n");
-	$self->send_raw($req);
+	$self->send_raw($req . ($o{pipelined} // ''));
 	my $deadline = time + 15;
 	my %r = (status => 0, headers => {});
 	while ($self->{raw} !~ /\r\n\r\n/ && $self->_read_raw($deadline)) { }
@@ -474,6 +485,12 @@ sub frame_header
 sub send_frame
 {
 	my ($self, $op, $payload, %o) = @_;
+	return $self->send_raw(frame_bytes($op, $payload, %o));
+}
+
+sub frame_bytes
+{
+	my ($op, $payload, %o) = @_;
 	my $masked = $o{mask} // 1;
 	my $b0 = (($o{fin} // 1) ? 0x80 : 0) | $op;
 	my $f = frame_header($b0, length($payload), $masked);
@@ -487,7 +504,7 @@ sub send_frame
 	{
 		$f .= $payload;
 	}
-	return $self->send_raw($f);
+	return $f;
 }
 
 # PgbunTest::Raw's bytes: one binary frame, or fragments of {frag} bytes.

@@ -241,6 +241,35 @@ test_partial_write(void)
 	pair_close(&p);
 }
 
+/* Frames sent right behind the request, in the same read: kept for the decoder. */
+static void
+test_frames_behind_request(void)
+{
+	WsPair		p;
+	uint8_t		f[1024];
+	size_t		n = sizeof(upgrade_req) - 1;
+	const char *why = NULL;
+	int			r = 0;
+
+	pair_open(&p);
+	memcpy(f, upgrade_req, n);
+	n += client_frame(f + n, 0x82, (const uint8_t *) "startup", 7, true);
+	send_peer(&p, f, n);
+	CHECK(sbuf_fill(&p.sb) == (int) n);
+	CHECK(ws_accept_upgrade(&p.sb, &why) == 1);
+	CHECK(sbuf_unparsed(&p.sb) == 0);
+	CHECK(ws_pending(&p.sb));
+	for (int i = 0; i < 3; i++)
+	{
+		int			k = sbuf_fill(&p.sb);
+
+		if (k > 0)
+			r += k;
+	}
+	CHECK(r == 7 && memcmp(p.sb.in + p.sb.parse_pos, "startup", 7) == 0);
+	pair_close(&p);
+}
+
 /* A bad frame fails the read and closes with code. */
 static void
 check_bad_frame(const uint8_t *frame, size_t len, int code)
@@ -298,4 +327,5 @@ websocket_suite(void)
 	UNIT_RUN(test_frames);
 	UNIT_RUN(test_bad_frames);
 	UNIT_RUN(test_partial_write);
+	UNIT_RUN(test_frames_behind_request);
 }
