@@ -8,6 +8,7 @@
 #include "utils/timestamp.h"
 
 #include "config.h"
+#include "params.h"
 #include "prepared.h"
 #include "shmem.h"
 
@@ -19,6 +20,12 @@ typedef struct PreparedStmt
 	uint32		refs;			/* client names, server entries, queued Parses using it */
 	uint32		name_refs;		/* client names only: while > 0 it counts in the memory budget */
 	uint32		hash;
+	/*
+	 * The search_path its clients gave at connect time (hashed): the text is
+	 * resolved against it when Parsed, so clients with another search_path
+	 * get a statement of their own (errors at Parse come at Parse).
+	 */
+	uint32		path;
 	/* pools where a server accepted it: a client's Parse there needs no server */
 	const Pool *valid_in[4];
 	uint8		valid_next;
@@ -26,16 +33,24 @@ typedef struct PreparedStmt
 	uint8		body[FLEXIBLE_ARRAY_MEMBER];	/* Parse body after the name */
 } PreparedStmt;
 
+/*
+ * Names and server statements carry the sequence number of the message that
+ * made them, so a DISCARD ALL / DEALLOCATE ALL drops only what was made
+ * before it in the stream (the client may have pipelined new Parses after
+ * it, which pgbun has handled before the server's answer comes).
+ */
 typedef struct ClientStmt
 {
 	char	   *name;
 	PreparedStmt *stmt;
+	uint32		seq;
 } ClientStmt;
 
 typedef struct ClientStmts
 {
 	int			n;
 	int			cap;
+	uint32		seq;			/* the last sequence number given */
 	ClientStmt *items;
 } ClientStmts;
 
@@ -43,6 +58,7 @@ typedef struct ServerStmt
 {
 	PreparedStmt *stmt;
 	uint64		last_use;
+	uint32		seq;
 } ServerStmt;
 
 typedef struct ServerStmts
@@ -50,18 +66,38 @@ typedef struct ServerStmts
 	int			n;
 	int			cap;
 	uint64		clock;
+	uint32		seq;
 	ServerStmt *items;
 } ServerStmts;
+
+/* The stream position now: client names and server statements made so far. */
+static void *
+stream_mark(Client *c, Server *s)
+{
+	uint64		cseq = c->stmts ? c->stmts->seq : 0;
+	uint64		sseq = s->stmts ? s->stmts->seq : 0;
+
+	/* the top bit set: never NULL, which means "no mark" */
+	return (void *) (uintptr_t) (UINT64CONST(1) << 63 | (cseq & 0x7fffffff) << 32 | sseq);
+}
 
 /* Owner flags on tracker entries (TrackEntry.uflags). */
 #define REQ_FORGET	0x01		/* a Parse creating data (a statement) on the server: forget it if it fails */
 #define REQ_USES	0x02		/* a Bind/Describe of statement data: a 26000 means the server lost it */
 #define REQ_UNNAMED 0x04		/* a Parse of the unnamed statement; data is its Client.unnamed_id */
 #define REQ_CLOSED	0x08		/* pgbun's CloseComplete for a client name; data: the statement to give back if skipped */
-#define REQ_ABORTED 0x10		/* pgbun's error is 25P02 (failed transaction block), not 42P05 */
+#define REQ_DUPLICATE 0x10		/* pgbun's error is 42P05: a name the client has */
 #define REQ_BUDGET	0x20		/* pgbun's error is 53200: pgbun.max_prepared_statement_memory */
 #define REQ_TOO_LONG 0x40		/* pgbun's error is 54000: a named Parse over 16 kB */
-#define REQ_HIDE_ERROR 0x80		/* pgbun's poison Bind (fail_in_place): the server's error to it is hidden */
+#define REQ_HIDE_ERROR 0x80		/* pgbun's poison message (fail_in_place): its error is replaced */
+/* On a REQ_CLOSED entry (the bits above that only poison messages use): */
+#define REQ_RECLOSE 0x10		/* a Close of a name an earlier Close in flight took away (see close_in_flight) */
+/* On pgbun's own (hidden) Close of a statement it knew the server had: */
+#define REQ_UNCLOSE 0x20		/* if the backend skips it, the server still has data (a statement) */
+/* On a REQ_RECLOSE entry: the Close before it was skipped, so if this one is skipped too, the name stays */
+#define REQ_INHERIT 0x40
+/* On a REQ_CLOSED entry: the Parse that made the name did not happen, so a skip gives nothing back */
+#define REQ_NAME_GONE 0x01
 
 #define STMT_BUCKETS 4096
 #define SERVER_NAME_MAX 32
@@ -117,29 +153,38 @@ name_unref(PreparedStmt *st)
 
 /* ---- the worker's statement cache ---- */
 
+/* The client's connect-time search_path, hashed (0: none given). */
+static uint32
+client_path(const Client *c)
+{
+	const char *p = params_get(c->params, c->params_len, "search_path");
+
+	return p ? hash_bytes((const unsigned char *) p, (int) strlen(p)) | 1 : 0;
+}
+
 static PreparedStmt *
-stmt_find(const uint8 *body, uint32 len, uint32 h)
+stmt_find(const uint8 *body, uint32 len, uint32 h, uint32 path)
 {
 	PreparedStmt *st;
 
 	for (st = stmt_buckets[h % STMT_BUCKETS]; st; st = st->next)
-		if (st->hash == h && st->body_len == len && memcmp(st->body, body, len) == 0)
+		if (st->hash == h && st->path == path && st->body_len == len && memcmp(st->body, body, len) == 0)
 			return st;
 	return NULL;
 }
 
 static PreparedStmt *
-stmt_lookup(const uint8 *body, uint32 len)
+stmt_lookup(const uint8 *body, uint32 len, uint32 path)
 {
-	return stmt_find(body, len, hash_bytes(body, (int) len));
+	return stmt_find(body, len, hash_bytes(body, (int) len) ^ path, path);
 }
 
 static PreparedStmt *
-stmt_lookup_or_add(const uint8 *body, uint32 len)
+stmt_lookup_or_add(const uint8 *body, uint32 len, uint32 path)
 {
-	uint32		h = hash_bytes(body, (int) len);
+	uint32		h = hash_bytes(body, (int) len) ^ path;
 	PreparedStmt **bucket = &stmt_buckets[h % STMT_BUCKETS];
-	PreparedStmt *st = stmt_find(body, len, h);
+	PreparedStmt *st = stmt_find(body, len, h, path);
 
 	if (st)
 		return st;
@@ -152,6 +197,7 @@ stmt_lookup_or_add(const uint8 *body, uint32 len)
 	memset(st->valid_in, 0, sizeof(st->valid_in));
 	st->valid_next = 0;
 	st->hash = h;
+	st->path = path;
 	st->body_len = len;
 	memcpy(st->body, body, len);
 	st->next = *bucket;
@@ -263,6 +309,25 @@ prepared_server_forget_all(Server *s)
 	s->unnamed_id = 0;
 }
 
+/* The server dropped its statements made up to sequence number seq (DEALLOCATE ALL). */
+static void
+server_forget_upto(Server *s, uint32 seq)
+{
+	ServerStmts *ss = s->stmts;
+
+	for (int i = 0; ss && i < ss->n;)
+	{
+		if (ss->items[i].seq <= seq)
+		{
+			stmt_unref(ss->items[i].stmt);
+			ss->items[i] = ss->items[--ss->n];
+		}
+		else
+			i++;
+	}
+	s->unnamed_id = 0;
+}
+
 /* ---- a client's names ---- */
 
 static ClientStmt *
@@ -299,6 +364,7 @@ client_set(Client *c, const char *name, PreparedStmt *st)
 		name_unref(old->stmt);
 		stmt_unref(old->stmt);
 		old->stmt = st;
+		old->seq = ++cs->seq;
 		return SET_OK;
 	}
 	if (!cs)
@@ -321,6 +387,7 @@ client_set(Client *c, const char *name, PreparedStmt *st)
 	if (!cs->items[cs->n].name)
 		return SET_NO_MEMORY;
 	cs->items[cs->n].stmt = st;
+	cs->items[cs->n].seq = ++cs->seq;
 	stmt_ref(st);
 	name_ref(st);
 	budget_used += name_cost(name);
@@ -363,6 +430,24 @@ client_remove_all(Client *c)
 		cs->n = 0;
 }
 
+/* Drop the client's names made up to sequence number seq. */
+static void
+client_remove_upto(Client *c, uint32 seq)
+{
+	ClientStmts *cs = c->stmts;
+
+	for (int i = 0; cs && i < cs->n;)
+	{
+		if (cs->items[i].seq <= seq)
+		{
+			client_name_drop(&cs->items[i]);
+			cs->items[i] = cs->items[--cs->n];
+		}
+		else
+			i++;
+	}
+}
+
 void
 prepared_client_free(Client *c)
 {
@@ -373,6 +458,8 @@ prepared_client_free(Client *c)
 	c->stmts = NULL;
 	free(c->unnamed);
 	c->unnamed = NULL;
+	free(c->unnamed_prev);
+	c->unnamed_prev = NULL;
 	c->unnamed_len = c->unnamed_cap = 0;
 	c->unnamed_id = 0;
 }
@@ -449,6 +536,31 @@ owe_stmt(Server *s, char type, uint8 flags, char synth, uint8 uflags, PreparedSt
 	return true;
 }
 
+/* The server has st after all (pgbun's Close of it was skipped). */
+static void
+server_remember(Server *s, PreparedStmt *st)
+{
+	ServerStmts *ss = s->stmts;
+
+	if (!ss || server_find(s, st))
+		return;
+	if (ss->n == ss->cap)
+	{
+		int			ncap = ss->cap ? ss->cap * 2 : 16;
+		ServerStmt *items = realloc(ss->items, sizeof(ServerStmt) * ncap);
+
+		if (!items)
+			return;				/* then pgbun's next Parse of it gets 42P05 and keeps it known */
+		ss->items = items;
+		ss->cap = ncap;
+	}
+	ss->items[ss->n].stmt = st;
+	ss->items[ss->n].last_use = ++ss->clock;
+	ss->items[ss->n].seq = ++ss->seq;
+	stmt_ref(st);
+	ss->n++;
+}
+
 /*
  * Make sure the server has st, injecting Parse (and a Close for the least
  * recently used statement when the server is at pgbun.max_prepared_statements).
@@ -486,7 +598,7 @@ ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *cli
 		closebody[0] = 'S';
 		nlen = server_name(ss->items[lru].stmt, closebody + 1);
 		if (!queue_message(s, 'C', closebody, nlen + 2, NULL, 0) ||
-			!owe(s, 'C', TRACK_HIDE, 0, 0, NULL, NULL))
+			!owe_stmt(s, 'C', TRACK_HIDE, 0, REQ_UNCLOSE, ss->items[lru].stmt, NULL))
 			return false;
 		stmt_unref(ss->items[lru].stmt);
 		ss->items[lru] = ss->items[--ss->n];
@@ -508,7 +620,8 @@ ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *cli
 		closebody[0] = 'S';
 		memcpy(closebody + 1, name, nlen + 1);
 		if (!queue_message(s, 'C', closebody, nlen + 2, NULL, 0) ||
-			!owe(s, 'C', TRACK_HIDE, 0, 0, NULL, NULL))
+			!(close_first && !s->stmts_unsure ? owe_stmt(s, 'C', TRACK_HIDE, 0, REQ_UNCLOSE, st, NULL) :
+			  owe(s, 'C', TRACK_HIDE, 0, 0, NULL, NULL)))
 			return false;
 	}
 	if (client_name && !(cname = strdup(client_name)))
@@ -521,6 +634,7 @@ ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *cli
 	}
 	ss->items[ss->n].stmt = st;
 	ss->items[ss->n].last_use = ++ss->clock;
+	ss->items[ss->n].seq = ++ss->seq;
 	stmt_ref(st);
 	ss->n++;
 	pg_atomic_fetch_add_u64(&pool_stats(s)->server_parse_count, 1);
@@ -554,6 +668,17 @@ static uint64 next_unnamed_id = 1;
 static void
 note_unnamed_parse(Client *c, Server *s, const uint8 *body, uint32 len, bool complete)
 {
+	/* kept aside: a Parse the backend skips (an error earlier in its batch) replaces nothing */
+	uint8	   *keep = c->unnamed_prev;
+	uint32		keep_cap = c->unnamed_prev_cap;
+
+	c->unnamed_prev = c->unnamed;
+	c->unnamed_prev_len = c->unnamed_len;
+	c->unnamed_prev_cap = c->unnamed_cap;
+	c->unnamed_prev_id = c->unnamed_id;
+	c->unnamed = keep;
+	c->unnamed_cap = keep_cap;
+	c->unnamed_len = 0;
 	c->unnamed_id = 0;
 	s->unnamed_id = 0;
 	if (!complete)
@@ -585,19 +710,16 @@ prepared_hides_error(Server *s)
 {
 	TrackEntry *h = track_head(&s->tracker);
 
-	return h && h->type == 'B' && (h->uflags & REQ_HIDE_ERROR);
+	return h && (h->uflags & REQ_HIDE_ERROR);
 }
 
-/* pgbun's 42P05 (or 25P02 in a failed transaction block), worded as PostgreSQL words it. */
+
+/* pgbun's 42P05, worded as PostgreSQL words it. */
 static bool
-put_duplicate_error(ProtoBuf *pb, const char *name, bool aborted)
+put_duplicate_error(ProtoBuf *pb, const char *name)
 {
 	char		msg[NAMEDATALEN * 2 + 64];
 
-	if (aborted)
-		return proto_put_error(pb, false, "25P02",
-							   "current transaction is aborted, commands ignored until end of transaction block",
-							   NULL, NULL);
 	snprintf(msg, sizeof(msg), "prepared statement \"%s\" already exists", name ? name : "");
 	return proto_put_error(pb, false, "42P05", msg, NULL, NULL);
 }
@@ -624,14 +746,17 @@ is_exit_statement(const uint8 *p, const uint8 *end)
 	return false;
 }
 
-/* The transaction block is failed (last ReadyForQuery 'E'): Parses fail with 25P02. */
+/*
+ * May the transaction block be failed when the server reads what is sent
+ * now (Parses then fail with 25P02)? Known only when nothing is in flight.
+ */
 static bool
-in_failed_block(const Server *s)
+maybe_failed_block(const Server *s)
 {
-	return s->tracker.status == 'E';
+	return s->tracker.status == 'E' || s->tracker.count > 0;
 }
 
-/* The error text of a TRACK_SYNTH 'E' entry (fail_in_place). */
+/* pgbun's error in place of a Parse it refuses (fail_in_place). */
 static bool
 put_pgbun_error(ProtoBuf *pb, const TrackEntry *e)
 {
@@ -654,7 +779,19 @@ put_pgbun_error(ProtoBuf *pb, const TrackEntry *e)
 		return proto_put_error(pb, false, "54000", msg, NULL,
 							   "Use an unnamed statement, or session pooling for this client.");
 	}
-	return put_duplicate_error(pb, name, (e->uflags & REQ_ABORTED) != 0);
+	return put_duplicate_error(pb, name);
+}
+
+bool
+prepared_put_refusal(Server *s)
+{
+	TrackEntry *h = track_head(&s->tracker);
+	ProtoBuf	pb;
+
+	if (!h || !s->link || !sbuf_out_begin(&s->link->sb, &pb) || !put_pgbun_error(&pb, h) || pb.overflow)
+		return false;
+	sbuf_out_commit(&s->link->sb, &pb);
+	return true;
 }
 
 void
@@ -687,6 +824,42 @@ prepared_emit_answers(Server *s)
 		(void) sbuf_flush_out(&c->sb);
 }
 
+/* Is another Parse of st by pgbun owed after entry e (that one decides whether the server has it)? */
+static bool
+later_parse(Server *s, const TrackEntry *e, const PreparedStmt *st)
+{
+	bool		after = false;
+
+	for (uint32 i = 0; i < s->tracker.count; i++)
+	{
+		TrackEntry *x = track_entry_at(&s->tracker, i);
+
+		if (x == e)
+			after = true;
+		else if (after && x->type == 'P' && (x->uflags & REQ_FORGET) && x->data == st)
+			return true;
+	}
+	return false;
+}
+
+/* The next Close of this client name owed after entry e, or NULL. */
+static TrackEntry *
+later_close(Server *s, const TrackEntry *e, const char *name)
+{
+	bool		after = false;
+
+	for (uint32 i = 0; i < s->tracker.count; i++)
+	{
+		TrackEntry *x = track_entry_at(&s->tracker, i);
+
+		if (x == e)
+			after = true;
+		else if (after && (x->uflags & REQ_CLOSED) && x->type == 'C' && x->name && strcmp(x->name, name) == 0)
+			return x;
+	}
+	return NULL;
+}
+
 /*
  * The tracker let go of an entry (tracker callback): undo what the
  * backend never did, drop the references the entry held.
@@ -706,8 +879,31 @@ prepared_entry_gone(void *owner, Track *t, TrackEntry *e, TrackFate fate)
 		/* a failed unnamed Parse leaves no unnamed statement behind */
 		if (not_done && s->unnamed_id == id)
 			s->unnamed_id = 0;
-		if (not_done && c && c->unnamed_id == id)
+		/*
+		 * ... but pgbun's own re-Parse of the client's (hidden) that did not
+		 * happen leaves the client's as it was: Parsed again on next use
+		 */
+		/* the one kept aside for a skip of the next Parse did not happen either */
+		if (not_done && c && c->unnamed_prev_id == id && !(e->flags & TRACK_HIDE))
+			c->unnamed_prev_id = 0;
+		if (not_done && c && c->unnamed_id == id && !(e->flags & TRACK_HIDE))
+		{
 			c->unnamed_id = 0;
+			if (fate == TRACK_SKIPPED && c->unnamed_prev_id != 0)
+			{
+				/* skipped, not failed: the one before it is still the unnamed statement */
+				uint8	   *b = c->unnamed;
+				uint32		cap = c->unnamed_cap;
+
+				c->unnamed = c->unnamed_prev;
+				c->unnamed_len = c->unnamed_prev_len;
+				c->unnamed_cap = c->unnamed_prev_cap;
+				c->unnamed_id = c->unnamed_prev_id;
+				c->unnamed_prev = b;
+				c->unnamed_prev_cap = cap;
+				c->unnamed_prev_id = 0;
+			}
+		}
 		return;
 	}
 	if (e->type == 'P' && e->data)
@@ -720,7 +916,8 @@ prepared_entry_gone(void *owner, Track *t, TrackEntry *e, TrackFate fate)
 		{
 			/* the server says it has it already (42P05): it stays known */
 			if ((e->uflags & REQ_FORGET) &&
-				!(fate == TRACK_FAILED && strcmp(s->last_sqlstate, "42P05") == 0))
+				!(fate == TRACK_FAILED && strcmp(s->last_sqlstate, "42P05") == 0) &&
+				!later_parse(s, e, st))
 				server_forget(s, st);
 			/* as in PostgreSQL, a client's Parse that did not happen leaves no name */
 			if (e->name && c)
@@ -729,6 +926,20 @@ prepared_entry_gone(void *owner, Track *t, TrackEntry *e, TrackFate fate)
 
 				if (cs && cs->stmt == st)
 					client_remove(c, e->name);
+				/* a Close of it sent since (before any new Parse of the name) gives nothing back */
+				for (uint32 i = 0, after = 0; i < t->count; i++)
+				{
+					TrackEntry *x = track_entry_at(t, i);
+
+					if (x == e)
+						after = 1;
+					else if (!after || !x->name || strcmp(x->name, e->name) != 0)
+						continue;
+					else if (x->type == 'P')
+						break;
+					else if (x->type == 'C' && (x->uflags & REQ_CLOSED) && x->data == st)
+						x->uflags |= REQ_NAME_GONE;
+				}
 			}
 		}
 		stmt_unref(st);
@@ -746,13 +957,47 @@ prepared_entry_gone(void *owner, Track *t, TrackEntry *e, TrackFate fate)
 		}
 		stmt_unref(st);
 	}
+	else if (e->type == 'C' && (e->flags & TRACK_HIDE) && (e->uflags & REQ_UNCLOSE) && e->data)
+	{
+		/* pgbun's Close that the backend skipped closed nothing: the server still has it */
+		if (fate == TRACK_SKIPPED)
+			server_remember(s, e->data);
+		stmt_unref(e->data);
+	}
 	else if ((e->uflags & REQ_CLOSED) && e->data)
 	{
 		PreparedStmt *st = e->data;
 
-		/* a skipped Close closed nothing: the client keeps the name */
-		if (fate == TRACK_SKIPPED && c && e->name && !client_find(c, e->name))
-			(void) client_set(c, e->name, st);
+		/*
+		 * A skipped Close closed nothing: the client keeps the name, unless
+		 * a later Close of it is still to come (that one decides).
+		 */
+		if (fate == TRACK_SKIPPED && c && e->name && !client_find(c, e->name) &&
+			!(e->uflags & REQ_NAME_GONE) &&
+			(!(e->uflags & REQ_RECLOSE) || (e->uflags & REQ_INHERIT)))
+		{
+			TrackEntry *next = later_close(s, e, e->name);
+
+			if (next)
+			{
+				/* the later Close decides, for this statement */
+				stmt_ref(st);
+				if (next->data)
+					stmt_unref(next->data);
+				next->data = st;
+				next->uflags = (next->uflags | REQ_INHERIT) & ~REQ_NAME_GONE;
+			}
+			else
+				(void) client_set(c, e->name, st);
+		}
+		/* a second Close after one that was skipped: the name goes now */
+		if (fate == TRACK_ANSWERED && (e->uflags & REQ_RECLOSE) && c && e->name)
+		{
+			ClientStmt *cs = client_find(c, e->name);
+
+			if (cs && cs->stmt == st)
+				client_remove(c, e->name);
+		}
 		stmt_unref(st);
 	}
 	free(e->name);
@@ -789,41 +1034,53 @@ client_full(Client *c)
 static PktAction
 forward_plain(Client *c, Server *s, char type)
 {
-	if (track_client(&s->tracker, type, 0, 0, 0, NULL, NULL) == TRACK_FULL)
+	/* what runs SQL (Query, Execute) remembers where in the stream it was sent */
+	void	   *mark = (type == 'Q' || type == 'E') ? stream_mark(c, s) : NULL;
+
+	if (track_client(&s->tracker, type, 0, 0, 0, mark, NULL) == TRACK_FULL)
 		return client_full(c);
 	return PKT_FORWARD;
 }
 
 /*
  * A named Parse pgbun itself fails (why: REQ_* of the error, see
- * put_pgbun_error): a name the client already has (42P05, or 25P02 in a
- * failed transaction block), one that does not fit in
- * pgbun.max_prepared_statement_memory (53200), or one longer than the 16 kB
- * pgbun keeps (54000). The client gets the error in its place among the
- * answers and stays connected. The server gets a Bind of a statement that
- * cannot exist in the Parse's place, so that it fails there too and skips to
- * the next Sync (rolling back an implicit transaction, failing an explicit
- * one) exactly as for a Parse that failed in PostgreSQL; its own error to
- * that Bind is hidden. pgbun's error is dropped, like the server's would
- * be, when an earlier message of the batch failed.
+ * put_pgbun_error): a name the client already has (42P05), one that does
+ * not fit in pgbun.max_prepared_statement_memory (53200), or one longer than
+ * the 16 kB pgbun keeps (54000). The client stays connected. In the Parse's
+ * place the server gets a poison message that fails there too, so it skips
+ * to the next Sync (rolling back an implicit transaction, failing an
+ * explicit one) exactly as for a Parse that failed in PostgreSQL: a Parse
+ * that fails with 25P02 in a failed transaction block, as the client's own
+ * would, and with 42P01 otherwise (for an exit statement, which PostgreSQL
+ * parses even in a failed block, a Bind of a statement that cannot exist).
+ * The server's error is replaced by pgbun's unless it is that 25P02
+ * (server.c, prepared_put_refusal); when an earlier message of the batch
+ * failed, the poison is skipped and the client gets nothing for it either.
  */
 static PktAction
-fail_in_place(Client *c, Server *s, const char *name, uint8 why)
+fail_in_place(Client *c, Server *s, const char *name, uint8 why, bool exit_stmt)
 {
-	static const char poison[] = "\0pgbun_refused_statement\0\0\0\0\0\0\0";
+	/* Bind: portal "", a statement that cannot exist, no formats, parameters or result formats */
+	static const char poison_bind[] = "\0pgbun_refused_statement\0\0\0\0\0\0\0";
+	/* Parse: fails with 25P02 in a failed block (as any Parse but an exit statement), else 42P01 */
+	static const char poison_parse[] = "pgbun_refused_statement\0SELECT FROM pg_catalog.pgbun_refused_statement\0\0\0";
 	char	   *copy = strdup(name);
+	bool		queued;
 
 	if (!copy)
 		return client_error(c, "out of memory for prepared statements");
-	if (!owe(s, 'P', TRACK_SYNTH, 'E', why, NULL, copy))
+	queued = exit_stmt ? queue_message(s, 'B', poison_bind, sizeof(poison_bind) - 1, NULL, 0) :
+		queue_message(s, 'P', poison_parse, sizeof(poison_parse) - 1, NULL, 0);
+	if (!queued)
+	{
+		free(copy);
+		return client_error(c, "out of memory for prepared statements");
+	}
+	if (!owe(s, exit_stmt ? 'B' : 'P', 0, 0, REQ_HIDE_ERROR | why, NULL, copy))
 	{
 		free(copy);
 		return client_full(c);
 	}
-	/* Bind: portal "", statement, no formats, no parameters, no result formats */
-	if (!queue_message(s, 'B', poison, sizeof(poison) - 1, NULL, 0) ||
-		!owe(s, 'B', 0, 0, REQ_HIDE_ERROR, NULL, NULL))
-		return client_error(c, "out of memory for prepared statements");
 	if (why & REQ_BUDGET)
 		budget_refusals++;
 	if ((why & REQ_BUDGET) && W->now - budget_logged_at >= 60 * USECS_PER_SEC)
@@ -834,8 +1091,105 @@ fail_in_place(Client *c, Server *s, const char *name, uint8 why)
 		budget_logged_at = W->now;
 		budget_refusals = 0;
 	}
-	prepared_emit_answers(s);
 	return PKT_CONSUME;
+}
+
+/*
+ * A Close of a name the client no longer has, while an earlier Close of it
+ * is still owed: if the backend skips that one (an error before it in its
+ * batch), its name comes back, and this Close must take it away again. The
+ * statement of the newest such Close, or NULL.
+ */
+static PreparedStmt *
+close_in_flight(Server *s, const char *name)
+{
+	for (uint32 i = s->tracker.count; i-- > 0;)
+	{
+		TrackEntry *e = track_entry_at(&s->tracker, i);
+
+		if (e->type == 'C' && (e->uflags & REQ_CLOSED) && e->name && strcmp(e->name, name) == 0)
+			return e->data;
+	}
+	return NULL;
+}
+
+/*
+ * Is the fate of a Parse or Close of this client name still open in an
+ * earlier batch (a Sync owed after it)? A message using the name must then
+ * wait for the answers: if the backend fails or skips that Parse or Close,
+ * the name is not what pgbun assumed when it was sent. (Inside one batch
+ * there is nothing to wait for: an error skips the later messages too.)
+ */
+static bool
+name_undecided(Server *s, const char *name)
+{
+	bool		sync_after = false;
+
+	for (uint32 i = s->tracker.count; i-- > 0;)
+	{
+		TrackEntry *e = track_entry_at(&s->tracker, i);
+
+		if (e->type == 'S')
+			sync_after = true;
+		else if (!sync_after)
+			continue;
+		else if (name[0] == '\0')
+		{
+			/* the client's own unnamed Parse: a skipped one leaves the one before */
+			if (e->type == 'P' && (e->uflags & REQ_UNNAMED) && !(e->flags & TRACK_HIDE))
+				return true;
+		}
+		else if ((e->type == 'C' || e->type == 'P') && e->name &&
+				 !(e->uflags & REQ_HIDE_ERROR) && strcmp(e->name, name) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A named Parse of a name the client still has. PostgreSQL looks at the name
+ * last: a syntax error, a failed transaction block (25P02) or an analysis
+ * error comes first, and only a Parse that would succeed gets 42P05. So the
+ * server parses the client's text under a name of pgbun's (hidden, closed at
+ * once) and, if that worked, gets a poison Bind whose error becomes the
+ * 42P05; if it failed, its error is the client's and the backend skips the
+ * Close and the Bind with the rest of the batch, as it would have.
+ */
+static PktAction
+fail_duplicate(Client *c, Server *s, const char *name, const uint8 *rest, uint32 rest_len)
+{
+	static const char scratch[] = "pgbun_duplicate_check";
+	static const char close_scratch[] = "Spgbun_duplicate_check";
+
+	if (!queue_message(s, 'P', scratch, sizeof(scratch), rest, rest_len) ||
+		!owe(s, 'P', TRACK_HIDE, 0, 0, NULL, NULL) ||
+		!queue_message(s, 'C', close_scratch, sizeof(close_scratch), NULL, 0) ||
+		!owe(s, 'C', TRACK_HIDE, 0, 0, NULL, NULL))
+		return client_full(c);
+	return fail_in_place(c, s, name, REQ_DUPLICATE, true);
+}
+
+/*
+ * Is pgbun's own Parse (or Close) of st on this server still owed in an
+ * earlier batch? If the backend skips it, the server does not have st (or
+ * still has it): a Bind or Describe of it waits for the answers.
+ */
+static bool
+stmt_undecided(Server *s, const PreparedStmt *st)
+{
+	bool		sync_after = false;
+
+	for (uint32 i = s->tracker.count; i-- > 0;)
+	{
+		TrackEntry *e = track_entry_at(&s->tracker, i);
+
+		if (e->type == 'S')
+			sync_after = true;
+		else if (sync_after && e->data == st &&
+				 ((e->type == 'P' && (e->uflags & REQ_FORGET)) || (e->type == 'C' && (e->uflags & REQ_UNCLOSE))))
+			return true;
+	}
+	return false;
 }
 
 PktAction
@@ -849,6 +1203,13 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 	/* the backend skips to the client's Sync: nothing it sends now has any effect */
 	if (track_skipping(&s->tracker) && hdr->type != 'S')
 		return PKT_FORWARD;
+	/*
+	 * In a COPY FROM STDIN any message but COPY data, Sync and Flush breaks
+	 * the COPY (08P01, and the backend ends the connection): it goes as it
+	 * is, so the backend answers exactly that.
+	 */
+	if (s->tracker.copy_in && !strchr("dcfSH", hdr->type))
+		return forward_plain(c, s, hdr->type);
 
 	switch (hdr->type)
 	{
@@ -875,7 +1236,7 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 						/* too long to keep: refused in its place, the rest of it dropped unread */
 						if (sbuf_has_unflushed(&c->sb))
 							return PKT_STOP;
-						return fail_in_place(c, s, name, REQ_TOO_LONG) == PKT_CONSUME ? PKT_SKIP : PKT_STOP;
+						return fail_in_place(c, s, name, REQ_TOO_LONG, false) == PKT_CONSUME ? PKT_SKIP : PKT_STOP;
 					}
 					return PKT_NEED_FULL;
 				}
@@ -890,17 +1251,21 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 						return client_full(c);
 					return PKT_FORWARD;
 				}
+				if (name_undecided(s, name))
+				{
+					c->wait_answers = true; /* the server's answers wake it (server_pump_out) */
+					return PKT_STOP;
+				}
 				if (client_find(c, name))
 				{
 					if (sbuf_has_unflushed(&c->sb))
 						return PKT_STOP;	/* earlier messages go out before the poison Bind */
 					/* in a failed transaction block the backend says 25P02 before it looks at the name */
-					return fail_in_place(c, s, name,
-										 in_failed_block(s) && !is_exit_statement(rest, end) ? REQ_ABORTED : 0);
+					return fail_duplicate(c, s, name, rest, (uint32) (end - rest));
 				}
 				if (sbuf_has_unflushed(&c->sb))
 					return PKT_STOP;	/* earlier messages go out first */
-				st = stmt_lookup_or_add(rest, (uint32) (end - rest));
+				st = stmt_lookup_or_add(rest, (uint32) (end - rest), client_path(c));
 				if (!st || (set = client_set(c, name, st)) != SET_OK)
 				{
 					if (st && st->refs == 0)
@@ -909,11 +1274,11 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 						stmt_unref(st);
 					}
 					if (st && set == SET_OVER_BUDGET)
-						return fail_in_place(c, s, name, REQ_BUDGET);
+						return fail_in_place(c, s, name, REQ_BUDGET, is_exit_statement(rest, end));
 					return client_error(c, "out of memory for prepared statements");
 				}
 				pg_atomic_fetch_add_u64(&pool_stats(s)->client_parse_count, 1);
-				if (server_find(s, st) && in_failed_block(s))
+				if (server_find(s, st) && maybe_failed_block(s))
 				{
 					/*
 					 * A failed transaction block: only the server can say
@@ -953,6 +1318,11 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 
 				if (!name)
 					return (complete || avail >= SBUF_SIZE) ? client_error(c, "malformed Bind message") : PKT_NEED_FULL;
+				if (name[0] == '\0' && name_undecided(s, name))
+				{
+					c->wait_answers = true; /* which unnamed statement it is: wait and see */
+					return PKT_STOP;
+				}
 				if (name[0] == '\0')
 				{
 					if (c->unnamed_id != 0 && s->unnamed_id != c->unnamed_id)
@@ -964,8 +1334,18 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 					}
 					return forward_plain(c, s, 'B');
 				}
+				if (name_undecided(s, name))
+				{
+					c->wait_answers = true; /* the name may not be what it seems: wait and see */
+					return PKT_STOP;
+				}
 				if (!(cs = client_find(c, name)))
 					return forward_plain(c, s, 'B');	/* unknown: the server answers as PostgreSQL does */
+				if (stmt_undecided(s, cs->stmt))
+				{
+					c->wait_answers = true; /* whether the server has it: wait and see */
+					return PKT_STOP;
+				}
 				if (sbuf_has_unflushed(&c->sb))
 					return PKT_STOP;
 				if (!ensure_on_server(s, cs->stmt, TRACK_HIDE, NULL, false))
@@ -999,6 +1379,11 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 					return client_error(c, "malformed Describe/Close message");
 				if (body[0] != 'S')
 					return forward_plain(c, s, hdr->type);	/* portals pass through */
+				if (name[0] == '\0' && hdr->type == 'D' && name_undecided(s, name))
+				{
+					c->wait_answers = true; /* which unnamed statement it is: wait and see */
+					return PKT_STOP;
+				}
 				if (name[0] == '\0')
 				{
 					if (hdr->type == 'C')
@@ -1019,15 +1404,18 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 				if (hdr->type == 'C')
 				{
 					char	   *cname;
+					PreparedStmt *reclose;
 
 					if (sbuf_has_unflushed(&c->sb))
 						return PKT_STOP;
 					/* the server keeps it for others; the client's name goes */
 					cs = client_find(c, name);
-					cname = cs ? strdup(name) : NULL;
-					if (cs && !cname)
+					reclose = cs ? NULL : close_in_flight(s, name);
+					cname = (cs || reclose) ? strdup(name) : NULL;
+					if ((cs || reclose) && !cname)
 						return client_error(c, "out of memory");
 					if (!(cs ? owe_stmt(s, 'C', TRACK_SYNTH, '3', REQ_CLOSED, cs->stmt, cname) :
+						  reclose ? owe_stmt(s, 'C', TRACK_SYNTH, '3', REQ_CLOSED | REQ_RECLOSE, reclose, cname) :
 						  owe(s, 'C', TRACK_SYNTH, '3', 0, NULL, NULL)))
 					{
 						free(cname);
@@ -1037,8 +1425,18 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 					prepared_emit_answers(s);
 					return PKT_CONSUME;
 				}
+				if (name_undecided(s, name))
+				{
+					c->wait_answers = true; /* the name may not be what it seems: wait and see */
+					return PKT_STOP;
+				}
 				if (!(cs = client_find(c, name)))
 					return forward_plain(c, s, 'D');
+				if (stmt_undecided(s, cs->stmt))
+				{
+					c->wait_answers = true; /* whether the server has it: wait and see */
+					return PKT_STOP;
+				}
 				if (sbuf_has_unflushed(&c->sb))
 					return PKT_STOP;
 				{
@@ -1105,18 +1503,9 @@ prepared_unlinked_message(Client *c, const ProtoHeader *hdr, const uint8 *msg, u
 			if (!name || name[0] == '\0')
 				return PKT_STOP;
 			if (client_find(c, name))
-			{
-				ProtoBuf	pb;
-
-				/* 42P05 at once: nothing is in flight; the rest up to Sync is dropped */
-				if (!sbuf_out_begin(&c->sb, &pb) || !put_duplicate_error(&pb, name, false))
-					return PKT_STOP;
-				sbuf_out_commit(&c->sb, &pb);
-				c->skip_till_sync = true;
-				return PKT_CONSUME;
-			}
+				return PKT_STOP;	/* a syntax or analysis error comes first: the server decides */
 			hash_len = (uint32) (end - ((const uint8 *) name + strlen(name) + 1));
-			st = stmt_lookup((const uint8 *) name + strlen(name) + 1, hash_len);
+			st = stmt_lookup((const uint8 *) name + strlen(name) + 1, hash_len, client_path(c));
 			if (!st || !stmt_valid_in(st, c->pool))
 				return PKT_STOP;
 			if (client_set(c, name, st) != SET_OK || !answer_client(c, '1'))
@@ -1149,13 +1538,21 @@ prepared_unlinked_message(Client *c, const ProtoHeader *hdr, const uint8 *msg, u
  * pgbun sends there is preceded by a Close of the same name.
  */
 void
-prepared_command_complete(Server *s, const char *tag)
+prepared_command_complete(Server *s, const char *tag, void *mark)
 {
 	if (strcmp(tag, "DISCARD ALL") == 0 || strcmp(tag, "DEALLOCATE ALL") == 0)
 	{
-		prepared_server_forget_all(s);
+		uint64		m = (uint64) (uintptr_t) mark;
+
+		/* only what was made before the statement in the stream is gone */
+		if (mark)
+			server_forget_upto(s, (uint32) m);
+		else
+			prepared_server_forget_all(s);
 		s->stmts_unsure = false;
-		if (s->link)
+		if (s->link && mark)
+			client_remove_upto(s->link, (uint32) ((m >> 32) & 0x7fffffff));
+		else if (s->link)
 			client_remove_all(s->link);
 	}
 	else if (strcmp(tag, "DEALLOCATE") == 0)
