@@ -9,6 +9,8 @@
 #  - every message cut into fragments of 3 bytes (continuation frames) with
 #    pings between them (each answered by a pong with its payload), several
 #    messages in one frame, and results larger than one server frame;
+#  - the startup packet in a frame sent with the upgrade request, before
+#    the 101 (read at once, no new socket event needed);
 #  - the close handshake (the client's close echoed, then end of file);
 #  - bad frames: unmasked (1002), text (1003), over
 #    pgbun.websocket_max_frame_size (1009), reserved bits (1002);
