@@ -41,6 +41,7 @@
 #include "startup_options.h"
 #include "throttle.h"
 #include "tls.h"
+#include "websocket.h"
 
 
 /* PostgreSQL's own limit on a startup packet. */
@@ -70,6 +71,7 @@ typedef struct AuthState
 	TimestampTz fail_at;		/* failed: answer then (pgbun.auth_failure_delay), 0 if not */
 	struct KdfJob *kdf_job;		/* STEP_PASSWORD_CHECK: the check in flight */
 	bool		tls_direct;		/* TLS began without SSLRequest (PostgreSQL 17 sslnegotiation=direct) */
+	bool		tls_no_alpn;	/* ... and without ALPN "postgresql": only a WebSocket upgrade may follow */
 } AuthState;
 
 
@@ -671,7 +673,9 @@ client_tls_handshake(Client *c)
 		client_close(c, NULL, "TLS handshake failed");
 		return false;
 	}
-	if (c->auth->tls_direct && !tls_alpn_postgresql(&c->sb))
+	if (c->auth->tls_direct && !tls_alpn_postgresql(&c->sb) && pgbun_websocket)
+		c->auth->tls_no_alpn = true;	/* wss://: an HTTP client, checked at its first bytes */
+	else if (c->auth->tls_direct && !tls_alpn_postgresql(&c->sb))
 	{
 		/* as PostgreSQL 17: direct TLS must say it is for postgresql */
 		client_close(c, "08P01", "direct TLS connection without ALPN protocol \"postgresql\"");
@@ -707,7 +711,35 @@ read_startup_packet(Client *c)
 
 	for (;;)
 	{
-		ProtoResult pr = proto_parse_startup_header(c->sb.in ? c->sb.in + c->sb.parse_pos : NULL,
+		ProtoResult pr;
+
+		if (!c->sb.ws && ws_wanted(c->sb.in ? c->sb.in + c->sb.parse_pos : NULL, sbuf_unparsed(&c->sb)))
+		{
+			/*
+			 * An HTTP request where a startup packet's length belongs ('G'
+			 * would announce a packet of a gigabyte): a WebSocket upgrade,
+			 * plain or inside the TLS just negotiated. The startup packet
+			 * then comes inside its frames.
+			 */
+			const char *why = NULL;
+			int			r = ws_accept_upgrade(&c->sb, &why);
+
+			if (r < 0)
+			{
+				(void) sbuf_flush_out(&c->sb);
+				client_close(c, NULL, "WebSocket upgrade refused: %s", why);
+				return false;
+			}
+			if (r > 0)
+				continue;
+		}
+		if (c->auth->tls_no_alpn && !c->sb.ws && sbuf_unparsed(&c->sb) > 0)
+		{
+			/* as PostgreSQL 17: direct TLS must say it is for postgresql (or be a wss:// upgrade) */
+			client_close(c, "08P01", "direct TLS connection without ALPN protocol \"postgresql\"");
+			return false;
+		}
+		pr = proto_parse_startup_header(c->sb.in ? c->sb.in + c->sb.parse_pos : NULL,
 													sbuf_unparsed(&c->sb), maxlen, &sh);
 
 		if (pr == PROTO_BAD_LENGTH)
@@ -717,7 +749,7 @@ read_startup_packet(Client *c)
 		}
 		if (pr == PROTO_OK && sbuf_unparsed(&c->sb) >= sh.len)
 			break;
-		if (sbuf_unparsed(&c->sb) == 0 && !c->sb.ssl && tls_client_offered(c->unix_socket))
+		if (sbuf_unparsed(&c->sb) == 0 && !c->sb.ssl && !c->sb.ws && tls_client_offered(c->unix_socket))
 		{
 			uint8		b;
 
@@ -738,7 +770,8 @@ read_startup_packet(Client *c)
 				return false;
 			case -2:
 			case -3:
-				client_close(c, NULL, "read failed during startup");
+				client_close(c, NULL, "read failed during startup%s%s",
+							 ws_error(&c->sb) ? ": " : "", ws_error(&c->sb) ? ws_error(&c->sb) : "");
 				return false;
 			default:
 				break;
@@ -762,6 +795,8 @@ read_startup_packet(Client *c)
 	{
 		case STARTUP_SSL:
 			sbuf_consume(&c->sb, sh.len);
+			if (c->sb.ws)
+				return send_single_byte(c, PROTO_SSL_NO);	/* wss:// is the WebSocket's TLS */
 			if (c->sb.ssl)
 			{
 				client_close(c, "08P01", "SSLRequest after TLS was already set up");
@@ -785,6 +820,8 @@ read_startup_packet(Client *c)
 			return client_start_tls(c, false);
 		case STARTUP_GSSENC:
 			sbuf_consume(&c->sb, sh.len);
+			if (c->sb.ws)
+				return send_single_byte(c, PROTO_SSL_NO);
 			if (c->sb.ssl)
 			{
 				client_close(c, "08P01", "GSSENCRequest after TLS was already set up");
@@ -879,8 +916,8 @@ drain_unread(Client *c)
 {
 	char		scratch[4096];
 
-	if (c->sb.ssl)
-		return;					/* TLS records cannot be skipped; close_notify follows anyway */
+	if (c->sb.ssl || c->sb.ws)
+		return;					/* TLS records and frames cannot be skipped; a close follows anyway */
 	for (int i = 0; i < 16; i++)
 		if (recv(c->sb.fd, scratch, sizeof(scratch), MSG_DONTWAIT) <= 0)
 			break;

@@ -18,6 +18,7 @@
 #include "metrics.h"
 #include "params.h"
 #include "tls.h"
+#include "websocket.h"
 
 char	   *pgbun_listen_addresses = NULL;
 int			pgbun_port = 6432;
@@ -573,5 +574,6 @@ pgbun_define_gucs(void)
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 
 	metrics_define_gucs();		/* pgbun.metrics_*, stats_period, log_pooler_errors */
+	websocket_define_gucs();	/* pgbun.websocket* */
 	MarkGUCPrefixReserved("pgbun");
 }

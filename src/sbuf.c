@@ -9,6 +9,7 @@
 
 #include "sbuf.h"
 #include "tls.h"
+#include "websocket.h"
 
 /* Keep a few free buffers around; beyond that give memory back. */
 #define SBUF_POOL_KEEP 64
@@ -87,6 +88,8 @@ release_in_if_empty(SBuf *s)
 void
 sbuf_close(SBuf *s)
 {
+	if (s->ws)
+		ws_close(s);			/* its close frame goes inside TLS */
 	if (s->ssl)
 		tls_close(s);
 	if (s->fd >= 0)
@@ -151,7 +154,8 @@ sbuf_fill(SBuf *s)
 	if (!make_room(s))
 		return s->in ? -3 : -2;
 	want = SBUF_SIZE - s->in_end;
-	n = s->ssl ? tls_read(s, s->in + s->in_end, want) : read(s->fd, s->in + s->in_end, want);
+	n = s->ws ? ws_read(s, s->in + s->in_end, want) :
+		s->ssl ? tls_read(s, s->in + s->in_end, want) : read(s->fd, s->in + s->in_end, want);
 	if (n > 0)
 	{
 		/*
@@ -161,9 +165,10 @@ sbuf_fill(SBuf *s)
 		 * epoll reports anything that arrives later. Not so over TLS: a
 		 * short read ends a record, and more records may wait in OpenSSL's
 		 * buffer or the kernel, for which no new edge comes; TLS reads go on
-		 * until SSL_read wants more.
+		 * until SSL_read wants more. Nor over WebSocket: a read ends with
+		 * a frame, and more may wait decoded in the WsConn.
 		 */
-		s->drained = ((size_t) n < want) && !s->hup_seen && !s->ssl;
+		s->drained = ((size_t) n < want) && !s->hup_seen && !s->ssl && !s->ws;
 		s->in_end += n;
 		return (int) n;
 	}
@@ -233,7 +238,8 @@ write_some(SBuf *s, const uint8 *data, size_t n, SBufWPend from)
 
 	while (done < n)
 	{
-		ssize_t		w = s->ssl ? tls_write(s, data + done, n - done) :
+		ssize_t		w = s->ws ? ws_write(s, data + done, n - done) :
+			s->ssl ? tls_write(s, data + done, n - done) :
 			send(s->fd, data + done, n - done, MSG_NOSIGNAL);
 
 		if (w > 0)
@@ -245,7 +251,7 @@ write_some(SBuf *s, const uint8 *data, size_t n, SBufWPend from)
 			continue;
 		else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 		{
-			if (s->ssl)
+			if (s->ssl || s->ws)
 				s->tls_wpend = (uint8) from;
 			break;
 		}
@@ -470,7 +476,7 @@ need_read:
 			if (r == -1)
 				return PUMP_EOF;
 			src->error = (r == -3) ? "message too large for the pooler to read" :
-				"could not read from socket";
+				(src->ws && ws_error(src)) ? ws_error(src) : "could not read from socket";
 			return PUMP_SRC_ERROR;
 		}
 	}

@@ -20,6 +20,7 @@
 #define SBUF_SIZE (16 * 1024)
 
 struct ssl_st;
+struct WsConn;
 
 /* Where a connection's TLS stands (tls.c moves it). */
 typedef enum SBufTls
@@ -60,7 +61,8 @@ typedef struct SBuf
 	const char *error;			/* why the last pump failed (static text) */
 	struct ssl_st *ssl;			/* TLS session, or NULL for a plain socket */
 	uint8		tls_state;		/* SBufTls */
-	uint8		tls_wpend;		/* SBufWPend */
+	uint8		tls_wpend;		/* SBufWPend (WebSocket frames too) */
+	struct WsConn *ws;			/* WebSocket framing above TLS or the socket, or NULL */
 } SBuf;
 
 typedef enum PktAction

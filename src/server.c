@@ -24,6 +24,7 @@
 #include "server_login.h"
 #include "session.h"
 #include "tls.h"
+#include "websocket.h"
 
 void
 server_publish(Server *s)
@@ -522,7 +523,7 @@ server_return_to_pool(Server *s)
 	{
 		c->link = NULL;
 		client_publish(c);
-		if (!c->closed && (c->sb.in || tls_pending(&c->sb)) && !c->in_busy)
+		if (!c->closed && (c->sb.in || tls_pending(&c->sb) || ws_pending(&c->sb)) && !c->in_busy)
 		{
 			c->in_busy = true;
 			dlist_push_tail(&W->busy_clients, &c->busy_node);

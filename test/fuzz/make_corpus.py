@@ -140,3 +140,27 @@ write("scram_client", "plain", client_exchange())
 write("scram_client", "extension", client_exchange(extra=",x=ext"))
 write("scram_client", "long-nonce", client_exchange(server_part="N" * 900))
 write("scram_client", "server-error", ("r=%sSRV,s=%s,i=4096" % (NONCE, b64(SALT))).encode() + b"\0e=invalid-proof")
+
+# --- websocket: an upgrade request head, then masked client frames
+WS_HEAD = (b"GET /v2?address=db:5432 HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+           b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           b"Sec-WebSocket-Version: 13\r\n\r\n")
+
+
+def ws_frame(b0, payload, mask=b"\x11\x22\x33\x44"):
+    n = len(payload)
+    if n < 126:
+        h = bytes([b0, 0x80 | n])
+    elif n < 65536:
+        h = bytes([b0, 0x80 | 126]) + struct.pack("!H", n)
+    else:
+        h = bytes([b0, 0x80 | 127]) + struct.pack("!Q", n)
+    return h + mask + bytes(c ^ mask[i & 3] for i, c in enumerate(payload))
+
+
+write("websocket", "startup-in-frames", WS_HEAD + ws_frame(0x82, untyped(V3, params((b"user", b"alice")))))
+write("websocket", "fragments-ping", WS_HEAD + ws_frame(0x02, b"abc") + ws_frame(0x89, b"pi") +
+      ws_frame(0x00, b"def") + ws_frame(0x80, b"ghi") + ws_frame(0x8A, b"") + ws_frame(0x88, b"\x03\xe8"))
+write("websocket", "long-frame", WS_HEAD + ws_frame(0x82, b"x" * 300))
+write("websocket", "text-frame", WS_HEAD + ws_frame(0x81, b"SELECT 1"))
+write("websocket", "bad-version", WS_HEAD.replace(b"Version: 13", b"Version: 8"))
