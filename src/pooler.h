@@ -69,6 +69,7 @@ typedef struct Client
 	uint32		unnamed_len;
 	uint32		unnamed_cap;
 	uint64		unnamed_id;		/* worker-unique id of that Parse, 0: none pgbun can carry */
+	struct NotifyClient *notify;	/* its LISTEN channels and queued notifications (notify.c) */
 } Client;
 
 /* Why a client is refused at accept (Client.refuse). */
@@ -130,6 +131,13 @@ typedef struct Server
 	uint64		params_fp;		/* params_server_fingerprint() of its values */
 	struct ScramClient *scram;	/* only during login */
 	bool		login_done;		/* ReadyForQuery of the login seen; join the pool after the pump */
+	/* LISTEN/NOTIFY in transaction and statement mode (notify.c) */
+	bool		listener;		/* the pool's LISTEN connection: outside pool_size, never linked */
+	bool		notify_listening;	/* may LISTEN to channels: UNLISTEN * before the next client */
+	bool		notify_changed; /* the linked client ran LISTEN / UNLISTEN / DISCARD ALL */
+	uint8		notify_step;	/* NotifyStep: the client's ReadyForQuery held by notify.c */
+	uint64		notify_gen;		/* ... until the listener confirmed this generation */
+	uint64		notify_set;		/* NotifyClient.set_id of the channels it listens to exactly, 0: unknown */
 } Server;
 
 typedef struct Pool
@@ -165,6 +173,7 @@ typedef struct Pool
 	uint8	   *login_error;	/* the server's last login ErrorResponse (whole message) */
 	uint32		login_error_len;
 	TimestampTz empty_since;	/* no clients, no servers since then (pool_idle_timeout); 0 if in use */
+	struct NotifyPool *notify;	/* its listener and channels (notify.c), or NULL */
 } Pool;
 
 /* The worker's loop-wide state other modules read. */
@@ -236,7 +245,8 @@ server_busy(const Server *s)
 static inline bool
 server_at_rest(const Server *s)
 {
-	return track_at_rest(&s->tracker) && s->tx_status == 'I' && s->hidden_rfq == 0;
+	return track_at_rest(&s->tracker) && s->tx_status == 'I' && s->hidden_rfq == 0 &&
+		s->notify_step == 0;
 }
 
 /* pool.c */
