@@ -34,6 +34,7 @@
 #include "postgres.h"
 
 #include "config.h"
+#include "counters.h"
 #include "notify.h"
 #include "pooler.h"
 #include "proto.h"
@@ -62,7 +63,8 @@ typedef struct NotifyClient
 	ChannelName *ch;			/* its channels */
 	int			n;
 	int			cap;
-	uint64		set_id;			/* worker-unique id of this set (a server listening to exactly it needs no LISTENs) */
+	uint64		set_id;			/* worker-unique id of this set: a server that
+								 * listens to exactly it needs no LISTENs */
 	/* pg_listening_channels() being read on its server */
 	ChannelName *rd;
 	int			rd_n;
@@ -430,12 +432,12 @@ notify_listener_ready(Server *s)
 {
 	NotifyPool *np = s->pool->notify;
 
-	server_set_state(s, SV_ACTIVE);
 	if (!np || np->listener != s)
 	{
 		server_close(s, "LISTEN connection not needed");
 		return;
 	}
+	server_set_state(s, SV_ACTIVE);
 	np->ready = true;
 	np->named = false;
 	np->failures = 0;
@@ -552,9 +554,10 @@ static void forget(NotifyClient *nc);
 
 /*
  * The client let more than pgbun.notify_queue_size bytes pile up: drop its
- * notifications and channels, and queue a FATAL 53200 behind what it has
- * been sent; it is closed once that is out (or after NOTIFY_CLOSE_LINGER_MS).
- * An error sent at once would be lost: the socket is full.
+ * channels (nothing more is queued for it) and queue a FATAL 53200 behind
+ * what is queued already; it is closed once that is out (or after
+ * NOTIFY_CLOSE_LINGER_MS). An error sent at once would be lost: the socket
+ * is full.
  */
 static void
 overflow_start(NotifyClient *nc)
@@ -563,10 +566,13 @@ overflow_start(NotifyClient *nc)
 	uint8		buf[512];
 	ProtoBuf	pb;
 
-	ereport(LOG, (errmsg("pgbun: closing a client of %s/%s that does not read its notifications (more than pgbun.notify_queue_size = %d bytes queued)",
+	ereport(LOG, (errmsg("pgbun: closing a client of %s/%s that does not read its notifications "
+						 "(more than pgbun.notify_queue_size = %d bytes queued)",
 						 nc->client->pool->database, nc->client->pool->user, pgbun_notify_queue_size)));
+	counters_note_pooler_error(nc->client->pool->slot, "53200");
 	forget(nc);
-	snprintf(text, sizeof(text), "pgbun: client does not read its notifications: more than pgbun.notify_queue_size (%d bytes) queued",
+	snprintf(text, sizeof(text),
+			 "pgbun: client does not read its notifications: more than pgbun.notify_queue_size (%d bytes) queued",
 			 pgbun_notify_queue_size);
 	proto_buf_init(&pb, buf, sizeof(buf));
 	nc->overflow = false;
