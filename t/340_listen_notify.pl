@@ -420,6 +420,47 @@ like($ef->{M} // '', qr/^pgbun: client does not read its notifications/, 'a pgbu
 is($types[-1], 'E', 'the error comes last, after whole notifications');
 is_deeply(rows(rq($fast, 'SELECT 42')), ['42'], 'the fast client goes on');
 
+########## pipelines; a client that leaves while its answer is held
+
+# two Sync batches sent at once: the LISTEN's batch is not the last one owed
+my $pl = login('pipeline client');
+$pl->send_bytes(parse_msg('', 'LISTEN pipe_chan') . bind_msg('', '') . execute_msg('') . sync_msg()
+	  . parse_msg('', 'SELECT 7') . bind_msg('', '') . execute_msg('') . sync_msg());
+until_ready($pl);
+$m = until_ready($pl);
+is_deeply(rows($m), ['7'], 'a pipeline of a LISTEN batch and a SELECT batch completes');
+$node->safe_psql('notifydb', q{NOTIFY pipe_chan, 'piped'});
+is_deeply([ map { (split /\|/, $_, 3)[2] } @{ take_notes($pl, 1) } ], ['piped'], 'the pipelined LISTEN subscribed');
+$pl->close;
+
+my $gone = login('leaving client');
+$gone->send_bytes(PgbunTest::Raw::query_message('LISTEN gone_chan'));
+$gone->close;
+my $after = login('after client');
+is_deeply(rows(rq($after, 'SELECT c FROM pg_listening_channels() c')), [],
+	'a client that left right after its LISTEN leaves no channel on the servers');
+$after->close;
+
+########## the LISTEN connection cannot log in (role connection limit)
+
+$node->safe_psql('postgres', q{
+SET password_encryption = 'scram-sha-256';
+CREATE ROLE lim LOGIN PASSWORD 'lim-pw' CONNECTION LIMIT 1;
+GRANT CONNECT ON DATABASE notifydb TO lim;
+});
+my $lraw = raw_connect($node);
+my $lr = $lraw->login(user => 'lim', password => 'lim-pw', database => 'notifydb');
+ok($lr->{ok}, 'a role with CONNECTION LIMIT 1 logs in');
+$lraw->{notes} = [];
+my $t0 = time;
+$m = rq($lraw, 'LISTEN lim_chan');
+ok(grep({ ($_->{type} // '') eq 'Z' } @$m), 'its LISTEN completes although the LISTEN connection cannot log in');
+cmp_ok(time - $t0, '<', 20, '... in bounded time');
+is_deeply(rows(rq($lraw, 'SELECT 5')), ['5'], 'the client and its pool go on');
+ok(wait_until(sub { slurp_file($node->logfile) =~ m{LISTEN connection of pool notifydb/lim could not log in} }),
+	'the log says the LISTEN connection could not log in');
+$lraw->close;
+
 ########## node pg: client.on('notification')
 
 my $node_dir = Cwd::abs_path("$FindBin::RealBin/../test/node");
