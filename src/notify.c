@@ -808,7 +808,7 @@ notify_link(Server *s, Client *c)
 	bool		want = s->link_mode != POOL_MODE_SESSION && nc && nc->n > 0;
 	size_t		len = 0;
 
-	s->notify_changed = false;
+	s->notify_changed = 0;
 	s->notify_step = NOTIFY_STEP_NONE;
 	if (nc)
 	{
@@ -878,7 +878,7 @@ notify_command_complete(Server *s, const char *tag)
 		s->notify_listening = true;
 	s->notify_set = 0;			/* what it listens to is not known now */
 	if (s->link_mode != POOL_MODE_SESSION)
-		s->notify_changed = true;
+		s->notify_changed |= listen ? NOTIFY_CHANGED_LISTEN : NOTIFY_CHANGED_OTHER;
 }
 
 /*
@@ -896,13 +896,19 @@ notify_hold_ready(Server *s)
 	if (!s->notify_changed || !c || s->listener || s->link_mode == POOL_MODE_SESSION ||
 		!track_at_rest(&s->tracker))
 		return false;
+	if (!(s->notify_changed & NOTIFY_CHANGED_LISTEN) && (!c->notify || c->notify->n == 0))
+	{
+		/* an UNLISTEN or DISCARD ALL of a client that listens to nothing: nothing to read */
+		s->notify_changed = 0;
+		return false;
+	}
 	nc = nc_get(c);
 	if (!nc)
 		return false;
 	if (!server_queue_query(s, "SELECT pg_catalog.pg_listening_channels() AS pgbun_listening"))
 		return false;
 	(void) sbuf_flush_out(&s->sb);	/* a failed write shows in the next read */
-	s->notify_changed = false;
+	s->notify_changed = 0;
 	s->notify_step = NOTIFY_STEP_READING;
 	nc->rd_n = 0;
 	nc->rd_on = nc->rd_done = nc->rd_over = false;

@@ -18,6 +18,10 @@
 /* A client may listen to this many channels (they are LISTENed on each server it uses). */
 #define NOTIFY_MAX_CLIENT_CHANNELS 64
 
+/* Server.notify_changed: what the linked client ran since its channels were last read. */
+#define NOTIFY_CHANGED_LISTEN	0x01	/* a LISTEN */
+#define NOTIFY_CHANGED_OTHER	0x02	/* an UNLISTEN or DISCARD ALL */
+
 /* Server.notify_step: where a held ReadyForQuery stands. */
 typedef enum NotifyStep
 {

@@ -134,7 +134,7 @@ typedef struct Server
 	/* LISTEN/NOTIFY in transaction and statement mode (notify.c) */
 	bool		listener;		/* the pool's LISTEN connection: outside pool_size, never linked */
 	bool		notify_listening;	/* may LISTEN to channels: UNLISTEN * before the next client */
-	bool		notify_changed; /* the linked client ran LISTEN / UNLISTEN / DISCARD ALL */
+	uint8		notify_changed; /* NOTIFY_CHANGED_*: the linked client ran LISTEN / UNLISTEN / DISCARD ALL */
 	uint8		notify_step;	/* NotifyStep: the client's ReadyForQuery held by notify.c */
 	uint64		notify_gen;		/* ... until the listener confirmed this generation */
 	uint64		notify_set;		/* NotifyClient.set_id of the channels it listens to exactly, 0: unknown */
