@@ -5,18 +5,21 @@
 # same NOTIFYs (pg_notify from the server side, NOTIFY from a pgbun client)
 # reach every pgbun client exactly as the direct session saw them, filtered
 # by its channels: same order, payloads and the notifying backend's pid.
-# Then: UNLISTEN x and UNLISTEN * stop them; LISTEN in a rolled-back
-# transaction, in a rolled-back savepoint and in a failed implicit
-# transaction does not subscribe (the committed ones do);
+# Then: UNLISTEN x, UNLISTEN * and DISCARD ALL stop them; LISTEN in a
+# rolled-back transaction, a rolled-back savepoint, a failed implicit or an
+# aborted transaction does not subscribe (the committed one does); a NOTIFY
+# in the LISTEN's own query arrives once, as on a direct session;
 # pg_listening_channels() on the pooled server shows the client's channels
-# while it runs; extended-protocol LISTEN / UNLISTEN (Parse/Bind/Execute,
-# unnamed and named); the pool's LISTEN connection killed with
-# pg_terminate_backend comes back and later notifications all arrive; a
-# client that does not read is closed with 53200 once
-# pgbun.notify_queue_size is exceeded, while another client of the same
-# channel gets every notification; the pool never has more than 2 servers
-# plus the listener; node `pg`'s client.on('notification') works
-# (test/node/pg_notify.mjs).
+# (and nothing for a client that never listened); extended protocol
+# (unnamed and named statements, a pipeline of two Sync batches); statement
+# mode delivers, session mode uses the client's own server and no listener;
+# the pool's LISTEN connection killed with pg_terminate_backend comes back
+# and later notifications all arrive; a client that does not read is closed
+# with 53200 after what it was sent, once pgbun.notify_queue_size is
+# exceeded, while another client of the channel gets every notification; a
+# LISTEN connection that cannot log in (role CONNECTION LIMIT) holds no
+# client up; node `pg`'s client.on('notification') (test/node/pg_notify.mjs);
+# with pgbun.workers = 2 every client gets every notification.
 
 use strict;
 use warnings FATAL => 'all';
@@ -497,4 +500,42 @@ like(slurp_file($node->logfile), qr/LISTEN connection of pool notifydb\/alice re
 unlike(slurp_file($node->logfile), qr/TRAP|server process .* was terminated by signal/, 'no crash');
 
 stop_node($node);
+
+########## two workers: each has its own LISTEN connection per pool
+
+my $node2 = pgbun_node(
+	name => 'notify2',
+	conf => {
+		'pgbun.pool_mode' => 'transaction',
+		'pgbun.default_pool_size' => '2',
+		'pgbun.workers' => '2',
+	});
+$node2->safe_psql(
+	'postgres', q{
+SET password_encryption = 'scram-sha-256';
+CREATE ROLE alice LOGIN PASSWORD 'alice-pw';
+CREATE DATABASE notifydb OWNER alice;
+});
+my @w;
+for my $i (0 .. 19)
+{
+	my $raw = raw_connect($node2);
+	my $r = $raw->login(%alice);
+	ok($r->{ok}, "two workers: client $i logs in") or last;
+	$raw->{notes} = [];
+	rq($raw, 'LISTEN w_chan');
+	push @w, $raw;
+}
+$node2->safe_psql('notifydb', q{SELECT pg_notify('w_chan', 'w ' || i) FROM generate_series(1, 5) i});
+my $w_ok = 1;
+foreach my $raw (@w)
+{
+	my $n = take_notes($raw, 5);
+	$w_ok = 0 unless join(',', map { (split /\|/, $_, 3)[2] } @$n) eq 'w 1,w 2,w 3,w 4,w 5';
+}
+ok($w_ok, 'two workers: every client gets every notification, in order');
+my $nl = $node2->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbun listener'");
+ok($nl >= 1 && $nl <= 2, "two workers: one LISTEN connection per worker with listening clients ($nl)");
+$_->close foreach @w;
+stop_node($node2);
 done_testing();
