@@ -361,8 +361,12 @@ np_sync(NotifyPool *np)
 	if (!np->ready || np->inflight || s->closed)
 		return;
 	sql[0] = '\0';
-	if (!np->named)			/* so that pg_stat_activity tells it from the pool's servers */
-		len = strlcpy(sql, "SET application_name = 'pgbun listener';", sizeof(sql));
+	/*
+	 * First: a name pg_stat_activity tells it by, and no idle_session_timeout
+	 * (an idle listener is the point; each reconnect loses notifications).
+	 */
+	if (!np->named)
+		len = strlcpy(sql, "SET application_name = 'pgbun listener';SET idle_session_timeout = 0;", sizeof(sql));
 	prefix = len;
 	for (int i = 0; i < np->n_chan; i++)
 	{

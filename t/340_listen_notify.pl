@@ -515,6 +515,7 @@ $node2->safe_psql(
 SET password_encryption = 'scram-sha-256';
 CREATE ROLE alice LOGIN PASSWORD 'alice-pw';
 CREATE DATABASE notifydb OWNER alice;
+ALTER ROLE alice SET idle_session_timeout = '1s';
 });
 my @w;
 for my $i (0 .. 19)
@@ -526,6 +527,12 @@ for my $i (0 .. 19)
 	rq($raw, 'LISTEN w_chan');
 	push @w, $raw;
 }
+my $lpids = sub {
+	$node2->safe_psql('postgres', "SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity WHERE application_name = 'pgbun listener'");
+};
+my $lp = $lpids->();
+usleep(2_500_000);
+is($lpids->(), $lp, 'the LISTEN connections outlive the role\'s idle_session_timeout (1 s)');
 $node2->safe_psql('notifydb', q{SELECT pg_notify('w_chan', 'w ' || i) FROM generate_series(1, 5) i});
 my $w_ok = 1;
 foreach my $raw (@w)
