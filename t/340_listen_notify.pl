@@ -352,6 +352,10 @@ is_deeply([ map { (split /\|/, $_, 3)[2] } @$got ], [ 'ext 1', 'ext 2' ], 'both 
 $e->send_bytes(bind_msg('', 'unl') . execute_msg('') . sync_msg());
 $m = until_ready($e);
 is(msg_types($m), '2CZ', 'a named UNLISTEN statement runs');
+ok( (poll_sql($node,
+		"SELECT query FROM pg_stat_activity WHERE application_name = 'pgbun listener' AND datname = 'notifydb'",
+		'UNLISTEN "ext_gone";'))[0],
+	'the LISTEN connection UNLISTENs a channel nobody wants any more');
 $node->safe_psql('notifydb', q{NOTIFY ext_gone, 'ext 3'; NOTIFY ext_chan, 'ext 4'});
 $got = take_notes($e, 1);
 is_deeply([ map { (split /\|/, $_, 3)[2] } @$got ], ['ext 4'], 'the named UNLISTEN took effect');
