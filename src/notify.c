@@ -97,7 +97,9 @@ typedef struct NotifyClient
 typedef struct NotifyChannel
 {
 	ChannelName name;
-	int			refs;			/* clients subscribed */
+	int			refs;			/* clients subscribed (entries of subs) */
+	int			cap_subs;
+	struct NotifyClient **subs; /* they, in no order: a notification goes to each */
 	bool		on_listener;	/* LISTEN sent on the current listener (UNLISTEN not) */
 } NotifyChannel;
 
@@ -105,7 +107,7 @@ typedef struct NotifyPool
 {
 	dlist_node	node;			/* in notify_pools */
 	Pool	   *pool;
-	dlist_head	clients;		/* NotifyClients with channels */
+	dlist_head	clients;		/* NotifyClients with channels (for draining) */
 	NotifyChannel *chan;
 	int			n_chan;
 	int			cap_chan;
@@ -114,6 +116,7 @@ typedef struct NotifyPool
 	bool		ready;			/* logged in: LISTENs can be sent */
 	bool		named;			/* its application_name is set */
 	bool		inflight;		/* a query is out, its ReadyForQuery not back */
+	bool		force_sync;		/* send a query even with nothing to change (a marker, below) */
 	uint64		inflight_gen;	/* generation that query confirms */
 	uint64		gen;			/* bumped when a channel is wanted the listener lacks */
 	uint64		confirmed;		/* generation the listener has confirmed */
@@ -229,11 +232,15 @@ chan_find(NotifyPool *np, const char *name)
 	return -1;
 }
 
-/* One more client on a channel. true: the listener does not LISTEN to it yet. */
-static bool
-chan_ref(NotifyPool *np, const char *name)
+/*
+ * Subscribe a client to a channel: 1 when the listener does not LISTEN to
+ * it yet, 0 when it does, -1 when out of memory (nothing changed).
+ */
+static int
+chan_ref(NotifyPool *np, const char *name, NotifyClient *nc)
 {
 	int			i = chan_find(np, name);
+	NotifyChannel *ch;
 
 	if (i < 0)
 	{
@@ -243,7 +250,7 @@ chan_ref(NotifyPool *np, const char *name)
 			NotifyChannel *p = realloc(np->chan, sizeof(NotifyChannel) * ncap);
 
 			if (!p)
-				return false;
+				return -1;
 			np->chan = p;
 			np->cap_chan = ncap;
 		}
@@ -251,20 +258,39 @@ chan_ref(NotifyPool *np, const char *name)
 		memset(&np->chan[i], 0, sizeof(NotifyChannel));
 		strlcpy(np->chan[i].name, name, NAMEDATALEN);
 	}
-	np->chan[i].refs++;
-	if (np->chan[i].on_listener)
-		return false;
+	ch = &np->chan[i];
+	if (ch->refs == ch->cap_subs)
+	{
+		int			ncap = ch->cap_subs ? ch->cap_subs * 2 : 4;
+		NotifyClient **p = realloc(ch->subs, sizeof(NotifyClient *) * ncap);
+
+		if (!p)
+			return -1;			/* an entry with no subscriber goes at the next compaction */
+		ch->subs = p;
+		ch->cap_subs = ncap;
+	}
+	ch->subs[ch->refs++] = nc;
+	if (ch->on_listener)
+		return 0;
 	np->gen++;
-	return true;
+	return 1;
 }
 
 static void
-chan_unref(NotifyPool *np, const char *name)
+chan_unref(NotifyPool *np, const char *name, NotifyClient *nc)
 {
 	int			i = chan_find(np, name);
+	NotifyChannel *ch;
 
-	if (i >= 0 && np->chan[i].refs > 0)
-		np->chan[i].refs--;
+	if (i < 0)
+		return;
+	ch = &np->chan[i];
+	for (int j = 0; j < ch->refs; j++)
+		if (ch->subs[j] == nc)
+		{
+			ch->subs[j] = ch->subs[--ch->refs];
+			return;
+		}
 }
 
 /* Drop channels nobody wants and the listener does not LISTEN to. */
@@ -274,8 +300,12 @@ chan_compact(NotifyPool *np)
 	int			j = 0;
 
 	for (int i = 0; i < np->n_chan; i++)
+	{
 		if (np->chan[i].refs > 0 || np->chan[i].on_listener)
 			np->chan[j++] = np->chan[i];
+		else
+			free(np->chan[i].subs);
+	}
 	np->n_chan = j;
 }
 
@@ -389,7 +419,7 @@ np_sync(NotifyPool *np)
 			}
 		}
 	}
-	if (len == 0)
+	if (len == 0 && !np->force_sync)
 	{
 		np->confirmed = np->gen;
 		return;
@@ -398,6 +428,7 @@ np_sync(NotifyPool *np)
 		return;					/* the janitor tries again */
 	sbuf_out_commit(&s->sb, &pb);
 	np->named = true;
+	np->force_sync = false;
 	/* what the query covers is now on the listener, or off it (same walk as above) */
 	len = prefix;
 	for (int i = 0; i < np->n_chan; i++)
@@ -627,41 +658,43 @@ drain_all(NotifyPool *np)
 }
 
 /*
- * Did the client get this one already from its own server (notify_hidden_done)?
- * The listener sends such a one, if at all, as its first on that channel,
- * since it reads the queue in commit order; any other message on the channel
- * means it will not.
+ * Did the client get this one already from its own server
+ * (notify_hidden_done)? The listener reads in commit order, so a copy means
+ * it has read the earlier ones of the channel too: they are used up with it.
+ * Anything else (say, one committed just before the LISTEN) leaves them; they
+ * expire when the listener answers the marker query (dup_gen).
  */
 static bool
 is_dup(NotifyClient *nc, const char *channel, const uint8 *msg, uint32 size)
 {
-	NotifyMsg **pp = &nc->dup;
-	bool		first = true;
-	bool		dup = false;
+	NotifyMsg **pp;
+	bool		found = false;
 
+	for (NotifyMsg *m = nc->dup; m && !found; m = m->next)
+		found = m->len == size && memcmp(m->data, msg, size) == 0;
+	if (!found)
+		return false;
+	pp = &nc->dup;
 	while (*pp)
 	{
 		NotifyMsg  *m = *pp;
 		const char *ch = msg_channel(m->data, m->len);
+		bool		same = m->len == size && memcmp(m->data, msg, size) == 0;
 
 		if (!ch || strcmp(ch, channel) != 0)
 		{
 			pp = &m->next;
 			continue;
 		}
-		/* the first on the channel is used up if it matches; if not, the listener is past them all */
-		if (first && m->len == size && memcmp(m->data, msg, size) == 0)
-			dup = true;
-		first = false;
 		*pp = m->next;
 		free(m);
-		if (dup)
+		if (same)
 			break;
 	}
 	nc->dup_tail = NULL;
 	for (NotifyMsg *m = nc->dup; m; m = m->next)
 		nc->dup_tail = m;
-	return dup;
+	return true;
 }
 
 /* A NotificationResponse from the listener: to every subscriber of its channel. */
@@ -669,16 +702,16 @@ static void
 deliver_all(NotifyPool *np, const uint8 *msg, uint32 size)
 {
 	const char *channel = msg_channel(msg, size);
-	dlist_iter	it;
+	int			i = channel ? chan_find(np, channel) : -1;
+	NotifyChannel *ch;
 
-	if (!channel)
+	if (i < 0)
 		return;
-	dlist_foreach(it, &np->clients)
+	ch = &np->chan[i];
+	for (int j = 0; j < ch->refs; j++)
 	{
-		NotifyClient *nc = dlist_container(NotifyClient, node, it.cur);
+		NotifyClient *nc = ch->subs[j];
 
-		if (!names_have(nc->ch, nc->n, channel))
-			continue;
 		if (nc->dup && np->confirmed >= nc->dup_gen)
 			msgs_free(&nc->dup, &nc->dup_tail);
 		if (nc->dup && is_dup(nc, channel, msg, size))
@@ -995,10 +1028,28 @@ notify_hidden_done(Server *s)
 		return;
 	}
 	for (int i = 0; i < nc->rd_n; i++)
-		if (!names_have(nc->ch, nc->n, nc->rd[i]) && chan_ref(np, nc->rd[i]))
+	{
+		int			r;
+
+		if (names_have(nc->ch, nc->n, nc->rd[i]))
+			continue;
+		r = chan_ref(np, nc->rd[i], nc);
+		if (r < 0)
 		{
+			ereport(LOG, (errmsg("pgbun: out of memory: a client of %s/%s gets no notifications on channel \"%s\"",
+								 c->pool->database, c->pool->user, nc->rd[i])));
+			nc->rd[i][0] = '\0';	/* not a channel name PostgreSQL allows: dropped below */
+			continue;
+		}
+		if (r > 0)
 			wait = true;
-			/* what its server sent on a channel the listener lacks: the listener will not */
+		/*
+		 * What its own server sent on the channel since the LISTEN committed
+		 * goes to the client now: the listener lacks the channel, or read
+		 * those before the client was subscribed, or will send them again
+		 * (is_dup drops those until the listener answers the marker query).
+		 */
+		{
 			for (NotifyMsg *m = nc->early; m; m = m->next)
 			{
 				const char *ch = msg_channel(m->data, m->len);
@@ -1022,12 +1073,31 @@ notify_hidden_done(Server *s)
 				}
 			}
 		}
+	}
 	msgs_free(&nc->early, &nc->early_tail);
 	nc->early_bytes = 0;
+	if (nc->dup)
+	{
+		/*
+		 * The listener has read every notification committed before it
+		 * answers a query sent now (PostgreSQL reads pending notifications
+		 * before ReadyForQuery): from then on it sends no copy of these.
+		 */
+		np->gen++;
+		np->force_sync = true;
+	}
 	nc->dup_gen = np->gen;
 	for (int i = 0; i < nc->n; i++)
 		if (!names_have(nc->rd, nc->rd_n, nc->ch[i]))
-			chan_unref(np, nc->ch[i]);
+			chan_unref(np, nc->ch[i], nc);
+	{
+		int			k = 0;
+
+		for (int i = 0; i < nc->rd_n; i++)
+			if (nc->rd[i][0] != '\0')
+				memmove(nc->rd[k++], nc->rd[i], NAMEDATALEN);
+		nc->rd_n = k;
+	}
 	{
 		ChannelName *t = nc->ch;
 		int			tcap = nc->cap;
@@ -1070,7 +1140,7 @@ forget(NotifyClient *nc)
 	if (np)
 	{
 		for (int i = 0; i < nc->n; i++)
-			chan_unref(np, nc->ch[i]);
+			chan_unref(np, nc->ch[i], nc);
 		np_sync(np);
 	}
 	if (nc->in_pool || nc->closing)
@@ -1130,6 +1200,8 @@ np_free(NotifyPool *np)
 {
 	dlist_delete(&np->node);
 	np->pool->notify = NULL;
+	for (int i = 0; i < np->n_chan; i++)
+		free(np->chan[i].subs);
 	free(np->chan);
 	free(np);
 }

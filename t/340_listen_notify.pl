@@ -308,6 +308,18 @@ rq($t, q{NOTIFY self_chan, 'self 2'});
 is_deeply([ map { (split /\|/, $_, 3)[2] } @{ take_notes($t, 1) } ], ['self 2'], 'and later ones once, through the listener');
 rq($direct, 'UNLISTEN self_direct');
 
+# ... also on a channel the listener has already (another client listens to it)
+my $sa = login('self A');
+my $sb = login('self B');
+rq($sa, 'LISTEN shared_self; LISTEN self_end');
+rq($sb, q{LISTEN shared_self; LISTEN self_end; NOTIFY shared_self, 'b self'});
+$end = sentinel('self_end');
+is_deeply([ map { (split /\|/, $_, 3)[2] } @{ until_sentinel($sb, $end) } ], ['b self'],
+	'a NOTIFY in the LISTEN\'s own query, on a channel the listener has: once for the client');
+is_deeply([ map { (split /\|/, $_, 3)[2] } @{ until_sentinel($sa, $end) } ], ['b self'], '... and once for the other listener');
+$sa->close;
+$sb->close;
+
 # DISCARD ALL drops every channel, as on a direct session
 my $d = login('discard client');
 rq($d, 'LISTEN d_chan; LISTEN d_sent');
