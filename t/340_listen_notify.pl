@@ -450,6 +450,14 @@ $m = until_ready($pl);
 is_deeply(rows($m), ['7'], 'a pipeline of a LISTEN batch and a SELECT batch completes');
 $node->safe_psql('notifydb', q{NOTIFY pipe_chan, 'piped'});
 is_deeply([ map { (split /\|/, $_, 3)[2] } @{ take_notes($pl, 1) } ], ['piped'], 'the pipelined LISTEN subscribed');
+# a NOTIFY pipelined behind the LISTEN, on the same connection
+$pl->send_bytes(PgbunTest::Raw::query_message('LISTEN pipe2; LISTEN pipe_end')
+	  . PgbunTest::Raw::query_message(q{NOTIFY pipe2, 'behind the LISTEN'}));
+until_ready($pl);
+until_ready($pl);
+$end = sentinel('pipe_end');
+is_deeply([ map { (split /\|/, $_, 3)[2] } @{ until_sentinel($pl, $end) } ], ['behind the LISTEN'],
+	'a NOTIFY pipelined behind a LISTEN on the same connection arrives once');
 $pl->close;
 
 my $gone = login('leaving client');
