@@ -8,12 +8,18 @@
  * from the shared segment (stats_read.c), with PgBouncer's column names and
  * types, so psql, exporters and runbooks work unchanged.
  *
+ * Commands that act on clients and servers (KILL, RECONNECT, DISABLE /
+ * ENABLE, KILL_CLIENT, SHUTDOWN) go through control.c's shared state; their
+ * answer waits, like PAUSE's, until every worker has applied them
+ * (console_tick).
+ *
  * A result is built whole into a private buffer (bounded by
  * CONSOLE_MAX_RESULT) and streamed to the socket as it drains; the console
  * reads the client's next query only once the previous answer is out.
  */
 #include "postgres.h"
 
+#include <ctype.h>
 #include <signal.h>
 
 #include "catalog/pg_type_d.h"
@@ -25,6 +31,8 @@
 #include "compat.h"
 #include "config.h"
 #include "console.h"
+#include "control.h"
+#include "log.h"
 #include "pooler.h"
 #include "proto.h"
 #include "sbuf.h"
@@ -48,6 +56,8 @@ typedef struct Console
 	bool		may_admin;
 	bool		skip_to_sync;	/* extended-protocol message refused: ignore until Sync */
 	uint64		pause_gen;		/* PAUSE waiting for this generation, 0 if none */
+	uint64		control_gen;	/* a command waiting for this control generation (control.c), 0 if none */
+	const char *control_tag;	/* ... and its CommandComplete tag */
 	uint8	   *out;			/* the answer being sent */
 	uint32		out_len;
 	uint32		out_pos;
@@ -633,6 +643,31 @@ count_conns(bool users, const char *name, int *clients, int *servers)
 	}
 }
 
+/* One SHOW DATABASES row: a database, its clients and server connections over all pools. */
+static void
+put_database(Rows *r, const char *name, int clients, int servers)
+{
+	rows_put(r, name);
+	/* empty server_host: the local server's Unix socket */
+	rows_put(r, (pgbun_server_host && pgbun_server_host[0]) ? pgbun_server_host : NULL);
+	rows_put_int(r, pgbun_server_port);
+	rows_put(r, name);
+	rows_put(r, NULL);
+	rows_put_int(r, config_pool_size(name));
+	rows_put_int(r, pgbun_min_pool_size);
+	rows_put_int(r, 0);			/* no reserve pool */
+	rows_put_int(r, pgbun_server_lifetime / 1000);
+	rows_put(r, NULL);			/* per-pool modes: see SHOW POOLS */
+	rows_put(r, NULL);
+	rows_put_int(r, pgbun_max_db_connections);
+	rows_put_int(r, servers);
+	rows_put_int(r, 0);			/* no per-database client limit */
+	rows_put_int(r, clients);
+	rows_put_int(r, pgbun_db_paused(name) ? 1 : 0);
+	rows_put_int(r, control_db_disabled(name) ? 1 : 0);
+	rows_put_int(r, 0);
+}
+
 static void
 show_databases(Console *cs)
 {
@@ -648,6 +683,8 @@ show_databases(Console *cs)
 	};
 	const char **names = palloc(sizeof(char *) * PGBUN_MAX_POOLS);
 	int			n = pool_names(false, names, PGBUN_MAX_POOLS);
+	char		(*disabled)[NAMEDATALEN] = palloc(NAMEDATALEN * PGBUN_MAX_DB_CONTROLS);
+	int			ndisabled;
 	Rows		r;
 
 	rows_begin(&r, cs, cols, lengthof_cols(cols));
@@ -657,26 +694,20 @@ show_databases(Console *cs)
 		int			servers;
 
 		count_conns(false, names[i], &clients, &servers);
-		rows_put(&r, names[i]);
-		/* empty server_host: the local server's Unix socket */
-		rows_put(&r, (pgbun_server_host && pgbun_server_host[0]) ? pgbun_server_host : NULL);
-		rows_put_int(&r, pgbun_server_port);
-		rows_put(&r, names[i]);
-		rows_put(&r, NULL);
-		rows_put_int(&r, config_pool_size(names[i]));
-		rows_put_int(&r, pgbun_min_pool_size);
-		rows_put_int(&r, 0);	/* no reserve pool */
-		rows_put_int(&r, pgbun_server_lifetime / 1000);
-		rows_put(&r, NULL);		/* per-pool modes: see SHOW POOLS */
-		rows_put(&r, NULL);
-		rows_put_int(&r, pgbun_max_db_connections);
-		rows_put_int(&r, servers);
-		rows_put_int(&r, 0);	/* no per-database client limit */
-		rows_put_int(&r, clients);
-		rows_put_int(&r, pgbun_db_paused(names[i]) ? 1 : 0);
-		rows_put_int(&r, 0);
-		rows_put_int(&r, 0);
+		put_database(&r, names[i], clients, servers);
 	}
+	/* a disabled database with no pool (nobody connected since) is listed all the same */
+	ndisabled = control_disabled_names(disabled, PGBUN_MAX_DB_CONTROLS);
+	for (int d = 0; d < ndisabled; d++)
+	{
+		bool		listed = false;
+
+		for (int i = 0; i < n && !listed; i++)
+			listed = strcmp(names[i], disabled[d]) == 0;
+		if (!listed)
+			put_database(&r, disabled[d], 0, 0);
+	}
+	pfree(disabled);
 	pfree(names);
 	rows_end(&r, "SHOW");
 }
@@ -954,7 +985,13 @@ show_help(Console *cs)
 			   "\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|LISTS|MEM|STATE|SOCKETS|DNS_HOSTS\n"
 			   "\tPAUSE [<db>]\n"
 			   "\tRESUME [<db>]\n"
-			   "\tRELOAD");
+			   "\tDISABLE <db>\n"
+			   "\tENABLE <db>\n"
+			   "\tRECONNECT [<db>]\n"
+			   "\tKILL [<db>]\n"
+			   "\tKILL_CLIENT <id>\n"
+			   "\tRELOAD\n"
+			   "\tSHUTDOWN");
 	out_complete(cs, "SHOW");
 }
 
@@ -1026,6 +1063,139 @@ cmd_reload(Console *cs, const char *arg)
 	out_complete(cs, "RELOAD");
 }
 
+/*
+ * The commands below act on every worker through control.c: the answer
+ * waits (console_tick) until each running worker has applied the request,
+ * so its effect is in place when the client reads CommandComplete.
+ */
+static void
+wait_control(Console *cs, uint64 gen, const char *tag)
+{
+	if (gen == 0)
+	{
+		out_error(cs, "54000", "pgbun: too many databases have console commands in force (at most 64 disabled)");
+		return;
+	}
+	cs->control_gen = gen;
+	cs->control_tag = tag;
+}
+
+/* Refuse the console's own database names as a command's target; true if refused. */
+static bool
+refuse_console_db(Console *cs, const char *arg, const char *what)
+{
+	char		msg[256];
+
+	if (!console_is_database(arg))
+		return false;
+	snprintf(msg, sizeof(msg), "pgbun: cannot %s the admin console database \"%s\"", what, arg);
+	out_error(cs, "42809", msg);
+	return true;
+}
+
+/*
+ * KILL [db]: as PgBouncer, pause the database (or everything) and close its
+ * clients and servers at once; new clients wait until RESUME.
+ */
+static void
+cmd_kill(Console *cs, const char *arg)
+{
+	if (refuse_console_db(cs, arg, "kill"))
+		return;
+	if (pgbun_pause_set_add(arg[0] ? arg : NULL) == 0)
+	{
+		out_error(cs, "54000", "pgbun: too many databases are paused already");
+		return;
+	}
+	wait_control(cs, control_kill_database(arg[0] ? arg : NULL), "KILL");
+}
+
+/* KILL_CLIENT id: close one client, by the id column of SHOW CLIENTS. */
+static void
+cmd_kill_client(Console *cs, const char *arg)
+{
+	char		msg[256];
+	char	   *end;
+	uint64		id;
+	uint64		gen;
+
+	errno = 0;
+	id = strtou64(arg, &end, 10);
+	if (!arg[0] || *end != '\0' || errno != 0 || id == 0 || !isdigit((unsigned char) arg[0]))
+	{
+		snprintf(msg, sizeof(msg), "pgbun: invalid client id \"%s\": KILL_CLIENT takes the id column of SHOW CLIENTS", arg);
+		out_error(cs, "22023", msg);
+		return;
+	}
+	gen = control_kill_client(id);
+	if (gen == 0)
+	{
+		snprintf(msg, sizeof(msg), "pgbun: client " UINT64_FORMAT " not found", id);
+		out_error(cs, "42704", msg);
+		return;
+	}
+	wait_control(cs, gen, "KILL_CLIENT");
+}
+
+/*
+ * RECONNECT [db]: each server connection is closed instead of reused: idle
+ * ones at once, the others when their client releases them.
+ */
+static void
+cmd_reconnect(Console *cs, const char *arg)
+{
+	if (refuse_console_db(cs, arg, "reconnect"))
+		return;
+	wait_control(cs, control_reconnect_database(arg[0] ? arg : NULL), "RECONNECT");
+}
+
+/* DISABLE db / ENABLE db: refuse or accept again new clients of a database. */
+static void
+cmd_disable_enable(Console *cs, const char *arg, bool disable)
+{
+	if (!arg[0])
+		out_error(cs, "42601", disable ? "pgbun: DISABLE requires a database name" :
+				  "pgbun: ENABLE requires a database name");
+	else if (!refuse_console_db(cs, arg, disable ? "disable" : "enable"))
+		wait_control(cs, control_set_disabled(arg, disable), disable ? "DISABLE" : "ENABLE");
+}
+
+static void
+cmd_disable(Console *cs, const char *arg)
+{
+	cmd_disable_enable(cs, arg, true);
+}
+
+static void
+cmd_enable(Console *cs, const char *arg)
+{
+	cmd_disable_enable(cs, arg, false);
+}
+
+/*
+ * SHUTDOWN: every pgbun worker closes its clients and exits, not to be
+ * started again until the server restarts; the server itself goes on.
+ * PgBouncer's WAIT_FOR_CLIENTS / WAIT_FOR_SERVERS variants are not offered.
+ */
+static void
+cmd_shutdown(Console *cs, const char *arg)
+{
+	if (arg[0])
+	{
+		char		msg[256];
+		bool		variant = strcmp(arg, "wait_for_clients") == 0 || strcmp(arg, "wait_for_servers") == 0;
+
+		if (variant)
+			snprintf(msg, sizeof(msg), "pgbun: SHUTDOWN %s is not supported; use PAUSE, then SHUTDOWN", arg);
+		else
+			snprintf(msg, sizeof(msg), "pgbun: SHUTDOWN takes no argument (got \"%s\")", arg);
+		out_error(cs, variant ? "0A000" : "42601", msg);
+		return;
+	}
+	control_request_shutdown();
+	out_complete(cs, "SHUTDOWN");
+}
+
 typedef struct CommandEntry
 {
 	const char *word;
@@ -1034,9 +1204,15 @@ typedef struct CommandEntry
 } CommandEntry;
 
 static const CommandEntry command_table[] = {
+	{"disable", true, cmd_disable},
+	{"enable", true, cmd_enable},
+	{"kill", true, cmd_kill},
+	{"kill_client", true, cmd_kill_client},
 	{"pause", true, cmd_pause},
+	{"reconnect", true, cmd_reconnect},
 	{"reload", false, cmd_reload},
 	{"resume", true, cmd_resume},
+	{"shutdown", true, cmd_shutdown},
 };
 
 /* Copy the next word of *p (letters, digits, _ or a "quoted" name) into out; false if none. */
@@ -1139,9 +1315,14 @@ run_query(Console *cs, const char *sql)
 				out_error(cs, "42601", msg);
 			}
 			else
+			{
+				/* as PgBouncer, every command that runs is logged, with who ran it */
+				pgbun_log_client(LOG, cs->client, "console_command", NULL, "pgbun: console command %s%s%s by user %s",
+								 word, arg[0] ? " " : "", arg, cs->user);
 				e->fn(cs, arg);
+			}
 		}
-		if (cs->pause_gen == 0)
+		if (cs->pause_gen == 0 && cs->control_gen == 0)
 			out_ready(cs);
 		return;
 	}
@@ -1202,7 +1383,7 @@ console_drain(Client *c)
 static bool
 console_busy(const Console *cs)
 {
-	return cs->out_pos < cs->out_len || cs->pause_gen != 0;
+	return cs->out_pos < cs->out_len || cs->pause_gen != 0 || cs->control_gen != 0;
 }
 
 static PktAction
@@ -1317,12 +1498,22 @@ console_tick(void)
 		Console    *cs = dlist_container(Console, node, it.cur);
 		Client	   *c = cs->client;
 
-		if (c->closed || cs->pause_gen == 0 || !pgbun_pause_done(cs->pause_gen))
+		if (c->closed)
 			continue;
-		cs->pause_gen = 0;
-		out_complete(cs, "PAUSE");
-		out_ready(cs);
-		console_work(c);
+		if (cs->pause_gen != 0 && pgbun_pause_done(cs->pause_gen))
+		{
+			cs->pause_gen = 0;
+			out_complete(cs, "PAUSE");
+			out_ready(cs);
+			console_work(c);
+		}
+		else if (cs->control_gen != 0 && control_done(cs->control_gen))
+		{
+			cs->control_gen = 0;
+			out_complete(cs, cs->control_tag);
+			out_ready(cs);
+			console_work(c);
+		}
 	}
 }
 

@@ -539,12 +539,19 @@ at_boundary(Client *c)
 		(!c->link || !sbuf_has_pending_forward(&c->link->sb));
 }
 
+/*
+ * Notifications leave this much of the client's output buffer free, for
+ * pgbun's own answers there (a held ReadyForQuery, prepared.c's answers,
+ * an error); beyond it they wait in the client's queue.
+ */
+#define OUT_RESERVE 1024
+
 static bool
 put_out(Client *c, const uint8 *data, uint32 len)
 {
 	ProtoBuf	pb;
 
-	if (!sbuf_out_begin(&c->sb, &pb) || len > pb.cap)
+	if (!sbuf_out_begin(&c->sb, &pb) || len + OUT_RESERVE > pb.cap)
 		return false;
 	memcpy(pb.data, data, len);
 	pb.len = len;
@@ -754,24 +761,38 @@ listener_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32 a
 	return PKT_CONSUME;
 }
 
-/* Let a held ReadyForQuery go once the listener confirmed what it waits for. true: let go. */
+/*
+ * Let a held ReadyForQuery go once the listener confirmed what it waits for.
+ * true: let go. When session.c holds it too (held_ready), it goes out with
+ * session.c's emit_held_ready: from here when emit_held is set, else by the
+ * caller (server.c, right after hidden_query_done).
+ */
 static bool
-hold_try_release(Server *s)
+hold_try_release(Server *s, bool emit_held)
 {
 	NotifyPool *np = s->pool->notify;
-	uint8		z[6];
+	Client	   *c = s->link;
 	ProtoBuf	pb;
 
 	if (s->notify_step != NOTIFY_STEP_WAITING)
 		return false;
 	if (np && np->listener && np->confirmed < s->notify_gen)
 		return false;
-	if (s->link)
+	if (c && (!at_boundary(c) || !sbuf_out_begin(&c->sb, &pb) || pb.cap < OUT_RESERVE))
+		return false;			/* its output is full: when it drains */
+	if (c && s->held_ready)
 	{
-		proto_buf_init(&pb, z, sizeof(z));
-		if (!proto_put_ready(&pb, 'I') || !at_boundary(s->link) ||
-			(s->link->notify && s->link->notify->head) || !put_out(s->link, z, (uint32) pb.len))
-			return false;		/* its output is full: when it drains */
+		s->notify_step = NOTIFY_STEP_NONE;
+		if (emit_held)
+			emit_held_ready(s);
+		return true;
+	}
+	if (c)
+	{
+		/* the room checked above is what OUT_RESERVE keeps free for this */
+		if (!proto_put_ready(&pb, 'I') || pb.overflow)
+			return false;
+		sbuf_out_commit(&c->sb, &pb);
 	}
 	s->notify_step = NOTIFY_STEP_NONE;
 	return true;
@@ -788,7 +809,7 @@ restart:
 	{
 		Server	   *s = dlist_container(Server, node, it.cur);
 
-		if (s->notify_step == NOTIFY_STEP_WAITING && hold_try_release(s))
+		if (s->notify_step == NOTIFY_STEP_WAITING && hold_try_release(s, true))
 		{
 			server_pump_out(s);
 			goto restart;
@@ -1017,7 +1038,7 @@ notify_hidden_done(Server *s)
 		if (nc)
 			msgs_free(&nc->early, &nc->early_tail);
 		/* could not read it: the client keeps the channels it had */
-		(void) hold_try_release(s);
+		(void) hold_try_release(s, false);
 		return;
 	}
 	if (nc->rd_over)
@@ -1125,7 +1146,7 @@ notify_hidden_done(Server *s)
 	np_sync(np);
 	if (wait && np->listener)
 		s->notify_gen = np->gen;
-	(void) hold_try_release(s);
+	(void) hold_try_release(s, false);
 }
 
 /* ---- client life ---- */
@@ -1190,7 +1211,7 @@ notify_client_writable(Client *c)
 	if (!nc || !drain(nc))
 		return;
 	if (c->link && c->link->notify_step == NOTIFY_STEP_WAITING)
-		(void) hold_try_release(c->link);	/* the caller pumps the server next */
+		(void) hold_try_release(c->link, true);	/* the caller pumps the server next */
 }
 
 /* ---- periodic ---- */

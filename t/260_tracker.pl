@@ -333,13 +333,17 @@ sub read_z
 		'and the insert before it is rolled back');
 	next_client_served('after refused Parses');
 
-	# again while another client holds the only server: pgbun answers alone
+	# PostgreSQL looks at the name last: a syntax error comes first
+	$c->send_bytes(parse_msg('dup', 'SELEC 1') . sync_msg());
+	is(shape(read_until($c, 'Z')), 'E[42601]Z', 'a duplicate Parse with a syntax error: 42601, as PostgreSQL');
+
+	# again while another client holds the only server: it waits for one, then 42P05
 	my $h = login(undef, 'holder');
 	ok($h->query('BEGIN')->{ok}, 'holder opens a transaction and holds the only server');
 	$c->send_bytes(parse_msg('dup', 'SELECT 1') . flush_msg() . sync_msg());
-	$m = read_until($c, 'Z');
-	is(shape($m), 'E[42P05]Z', 'a duplicate Parse answered without a server: 42P05 too');
 	$h->query('COMMIT');
+	$m = read_until($c, 'Z');
+	is(shape($m), 'E[42P05]Z', 'a duplicate Parse sent while no server was free: 42P05 too');
 	$h->terminate;
 	$c->terminate;
 }

@@ -330,6 +330,29 @@ $end = sentinel('d_sent');
 is_deeply(until_sentinel($d, $end), [], 'DISCARD ALL unsubscribes');
 $d->close;
 
+# RESET ALL puts back the client's connect-time values (session.c holds its
+# ReadyForQuery for that too): one ReadyForQuery, the values back, the LISTEN in force
+{
+	my $rr = raw_connect($node);
+	my $lr = $rr->login(%alice, params => [ statement_timeout => '12345' ]);
+	ok($lr->{ok}, 'a client with a connect-time statement_timeout logs in');
+	$rr->{notes} = [];
+	rq($rr, 'LISTEN rst_end');
+	my $msgs = rq($rr, 'RESET ALL; LISTEN rst_chan');
+	is(scalar(grep { ($_->{type} // '') eq 'Z' } @$msgs), 1, 'RESET ALL; LISTEN: one ReadyForQuery');
+	$msgs = rq($rr, 'SHOW statement_timeout');
+	is_deeply(rows($msgs), ['12345ms'], 'RESET ALL; LISTEN: the connect-time value is back');
+	is(msg_types($msgs), 'TDCZ', 'no ReadyForQuery left over');
+	$node->safe_psql('notifydb', q{NOTIFY rst_chan, 'after reset'});
+	$end = sentinel('rst_end');
+	is_deeply([ map { (split /\|/, $_, 3)[2] } @{ until_sentinel($rr, $end) } ], ['after reset'],
+		'RESET ALL; LISTEN: the LISTEN subscribed');
+	$msgs = rq($rr, 'DISCARD ALL');
+	is(scalar(grep { ($_->{type} // '') eq 'Z' } @$msgs), 1, 'DISCARD ALL of a listening client: one ReadyForQuery');
+	is_deeply(rows(rq($rr, 'SELECT c FROM pg_listening_channels() c')), [], 'DISCARD ALL: no channels left');
+	$rr->close;
+}
+
 ########## statement mode; session mode as before
 
 my $st = login('statement client', 'stmtdb');
