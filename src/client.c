@@ -215,7 +215,19 @@ client_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 	bool		was_busy;
 
 	if (hdr->type == 'X')
+	{
+		/*
+		 * The backend would answer everything sent before the Terminate
+		 * first (errors of a broken COPY, the rest of a pipeline): wait for
+		 * those answers, then close.
+		 */
+		if (s && server_busy(s) && !s->closed)
+		{
+			c->wait_answers = true;
+			return PKT_STOP;
+		}
 		return PKT_CLOSE;
+	}
 	if (!s)
 	{
 		/*
@@ -355,7 +367,10 @@ again:
 			{
 				Server	   *s = c->link;
 
-				client_close(c, "08006", "server connection lost");
+				if (s && s->fatal_forwarded)
+					client_close(c, NULL, "server connection lost after its FATAL error");
+				else
+					client_close(c, "08006", "server connection lost");
 				if (s)
 					server_close(s, "write to server failed");
 				break;

@@ -598,76 +598,6 @@ show_conns(Console *cs, int which)
 	rows_end(&r, "SHOW");
 }
 
-/* Distinct database or user names of the pools in use. */
-static int
-pool_names(bool users, const char **names, int max)
-{
-	int			n = 0;
-
-	for (int p = 0; p < PGBUN_MAX_POOLS && n < max; p++)
-	{
-		const PgbunPoolSlot *pool = stats_pool_in_use(p);
-		const char *name;
-		bool		seen = false;
-
-		if (!pool)
-			continue;
-		name = users ? pool->user : pool->database;
-		for (int i = 0; i < n && !seen; i++)
-			seen = strcmp(names[i], name) == 0;
-		if (!seen)
-			names[n++] = name;
-	}
-	return n;
-}
-
-/* Clients (logged in) and server connections of a database or user, over all pools. */
-static void
-count_conns(bool users, const char *name, int *clients, int *servers)
-{
-	*clients = *servers = 0;
-	for (int i = 0; i < pgbun_shared->n_conn_slots; i++)
-	{
-		PgbunConnSlot c;
-		uint64		link;
-		const PgbunPoolSlot *pool;
-
-		if (!stats_read_conn(i, &c, &link) || !(pool = stats_pool_in_use(c.pool)))
-			continue;
-		if (strcmp(users ? pool->user : pool->database, name) != 0)
-			continue;
-		if (c.kind == CONN_CLIENT)
-			(*clients)++;
-		else
-			(*servers)++;
-	}
-}
-
-/* One SHOW DATABASES row: a database, its clients and server connections over all pools. */
-static void
-put_database(Rows *r, const char *name, int clients, int servers)
-{
-	rows_put(r, name);
-	/* empty server_host: the local server's Unix socket */
-	rows_put(r, (pgbun_server_host && pgbun_server_host[0]) ? pgbun_server_host : NULL);
-	rows_put_int(r, pgbun_server_port);
-	rows_put(r, name);
-	rows_put(r, NULL);
-	rows_put_int(r, config_pool_size(name));
-	rows_put_int(r, pgbun_min_pool_size);
-	rows_put_int(r, 0);			/* no reserve pool */
-	rows_put_int(r, pgbun_server_lifetime / 1000);
-	rows_put(r, NULL);			/* per-pool modes: see SHOW POOLS */
-	rows_put(r, NULL);
-	rows_put_int(r, pgbun_max_db_connections);
-	rows_put_int(r, servers);
-	rows_put_int(r, 0);			/* no per-database client limit */
-	rows_put_int(r, clients);
-	rows_put_int(r, pgbun_db_paused(name) ? 1 : 0);
-	rows_put_int(r, control_db_disabled(name) ? 1 : 0);
-	rows_put_int(r, 0);
-}
-
 static void
 show_databases(Console *cs)
 {
@@ -681,34 +611,36 @@ show_databases(Console *cs)
 		/* PgBouncer before 1.24 called reserve_pool_size this; older exporters read it */
 		{"reserve_pool", 'i'},
 	};
-	const char **names = palloc(sizeof(char *) * PGBUN_MAX_POOLS);
-	int			n = pool_names(false, names, PGBUN_MAX_POOLS);
-	char		(*disabled)[NAMEDATALEN] = palloc(NAMEDATALEN * PGBUN_MAX_DB_CONTROLS);
-	int			ndisabled;
+	DatabaseRow *dbs = palloc(sizeof(DatabaseRow) * STATS_MAX_DATABASES);
+	int			n = stats_read_databases(dbs);
 	Rows		r;
 
 	rows_begin(&r, cs, cols, lengthof_cols(cols));
 	for (int i = 0; i < n; i++)
 	{
-		int			clients;
-		int			servers;
+		const DatabaseRow *d = &dbs[i];
 
-		count_conns(false, names[i], &clients, &servers);
-		put_database(&r, names[i], clients, servers);
+		rows_put(&r, d->name);
+		/* NULL host: the local server's Unix socket */
+		rows_put(&r, d->host);
+		rows_put_int(&r, d->port);
+		rows_put(&r, d->name);
+		rows_put(&r, NULL);
+		rows_put_int(&r, d->pool_size);
+		rows_put_int(&r, d->min_pool_size);
+		rows_put_int(&r, 0);	/* no reserve pool */
+		rows_put_int(&r, d->server_lifetime);
+		rows_put(&r, NULL);		/* per-pool modes: see SHOW POOLS */
+		rows_put(&r, NULL);
+		rows_put_int(&r, d->max_connections);
+		rows_put_int(&r, d->current_connections);
+		rows_put_int(&r, 0);	/* no per-database client limit */
+		rows_put_int(&r, d->current_client_connections);
+		rows_put_int(&r, d->paused ? 1 : 0);
+		rows_put_int(&r, d->disabled ? 1 : 0);
+		rows_put_int(&r, 0);
 	}
-	/* a disabled database with no pool (nobody connected since) is listed all the same */
-	ndisabled = control_disabled_names(disabled, PGBUN_MAX_DB_CONTROLS);
-	for (int d = 0; d < ndisabled; d++)
-	{
-		bool		listed = false;
-
-		for (int i = 0; i < n && !listed; i++)
-			listed = strcmp(names[i], disabled[d]) == 0;
-		if (!listed)
-			put_database(&r, disabled[d], 0, 0);
-	}
-	pfree(disabled);
-	pfree(names);
+	pfree(dbs);
 	rows_end(&r, "SHOW");
 }
 
@@ -721,7 +653,7 @@ show_users(Console *cs)
 		{"max_user_client_connections", 'i'}, {"current_client_connections", 'i'},
 	};
 	const char **names = palloc(sizeof(char *) * PGBUN_MAX_POOLS);
-	int			n = pool_names(true, names, PGBUN_MAX_POOLS);
+	int			n = stats_pool_names(true, names, PGBUN_MAX_POOLS);
 	Rows		r;
 
 	rows_begin(&r, cs, cols, lengthof_cols(cols));
@@ -730,7 +662,7 @@ show_users(Console *cs)
 		int			clients;
 		int			servers;
 
-		count_conns(true, names[i], &clients, &servers);
+		stats_count_conns(true, names[i], &clients, &servers);
 		rows_put(&r, names[i]);
 		rows_put(&r, "");		/* no per-user pool size: the database's applies */
 		rows_put(&r, "");
@@ -833,65 +765,16 @@ static void
 show_lists(Console *cs)
 {
 	static const Column cols[] = {{"list", 's'}, {"items", 'i'}};
-	const char **names = palloc(sizeof(char *) * PGBUN_MAX_POOLS);
-	int			pools = 0;
-	int			clients = 0;
-	int			login = 0;
-	int			servers = 0;
-	int			free_slots = 0;
+	ListRow		lists[STATS_LISTS];
+	int			n = stats_read_lists(lists);
 	Rows		r;
 
-	for (int p = 0; p < PGBUN_MAX_POOLS; p++)
-		if (stats_pool_in_use(p))
-			pools++;
-	for (int i = 0; i < pgbun_shared->n_conn_slots; i++)
-	{
-		PgbunConnSlot c;
-		uint64		link;
-
-		if (!stats_read_conn(i, &c, &link))
-			free_slots++;
-		else if (c.kind == CONN_CLIENT)
-		{
-			clients++;
-			if (c.state == CL_LOGIN)
-				login++;
-		}
-		else
-			servers++;
-	}
 	rows_begin(&r, cs, cols, lengthof_cols(cols));
-	rows_put(&r, "databases");
-	rows_put_int(&r, pool_names(false, names, PGBUN_MAX_POOLS));
-	rows_put(&r, "users");
-	rows_put_int(&r, pool_names(true, names, PGBUN_MAX_POOLS));
-	rows_put(&r, "peers");
-	rows_put_int(&r, 0);
-	rows_put(&r, "pools");
-	rows_put_int(&r, pools);
-	rows_put(&r, "peer_pools");
-	rows_put_int(&r, 0);
-	/* client and server connections share one table of slots: both "free" rows show it */
-	rows_put(&r, "free_clients");
-	rows_put_int(&r, free_slots);
-	rows_put(&r, "used_clients");
-	rows_put_int(&r, clients);
-	rows_put(&r, "login_clients");
-	rows_put_int(&r, login);
-	rows_put(&r, "free_servers");
-	rows_put_int(&r, free_slots);
-	rows_put(&r, "used_servers");
-	rows_put_int(&r, servers);
-	/* one name (pgbun.server_host) is looked up at most; no zones */
-	rows_put(&r, "dns_names");
-	rows_put_int(&r, (pgbun_server_host && pgbun_server_host[0] && pgbun_server_host[0] != '/') ? 1 : 0);
-	rows_put(&r, "dns_zones");
-	rows_put_int(&r, 0);
-	rows_put(&r, "dns_queries");
-	rows_put_int(&r, 0);
-	rows_put(&r, "dns_pending");
-	rows_put_int(&r, 0);
-	pfree(names);
+	for (int i = 0; i < n; i++)
+	{
+		rows_put(&r, lists[i].list);
+		rows_put_int(&r, lists[i].items);
+	}
 	rows_end(&r, "SHOW");
 }
 

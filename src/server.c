@@ -400,6 +400,13 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 		detail = hdr->len >= 5 ? (char) msg[PROTO_HDR_LEN] : 'I';
 	else if (hdr->type == 'E' && strcmp(s->last_sqlstate, "08P01") == 0)
 		detail = TRACK_ERR_PROTOCOL;
+	if (hdr->type == 'C')
+	{
+		/* the request this CommandComplete answers, before the tracker lets go of it */
+		TrackEntry *h = track_head(&s->tracker);
+
+		s->answer_mark = (h && (h->type == 'E' || h->type == 'Q')) ? h->data : NULL;
+	}
 	switch (track_server(&s->tracker, hdr->type, detail))
 	{
 		case TRACK_CONSUME:
@@ -513,7 +520,7 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 void
 server_on_command_complete(Server *s, const char *tag)
 {
-	prepared_command_complete(s, tag);
+	prepared_command_complete(s, tag, s->answer_mark);
 	session_command_complete(s, tag);
 	notify_command_complete(s, tag);
 }
@@ -631,7 +638,7 @@ again:
 				rd = wr = 0;
 				goto again;
 			}
-			if (++retries < 64)
+			if (rd > 0 || wr > 0 || ++retries < 64)
 			{
 				/* stopped until earlier answers were out (they are now): go on */
 				rd = wr = 0;
@@ -757,7 +764,8 @@ server_release(Server *s)
 			ereport(DEBUG1, (errmsg("pgbun: released while not idle: tx_status=%c hidden=%d %s", s->tx_status,
 									s->hidden_rfq, track_describe(&s->tracker, desc, sizeof(desc)))));
 		}
-		server_close(s, "released while not idle");
+		/* a COPY the client left (PostgreSQL's backend ends such a session too) */
+		server_close(s, s->tracker.copy_in ? "client left during COPY" : "released while not idle");
 		return;
 	}
 	if (pgbun_server_lifetime > 0 &&
