@@ -25,6 +25,7 @@
 #include "config.h"
 #include "counters.h"
 #include "log.h"
+#include "notify.h"
 #include "params.h"
 #include "prepared.h"
 #include "pooler.h"
@@ -153,6 +154,7 @@ client_close(Client *c, const char *sqlstate, const char *fmt,...)
 		pgbun_log_client(LOG, c, "login_failed", sqlstate, "pgbun: client login failed: %s", reason);
 
 	c->closed = true;
+	notify_client_close(c);		/* its channels go (before its server is released) */
 	if (c->in_busy)
 	{
 		dlist_delete(&c->busy_node);
@@ -192,6 +194,7 @@ void
 client_free(Client *c)
 {
 	console_free(c);
+	notify_client_free(c);
 	prepared_client_free(c);
 	client_login_forget(c);
 	session_client_free(c);
@@ -414,6 +417,12 @@ client_on_event(Client *c, uint32 events)
 			/* leave its next message unread until a server is there; notice a hang-up */
 			if (sbuf_out_pending(&c->sb) && !client_flush(c))
 				return;
+			if (c->notify && (events & PEV_OUT))
+			{
+				notify_client_writable(c);	/* queued notifications */
+				if (c->closed)
+					return;
+			}
 			if (events & PEV_HUP)
 			{
 				char		b;
@@ -432,6 +441,10 @@ client_on_event(Client *c, uint32 events)
 			if ((events & PEV_OUT))
 			{
 				if (sbuf_out_pending(&c->sb) && !client_flush(c))
+					return;
+				if (c->notify)
+					notify_client_writable(c);	/* queued notifications */
+				if (c->closed)
 					return;
 				if (c->link)
 					server_pump_out(c->link);

@@ -16,6 +16,7 @@
 #include "compat.h"
 #include "config.h"
 #include "metrics.h"
+#include "notify.h"
 #include "params.h"
 #include "tls.h"
 #include "websocket.h"
@@ -436,6 +437,10 @@ pgbun_define_gucs(void)
 	DefineCustomIntVariable("pgbun.server_login_retry", "Wait after a failed server login before trying again.",
 							NULL, &pgbun_server_login_retry, 15000, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbun.notify_queue_size",
+							"Most bytes of notifications queued for one client that does not read them (transaction and statement mode); over it the client is closed.",
+							NULL, &pgbun_notify_queue_size, 1024 * 1024, 16384, INT_MAX / 2,
+							PGC_SIGHUP, GUC_UNIT_BYTE, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgbun.server_idle_timeout", "Close server connections idle longer than this (0: never).",
 							NULL, &pgbun_server_idle_timeout, 600000, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);

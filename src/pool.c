@@ -24,6 +24,7 @@
 #include "counters.h"
 #include "client_login.h"
 #include "dns.h"
+#include "notify.h"
 #include "params.h"
 #include "pooler.h"
 #include "prepared.h"
@@ -911,6 +912,7 @@ pool_free(Pool *pool)
 	ereport(LOG, (errmsg("pgbun: worker %d: pool %s/%s freed (no clients, no servers)",
 						 W->id, pool->database, pool->user)));
 	dlist_delete(&pool->node);
+	notify_pool_free(pool);
 	prepared_pool_forget(pool);
 	pool_set_starving(pool, false);	/* its bit must not outlive it in a reused slot */
 	pgbun_pool_slot_release(pool->slot, W->id);
@@ -954,6 +956,7 @@ pool_janitor(void)
 		janitor_pool(dlist_container(Pool, node, it.cur));
 	if (pgbun_pool_idle_timeout > 0)
 		(void) pool_free_empty(pgbun_pool_idle_timeout);
+	notify_janitor();
 	cancel_janitor();
 	dns_janitor();
 	pool_apply_pause();

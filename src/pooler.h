@@ -75,6 +75,7 @@ typedef struct Client
 	uint32		unnamed_prev_len;
 	uint32		unnamed_prev_cap;
 	uint64		unnamed_prev_id;
+	struct NotifyClient *notify;	/* its LISTEN channels and queued notifications (notify.c) */
 } Client;
 
 /* Why a client is refused at accept (Client.refuse). */
@@ -147,6 +148,13 @@ typedef struct Server
 	uint64		params_fp;		/* params_server_fingerprint() of its values */
 	struct ScramClient *scram;	/* only during login */
 	bool		login_done;		/* ReadyForQuery of the login seen; join the pool after the pump */
+	/* LISTEN/NOTIFY in transaction and statement mode (notify.c) */
+	bool		listener;		/* the pool's LISTEN connection: outside pool_size, never linked */
+	bool		notify_listening;	/* may LISTEN to channels: UNLISTEN * before the next client */
+	uint8		notify_changed; /* NOTIFY_CHANGED_*: the linked client ran LISTEN / UNLISTEN / DISCARD ALL */
+	uint8		notify_step;	/* NotifyStep: the client's ReadyForQuery held by notify.c */
+	uint64		notify_gen;		/* ... until the listener confirmed this generation */
+	uint64		notify_set;		/* NotifyClient.set_id of the channels it listens to exactly, 0: unknown */
 } Server;
 
 typedef struct Pool
@@ -183,6 +191,7 @@ typedef struct Pool
 	uint32		login_error_len;
 	TimestampTz empty_since;	/* no clients, no servers since then (pool_idle_timeout); 0 if in use */
 	TimestampTz reconnect_before;	/* RECONNECT: servers made before this are closed, not reused */
+	struct NotifyPool *notify;	/* its listener and channels (notify.c), or NULL */
 } Pool;
 
 /* The worker's loop-wide state other modules read. */
@@ -237,6 +246,8 @@ extern void server_free(Server *s);
 extern void server_publish(Server *s);
 /* Queue one of the pooler's own simple queries; its answers are hidden from the client. */
 extern bool server_queue_query(Server *s, const char *sql);
+/* The client's ReadyForQuery held by session.c (held_ready), out now (notify.c lets it go too). */
+extern void emit_held_ready(Server *s);
 /* Every CommandComplete the server sends for the client's traffic passes here. */
 extern void server_on_command_complete(Server *s, const char *tag);
 
@@ -254,7 +265,8 @@ server_busy(const Server *s)
 static inline bool
 server_at_rest(const Server *s)
 {
-	return track_at_rest(&s->tracker) && s->tx_status == 'I' && s->hidden_rfq == 0;
+	return track_at_rest(&s->tracker) && s->tx_status == 'I' && s->hidden_rfq == 0 &&
+		s->notify_step == 0;
 }
 
 /* pool.c */

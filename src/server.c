@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "counters.h"
+#include "notify.h"
 #include "params.h"
 #include "prepared.h"
 #include "pooler.h"
@@ -68,7 +69,9 @@ server_set_state(Server *s, ServerState st)
 	if (s->state != 0)
 		dlist_delete(&s->node);
 	s->state = st;
-	if (st == SV_IDLE)
+	if (s->listener)
+		dlist_push_tail(notify_server_list(s), &s->node);	/* on no pool list */
+	else if (st == SV_IDLE)
 		dlist_push_head(server_state_list(s->pool, st), &s->node);
 	else
 		dlist_push_tail(server_state_list(s->pool, st), &s->node);
@@ -125,6 +128,11 @@ server_close(Server *s, const char *reason)
 		pgbun_conn_slot_free(s->slot);
 		s->slot = -1;
 	}
+	if (s->listener)
+	{
+		notify_server_closed(s);	/* not counted in the pool */
+		return;
+	}
 	pg_atomic_fetch_sub_u32(&pgbun_shared->pools[pool->slot].server_count, 1);
 	pool->n_servers--;
 	pool_kick_waiting(pool);
@@ -178,7 +186,7 @@ c_reapply_pending(const Server *s)
 }
 
 /* The client's ReadyForQuery that waited for pgbun's restore (session_ready). */
-static void
+void
 emit_held_ready(Server *s)
 {
 	Client	   *c = s->link;
@@ -202,6 +210,7 @@ emit_held_ready(Server *s)
 static void
 hidden_query_done(Server *s)
 {
+	notify_hidden_done(s);		/* the client's channels were read: its ReadyForQuery */
 	if (s->state == SV_TESTED)
 	{
 		if (s->hidden_error || s->tx_status != 'I')
@@ -279,6 +288,16 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 			if (session_learn_message(s, hdr, msg, size))
 				return PKT_CONSUME;
 		}
+		if (s->notify_step == NOTIFY_STEP_READING &&
+			(hdr->type == 'T' || hdr->type == 'D' || hdr->type == 'C'))
+		{
+			if (avail < size)
+				return PKT_NEED_FULL;
+			(void) notify_hidden_message(s, (char) hdr->type, msg, size);
+			return PKT_CONSUME;
+		}
+		if (hdr->type == 'A' && s->notify_step == NOTIFY_STEP_READING)
+			return notify_server_notification(s, msg, avail, size);
 		switch (hdr->type)
 		{
 			case 'Z':
@@ -351,6 +370,8 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 		}
 	}
 
+	if (hdr->type == 'A' && s->link_mode != POOL_MODE_SESSION)
+		return notify_server_notification(s, msg, avail, size);	/* the listener delivers them */
 	if ((hdr->type == 'Z' || hdr->type == 'S' || hdr->type == 'C') && avail < size)
 		return PKT_NEED_FULL;	/* before any bookkeeping: the handler runs again */
 	if (track_synth_due(&s->tracker))
@@ -431,17 +452,21 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 				{
 					/* after the client's RESET / DISCARD ALL: its values back, then this */
 					s->held_ready = status;
+					(void) notify_hold_ready(s);	/* and its channels read (notify.c) */
 					return PKT_CONSUME;
 				}
 				if (session_has_held(s) && (!c_reapply_pending(s) || status != 'I'))
 				{
 					/* no restore to wait for (or not now, in a transaction block): the held ParameterStatus go out first */
 					s->held_ready = status;
-					s->hidden_done = true;
+					if (!notify_hold_ready(s))
+						s->hidden_done = true;
 					return PKT_CONSUME_STOP;
 				}
 				if (s->link_mode == POOL_MODE_SESSION || server_busy(s))
 					return forward;
+				if (status == 'I' && forward == PKT_FORWARD && notify_hold_ready(s))
+					return PKT_CONSUME_STOP;	/* held until its channels are known (notify.c) */
 				if (status == 'I')
 					return PKT_FORWARD_STOP;	/* at rest: released after the pump (pool_release_if_at_rest) */
 				if (s->link_mode == POOL_MODE_STATEMENT)
@@ -505,6 +530,7 @@ server_on_command_complete(Server *s, const char *tag)
 {
 	prepared_command_complete(s, tag, s->answer_mark);
 	session_command_complete(s, tag);
+	notify_command_complete(s, tag);
 }
 
 /*
@@ -557,8 +583,8 @@ server_pump_out(Server *s)
 	int			retries = 0;
 
 again:
-	if (s->closed)
-		return;
+	if (s->closed || s->notify_step == NOTIFY_STEP_WAITING)
+		return;					/* a held ReadyForQuery goes first (notify.c) */
 	c = s->link;
 	r = sbuf_pump(&s->sb, c ? &c->sb : NULL, PG_INT32_MAX, server_msg_handler, s, &rd, &wr);
 	if (wr && s->pool)
@@ -581,8 +607,8 @@ again:
 			{
 				s->hidden_done = false;
 				hidden_query_done(s);
-				if (s->held_ready && !s->closed)
-					emit_held_ready(s);
+				if (s->held_ready && !s->closed && s->notify_step == NOTIFY_STEP_NONE)
+					emit_held_ready(s); /* unless notify.c still waits for the listener */
 				/* more may be buffered, now for a (possibly new) client */
 				rd = wr = 0;
 				goto again;
@@ -660,6 +686,8 @@ again:
 		s->link->in_busy = true;
 		dlist_push_tail(&W->busy_clients, &s->link->busy_node);
 	}
+	if (s->link && s->link->notify)
+		notify_client_writable(s->link);	/* notifications held while a message streamed */
 	/* the client may have sent nothing that needs an answer (a lone Flush) */
 	if (pool_release_if_at_rest(s))
 	{
@@ -687,6 +715,12 @@ server_link(Server *s, Client *c)
 	s->rewrite = pgbun_max_prepared_statements > 0 &&
 		(s->link_mode != POOL_MODE_SESSION || c->stmts != NULL);
 	n = session_link(s, c);
+	if (n >= 0)
+	{
+		int			m = notify_link(s, c);	/* the client's LISTEN channels, and only those */
+
+		n = m < 0 ? m : n + m;
+	}
 	server_set_state(s, SV_ACTIVE);
 	if (n < 0)
 	{
@@ -774,6 +808,11 @@ server_on_event(Server *s, uint32 events)
 		return;
 	if (!server_login_event(s, events))
 		return;
+	if (s->listener)
+	{
+		notify_listener_event(s);
+		return;
+	}
 	/* the client's data may have been waiting for this server to drain */
 	if ((events & PEV_OUT) && s->link)
 		client_pump_in(s->link);

@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "counters.h"
+#include "notify.h"
 #include "params.h"
 #include "pooler.h"
 #include "prepared.h"
@@ -40,9 +41,42 @@ server_queue_startup(Server *s)
 	return true;
 }
 
+/*
+ * A login failed: the pool's waiters hear of it, and pool logins wait
+ * server_login_retry when throttle says so. Not for the pool's LISTEN
+ * connection (notify.c), whose failures are its own.
+ */
+static void
+login_failed(Server *s, bool throttle, const uint8 *err, uint32 len)
+{
+	if (s->listener)
+	{
+		notify_listener_login_failed(s);
+		return;
+	}
+	if (throttle)
+		s->pool->last_login_failure = W->now;
+	pool_server_login_failed(s->pool, err, len);
+}
+
+static Server *server_open(Pool *pool, bool listener);
+
 /* Open a new connection for the pool (counted already by the caller). */
 Server *
 server_launch(Pool *pool)
+{
+	return server_open(pool, false);
+}
+
+/* Open the pool's LISTEN connection (notify.c): not counted in pool_size. */
+Server *
+server_launch_listener(Pool *pool)
+{
+	return server_open(pool, true);
+}
+
+static Server *
+server_open(Pool *pool, bool listener)
 {
 	Server	   *s;
 	int			fd;
@@ -56,7 +90,8 @@ server_launch(Pool *pool)
 	{
 		/* not opened: give back the count the caller reserved (server_close does it otherwise) */
 		ereport(LOG, (errmsg("pgbun: could not create a socket for a server connection: %m")));
-		pg_atomic_fetch_sub_u32(&pgbun_shared->pools[pool->slot].server_count, 1);
+		if (!listener)
+			pg_atomic_fetch_sub_u32(&pgbun_shared->pools[pool->slot].server_count, 1);
 		free(s);
 		return NULL;
 	}
@@ -69,6 +104,7 @@ server_launch(Pool *pool)
 	config_set_keepalive(fd, W->server_addr.ss_family != AF_UNIX);
 	s->io.kind = IO_SERVER;
 	s->pool = pool;
+	s->listener = listener;
 	s->tx_status = 'I';
 	track_init(&s->tracker, prepared_entry_gone, s);
 	s->connect_time = s->last_used = W->now;
@@ -87,7 +123,8 @@ server_launch(Pool *pool)
 		slot->sv_sockaddr_len = W->server_addr_len;
 		PGBUN_SLOT_WRITE_END(slot);
 	}
-	pool->n_servers++;
+	if (!listener)
+		pool->n_servers++;
 	server_set_state(s, SV_LOGIN);
 
 	rc = connect(fd, (struct sockaddr *) &W->server_addr, W->server_addr_len);
@@ -99,7 +136,8 @@ server_launch(Pool *pool)
 		ereport(LOG, (errmsg("pgbun: %s", reason)));
 		/* registered nowhere yet: close through the common path */
 		s->sb.fd = fd;
-		pool->last_login_failure = W->now;
+		if (!listener)
+			pool->last_login_failure = W->now;
 		server_close(s, reason);
 		return NULL;
 	}
@@ -137,8 +175,7 @@ static void
 server_tls_failed(Server *s, const char *reason)
 {
 	ereport(LOG, (errmsg("pgbun: TLS with server %s failed: %s", W->server_addr_text, reason)));
-	s->pool->last_login_failure = W->now;
-	pool_server_login_failed(s->pool, NULL, 0);
+	login_failed(s, true, NULL, 0);
 	server_close(s, reason);
 }
 
@@ -249,7 +286,7 @@ server_login_error(Server *s, const uint8 *msg, uint32 len)
 		ereport(LOG,
 				(errmsg("pgbun: server login failed for user \"%s\" database \"%s\": the server sent a malformed error message",
 						pool->user, pool->database)));
-	pool_server_login_failed(pool, msg, len);
+	login_failed(s, false, msg, len);
 }
 
 
@@ -354,8 +391,7 @@ send:
 protocol_error:
 	ereport(LOG, (errmsg("pgbun: malformed authentication request from the server")));
 fail:
-	pool->last_login_failure = W->now;
-	pool_server_login_failed(pool, NULL, 0);
+	login_failed(s, true, NULL, 0);
 	server_close(s, "login failed");
 	return false;
 }
@@ -425,7 +461,7 @@ server_login_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint
 		default:
 			ereport(LOG, (errmsg("pgbun: unexpected message '%c' from the server during login",
 								 (hdr->type >= 0x20 && hdr->type < 0x7f) ? hdr->type : '?')));
-			pool_server_login_failed(s->pool, NULL, 0);
+			login_failed(s, false, NULL, 0);
 			server_close(s, "protocol error during login");
 			return PKT_STOP;
 	}
@@ -457,8 +493,7 @@ server_login_event(Server *s, uint32 events)
 			errno = err;
 			snprintf(reason, sizeof(reason), "could not connect to server %s: %m", W->server_addr_text);
 			ereport(LOG, (errmsg("pgbun: %s", reason)));
-			s->pool->last_login_failure = W->now;
-			pool_server_login_failed(s->pool, NULL, 0);
+			login_failed(s, true, NULL, 0);
 			server_close(s, reason);
 			return false;
 		}
@@ -487,11 +522,11 @@ server_login_event(Server *s, uint32 events)
 		switch (r)
 		{
 			case PUMP_EOF:
-				pool_server_login_failed(s->pool, NULL, 0);
+				login_failed(s, false, NULL, 0);
 				server_close(s, "server closed the connection during login");
 				return false;
 			case PUMP_SRC_ERROR:
-				pool_server_login_failed(s->pool, NULL, 0);
+				login_failed(s, false, NULL, 0);
 				server_close(s, s->sb.error ? s->sb.error : "protocol error during login");
 				return false;
 			default:
@@ -500,6 +535,11 @@ server_login_event(Server *s, uint32 events)
 		if (s->login_done)
 		{
 			s->login_done = false;
+			if (s->listener)
+			{
+				notify_listener_ready(s);	/* never joins the pool */
+				return false;
+			}
 			pool_server_available(s->pool, s);
 			if (s->closed)
 				return false;

@@ -8,6 +8,8 @@
 
 /* Open a new connection for the pool (counted already by the caller); NULL on failure. */
 extern Server *server_launch(struct Pool *pool);
+/* Open the pool's LISTEN connection (notify.c), outside the pool's counts. */
+extern Server *server_launch_listener(struct Pool *pool);
 /*
  * Socket event of a server: finish connect, TLS and login as far as they go.
  * true: the server is logged in and the event is for normal traffic.
