@@ -41,6 +41,7 @@ PG_FUNCTION_INFO_V1(pgbun_resume_1_0);
 #define POOLS_COLS		12
 #define STATS_COLS		18
 #define CONNS_COLS		19
+#define CONNS_HOST_COLS 2		/* 1.3: target, host (pgbun_servers_1_3) */
 
 /* How often a waiting pause() looks again even without a broadcast (ms). */
 #define PAUSE_POLL_MS	100
@@ -230,7 +231,7 @@ put_timestamp(Datum *value, bool *isnull, TimestampTz ts)
  * when the peer went away while we looked.
  */
 static void
-conns_srf(FunctionCallInfo fcinfo, ConnKind kind)
+conns_srf(FunctionCallInfo fcinfo, ConnKind kind, bool with_host)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	TimestampTz now;
@@ -243,8 +244,8 @@ conns_srf(FunctionCallInfo fcinfo, ConnKind kind)
 	{
 		PgbunConnSlot c;
 		const PgbunPoolSlot *pool;
-		Datum		values[CONNS_COLS];
-		bool		nulls[CONNS_COLS];
+		Datum		values[CONNS_COLS + CONNS_HOST_COLS];
+		bool		nulls[CONNS_COLS + CONNS_HOST_COLS];
 		int32		wait = 0;
 		int32		wait_us = 0;
 		uint64		link_id;
@@ -291,6 +292,18 @@ conns_srf(FunctionCallInfo fcinfo, ConnKind kind)
 		values[col++] = CStringGetTextDatum(c.application_name);
 		values[col++] = Int32GetDatum(c.worker);
 		Assert(col == CONNS_COLS);
+		if (with_host)
+		{
+			/* the pgbun.databases entry and host list member it is on (NULL: the default target) */
+			if (c.target[0])
+				values[col] = CStringGetTextDatum(c.target);
+			nulls[col] = c.target[0] == '\0';
+			col++;
+			if (c.host_slot >= 0 && c.host_slot < PGBUN_MAX_HOSTS)
+				values[col] = CStringGetTextDatum(pgbun_shared->hosts[c.host_slot].host);
+			nulls[col] = !(c.host_slot >= 0 && c.host_slot < PGBUN_MAX_HOSTS);
+			col++;
+		}
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
@@ -300,7 +313,7 @@ conns_srf(FunctionCallInfo fcinfo, ConnKind kind)
 Datum
 pgbun_clients_1_0(PG_FUNCTION_ARGS)
 {
-	conns_srf(fcinfo, CONN_CLIENT);
+	conns_srf(fcinfo, CONN_CLIENT, false);
 	return (Datum) 0;
 }
 
@@ -308,7 +321,16 @@ pgbun_clients_1_0(PG_FUNCTION_ARGS)
 Datum
 pgbun_servers_1_0(PG_FUNCTION_ARGS)
 {
-	conns_srf(fcinfo, CONN_SERVER);
+	conns_srf(fcinfo, CONN_SERVER, false);
+	return (Datum) 0;
+}
+
+/* pgbun.servers from 1.3: with the target and host of each connection */
+PG_FUNCTION_INFO_V1(pgbun_servers_1_3);
+Datum
+pgbun_servers_1_3(PG_FUNCTION_ARGS)
+{
+	conns_srf(fcinfo, CONN_SERVER, true);
 	return (Datum) 0;
 }
 

@@ -37,6 +37,7 @@
 #include "proto.h"
 #include "scram.h"
 #include "session.h"
+#include "target.h"
 #include "startup_options.h"
 #include "throttle.h"
 #include "tls.h"
@@ -1248,12 +1249,13 @@ auth_succeeded(Client *c)
 		client_close(c, "28000", "role \"%s\" is not permitted to log in", a->user);
 		return;
 	}
-	if (!a->role.db_exists)
+	/* a database routed by pgbun.databases need not exist here: its server says */
+	if (!a->role.db_exists && !target_database_routed(a->database))
 	{
 		client_close(c, "3D000", "database \"%s\" does not exist", a->database);
 		return;
 	}
-	if (!a->role.db_allows_conn)
+	if (!a->role.db_allows_conn && !target_database_routed(a->database))
 	{
 		client_close(c, "55000", "database \"%s\" is not currently accepting connections", a->database);
 		return;

@@ -130,11 +130,23 @@ typedef struct Server
 	uint64		params_fp;		/* params_server_fingerprint() of its values */
 	struct ScramClient *scram;	/* only during login */
 	bool		login_done;		/* ReadyForQuery of the login seen; join the pool after the pump */
+	/* where it is connected: a copy, since a reload may replace its Target */
+	struct sockaddr_storage addr;
+	socklen_t	addr_len;
+	char		addr_text[PGBUN_ADDR_LEN];
+	int			port;			/* 0 for a Unix socket */
+	int			hslot;			/* its host's shared slot (health.c), -1: the default target */
+	TimestampTz last_check;		/* last server_check_query (health.c) */
+	bool		lag_check;		/* the hidden query running is the replica-lag check */
+	bool		connect_query;	/* the hidden query running is the entry's connect_query */
 } Server;
+
+struct Target;
 
 typedef struct Pool
 {
 	dlist_node	node;			/* in the worker's pool list */
+	struct Target *target;		/* where its servers go (target.c; relinked on reload) */
 	int			slot;			/* pool slot in shared memory */
 	char		database[NAMEDATALEN];
 	char		user[NAMEDATALEN];

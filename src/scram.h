@@ -71,6 +71,14 @@ extern char *scram_password_inputs(const ScramSecret *secret, const char *passwo
 extern bool scram_password_key(const char *pw, size_t pwlen, const uint8_t *salt, int salt_len,
 							   int iterations, const uint8_t *stored_key, uint8_t *client_key_out);
 
+/*
+ * The ClientKey and ServerKey of a password for a salt (base64) and an
+ * iteration count, as the server's first SCRAM message gives them: how
+ * pgbun logs in with a configured password (a forced user). Costs one
+ * PBKDF2 run; the caller keeps the keys for the next login.
+ */
+extern bool scram_keys_from_password(const char *password, const char *salt_b64, int iterations,
+									 uint8_t *client_key_out, uint8_t *server_key_out);
 /* Parse "SCRAM-SHA-256$iter:salt$StoredKey:ServerKey". */
 extern bool scram_parse_secret(const char *verifier, ScramSecret *out);
 /* A plausible secret for a role that has none (mock exchange, no user enumeration). */

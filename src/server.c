@@ -23,6 +23,8 @@
 #include "cancel.h"
 #include "server_login.h"
 #include "session.h"
+#include "health.h"
+#include "target.h"
 #include "tls.h"
 
 void
@@ -122,6 +124,8 @@ server_close(Server *s, const char *reason)
 		s->slot = -1;
 	}
 	pg_atomic_fetch_sub_u32(&pgbun_shared->pools[pool->slot].server_count, 1);
+	if (s->hslot >= 0)
+		pg_atomic_fetch_sub_u32(&pgbun_shared->hosts[s->hslot].n_servers, 1);
 	pool->n_servers--;
 	pool_kick_waiting(pool);
 }
@@ -172,9 +176,20 @@ hidden_query_done(Server *s)
 {
 	if (s->state == SV_TESTED)
 	{
+		bool		connect_query = s->connect_query;
+
+		s->lag_check = false;
+		s->connect_query = false;
 		if (s->hidden_error || s->tx_status != 'I')
 		{
-			server_close(s, "server_reset_query failed");
+			if (connect_query)
+			{
+				/* as a failed login: the waiters for the pool's first server hear of it */
+				ereport(LOG, (errmsg("pgbun: connect_query of database \"%s\" failed; closing the connection",
+									 s->pool->database)));
+				pool_server_login_failed(s->pool, NULL, 0);
+			}
+			server_close(s, connect_query ? "connect_query failed" : "server_reset_query or check failed");
 			return;
 		}
 		pool_server_available(s->pool, s);
@@ -236,8 +251,20 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 			case 'S':
 				if (avail < size)
 					return PKT_NEED_FULL;
-				/* the client sees the values pgbun's own SET changed for it (session.c) */
-				return session_parameter_status(s, msg, size, true) && s->link ? PKT_FORWARD : PKT_CONSUME;
+				{
+					bool		fwd = session_parameter_status(s, msg, size, true) && s->link;
+
+					health_server_parameter(s, msg, size);
+					/* the client sees the values pgbun's own SET changed for it (session.c) */
+					return fwd ? PKT_FORWARD : PKT_CONSUME;
+				}
+			case 'D':
+				if (!s->lag_check)
+					return PKT_SKIP;
+				if (avail < size)
+					return size > 1024 ? PKT_SKIP : PKT_NEED_FULL;
+				health_check_row(s, msg, size);
+				return PKT_CONSUME;
 			case 'E':
 				if (avail < size)
 					return PKT_NEED_FULL;
@@ -278,6 +305,7 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 				if (avail < size)
 					return PKT_NEED_FULL;
 				(void) session_parameter_status(s, msg, size, false);
+				health_server_parameter(s, msg, size);
 				return PKT_CONSUME;
 			case 'N':
 			case 'A':
@@ -357,6 +385,7 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 			}
 		case 'S':
 			(void) session_parameter_status(s, msg, size, false);
+			health_server_parameter(s, msg, size);
 			return forward;
 		case 'E':				/* by SQLSTATE class, for metrics */
 			counters_note_server_error(s->pool->slot, msg, Min(avail, size));
@@ -389,6 +418,21 @@ server_on_command_complete(Server *s, const char *tag)
 }
 
 /*
+ * server_lifetime (the database entry's, else the setting) is over, or the
+ * server's host no longer has the role its target wants (a failover): do
+ * not hand it on.
+ */
+static bool
+server_lifetime_over(Server *s)
+{
+	int			lifetime = config_server_lifetime(s->pool->database);
+
+	if (s->hslot >= 0 && s->pool->target && target_role_mismatch(s->pool->target, s->hslot))
+		return true;
+	return lifetime > 0 && W->now - s->connect_time >= (int64) lifetime * 1000;
+}
+
+/*
  * Transaction/statement mode: the client's transaction is over; unlink and
  * give the server to the next waiter. The client may already have sent its
  * next request: it is picked up next turn, outside this server's pump.
@@ -410,8 +454,7 @@ server_return_to_pool(Server *s)
 			dlist_push_tail(&W->busy_clients, &c->busy_node);
 		}
 	}
-	if (pgbun_server_lifetime > 0 &&
-		W->now - s->connect_time >= (int64) pgbun_server_lifetime * 1000)
+	if (server_lifetime_over(s))
 	{
 		server_close(s, "server_lifetime reached");
 		return;
@@ -424,7 +467,7 @@ void
 server_cancel_query(Server *s)
 {
 	s->cancel_sent = true;
-	cancel_send(&W->server_addr, W->server_addr_len, s->be_pid, s->be_key);
+	cancel_send(&s->addr, s->addr_len, s->be_pid, s->be_key);
 }
 
 /* Pump what the server sent toward its client (or through the hidden-query handler). */
@@ -571,8 +614,7 @@ server_release(Server *s)
 		server_close(s, "released while not idle");
 		return;
 	}
-	if (pgbun_server_lifetime > 0 &&
-		W->now - s->connect_time >= (int64) pgbun_server_lifetime * 1000)
+	if (server_lifetime_over(s))
 	{
 		server_close(s, "server_lifetime reached");
 		return;

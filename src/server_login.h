@@ -6,8 +6,18 @@
 
 #include "pooler.h"
 
-/* Open a new connection for the pool (counted already by the caller); NULL on failure. */
-extern Server *server_launch(struct Pool *pool);
+/*
+ * Open a new connection for the pool (counted already by the caller) to
+ * host number host of its target; NULL on failure.
+ */
+extern Server *server_launch(struct Pool *pool, int host);
+/*
+ * A connection or login failed for a reason of the host (connect refused,
+ * closed, timeout, TLS, "starting up"): a host of a list is marked down and
+ * the next one tried; the default target keeps server_login_retry per pool.
+ * Closes s.
+ */
+extern void server_login_host_failed(Server *s, const char *reason);
 /*
  * Socket event of a server: finish connect, TLS and login as far as they go.
  * true: the server is logged in and the event is for normal traffic.

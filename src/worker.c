@@ -40,6 +40,7 @@
 #include "config.h"
 #include "console.h"
 #include "dns.h"
+#include "target.h"
 #include "hba.h"
 #include "listener.h"
 #include "metrics.h"
@@ -492,6 +493,7 @@ apply_reload(void)
 		listeners_reconfigure();
 	metrics_reconfigure();
 	resolve_server_target();
+	target_rebuild();			/* a new pgbun.databases snapshot: new targets, pools relinked */
 	tls_reload();				/* new connections use the new certificates; open ones keep theirs */
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(scratch_context);
@@ -592,6 +594,7 @@ pgbun_worker_main(Datum main_arg)
 	raise_fd_limit();
 	reclaim_predecessor_slots();
 	resolve_server_target();
+	target_rebuild();
 	tls_reload();
 	if (pgbun_auth_type == AUTH_TYPE_HBA)
 		(void) hba_reload();
