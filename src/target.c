@@ -2,11 +2,12 @@
  * target.c - per-worker Targets built from the pgbun.databases snapshot, and
  * host selection (the contract is in target.h).
  *
- * Selection follows libpq's multi-host rules where they fit a pool: a host
- * whose role is known and fits target_session_attrs is preferred; a host
- * whose role is unknown, or known not to fit but not reported for
- * pgbun.server_check_delay, is tried (its login tells the role; a server on
- * the wrong kind of host is closed at once and the next host tried); a host
+ * Selection follows libpq's multi-host rules where they fit a pool: the
+ * candidates are the hosts whose role fits target_session_attrs and those
+ * never connected to yet (its login tells the role; a server on the wrong
+ * kind of host is closed at once and the next host tried); when there is
+ * none, a host known not to fit but whose role was not reported for
+ * pgbun.server_check_delay is tried again (it may have been promoted); a host
  * that is down is skipped until its retry is due. Among the fitting hosts
  * load_balance_hosts decides: the first in the list (disable), round-robin,
  * random, or the one with the fewest server connections over all workers
@@ -337,8 +338,9 @@ target_pick_host(Target *t, const char **why)
 			if (!health_host_usable(h->hslot, false))
 				continue;
 			any_up = true;
-			if (hs->role != HOST_ROLE_UNKNOWN &&
-				role_fits(t->entry.tsa, hs->role, hs->read_only, standby_pass) && lag_ok(t, hs))
+			/* never connected yet: in the rotation, its login tells (and a misfit is closed) */
+			if (hs->role == HOST_ROLE_UNKNOWN ||
+				(role_fits(t->entry.tsa, hs->role, hs->read_only, standby_pass) && lag_ok(t, hs)))
 				fit[nfit++] = i;
 			else if (probe < 0 && role_stale(hs))
 				probe = i;
