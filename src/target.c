@@ -39,6 +39,7 @@ static void
 host_resolve(TargetHost *h)
 {
 	h->addr_len = 0;
+	h->dns = -1;
 	if (h->name[0] == '/')
 	{
 		struct sockaddr_un *sun = (struct sockaddr_un *) &h->addr;
@@ -70,18 +71,13 @@ host_resolve(TargetHost *h)
 			freeaddrinfo(res);
 		if (h->addr_len == 0)
 		{
-			struct sockaddr_storage addrs[1];
-			socklen_t	lens[1];
-
-			/* a name: /etc/hosts (a file read, never DNS) */
-			if (dns_hosts_lookup(h->name, h->port, addrs, lens, 1) == 1)
-			{
-				memcpy(&h->addr, &addrs[0], lens[0]);
-				h->addr_len = lens[0];
-			}
-			else
-				ereport(LOG, (errmsg("pgbun: host \"%s\" is neither an address, a socket directory nor a name in /etc/hosts; it is not used",
+			/* a name: c-ares from the loop (dns.c); no address until it answers */
+			h->dns = dns_name_register(h->name, h->port);
+			if (h->dns < 0)
+				ereport(LOG, (errmsg("pgbun: too many host names in pgbun.databases; \"%s\" is not used",
 									 h->name)));
+			else
+				(void) dns_name_address(h->dns, &h->addr, &h->addr_len);
 		}
 		snprintf(h->addr_text, sizeof(h->addr_text), "%s", h->name);
 	}
@@ -311,6 +307,7 @@ target_pick_host(Target *t, const char **why)
 	int			probe = -1;
 	bool		any_up = false;
 	bool		any_addr = false;
+	bool		pending = false;
 
 	*why = NULL;
 	if (!t->health)
@@ -326,6 +323,19 @@ target_pick_host(Target *t, const char **why)
 			TargetHost *h = &t->hosts[i];
 			PgbunHostSlot *hs;
 
+			if (h->dns >= 0)
+			{
+				/* the name's address in use (refreshed every dns_max_ttl) */
+				int			r = dns_name_address(h->dns, &h->addr, &h->addr_len);
+
+				if (r == 0)
+					pending = true;
+				if (r <= 0)
+				{
+					h->addr_len = 0;
+					continue;
+				}
+			}
 			if (h->addr_len == 0)
 				continue;
 			any_addr = true;
@@ -369,8 +379,10 @@ target_pick_host(Target *t, const char **why)
 			return probe;
 		return -1;
 	}
+	if (pending)
+		return -1;				/* a first lookup is running: wait for its answer */
 	if (!any_addr)
-		*why = "no host of the list has an address";
+		*why = "no host of the list could be resolved";
 	else if (!any_up)
 		*why = "all hosts are down";
 	else

@@ -33,6 +33,7 @@ typedef struct TargetHost
 	struct sockaddr_storage addr;
 	socklen_t	addr_len;		/* 0: no address (a name not in /etc/hosts) */
 	char		addr_text[PGBUN_ADDR_LEN];
+	int			dns;			/* dns.c name handle for a host name, -1: an address or socket */
 	int			hslot;			/* shared host slot, -1: none (the table is full) */
 } TargetHost;
 
