@@ -37,6 +37,7 @@ my $port = $node->port;
 $node->safe_psql('postgres', q{
 	SET password_encryption = 'scram-sha-256';
 	CREATE ROLE app LOGIN PASSWORD 'app-secret';
+	GRANT pg_monitor TO app;
 	CREATE ROLE svc LOGIN PASSWORD 'svc-pw';
 	CREATE ROLE svc_plain LOGIN PASSWORD 'plain-pw';
 	SET password_encryption = 'md5';
@@ -135,6 +136,15 @@ is($out, '12345kB', 'connect_query ran on the new server connection') or diag($e
 like($node->safe_psql('postgres', "SELECT role, state FROM pgbun.hosts WHERE database = 'sb'"),
 	qr/^primary\|up$/, 'pgbun.hosts: the host is a primary, up');
 
+############ the admin console: SHOW HOSTS, SHOW DATABASES
+
+($rc, $out, $err) = q_via('pgbouncer', 'SHOW HOSTS', on_error_stop => 0);
+like($out, qr/^sb\|127\.0\.0\.1\|$port\|standby\|primary\|up\|/m, 'SHOW HOSTS: the sb entry\'s host') or diag($err);
+like($out, qr/^forced\|127\.0\.0\.1\|$port\|any\|primary\|up\|/m, 'SHOW HOSTS: the forced entry\'s host');
+($rc, $out, $err) = q_via('pgbouncer', 'SHOW DATABASES', on_error_stop => 0);
+like($out, qr/^forced\|127\.0\.0\.1\|$port\|postgres\|svc\|/m, 'SHOW DATABASES: host, port, database and force_user of an entry')
+  or diag($out, $err);
+
 ############ "*": the fallback for names without an entry
 
 ($rc, $out, $err) = q_via('nosuchdb', 'SELECT 1');
@@ -148,6 +158,17 @@ is($out, 'svc', 'named entries still win over "*"');
 reload_sync($node, \%probe, 'pgbun.databases' => undef);
 ($rc, $out, $err) = q_via('postgres', 'SELECT inet_server_port() IS NULL');
 is($out, 't', 'without entries, the local server over its Unix socket again');
+
+############ the upgrade 1.1 -> 1.2 -> 1.3 gives what CREATE EXTENSION gives
+
+$node->safe_psql('postgres', 'CREATE DATABASE upgraded');
+$node->safe_psql('upgraded', "CREATE EXTENSION pgbun VERSION '1.1'; ALTER EXTENSION pgbun UPDATE");
+my $cols = q{SELECT string_agg(table_name || '.' || column_name || ':' || data_type, ',' ORDER BY table_name, ordinal_position)
+	FROM information_schema.columns WHERE table_schema = 'pgbun' AND table_name IN ('hosts', 'servers')};
+is($node->safe_psql('upgraded', $cols), $node->safe_psql('postgres', $cols),
+	'after ALTER EXTENSION UPDATE, pgbun.hosts and pgbun.servers are as a fresh install has them');
+is($node->safe_psql('upgraded', "SELECT has_table_privilege('pg_monitor', 'pgbun.hosts', 'SELECT')"), 't',
+	'pgbun.hosts is granted to pg_monitor');
 
 stop_node($node);
 done_testing();
