@@ -97,6 +97,18 @@ pool_reconfigure(Pool *pool)
 	pool->mode = config_pool_mode(pool->database, pool->user);
 	pool->size = config_pool_size(pool->database);
 	pool->target = target_for_database(pool->database);
+	{
+		dlist_mutable_iter it;
+
+		/* idle servers of a route a reload changed go now; linked ones when released */
+		dlist_foreach_modify(it, &pool->idle_servers)
+		{
+			Server	   *s = dlist_container(Server, node, it.cur);
+
+			if (target_route_changed(pool->target, s->route_id))
+				server_close(s, "pgbun.databases changed where this database's servers go");
+		}
+	}
 	pgbun_shared->pools[pool->slot].pool_mode = pool->mode;
 }
 
@@ -221,16 +233,19 @@ pool_open_server(Pool *pool, bool *full)
 static Server *
 pool_idle_server(Pool *pool)
 {
-	dlist_iter	it;
+	dlist_mutable_iter it;
 
-	if (!pool->target->health)
-		return dlist_is_empty(&pool->idle_servers) ? NULL :
-			dlist_container(Server, node, dlist_head_node(&pool->idle_servers));
-	dlist_foreach(it, &pool->idle_servers)
+	dlist_foreach_modify(it, &pool->idle_servers)
 	{
 		Server	   *s = dlist_container(Server, node, it.cur);
 
-		if (target_accepts(pool->target, s->hslot))
+		if (target_route_changed(pool->target, s->route_id))
+		{
+			/* a reload sent the database elsewhere (or as another user) */
+			server_close(s, "pgbun.databases changed where this database's servers go");
+			continue;
+		}
+		if (!pool->target->health || target_accepts(pool->target, s->hslot))
 			return s;
 	}
 	return NULL;

@@ -139,6 +139,7 @@ typedef struct Server
 	TimestampTz last_check;		/* last server_check_query (health.c) */
 	bool		lag_check;		/* the hidden query running is the replica-lag check */
 	bool		connect_query;	/* the hidden query running is the entry's connect_query */
+	uint64		route_id;		/* its Target's route_id at launch (target.h) */
 } Server;
 
 struct Target;

@@ -427,6 +427,8 @@ server_lifetime_over(Server *s)
 {
 	int			lifetime = config_server_lifetime(s->pool->database);
 
+	if (s->pool->target && target_route_changed(s->pool->target, s->route_id))
+		return true;
 	if (s->hslot >= 0 && s->pool->target && target_role_mismatch(s->pool->target, s->hslot))
 		return true;
 	return lifetime > 0 && W->now - s->connect_time >= (int64) lifetime * 1000;

@@ -94,6 +94,7 @@ server_launch(Pool *pool, int host)
 			s->hslot = h->hslot;
 		}
 		s->last_check = W->now;
+		s->route_id = t ? t->route_id : 0;
 	}
 	fd = s ? socket(s->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) : -1;
 	if (fd < 0)

@@ -19,6 +19,7 @@
 #include <netdb.h>
 #include <sys/un.h>
 
+#include "common/hashfn.h"
 #include "common/pg_prng.h"
 #include "postmaster/postmaster.h"
 
@@ -91,6 +92,17 @@ target_build(Target *t, const DbEntry *e)
 
 	memset(t, 0, sizeof(*t));
 	t->entry = *e;
+	{
+		/* the route: everything that decides where and as whom a server connects */
+		uint64		h = hash_bytes_extended((const unsigned char *) e->name, strlen(e->name), 1);
+
+		h = hash_combine64(h, hash_bytes_extended((const unsigned char *) e->host, strlen(e->host), 2));
+		h = hash_combine64(h, hash_bytes_extended((const unsigned char *) e->ports, sizeof(e->ports), 3));
+		h = hash_combine64(h, hash_bytes_extended((const unsigned char *) e->dbname, strlen(e->dbname), 4));
+		h = hash_combine64(h, hash_bytes_extended((const unsigned char *) e->user, strlen(e->user), 5));
+		h = hash_combine64(h, hash_bytes_extended((const unsigned char *) e->password, strlen(e->password), 6));
+		t->route_id = h ? h : 1;
+	}
 	if (e->host[0] == '\0')
 	{
 		/* no host list: pgbun.server_host, with this entry's dbname / user */

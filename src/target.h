@@ -45,6 +45,7 @@ typedef struct Target
 	int			n_hosts;
 	TargetHost	hosts[CONFIG_MAX_HOSTS];
 	uint32		rr;				/* round-robin position */
+	uint64		route_id;		/* hash of where and as whom it connects; 0: the default target */
 	/* SCRAM keys derived from the forced password, for the salt they were made with */
 	bool		have_pw_keys;
 	char		pw_salt[SCRAM_SALT_B64_MAX];
@@ -78,6 +79,17 @@ extern bool target_accepts(const Target *t, int hslot);
  * aside): its servers are closed instead of reused (a failover).
  */
 extern bool target_role_mismatch(const Target *t, int hslot);
+/*
+ * A server made for another route (a reload changed the entry's hosts,
+ * dbname, user or password, or routed its database elsewhere) is not
+ * handed on: it is closed once idle.
+ */
+static inline bool
+target_route_changed(const Target *t, uint64 route_id)
+{
+	return t->route_id != route_id;
+}
+
 /* The database and user pgbun logs in to the server with. */
 extern const char *target_server_dbname(const struct Pool *pool);
 extern const char *target_server_user(const struct Pool *pool);

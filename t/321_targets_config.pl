@@ -90,6 +90,12 @@ reload_sync($node, \%probe, 'pgbun.databases' => $dbs);
 
 my ($rc, $out, $err) = q_via('alias', 'SELECT current_database()');
 is($out, 'postgres', 'dbname= routes a database name that does not exist here') or diag($err);
+# the pool keeps an idle server to postgres; a reload sends alias elsewhere
+(my $dbs2 = $dbs) =~ s/alias = dbname=postgres/alias = dbname=template1/;
+reload_sync($node, \%probe, 'pgbun.databases' => $dbs2);
+($rc, $out, $err) = q_via('alias', 'SELECT current_database()');
+is($out, 'template1', 'after a reload changes dbname, the idle server of the old route is not reused') or diag($err);
+reload_sync($node, \%probe, 'pgbun.databases' => $dbs);
 
 foreach my $case ([ 'forced', 'svc', 'SCRAM' ], [ 'forced_md5', 'svc_md5', 'md5' ], [ 'forced_plain', 'svc_plain', 'cleartext' ])
 {
