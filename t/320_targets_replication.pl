@@ -39,7 +39,12 @@ my ($pp, $p1, $p2) = ($primary->port, $s1->port, $s2->port);
 my $databases =
 	"rw = host=127.0.0.1,127.0.0.1,127.0.0.1 port=$pp,$p1,$p2 dbname=postgres target_session_attrs=read-write; "
   . "ro = host=127.0.0.1,127.0.0.1 port=$p1,$p2 dbname=postgres target_session_attrs=standby "
-  . "load_balance_hosts=round-robin max_replica_lag=2s";
+  . "load_balance_hosts=round-robin max_replica_lag=2s; "
+  . "ro_lc = host=127.0.0.1,127.0.0.1 port=$p1,$p2 dbname=postgres target_session_attrs=read-only load_balance_hosts=least-conn; "
+  . "ro_rnd = host=127.0.0.1,127.0.0.1 port=$p1,$p2 dbname=postgres target_session_attrs=standby load_balance_hosts=random; "
+  . "pref = host=127.0.0.1,127.0.0.1 port=$pp,$p1 dbname=postgres target_session_attrs=prefer-standby; "
+  . "prim = host=127.0.0.1,127.0.0.1 port=$p1,$pp dbname=postgres target_session_attrs=primary; "
+  . "first = host=127.0.0.1,127.0.0.1 port=$p1,$pp dbname=postgres load_balance_hosts=disable";
 
 sub pgbun_conf
 {
@@ -142,9 +147,9 @@ like(hosts_view($s1, "database = 'rw'"), qr/^0\|$pp\|primary\|up\|0\|f/m, 'pgbun
 
 sub ro_ports
 {
-	my ($node, $n) = @_;
+	my ($node, $n, $db) = @_;
 	local $node->{_pgbun_port} = $pgbun_port{ $node->name };
-	my @sessions = map { pgbun_session($node, %login, dbname => 'ro') } 1 .. $n;
+	my @sessions = map { pgbun_session($node, %login, dbname => $db // 'ro') } 1 .. $n;
 	my %ports;
 	foreach my $sess (@sessions)
 	{
@@ -159,6 +164,21 @@ my $ports = ro_ports($primary, 4);
 is_deeply([ sort keys %$ports ], [ sort ($p1, $p2) ], 'ro (round-robin) uses both standbys')
   or diag(explain($ports));
 is($ports->{$p1}, 2, 'two sessions on each standby') or diag(explain($ports));
+
+############ other load_balance_hosts and target_session_attrs
+
+# least-conn: the host with the fewest server connections (over every
+# entry and worker); ro left two on each standby
+$ports = ro_ports($primary, 4, 'ro_lc');
+is_deeply($ports, { $p1 => 2, $p2 => 2 }, 'least-conn (read-only) evens out the standbys') or diag(explain($ports));
+$ports = ro_ports($primary, 12, 'ro_rnd');
+is_deeply([ sort keys %$ports ], [ sort ($p1, $p2) ], 'random uses both standbys') or diag(explain($ports));
+$ports = ro_ports($primary, 3, 'pref');
+is_deeply($ports, { $p1 => 3 }, 'prefer-standby takes the standby although the primary is listed first') or diag(explain($ports));
+$ports = ro_ports($primary, 3, 'prim');
+is_deeply($ports, { $pp => 3 }, 'primary skips the standby listed first') or diag(explain($ports));
+$ports = ro_ports($primary, 3, 'first');
+is_deeply($ports, { $p1 => 3 }, 'any with load_balance_hosts=disable: always the first host') or diag(explain($ports));
 
 ############ a lagging standby leaves the rotation
 
