@@ -53,6 +53,7 @@ char	   *pgbun_databases = NULL;
 char	   *pgbun_users = NULL;
 char	   *pgbun_track_extra_parameters = NULL;
 char	   *pgbun_hba_file = NULL;
+char	   *pgbun_auth_file = NULL;
 char	   *pgbun_ident_file = NULL;
 int			pgbun_auth_failure_delay = 0;
 char	   *pgbun_ignore_startup_parameters = NULL;
@@ -934,6 +935,10 @@ pgbun_define_gucs(void)
 	DefineCustomStringVariable("pgbun.hba_file",
 							   "Access rules in pg_hba.conf format for auth_type = hba (empty: the server's own hba_file).",
 							   NULL, &pgbun_hba_file, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("pgbun.auth_file",
+							   "Roles the local server does not have, in PgBouncer's userlist.txt format (empty: none).",
+							   NULL, &pgbun_auth_file, "",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("pgbun.ident_file",
 							   "User name maps in pg_ident.conf format for map= on hba cert/peer lines (empty: the server's own ident_file).",

@@ -59,6 +59,7 @@ extern char *pgbun_databases;
 extern char *pgbun_users;
 extern char *pgbun_track_extra_parameters;
 extern char *pgbun_hba_file;
+extern char *pgbun_auth_file;
 extern char *pgbun_ident_file;
 extern int	pgbun_auth_failure_delay;	/* ms */
 extern char *pgbun_ignore_startup_parameters;

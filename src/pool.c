@@ -983,6 +983,12 @@ pool_free(Pool *pool)
 	pgbun_pool_slot_release(pool->slot, W->id);
 	params_snapshot_release(pool->welcome);
 	free(pool->md5_verifier);
+	if (pool->password)
+	{
+		explicit_bzero(pool->password, strlen(pool->password));
+		free(pool->password);
+	}
+	free(pool->pw_keys);
 	free(pool->login_error);
 	free(pool);
 }

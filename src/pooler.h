@@ -174,6 +174,8 @@ typedef struct Pool
 	uint8		client_key[32];
 	uint8		server_key[32];
 	char	   *md5_verifier;	/* "md5..." from pg_authid, or NULL */
+	char	   *password;		/* the role's plain password from pgbun.auth_file, or NULL */
+	struct ScramPasswordKeys *pw_keys;	/* SCRAM keys derived from it (malloc'd), or NULL */
 	TimestampTz last_login_failure;
 	uint8	   *login_error;	/* the server's last login ErrorResponse (whole message) */
 	uint32		login_error_len;

@@ -552,3 +552,21 @@ scram_keys_from_password(const char *password, const char *salt_b64, int iterati
 	free(pw);
 	return ok;
 }
+
+bool
+scram_secret_from_password(const char *password, ScramSecret *out)
+{
+	uint8_t		salt[16];
+	uint8_t		client_key[SCRAM_KEY_BYTES];
+	bool		ok;
+
+	memset(out, 0, sizeof(*out));
+	if (!pg_strong_random(salt, sizeof(salt)) ||
+		b64_encode(salt, sizeof(salt), out->salt_b64, sizeof(out->salt_b64)) < 0)
+		return false;
+	out->iterations = 4096;		/* PostgreSQL's scram_iterations default */
+	ok = scram_keys_from_password(password, out->salt_b64, out->iterations, client_key, out->server_key) &&
+		sha256(client_key, SCRAM_KEY_BYTES, out->stored_key);
+	OPENSSL_cleanse(client_key, sizeof(client_key));
+	return ok;
+}

@@ -310,7 +310,7 @@ server_login_error(Server *s, const uint8 *msg, uint32 len)
  * that the costly PBKDF2 runs once per salt, not per login.
  */
 static bool
-server_password_keys(Server *s, Target *t, const char *password, const char *sf, uint32 len)
+server_password_keys(Server *s, ScramPasswordKeys *k, const char *password, const char *sf, uint32 len)
 {
 	char		buf[SCRAM_MSG_MAX];
 	char	   *salt;
@@ -318,7 +318,7 @@ server_password_keys(Server *s, Target *t, const char *password, const char *sf,
 	char	   *end;
 	long		n;
 
-	if (len == 0 || len >= sizeof(buf))
+	if (!k || len == 0 || len >= sizeof(buf))
 		return false;
 	memcpy(buf, sf, len);
 	buf[len] = '\0';
@@ -331,18 +331,19 @@ server_password_keys(Server *s, Target *t, const char *password, const char *sf,
 	if (end)
 		*end = '\0';
 	n = strtol(iter + 3, NULL, 10);
-	if (n < 1 || strlen(salt) >= sizeof(t->pw_salt))
+	if (n < 1 || strlen(salt) >= sizeof(k->salt_b64))
 		return false;
-	if (!t->have_pw_keys || t->pw_iterations != n || strcmp(t->pw_salt, salt) != 0)
+	if (!k->valid || k->iterations != n || strcmp(k->salt_b64, salt) != 0)
 	{
-		if (!scram_keys_from_password(password, salt, (int) n, t->pw_client_key, t->pw_server_key))
+		k->valid = false;
+		if (!scram_keys_from_password(password, salt, (int) n, k->client_key, k->server_key))
 			return false;
-		strlcpy(t->pw_salt, salt, sizeof(t->pw_salt));
-		t->pw_iterations = (int) n;
-		t->have_pw_keys = true;
+		strlcpy(k->salt_b64, salt, sizeof(k->salt_b64));
+		k->iterations = (int) n;
+		k->valid = true;
 	}
-	memcpy(s->scram->client_key, t->pw_client_key, SCRAM_KEY_BYTES);
-	memcpy(s->scram->server_key, t->pw_server_key, SCRAM_KEY_BYTES);
+	memcpy(s->scram->client_key, k->client_key, SCRAM_KEY_BYTES);
+	memcpy(s->scram->server_key, k->server_key, SCRAM_KEY_BYTES);
 	return true;
 }
 
@@ -357,7 +358,10 @@ server_answer_auth(Server *s, const uint8 *body, uint32 len)
 	char		msg[SCRAM_MSG_MAX];
 	const char *err = NULL;
 	Target	   *t = pool->target;
-	const char *forced_pw = (t && t->entry.user[0] && t->entry.password[0]) ? t->entry.password : NULL;
+	bool		forced = t && t->entry.user[0];
+	/* the entry's forced password, else the role's own from pgbun.auth_file */
+	const char *forced_pw = forced ? (t->entry.password[0] ? t->entry.password : NULL) : pool->password;
+	ScramPasswordKeys *keys = forced ? &t->pw_keys : pool->pw_keys;
 
 	proto_reader_init(&r, body, len);
 	code = proto_read_int32(&r);
@@ -440,7 +444,9 @@ server_answer_auth(Server *s, const uint8 *body, uint32 len)
 				goto send;
 			}
 		case PROTO_AUTH_SASL_CONTINUE:
-			if (s->scram && forced_pw && !server_password_keys(s, t, forced_pw, (const char *) body + 4, len - 4))
+			if (s->scram && forced_pw && !forced && !pool->pw_keys)
+				keys = pool->pw_keys = calloc(1, sizeof(ScramPasswordKeys));
+			if (s->scram && forced_pw && !server_password_keys(s, keys, forced_pw, (const char *) body + 4, len - 4))
 			{
 				ereport(LOG, (errmsg("pgbun: could not derive SCRAM keys from the password of user \"%s\"",
 									 target_server_user(pool))));

@@ -46,12 +46,7 @@ typedef struct Target
 	TargetHost	hosts[CONFIG_MAX_HOSTS];
 	uint32		rr;				/* round-robin position */
 	uint64		route_id;		/* hash of where and as whom it connects; 0: the default target */
-	/* SCRAM keys derived from the forced password, for the salt they were made with */
-	bool		have_pw_keys;
-	char		pw_salt[SCRAM_SALT_B64_MAX];
-	int			pw_iterations;
-	uint8		pw_client_key[SCRAM_KEY_BYTES];
-	uint8		pw_server_key[SCRAM_KEY_BYTES];
+	ScramPasswordKeys pw_keys;	/* from the forced password */
 } Target;
 
 struct Pool;

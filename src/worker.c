@@ -41,6 +41,7 @@
 #include "console.h"
 #include "dns.h"
 #include "target.h"
+#include "auth_file.h"
 #include "hba.h"
 #include "listener.h"
 #include "metrics.h"
@@ -489,6 +490,7 @@ apply_reload(void)
 	ProcessConfigFile(PGC_SIGHUP);
 	if (pgbun_auth_type == AUTH_TYPE_HBA)
 		(void) hba_reload();	/* a bad file keeps the rules in force */
+	auth_file_reload();			/* likewise: an unreadable file keeps the entries */
 	if (!W->draining)			/* a smart shutdown closed them for good */
 		listeners_reconfigure();
 	metrics_reconfigure();
@@ -598,6 +600,7 @@ pgbun_worker_main(Datum main_arg)
 	tls_reload();
 	if (pgbun_auth_type == AUTH_TYPE_HBA)
 		(void) hba_reload();
+	auth_file_reload();
 
 	if (poll_init() < 0)
 		ereport(FATAL, (errmsg("pgbun: could not create epoll set: %m")));

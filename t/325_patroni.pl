@@ -40,11 +40,11 @@ END
 {
 	local $ENV{SHARED_PRELOAD_LIBRARIES} = 'pgbun';
 	local $ENV{PG_BIN} = $bindir;
-	my $rc = system("$ha/start.sh $dir > $dir.start.log 2>&1");
+	my $rc = system("$ha/start.sh $dir > $PostgreSQL::Test::Utils::log_path/325_patroni_start.log 2>&1");
 	$started = 1;
 	if ($rc != 0)
 	{
-		diag(slurp_file("$dir.start.log"));
+		diag(slurp_file("$PostgreSQL::Test::Utils::log_path/325_patroni_start.log"));
 		BAIL_OUT('the Patroni cluster did not start');
 	}
 }
