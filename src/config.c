@@ -158,6 +158,18 @@ check_reset_query(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/* The check query is sent as one simple Query, like the reset query. */
+static bool
+check_check_query(char **newval, void **extra, GucSource source)
+{
+	if (*newval && strlen(*newval) > 4096)
+	{
+		GUC_check_errmsg("pgbun: server_check_query is longer than 4096 bytes");
+		return false;
+	}
+	return true;
+}
+
 /*
  * Parse "name = key=value key=value; name2 = ..." (PgBouncer's [databases]
  * and [users] lines, one GUC each). allow_size: pool_size is accepted.
@@ -894,7 +906,7 @@ pgbun_define_gucs(void)
 	DefineCustomStringVariable("pgbun.server_check_query",
 							   "Query the check runs on idle server connections (empty: an empty query).",
 							   NULL, &pgbun_server_check_query, "",
-							   PGC_SIGHUP, 0, check_reset_query, NULL, NULL);
+							   PGC_SIGHUP, 0, check_check_query, NULL, NULL);
 	DefineCustomIntVariable("pgbun.server_idle_timeout", "Close server connections idle longer than this (0: never).",
 							NULL, &pgbun_server_idle_timeout, 600000, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
