@@ -76,6 +76,7 @@ typedef struct DnsName
 	TimestampTz started;		/* last lookup start */
 	bool		running;
 	bool		failed;			/* the last lookup failed and there is no address */
+	bool		used;			/* registered since the last dns_names_unmark (a target lists it) */
 	uint32		gen;
 } DnsName;
 
@@ -499,7 +500,10 @@ dns_name_register(const char *name, int port)
 			continue;
 		}
 		if (names[i].port == port && strcmp(names[i].name, name) == 0)
+		{
+			names[i].used = true;
 			return i;
+		}
 	}
 	if (free_idx < 0)
 		return -1;
@@ -508,8 +512,33 @@ dns_name_register(const char *name, int port)
 	if (!names[free_idx].name)
 		return -1;
 	names[free_idx].port = port;
+	names[free_idx].used = true;
 	name_lookup(free_idx);
 	return free_idx;
+}
+
+void
+dns_names_unmark(void)
+{
+	for (int i = 0; i < DNS_MAX_NAMES; i++)
+		names[i].used = false;
+}
+
+void
+dns_names_sweep(void)
+{
+	for (int i = 0; i < DNS_MAX_NAMES; i++)
+	{
+		DnsName    *n = &names[i];
+
+		if (!n->name || n->used)
+			continue;
+		/* no target lists it any more: forget it (a lookup in flight is stale by its generation) */
+		free(n->name);
+		n->name = NULL;
+		n->running = false;
+		n->gen++;
+	}
 }
 
 int

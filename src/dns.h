@@ -41,6 +41,9 @@ extern void dns_janitor(void);
  */
 extern int	dns_name_register(const char *name, int port);
 extern int	dns_name_address(int idx, struct sockaddr_storage *addr, socklen_t *len);
+/* Around a rebuild of the targets: forget the names no target registered again. */
+extern void dns_names_unmark(void);
+extern void dns_names_sweep(void);
 
 /*
  * Addresses of a name from /etc/hosts only, never DNS (a file read; for the

@@ -109,6 +109,7 @@ target_build(Target *t, const DbEntry *e)
 		t->is_default = true;
 		t->n_hosts = 1;
 		t->hosts[0].hslot = -1;
+		t->hosts[0].dns = -1;
 		return;
 	}
 	t->health = true;
@@ -151,6 +152,7 @@ target_rebuild(void)
 	default_target.is_default = true;
 	default_target.n_hosts = 1;
 	default_target.hosts[0].hslot = -1;
+	default_target.hosts[0].dns = -1;
 	if (built && gen == built_generation)
 	{
 		/* the same snapshot: only the hosts' addresses may need refreshing (server_port) */
@@ -163,12 +165,17 @@ target_rebuild(void)
 	for (int i = 0; cfg && i < cfg->n; i++)
 		if (cfg->items[i].routed)
 			n++;
+	dns_names_unmark();
 	if (n > 0)
 	{
 		fresh = calloc(n, sizeof(Target));
 		if (!fresh)
 		{
 			ereport(LOG, (errmsg("pgbun: out of memory for the targets of pgbun.databases; keeping the old ones")));
+			for (int i = 0; i < n_targets; i++)
+				for (int h = 0; h < targets[i].n_hosts; h++)
+					if (targets[i].hosts[h].dns >= 0)
+						(void) dns_name_register(targets[i].hosts[h].name, targets[i].hosts[h].port);
 			return;
 		}
 		n = 0;
@@ -176,6 +183,7 @@ target_rebuild(void)
 			if (cfg->items[i].routed)
 				target_build(&fresh[n++], &cfg->items[i]);
 	}
+	dns_names_sweep();
 	targets = fresh;
 	n_targets = n;
 	built = true;

@@ -125,5 +125,13 @@ ok(wait_until(sub { dns_questions($dnslog, 'db.pgbun-test.example') > $before },
 ($rc, $out, $err) = pgbun_psql($node, 'SELECT inet_server_port()', %login, dbname => 'named');
 is($out, $port, 'and still used') or diag($err);
 
+# a reload that drops the names: they are not looked up any more
+reload_sync($node, \%login, 'pgbun.databases' => "other = host=127.0.0.1 port=$port dbname=postgres");
+my $asked = dns_questions($dnslog, 'db.pgbun-test.example');
+sleep 3;
+is(dns_questions($dnslog, 'db.pgbun-test.example'), $asked, 'a name no entry lists is not looked up again');
+($rc, $out, $err) = pgbun_psql($node, 'SELECT inet_server_port()', %login, dbname => 'other');
+is($out, $port, 'the new entry works') or diag($err);
+
 stop_node($node);
 done_testing();
