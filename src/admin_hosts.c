@@ -18,6 +18,7 @@
 #include "utils/tuplestore.h"
 
 #include "config.h"
+#include "config_parse.h"
 #include "shmem.h"
 #include "stats_read.h"
 

@@ -164,10 +164,6 @@ typedef struct ConfigDatabases
 extern const ConfigDatabases *config_databases(void);
 /* The entry for a database: its own, else "*", else NULL. */
 extern const DbEntry *config_database_entry(const char *database);
-/* Parse a pgbun.databases value (malloc'd, free with free()); NULL with *err (static or malloc'd text in errbuf). */
-extern ConfigDatabases *config_parse_databases(const char *value, char *errbuf, int errlen);
-extern const char *tsa_name(int tsa);
-extern const char *lb_name(int lb);
 /* Effective per-database limits (the entry's, else the setting's). */
 extern int	config_max_db_connections(const char *database);
 extern int	config_server_lifetime(const char *database);

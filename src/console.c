@@ -24,6 +24,7 @@
 
 #include "compat.h"
 #include "config.h"
+#include "config_parse.h"
 #include "console.h"
 #include "pooler.h"
 #include "proto.h"

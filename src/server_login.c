@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "config_parse.h"
 #include "counters.h"
 #include "params.h"
 #include "pooler.h"

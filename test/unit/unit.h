@@ -47,5 +47,6 @@ void		startup_options_suite(void);
 void		track_suite(void);
 void		sbuf_suite(void);
 void		http_suite(void);
+void		config_suite(void);
 
 #endif							/* PGBUN_UNIT_H */

@@ -84,6 +84,7 @@ main(void)
 	track_suite();
 	sbuf_suite();
 	http_suite();
+	config_suite();
 
 	printf("%d passed, %d failed\n", unit_passed, unit_failed);
 	fflush(stdout);
