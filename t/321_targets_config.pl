@@ -17,10 +17,12 @@ use warnings FATAL => 'all';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IO::Socket::INET;
 use Time::HiRes qw(time);
 
 use PgbunTest;
 
+my $mport;
 my $node = pgbun_node(
 	conf => {
 		'listen_addresses' => '127.0.0.1',
@@ -28,6 +30,7 @@ my $node = pgbun_node(
 		'pgbun.server_login_retry' => '300ms',
 		'pgbun.query_wait_timeout' => '60s',
 		'log_connections' => 'on',
+		'pgbun.metrics_port' => ($mport = PostgreSQL::Test::Cluster::get_free_port()),
 	},
 	hba_extra => [
 		'host all svc_plain 127.0.0.1/32 password',
@@ -111,6 +114,24 @@ foreach my $case ([ 'forced', 'svc', 'SCRAM' ], [ 'forced_md5', 'svc_md5', 'md5'
 		'1', 'pgbun.servers shows the entry and the host of the connection');
 	is($node->safe_psql('postgres', "SELECT sv_active FROM pgbun.hosts WHERE database = 'forced'"),
 		'1', 'pgbun.hosts counts it');
+	# Prometheus: the host of the host lists has its own samples
+	my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $mport, Timeout => 10);
+	print $sock "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n";
+	my $resp = do { local $/; <$sock> // '' };
+	like($resp, qr/^pgbun_host_up\{host="127\.0\.0\.1:$port"\} 1$/m, '/metrics: pgbun_host_up of the listed host');
+	my ($n) = $resp =~ /^pgbun_host_servers\{host="127\.0\.0\.1:$port"\} (\d+)$/m;
+	my $direct = $node->safe_psql('postgres', "SELECT count(*) FROM pgbun.servers WHERE host = '127.0.0.1' AND port = $port");
+	is($n, $direct, "/metrics: its server connections, as pgbun.servers counts them ($direct)");
+	SKIP:
+	{
+		skip 'promtool is not installed', 1 unless -x '/usr/bin/promtool';
+		my $file = PostgreSQL::Test::Utils::tempdir() . '/metrics.txt';
+		open my $mf, '>', $file or die $!;
+		print $mf ((split /\r\n\r\n/, $resp, 2)[1] // '');
+		close $mf;
+		my $check = `/usr/bin/promtool check metrics < $file 2>&1`;
+		is($?, 0, 'promtool check metrics passes with host-list hosts') or diag($check);
+	}
 	$s->quit;
 }
 ($rc, $out, $err) = q_via('forced_bad', 'SELECT 1');
