@@ -46,6 +46,10 @@ SELECT table_name, ordinal_position, column_name, data_type
 FROM information_schema.columns
 WHERE table_schema = 'pgbun' AND table_name = 'servers'
 ORDER BY ordinal_position;
+SELECT table_name, ordinal_position, column_name, data_type
+FROM information_schema.columns
+WHERE table_schema = 'pgbun' AND table_name IN ('databases', 'lists', 'latency')
+ORDER BY table_name COLLATE "C", ordinal_position;
 
 -- Every view and function is documented
 SELECT c.relname COLLATE "C" AS view, obj_description(c.oid, 'pg_class') IS NOT NULL AS has_comment
@@ -63,6 +67,10 @@ SELECT count(*) AS pools FROM pgbun.pools;
 SELECT count(*) AS clients FROM pgbun.clients;
 SELECT count(*) AS servers FROM pgbun.servers;
 SELECT count(*) AS stats FROM pgbun.stats;
+SELECT count(*) AS databases FROM pgbun.databases;
+SELECT count(*) AS latency FROM pgbun.latency;
+-- no pool, no client, no server: only the free connection slots count
+SELECT list COLLATE "C", items > 0 AS items FROM pgbun.lists;
 
 -- pause/resume on an idle pool return at once, repeated calls included
 SELECT pgbun.pause();
@@ -91,6 +99,10 @@ SELECT * FROM pgbun.pools;
 SELECT * FROM pgbun.stats;
 SELECT * FROM pgbun.clients;
 SELECT * FROM pgbun.servers;
+SELECT * FROM pgbun.databases;
+SELECT * FROM pgbun.lists;
+SELECT * FROM pgbun.latency;
+SELECT * FROM pgbun.latency();
 SELECT * FROM pgbun.pools();
 SELECT pgbun.pause();
 SELECT pgbun.pause('somedb');
@@ -103,6 +115,9 @@ SELECT count(*) AS pools FROM pgbun.pools;
 SELECT count(*) AS stats FROM pgbun.stats;
 SELECT count(*) AS clients FROM pgbun.clients;
 SELECT count(*) AS servers FROM pgbun.servers;
+SELECT count(*) AS databases FROM pgbun.databases;
+SELECT count(*) AS lists FROM pgbun.lists;
+SELECT count(*) AS latency FROM pgbun.latency;
 SELECT pgbun.pause();
 SELECT pgbun.resume('somedb');
 RESET ROLE;

@@ -10,6 +10,10 @@
  * (pause only) wait on pause_cv until every running worker has applied the
  * generation and drained its paused pools.
  *
+ * Version 1.2 adds pgbun.databases and pgbun.lists (the console's SHOW
+ * DATABASES and SHOW LISTS, from the same readers in stats_read.c) and
+ * pgbun.latency (percentiles from the histograms of counters.c).
+ *
  * Entry points carry the extension version they were written for
  * (pgbun_pools_1_0, ...): when a later version changes a function's columns
  * it gets a new entry point and the old SQL definition keeps working.
@@ -28,6 +32,7 @@
 #include "utils/wait_event.h"
 
 #include "config.h"
+#include "counters.h"
 #include "shmem.h"
 #include "stats_read.h"
 
@@ -37,11 +42,16 @@ PG_FUNCTION_INFO_V1(pgbun_clients_1_0);
 PG_FUNCTION_INFO_V1(pgbun_servers_1_0);
 PG_FUNCTION_INFO_V1(pgbun_pause_1_0);
 PG_FUNCTION_INFO_V1(pgbun_resume_1_0);
+PG_FUNCTION_INFO_V1(pgbun_databases_1_2);
+PG_FUNCTION_INFO_V1(pgbun_lists_1_2);
+PG_FUNCTION_INFO_V1(pgbun_latency_1_2);
 
 #define POOLS_COLS		12
 #define STATS_COLS		18
 #define CONNS_COLS		19
 #define CONNS_HOST_COLS 2		/* 1.3: target, host (pgbun_servers_1_3) */
+#define DATABASES_COLS	17
+#define LATENCY_COLS	(2 + HIST_KINDS * 4)
 
 /* How often a waiting pause() looks again even without a broadcast (ms). */
 #define PAUSE_POLL_MS	100
@@ -400,4 +410,140 @@ pgbun_resume_1_0(PG_FUNCTION_ARGS)
 	pgbun_pause_set_remove(all ? NULL : dbname);
 
 	PG_RETURN_VOID();
+}
+
+/*
+ * pgbun.databases: SHOW DATABASES as a view, one row per database a pool
+ * uses; the same reader as the console's, so the same values.
+ */
+Datum
+pgbun_databases_1_2(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	DatabaseRow *dbs;
+	int			n;
+
+	require_shmem();
+	InitMaterializedSRF(fcinfo, 0);
+
+	dbs = palloc(sizeof(DatabaseRow) * STATS_MAX_DATABASES);
+	n = stats_read_databases(dbs);
+	for (int i = 0; i < n; i++)
+	{
+		const DatabaseRow *d = &dbs[i];
+		Datum		values[DATABASES_COLS];
+		bool		nulls[DATABASES_COLS];
+		int			col = 0;
+
+		memset(nulls, 0, sizeof(nulls));
+		values[col++] = CStringGetTextDatum(d->name);
+		if (d->host)
+			values[col] = CStringGetTextDatum(d->host);
+		nulls[col++] = d->host == NULL;
+		values[col++] = Int32GetDatum(d->port);
+		values[col++] = CStringGetTextDatum(d->database);
+		if (d->force_user)
+			values[col] = CStringGetTextDatum(d->force_user);
+		nulls[col++] = d->force_user == NULL;
+		values[col++] = Int32GetDatum(d->pool_size);
+		values[col++] = Int32GetDatum(d->min_pool_size);
+		values[col++] = Int32GetDatum(0);	/* reserve_pool_size: no reserve pool */
+		values[col++] = Int32GetDatum(d->server_lifetime);
+		/* pool_mode: the entry's; else per pool, see pgbun.pools */
+		if (d->pool_mode)
+			values[col] = CStringGetTextDatum(d->pool_mode);
+		nulls[col++] = d->pool_mode == NULL;
+		if (d->load_balance_hosts)
+			values[col] = CStringGetTextDatum(d->load_balance_hosts);
+		nulls[col++] = d->load_balance_hosts == NULL;
+		values[col++] = Int32GetDatum(d->max_connections);
+		values[col++] = Int32GetDatum(d->current_connections);
+		values[col++] = Int32GetDatum(0);	/* max_client_connections: no limit */
+		values[col++] = Int32GetDatum(d->current_client_connections);
+		values[col++] = Int32GetDatum(d->paused ? 1 : 0);
+		values[col++] = Int32GetDatum(d->disabled ? 1 : 0);
+		Assert(col == DATABASES_COLS);
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	pfree(dbs);
+	return (Datum) 0;
+}
+
+/* pgbun.lists: SHOW LISTS as a view. */
+Datum
+pgbun_lists_1_2(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ListRow		lists[STATS_LISTS];
+	int			n;
+
+	require_shmem();
+	InitMaterializedSRF(fcinfo, 0);
+
+	n = stats_read_lists(lists);
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		values[0] = CStringGetTextDatum(lists[i].list);
+		values[1] = Int32GetDatum(lists[i].items);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * pgbun.latency: per pool, for query, transaction and wait time, the number
+ * of observations and p50 / p95 / p99 in microseconds, interpolated inside
+ * the histogram bucket as Prometheus' histogram_quantile() does (so an
+ * estimate no finer than the buckets); NULL while a histogram is empty.
+ */
+Datum
+pgbun_latency_1_2(PG_FUNCTION_ARGS)
+{
+	static const double qs[3] = {0.5, 0.95, 0.99};
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	require_shmem();
+	InitMaterializedSRF(fcinfo, 0);
+	if (!pgbun_counters)
+		return (Datum) 0;
+
+	for (int p = 0; p < PGBUN_MAX_POOLS; p++)
+	{
+		const PgbunPoolSlot *pool = stats_pool_in_use(p);
+		Datum		values[LATENCY_COLS];
+		bool		nulls[LATENCY_COLS];
+		int			col = 0;
+
+		if (pool == NULL)
+			continue;
+		memset(nulls, 0, sizeof(nulls));
+		values[col++] = CStringGetTextDatum(pool->database);
+		values[col++] = CStringGetTextDatum(pool->user);
+		/* column order: query, transaction, wait (HistKind order) */
+		for (int k = 0; k < HIST_KINDS; k++)
+		{
+			HistCopy	h;
+
+			counters_read_hist(counters_of(p), (HistKind) k, &h);
+			values[col++] = counter_datum(h.count);
+			for (int q = 0; q < lengthof(qs); q++)
+			{
+				double		v = hist_quantile(&h, qs[q]);
+
+				if (v < 0)
+					nulls[col] = true;
+				else
+					values[col] = Float8GetDatum(v * 1e6);
+				col++;
+			}
+		}
+		Assert(col == LATENCY_COLS);
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

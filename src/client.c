@@ -212,13 +212,18 @@ client_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 	bool		was_busy;
 
 	if (hdr->type == 'X')
-		return PKT_CLOSE;
-	if (c->skip_till_sync)
 	{
-		/* pgbun failed a message of this batch itself: as the backend, skip to Sync */
-		if (hdr->type != 'S')
-			return PKT_SKIP;
-		c->skip_till_sync = false;
+		/*
+		 * The backend would answer everything sent before the Terminate
+		 * first (errors of a broken COPY, the rest of a pipeline): wait for
+		 * those answers, then close.
+		 */
+		if (s && server_busy(s) && !s->closed)
+		{
+			c->wait_answers = true;
+			return PKT_STOP;
+		}
+		return PKT_CLOSE;
 	}
 	if (!s)
 	{
@@ -296,6 +301,7 @@ client_pump_in(Client *c)
 		return;
 	}
 again:
+	c->wait_answers = false;	/* set again by the handler if it still has to wait */
 	r = sbuf_pump(&c->sb, c->link ? &c->link->sb : NULL, (uint32) pgbun_max_packet_size,
 				  client_msg_handler, c, &rd, &wr);
 	if (rd && c->pool)
@@ -331,6 +337,8 @@ again:
 			}
 			if (!c->link)
 				pool_request_server(c->pool, c);
+			else if (c->wait_answers)
+				break;			/* the server's answers wake it */
 			else if (++retries < 64)
 			{
 				/* earlier messages are out now: the handler can rewrite this one */

@@ -29,6 +29,7 @@
 #include "counters.h"
 #include "log.h"
 #include "console.h"
+#include "control.h"
 #include "hba.h"
 #include "kdf.h"
 #include "params.h"
@@ -1278,6 +1279,11 @@ auth_succeeded(Client *c)
 		free(c->auth);
 		c->auth = NULL;
 		console_start(c, user, show, admin);
+		return;
+	}
+	if (control_db_disabled(a->database))
+	{
+		client_close(c, "55000", "database \"%s\" is disabled", a->database);
 		return;
 	}
 	/* as PostgreSQL, the startup settings are checked once the client is known */

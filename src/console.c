@@ -8,12 +8,18 @@
  * from the shared segment (stats_read.c), with PgBouncer's column names and
  * types, so psql, exporters and runbooks work unchanged.
  *
+ * Commands that act on clients and servers (KILL, RECONNECT, DISABLE /
+ * ENABLE, KILL_CLIENT, SHUTDOWN) go through control.c's shared state; their
+ * answer waits, like PAUSE's, until every worker has applied them
+ * (console_tick).
+ *
  * A result is built whole into a private buffer (bounded by
  * CONSOLE_MAX_RESULT) and streamed to the socket as it drains; the console
  * reads the client's next query only once the previous answer is out.
  */
 #include "postgres.h"
 
+#include <ctype.h>
 #include <signal.h>
 
 #include "catalog/pg_type_d.h"
@@ -26,6 +32,8 @@
 #include "config.h"
 #include "config_parse.h"
 #include "console.h"
+#include "control.h"
+#include "log.h"
 #include "pooler.h"
 #include "proto.h"
 #include "sbuf.h"
@@ -49,6 +57,8 @@ typedef struct Console
 	bool		may_admin;
 	bool		skip_to_sync;	/* extended-protocol message refused: ignore until Sync */
 	uint64		pause_gen;		/* PAUSE waiting for this generation, 0 if none */
+	uint64		control_gen;	/* a command waiting for this control generation (control.c), 0 if none */
+	const char *control_tag;	/* ... and its CommandComplete tag */
 	uint8	   *out;			/* the answer being sent */
 	uint32		out_len;
 	uint32		out_pos;
@@ -589,51 +599,6 @@ show_conns(Console *cs, int which)
 	rows_end(&r, "SHOW");
 }
 
-/* Distinct database or user names of the pools in use. */
-static int
-pool_names(bool users, const char **names, int max)
-{
-	int			n = 0;
-
-	for (int p = 0; p < PGBUN_MAX_POOLS && n < max; p++)
-	{
-		const PgbunPoolSlot *pool = stats_pool_in_use(p);
-		const char *name;
-		bool		seen = false;
-
-		if (!pool)
-			continue;
-		name = users ? pool->user : pool->database;
-		for (int i = 0; i < n && !seen; i++)
-			seen = strcmp(names[i], name) == 0;
-		if (!seen)
-			names[n++] = name;
-	}
-	return n;
-}
-
-/* Clients (logged in) and server connections of a database or user, over all pools. */
-static void
-count_conns(bool users, const char *name, int *clients, int *servers)
-{
-	*clients = *servers = 0;
-	for (int i = 0; i < pgbun_shared->n_conn_slots; i++)
-	{
-		PgbunConnSlot c;
-		uint64		link;
-		const PgbunPoolSlot *pool;
-
-		if (!stats_read_conn(i, &c, &link) || !(pool = stats_pool_in_use(c.pool)))
-			continue;
-		if (strcmp(users ? pool->user : pool->database, name) != 0)
-			continue;
-		if (c.kind == CONN_CLIENT)
-			(*clients)++;
-		else
-			(*servers)++;
-	}
-}
-
 static void
 show_databases(Console *cs)
 {
@@ -647,44 +612,36 @@ show_databases(Console *cs)
 		/* PgBouncer before 1.24 called reserve_pool_size this; older exporters read it */
 		{"reserve_pool", 'i'},
 	};
-	const char **names = palloc(sizeof(char *) * PGBUN_MAX_POOLS);
-	int			n = pool_names(false, names, PGBUN_MAX_POOLS);
+	DatabaseRow *dbs = palloc(sizeof(DatabaseRow) * STATS_MAX_DATABASES);
+	int			n = stats_read_databases(dbs);
 	Rows		r;
 
 	rows_begin(&r, cs, cols, lengthof_cols(cols));
 	for (int i = 0; i < n; i++)
 	{
-		int			clients;
-		int			servers;
+		const DatabaseRow *d = &dbs[i];
 
-		const DbEntry *e = config_database_entry(names[i]);
-		bool		routed = e && e->routed;
-
-		count_conns(false, names[i], &clients, &servers);
-		rows_put(&r, names[i]);
-		/* a host list of its own, else server_host (empty: the local server's Unix socket) */
-		if (routed && e->host[0])
-			rows_put(&r, e->host);
-		else
-			rows_put(&r, (pgbun_server_host && pgbun_server_host[0]) ? pgbun_server_host : NULL);
-		rows_put_int(&r, routed && e->ports[0] > 0 ? e->ports[0] : pgbun_server_port);
-		rows_put(&r, routed && e->dbname[0] ? e->dbname : names[i]);
-		rows_put(&r, routed && e->user[0] ? e->user : NULL);
-		rows_put_int(&r, config_pool_size(names[i]));
-		rows_put_int(&r, pgbun_min_pool_size);
+		rows_put(&r, d->name);
+		/* NULL host: the local server's Unix socket */
+		rows_put(&r, d->host);
+		rows_put_int(&r, d->port);
+		rows_put(&r, d->database);
+		rows_put(&r, d->force_user);
+		rows_put_int(&r, d->pool_size);
+		rows_put_int(&r, d->min_pool_size);
 		rows_put_int(&r, 0);	/* no reserve pool */
-		rows_put_int(&r, config_server_lifetime(names[i]) / 1000);
-		rows_put(&r, e && e->pool_mode >= 0 ? pool_mode_name(e->pool_mode) : NULL);	/* per-user modes: see SHOW POOLS */
-		rows_put(&r, routed && e->host[0] ? lb_name(e->lb) : NULL);
-		rows_put_int(&r, config_max_db_connections(names[i]));
-		rows_put_int(&r, servers);
+		rows_put_int(&r, d->server_lifetime);
+		rows_put(&r, d->pool_mode);	/* NULL: per pool, see SHOW POOLS */
+		rows_put(&r, d->load_balance_hosts);
+		rows_put_int(&r, d->max_connections);
+		rows_put_int(&r, d->current_connections);
 		rows_put_int(&r, 0);	/* no per-database client limit */
-		rows_put_int(&r, clients);
-		rows_put_int(&r, pgbun_db_paused(names[i]) ? 1 : 0);
-		rows_put_int(&r, 0);
+		rows_put_int(&r, d->current_client_connections);
+		rows_put_int(&r, d->paused ? 1 : 0);
+		rows_put_int(&r, d->disabled ? 1 : 0);
 		rows_put_int(&r, 0);
 	}
-	pfree(names);
+	pfree(dbs);
 	rows_end(&r, "SHOW");
 }
 
@@ -697,7 +654,7 @@ show_users(Console *cs)
 		{"max_user_client_connections", 'i'}, {"current_client_connections", 'i'},
 	};
 	const char **names = palloc(sizeof(char *) * PGBUN_MAX_POOLS);
-	int			n = pool_names(true, names, PGBUN_MAX_POOLS);
+	int			n = stats_pool_names(true, names, PGBUN_MAX_POOLS);
 	Rows		r;
 
 	rows_begin(&r, cs, cols, lengthof_cols(cols));
@@ -706,7 +663,7 @@ show_users(Console *cs)
 		int			clients;
 		int			servers;
 
-		count_conns(true, names[i], &clients, &servers);
+		stats_count_conns(true, names[i], &clients, &servers);
 		rows_put(&r, names[i]);
 		rows_put(&r, "");		/* no per-user pool size: the database's applies */
 		rows_put(&r, "");
@@ -809,65 +766,16 @@ static void
 show_lists(Console *cs)
 {
 	static const Column cols[] = {{"list", 's'}, {"items", 'i'}};
-	const char **names = palloc(sizeof(char *) * PGBUN_MAX_POOLS);
-	int			pools = 0;
-	int			clients = 0;
-	int			login = 0;
-	int			servers = 0;
-	int			free_slots = 0;
+	ListRow		lists[STATS_LISTS];
+	int			n = stats_read_lists(lists);
 	Rows		r;
 
-	for (int p = 0; p < PGBUN_MAX_POOLS; p++)
-		if (stats_pool_in_use(p))
-			pools++;
-	for (int i = 0; i < pgbun_shared->n_conn_slots; i++)
-	{
-		PgbunConnSlot c;
-		uint64		link;
-
-		if (!stats_read_conn(i, &c, &link))
-			free_slots++;
-		else if (c.kind == CONN_CLIENT)
-		{
-			clients++;
-			if (c.state == CL_LOGIN)
-				login++;
-		}
-		else
-			servers++;
-	}
 	rows_begin(&r, cs, cols, lengthof_cols(cols));
-	rows_put(&r, "databases");
-	rows_put_int(&r, pool_names(false, names, PGBUN_MAX_POOLS));
-	rows_put(&r, "users");
-	rows_put_int(&r, pool_names(true, names, PGBUN_MAX_POOLS));
-	rows_put(&r, "peers");
-	rows_put_int(&r, 0);
-	rows_put(&r, "pools");
-	rows_put_int(&r, pools);
-	rows_put(&r, "peer_pools");
-	rows_put_int(&r, 0);
-	/* client and server connections share one table of slots: both "free" rows show it */
-	rows_put(&r, "free_clients");
-	rows_put_int(&r, free_slots);
-	rows_put(&r, "used_clients");
-	rows_put_int(&r, clients);
-	rows_put(&r, "login_clients");
-	rows_put_int(&r, login);
-	rows_put(&r, "free_servers");
-	rows_put_int(&r, free_slots);
-	rows_put(&r, "used_servers");
-	rows_put_int(&r, servers);
-	/* one name (pgbun.server_host) is looked up at most; no zones */
-	rows_put(&r, "dns_names");
-	rows_put_int(&r, (pgbun_server_host && pgbun_server_host[0] && pgbun_server_host[0] != '/') ? 1 : 0);
-	rows_put(&r, "dns_zones");
-	rows_put_int(&r, 0);
-	rows_put(&r, "dns_queries");
-	rows_put_int(&r, 0);
-	rows_put(&r, "dns_pending");
-	rows_put_int(&r, 0);
-	pfree(names);
+	for (int i = 0; i < n; i++)
+	{
+		rows_put(&r, lists[i].list);
+		rows_put_int(&r, lists[i].items);
+	}
 	rows_end(&r, "SHOW");
 }
 
@@ -1025,7 +933,13 @@ show_help(Console *cs)
 			   "\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|LISTS|MEM|STATE|SOCKETS|DNS_HOSTS|HOSTS\n"
 			   "\tPAUSE [<db>]\n"
 			   "\tRESUME [<db>]\n"
-			   "\tRELOAD");
+			   "\tDISABLE <db>\n"
+			   "\tENABLE <db>\n"
+			   "\tRECONNECT [<db>]\n"
+			   "\tKILL [<db>]\n"
+			   "\tKILL_CLIENT <id>\n"
+			   "\tRELOAD\n"
+			   "\tSHUTDOWN");
 	out_complete(cs, "SHOW");
 }
 
@@ -1098,6 +1012,139 @@ cmd_reload(Console *cs, const char *arg)
 	out_complete(cs, "RELOAD");
 }
 
+/*
+ * The commands below act on every worker through control.c: the answer
+ * waits (console_tick) until each running worker has applied the request,
+ * so its effect is in place when the client reads CommandComplete.
+ */
+static void
+wait_control(Console *cs, uint64 gen, const char *tag)
+{
+	if (gen == 0)
+	{
+		out_error(cs, "54000", "pgbun: too many databases have console commands in force (at most 64 disabled)");
+		return;
+	}
+	cs->control_gen = gen;
+	cs->control_tag = tag;
+}
+
+/* Refuse the console's own database names as a command's target; true if refused. */
+static bool
+refuse_console_db(Console *cs, const char *arg, const char *what)
+{
+	char		msg[256];
+
+	if (!console_is_database(arg))
+		return false;
+	snprintf(msg, sizeof(msg), "pgbun: cannot %s the admin console database \"%s\"", what, arg);
+	out_error(cs, "42809", msg);
+	return true;
+}
+
+/*
+ * KILL [db]: as PgBouncer, pause the database (or everything) and close its
+ * clients and servers at once; new clients wait until RESUME.
+ */
+static void
+cmd_kill(Console *cs, const char *arg)
+{
+	if (refuse_console_db(cs, arg, "kill"))
+		return;
+	if (pgbun_pause_set_add(arg[0] ? arg : NULL) == 0)
+	{
+		out_error(cs, "54000", "pgbun: too many databases are paused already");
+		return;
+	}
+	wait_control(cs, control_kill_database(arg[0] ? arg : NULL), "KILL");
+}
+
+/* KILL_CLIENT id: close one client, by the id column of SHOW CLIENTS. */
+static void
+cmd_kill_client(Console *cs, const char *arg)
+{
+	char		msg[256];
+	char	   *end;
+	uint64		id;
+	uint64		gen;
+
+	errno = 0;
+	id = strtou64(arg, &end, 10);
+	if (!arg[0] || *end != '\0' || errno != 0 || id == 0 || !isdigit((unsigned char) arg[0]))
+	{
+		snprintf(msg, sizeof(msg), "pgbun: invalid client id \"%s\": KILL_CLIENT takes the id column of SHOW CLIENTS", arg);
+		out_error(cs, "22023", msg);
+		return;
+	}
+	gen = control_kill_client(id);
+	if (gen == 0)
+	{
+		snprintf(msg, sizeof(msg), "pgbun: client " UINT64_FORMAT " not found", id);
+		out_error(cs, "42704", msg);
+		return;
+	}
+	wait_control(cs, gen, "KILL_CLIENT");
+}
+
+/*
+ * RECONNECT [db]: each server connection is closed instead of reused: idle
+ * ones at once, the others when their client releases them.
+ */
+static void
+cmd_reconnect(Console *cs, const char *arg)
+{
+	if (refuse_console_db(cs, arg, "reconnect"))
+		return;
+	wait_control(cs, control_reconnect_database(arg[0] ? arg : NULL), "RECONNECT");
+}
+
+/* DISABLE db / ENABLE db: refuse or accept again new clients of a database. */
+static void
+cmd_disable_enable(Console *cs, const char *arg, bool disable)
+{
+	if (!arg[0])
+		out_error(cs, "42601", disable ? "pgbun: DISABLE requires a database name" :
+				  "pgbun: ENABLE requires a database name");
+	else if (!refuse_console_db(cs, arg, disable ? "disable" : "enable"))
+		wait_control(cs, control_set_disabled(arg, disable), disable ? "DISABLE" : "ENABLE");
+}
+
+static void
+cmd_disable(Console *cs, const char *arg)
+{
+	cmd_disable_enable(cs, arg, true);
+}
+
+static void
+cmd_enable(Console *cs, const char *arg)
+{
+	cmd_disable_enable(cs, arg, false);
+}
+
+/*
+ * SHUTDOWN: every pgbun worker closes its clients and exits, not to be
+ * started again until the server restarts; the server itself goes on.
+ * PgBouncer's WAIT_FOR_CLIENTS / WAIT_FOR_SERVERS variants are not offered.
+ */
+static void
+cmd_shutdown(Console *cs, const char *arg)
+{
+	if (arg[0])
+	{
+		char		msg[256];
+		bool		variant = strcmp(arg, "wait_for_clients") == 0 || strcmp(arg, "wait_for_servers") == 0;
+
+		if (variant)
+			snprintf(msg, sizeof(msg), "pgbun: SHUTDOWN %s is not supported; use PAUSE, then SHUTDOWN", arg);
+		else
+			snprintf(msg, sizeof(msg), "pgbun: SHUTDOWN takes no argument (got \"%s\")", arg);
+		out_error(cs, variant ? "0A000" : "42601", msg);
+		return;
+	}
+	control_request_shutdown();
+	out_complete(cs, "SHUTDOWN");
+}
+
 typedef struct CommandEntry
 {
 	const char *word;
@@ -1106,9 +1153,15 @@ typedef struct CommandEntry
 } CommandEntry;
 
 static const CommandEntry command_table[] = {
+	{"disable", true, cmd_disable},
+	{"enable", true, cmd_enable},
+	{"kill", true, cmd_kill},
+	{"kill_client", true, cmd_kill_client},
 	{"pause", true, cmd_pause},
+	{"reconnect", true, cmd_reconnect},
 	{"reload", false, cmd_reload},
 	{"resume", true, cmd_resume},
+	{"shutdown", true, cmd_shutdown},
 };
 
 /* Copy the next word of *p (letters, digits, _ or a "quoted" name) into out; false if none. */
@@ -1211,9 +1264,14 @@ run_query(Console *cs, const char *sql)
 				out_error(cs, "42601", msg);
 			}
 			else
+			{
+				/* as PgBouncer, every command that runs is logged, with who ran it */
+				pgbun_log_client(LOG, cs->client, "console_command", NULL, "pgbun: console command %s%s%s by user %s",
+								 word, arg[0] ? " " : "", arg, cs->user);
 				e->fn(cs, arg);
+			}
 		}
-		if (cs->pause_gen == 0)
+		if (cs->pause_gen == 0 && cs->control_gen == 0)
 			out_ready(cs);
 		return;
 	}
@@ -1274,7 +1332,7 @@ console_drain(Client *c)
 static bool
 console_busy(const Console *cs)
 {
-	return cs->out_pos < cs->out_len || cs->pause_gen != 0;
+	return cs->out_pos < cs->out_len || cs->pause_gen != 0 || cs->control_gen != 0;
 }
 
 static PktAction
@@ -1389,12 +1447,22 @@ console_tick(void)
 		Console    *cs = dlist_container(Console, node, it.cur);
 		Client	   *c = cs->client;
 
-		if (c->closed || cs->pause_gen == 0 || !pgbun_pause_done(cs->pause_gen))
+		if (c->closed)
 			continue;
-		cs->pause_gen = 0;
-		out_complete(cs, "PAUSE");
-		out_ready(cs);
-		console_work(c);
+		if (cs->pause_gen != 0 && pgbun_pause_done(cs->pause_gen))
+		{
+			cs->pause_gen = 0;
+			out_complete(cs, "PAUSE");
+			out_ready(cs);
+			console_work(c);
+		}
+		else if (cs->control_gen != 0 && control_done(cs->control_gen))
+		{
+			cs->control_gen = 0;
+			out_complete(cs, cs->control_tag);
+			out_ready(cs);
+			console_work(c);
+		}
 	}
 }
 

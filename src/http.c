@@ -188,3 +188,26 @@ http_path_is(const HttpRequest *req, const char *path)
 {
 	return req->path_len == strlen(path) && memcmp(req->target, path, req->path_len) == 0;
 }
+
+int
+http_head_may_be_complete(HttpHeadScan *scan, const char *buf, size_t len)
+{
+	for (size_t i = scan->scanned; i < len; i++)
+	{
+		char		ch = buf[i];
+
+		if (!scan->seen_text)
+		{
+			scan->seen_text = ch != '\r' && ch != '\n';
+			continue;
+		}
+		/* i >= 1 here, and buf[i - 1] is CR only if i >= 2: the first text byte is neither */
+		if (ch == '\n' && (buf[i - 1] == '\n' || (buf[i - 1] == '\r' && buf[i - 2] == '\n')))
+		{
+			scan->scanned = i + 1;
+			return 1;
+		}
+	}
+	scan->scanned = len;
+	return 0;
+}

@@ -46,6 +46,22 @@ typedef struct HttpRequest
  */
 extern int	http_parse_request(const char *buf, size_t len, HttpRequest *req);
 
+/*
+ * Looking for the end of a head as bytes arrive, each byte looked at once:
+ * zero it for a new request, then call http_head_may_be_complete() with the
+ * whole buffer after every read. It says true once a blank line has come
+ * after something other than empty lines (the parser skips those), which is
+ * when http_parse_request() may have a whole head to find; before that,
+ * parsing again would only re-scan the same bytes.
+ */
+typedef struct HttpHeadScan
+{
+	size_t		scanned;		/* bytes of the buffer looked at */
+	int			seen_text;		/* a byte other than CR or LF came */
+} HttpHeadScan;
+
+extern int	http_head_may_be_complete(HttpHeadScan *scan, const char *buf, size_t len);
+
 /* The value of the first header named name (case-insensitive), or NULL. */
 extern const HttpHeader *http_find_header(const HttpRequest *req, const char *name);
 

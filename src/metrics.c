@@ -6,9 +6,11 @@
  * set, read until EAGAIN into a fixed buffer, parsed by http.c, answered,
  * closed. Nothing waits: a request head that does not fit the buffer gets
  * 431, one that takes longer than HTTP_DEADLINE_MS is dropped by the
- * janitor, a connection over HTTP_MAX_CONNS gets 503 at once. The rendered
- * /metrics body is kept for METRICS_CACHE_MS and shared (reference-counted)
- * by every connection sending it, so a scrape storm renders it once.
+ * janitor, a connection over HTTP_MAX_CONNS gets 503 at once, an accept()
+ * without a free descriptor pauses the listeners (as listener.c does) rather
+ * than spin on them. The rendered /metrics and /status.json bodies are kept
+ * for METRICS_CACHE_MS and shared (reference-counted) by every connection
+ * sending them, so a scrape storm renders each once.
  *
  * Exposition follows the Prometheus naming practices: pgbun_ prefix, base
  * units (_seconds, _bytes), counters end in _total, histograms with fixed
@@ -43,6 +45,9 @@
 #define HTTP_ACCEPT_BATCH	32
 #define HTTP_BODY_MAX		(64 * 1024 * 1024)
 #define METRICS_CACHE_MS	250
+#define HTTP_DRAIN_MAX		(64 * 1024)	/* bytes drained per event after the answer */
+#define HTTP_PAUSE_MIN_MS	100 /* accept() out of descriptors: first pause */
+#define HTTP_PAUSE_MAX_MS	5000
 #define STATUS_MAX_CLIENTS	100
 
 #define PGBUN_METRICS_VERSION "1.2"
@@ -82,6 +87,7 @@ typedef struct HttpConn
 	bool		closed;
 	TimestampTz deadline;
 	size_t		in_len;
+	HttpHeadScan scan;			/* where the end of the head may be */
 	char		head[512];		/* status line and headers of the answer */
 	size_t		head_len;
 	Body	   *body;			/* NULL: none (HEAD, or a static answer) */
@@ -100,8 +106,20 @@ static int	n_conns = 0;
 static int	open_port = 0;
 static char *open_addresses = NULL;
 
-static Body *cached_metrics = NULL;
-static TimestampTz cached_at = 0;
+/* A rendered body kept for METRICS_CACHE_MS. */
+typedef struct BodyCache
+{
+	Body	   *body;
+	TimestampTz at;
+} BodyCache;
+
+static BodyCache cached_metrics;
+static BodyCache cached_status;
+
+/* accept() failed for lack of descriptors or memory: listeners out of the poll set */
+static bool accept_paused = false;
+static int	accept_pause_ms = 0;
+static TimestampTz accept_resume_at = 0;
 
 /* ---- GUCs ---- */
 
@@ -818,34 +836,28 @@ route(HttpConn *hc, const HttpRequest *req)
 		conn_error(hc, 405, "Method Not Allowed");
 		return;
 	}
-	if (http_path_is(req, "/metrics"))
+	if (http_path_is(req, "/metrics") || http_path_is(req, "/status.json"))
 	{
-		if (!cached_metrics || W->now - cached_at >= METRICS_CACHE_MS * 1000 || W->now < cached_at)
+		bool		metrics = http_path_is(req, "/metrics");
+		BodyCache  *cache = metrics ? &cached_metrics : &cached_status;
+
+		if (!cache->body || W->now - cache->at >= METRICS_CACHE_MS * 1000 || W->now < cache->at)
 		{
-			body_unref(cached_metrics);
-			cached_metrics = render_metrics(W->now);
-			cached_at = W->now;
+			body_unref(cache->body);
+			cache->body = metrics ? render_metrics(W->now) : render_status_json(W->now);
+			cache->at = W->now;
 		}
-		if (!cached_metrics || cached_metrics->failed)
-		{
-			body_unref(cached_metrics);
-			cached_metrics = NULL;
-			conn_error(hc, 500, "Internal Server Error");
-			return;
-		}
-		cached_metrics->refs++;
-		conn_answer(hc, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", cached_metrics, NULL, head_only);
-	}
-	else if (http_path_is(req, "/status.json"))
-	{
-		b = render_status_json(W->now);
+		b = cache->body;
 		if (!b || b->failed)
 		{
 			body_unref(b);
+			cache->body = NULL;
 			conn_error(hc, 500, "Internal Server Error");
 			return;
 		}
-		conn_answer(hc, 200, "OK", "application/json", b, NULL, head_only);
+		b->refs++;
+		conn_answer(hc, 200, "OK", metrics ? "text/plain; version=0.0.4; charset=utf-8" : "application/json",
+					b, NULL, head_only);
 	}
 	else if (http_path_is(req, "/"))
 		conn_answer(hc, 200, "OK", "text/html; charset=utf-8", NULL, status_page_html, head_only);
@@ -901,6 +913,8 @@ conn_write(HttpConn *hc)
 static void
 conn_read(HttpConn *hc)
 {
+	size_t		drained = 0;
+
 	for (;;)
 	{
 		ssize_t		r;
@@ -908,9 +922,19 @@ conn_read(HttpConn *hc)
 
 		if (hc->step == HTTP_LINGERING)
 		{
+			/*
+			 * A client that keeps sending must not hold the loop: drain a
+			 * bounded amount per event (more data brings another edge), and
+			 * the linger deadline ends it.
+			 */
+			if (drained >= HTTP_DRAIN_MAX)
+				return;
 			r = recv(hc->h.fd, sink, sizeof(sink), MSG_DONTWAIT);
 			if (r > 0)
+			{
+				drained += r;
 				continue;
+			}
 			if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
 				conn_close(hc);
 			return;
@@ -939,8 +963,19 @@ conn_read(HttpConn *hc)
 		}
 		hc->in_len += r;
 		{
+			bool		first = hc->in_len == (size_t) r;
 			HttpRequest req;
-			int			n = http_parse_request(hc->in, hc->in_len, &req);
+			int			n;
+
+			/*
+			 * Parse once the head may be whole (http.h), so a client sending
+			 * it a byte at a time costs linear, not quadratic, work; and on
+			 * the first bytes, so that garbage is refused at once.
+			 */
+			if (!http_head_may_be_complete(&hc->scan, hc->in, hc->in_len) && !first &&
+				hc->in_len < sizeof(hc->in))
+				continue;
+			n = http_parse_request(hc->in, hc->in_len, &req);
 
 			if (n == HTTP_NEED_MORE)
 				continue;
@@ -955,16 +990,56 @@ conn_read(HttpConn *hc)
 	}
 }
 
+/*
+ * accept() failed for lack of descriptors or memory: the connection stays in
+ * the backlog and the level-triggered listener would report it at once again,
+ * so the worker would spin. Take the listeners out of the poll set for a
+ * while (doubling up to HTTP_PAUSE_MAX_MS while it keeps failing); the
+ * janitor puts them back. One log line per pause.
+ */
+static void
+accept_pause(int err)
+{
+	accept_pause_ms = accept_pause_ms ? Min(accept_pause_ms * 2, HTTP_PAUSE_MAX_MS) : HTTP_PAUSE_MIN_MS;
+	errno = err;
+	ereport(LOG,
+			(errmsg("pgbun: metrics port: accept failed: %m; not accepting HTTP connections for %d ms",
+					accept_pause_ms)));
+	for (int i = 0; i < n_listeners; i++)
+		poll_remove(listeners[i].fd);
+	accept_paused = true;
+	accept_resume_at = W->now + (int64) accept_pause_ms * 1000;
+}
+
+static void
+accept_resume_due(void)
+{
+	if (!accept_paused || W->now < accept_resume_at)
+		return;
+	accept_paused = false;
+	for (int i = 0; i < n_listeners; i++)
+		if (poll_add_listener(listeners[i].fd, &listeners[i].io) < 0)
+			ereport(WARNING, (errmsg("pgbun: could not watch the metrics port's socket: %m")));
+}
+
 static void
 accept_some(HttpObj *l)
 {
+	if (accept_paused)
+		return;					/* an event fetched before the pause */
 	for (int i = 0; i < HTTP_ACCEPT_BATCH; i++)
 	{
 		int			fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		HttpConn   *hc;
 
 		if (fd < 0)
-			return;				/* EAGAIN, or out of fds: the next turn tries again */
+		{
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				accept_pause(errno);
+			/* else EAGAIN (or the client gave up): the next event tries again */
+			return;
+		}
+		accept_pause_ms = 0;	/* accepting again: the next failure starts a short pause */
 		if (n_conns >= HTTP_MAX_CONNS || (hc = malloc(sizeof(HttpConn))) == NULL)
 		{
 			static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
@@ -1082,6 +1157,8 @@ close_listeners(void)
 		close(listeners[i].fd);
 	}
 	n_listeners = 0;
+	accept_paused = false;
+	accept_pause_ms = 0;
 }
 
 void
@@ -1092,8 +1169,10 @@ metrics_close(void)
 	close_listeners();
 	dlist_foreach_modify(it, &conns)
 		conn_close(dlist_container(HttpConn, node, it.cur));
-	body_unref(cached_metrics);
-	cached_metrics = NULL;
+	body_unref(cached_metrics.body);
+	cached_metrics.body = NULL;
+	body_unref(cached_status.body);
+	cached_status.body = NULL;
 	free_closed_conns();		/* from the loop's shutdown paths, outside any event */
 	open_port = 0;
 	free(open_addresses);
@@ -1153,5 +1232,17 @@ metrics_janitor(void)
 			conn_close(hc);
 	}
 	free_closed_conns();
+	/* a stale body is rendered again anyway: give its memory back meanwhile */
+	for (int i = 0; i < 2; i++)
+	{
+		BodyCache  *c = i == 0 ? &cached_metrics : &cached_status;
+
+		if (c->body && (W->now - c->at >= METRICS_CACHE_MS * 1000 || W->now < c->at))
+		{
+			body_unref(c->body);
+			c->body = NULL;
+		}
+	}
+	accept_resume_due();
 	log_stats_tick(W->now);
 }

@@ -20,6 +20,7 @@
 
 #include "cancel.h"
 #include "config.h"
+#include "control.h"
 #include "counters.h"
 #include "client_login.h"
 #include "dns.h"
@@ -484,6 +485,12 @@ pool_server_available(Pool *pool, Server *s)
 			c->in_busy = true;
 			dlist_push_tail(&W->busy_clients, &c->busy_node);
 		}
+	}
+	/* RECONNECT since it connected: closed instead of reused (server_close kicks the waiters) */
+	if (control_server_outdated(s))
+	{
+		server_close(s, "RECONNECT on the admin console");
+		return;
 	}
 	/* a waiter gets it at the end of the turn: never link from inside a release or close */
 	server_set_state(s, SV_IDLE);

@@ -63,12 +63,17 @@ typedef struct Client
 	bool		refuse_counted; /* among the worker's refusals in progress (client_login.c) */
 	struct Console *console;	/* a client of the admin console (console.c), else NULL */
 	const char *stmt_sqlstate;	/* ... and the SQLSTATE to close it with (NULL: 08P01) */
-	bool		skip_till_sync; /* pgbun failed one of its messages: drop the rest up to Sync */
+	bool		wait_answers;	/* its next message waits for its server's answers (prepared.c) */
 	/* its unnamed statement, carried to the next server (prepared.c) */
 	uint8	   *unnamed;		/* body of its last unnamed Parse (after the name) */
 	uint32		unnamed_len;
 	uint32		unnamed_cap;
 	uint64		unnamed_id;		/* worker-unique id of that Parse, 0: none pgbun can carry */
+	/* the one before it, until the backend has taken (or skipped) the new Parse */
+	uint8	   *unnamed_prev;
+	uint32		unnamed_prev_len;
+	uint32		unnamed_prev_cap;
+	uint64		unnamed_prev_id;
 } Client;
 
 /* Why a client is refused at accept (Client.refuse). */
@@ -109,6 +114,7 @@ typedef struct Server
 	Track		tracker;		/* the client traffic's answers still owed; at rest or not (track.c) */
 	uint8		link_mode;		/* PoolMode of the current link, fixed when it was made */
 	bool		mode_violation; /* statement mode: the client opened a transaction */
+	char		copy_violation; /* a message pgbun answered itself was sent into a COPY (its type) */
 	bool		cancel_sent;	/* query_timeout already cancelled the running query */
 	bool		rewrite;		/* statement names rewritten, pgbun answers some requests (prepared.c) */
 	bool		lost_track;		/* an answer matched no request while rewriting: close */
@@ -121,8 +127,13 @@ typedef struct Server
 	int			hidden_rfq;		/* ReadyForQuery answers to swallow (pooler's own queries) */
 	bool		hidden_error;	/* one of the pooler's own queries failed */
 	bool		hidden_done;	/* the last hidden answer arrived; act after the pump */
+	bool		fatal_forwarded;	/* the client got the server's FATAL error */
+	char		held_ready;		/* status of the client's ReadyForQuery held back until pgbun's
+								 * restore after its RESET / DISCARD ALL is answered, or 0 */
 	char	   *params;			/* parameter values as the server reported them (ParameterStatus) */
 	uint16		params_len;
+	char	   *held;			/* ParameterStatus held back after a client's RESET (session.c) */
+	uint16		held_len;
 	char	   *set;			/* unreported parameters pgbun set here (absent: the default) */
 	uint16		set_len;
 	bool		dirty;			/* a client's SET/RESET may have changed anything: RESET ALL first */
@@ -180,6 +191,7 @@ typedef struct Pool
 	uint8	   *login_error;	/* the server's last login ErrorResponse (whole message) */
 	uint32		login_error_len;
 	TimestampTz empty_since;	/* no clients, no servers since then (pool_idle_timeout); 0 if in use */
+	TimestampTz reconnect_before;	/* RECONNECT: servers made before this are closed, not reused */
 } Pool;
 
 /* The worker's loop-wide state other modules read. */

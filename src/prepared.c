@@ -58,10 +58,14 @@ typedef struct ServerStmts
 #define REQ_USES	0x02		/* a Bind/Describe of statement data: a 26000 means the server lost it */
 #define REQ_UNNAMED 0x04		/* a Parse of the unnamed statement; data is its Client.unnamed_id */
 #define REQ_CLOSED	0x08		/* pgbun's CloseComplete for a client name; data: the statement to give back if skipped */
-#define REQ_ABORTED 0x10		/* pgbun's error is 25P02 (failed transaction block), not 42P05 */
+#define REQ_DUPLICATE 0x10		/* pgbun's error is 42P05: a name the client has */
 #define REQ_BUDGET	0x20		/* pgbun's error is 53200: pgbun.max_prepared_statement_memory */
 #define REQ_TOO_LONG 0x40		/* pgbun's error is 54000: a named Parse over 16 kB */
-#define REQ_HIDE_ERROR 0x80		/* pgbun's poison Bind (fail_in_place): the server's error to it is hidden */
+#define REQ_HIDE_ERROR 0x80		/* pgbun's poison message (fail_in_place): its error is replaced */
+/* On a REQ_CLOSED entry (the bits above that only poison messages use): */
+#define REQ_RECLOSE 0x10		/* a Close of a name an earlier Close in flight took away (see close_in_flight) */
+/* On pgbun's own (hidden) Close of a statement it knew the server had: */
+#define REQ_UNCLOSE 0x20		/* if the backend skips it, the server still has data (a statement) */
 
 #define STMT_BUCKETS 4096
 #define SERVER_NAME_MAX 32
@@ -373,6 +377,8 @@ prepared_client_free(Client *c)
 	c->stmts = NULL;
 	free(c->unnamed);
 	c->unnamed = NULL;
+	free(c->unnamed_prev);
+	c->unnamed_prev = NULL;
 	c->unnamed_len = c->unnamed_cap = 0;
 	c->unnamed_id = 0;
 }
@@ -449,6 +455,30 @@ owe_stmt(Server *s, char type, uint8 flags, char synth, uint8 uflags, PreparedSt
 	return true;
 }
 
+/* The server has st after all (pgbun's Close of it was skipped). */
+static void
+server_remember(Server *s, PreparedStmt *st)
+{
+	ServerStmts *ss = s->stmts;
+
+	if (!ss || server_find(s, st))
+		return;
+	if (ss->n == ss->cap)
+	{
+		int			ncap = ss->cap ? ss->cap * 2 : 16;
+		ServerStmt *items = realloc(ss->items, sizeof(ServerStmt) * ncap);
+
+		if (!items)
+			return;				/* then pgbun's next Parse of it gets 42P05 and keeps it known */
+		ss->items = items;
+		ss->cap = ncap;
+	}
+	ss->items[ss->n].stmt = st;
+	ss->items[ss->n].last_use = ++ss->clock;
+	stmt_ref(st);
+	ss->n++;
+}
+
 /*
  * Make sure the server has st, injecting Parse (and a Close for the least
  * recently used statement when the server is at pgbun.max_prepared_statements).
@@ -486,7 +516,7 @@ ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *cli
 		closebody[0] = 'S';
 		nlen = server_name(ss->items[lru].stmt, closebody + 1);
 		if (!queue_message(s, 'C', closebody, nlen + 2, NULL, 0) ||
-			!owe(s, 'C', TRACK_HIDE, 0, 0, NULL, NULL))
+			!owe_stmt(s, 'C', TRACK_HIDE, 0, REQ_UNCLOSE, ss->items[lru].stmt, NULL))
 			return false;
 		stmt_unref(ss->items[lru].stmt);
 		ss->items[lru] = ss->items[--ss->n];
@@ -508,7 +538,8 @@ ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *cli
 		closebody[0] = 'S';
 		memcpy(closebody + 1, name, nlen + 1);
 		if (!queue_message(s, 'C', closebody, nlen + 2, NULL, 0) ||
-			!owe(s, 'C', TRACK_HIDE, 0, 0, NULL, NULL))
+			!(close_first && !s->stmts_unsure ? owe_stmt(s, 'C', TRACK_HIDE, 0, REQ_UNCLOSE, st, NULL) :
+			  owe(s, 'C', TRACK_HIDE, 0, 0, NULL, NULL)))
 			return false;
 	}
 	if (client_name && !(cname = strdup(client_name)))
@@ -554,6 +585,17 @@ static uint64 next_unnamed_id = 1;
 static void
 note_unnamed_parse(Client *c, Server *s, const uint8 *body, uint32 len, bool complete)
 {
+	/* kept aside: a Parse the backend skips (an error earlier in its batch) replaces nothing */
+	uint8	   *keep = c->unnamed_prev;
+	uint32		keep_cap = c->unnamed_prev_cap;
+
+	c->unnamed_prev = c->unnamed;
+	c->unnamed_prev_len = c->unnamed_len;
+	c->unnamed_prev_cap = c->unnamed_cap;
+	c->unnamed_prev_id = c->unnamed_id;
+	c->unnamed = keep;
+	c->unnamed_cap = keep_cap;
+	c->unnamed_len = 0;
 	c->unnamed_id = 0;
 	s->unnamed_id = 0;
 	if (!complete)
@@ -585,19 +627,16 @@ prepared_hides_error(Server *s)
 {
 	TrackEntry *h = track_head(&s->tracker);
 
-	return h && h->type == 'B' && (h->uflags & REQ_HIDE_ERROR);
+	return h && (h->uflags & REQ_HIDE_ERROR);
 }
 
-/* pgbun's 42P05 (or 25P02 in a failed transaction block), worded as PostgreSQL words it. */
+
+/* pgbun's 42P05, worded as PostgreSQL words it. */
 static bool
-put_duplicate_error(ProtoBuf *pb, const char *name, bool aborted)
+put_duplicate_error(ProtoBuf *pb, const char *name)
 {
 	char		msg[NAMEDATALEN * 2 + 64];
 
-	if (aborted)
-		return proto_put_error(pb, false, "25P02",
-							   "current transaction is aborted, commands ignored until end of transaction block",
-							   NULL, NULL);
 	snprintf(msg, sizeof(msg), "prepared statement \"%s\" already exists", name ? name : "");
 	return proto_put_error(pb, false, "42P05", msg, NULL, NULL);
 }
@@ -624,14 +663,17 @@ is_exit_statement(const uint8 *p, const uint8 *end)
 	return false;
 }
 
-/* The transaction block is failed (last ReadyForQuery 'E'): Parses fail with 25P02. */
+/*
+ * May the transaction block be failed when the server reads what is sent
+ * now (Parses then fail with 25P02)? Known only when nothing is in flight.
+ */
 static bool
-in_failed_block(const Server *s)
+maybe_failed_block(const Server *s)
 {
-	return s->tracker.status == 'E';
+	return s->tracker.status == 'E' || s->tracker.count > 0;
 }
 
-/* The error text of a TRACK_SYNTH 'E' entry (fail_in_place). */
+/* pgbun's error in place of a Parse it refuses (fail_in_place). */
 static bool
 put_pgbun_error(ProtoBuf *pb, const TrackEntry *e)
 {
@@ -654,7 +696,19 @@ put_pgbun_error(ProtoBuf *pb, const TrackEntry *e)
 		return proto_put_error(pb, false, "54000", msg, NULL,
 							   "Use an unnamed statement, or session pooling for this client.");
 	}
-	return put_duplicate_error(pb, name, (e->uflags & REQ_ABORTED) != 0);
+	return put_duplicate_error(pb, name);
+}
+
+bool
+prepared_put_refusal(Server *s)
+{
+	TrackEntry *h = track_head(&s->tracker);
+	ProtoBuf	pb;
+
+	if (!h || !s->link || !sbuf_out_begin(&s->link->sb, &pb) || !put_pgbun_error(&pb, h) || pb.overflow)
+		return false;
+	sbuf_out_commit(&s->link->sb, &pb);
+	return true;
 }
 
 void
@@ -706,8 +760,31 @@ prepared_entry_gone(void *owner, Track *t, TrackEntry *e, TrackFate fate)
 		/* a failed unnamed Parse leaves no unnamed statement behind */
 		if (not_done && s->unnamed_id == id)
 			s->unnamed_id = 0;
-		if (not_done && c && c->unnamed_id == id)
+		/*
+		 * ... but pgbun's own re-Parse of the client's (hidden) that did not
+		 * happen leaves the client's as it was: Parsed again on next use
+		 */
+		/* the one kept aside for a skip of the next Parse did not happen either */
+		if (not_done && c && c->unnamed_prev_id == id && !(e->flags & TRACK_HIDE))
+			c->unnamed_prev_id = 0;
+		if (not_done && c && c->unnamed_id == id && !(e->flags & TRACK_HIDE))
+		{
 			c->unnamed_id = 0;
+			if (fate == TRACK_SKIPPED && c->unnamed_prev_id != 0)
+			{
+				/* skipped, not failed: the one before it is still the unnamed statement */
+				uint8	   *b = c->unnamed;
+				uint32		cap = c->unnamed_cap;
+
+				c->unnamed = c->unnamed_prev;
+				c->unnamed_len = c->unnamed_prev_len;
+				c->unnamed_cap = c->unnamed_prev_cap;
+				c->unnamed_id = c->unnamed_prev_id;
+				c->unnamed_prev = b;
+				c->unnamed_prev_cap = cap;
+				c->unnamed_prev_id = 0;
+			}
+		}
 		return;
 	}
 	if (e->type == 'P' && e->data)
@@ -744,6 +821,23 @@ prepared_entry_gone(void *owner, Track *t, TrackEntry *e, TrackFate fate)
 								 (unsigned long long) st->id)));
 			server_forget(s, st);
 		}
+		stmt_unref(st);
+	}
+	else if (e->type == 'C' && (e->flags & TRACK_HIDE) && (e->uflags & REQ_UNCLOSE) && e->data)
+	{
+		/* pgbun's Close that the backend skipped closed nothing: the server still has it */
+		if (fate == TRACK_SKIPPED)
+			server_remember(s, e->data);
+		stmt_unref(e->data);
+	}
+	else if ((e->uflags & REQ_CLOSED) && (e->uflags & REQ_RECLOSE) && e->data)
+	{
+		PreparedStmt *st = e->data;
+		ClientStmt *cs = (c && e->name) ? client_find(c, e->name) : NULL;
+
+		/* the earlier Close was skipped and gave the name back: this one takes it */
+		if (fate == TRACK_ANSWERED && cs && cs->stmt == st)
+			client_remove(c, e->name);
 		stmt_unref(st);
 	}
 	else if ((e->uflags & REQ_CLOSED) && e->data)
@@ -796,34 +890,43 @@ forward_plain(Client *c, Server *s, char type)
 
 /*
  * A named Parse pgbun itself fails (why: REQ_* of the error, see
- * put_pgbun_error): a name the client already has (42P05, or 25P02 in a
- * failed transaction block), one that does not fit in
- * pgbun.max_prepared_statement_memory (53200), or one longer than the 16 kB
- * pgbun keeps (54000). The client gets the error in its place among the
- * answers and stays connected. The server gets a Bind of a statement that
- * cannot exist in the Parse's place, so that it fails there too and skips to
- * the next Sync (rolling back an implicit transaction, failing an explicit
- * one) exactly as for a Parse that failed in PostgreSQL; its own error to
- * that Bind is hidden. pgbun's error is dropped, like the server's would
- * be, when an earlier message of the batch failed.
+ * put_pgbun_error): a name the client already has (42P05), one that does
+ * not fit in pgbun.max_prepared_statement_memory (53200), or one longer than
+ * the 16 kB pgbun keeps (54000). The client stays connected. In the Parse's
+ * place the server gets a poison message that fails there too, so it skips
+ * to the next Sync (rolling back an implicit transaction, failing an
+ * explicit one) exactly as for a Parse that failed in PostgreSQL: a Parse
+ * that fails with 25P02 in a failed transaction block, as the client's own
+ * would, and with 42P01 otherwise (for an exit statement, which PostgreSQL
+ * parses even in a failed block, a Bind of a statement that cannot exist).
+ * The server's error is replaced by pgbun's unless it is that 25P02
+ * (server.c, prepared_put_refusal); when an earlier message of the batch
+ * failed, the poison is skipped and the client gets nothing for it either.
  */
 static PktAction
-fail_in_place(Client *c, Server *s, const char *name, uint8 why)
+fail_in_place(Client *c, Server *s, const char *name, uint8 why, bool exit_stmt)
 {
-	static const char poison[] = "\0pgbun_refused_statement\0\0\0\0\0\0\0";
+	/* Bind: portal "", a statement that cannot exist, no formats, parameters or result formats */
+	static const char poison_bind[] = "\0pgbun_refused_statement\0\0\0\0\0\0\0";
+	/* Parse: fails with 25P02 in a failed block (as any Parse but an exit statement), else 42P01 */
+	static const char poison_parse[] = "pgbun_refused_statement\0SELECT FROM pg_catalog.pgbun_refused_statement\0\0\0";
 	char	   *copy = strdup(name);
+	bool		queued;
 
 	if (!copy)
 		return client_error(c, "out of memory for prepared statements");
-	if (!owe(s, 'P', TRACK_SYNTH, 'E', why, NULL, copy))
+	queued = exit_stmt ? queue_message(s, 'B', poison_bind, sizeof(poison_bind) - 1, NULL, 0) :
+		queue_message(s, 'P', poison_parse, sizeof(poison_parse) - 1, NULL, 0);
+	if (!queued)
+	{
+		free(copy);
+		return client_error(c, "out of memory for prepared statements");
+	}
+	if (!owe(s, exit_stmt ? 'B' : 'P', 0, 0, REQ_HIDE_ERROR | why, NULL, copy))
 	{
 		free(copy);
 		return client_full(c);
 	}
-	/* Bind: portal "", statement, no formats, no parameters, no result formats */
-	if (!queue_message(s, 'B', poison, sizeof(poison) - 1, NULL, 0) ||
-		!owe(s, 'B', 0, 0, REQ_HIDE_ERROR, NULL, NULL))
-		return client_error(c, "out of memory for prepared statements");
 	if (why & REQ_BUDGET)
 		budget_refusals++;
 	if ((why & REQ_BUDGET) && W->now - budget_logged_at >= 60 * USECS_PER_SEC)
@@ -834,8 +937,74 @@ fail_in_place(Client *c, Server *s, const char *name, uint8 why)
 		budget_logged_at = W->now;
 		budget_refusals = 0;
 	}
-	prepared_emit_answers(s);
 	return PKT_CONSUME;
+}
+
+/*
+ * A Close of a name the client no longer has, while an earlier Close of it
+ * is still owed: if the backend skips that one (an error before it in its
+ * batch), its name comes back, and this Close must take it away again. The
+ * statement of the newest such Close, or NULL.
+ */
+static PreparedStmt *
+close_in_flight(Server *s, const char *name)
+{
+	for (uint32 i = s->tracker.count; i-- > 0;)
+	{
+		TrackEntry *e = track_entry_at(&s->tracker, i);
+
+		if (e->type == 'C' && (e->uflags & REQ_CLOSED) && e->name && strcmp(e->name, name) == 0)
+			return e->data;
+	}
+	return NULL;
+}
+
+/*
+ * Is the fate of a Parse or Close of this client name still open in an
+ * earlier batch (a Sync owed after it)? A message using the name must then
+ * wait for the answers: if the backend fails or skips that Parse or Close,
+ * the name is not what pgbun assumed when it was sent. (Inside one batch
+ * there is nothing to wait for: an error skips the later messages too.)
+ */
+static bool
+name_undecided(Server *s, const char *name)
+{
+	bool		sync_after = false;
+
+	for (uint32 i = s->tracker.count; i-- > 0;)
+	{
+		TrackEntry *e = track_entry_at(&s->tracker, i);
+
+		if (e->type == 'S')
+			sync_after = true;
+		else if (sync_after && (e->type == 'C' || e->type == 'P') && e->name &&
+				 !(e->uflags & REQ_HIDE_ERROR) && strcmp(e->name, name) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A named Parse of a name the client still has. PostgreSQL looks at the name
+ * last: a syntax error, a failed transaction block (25P02) or an analysis
+ * error comes first, and only a Parse that would succeed gets 42P05. So the
+ * server parses the client's text under a name of pgbun's (hidden, closed at
+ * once) and, if that worked, gets a poison Bind whose error becomes the
+ * 42P05; if it failed, its error is the client's and the backend skips the
+ * Close and the Bind with the rest of the batch, as it would have.
+ */
+static PktAction
+fail_duplicate(Client *c, Server *s, const char *name, const uint8 *rest, uint32 rest_len)
+{
+	static const char scratch[] = "pgbun_duplicate_check";
+	static const char close_scratch[] = "Spgbun_duplicate_check";
+
+	if (!queue_message(s, 'P', scratch, sizeof(scratch), rest, rest_len) ||
+		!owe(s, 'P', TRACK_HIDE, 0, 0, NULL, NULL) ||
+		!queue_message(s, 'C', close_scratch, sizeof(close_scratch), NULL, 0) ||
+		!owe(s, 'C', TRACK_HIDE, 0, 0, NULL, NULL))
+		return client_full(c);
+	return fail_in_place(c, s, name, REQ_DUPLICATE, true);
 }
 
 PktAction
@@ -849,6 +1018,13 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 	/* the backend skips to the client's Sync: nothing it sends now has any effect */
 	if (track_skipping(&s->tracker) && hdr->type != 'S')
 		return PKT_FORWARD;
+	/*
+	 * In a COPY FROM STDIN any message but COPY data, Sync and Flush breaks
+	 * the COPY (08P01, and the backend ends the connection): it goes as it
+	 * is, so the backend answers exactly that.
+	 */
+	if (s->tracker.copy_in && !strchr("dcfSH", hdr->type))
+		return forward_plain(c, s, hdr->type);
 
 	switch (hdr->type)
 	{
@@ -875,7 +1051,7 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 						/* too long to keep: refused in its place, the rest of it dropped unread */
 						if (sbuf_has_unflushed(&c->sb))
 							return PKT_STOP;
-						return fail_in_place(c, s, name, REQ_TOO_LONG) == PKT_CONSUME ? PKT_SKIP : PKT_STOP;
+						return fail_in_place(c, s, name, REQ_TOO_LONG, false) == PKT_CONSUME ? PKT_SKIP : PKT_STOP;
 					}
 					return PKT_NEED_FULL;
 				}
@@ -890,13 +1066,17 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 						return client_full(c);
 					return PKT_FORWARD;
 				}
+				if (name_undecided(s, name))
+				{
+					c->wait_answers = true; /* the server's answers wake it (server_pump_out) */
+					return PKT_STOP;
+				}
 				if (client_find(c, name))
 				{
 					if (sbuf_has_unflushed(&c->sb))
 						return PKT_STOP;	/* earlier messages go out before the poison Bind */
 					/* in a failed transaction block the backend says 25P02 before it looks at the name */
-					return fail_in_place(c, s, name,
-										 in_failed_block(s) && !is_exit_statement(rest, end) ? REQ_ABORTED : 0);
+					return fail_duplicate(c, s, name, rest, (uint32) (end - rest));
 				}
 				if (sbuf_has_unflushed(&c->sb))
 					return PKT_STOP;	/* earlier messages go out first */
@@ -909,11 +1089,11 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 						stmt_unref(st);
 					}
 					if (st && set == SET_OVER_BUDGET)
-						return fail_in_place(c, s, name, REQ_BUDGET);
+						return fail_in_place(c, s, name, REQ_BUDGET, is_exit_statement(rest, end));
 					return client_error(c, "out of memory for prepared statements");
 				}
 				pg_atomic_fetch_add_u64(&pool_stats(s)->client_parse_count, 1);
-				if (server_find(s, st) && in_failed_block(s))
+				if (server_find(s, st) && maybe_failed_block(s))
 				{
 					/*
 					 * A failed transaction block: only the server can say
@@ -963,6 +1143,11 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 							return client_full(c);
 					}
 					return forward_plain(c, s, 'B');
+				}
+				if (name_undecided(s, name))
+				{
+					c->wait_answers = true; /* the name may not be what it seems: wait and see */
+					return PKT_STOP;
 				}
 				if (!(cs = client_find(c, name)))
 					return forward_plain(c, s, 'B');	/* unknown: the server answers as PostgreSQL does */
@@ -1019,15 +1204,18 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 				if (hdr->type == 'C')
 				{
 					char	   *cname;
+					PreparedStmt *reclose;
 
 					if (sbuf_has_unflushed(&c->sb))
 						return PKT_STOP;
 					/* the server keeps it for others; the client's name goes */
 					cs = client_find(c, name);
-					cname = cs ? strdup(name) : NULL;
-					if (cs && !cname)
+					reclose = cs ? NULL : close_in_flight(s, name);
+					cname = (cs || reclose) ? strdup(name) : NULL;
+					if ((cs || reclose) && !cname)
 						return client_error(c, "out of memory");
 					if (!(cs ? owe_stmt(s, 'C', TRACK_SYNTH, '3', REQ_CLOSED, cs->stmt, cname) :
+						  reclose ? owe_stmt(s, 'C', TRACK_SYNTH, '3', REQ_CLOSED | REQ_RECLOSE, reclose, cname) :
 						  owe(s, 'C', TRACK_SYNTH, '3', 0, NULL, NULL)))
 					{
 						free(cname);
@@ -1036,6 +1224,11 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 					client_remove(c, name);
 					prepared_emit_answers(s);
 					return PKT_CONSUME;
+				}
+				if (name_undecided(s, name))
+				{
+					c->wait_answers = true; /* the name may not be what it seems: wait and see */
+					return PKT_STOP;
 				}
 				if (!(cs = client_find(c, name)))
 					return forward_plain(c, s, 'D');
@@ -1105,16 +1298,7 @@ prepared_unlinked_message(Client *c, const ProtoHeader *hdr, const uint8 *msg, u
 			if (!name || name[0] == '\0')
 				return PKT_STOP;
 			if (client_find(c, name))
-			{
-				ProtoBuf	pb;
-
-				/* 42P05 at once: nothing is in flight; the rest up to Sync is dropped */
-				if (!sbuf_out_begin(&c->sb, &pb) || !put_duplicate_error(&pb, name, false))
-					return PKT_STOP;
-				sbuf_out_commit(&c->sb, &pb);
-				c->skip_till_sync = true;
-				return PKT_CONSUME;
-			}
+				return PKT_STOP;	/* a syntax or analysis error comes first: the server decides */
 			hash_len = (uint32) (end - ((const uint8 *) name + strlen(name) + 1));
 			st = stmt_lookup((const uint8 *) name + strlen(name) + 1, hash_len);
 			if (!st || !stmt_valid_in(st, c->pool))

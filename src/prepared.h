@@ -48,8 +48,10 @@ extern PktAction prepared_unlinked_message(Client *c, const ProtoHeader *hdr, co
 /* Send pgbun-made answers now at the head of the tracker, if the stream allows. */
 extern void prepared_emit_answers(Server *s);
 extern bool prepared_answers_waiting(Server *s);
-/* Is the server's next answer owed to pgbun's poison Bind (its error is hidden)? */
+/* Is the server's next answer owed to pgbun's poison message (fail_in_place)? */
 extern bool prepared_hides_error(Server *s);
+/* Queue pgbun's error for that poison message to the client. false: no room. */
+extern bool prepared_put_refusal(Server *s);
 
 /* The tracker's callback for entries leaving it (server_login.c sets it up). */
 extern void prepared_entry_gone(void *owner, Track *t, TrackEntry *e, TrackFate fate);

@@ -111,7 +111,10 @@ server_close(Server *s, const char *reason)
 
 		s->link = NULL;
 		c->link = NULL;
-		client_close(c, "08006", "server connection lost: %s", reason);
+		if (s->fatal_forwarded)
+			client_close(c, NULL, "server connection lost after its FATAL error: %s", reason);
+		else
+			client_close(c, "08006", "server connection lost: %s", reason);
 	}
 	ereport(DEBUG1, (errmsg("pgbun: server connection closed: %s", reason)));
 	dlist_delete(&s->node);
@@ -170,6 +173,34 @@ note_ready_for_query(Server *s, char status)
 		s->link->tx_status = status;
 }
 
+/* A restore of the linked client's connect-time values is still to run (session.c). */
+static inline bool
+c_reapply_pending(const Server *s)
+{
+	return s->link && s->link->reapply;
+}
+
+/* The client's ReadyForQuery that waited for pgbun's restore (session_ready). */
+static void
+emit_held_ready(Server *s)
+{
+	Client	   *c = s->link;
+	char		status = s->held_ready;
+	ProtoBuf	pb;
+
+	s->held_ready = 0;
+	if (!c)
+		return;
+	if (!session_release_held(s) ||
+		!sbuf_out_begin(&c->sb, &pb) || !proto_put_ready(&pb, status) || pb.overflow)
+	{
+		client_close(c, "53200", "out of memory for a ReadyForQuery");
+		return;
+	}
+	sbuf_out_commit(&c->sb, &pb);
+	(void) sbuf_flush_out(&c->sb);
+}
+
 /* The pooler's own query (SET or reset) finished. */
 static void
 hidden_query_done(Server *s)
@@ -221,6 +252,27 @@ error_sqlstate(const uint8 *body, uint32 len, char *out)
 		}
 		pos = (uint32) (end - body) + 1;
 	}
+}
+
+/* Is this ErrorResponse FATAL or PANIC (its 'V' field, else its 'S' field)? */
+static bool
+error_is_fatal(const uint8 *body, uint32 len)
+{
+	uint32		pos = 0;
+
+	while (pos < len && body[pos] != '\0')
+	{
+		char		field = (char) body[pos++];
+		const uint8 *end = memchr(body + pos, '\0', len - pos);
+
+		if (!end)
+			return false;
+		if ((field == 'V' || field == 'S') &&
+			(strcmp((const char *) body + pos, "FATAL") == 0 || strcmp((const char *) body + pos, "PANIC") == 0))
+			return true;
+		pos = (uint32) (end - body) + 1;
+	}
+	return false;
 }
 
 static PktAction
@@ -324,15 +376,32 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 	if (track_synth_due(&s->tracker))
 		return PKT_STOP;		/* pgbun's own answers go out first */
 	if (hdr->type == 'E')
-		error_sqlstate(msg + PROTO_HDR_LEN, avail - PROTO_HDR_LEN, s->last_sqlstate);
-
-	if (hdr->type == 'E' && s->rewrite && prepared_hides_error(s))
 	{
-		/* the error to pgbun's poison Bind (a Parse pgbun failed itself): not the client's */
+		error_sqlstate(msg + PROTO_HDR_LEN, avail - PROTO_HDR_LEN, s->last_sqlstate);
+		/* the client gets the server's FATAL; pgbun adds no error of its own when it goes */
+		if (error_is_fatal(msg + PROTO_HDR_LEN, avail - PROTO_HDR_LEN))
+			s->fatal_forwarded = true;
+	}
+
+	if (hdr->type == 'E' && s->rewrite && prepared_hides_error(s) && strcmp(s->last_sqlstate, "25P02") != 0)
+	{
+		/*
+		 * The error to pgbun's poison message (a Parse pgbun refused): the
+		 * client gets pgbun's error in its place (a 25P02 of a failed block
+		 * is the client's as it is).
+		 */
 		if (avail < size)
 			return PKT_NEED_FULL;
+		if (sbuf_has_unflushed(&s->sb))
+			return PKT_STOP;	/* earlier answers go out first */
+		if (!prepared_put_refusal(s))
+		{
+			client_close(s->link, "53200", "out of memory for an error message");
+			return PKT_STOP;
+		}
 		(void) track_server(&s->tracker, 'E', 0);
-		return track_synth_due(&s->tracker) ? PKT_CONSUME_STOP : PKT_CONSUME;
+		s->sb.replace_len = size;
+		return PKT_REPLACE_PREFIX;
 	}
 	if (hdr->type == 'Z')
 		detail = hdr->len >= 5 ? (char) msg[PROTO_HDR_LEN] : 'I';
@@ -371,7 +440,19 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 				char		status = hdr->len >= 5 ? (char) msg[PROTO_HDR_LEN] : 'I';
 
 				note_ready_for_query(s, status);
-				session_ready(s);	/* after the client's RESET / DISCARD ALL: its values back */
+				if (session_ready(s))
+				{
+					/* after the client's RESET / DISCARD ALL: its values back, then this */
+					s->held_ready = status;
+					return PKT_CONSUME;
+				}
+				if (session_has_held(s) && !c_reapply_pending(s))
+				{
+					/* no restore to wait for: the held ParameterStatus go out before this */
+					s->held_ready = status;
+					s->hidden_done = true;
+					return PKT_CONSUME_STOP;
+				}
 				if (s->link_mode == POOL_MODE_SESSION || server_busy(s))
 					return forward;
 				if (status == 'I')
@@ -384,12 +465,35 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 				return forward;
 			}
 		case 'S':
-			(void) session_parameter_status(s, msg, size, false);
 			health_server_parameter(s, msg, size);
+			if (session_parameter_status(s, msg, size, false))
+				return forward == PKT_FORWARD_STOP ? PKT_CONSUME_STOP : PKT_CONSUME;
 			return forward;
 		case 'E':				/* by SQLSTATE class, for metrics */
 			counters_note_server_error(s->pool->slot, msg, Min(avail, size));
 			return forward;
+		case 'G':				/* CopyInResponse */
+		case 'W':				/* CopyBothResponse */
+			{
+				/*
+				 * A message the client sent after this COPY's Execute that pgbun
+				 * answered itself (a Close, a Parse the server has) would have
+				 * gone into the COPY and broken it: as the backend, 08P01.
+				 */
+				for (uint32 i = 1; i < s->tracker.count; i++)
+				{
+					TrackEntry *e = track_entry_at(&s->tracker, i);
+
+					if (e->flags & TRACK_SYNTH)
+					{
+						s->copy_violation = e->type;
+						return PKT_FORWARD_STOP;
+					}
+					if (e->type != 'S')
+						break;	/* a real message goes to the COPY and breaks it itself */
+				}
+				return forward;
+			}
 		case 'C':
 			{
 				const char *tag = (const char *) msg + PROTO_HDR_LEN;
@@ -480,6 +584,7 @@ server_pump_out(Server *s)
 	uint64		wr = 0;
 	PumpResult	r;
 	Client	   *c = s->link;
+	int			retries = 0;
 
 again:
 	if (s->closed)
@@ -512,6 +617,23 @@ again:
 				}
 				break;
 			}
+			if (s->copy_violation && c)
+			{
+				char		text[64];
+				ProtoBuf	pb;
+
+				snprintf(text, sizeof(text), "unexpected message type 0x%02X during COPY from stdin",
+						 (unsigned char) s->copy_violation);
+				/* the backend's own two errors, word for word */
+				if (sbuf_out_begin(&c->sb, &pb) && proto_put_error(&pb, false, "08P01", text, NULL, NULL) &&
+					proto_put_error(&pb, true, "08P01", "terminating connection because protocol synchronization was lost",
+									NULL, NULL) && !pb.overflow)
+					sbuf_out_commit(&c->sb, &pb);
+				(void) sbuf_flush_out(&c->sb);
+				client_close(c, NULL, "a message pgbun answered itself was sent into a COPY");
+				server_close(s, "a client message broke a COPY");
+				return;
+			}
 			if (s->mode_violation && c)
 			{
 				s->mode_violation = false;
@@ -522,7 +644,15 @@ again:
 			{
 				s->hidden_done = false;
 				hidden_query_done(s);
+				if (s->held_ready && !s->closed)
+					emit_held_ready(s);
 				/* more may be buffered, now for a (possibly new) client */
+				rd = wr = 0;
+				goto again;
+			}
+			if (rd > 0 || wr > 0 || ++retries < 64)
+			{
+				/* stopped until earlier answers were out (they are now): go on */
 				rd = wr = 0;
 				goto again;
 			}
@@ -550,6 +680,16 @@ again:
 	/* answers pgbun owes the client, now that the server's bytes before them are out */
 	if (s->rewrite && s->link && prepared_answers_waiting(s))
 		prepared_emit_answers(s);
+	/* pgbun's own bytes in place of a server message (a replaced error) go out now */
+	if (s->link && sbuf_out_pending(&s->link->sb))
+		(void) sbuf_flush_out(&s->link->sb);	/* a failed write shows up on the next one */
+	if (s->link && s->link->wait_answers && !s->link->in_busy)
+	{
+		/* its held message may go on now: looked at again after this turn */
+		s->link->wait_answers = false;
+		s->link->in_busy = true;
+		dlist_push_tail(&W->busy_clients, &s->link->busy_node);
+	}
 	/* the client may have sent nothing that needs an answer (a lone Flush) */
 	if (pool_release_if_at_rest(s))
 	{
@@ -600,10 +740,25 @@ void
 server_release(Server *s)
 {
 	s->link = NULL;
+	s->held_ready = 0;			/* its client is gone */
+	free(s->held);
+	s->held = NULL;
+	s->held_len = 0;
 	s->last_used = W->now;
 	s->query_start = s->xact_start = 0;
 	if (s->closed)
 		return;
+	if (s->hidden_rfq > 0 && track_at_rest(&s->tracker) && s->link_mode != POOL_MODE_SESSION &&
+		!sbuf_has_pending_forward(&s->sb) && !W->shutting_down)
+	{
+		/*
+		 * Only pgbun's own queries are in flight (a client's values being put
+		 * back, or set for a client that left at once): the server goes back
+		 * once they are answered, as after the reset query.
+		 */
+		server_set_state(s, SV_TESTED);
+		return;
+	}
 	if (!server_at_rest(s) ||
 		sbuf_has_pending_forward(&s->sb) || sbuf_out_pending(&s->sb) || W->shutting_down)
 	{

@@ -22,6 +22,8 @@
 
 #include <ctype.h>
 
+#include "access/xact.h"
+#include "common/hashfn.h"
 #include "utils/guc.h"
 #include "utils/guc_tables.h"
 #include "utils/memutils.h"
@@ -129,6 +131,78 @@ value_ok(const char *name, const char *value, CheckFailure *f)
 }
 
 /*
+ * How the server will report name = value in its ParameterStatus (its check
+ * hook's canonical form through its show hook: DateStyle 'sql' is 'SQL, MDY',
+ * TimeZone 'utc' is 'UTC'), so the welcome says what a direct login says.
+ * The value is set in a transaction of the worker's own that is then aborted,
+ * which puts the worker's setting back (GUC changes unwind with it). Answers
+ * are cached: drivers send the same few values at every login.
+ * false: keep the value as given.
+ */
+#define REPORTED_CACHE 32
+
+typedef struct ReportedForm
+{
+	char	   *name;
+	char	   *value;
+	char	   *shown;
+} ReportedForm;
+
+static ReportedForm reported_cache[REPORTED_CACHE];
+
+static bool
+reported_form(const char *name, const char *value, char *out, size_t outlen)
+{
+	uint32		slot = (hash_bytes((const unsigned char *) name, strlen(name)) ^
+						hash_bytes((const unsigned char *) value, strlen(value))) % REPORTED_CACHE;
+	ReportedForm *rf = &reported_cache[slot];
+	MemoryContext old = CurrentMemoryContext;
+	char	   *shown = NULL;
+	bool		ok;
+
+	if (rf->name && strcmp(rf->name, name) == 0 && strcmp(rf->value, value) == 0)
+		return strlcpy(out, rf->shown, outlen) < outlen;
+	if (IsTransactionState())
+		return false;			/* never inside someone else's transaction */
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		const char *varname;
+		char	   *s;
+
+		(void) set_config_option(name, value, PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SET,
+								 true, ERROR, false);
+		s = GetConfigOptionByName(name, &varname, false);
+		shown = s ? strdup(s) : NULL;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(old);
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	AbortCurrentTransaction();
+	MemoryContextSwitchTo(old);
+	if (!shown)
+		return false;
+	ok = strlcpy(out, shown, outlen) < outlen;
+	free(rf->name);
+	free(rf->value);
+	free(rf->shown);
+	rf->name = strdup(name);
+	rf->value = strdup(value);
+	rf->shown = shown;
+	if (!rf->name || !rf->value)
+	{
+		free(rf->name);
+		free(rf->value);
+		free(rf->shown);
+		rf->name = rf->value = rf->shown = NULL;
+	}
+	return ok;
+}
+
+/*
  * May a session of this role carry name = value? The rules of PostgreSQL's
  * SET, plus what pgbun cannot carry across server connections. *canonical
  * is the server's spelling of the name.
@@ -186,6 +260,8 @@ session_client_login(Client *c, bool superuser)
 	{
 		const char *v = p + strlen(p) + 1;
 		const char *canonical;
+		struct config_generic *rec;
+		char		shown[PARAMS_MAX_BYTES];
 		CheckFailure f;
 
 		if (!setting_ok(p, v, superuser, &canonical, &f))
@@ -194,13 +270,18 @@ session_client_login(Client *c, bool superuser)
 			client_close(c, f.sqlstate, "%s", f.message);
 			return false;
 		}
+		/* a reported parameter is kept (and shown) in the server's spelling */
+		rec = guc_find(canonical);
+		if (rec && (rec->flags & GUC_REPORT) && reported_form(canonical, v, shown, sizeof(shown)))
+			v = shown;
 		if (!params_set(&nb, &nl, canonical, v))
 		{
 			free(nb);
 			client_close(c, "53200", "out of memory for startup parameters");
 			return false;
 		}
-		p = v + strlen(v) + 1;
+		p = p + strlen(p) + 1;
+		p = p + strlen(p) + 1;
 	}
 	free(c->params);
 	c->params = nb;
@@ -337,6 +418,22 @@ session_parameter_status(Server *s, const uint8 *msg, uint32 size, bool hidden)
 		return false;
 	if (!key)
 		key = name;
+	if (!hidden && (c->reapply || s->held_len > 0))
+	{
+		const char *given = params_get(c->startup, c->startup_len, key);
+
+		/* the restore decides what the client sees (session_release_held) */
+		if (c->reapply && given && strcmp(given, value) != 0 &&
+			params_set(&s->held, &s->held_len, key, value))
+			return true;
+		if (params_get(s->held, s->held_len, key))
+		{
+			/* back to what the client was told before the held value: nothing to say */
+			params_remove(&s->held, &s->held_len, key);
+			if (old && strcmp(old, value) == 0)
+				return true;
+		}
+	}
 	if (hidden)
 	{
 		/*
@@ -404,7 +501,7 @@ queue_restore(Server *s, Client *c)
 	return true;
 }
 
-void
+bool
 session_ready(Server *s)
 {
 	Client	   *c = s->link;
@@ -417,8 +514,40 @@ session_ready(Server *s)
 	 */
 	if (!c || !c->reapply || s->tx_status != 'I' || server_busy(s) ||
 		s->hidden_rfq > 0 || sbuf_has_pending_forward(&c->sb))
-		return;
-	(void) queue_restore(s, c);
+		return false;
+	return queue_restore(s, c);
+}
+
+bool
+session_release_held(Server *s)
+{
+	Client	   *c = s->link;
+	bool		ok = true;
+
+	for (const char *p = s->held; c && ok && p && p < s->held + s->held_len;)
+	{
+		const char *v = p + strlen(p) + 1;
+		const char *now = params_get(s->params, s->params_len, p);
+		const char *seen = params_get(c->params, c->params_len, p);
+		ProtoBuf	pb;
+
+		/* still the server's value after the restore, and not what the client was told */
+		if (now && strcmp(now, v) == 0 && (!seen || strcmp(seen, v) != 0))
+		{
+			ok = sbuf_out_begin(&c->sb, &pb) && proto_put_parameter_status(&pb, p, v) && !pb.overflow;
+			if (ok)
+			{
+				sbuf_out_commit(&c->sb, &pb);
+				(void) params_set(&c->params, &c->params_len, p, v);
+				c->params_fp_valid = false;
+			}
+		}
+		p = v + strlen(v) + 1;
+	}
+	free(s->held);
+	s->held = NULL;
+	s->held_len = 0;
+	return ok;
 }
 
 bool
@@ -481,6 +610,9 @@ session_server_login(Server *s)
 void
 session_server_free(Server *s)
 {
+	free(s->held);
+	s->held = NULL;
+	s->held_len = 0;
 	free(s->set);
 	s->set = NULL;
 }

@@ -35,13 +35,31 @@ extern int	session_link(Server *s, Client *c);
 /*
  * A ParameterStatus from the server (hidden: answering pgbun's own query).
  * Records it on the server and, when linked, as the client's wanted value.
- * true (hidden only): forward it to the client, whose value it changes.
+ * Hidden: true = forward it to the client, whose value it changes. Not
+ * hidden: true = hold it back, it is the server's own default after the
+ * client's RESET / DISCARD ALL, and the restore that follows puts the
+ * client's connect-time value back.
  */
 extern bool session_parameter_status(Server *s, const uint8 *msg, uint32 size, bool hidden);
 /* A CommandComplete of the linked client's traffic: SET / RESET / DISCARD ALL. */
 extern void session_command_complete(Server *s, const char *tag);
-/* A ReadyForQuery of the linked client's traffic: restore its values once at rest. */
-extern void session_ready(Server *s);
+/*
+ * A ReadyForQuery of the linked client's traffic: restore its values once at
+ * rest. true: a restore was queued; the ReadyForQuery waits for it, so the
+ * client sees the ParameterStatus of its RESET before it, as from PostgreSQL.
+ */
+extern bool session_ready(Server *s);
+/*
+ * Before the held ReadyForQuery goes out: the held ParameterStatus whose
+ * value the restore left standing (the client's own SET) go to the client.
+ * false: the client's buffer is full (closed).
+ */
+extern bool session_release_held(Server *s);
+static inline bool
+session_has_held(const Server *s)
+{
+	return s->held_len > 0;
+}
 /* Before a transaction-mode release: true when a restore was queued (release waits for it). */
 extern bool session_before_release(Server *s);
 /* One of pgbun's hidden queries failed: what the server holds is unknown. */

@@ -123,6 +123,7 @@ init_segment(void)
 	pg_atomic_init_u32(&sh->client_count, 0);
 	pg_atomic_init_u32(&sh->n_starving, 0);
 	pg_atomic_init_u64(&sh->next_conn_id, 1);
+	pg_atomic_init_u64(&sh->control_generation, 0);
 	sh->stats_start = GetCurrentTimestamp();
 	sh->n_conn_slots = planned_conn_slots;
 	sh->n_client_slots = planned_client_slots;

@@ -21,6 +21,8 @@
  *    close an idle server they do not need and set the starving worker's
  *    latch, so one worker cannot hold a pool's servers idle while another's
  *    clients wait (pool.c, pool_share_servers).
+ *  - Console commands (KILL, RECONNECT, DISABLE, KILL_CLIENT, SHUTDOWN):
+ *    declarative too, owned by control.c.
  *  - Pause: declarative. pause()/resume() edit the paused set and bump
  *    pause_generation; each worker applies it, and reports it done once none
  *    of its paused pools holds a server linked to a client.
@@ -77,6 +79,7 @@ typedef struct PgbunWorkerSlot
 	Latch	   *latch;
 	uint64		pause_applied;	/* pause_generation this worker has applied */
 	bool		pause_drained;	/* no linked servers in its paused pools */
+	uint64		control_applied;	/* control_generation this worker has applied (control.c) */
 } PgbunWorkerSlot;
 
 typedef struct PgbunPoolSlot
@@ -173,7 +176,21 @@ typedef struct PgbunConnSlot
 	socklen_t	sv_sockaddr_len;
 	int16		host_slot;		/* server: its PgbunHostSlot, -1: the default target */
 	char		target[NAMEDATALEN];	/* server: the pgbun.databases entry routing it, "" for none */
+	/* KILL_CLIENT: the console writes the id here (under the mutex); the owner closes the client */
+	uint64		kill_id;
 } PgbunConnSlot;
+
+/* A database's console-command state (control.c). */
+typedef struct PgbunDbControl
+{
+	char		database[NAMEDATALEN];
+	bool		disabled;		/* DISABLE: new clients refused */
+	TimestampTz kill_before;	/* KILL: connections made before this are closed */
+	TimestampTz reconnect_before;	/* RECONNECT: servers made before this are not reused */
+	uint64		set_gen;		/* control_generation of its last change */
+} PgbunDbControl;
+
+#define PGBUN_MAX_DB_CONTROLS	64
 
 typedef struct PgbunShared
 {
@@ -187,6 +204,15 @@ typedef struct PgbunShared
 	bool		pause_all;
 	int			n_paused_dbs;
 	char		paused_dbs[PGBUN_MAX_PAUSED_DBS][NAMEDATALEN];
+
+	/* console commands (control.c), under the mutex; the generation says something changed */
+	pg_atomic_uint64 control_generation;
+	TimestampTz kill_all_before;
+	TimestampTz reconnect_all_before;
+	int			n_db_controls;
+	PgbunDbControl db_controls[PGBUN_MAX_DB_CONTROLS];
+	uint64		kills_requested;	/* KILL_CLIENT requests so far (kill_id in the slots) */
+	bool		shutdown_requested;
 
 	/* cross-worker client count for max_client_conn */
 	pg_atomic_uint32 client_count;

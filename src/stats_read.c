@@ -1,9 +1,13 @@
 /*
  * stats_read.c - copies of the shared segment's pool and connection state for
- * the SQL views and the admin console (stats_read.h).
+ * the SQL views and the admin console (stats_read.h): both faces of one
+ * number come from one reader here.
  */
 #include "postgres.h"
 
+#include "config.h"
+#include "config_parse.h"
+#include "control.h"
 #include "stats_read.h"
 
 /*
@@ -196,4 +200,176 @@ stats_read_conn(int idx, PgbunConnSlot *c, uint64 *link_id)
 			*link_id = peer.id;
 	}
 	return true;
+}
+
+int
+stats_pool_names(bool users, const char **names, int max)
+{
+	int			n = 0;
+
+	for (int p = 0; p < PGBUN_MAX_POOLS && n < max; p++)
+	{
+		const PgbunPoolSlot *pool = stats_pool_in_use(p);
+		const char *name;
+		bool		seen = false;
+
+		if (!pool)
+			continue;
+		name = users ? pool->user : pool->database;
+		for (int i = 0; i < n && !seen; i++)
+			seen = strcmp(names[i], name) == 0;
+		if (!seen)
+			names[n++] = name;
+	}
+	return n;
+}
+
+void
+stats_count_conns(bool users, const char *name, int *clients, int *servers)
+{
+	*clients = *servers = 0;
+	for (int i = 0; i < pgbun_shared->n_conn_slots; i++)
+	{
+		PgbunConnSlot c;
+		uint64		link;
+		const PgbunPoolSlot *pool;
+
+		if (!stats_read_conn(i, &c, &link) || !(pool = stats_pool_in_use(c.pool)))
+			continue;
+		if (strcmp(users ? pool->user : pool->database, name) != 0)
+			continue;
+		if (c.kind == CONN_CLIENT)
+			(*clients)++;
+		else
+			(*servers)++;
+	}
+}
+
+/*
+ * The settings that apply to a database: its pgbun.databases entry (or "*"),
+ * else the pgbun.* settings. The strings point into the snapshot in force.
+ */
+static void
+database_settings(DatabaseRow *r)
+{
+	const DbEntry *e = config_database_entry(r->name);
+	bool		routed = e && e->routed;
+
+	r->host = (pgbun_server_host && pgbun_server_host[0]) ? pgbun_server_host : NULL;
+	r->port = pgbun_server_port;
+	if (routed && e->host[0])
+	{
+		r->host = e->host;
+		r->load_balance_hosts = lb_name(e->lb);
+	}
+	if (routed && e->ports[0] > 0)
+		r->port = e->ports[0];
+	r->database = routed && e->dbname[0] ? e->dbname : r->name;
+	r->force_user = routed && e->user[0] ? e->user : NULL;
+	r->pool_mode = e && e->pool_mode >= 0 ? pool_mode_name(e->pool_mode) : NULL;
+	r->pool_size = config_pool_size(r->name);
+	r->min_pool_size = pgbun_min_pool_size;
+	r->server_lifetime = config_server_lifetime(r->name) / 1000;
+	r->max_connections = config_max_db_connections(r->name);
+}
+
+/*
+ * The console's SHOW DATABASES and the view pgbun.databases both come from
+ * here, so they cannot disagree. Settings are the GUC values of the calling
+ * process: a worker and a backend see the same ones once both have reloaded.
+ */
+int
+stats_read_databases(DatabaseRow *rows)
+{
+	const char *names[PGBUN_MAX_POOLS];
+	int			n = stats_pool_names(false, names, PGBUN_MAX_POOLS);
+
+	for (int i = 0; i < n; i++)
+	{
+		DatabaseRow *r = &rows[i];
+
+		memset(r, 0, sizeof(*r));
+		strlcpy(r->name, names[i], NAMEDATALEN);
+		database_settings(r);
+		stats_count_conns(false, r->name, &r->current_client_connections, &r->current_connections);
+		r->paused = pgbun_db_paused(r->name);
+		r->disabled = control_db_disabled(r->name);
+	}
+	/* a disabled database with no pool (nobody connected since) is listed all the same */
+	{
+		char		disabled[PGBUN_MAX_DB_CONTROLS][NAMEDATALEN];
+		int			nd = control_disabled_names(disabled, PGBUN_MAX_DB_CONTROLS);
+		int			in_use = n;
+
+		for (int d = 0; d < nd; d++)
+		{
+			bool		listed = false;
+			DatabaseRow *r;
+
+			for (int i = 0; i < in_use && !listed; i++)
+				listed = strcmp(rows[i].name, disabled[d]) == 0;
+			if (listed)
+				continue;
+			r = &rows[n++];
+			memset(r, 0, sizeof(*r));
+			strlcpy(r->name, disabled[d], NAMEDATALEN);
+			database_settings(r);
+			r->paused = pgbun_db_paused(r->name);
+			r->disabled = true;
+		}
+	}
+	return n;
+}
+
+/* One pass over the connection slots; client and server connections share the slot table. */
+int
+stats_read_lists(ListRow *rows)
+{
+	const char *names[PGBUN_MAX_POOLS];
+	int			pools = 0;
+	int			clients = 0;
+	int			login = 0;
+	int			servers = 0;
+	int			free_slots = 0;
+	int			n = 0;
+
+	for (int p = 0; p < PGBUN_MAX_POOLS; p++)
+		if (stats_pool_in_use(p))
+			pools++;
+	for (int i = 0; i < pgbun_shared->n_conn_slots; i++)
+	{
+		PgbunConnSlot c;
+		uint64		link;
+
+		if (!stats_read_conn(i, &c, &link))
+			free_slots++;
+		else if (c.kind == CONN_CLIENT)
+		{
+			clients++;
+			if (c.state == CL_LOGIN)
+				login++;
+		}
+		else
+			servers++;
+	}
+#define ROW(name, v) (rows[n].list = (name), rows[n].items = (v), n++)
+	ROW("databases", stats_pool_names(false, names, PGBUN_MAX_POOLS));
+	ROW("users", stats_pool_names(true, names, PGBUN_MAX_POOLS));
+	ROW("peers", 0);
+	ROW("pools", pools);
+	ROW("peer_pools", 0);
+	/* one table of slots for both kinds: both "free" rows show it */
+	ROW("free_clients", free_slots);
+	ROW("used_clients", clients);
+	ROW("login_clients", login);
+	ROW("free_servers", free_slots);
+	ROW("used_servers", servers);
+	/* one name (pgbun.server_host) is looked up at most; no zones */
+	ROW("dns_names", (pgbun_server_host && pgbun_server_host[0] && pgbun_server_host[0] != '/') ? 1 : 0);
+	ROW("dns_zones", 0);
+	ROW("dns_queries", 0);
+	ROW("dns_pending", 0);
+#undef ROW
+	Assert(n == STATS_LISTS);
+	return n;
 }

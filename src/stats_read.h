@@ -77,6 +77,52 @@ extern const char *stats_conn_state_name(int kind, int state);
  */
 extern bool stats_read_conn(int idx, PgbunConnSlot *c, uint64 *link_id);
 
+/*
+ * One row of SHOW DATABASES / pgbun.databases: a database some pool uses,
+ * with the settings that apply to it and its connections over all pools.
+ */
+typedef struct DatabaseRow
+{
+	char		name[NAMEDATALEN];
+	const char *host;			/* its entry's host list, else pgbun.server_host; NULL: the local Unix socket */
+	int			port;			/* its entry's (first) port, else pgbun.server_port (0: the local server's port) */
+	const char *database;		/* the server database: its entry's dbname, else the name */
+	const char *force_user;		/* its entry's user, NULL: none */
+	const char *pool_mode;		/* its entry's pool_mode, NULL: per pool (see pools) */
+	const char *load_balance_hosts; /* its entry's, for a host list; NULL: none */
+	int			pool_size;
+	int			min_pool_size;
+	int			server_lifetime;	/* seconds */
+	int			max_connections;	/* pgbun.max_db_connections, 0: no limit */
+	int			current_connections;	/* server connections */
+	int			current_client_connections; /* clients of its pools */
+	bool		paused;
+	bool		disabled;		/* console DISABLE */
+} DatabaseRow;
+
+/* Databases in use, and disabled ones without a pool. */
+#define STATS_MAX_DATABASES (PGBUN_MAX_POOLS + PGBUN_MAX_DB_CONTROLS)
+
+/* Fill rows[STATS_MAX_DATABASES], one per database; returns how many. */
+extern int	stats_read_databases(DatabaseRow *rows);
+
+/* Distinct database (users false) or user names of the pools in use. */
+extern int	stats_pool_names(bool users, const char **names, int max);
+
+/* Clients and server connections of a database or user name, over all pools. */
+extern void stats_count_conns(bool users, const char *name, int *clients, int *servers);
+
+/* SHOW LISTS / pgbun.lists: PgBouncer's list names, in its order. */
+#define STATS_LISTS 14
+typedef struct ListRow
+{
+	const char *list;
+	int			items;
+} ListRow;
+
+/* Fill rows[STATS_LISTS]; returns STATS_LISTS. */
+extern int	stats_read_lists(ListRow *rows);
+
 /* a / b, 0 when b is 0 (averages). */
 static inline uint64
 stats_div(uint64 a, uint64 b)

@@ -145,6 +145,13 @@ track_tail(const Track *t)
 	return t->count > 0 ? &t->ring[(t->head + t->count - 1) % TRACK_MAX_OWED] : NULL;
 }
 
+/* The entry i places after the head (0 <= i < count). */
+static inline TrackEntry *
+track_entry_at(const Track *t, uint32_t i)
+{
+	return &t->ring[(t->head + i) % TRACK_MAX_OWED];
+}
+
 /* Does pgbun owe the client an answer of its own now (TRACK_SYNTH at the head)? */
 static inline bool
 track_synth_due(const Track *t)

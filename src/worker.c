@@ -39,6 +39,7 @@
 #include "compat.h"
 #include "config.h"
 #include "console.h"
+#include "control.h"
 #include "dns.h"
 #include "target.h"
 #include "auth_file.h"
@@ -510,19 +511,34 @@ apply_reload(void)
 	}
 }
 
+/* SHUTDOWN on the admin console (of any worker) was seen. */
+static bool admin_shutdown_requested = false;
+
+/* Apply KILL / RECONNECT / DISABLE / KILL_CLIENT / SHUTDOWN from the shared control state (control.c). */
+static void
+apply_control(void)
+{
+	if (control_apply())
+		admin_shutdown_requested = true;
+}
+
 /*
  * SIGTERM: tell every client why, close servers politely, exit. In a server
  * shutdown exit 0 (the postmaster starts no workers then anyway). Any other
  * SIGTERM (pg_terminate_backend on the worker) exits 1, so that the
  * postmaster starts the worker again after bgw_restart_time and clients can
- * reconnect: only a real shutdown stops pgbun.
+ * reconnect: only a real shutdown stops pgbun. SHUTDOWN on the admin
+ * console does the same and exits 0: a background worker that exits 0 is
+ * not started again until the server restarts, and it is no crash, so the
+ * postmaster leaves every other process alone.
  */
 static void
-shutdown_worker(void)
+shutdown_worker(bool admin_shutdown)
 {
 	dlist_iter	it;
 	bool		server_stopping = postmaster_stopping();
 	const char *why = server_stopping ? "terminating connection due to server shutdown" :
+		admin_shutdown ? "terminating connection due to administrator command (SHUTDOWN)" :
 		"terminating connection due to administrator command";
 
 	W->shutting_down = true;
@@ -555,6 +571,12 @@ shutdown_worker(void)
 	if (server_stopping)
 	{
 		ereport(LOG, (errmsg("pgbun: worker %d shut down", W->id)));
+		proc_exit(0);
+	}
+	if (admin_shutdown)
+	{
+		/* exit 0: the postmaster does not start it again until the server restarts */
+		ereport(LOG, (errmsg("pgbun: worker %d stopped by SHUTDOWN on the admin console", W->id)));
 		proc_exit(0);
 	}
 	ereport(LOG, (errmsg("pgbun: worker %d terminated while the server is running; it starts again in %d s",
@@ -625,6 +647,9 @@ pgbun_worker_main(Datum main_arg)
 	SpinLockRelease(&pgbun_shared->mutex);
 	before_shmem_exit(worker_slot_clear, (Datum) 0);
 	pool_apply_pause();
+	apply_control();			/* a SHUTDOWN while this worker was restarting still holds */
+	if (admin_shutdown_requested)
+		shutdown_worker(true);
 
 	ereport(LOG, (errmsg("pgbun: worker %d started; server connections go to %s",
 						 W->id, W->server_addr_text)));
@@ -645,12 +670,15 @@ pgbun_worker_main(Datum main_arg)
 		free_closed();
 
 		if (got_sigterm)
-			shutdown_worker();
+			shutdown_worker(false);
 		if (MyLatch->is_set)
 		{
 			ResetLatch(MyLatch);
 			(void) guarded(pool_apply_pause, "pause handling");
 			(void) guarded(pool_share_servers, "server sharing");	/* another worker's clients may starve */
+			(void) guarded(apply_control, "console commands");
+			if (admin_shutdown_requested)
+				shutdown_worker(true);
 		}
 		if (ConfigReloadPending)
 			(void) guarded(apply_reload, "reload");

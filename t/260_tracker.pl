@@ -333,13 +333,17 @@ sub read_z
 		'and the insert before it is rolled back');
 	next_client_served('after refused Parses');
 
-	# again while another client holds the only server: pgbun answers alone
+	# PostgreSQL looks at the name last: a syntax error comes first
+	$c->send_bytes(parse_msg('dup', 'SELEC 1') . sync_msg());
+	is(shape(read_until($c, 'Z')), 'E[42601]Z', 'a duplicate Parse with a syntax error: 42601, as PostgreSQL');
+
+	# again while another client holds the only server: it waits for one, then 42P05
 	my $h = login(undef, 'holder');
 	ok($h->query('BEGIN')->{ok}, 'holder opens a transaction and holds the only server');
 	$c->send_bytes(parse_msg('dup', 'SELECT 1') . flush_msg() . sync_msg());
-	$m = read_until($c, 'Z');
-	is(shape($m), 'E[42P05]Z', 'a duplicate Parse answered without a server: 42P05 too');
 	$h->query('COMMIT');
+	$m = read_until($c, 'Z');
+	is(shape($m), 'E[42P05]Z', 'a duplicate Parse sent while no server was free: 42P05 too');
 	$h->terminate;
 	$c->terminate;
 }
@@ -368,6 +372,110 @@ sub read_z
 		'after a simple Query the unnamed statement is gone (26000)');
 	$a->terminate;
 	$b->terminate;
+}
+
+############ differential: the same bytes directly and through pgbun (found by difffuzz)
+
+# The shape of everything read (ParameterStatus with name=value) until EOF or
+# until $z ReadyForQuery have come ($z = 0: until CopyInResponse).
+sub full_shape
+{
+	my ($raw, $z) = @_;
+	my @out;
+	my $seen = 0;
+	while ($z == 0 || $seen < $z)
+	{
+		my $m = $raw->read_message(10);
+		my $t = $m->{type} // ($m->{eof} ? '<eof>' : '<timeout>');
+		if ($t eq 'S')
+		{
+			my ($k, $v) = split /\0/, $m->{body};
+			$t = "S[$k=$v]";
+		}
+		elsif ($t eq 'E')
+		{
+			$t = 'E[' . (PgbunTest::Raw::error_fields($m->{body})->{C} // '?') . ']';
+		}
+		push @out, $t;
+		last if !defined $m->{type} || ($z == 0 && $t eq 'G');
+		$seen++ if $t eq 'Z';
+	}
+	return join(' ', @out);
+}
+
+# Run the same chunks directly and through pgbun (each chunk followed by
+# reading until its count of ReadyForQuery, or EOF); the answers must agree.
+sub same_both_ways
+{
+	my ($label, $params, @steps) = @_;
+	my %shape;
+	foreach my $where ('direct', 'pgbun')
+	{
+		my $raw = $where eq 'direct'
+		  ? PgbunTest::Raw->new(path => $node->host . '/.s.PGSQL.' . $node->port)
+		  : raw_connect($node);
+		my $r = $raw->login(%alice, database => 'trackdb', params => $params);
+		my @got = ('welcome ' . join(',', map { "$_=$r->{params}{$_}" } grep { /^(DateStyle|TimeZone|application_name|IntervalStyle)$/ } sort keys %{ $r->{params} }));
+		for (my $i = 0; $i < @steps; $i += 2)
+		{
+			$raw->send_bytes($steps[$i]);
+			push @got, full_shape($raw, $steps[$i + 1]);
+		}
+		$shape{$where} = join(' | ', @got);
+		$raw->terminate;
+	}
+	is($shape{pgbun}, $shape{direct}, "$label: the same answers directly and through pgbun")
+	  or diag("direct: $shape{direct}");
+	return $shape{direct};
+}
+
+{
+	my $q = sub { PgbunTest::Raw::query_message($_[0]) };
+
+	# a startup value of a reported parameter is shown in the server's spelling
+	same_both_ways('startup DateStyle=sql, TimeZone=utc', [ DateStyle => 'sql', TimeZone => 'utc' ],
+		$q->('SHOW DateStyle'), 1);
+
+	# DISCARD ALL through the extended protocol: the client's own startup value
+	# comes back before its ReadyForQuery, and nothing else is reported
+	my $d = same_both_ways('DISCARD ALL via Parse with a startup application_name',
+		[ application_name => 'started app' ],
+		parse_msg('', 'DISCARD ALL') . bind_msg('', '') . execute_msg('') . sync_msg(), 1,
+		$q->("SET application_name = 'other'"), 1,
+		$q->('DISCARD ALL'), 1,
+		$q->('SHOW application_name'), 1);
+	like($d, qr/S\[application_name=other\].*S\[application_name=started app\]/,
+		'the second DISCARD ALL reports the startup value back');
+
+	# RESET after an explicit SET of another parameter: the SET's report is not lost
+	same_both_ways('SET DateStyle then RESET client_encoding', [ DateStyle => 'SQL, DMY' ],
+		$q->("SET DateStyle = 'ISO, MDY'; RESET client_encoding"), 1);
+
+	# a Close the backend skips (an error before it) leaves the name for a later batch
+	same_both_ways('a skipped Close, then a Bind of the name in the next batch', [],
+		parse_msg('cs', 'SELECT 1') . sync_msg(), 1,
+		bind_msg('', 'no_such_stmt') . close_msg('S', 'cs') . sync_msg()
+		  . bind_msg('', 'cs') . execute_msg('') . sync_msg(), 2);
+
+	# a duplicate name in a failed transaction block: PostgreSQL says 25P02 first
+	same_both_ways('a duplicate Parse in a failed block', [],
+		parse_msg('fb', 'SELECT 1') . sync_msg(), 1,
+		$q->('BEGIN'), 1,
+		$q->('SELECT 1/0'), 1,
+		parse_msg('fb', 'SELECT 2') . sync_msg(), 1,
+		$q->('ROLLBACK'), 1);
+
+	# a skipped unnamed Parse leaves the previous unnamed statement
+	same_both_ways('a skipped unnamed Parse', [],
+		parse_msg('', 'SELECT 7') . sync_msg(), 1,
+		bind_msg('', 'no_such_stmt') . parse_msg('', 'SELECT 8') . sync_msg()
+		  . bind_msg('', '') . execute_msg('') . sync_msg(), 2);
+
+	# messages pipelined into a COPY, then Terminate: the backend's errors still arrive
+	same_both_ways('a COPY broken by pipelined messages, then Terminate', [],
+		parse_msg('', 'COPY copy_t FROM STDIN') . bind_msg('', '') . execute_msg('') . flush_msg(), 0,
+		sync_msg() . execute_msg('') . sync_msg() . PgbunTest::Raw::message('X'), 1);
+	next_client_served('after the broken COPY');
 }
 
 ############ a reload that changes a pool's mode

@@ -288,10 +288,9 @@ SKIP:
 $node->safe_psql('postgres', 'CREATE DATABASE upgraded');
 $node->safe_psql('upgraded', "CREATE EXTENSION pgbun VERSION '1.0'");
 is($node->safe_psql('upgraded', "SELECT extversion FROM pg_extension WHERE extname = 'pgbun'"), '1.0', 'version 1.0 installs');
-$node->safe_psql('upgraded', 'ALTER EXTENSION pgbun UPDATE');
-is($node->safe_psql('upgraded', "SELECT extversion FROM pg_extension WHERE extname = 'pgbun'"),
-	$node->safe_psql('upgraded', "SELECT default_version FROM pg_available_extensions WHERE name = 'pgbun'"),
-	'ALTER EXTENSION UPDATE goes to the default version (pgbun_admin existed already: no error)');
+$node->safe_psql('upgraded', "ALTER EXTENSION pgbun UPDATE TO '1.1'");
+is($node->safe_psql('upgraded', "SELECT extversion FROM pg_extension WHERE extname = 'pgbun'"), '1.1',
+	'ALTER EXTENSION UPDATE TO 1.1 (pgbun_admin existed already: no error)');
 is($node->safe_psql('upgraded', "SELECT has_function_privilege('pgbun_admin', 'pgbun.pause(text)', 'EXECUTE')"),
 	't', 'pgbun_admin may call pgbun.pause()');
 

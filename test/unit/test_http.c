@@ -1,6 +1,7 @@
 /*
  * test_http.c - the HTTP request-head parser (src/http.c): whole requests,
- * every prefix of one ("need more"), bad input, the header bound.
+ * every prefix of one ("need more"), bad input, the header bound, and the
+ * byte-at-a-time search for the end of a head.
  */
 #include <stdio.h>
 #include <string.h>
@@ -104,6 +105,57 @@ test_header_bound(void)
 	CHECK(http_parse_request(buf, strlen(buf), &r) == HTTP_TOO_MANY);
 }
 
+/*
+ * Fed a byte at a time, the scan says "may be complete" exactly when the
+ * parser finds a whole head (CRLF, bare LF, empty lines before the request),
+ * and looks at each byte once.
+ */
+static void
+test_head_scan(void)
+{
+	static const char *const heads[] = {
+		"GET /metrics?x=1 HTTP/1.1\r\nHost: localhost:9187\r\nAccept:  text/plain \r\n\r\n",
+		"GET / HTTP/1.0\n\n",
+		"GET / HTTP/1.1\nA: b\n\n",
+		"\r\n\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET / HTTP/1.1\r\nA: b\n\r\n",
+	};
+	HttpRequest r;
+
+	for (size_t k = 0; k < sizeof(heads) / sizeof(heads[0]); k++)
+	{
+		const char *h = heads[k];
+		size_t		len = strlen(h);
+		HttpHeadScan scan = {0};
+		int			early = 0;
+
+		for (size_t i = 1; i < len; i++)
+		{
+			if (http_head_may_be_complete(&scan, h, i))
+				early++;
+			CHECK(scan.scanned == i);
+			CHECK(http_parse_request(h, i, &r) == HTTP_NEED_MORE);
+		}
+		if (early)
+			printf("  head %zu: complete too early\n", k);
+		CHECK(early == 0);
+		CHECK(http_head_may_be_complete(&scan, h, len));
+		CHECK(http_parse_request(h, len, &r) == (int) len);
+	}
+
+	/* empty lines alone are not a head; a bad head is found at its blank line */
+	{
+		HttpHeadScan scan = {0};
+		const char *bad = "GET / HTTP/1.1\r\nNo colon\r\n\r\n";
+
+		CHECK(!http_head_may_be_complete(&scan, "\r\n\r\n\n\n", 6));
+		memset(&scan, 0, sizeof(scan));
+		CHECK(!http_head_may_be_complete(&scan, bad, strlen(bad) - 2));
+		CHECK(http_head_may_be_complete(&scan, bad, strlen(bad)));
+		CHECK(http_parse_request(bad, strlen(bad), &r) == HTTP_BAD);
+	}
+}
+
 void
 http_suite(void)
 {
@@ -112,4 +164,5 @@ http_suite(void)
 	UNIT_RUN(test_every_prefix_needs_more);
 	UNIT_RUN(test_bad_input);
 	UNIT_RUN(test_header_bound);
+	UNIT_RUN(test_head_scan);
 }
