@@ -171,6 +171,10 @@ like($out, qr/^forced\|127\.0\.0\.1\|$port\|any\|primary\|up\|/m, 'SHOW HOSTS: t
 ($rc, $out, $err) = q_via('pgbouncer', 'SHOW DATABASES', on_error_stop => 0);
 like($out, qr/^forced\|127\.0\.0\.1\|$port\|postgres\|svc\|/m, 'SHOW DATABASES: host, port, database and force_user of an entry')
   or diag($out, $err);
+is($node->safe_psql('postgres', "SELECT host, port, database, force_user, load_balance_hosts FROM pgbun.databases WHERE name = 'forced'"),
+	"127.0.0.1|$port|postgres|svc|disable", 'pgbun.databases: the same from SQL');
+is($node->safe_psql('postgres', "SELECT max_connections FROM pgbun.databases WHERE name = 'lim'"), '1',
+	'pgbun.databases: the entry\'s max_db_connections');
 
 ############ "*": the fallback for names without an entry
 

@@ -53,7 +53,8 @@ for (1 .. 6)
 	push @errs, [ $rc, $err, time - $t0 ];
 }
 is(scalar(grep { $_->[0] != 0 && $_->[1] =~ /pgbun: no server available for database "down": all hosts are down/ } @errs), 6,
-	'every client of a dead host gets 08006 "all hosts are down", whichever worker it lands on');
+	'every client of a dead host gets 08006 "all hosts are down", whichever worker it lands on')
+  or diag(explain(\@errs));
 ok(!grep({ $_->[2] > 15 } @errs), 'at once');
 is($node->safe_psql('postgres', "SELECT failures FROM pgbun.hosts WHERE database = 'down'"), '1',
 	'one failed attempt: the host stays down for both workers until its retry (server_login_retry 5s)');
