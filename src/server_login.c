@@ -310,6 +310,8 @@ server_login_error(Server *s, const uint8 *msg, uint32 len)
  * of the server's first message (r=...,s=salt,i=n), kept on the target so
  * that the costly PBKDF2 runs once per salt, not per login.
  */
+#define SERVER_PASSWORD_MAX_ITERATIONS 100000	/* about 50 ms of PBKDF2 */
+
 static bool
 server_password_keys(Server *s, ScramPasswordKeys *k, const char *password, const char *sf, uint32 len)
 {
@@ -334,6 +336,13 @@ server_password_keys(Server *s, ScramPasswordKeys *k, const char *password, cons
 	n = strtol(iter + 3, NULL, 10);
 	if (n < 1 || strlen(salt) >= sizeof(k->salt_b64))
 		return false;
+	if (n > SERVER_PASSWORD_MAX_ITERATIONS)
+	{
+		/* the derivation runs in the loop: a server's huge count must not stall it */
+		ereport(LOG, (errmsg("pgbun: the server asks for %ld SCRAM iterations; pgbun derives keys from a password for at most %d",
+							 n, SERVER_PASSWORD_MAX_ITERATIONS)));
+		return false;
+	}
 	if (!k->valid || k->iterations != n || strcmp(k->salt_b64, salt) != 0)
 	{
 		k->valid = false;
