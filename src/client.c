@@ -364,7 +364,10 @@ again:
 			{
 				Server	   *s = c->link;
 
-				client_close(c, "08006", "server connection lost");
+				if (s && s->fatal_forwarded)
+					client_close(c, NULL, "server connection lost after its FATAL error");
+				else
+					client_close(c, "08006", "server connection lost");
 				if (s)
 					server_close(s, "write to server failed");
 				break;

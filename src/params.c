@@ -341,7 +341,7 @@ params_build_set_sql(const ParamsState *st, char *out, int outcap)
 			continue;			/* reported, but unknown to the client's welcome: leave it */
 		if (!h)
 			h = params_get(st->set, st->set_len, name);
-		if ((!w && !h) || (w && h && strcmp(w, h) == 0))
+		if ((!w && !h) || (w && h && strcmp(w, h) == 0 && !params_is_own_set(st, name, w)))
 			continue;
 		pos = w ? append_set(out, pos, outcap, name, i, w) : append_reset(out, pos, outcap, name, i);
 	}
@@ -465,6 +465,14 @@ params_server_fingerprint(const char *reported, uint16 reported_len, const char 
 		p = v + strlen(v) + 1;
 	}
 	return hash_combine64(fp, own);
+}
+
+bool
+params_is_own_set(const ParamsState *st, const char *name, const char *want)
+{
+	const char *given = params_get(st->startup, st->startup_len, name);
+
+	return given && strcmp(given, want) != 0;
 }
 
 int

@@ -65,7 +65,18 @@ typedef struct ParamsState
 	const char *set;			/* unreported values pgbun set there (absent: the default) */
 	uint16		set_len;
 	bool		dirty;			/* the server may hold anything (a client's SET): RESET ALL first */
+	/*
+	 * The client's connect-time values: a wanted value that differs from its
+	 * own is the client's SET, and must be a session value on the server
+	 * (SET even where the server has it as its default), so that a later
+	 * RESET of something else does not put the connect-time value back.
+	 */
+	const char *startup;
+	uint16		startup_len;
 } ParamsState;
+
+/* Is want, for a name the client gave at connect time, a value of the client's own SET? */
+extern bool params_is_own_set(const ParamsState *st, const char *name, const char *want);
 
 /*
  * SQL that brings the server to the client's wanted values: SET where a

@@ -114,6 +114,7 @@ typedef struct Server
 	Track		tracker;		/* the client traffic's answers still owed; at rest or not (track.c) */
 	uint8		link_mode;		/* PoolMode of the current link, fixed when it was made */
 	bool		mode_violation; /* statement mode: the client opened a transaction */
+	void	   *answer_mark;	/* stream mark of the request a CommandComplete answers (prepared.c) */
 	char		copy_violation; /* a message pgbun answered itself was sent into a COPY (its type) */
 	bool		cancel_sent;	/* query_timeout already cancelled the running query */
 	bool		rewrite;		/* statement names rewritten, pgbun answers some requests (prepared.c) */

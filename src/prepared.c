@@ -8,6 +8,7 @@
 #include "utils/timestamp.h"
 
 #include "config.h"
+#include "params.h"
 #include "prepared.h"
 #include "shmem.h"
 
@@ -19,6 +20,12 @@ typedef struct PreparedStmt
 	uint32		refs;			/* client names, server entries, queued Parses using it */
 	uint32		name_refs;		/* client names only: while > 0 it counts in the memory budget */
 	uint32		hash;
+	/*
+	 * The search_path its clients gave at connect time (hashed): the text is
+	 * resolved against it when Parsed, so clients with another search_path
+	 * get a statement of their own (errors at Parse come at Parse).
+	 */
+	uint32		path;
 	/* pools where a server accepted it: a client's Parse there needs no server */
 	const Pool *valid_in[4];
 	uint8		valid_next;
@@ -26,16 +33,24 @@ typedef struct PreparedStmt
 	uint8		body[FLEXIBLE_ARRAY_MEMBER];	/* Parse body after the name */
 } PreparedStmt;
 
+/*
+ * Names and server statements carry the sequence number of the message that
+ * made them, so a DISCARD ALL / DEALLOCATE ALL drops only what was made
+ * before it in the stream (the client may have pipelined new Parses after
+ * it, which pgbun has handled before the server's answer comes).
+ */
 typedef struct ClientStmt
 {
 	char	   *name;
 	PreparedStmt *stmt;
+	uint32		seq;
 } ClientStmt;
 
 typedef struct ClientStmts
 {
 	int			n;
 	int			cap;
+	uint32		seq;			/* the last sequence number given */
 	ClientStmt *items;
 } ClientStmts;
 
@@ -43,6 +58,7 @@ typedef struct ServerStmt
 {
 	PreparedStmt *stmt;
 	uint64		last_use;
+	uint32		seq;
 } ServerStmt;
 
 typedef struct ServerStmts
@@ -50,8 +66,20 @@ typedef struct ServerStmts
 	int			n;
 	int			cap;
 	uint64		clock;
+	uint32		seq;
 	ServerStmt *items;
 } ServerStmts;
+
+/* The stream position now: client names and server statements made so far. */
+static void *
+stream_mark(Client *c, Server *s)
+{
+	uint64		cseq = c->stmts ? c->stmts->seq : 0;
+	uint64		sseq = s->stmts ? s->stmts->seq : 0;
+
+	/* the top bit set: never NULL, which means "no mark" */
+	return (void *) (uintptr_t) (UINT64CONST(1) << 63 | (cseq & 0x7fffffff) << 32 | sseq);
+}
 
 /* Owner flags on tracker entries (TrackEntry.uflags). */
 #define REQ_FORGET	0x01		/* a Parse creating data (a statement) on the server: forget it if it fails */
@@ -66,6 +94,10 @@ typedef struct ServerStmts
 #define REQ_RECLOSE 0x10		/* a Close of a name an earlier Close in flight took away (see close_in_flight) */
 /* On pgbun's own (hidden) Close of a statement it knew the server had: */
 #define REQ_UNCLOSE 0x20		/* if the backend skips it, the server still has data (a statement) */
+/* On a REQ_RECLOSE entry: the Close before it was skipped, so if this one is skipped too, the name stays */
+#define REQ_INHERIT 0x40
+/* On a REQ_CLOSED entry: the Parse that made the name did not happen, so a skip gives nothing back */
+#define REQ_NAME_GONE 0x01
 
 #define STMT_BUCKETS 4096
 #define SERVER_NAME_MAX 32
@@ -121,29 +153,38 @@ name_unref(PreparedStmt *st)
 
 /* ---- the worker's statement cache ---- */
 
+/* The client's connect-time search_path, hashed (0: none given). */
+static uint32
+client_path(const Client *c)
+{
+	const char *p = params_get(c->params, c->params_len, "search_path");
+
+	return p ? hash_bytes((const unsigned char *) p, (int) strlen(p)) | 1 : 0;
+}
+
 static PreparedStmt *
-stmt_find(const uint8 *body, uint32 len, uint32 h)
+stmt_find(const uint8 *body, uint32 len, uint32 h, uint32 path)
 {
 	PreparedStmt *st;
 
 	for (st = stmt_buckets[h % STMT_BUCKETS]; st; st = st->next)
-		if (st->hash == h && st->body_len == len && memcmp(st->body, body, len) == 0)
+		if (st->hash == h && st->path == path && st->body_len == len && memcmp(st->body, body, len) == 0)
 			return st;
 	return NULL;
 }
 
 static PreparedStmt *
-stmt_lookup(const uint8 *body, uint32 len)
+stmt_lookup(const uint8 *body, uint32 len, uint32 path)
 {
-	return stmt_find(body, len, hash_bytes(body, (int) len));
+	return stmt_find(body, len, hash_bytes(body, (int) len) ^ path, path);
 }
 
 static PreparedStmt *
-stmt_lookup_or_add(const uint8 *body, uint32 len)
+stmt_lookup_or_add(const uint8 *body, uint32 len, uint32 path)
 {
-	uint32		h = hash_bytes(body, (int) len);
+	uint32		h = hash_bytes(body, (int) len) ^ path;
 	PreparedStmt **bucket = &stmt_buckets[h % STMT_BUCKETS];
-	PreparedStmt *st = stmt_find(body, len, h);
+	PreparedStmt *st = stmt_find(body, len, h, path);
 
 	if (st)
 		return st;
@@ -156,6 +197,7 @@ stmt_lookup_or_add(const uint8 *body, uint32 len)
 	memset(st->valid_in, 0, sizeof(st->valid_in));
 	st->valid_next = 0;
 	st->hash = h;
+	st->path = path;
 	st->body_len = len;
 	memcpy(st->body, body, len);
 	st->next = *bucket;
@@ -267,6 +309,25 @@ prepared_server_forget_all(Server *s)
 	s->unnamed_id = 0;
 }
 
+/* The server dropped its statements made up to sequence number seq (DEALLOCATE ALL). */
+static void
+server_forget_upto(Server *s, uint32 seq)
+{
+	ServerStmts *ss = s->stmts;
+
+	for (int i = 0; ss && i < ss->n;)
+	{
+		if (ss->items[i].seq <= seq)
+		{
+			stmt_unref(ss->items[i].stmt);
+			ss->items[i] = ss->items[--ss->n];
+		}
+		else
+			i++;
+	}
+	s->unnamed_id = 0;
+}
+
 /* ---- a client's names ---- */
 
 static ClientStmt *
@@ -303,6 +364,7 @@ client_set(Client *c, const char *name, PreparedStmt *st)
 		name_unref(old->stmt);
 		stmt_unref(old->stmt);
 		old->stmt = st;
+		old->seq = ++cs->seq;
 		return SET_OK;
 	}
 	if (!cs)
@@ -325,6 +387,7 @@ client_set(Client *c, const char *name, PreparedStmt *st)
 	if (!cs->items[cs->n].name)
 		return SET_NO_MEMORY;
 	cs->items[cs->n].stmt = st;
+	cs->items[cs->n].seq = ++cs->seq;
 	stmt_ref(st);
 	name_ref(st);
 	budget_used += name_cost(name);
@@ -365,6 +428,24 @@ client_remove_all(Client *c)
 		client_name_drop(&cs->items[i]);
 	if (cs)
 		cs->n = 0;
+}
+
+/* Drop the client's names made up to sequence number seq. */
+static void
+client_remove_upto(Client *c, uint32 seq)
+{
+	ClientStmts *cs = c->stmts;
+
+	for (int i = 0; cs && i < cs->n;)
+	{
+		if (cs->items[i].seq <= seq)
+		{
+			client_name_drop(&cs->items[i]);
+			cs->items[i] = cs->items[--cs->n];
+		}
+		else
+			i++;
+	}
 }
 
 void
@@ -475,6 +556,7 @@ server_remember(Server *s, PreparedStmt *st)
 	}
 	ss->items[ss->n].stmt = st;
 	ss->items[ss->n].last_use = ++ss->clock;
+	ss->items[ss->n].seq = ++ss->seq;
 	stmt_ref(st);
 	ss->n++;
 }
@@ -552,6 +634,7 @@ ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *cli
 	}
 	ss->items[ss->n].stmt = st;
 	ss->items[ss->n].last_use = ++ss->clock;
+	ss->items[ss->n].seq = ++ss->seq;
 	stmt_ref(st);
 	ss->n++;
 	pg_atomic_fetch_add_u64(&pool_stats(s)->server_parse_count, 1);
@@ -741,6 +824,42 @@ prepared_emit_answers(Server *s)
 		(void) sbuf_flush_out(&c->sb);
 }
 
+/* Is another Parse of st by pgbun owed after entry e (that one decides whether the server has it)? */
+static bool
+later_parse(Server *s, const TrackEntry *e, const PreparedStmt *st)
+{
+	bool		after = false;
+
+	for (uint32 i = 0; i < s->tracker.count; i++)
+	{
+		TrackEntry *x = track_entry_at(&s->tracker, i);
+
+		if (x == e)
+			after = true;
+		else if (after && x->type == 'P' && (x->uflags & REQ_FORGET) && x->data == st)
+			return true;
+	}
+	return false;
+}
+
+/* The next Close of this client name owed after entry e, or NULL. */
+static TrackEntry *
+later_close(Server *s, const TrackEntry *e, const char *name)
+{
+	bool		after = false;
+
+	for (uint32 i = 0; i < s->tracker.count; i++)
+	{
+		TrackEntry *x = track_entry_at(&s->tracker, i);
+
+		if (x == e)
+			after = true;
+		else if (after && (x->uflags & REQ_CLOSED) && x->type == 'C' && x->name && strcmp(x->name, name) == 0)
+			return x;
+	}
+	return NULL;
+}
+
 /*
  * The tracker let go of an entry (tracker callback): undo what the
  * backend never did, drop the references the entry held.
@@ -797,7 +916,8 @@ prepared_entry_gone(void *owner, Track *t, TrackEntry *e, TrackFate fate)
 		{
 			/* the server says it has it already (42P05): it stays known */
 			if ((e->uflags & REQ_FORGET) &&
-				!(fate == TRACK_FAILED && strcmp(s->last_sqlstate, "42P05") == 0))
+				!(fate == TRACK_FAILED && strcmp(s->last_sqlstate, "42P05") == 0) &&
+				!later_parse(s, e, st))
 				server_forget(s, st);
 			/* as in PostgreSQL, a client's Parse that did not happen leaves no name */
 			if (e->name && c)
@@ -806,6 +926,20 @@ prepared_entry_gone(void *owner, Track *t, TrackEntry *e, TrackFate fate)
 
 				if (cs && cs->stmt == st)
 					client_remove(c, e->name);
+				/* a Close of it sent since (before any new Parse of the name) gives nothing back */
+				for (uint32 i = 0, after = 0; i < t->count; i++)
+				{
+					TrackEntry *x = track_entry_at(t, i);
+
+					if (x == e)
+						after = 1;
+					else if (!after || !x->name || strcmp(x->name, e->name) != 0)
+						continue;
+					else if (x->type == 'P')
+						break;
+					else if (x->type == 'C' && (x->uflags & REQ_CLOSED) && x->data == st)
+						x->uflags |= REQ_NAME_GONE;
+				}
 			}
 		}
 		stmt_unref(st);
@@ -830,23 +964,40 @@ prepared_entry_gone(void *owner, Track *t, TrackEntry *e, TrackFate fate)
 			server_remember(s, e->data);
 		stmt_unref(e->data);
 	}
-	else if ((e->uflags & REQ_CLOSED) && (e->uflags & REQ_RECLOSE) && e->data)
-	{
-		PreparedStmt *st = e->data;
-		ClientStmt *cs = (c && e->name) ? client_find(c, e->name) : NULL;
-
-		/* the earlier Close was skipped and gave the name back: this one takes it */
-		if (fate == TRACK_ANSWERED && cs && cs->stmt == st)
-			client_remove(c, e->name);
-		stmt_unref(st);
-	}
 	else if ((e->uflags & REQ_CLOSED) && e->data)
 	{
 		PreparedStmt *st = e->data;
 
-		/* a skipped Close closed nothing: the client keeps the name */
-		if (fate == TRACK_SKIPPED && c && e->name && !client_find(c, e->name))
-			(void) client_set(c, e->name, st);
+		/*
+		 * A skipped Close closed nothing: the client keeps the name, unless
+		 * a later Close of it is still to come (that one decides).
+		 */
+		if (fate == TRACK_SKIPPED && c && e->name && !client_find(c, e->name) &&
+			!(e->uflags & REQ_NAME_GONE) &&
+			(!(e->uflags & REQ_RECLOSE) || (e->uflags & REQ_INHERIT)))
+		{
+			TrackEntry *next = later_close(s, e, e->name);
+
+			if (next)
+			{
+				/* the later Close decides, for this statement */
+				stmt_ref(st);
+				if (next->data)
+					stmt_unref(next->data);
+				next->data = st;
+				next->uflags = (next->uflags | REQ_INHERIT) & ~REQ_NAME_GONE;
+			}
+			else
+				(void) client_set(c, e->name, st);
+		}
+		/* a second Close after one that was skipped: the name goes now */
+		if (fate == TRACK_ANSWERED && (e->uflags & REQ_RECLOSE) && c && e->name)
+		{
+			ClientStmt *cs = client_find(c, e->name);
+
+			if (cs && cs->stmt == st)
+				client_remove(c, e->name);
+		}
 		stmt_unref(st);
 	}
 	free(e->name);
@@ -883,7 +1034,10 @@ client_full(Client *c)
 static PktAction
 forward_plain(Client *c, Server *s, char type)
 {
-	if (track_client(&s->tracker, type, 0, 0, 0, NULL, NULL) == TRACK_FULL)
+	/* what runs SQL (Query, Execute) remembers where in the stream it was sent */
+	void	   *mark = (type == 'Q' || type == 'E') ? stream_mark(c, s) : NULL;
+
+	if (track_client(&s->tracker, type, 0, 0, 0, mark, NULL) == TRACK_FULL)
 		return client_full(c);
 	return PKT_FORWARD;
 }
@@ -977,7 +1131,15 @@ name_undecided(Server *s, const char *name)
 
 		if (e->type == 'S')
 			sync_after = true;
-		else if (sync_after && (e->type == 'C' || e->type == 'P') && e->name &&
+		else if (!sync_after)
+			continue;
+		else if (name[0] == '\0')
+		{
+			/* the client's own unnamed Parse: a skipped one leaves the one before */
+			if (e->type == 'P' && (e->uflags & REQ_UNNAMED) && !(e->flags & TRACK_HIDE))
+				return true;
+		}
+		else if ((e->type == 'C' || e->type == 'P') && e->name &&
 				 !(e->uflags & REQ_HIDE_ERROR) && strcmp(e->name, name) == 0)
 			return true;
 	}
@@ -1005,6 +1167,29 @@ fail_duplicate(Client *c, Server *s, const char *name, const uint8 *rest, uint32
 		!owe(s, 'C', TRACK_HIDE, 0, 0, NULL, NULL))
 		return client_full(c);
 	return fail_in_place(c, s, name, REQ_DUPLICATE, true);
+}
+
+/*
+ * Is pgbun's own Parse (or Close) of st on this server still owed in an
+ * earlier batch? If the backend skips it, the server does not have st (or
+ * still has it): a Bind or Describe of it waits for the answers.
+ */
+static bool
+stmt_undecided(Server *s, const PreparedStmt *st)
+{
+	bool		sync_after = false;
+
+	for (uint32 i = s->tracker.count; i-- > 0;)
+	{
+		TrackEntry *e = track_entry_at(&s->tracker, i);
+
+		if (e->type == 'S')
+			sync_after = true;
+		else if (sync_after && e->data == st &&
+				 ((e->type == 'P' && (e->uflags & REQ_FORGET)) || (e->type == 'C' && (e->uflags & REQ_UNCLOSE))))
+			return true;
+	}
+	return false;
 }
 
 PktAction
@@ -1080,7 +1265,7 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 				}
 				if (sbuf_has_unflushed(&c->sb))
 					return PKT_STOP;	/* earlier messages go out first */
-				st = stmt_lookup_or_add(rest, (uint32) (end - rest));
+				st = stmt_lookup_or_add(rest, (uint32) (end - rest), client_path(c));
 				if (!st || (set = client_set(c, name, st)) != SET_OK)
 				{
 					if (st && st->refs == 0)
@@ -1133,6 +1318,11 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 
 				if (!name)
 					return (complete || avail >= SBUF_SIZE) ? client_error(c, "malformed Bind message") : PKT_NEED_FULL;
+				if (name[0] == '\0' && name_undecided(s, name))
+				{
+					c->wait_answers = true; /* which unnamed statement it is: wait and see */
+					return PKT_STOP;
+				}
 				if (name[0] == '\0')
 				{
 					if (c->unnamed_id != 0 && s->unnamed_id != c->unnamed_id)
@@ -1151,6 +1341,11 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 				}
 				if (!(cs = client_find(c, name)))
 					return forward_plain(c, s, 'B');	/* unknown: the server answers as PostgreSQL does */
+				if (stmt_undecided(s, cs->stmt))
+				{
+					c->wait_answers = true; /* whether the server has it: wait and see */
+					return PKT_STOP;
+				}
 				if (sbuf_has_unflushed(&c->sb))
 					return PKT_STOP;
 				if (!ensure_on_server(s, cs->stmt, TRACK_HIDE, NULL, false))
@@ -1184,6 +1379,11 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 					return client_error(c, "malformed Describe/Close message");
 				if (body[0] != 'S')
 					return forward_plain(c, s, hdr->type);	/* portals pass through */
+				if (name[0] == '\0' && hdr->type == 'D' && name_undecided(s, name))
+				{
+					c->wait_answers = true; /* which unnamed statement it is: wait and see */
+					return PKT_STOP;
+				}
 				if (name[0] == '\0')
 				{
 					if (hdr->type == 'C')
@@ -1232,6 +1432,11 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 				}
 				if (!(cs = client_find(c, name)))
 					return forward_plain(c, s, 'D');
+				if (stmt_undecided(s, cs->stmt))
+				{
+					c->wait_answers = true; /* whether the server has it: wait and see */
+					return PKT_STOP;
+				}
 				if (sbuf_has_unflushed(&c->sb))
 					return PKT_STOP;
 				{
@@ -1300,7 +1505,7 @@ prepared_unlinked_message(Client *c, const ProtoHeader *hdr, const uint8 *msg, u
 			if (client_find(c, name))
 				return PKT_STOP;	/* a syntax or analysis error comes first: the server decides */
 			hash_len = (uint32) (end - ((const uint8 *) name + strlen(name) + 1));
-			st = stmt_lookup((const uint8 *) name + strlen(name) + 1, hash_len);
+			st = stmt_lookup((const uint8 *) name + strlen(name) + 1, hash_len, client_path(c));
 			if (!st || !stmt_valid_in(st, c->pool))
 				return PKT_STOP;
 			if (client_set(c, name, st) != SET_OK || !answer_client(c, '1'))
@@ -1333,13 +1538,21 @@ prepared_unlinked_message(Client *c, const ProtoHeader *hdr, const uint8 *msg, u
  * pgbun sends there is preceded by a Close of the same name.
  */
 void
-prepared_command_complete(Server *s, const char *tag)
+prepared_command_complete(Server *s, const char *tag, void *mark)
 {
 	if (strcmp(tag, "DISCARD ALL") == 0 || strcmp(tag, "DEALLOCATE ALL") == 0)
 	{
-		prepared_server_forget_all(s);
+		uint64		m = (uint64) (uintptr_t) mark;
+
+		/* only what was made before the statement in the stream is gone */
+		if (mark)
+			server_forget_upto(s, (uint32) m);
+		else
+			prepared_server_forget_all(s);
 		s->stmts_unsure = false;
-		if (s->link)
+		if (s->link && mark)
+			client_remove_upto(s->link, (uint32) ((m >> 32) & 0x7fffffff));
+		else if (s->link)
 			client_remove_all(s->link);
 	}
 	else if (strcmp(tag, "DEALLOCATE") == 0)

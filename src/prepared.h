@@ -57,7 +57,7 @@ extern bool prepared_put_refusal(Server *s);
 extern void prepared_entry_gone(void *owner, Track *t, TrackEntry *e, TrackFate fate);
 
 /* A CommandComplete tag of the client's traffic (DISCARD ALL, DEALLOCATE ...). */
-extern void prepared_command_complete(Server *s, const char *tag);
+extern void prepared_command_complete(Server *s, const char *tag, void *mark);
 
 extern void prepared_server_free(Server *s);
 /* The server dropped every statement (reset query): forget them. */

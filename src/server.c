@@ -407,6 +407,13 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 		detail = hdr->len >= 5 ? (char) msg[PROTO_HDR_LEN] : 'I';
 	else if (hdr->type == 'E' && strcmp(s->last_sqlstate, "08P01") == 0)
 		detail = TRACK_ERR_PROTOCOL;
+	if (hdr->type == 'C')
+	{
+		/* the request this CommandComplete answers, before the tracker lets go of it */
+		TrackEntry *h = track_head(&s->tracker);
+
+		s->answer_mark = (h && (h->type == 'E' || h->type == 'Q')) ? h->data : NULL;
+	}
 	switch (track_server(&s->tracker, hdr->type, detail))
 	{
 		case TRACK_CONSUME:
@@ -517,7 +524,7 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 void
 server_on_command_complete(Server *s, const char *tag)
 {
-	prepared_command_complete(s, tag);
+	prepared_command_complete(s, tag, s->answer_mark);
 	session_command_complete(s, tag);
 }
 
@@ -768,7 +775,8 @@ server_release(Server *s)
 			ereport(DEBUG1, (errmsg("pgbun: released while not idle: tx_status=%c hidden=%d %s", s->tx_status,
 									s->hidden_rfq, track_describe(&s->tracker, desc, sizeof(desc)))));
 		}
-		server_close(s, "released while not idle");
+		/* a COPY the client left (PostgreSQL's backend ends such a session too) */
+		server_close(s, s->tracker.copy_in ? "client left during COPY" : "released while not idle");
 		return;
 	}
 	if (server_lifetime_over(s))

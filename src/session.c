@@ -335,7 +335,25 @@ state_for(Server *s, const char *want, uint16 want_len, Client *c)
 	st.set = s->set;
 	st.set_len = s->set_len;
 	st.dirty = s->dirty;
+	st.startup = c->startup;
+	st.startup_len = c->startup_len;
 	return st;
+}
+
+/* Has the client SET a reported parameter it also gave at connect time (params_is_own_set)? */
+static bool
+has_own_set(const Client *c)
+{
+	for (const char *p = c->startup; p && p < c->startup + c->startup_len;)
+	{
+		const char *v = p + strlen(p) + 1;
+		const char *w = params_get(c->params, c->params_len, p);
+
+		if (w && strcmp(w, v) != 0)
+			return true;
+		p = v + strlen(v) + 1;
+	}
+	return false;
 }
 
 int
@@ -375,7 +393,7 @@ session_link(Server *s, Client *c)
 			s->params_fp = params_server_fingerprint(s->params, s->params_len, s->set, s->set_len);
 			s->params_fp_valid = true;
 		}
-		if (c->params_fp == s->params_fp)
+		if (c->params_fp == s->params_fp && !has_own_set(c))
 			return 0;
 	}
 	st = state_for(s, c->params, c->params_len, c);
@@ -507,12 +525,11 @@ session_ready(Server *s)
 	Client	   *c = s->link;
 
 	/*
-	 * Only outside a transaction (a rolled-back RESET needs no restore, and
-	 * pgbun's query must not run in, or break, the client's transaction)
-	 * and with nothing of the client's in flight, so the hidden answers
-	 * come next.
+	 * With nothing of the client's in flight, so the hidden answers come
+	 * next. Inside a transaction block too: the restore is undone with the
+	 * RESET if the block rolls back; not in a failed block (it would fail).
 	 */
-	if (!c || !c->reapply || s->tx_status != 'I' || server_busy(s) ||
+	if (!c || !c->reapply || s->tx_status == 'E' || server_busy(s) ||
 		s->hidden_rfq > 0 || sbuf_has_pending_forward(&c->sb))
 		return false;
 	return queue_restore(s, c);

@@ -63,6 +63,8 @@ state_of(const char *want, uint16 wl, const char *defaults, uint16 dl,
 	st.set = set;
 	st.set_len = sl;
 	st.dirty = dirty;
+	st.startup = NULL;
+	st.startup_len = 0;
 	return st;
 }
 
@@ -720,6 +722,38 @@ test_extra_parameters(void)
 	free(set);
 }
 
+/*
+ * A client's own SET of a reported parameter it also gave at connect time is
+ * made a session value even where the server has the same value as its
+ * default, so that a later RESET of another parameter does not undo it.
+ */
+static void
+test_sql_own_set_forced(void)
+{
+	char	   *reported = NULL,
+			   *want = NULL,
+			   *startup = NULL;
+	uint16		rl,
+				wl,
+				gl;
+	ParamsState st;
+
+	block_of(&reported, &rl, "DateStyle", "ISO, MDY", NULL);
+	block_of(&want, &wl, "DateStyle", "ISO, MDY", NULL);
+	block_of(&startup, &gl, "DateStyle", "German, DMY", NULL);
+	st = state_of(want, wl, reported, rl, reported, rl, NULL, 0, false);
+	check_st(__LINE__, &st, "");	/* without connect-time values: nothing to do */
+	st.startup = startup;
+	st.startup_len = gl;
+	check_st(__LINE__, &st, "SET DateStyle = 'ISO, MDY';");
+	CHECK(params_is_own_set(&st, "DateStyle", "ISO, MDY"));
+	CHECK(!params_is_own_set(&st, "DateStyle", "German, DMY"));
+	CHECK(!params_is_own_set(&st, "TimeZone", "UTC"));
+	free(reported);
+	free(want);
+	free(startup);
+}
+
 void
 params_suite(void)
 {
@@ -738,6 +772,7 @@ params_suite(void)
 	UNIT_RUN(test_sql_search_path);
 	UNIT_RUN(test_sql_own_params);
 	UNIT_RUN(test_sql_dirty);
+	UNIT_RUN(test_sql_own_set_forced);
 	UNIT_RUN(test_restore_sql);
 	UNIT_RUN(test_sql_does_not_fit);
 	UNIT_RUN(test_fingerprint);
