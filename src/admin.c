@@ -49,6 +49,7 @@ PG_FUNCTION_INFO_V1(pgbun_latency_1_2);
 #define POOLS_COLS		12
 #define STATS_COLS		18
 #define CONNS_COLS		19
+#define CONNS_HOST_COLS 2		/* 1.3: target, host (pgbun_servers_1_3) */
 #define DATABASES_COLS	17
 #define LATENCY_COLS	(2 + HIST_KINDS * 4)
 
@@ -240,7 +241,7 @@ put_timestamp(Datum *value, bool *isnull, TimestampTz ts)
  * when the peer went away while we looked.
  */
 static void
-conns_srf(FunctionCallInfo fcinfo, ConnKind kind)
+conns_srf(FunctionCallInfo fcinfo, ConnKind kind, bool with_host)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	TimestampTz now;
@@ -253,8 +254,8 @@ conns_srf(FunctionCallInfo fcinfo, ConnKind kind)
 	{
 		PgbunConnSlot c;
 		const PgbunPoolSlot *pool;
-		Datum		values[CONNS_COLS];
-		bool		nulls[CONNS_COLS];
+		Datum		values[CONNS_COLS + CONNS_HOST_COLS];
+		bool		nulls[CONNS_COLS + CONNS_HOST_COLS];
 		int32		wait = 0;
 		int32		wait_us = 0;
 		uint64		link_id;
@@ -301,6 +302,18 @@ conns_srf(FunctionCallInfo fcinfo, ConnKind kind)
 		values[col++] = CStringGetTextDatum(c.application_name);
 		values[col++] = Int32GetDatum(c.worker);
 		Assert(col == CONNS_COLS);
+		if (with_host)
+		{
+			/* the pgbun.databases entry and host list member it is on (NULL: the default target) */
+			if (c.target[0])
+				values[col] = CStringGetTextDatum(c.target);
+			nulls[col] = c.target[0] == '\0';
+			col++;
+			if (c.host_slot >= 0 && c.host_slot < PGBUN_MAX_HOSTS)
+				values[col] = CStringGetTextDatum(pgbun_shared->hosts[c.host_slot].host);
+			nulls[col] = !(c.host_slot >= 0 && c.host_slot < PGBUN_MAX_HOSTS);
+			col++;
+		}
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
@@ -310,7 +323,7 @@ conns_srf(FunctionCallInfo fcinfo, ConnKind kind)
 Datum
 pgbun_clients_1_0(PG_FUNCTION_ARGS)
 {
-	conns_srf(fcinfo, CONN_CLIENT);
+	conns_srf(fcinfo, CONN_CLIENT, false);
 	return (Datum) 0;
 }
 
@@ -318,7 +331,16 @@ pgbun_clients_1_0(PG_FUNCTION_ARGS)
 Datum
 pgbun_servers_1_0(PG_FUNCTION_ARGS)
 {
-	conns_srf(fcinfo, CONN_SERVER);
+	conns_srf(fcinfo, CONN_SERVER, false);
+	return (Datum) 0;
+}
+
+/* pgbun.servers from 1.3: with the target and host of each connection */
+PG_FUNCTION_INFO_V1(pgbun_servers_1_3);
+Datum
+pgbun_servers_1_3(PG_FUNCTION_ARGS)
+{
+	conns_srf(fcinfo, CONN_SERVER, true);
 	return (Datum) 0;
 }
 
@@ -419,14 +441,21 @@ pgbun_databases_1_2(PG_FUNCTION_ARGS)
 			values[col] = CStringGetTextDatum(d->host);
 		nulls[col++] = d->host == NULL;
 		values[col++] = Int32GetDatum(d->port);
-		values[col++] = CStringGetTextDatum(d->name);
-		nulls[col++] = true;	/* force_user: none */
+		values[col++] = CStringGetTextDatum(d->database);
+		if (d->force_user)
+			values[col] = CStringGetTextDatum(d->force_user);
+		nulls[col++] = d->force_user == NULL;
 		values[col++] = Int32GetDatum(d->pool_size);
 		values[col++] = Int32GetDatum(d->min_pool_size);
 		values[col++] = Int32GetDatum(0);	/* reserve_pool_size: no reserve pool */
 		values[col++] = Int32GetDatum(d->server_lifetime);
-		nulls[col++] = true;	/* pool_mode: per pool, see pgbun.pools */
-		nulls[col++] = true;	/* load_balance_hosts */
+		/* pool_mode: the entry's; else per pool, see pgbun.pools */
+		if (d->pool_mode)
+			values[col] = CStringGetTextDatum(d->pool_mode);
+		nulls[col++] = d->pool_mode == NULL;
+		if (d->load_balance_hosts)
+			values[col] = CStringGetTextDatum(d->load_balance_hosts);
+		nulls[col++] = d->load_balance_hosts == NULL;
 		values[col++] = Int32GetDatum(d->max_connections);
 		values[col++] = Int32GetDatum(d->current_connections);
 		values[col++] = Int32GetDatum(0);	/* max_client_connections: no limit */

@@ -38,6 +38,8 @@
 #include "proto.h"
 #include "scram.h"
 #include "session.h"
+#include "target.h"
+#include "auth_file.h"
 #include "startup_options.h"
 #include "throttle.h"
 #include "tls.h"
@@ -594,6 +596,13 @@ begin_auth(Client *c)
 		else
 			client_close(c, "XX000", "could not look up role \"%s\"", a->user);
 		return;
+	}
+	if (!a->role.role_exists)
+	{
+		const char *pw;
+
+		/* a role the local server lacks may be in pgbun.auth_file */
+		(void) auth_file_lookup(a->user, &a->role, &pw);
 	}
 	publish_application_name(c);
 
@@ -1286,12 +1295,13 @@ auth_succeeded(Client *c)
 		client_close(c, "28000", "role \"%s\" is not permitted to log in", a->user);
 		return;
 	}
-	if (!a->role.db_exists)
+	/* a database routed by pgbun.databases need not exist here: its server says */
+	if (!a->role.db_exists && !target_database_routed(a->database))
 	{
 		client_close(c, "3D000", "database \"%s\" does not exist", a->database);
 		return;
 	}
-	if (!a->role.db_allows_conn)
+	if (!a->role.db_allows_conn && !target_database_routed(a->database))
 	{
 		client_close(c, "55000", "database \"%s\" is not currently accepting connections", a->database);
 		return;
@@ -1336,6 +1346,21 @@ auth_succeeded(Client *c)
 	{
 		free(pool->md5_verifier);
 		pool->md5_verifier = strdup(a->role.md5);
+	}
+	{
+		const char *pw = NULL;
+		RoleInfo	tmp;
+
+		/* an auth_file role with a plain password: pgbun logs in to the server with it */
+		memset(&tmp, 0, sizeof(tmp));
+		if (a->role.from_auth_file && auth_file_lookup(a->user, &tmp, &pw) && pw &&
+			(!pool->password || strcmp(pool->password, pw) != 0))
+		{
+			free(pool->password);
+			pool->password = strdup(pw);
+			if (pool->pw_keys)
+				pool->pw_keys->valid = false;
+		}
 	}
 
 	c->pool = pool;

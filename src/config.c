@@ -15,6 +15,7 @@
 
 #include "compat.h"
 #include "config.h"
+#include "config_parse.h"
 #include "metrics.h"
 #include "notify.h"
 #include "params.h"
@@ -40,6 +41,9 @@ int			pgbun_dns_timeout = 15000;
 char	   *pgbun_dns_servers = NULL;
 int			pgbun_server_connect_timeout = 15000;
 int			pgbun_server_login_retry = 15000;
+int			pgbun_server_login_retry_max = 60000;
+int			pgbun_server_check_delay = 30000;
+char	   *pgbun_server_check_query = NULL;
 int			pgbun_server_idle_timeout = 600000;
 int			pgbun_server_lifetime = 3600000;
 int			pgbun_client_login_timeout = 60000;
@@ -52,6 +56,7 @@ char	   *pgbun_databases = NULL;
 char	   *pgbun_users = NULL;
 char	   *pgbun_track_extra_parameters = NULL;
 char	   *pgbun_hba_file = NULL;
+char	   *pgbun_auth_file = NULL;
 char	   *pgbun_ident_file = NULL;
 int			pgbun_auth_failure_delay = 0;
 char	   *pgbun_ignore_startup_parameters = NULL;
@@ -84,7 +89,6 @@ typedef struct OverrideList
 	PoolOverride items[FLEXIBLE_ARRAY_MEMBER];
 } OverrideList;
 
-static OverrideList *database_overrides = NULL;
 static OverrideList *user_overrides = NULL;
 int			pgbun_max_packet_size = INT_MAX;
 bool		pgbun_log_connections = true;
@@ -152,6 +156,18 @@ check_reset_query(char **newval, void **extra, GucSource source)
 	if (*newval && strlen(*newval) > 4096)
 	{
 		GUC_check_errmsg("pgbun: server_reset_query is longer than 4096 bytes");
+		return false;
+	}
+	return true;
+}
+
+/* The check query is sent as one simple Query, like the reset query. */
+static bool
+check_check_query(char **newval, void **extra, GucSource source)
+{
+	if (*newval && strlen(*newval) > 4096)
+	{
+		GUC_check_errmsg("pgbun: server_check_query is longer than 4096 bytes");
 		return false;
 	}
 	return true;
@@ -272,13 +288,78 @@ check_tls_protocols(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+static ConfigDatabases *database_config = NULL;
+static uint64 database_generation = 0;
+
 static bool
 check_databases(char **newval, void **extra, GucSource source)
 {
-	OverrideList *list = parse_overrides(*newval, true);
+	char		err[512];
+	ConfigDatabases *list = config_parse_databases(*newval, err, sizeof(err));
+	ConfigDatabases *g;
+	Size		sz;
 
-	*extra = list;
-	return list != NULL;
+	if (!list)
+	{
+		GUC_check_errdetail("pgbun: %s.", err);
+		return false;
+	}
+	sz = offsetof(ConfigDatabases, items) + Max(list->n, 1) * sizeof(DbEntry);
+	g = pgbun_guc_malloc(sz);
+	if (!g)
+	{
+		free(list);
+		return false;
+	}
+	memcpy(g, list, offsetof(ConfigDatabases, items) + list->n * sizeof(DbEntry));
+	free(list);
+	*extra = g;
+	return true;
+}
+
+static void
+assign_databases(const char *newval, void *extra)
+{
+	database_config = extra;
+	if (database_config)
+		database_config->generation = ++database_generation;
+}
+
+const ConfigDatabases *
+config_databases(void)
+{
+	return database_config;
+}
+
+const DbEntry *
+config_database_entry(const char *database)
+{
+	const DbEntry *star = NULL;
+
+	for (int i = 0; database_config && i < database_config->n; i++)
+	{
+		if (strcmp(database_config->items[i].name, database) == 0)
+			return &database_config->items[i];
+		if (strcmp(database_config->items[i].name, "*") == 0)
+			star = &database_config->items[i];
+	}
+	return star;
+}
+
+int
+config_max_db_connections(const char *database)
+{
+	const DbEntry *e = config_database_entry(database);
+
+	return (e && e->max_db_connections >= 0) ? e->max_db_connections : pgbun_max_db_connections;
+}
+
+int
+config_server_lifetime(const char *database)
+{
+	const DbEntry *e = config_database_entry(database);
+
+	return (e && e->server_lifetime >= 0) ? e->server_lifetime : pgbun_server_lifetime;
 }
 
 static bool
@@ -288,12 +369,6 @@ check_users(char **newval, void **extra, GucSource source)
 
 	*extra = list;
 	return list != NULL;
-}
-
-static void
-assign_databases(const char *newval, void *extra)
-{
-	database_overrides = extra;
 }
 
 static void
@@ -315,7 +390,7 @@ int
 config_pool_mode(const char *database, const char *user)
 {
 	const PoolOverride *u = find_override(user_overrides, user);
-	const PoolOverride *d = find_override(database_overrides, database);
+	const DbEntry *d = config_database_entry(database);
 
 	if (u && u->pool_mode >= 0)
 		return u->pool_mode;
@@ -364,7 +439,7 @@ config_ignores_startup_param(const char *name)
 int
 config_pool_size(const char *database)
 {
-	const PoolOverride *d = find_override(database_overrides, database);
+	const DbEntry *d = config_database_entry(database);
 
 	return (d && d->pool_size > 0) ? d->pool_size : pgbun_default_pool_size;
 }
@@ -441,6 +516,18 @@ pgbun_define_gucs(void)
 							"Most bytes of notifications queued for one client that does not read them (transaction and statement mode); over it the client is closed.",
 							NULL, &pgbun_notify_queue_size, 1024 * 1024, 16384, INT_MAX / 2,
 							PGC_SIGHUP, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbun.server_login_retry_max",
+							"Longest wait before a host that keeps failing is tried again (the wait doubles from server_login_retry, with jitter).",
+							NULL, &pgbun_server_login_retry_max, 60000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbun.server_check_delay",
+							"Idle server connections of a database with a host list are checked this often (role, replica lag).",
+							NULL, &pgbun_server_check_delay, 30000, 100, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomStringVariable("pgbun.server_check_query",
+							   "Query the check runs on idle server connections (empty: an empty query).",
+							   NULL, &pgbun_server_check_query, "",
+							   PGC_SIGHUP, 0, check_check_query, NULL, NULL);
 	DefineCustomIntVariable("pgbun.server_idle_timeout", "Close server connections idle longer than this (0: never).",
 							NULL, &pgbun_server_idle_timeout, 600000, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
@@ -481,6 +568,10 @@ pgbun_define_gucs(void)
 	DefineCustomStringVariable("pgbun.hba_file",
 							   "Access rules in pg_hba.conf format for auth_type = hba (empty: the server's own hba_file).",
 							   NULL, &pgbun_hba_file, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("pgbun.auth_file",
+							   "Roles the local server does not have, in PgBouncer's userlist.txt format (empty: none).",
+							   NULL, &pgbun_auth_file, "",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("pgbun.ident_file",
 							   "User name maps in pg_ident.conf format for map= on hba cert/peer lines (empty: the server's own ident_file).",

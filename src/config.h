@@ -43,6 +43,9 @@ extern int	pgbun_dns_timeout;		/* ms */
 extern char *pgbun_dns_servers;
 extern int	pgbun_server_connect_timeout;	/* ms */
 extern int	pgbun_server_login_retry;	/* ms */
+extern int	pgbun_server_login_retry_max;	/* ms */
+extern int	pgbun_server_check_delay;	/* ms */
+extern char *pgbun_server_check_query;
 extern int	pgbun_server_idle_timeout;	/* ms */
 extern int	pgbun_server_lifetime;		/* ms */
 extern int	pgbun_client_login_timeout; /* ms */
@@ -56,6 +59,7 @@ extern char *pgbun_databases;
 extern char *pgbun_users;
 extern char *pgbun_track_extra_parameters;
 extern char *pgbun_hba_file;
+extern char *pgbun_auth_file;
 extern char *pgbun_ident_file;
 extern int	pgbun_auth_failure_delay;	/* ms */
 extern char *pgbun_ignore_startup_parameters;
@@ -95,6 +99,74 @@ extern const char *pool_mode_name(int mode);
 /* Pool mode / size for a (database, user) pool: per-user, then per-database overrides, then the default. */
 extern int	config_pool_mode(const char *database, const char *user);
 extern int	config_pool_size(const char *database);
+
+/*
+ * One entry of pgbun.databases (or pgbun.users): PgBouncer's / libpq's keys.
+ * A database entry with any of host, port, dbname, user, password,
+ * target_session_attrs, load_balance_hosts or max_replica_lag "routes" the
+ * database: its pools get their own Target (target.c). An entry with only
+ * pool settings keeps the default target (pgbun.server_host), as before.
+ */
+#define CONFIG_MAX_HOSTS	16
+#define CONFIG_HOSTS_LEN	1024
+#define CONFIG_QUERY_LEN	1024
+
+typedef enum TargetSessionAttrs
+{
+	TSA_ANY = 0,
+	TSA_READ_WRITE,
+	TSA_READ_ONLY,
+	TSA_PRIMARY,
+	TSA_STANDBY,
+	TSA_PREFER_STANDBY,
+} TargetSessionAttrs;
+
+typedef enum LoadBalanceHosts
+{
+	LB_DISABLE = 0,
+	LB_ROUND_ROBIN,
+	LB_RANDOM,
+	LB_LEAST_CONN,
+} LoadBalanceHosts;
+
+typedef struct DbEntry
+{
+	char		name[NAMEDATALEN];	/* "*": the fallback entry */
+	int			pool_mode;		/* -1: not set */
+	int			pool_size;		/* 0: not set */
+	int			max_db_connections; /* -1: not set */
+	int			server_lifetime;	/* ms, -1: not set */
+	bool		routed;			/* has a target of its own (see above) */
+	char		host[CONFIG_HOSTS_LEN];	/* comma list; "": pgbun.server_host */
+	int			n_hosts;
+	int			ports[CONFIG_MAX_HOSTS];	/* per host; 0: pgbun.server_port / the server's port */
+	char		dbname[NAMEDATALEN];	/* "": the client's database name */
+	char		user[NAMEDATALEN];	/* forced user, "": the client's */
+	char		password[NAMEDATALEN * 2];	/* for the forced user, "": none */
+	int			tsa;			/* TargetSessionAttrs */
+	int			lb;				/* LoadBalanceHosts */
+	int			max_replica_lag;	/* ms, 0: no limit */
+	char		connect_query[CONFIG_QUERY_LEN];	/* "": none */
+} DbEntry;
+
+/*
+ * The parsed pgbun.databases in force: an immutable snapshot, replaced as a
+ * whole by a reload that passed the check hook (a bad value is refused with
+ * the entry and the reason, and the old snapshot stays).
+ */
+typedef struct ConfigDatabases
+{
+	uint64		generation;		/* bumped by every accepted value */
+	int			n;
+	DbEntry		items[FLEXIBLE_ARRAY_MEMBER];
+} ConfigDatabases;
+
+extern const ConfigDatabases *config_databases(void);
+/* The entry for a database: its own, else "*", else NULL. */
+extern const DbEntry *config_database_entry(const char *database);
+/* Effective per-database limits (the entry's, else the setting's). */
+extern int	config_max_db_connections(const char *database);
+extern int	config_server_lifetime(const char *database);
 /* pgbun.ignore_startup_parameters names this startup parameter. */
 extern bool config_ignores_startup_param(const char *name);
 

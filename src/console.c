@@ -30,6 +30,7 @@
 
 #include "compat.h"
 #include "config.h"
+#include "config_parse.h"
 #include "console.h"
 #include "control.h"
 #include "log.h"
@@ -624,14 +625,14 @@ show_databases(Console *cs)
 		/* NULL host: the local server's Unix socket */
 		rows_put(&r, d->host);
 		rows_put_int(&r, d->port);
-		rows_put(&r, d->name);
-		rows_put(&r, NULL);
+		rows_put(&r, d->database);
+		rows_put(&r, d->force_user);
 		rows_put_int(&r, d->pool_size);
 		rows_put_int(&r, d->min_pool_size);
 		rows_put_int(&r, 0);	/* no reserve pool */
 		rows_put_int(&r, d->server_lifetime);
-		rows_put(&r, NULL);		/* per-pool modes: see SHOW POOLS */
-		rows_put(&r, NULL);
+		rows_put(&r, d->pool_mode);	/* NULL: per pool, see SHOW POOLS */
+		rows_put(&r, d->load_balance_hosts);
 		rows_put_int(&r, d->max_connections);
 		rows_put_int(&r, d->current_connections);
 		rows_put_int(&r, 0);	/* no per-database client limit */
@@ -860,12 +861,76 @@ show_dns_hosts(Console *cs)
 	rows_end(&r, "SHOW");
 }
 
+/*
+ * SHOW HOSTS (pgbun's own): each host of each pgbun.databases host list,
+ * with its role and health from the shared host slots, as the view
+ * pgbun.hosts shows them.
+ */
+static void
+show_hosts(Console *cs)
+{
+	static const Column cols[] = {
+		{"database", 's'}, {"host", 's'}, {"port", 'i'}, {"target_session_attrs", 's'},
+		{"role", 's'}, {"state", 's'}, {"lag_ms", 'i'}, {"last_check", 'T'},
+		{"failures", 'i'}, {"next_retry", 'T'}, {"last_error", 's'}, {"servers", 'i'},
+	};
+	const ConfigDatabases *cfg = config_databases();
+	int			default_port = pgbun_server_port > 0 ? pgbun_server_port : PostPortNumber;
+	Rows		r;
+
+	rows_begin(&r, cs, cols, lengthof_cols(cols));
+	for (int i = 0; cfg && i < cfg->n; i++)
+	{
+		const DbEntry *e = &cfg->items[i];
+		const char *h = e->host;
+
+		for (int k = 0; e->routed && *h && k < CONFIG_MAX_HOSTS; k++)
+		{
+			size_t		n = strcspn(h, ",");
+			size_t		lead = 0;
+			char		name[PGBUN_HOST_NAME_LEN];
+			int			port = e->ports[k] > 0 ? e->ports[k] : default_port;
+			const PgbunHostSlot *hs = NULL;
+
+			while (lead < n && h[lead] == ' ')
+				lead++;
+			snprintf(name, sizeof(name), "%.*s", (int) (n - lead), h + lead);
+			for (int z = strlen(name) - 1; z >= 0 && name[z] == ' '; z--)
+				name[z] = '\0';
+			for (int sl = 0; sl < PGBUN_MAX_HOSTS && !hs; sl++)
+				if (pgbun_shared->hosts[sl].in_use && pgbun_shared->hosts[sl].port == port &&
+					strcmp(pgbun_shared->hosts[sl].host, name) == 0)
+					hs = &pgbun_shared->hosts[sl];
+			rows_put(&r, e->name);
+			rows_put(&r, name);
+			rows_put_int(&r, port);
+			rows_put(&r, tsa_name(e->tsa));
+			rows_put(&r, !hs || hs->role == HOST_ROLE_UNKNOWN ? "unknown" :
+					 hs->role == HOST_ROLE_PRIMARY ? "primary" : "standby");
+			rows_put(&r, !hs || hs->state == HOST_UP ? "up" : hs->state == HOST_DOWN ? "down" : "checking");
+			if (hs && hs->lag_ms >= 0)
+				rows_put_int(&r, hs->lag_ms);
+			else
+				rows_put(&r, NULL);
+			rows_put_time(&r, hs ? hs->last_check : 0);
+			rows_put_int(&r, hs ? hs->failures : 0);
+			rows_put_time(&r, hs && hs->state != HOST_UP ? hs->next_retry : 0);
+			rows_put(&r, hs && hs->last_error[0] ? hs->last_error : NULL);
+			rows_put_int(&r, hs ? (int) pg_atomic_read_u32(&((PgbunHostSlot *) hs)->n_servers) : 0);
+			h += n;
+			if (*h == ',')
+				h++;
+		}
+	}
+	rows_end(&r, "SHOW");
+}
+
 static void
 show_help(Console *cs)
 {
 	out_notice(cs, "Console usage\n"
 			   "\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n"
-			   "\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|LISTS|MEM|STATE|SOCKETS|DNS_HOSTS\n"
+			   "\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|LISTS|MEM|STATE|SOCKETS|DNS_HOSTS|HOSTS\n"
 			   "\tPAUSE [<db>]\n"
 			   "\tRESUME [<db>]\n"
 			   "\tDISABLE <db>\n"
@@ -897,6 +962,7 @@ static const ShowEntry show_table[] = {
 	{"databases", show_databases},
 	{"dns_hosts", show_dns_hosts},
 	{"help", show_help},
+	{"hosts", show_hosts},
 	{"lists", show_lists},
 	{"mem", show_mem},
 	{"pools", show_pools},

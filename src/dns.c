@@ -57,6 +57,33 @@ static bool lookup_timed_out = false;
 static TimestampTz lookup_start = 0;
 static uint64 generation = 0;
 
+/*
+ * Host names of pgbun.databases host lists (target.c), each looked up on its
+ * own, like the server target: at first use, again every dns_max_ttl, and
+ * when a failed one is needed again (at most once a second). A lookup's
+ * callback carries the entry's index and generation, so an answer for an
+ * entry reused meanwhile is dropped.
+ */
+#define DNS_MAX_NAMES 64
+
+typedef struct DnsName
+{
+	char	   *name;			/* NULL: free */
+	int			port;
+	struct sockaddr_storage addr;
+	socklen_t	addr_len;		/* 0: no address yet */
+	TimestampTz resolved_at;	/* last answer (or failed refresh) */
+	TimestampTz started;		/* last lookup start */
+	bool		running;
+	bool		failed;			/* the last lookup failed and there is no address */
+	bool		used;			/* registered since the last dns_names_unmark (a target lists it) */
+	uint32		gen;
+} DnsName;
+
+static DnsName names[DNS_MAX_NAMES];
+
+static void name_lookup(int idx);
+
 /* ---- sockets ---- */
 
 static DnsSock *
@@ -191,6 +218,13 @@ dns_configure(void)
 	}
 	if (restart && target_host)
 		start_lookup();
+	for (int i = 0; i < DNS_MAX_NAMES; i++)
+		if (names[i].name && names[i].running)
+		{
+			names[i].running = false;	/* its callback belonged to the old channel */
+			names[i].gen++;
+			name_lookup(i);
+		}
 }
 
 /* ---- looking up the server target ---- */
@@ -352,6 +386,178 @@ dns_janitor(void)
 	if (target_host && !lookup_running && resolved_at > 0 &&
 		W->now - resolved_at >= (int64) pgbun_dns_max_ttl * 1000)
 		start_lookup();
+	for (int i = 0; i < DNS_MAX_NAMES; i++)
+	{
+		DnsName    *n = &names[i];
+
+		if (!n->name)
+			continue;
+		if (n->running && W->now - n->started >= (int64) pgbun_dns_timeout * 1000)
+		{
+			/* bounded like the server target's; the answer, if it comes, is stale */
+			n->running = false;
+			n->gen++;
+			n->resolved_at = W->now;
+			if (n->addr_len == 0)
+				n->failed = true;
+			ereport(LOG, (errmsg("pgbun: looking up host \"%s\" timed out (pgbun.dns_timeout)", n->name)));
+			pool_target_resolved();
+		}
+		else if (!n->running && (n->resolved_at == 0 ||
+								 W->now - n->resolved_at >= (int64) pgbun_dns_max_ttl * 1000))
+			name_lookup(i);
+	}
+}
+
+/* ---- host names of pgbun.databases host lists ---- */
+
+static void
+name_done(void *arg, int status, int timeouts, struct ares_addrinfo *result)
+{
+	uint64		key = (uint64) (uintptr_t) arg;
+	int			idx = (int) (key & 0xff);
+	uint32		gen = (uint32) (key >> 8);
+	DnsName    *n = idx < DNS_MAX_NAMES ? &names[idx] : NULL;
+
+	if (!n || !n->name || n->gen != gen)
+	{
+		if (result)
+			ares_freeaddrinfo(result);
+		return;
+	}
+	n->running = false;
+	n->resolved_at = W->now;
+	if (status == ARES_SUCCESS && result && result->nodes &&
+		result->nodes->ai_addrlen <= sizeof(n->addr))
+	{
+		bool		changed = n->addr_len != result->nodes->ai_addrlen ||
+			memcmp(&n->addr, result->nodes->ai_addr, n->addr_len) != 0;
+
+		memset(&n->addr, 0, sizeof(n->addr));
+		memcpy(&n->addr, result->nodes->ai_addr, result->nodes->ai_addrlen);
+		n->addr_len = result->nodes->ai_addrlen;
+		n->failed = false;
+		if (changed)
+		{
+			char		text[NI_MAXHOST] = "?";
+
+			getnameinfo((struct sockaddr *) &n->addr, n->addr_len, text, sizeof(text), NULL, 0, NI_NUMERICHOST);
+			ereport(LOG, (errmsg("pgbun: host \"%s\" resolved to %s", n->name, text)));
+		}
+	}
+	else
+	{
+		ereport(LOG, (errmsg("pgbun: could not resolve host \"%s\": %s%s", n->name,
+							 status == ARES_SUCCESS ? "no usable address" : ares_strerror(status),
+							 n->addr_len > 0 ? "; keeping the address in use" : "")));
+		if (n->addr_len == 0)
+			n->failed = true;
+	}
+	if (result)
+		ares_freeaddrinfo(result);
+	pool_target_resolved();		/* waiters may have a host now, or fail at once */
+}
+
+static void
+name_lookup(int idx)
+{
+	DnsName    *n = &names[idx];
+	struct ares_addrinfo_hints hints;
+	char		portstr[16];
+
+	if (n->running || poll_fd() < 0)
+		return;					/* before the loop runs: the first janitor turn starts it */
+	if (!have_channel)
+	{
+		n->failed = n->addr_len == 0;
+		n->resolved_at = W->now;
+		return;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	snprintf(portstr, sizeof(portstr), "%d", n->port);
+	n->gen++;
+	n->running = true;
+	n->started = W->now;
+	/* may answer at once (/etc/hosts), calling name_done before it returns */
+	ares_getaddrinfo(channel, n->name, portstr, &hints, name_done,
+					 (void *) (uintptr_t) (((uint64) n->gen << 8) | (uint64) idx));
+}
+
+int
+dns_name_register(const char *name, int port)
+{
+	int			free_idx = -1;
+
+	for (int i = 0; i < DNS_MAX_NAMES; i++)
+	{
+		if (!names[i].name)
+		{
+			if (free_idx < 0)
+				free_idx = i;
+			continue;
+		}
+		if (names[i].port == port && strcmp(names[i].name, name) == 0)
+		{
+			names[i].used = true;
+			return i;
+		}
+	}
+	if (free_idx < 0)
+		return -1;
+	memset(&names[free_idx], 0, offsetof(DnsName, gen));
+	names[free_idx].name = strdup(name);
+	if (!names[free_idx].name)
+		return -1;
+	names[free_idx].port = port;
+	names[free_idx].used = true;
+	name_lookup(free_idx);
+	return free_idx;
+}
+
+void
+dns_names_unmark(void)
+{
+	for (int i = 0; i < DNS_MAX_NAMES; i++)
+		names[i].used = false;
+}
+
+void
+dns_names_sweep(void)
+{
+	for (int i = 0; i < DNS_MAX_NAMES; i++)
+	{
+		DnsName    *n = &names[i];
+
+		if (!n->name || n->used)
+			continue;
+		/* no target lists it any more: forget it (a lookup in flight is stale by its generation) */
+		free(n->name);
+		n->name = NULL;
+		n->running = false;
+		n->gen++;
+	}
+}
+
+int
+dns_name_address(int idx, struct sockaddr_storage *addr, socklen_t *len)
+{
+	DnsName    *n;
+
+	if (idx < 0 || idx >= DNS_MAX_NAMES || !names[idx].name)
+		return -1;
+	n = &names[idx];
+	if (n->addr_len > 0)
+	{
+		memcpy(addr, &n->addr, n->addr_len);
+		*len = n->addr_len;
+		return 1;
+	}
+	if (n->failed && !n->running && W->now - n->started >= 1000 * 1000)
+		name_lookup(idx);		/* needed again: ask again, at most once a second */
+	return (n->running || n->resolved_at == 0) ? 0 : -1;
 }
 
 /* ---- /etc/hosts for the listen addresses ---- */

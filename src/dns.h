@@ -32,6 +32,20 @@ extern void dns_on_event(void *obj, uint32 events);
 extern void dns_janitor(void);
 
 /*
+ * A host name of a pgbun.databases host list: looked up like the server
+ * target, each on its own (at most 64 names). Register returns its handle
+ * (the same for the same name and port), -1 when the table is full.
+ * dns_name_address copies the address in use: 1, or 0 while the first
+ * lookup runs, -1 when it failed (a new lookup starts, at most once a
+ * second). Every answer kicks the pools (pool_target_resolved).
+ */
+extern int	dns_name_register(const char *name, int port);
+extern int	dns_name_address(int idx, struct sockaddr_storage *addr, socklen_t *len);
+/* Around a rebuild of the targets: forget the names no target registered again. */
+extern void dns_names_unmark(void);
+extern void dns_names_sweep(void);
+
+/*
  * Addresses of a name from /etc/hosts only, never DNS (a file read; for the
  * listen addresses, which are opened synchronously): IPv4 and IPv6, with the
  * port set, at most max. "localhost" missing from the file is the loopback

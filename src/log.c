@@ -151,7 +151,7 @@ pgbun_log_client(int elevel, Client *c, const char *event, const char *sqlstate,
 		client_login_names(c, &f.database, &f.user);
 	if (c->link)
 	{
-		f.server = W->server_addr_text;
+		f.server = c->link->addr_text;	/* the host it is on (a host list may have several) */
 		f.server_pid = (int) c->link->be_pid;
 	}
 	if (c->connect_time > 0 && W->now >= c->connect_time)

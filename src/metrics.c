@@ -562,10 +562,43 @@ render_metrics(TimestampTz now)
 	body_append(b, "pgbun_host_up{host=\"", 20);
 	append_escaped(b, W->server_addr_text, false);
 	body_printf(b, "\"} %d\n", host_up() ? 1 : 0);
+	/* the hosts of pgbun.databases host lists, labelled host:port (health.c) */
+	for (int i = 0; i < PGBUN_MAX_HOSTS; i++)
+	{
+		const PgbunHostSlot *hs = &pgbun_shared->hosts[i];
+		char		label[PGBUN_HOST_NAME_LEN + 16];
+
+		if (!hs->in_use)
+			continue;
+		snprintf(label, sizeof(label), "%s:%d", hs->host, hs->port);
+		body_append(b, "pgbun_host_up{host=\"", 20);
+		append_escaped(b, label, false);
+		body_printf(b, "\"} %d\n", hs->state == HOST_UP ? 1 : 0);
+	}
 	family(b, "pgbun_host_servers", "gauge", "Server connections to the host, every state.");
 	body_append(b, "pgbun_host_servers{host=\"", 25);
 	append_escaped(b, W->server_addr_text, false);
-	body_printf(b, "\"} %d\n", servers);
+	{
+		int			listed = 0;
+
+		/* those on hosts of host lists are theirs, below */
+		for (int i = 0; i < PGBUN_MAX_HOSTS; i++)
+			if (pgbun_shared->hosts[i].in_use)
+				listed += (int) pg_atomic_read_u32(&pgbun_shared->hosts[i].n_servers);
+		body_printf(b, "\"} %d\n", Max(servers - listed, 0));
+	}
+	for (int i = 0; i < PGBUN_MAX_HOSTS; i++)
+	{
+		PgbunHostSlot *hs = &pgbun_shared->hosts[i];
+		char		label[PGBUN_HOST_NAME_LEN + 16];
+
+		if (!hs->in_use)
+			continue;
+		snprintf(label, sizeof(label), "%s:%d", hs->host, hs->port);
+		body_append(b, "pgbun_host_servers{host=\"", 25);
+		append_escaped(b, label, false);
+		body_printf(b, "\"} %u\n", pg_atomic_read_u32(&hs->n_servers));
+	}
 	family(b, "pgbun_host_server_logins_total", "counter", "Server logins on the host that succeeded.");
 	body_append(b, "pgbun_host_server_logins_total{host=\"", 37);
 	append_escaped(b, W->server_addr_text, false);

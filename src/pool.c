@@ -30,6 +30,8 @@
 #include "prepared.h"
 #include "session.h"
 #include "server_login.h"
+#include "health.h"
+#include "target.h"
 
 static uint64 pause_seen_generation = 0;
 
@@ -96,6 +98,19 @@ pool_reconfigure(Pool *pool)
 {
 	pool->mode = config_pool_mode(pool->database, pool->user);
 	pool->size = config_pool_size(pool->database);
+	pool->target = target_for_database(pool->database);
+	{
+		dlist_mutable_iter it;
+
+		/* idle servers of a route a reload changed go now; linked ones when released */
+		dlist_foreach_modify(it, &pool->idle_servers)
+		{
+			Server	   *s = dlist_container(Server, node, it.cur);
+
+			if (target_route_changed(pool->target, s->route_id))
+				server_close(s, "pgbun.databases changed where this database's servers go");
+		}
+	}
 	pgbun_shared->pools[pool->slot].pool_mode = pool->mode;
 }
 
@@ -129,6 +144,7 @@ pool_reserve_server(Pool *pool, bool *full)
 {
 	PgbunPoolSlot *ps = &pgbun_shared->pools[pool->slot];
 	uint32		prev;
+	int			max_db = config_max_db_connections(pool->database);
 
 	*full = false;
 	if (pool->last_login_failure &&
@@ -136,8 +152,7 @@ pool_reserve_server(Pool *pool, bool *full)
 		return false;
 	prev = pg_atomic_fetch_add_u32(&ps->server_count, 1);
 	if (prev >= (uint32) pool->size ||
-		(pgbun_max_db_connections > 0 &&
-		 shared_server_total(pool->database, NULL) > (uint32) pgbun_max_db_connections) ||
+		(max_db > 0 && shared_server_total(pool->database, NULL) > (uint32) max_db) ||
 		(pgbun_max_user_connections > 0 &&
 		 shared_server_total(NULL, pool->user) > (uint32) pgbun_max_user_connections))
 	{
@@ -156,12 +171,34 @@ pool_can_open_server(Pool *pool)
 	return pg_atomic_read_u32(&ps->server_count) < (uint32) pool->size;
 }
 
+/*
+ * No host of the pool's target can take a connection now (all down, none
+ * with the role wanted): its waiting clients get 08006 at once rather than
+ * at query_wait_timeout, unless a login in progress may still bring a
+ * server (PgBouncer #93).
+ */
+static void
+pool_target_unavailable(Pool *pool, const char *why)
+{
+	if (!dlist_is_empty(&pool->login_servers))
+		return;
+	while (!dlist_is_empty(&pool->waitlogin_clients))
+		client_close(dlist_container(Client, node, dlist_head_node(&pool->waitlogin_clients)),
+					 "08006", "no server available for database \"%s\": %s", pool->database, why);
+	while (!dlist_is_empty(&pool->waiting_clients))
+		client_close(dlist_container(Client, node, dlist_head_node(&pool->waiting_clients)),
+					 "08006", "no server available for database \"%s\": %s", pool->database, why);
+}
+
 /* Open one more server if the limits allow; *full as in pool_reserve_server. */
 static bool
 pool_open_server(Pool *pool, bool *full)
 {
+	Target	   *t = pool->target;
+	int			host = 0;
+
 	*full = false;
-	if (W->server_addr_len == 0)
+	if (t->is_default && W->server_addr_len == 0)
 	{
 		/* server_host is a name not resolved yet: wait for it, as for a server */
 		dns_server_needed();
@@ -169,12 +206,51 @@ pool_open_server(Pool *pool, bool *full)
 	}
 	if (W->shutting_down || !pool_reserve_server(pool, full))
 		return false;
-	if (!server_launch(pool))
+	if (t->health)
+	{
+		const char *why;
+
+		host = target_pick_host(t, &why);
+		if (host < 0)
+		{
+			pg_atomic_fetch_sub_u32(&pgbun_shared->pools[pool->slot].server_count, 1);
+			if (why)
+				pool_target_unavailable(pool, why);
+			return false;
+		}
+	}
+	if (!server_launch(pool, host))
 	{
 		/* server_launch closes through server_close, which gives the count back */
 		return false;
 	}
 	return true;
+}
+
+/*
+ * The idle server a waiter gets: the most recently used whose host the
+ * target takes now (role, lag); servers on a host left out stay idle, and
+ * their checks tell when it is back. NULL: none.
+ */
+static Server *
+pool_idle_server(Pool *pool)
+{
+	dlist_mutable_iter it;
+
+	dlist_foreach_modify(it, &pool->idle_servers)
+	{
+		Server	   *s = dlist_container(Server, node, it.cur);
+
+		if (target_route_changed(pool->target, s->route_id))
+		{
+			/* a reload sent the database elsewhere (or as another user) */
+			server_close(s, "pgbun.databases changed where this database's servers go");
+			continue;
+		}
+		if (!pool->target->health || target_accepts(pool->target, s->hslot))
+			return s;
+	}
+	return NULL;
 }
 
 static int
@@ -277,11 +353,11 @@ pool_kick_now(Pool *pool)
 	}
 	if (!pool->paused)
 	{
-		while (!dlist_is_empty(&pool->waiting_clients) && !dlist_is_empty(&pool->idle_servers))
+		Server	   *s;
+
+		while (!dlist_is_empty(&pool->waiting_clients) && (s = pool_idle_server(pool)) != NULL)
 		{
 			Client	   *c = dlist_container(Client, node, dlist_head_node(&pool->waiting_clients));
-			Server	   *s = dlist_container(Server, node, dlist_head_node(&pool->idle_servers));
-
 			uint64		others;
 
 			if (pool_should_yield(pool, &others))
@@ -841,10 +917,8 @@ restart_logins:
 
 		if (expired(s->connect_time, pgbun_server_connect_timeout))
 		{
-			ereport(LOG, (errmsg("pgbun: server_connect_timeout: login to %s took too long", W->server_addr_text)));
-			pool->last_login_failure = W->now;
-			pool_server_login_failed(pool, NULL, 0);
-			server_close(s, "server_connect_timeout");
+			ereport(LOG, (errmsg("pgbun: server_connect_timeout: login to %s took too long", s->addr_text)));
+			server_login_host_failed(s, "server_connect_timeout");
 			goto restart_logins;
 		}
 	}
@@ -866,7 +940,7 @@ restart_logins:
 		Server	   *s = dlist_container(Server, node, it.cur);
 		uint32		total = pg_atomic_read_u32(&pgbun_shared->pools[pool->slot].server_count);
 
-		if (expired(s->connect_time, pgbun_server_lifetime))
+		if (expired(s->connect_time, config_server_lifetime(pool->database)))
 			server_close(s, "server_lifetime reached");
 		else if (expired(s->last_used, pgbun_server_idle_timeout) && total > (uint32) pgbun_min_pool_size)
 			server_close(s, "server_idle_timeout reached");
@@ -918,6 +992,12 @@ pool_free(Pool *pool)
 	pgbun_pool_slot_release(pool->slot, W->id);
 	params_snapshot_release(pool->welcome);
 	free(pool->md5_verifier);
+	if (pool->password)
+	{
+		explicit_bzero(pool->password, strlen(pool->password));
+		free(pool->password);
+	}
+	free(pool->pw_keys);
 	free(pool->login_error);
 	free(pool);
 }
@@ -959,6 +1039,7 @@ pool_janitor(void)
 	notify_janitor();
 	cancel_janitor();
 	dns_janitor();
+	health_janitor();
 	pool_apply_pause();
 	pool_share_servers();
 }

@@ -155,11 +155,24 @@ typedef struct Server
 	uint8		notify_step;	/* NotifyStep: the client's ReadyForQuery held by notify.c */
 	uint64		notify_gen;		/* ... until the listener confirmed this generation */
 	uint64		notify_set;		/* NotifyClient.set_id of the channels it listens to exactly, 0: unknown */
+	/* where it is connected: a copy, since a reload may replace its Target */
+	struct sockaddr_storage addr;
+	socklen_t	addr_len;
+	char		addr_text[PGBUN_ADDR_LEN];
+	int			port;			/* 0 for a Unix socket */
+	int			hslot;			/* its host's shared slot (health.c), -1: the default target */
+	TimestampTz last_check;		/* last server_check_query (health.c) */
+	bool		lag_check;		/* the hidden query running is the replica-lag check */
+	bool		connect_query;	/* the hidden query running is the entry's connect_query */
+	uint64		route_id;		/* its Target's route_id at launch (target.h) */
 } Server;
+
+struct Target;
 
 typedef struct Pool
 {
 	dlist_node	node;			/* in the worker's pool list */
+	struct Target *target;		/* where its servers go (target.c; relinked on reload) */
 	int			slot;			/* pool slot in shared memory */
 	char		database[NAMEDATALEN];
 	char		user[NAMEDATALEN];
@@ -186,6 +199,8 @@ typedef struct Pool
 	uint8		client_key[32];
 	uint8		server_key[32];
 	char	   *md5_verifier;	/* "md5..." from pg_authid, or NULL */
+	char	   *password;		/* the role's plain password from pgbun.auth_file, or NULL */
+	struct ScramPasswordKeys *pw_keys;	/* SCRAM keys derived from it (malloc'd), or NULL */
 	TimestampTz last_login_failure;
 	uint8	   *login_error;	/* the server's last login ErrorResponse (whole message) */
 	uint32		login_error_len;

@@ -523,3 +523,50 @@ scram_check_password(const ScramSecret *secret, const char *password, uint8_t *c
 	free(pw);
 	return ok;
 }
+
+bool
+scram_keys_from_password(const char *password, const char *salt_b64, int iterations,
+						 uint8_t *client_key_out, uint8_t *server_key_out)
+{
+	ScramSecret secret;
+	uint8_t		salt[SCRAM_SALT_B64_MAX];
+	int			salt_len;
+	uint8_t		salted[SCRAM_KEY_BYTES];
+	char	   *pw;
+	bool		ok;
+
+	if (strlen(salt_b64) >= sizeof(secret.salt_b64) || iterations < 1 || iterations > 10000000)
+		return false;
+	memset(&secret, 0, sizeof(secret));
+	strlcpy(secret.salt_b64, salt_b64, sizeof(secret.salt_b64));
+	secret.iterations = iterations;
+	pw = scram_password_inputs(&secret, password, salt, &salt_len);
+	if (!pw)
+		return false;
+	ok = PKCS5_PBKDF2_HMAC(pw, strlen(pw), salt, salt_len, iterations, EVP_sha256(),
+						   SCRAM_KEY_BYTES, salted) == 1 &&
+		hmac256(salted, "Client Key", strlen("Client Key"), client_key_out) &&
+		hmac256(salted, "Server Key", strlen("Server Key"), server_key_out);
+	OPENSSL_cleanse(salted, sizeof(salted));
+	OPENSSL_cleanse(pw, strlen(pw));
+	free(pw);
+	return ok;
+}
+
+bool
+scram_secret_from_password(const char *password, ScramSecret *out)
+{
+	uint8_t		salt[16];
+	uint8_t		client_key[SCRAM_KEY_BYTES];
+	bool		ok;
+
+	memset(out, 0, sizeof(*out));
+	if (!pg_strong_random(salt, sizeof(salt)) ||
+		b64_encode(salt, sizeof(salt), out->salt_b64, sizeof(out->salt_b64)) < 0)
+		return false;
+	out->iterations = 4096;		/* PostgreSQL's scram_iterations default */
+	ok = scram_keys_from_password(password, out->salt_b64, out->iterations, client_key, out->server_key) &&
+		sha256(client_key, SCRAM_KEY_BYTES, out->stored_key);
+	OPENSSL_cleanse(client_key, sizeof(client_key));
+	return ok;
+}

@@ -71,6 +71,30 @@ extern char *scram_password_inputs(const ScramSecret *secret, const char *passwo
 extern bool scram_password_key(const char *pw, size_t pwlen, const uint8_t *salt, int salt_len,
 							   int iterations, const uint8_t *stored_key, uint8_t *client_key_out);
 
+/* Keys derived from a known password, kept for the salt they were made with. */
+typedef struct ScramPasswordKeys
+{
+	bool		valid;
+	char		salt_b64[SCRAM_SALT_B64_MAX];
+	int			iterations;
+	uint8_t		client_key[SCRAM_KEY_BYTES];
+	uint8_t		server_key[SCRAM_KEY_BYTES];
+} ScramPasswordKeys;
+
+/*
+ * The ClientKey and ServerKey of a password for a salt (base64) and an
+ * iteration count, as the server's first SCRAM message gives them: how
+ * pgbun logs in with a configured password (a forced user). Costs one
+ * PBKDF2 run; the caller keeps the keys for the next login.
+ */
+extern bool scram_keys_from_password(const char *password, const char *salt_b64, int iterations,
+									 uint8_t *client_key_out, uint8_t *server_key_out);
+/*
+ * A SCRAM secret for a cleartext password, with a fresh random salt and
+ * 4096 iterations (an auth_file entry with a plain password, so clients
+ * can log in with SCRAM). One PBKDF2 run.
+ */
+extern bool scram_secret_from_password(const char *password, ScramSecret *out);
 /* Parse "SCRAM-SHA-256$iter:salt$StoredKey:ServerKey". */
 extern bool scram_parse_secret(const char *verifier, ScramSecret *out);
 /* A plausible secret for a role that has none (mock exchange, no user enumeration). */

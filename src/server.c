@@ -24,6 +24,8 @@
 #include "cancel.h"
 #include "server_login.h"
 #include "session.h"
+#include "health.h"
+#include "target.h"
 #include "tls.h"
 #include "websocket.h"
 
@@ -134,6 +136,8 @@ server_close(Server *s, const char *reason)
 		return;
 	}
 	pg_atomic_fetch_sub_u32(&pgbun_shared->pools[pool->slot].server_count, 1);
+	if (s->hslot >= 0)
+		pg_atomic_fetch_sub_u32(&pgbun_shared->hosts[s->hslot].n_servers, 1);
 	pool->n_servers--;
 	pool_kick_waiting(pool);
 }
@@ -213,9 +217,20 @@ hidden_query_done(Server *s)
 	notify_hidden_done(s);		/* the client's channels were read: its ReadyForQuery */
 	if (s->state == SV_TESTED)
 	{
+		bool		connect_query = s->connect_query;
+
+		s->lag_check = false;
+		s->connect_query = false;
 		if (s->hidden_error || s->tx_status != 'I')
 		{
-			server_close(s, "server_reset_query failed");
+			if (connect_query)
+			{
+				/* as a failed login: the waiters for the pool's first server hear of it */
+				ereport(LOG, (errmsg("pgbun: connect_query of database \"%s\" failed; closing the connection",
+									 s->pool->database)));
+				pool_server_login_failed(s->pool, NULL, 0);
+			}
+			server_close(s, connect_query ? "connect_query failed" : "server_reset_query or check failed");
 			return;
 		}
 		pool_server_available(s->pool, s);
@@ -315,8 +330,20 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 			case 'S':
 				if (avail < size)
 					return PKT_NEED_FULL;
-				/* the client sees the values pgbun's own SET changed for it (session.c) */
-				return session_parameter_status(s, msg, size, true) && s->link ? PKT_FORWARD : PKT_CONSUME;
+				{
+					bool		fwd = session_parameter_status(s, msg, size, true) && s->link;
+
+					health_server_parameter(s, msg, size);
+					/* the client sees the values pgbun's own SET changed for it (session.c) */
+					return fwd ? PKT_FORWARD : PKT_CONSUME;
+				}
+			case 'D':
+				if (!s->lag_check)
+					return PKT_SKIP;
+				if (avail < size)
+					return size > 1024 ? PKT_SKIP : PKT_NEED_FULL;
+				health_check_row(s, msg, size);
+				return PKT_CONSUME;
 			case 'E':
 				if (avail < size)
 					return PKT_NEED_FULL;
@@ -357,6 +384,7 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 				if (avail < size)
 					return PKT_NEED_FULL;
 				(void) session_parameter_status(s, msg, size, false);
+				health_server_parameter(s, msg, size);
 				return PKT_CONSUME;
 			case 'N':
 			case 'A':
@@ -477,6 +505,7 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 				return forward;
 			}
 		case 'S':
+			health_server_parameter(s, msg, size);
 			if (session_parameter_status(s, msg, size, false))
 				return forward == PKT_FORWARD_STOP ? PKT_CONSUME_STOP : PKT_CONSUME;
 			return forward;
@@ -534,6 +563,23 @@ server_on_command_complete(Server *s, const char *tag)
 }
 
 /*
+ * server_lifetime (the database entry's, else the setting) is over, or the
+ * server's host no longer has the role its target wants (a failover): do
+ * not hand it on.
+ */
+static bool
+server_lifetime_over(Server *s)
+{
+	int			lifetime = config_server_lifetime(s->pool->database);
+
+	if (s->pool->target && target_route_changed(s->pool->target, s->route_id))
+		return true;
+	if (s->hslot >= 0 && s->pool->target && target_role_mismatch(s->pool->target, s->hslot))
+		return true;
+	return lifetime > 0 && W->now - s->connect_time >= (int64) lifetime * 1000;
+}
+
+/*
  * Transaction/statement mode: the client's transaction is over; unlink and
  * give the server to the next waiter. The client may already have sent its
  * next request: it is picked up next turn, outside this server's pump.
@@ -555,8 +601,7 @@ server_return_to_pool(Server *s)
 			dlist_push_tail(&W->busy_clients, &c->busy_node);
 		}
 	}
-	if (pgbun_server_lifetime > 0 &&
-		W->now - s->connect_time >= (int64) pgbun_server_lifetime * 1000)
+	if (server_lifetime_over(s))
 	{
 		server_close(s, "server_lifetime reached");
 		return;
@@ -569,7 +614,7 @@ void
 server_cancel_query(Server *s)
 {
 	s->cancel_sent = true;
-	cancel_send(&W->server_addr, W->server_addr_len, s->be_pid, s->be_key);
+	cancel_send(&s->addr, s->addr_len, s->be_pid, s->be_key);
 }
 
 /* Pump what the server sent toward its client (or through the hidden-query handler). */
@@ -776,8 +821,7 @@ server_release(Server *s)
 		server_close(s, s->tracker.copy_in ? "client left during COPY" : "released while not idle");
 		return;
 	}
-	if (pgbun_server_lifetime > 0 &&
-		W->now - s->connect_time >= (int64) pgbun_server_lifetime * 1000)
+	if (server_lifetime_over(s))
 	{
 		server_close(s, "server_lifetime reached");
 		return;

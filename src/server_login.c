@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "config_parse.h"
 #include "counters.h"
 #include "notify.h"
 #include "params.h"
@@ -24,6 +25,8 @@
 #include "auth.h"
 #include "server_login.h"
 #include "session.h"
+#include "health.h"
+#include "target.h"
 #include "tls.h"
 
 static bool
@@ -33,8 +36,8 @@ server_queue_startup(Server *s)
 	const char *values[2];
 	ProtoBuf	pb;
 
-	values[0] = s->pool->user;
-	values[1] = s->pool->database;
+	values[0] = target_server_user(s->pool);
+	values[1] = target_server_dbname(s->pool);
 	if (!sbuf_out_begin(&s->sb, &pb) || !proto_put_startup(&pb, names, values, 2))
 		return false;
 	sbuf_out_commit(&s->sb, &pb);
@@ -59,33 +62,81 @@ login_failed(Server *s, bool throttle, const uint8 *err, uint32 len)
 	pool_server_login_failed(s->pool, err, len);
 }
 
-static Server *server_open(Pool *pool, bool listener);
+static Server *server_open(Pool *pool, int host, bool listener);
+
+void
+server_login_host_failed(Server *s, const char *reason)
+{
+	Pool	   *pool = s->pool;
+
+	if (s->closed)
+		return;
+	if (s->hslot >= 0)
+		health_host_failed(s->hslot, reason);	/* a host of a list: the pool tries the next */
+	if (s->listener)
+		notify_listener_login_failed(s);
+	else if (s->hslot < 0)
+	{
+		pool->last_login_failure = W->now;
+		pool_server_login_failed(pool, NULL, 0);
+	}
+	server_close(s, reason);
+}
 
 /* Open a new connection for the pool (counted already by the caller). */
 Server *
-server_launch(Pool *pool)
+server_launch(Pool *pool, int host)
 {
-	return server_open(pool, false);
+	return server_open(pool, host, false);
 }
 
 /* Open the pool's LISTEN connection (notify.c): not counted in pool_size. */
 Server *
 server_launch_listener(Pool *pool)
 {
-	return server_open(pool, true);
+	const char *why;
+	int			host = pool->target && pool->target->health ? target_pick_host(pool->target, &why) : 0;
+
+	if (host < 0)
+		return NULL;			/* no usable host now: notify.c tries again later */
+	return server_open(pool, host, true);
 }
 
 static Server *
-server_open(Pool *pool, bool listener)
+server_open(Pool *pool, int host, bool listener)
 {
 	Server	   *s;
 	int			fd;
 	int			rc;
 	ProtoBuf	pb;
 	bool		queued;
+	Target	   *t = pool->target;
 
 	s = calloc(1, sizeof(Server));
-	fd = s ? socket(W->server_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) : -1;
+	if (s)
+	{
+		if (!t || t->is_default)
+		{
+			memcpy(&s->addr, &W->server_addr, W->server_addr_len);
+			s->addr_len = W->server_addr_len;
+			strlcpy(s->addr_text, W->server_addr_text, sizeof(s->addr_text));
+			s->port = W->server_port;
+			s->hslot = -1;
+		}
+		else
+		{
+			TargetHost *h = &t->hosts[host];
+
+			memcpy(&s->addr, &h->addr, h->addr_len);
+			s->addr_len = h->addr_len;
+			strlcpy(s->addr_text, h->addr_text, sizeof(s->addr_text));
+			s->port = h->addr.ss_family == AF_UNIX ? 0 : h->port;
+			s->hslot = h->hslot;
+		}
+		s->last_check = W->now;
+		s->route_id = t ? t->route_id : 0;
+	}
+	fd = s ? socket(s->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) : -1;
 	if (fd < 0)
 	{
 		/* not opened: give back the count the caller reserved (server_close does it otherwise) */
@@ -95,13 +146,15 @@ server_open(Pool *pool, bool listener)
 		free(s);
 		return NULL;
 	}
-	if (W->server_addr.ss_family != AF_UNIX)
+	if (s->addr.ss_family != AF_UNIX)
 	{
 		int			one = 1;
 
 		(void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
-	config_set_keepalive(fd, W->server_addr.ss_family != AF_UNIX);
+	config_set_keepalive(fd, s->addr.ss_family != AF_UNIX);
+	if (s->hslot >= 0)
+		pg_atomic_fetch_add_u32(&pgbun_shared->hosts[s->hslot].n_servers, 1);
 	s->io.kind = IO_SERVER;
 	s->pool = pool;
 	s->listener = listener;
@@ -117,26 +170,31 @@ server_open(Pool *pool, bool listener)
 		PGBUN_SLOT_WRITE_BEGIN(slot);
 		slot->pool = pool->slot;
 		slot->connect_time = s->connect_time;
-		strlcpy(slot->addr, W->server_addr_text, sizeof(slot->addr));
-		slot->port = W->server_port;
-		memcpy(&slot->sv_sockaddr, &W->server_addr, W->server_addr_len);
-		slot->sv_sockaddr_len = W->server_addr_len;
+		strlcpy(slot->addr, s->addr_text, sizeof(slot->addr));
+		slot->port = s->port;
+		memcpy(&slot->sv_sockaddr, &s->addr, s->addr_len);
+		slot->sv_sockaddr_len = s->addr_len;
+		slot->host_slot = (int16) s->hslot;
+		strlcpy(slot->target, (t && !t->is_default) || (t && t->entry.name[0]) ? t->entry.name : "",
+				sizeof(slot->target));
 		PGBUN_SLOT_WRITE_END(slot);
 	}
 	if (!listener)
 		pool->n_servers++;
 	server_set_state(s, SV_LOGIN);
 
-	rc = connect(fd, (struct sockaddr *) &W->server_addr, W->server_addr_len);
+	rc = connect(fd, (struct sockaddr *) &s->addr, s->addr_len);
 	if (rc < 0 && errno != EINPROGRESS && errno != EAGAIN)
 	{
 		char		reason[256];
 
-		snprintf(reason, sizeof(reason), "could not connect to server %s: %m", W->server_addr_text);
+		snprintf(reason, sizeof(reason), "could not connect to server %s: %m", s->addr_text);
 		ereport(LOG, (errmsg("pgbun: %s", reason)));
 		/* registered nowhere yet: close through the common path */
 		s->sb.fd = fd;
-		if (!listener)
+		if (s->hslot >= 0)
+			health_host_failed(s->hslot, reason);
+		else if (!listener)
 			pool->last_login_failure = W->now;
 		server_close(s, reason);
 		return NULL;
@@ -149,7 +207,7 @@ server_open(Pool *pool, bool listener)
 	}
 
 	/* TLS first (server_tls_sslmode prefer and up, TCP only): SSLRequest instead of the startup packet */
-	if (tls_server_wanted(W->server_addr.ss_family))
+	if (tls_server_wanted(s->addr.ss_family))
 	{
 		queued = sbuf_out_begin(&s->sb, &pb) && proto_put_ssl_request(&pb);
 		if (queued)
@@ -174,9 +232,8 @@ server_open(Pool *pool, bool listener)
 static void
 server_tls_failed(Server *s, const char *reason)
 {
-	ereport(LOG, (errmsg("pgbun: TLS with server %s failed: %s", W->server_addr_text, reason)));
-	login_failed(s, true, NULL, 0);
-	server_close(s, reason);
+	ereport(LOG, (errmsg("pgbun: TLS with server %s failed: %s", s->addr_text, reason)));
+	server_login_host_failed(s, reason);
 }
 
 /*
@@ -214,7 +271,7 @@ server_tls_progress(Server *s)
 		sbuf_consume(&s->sb, 1);
 		if (answer == 'S')
 		{
-			if (!tls_connect_start(&s->sb, W->server_addr_text))
+			if (!tls_connect_start(&s->sb, s->addr_text))
 			{
 				server_tls_failed(s, "could not start TLS");
 				return false;
@@ -279,8 +336,8 @@ server_login_error(Server *s, const uint8 *msg, uint32 len)
 					(errmsg("pgbun: server login failed for user \"%s\" database \"%s\": %s",
 							pool->user, pool->database, f.message ? f.message : "?"),
 					 errhint("pgbun logs in to %s as the client's role using SCRAM (or md5 for md5 passwords): pg_hba.conf needs a line such as \"%s all all scram-sha-256\" for it, above any peer/ident line.",
-							 W->server_addr_text,
-							 W->server_addr.ss_family == AF_UNIX ? "local" : "host")));
+							 s->addr_text,
+							 s->addr.ss_family == AF_UNIX ? "local" : "host")));
 	}
 	else
 		ereport(LOG,
@@ -289,6 +346,58 @@ server_login_error(Server *s, const uint8 *msg, uint32 len)
 	login_failed(s, false, msg, len);
 }
 
+
+/*
+ * A forced user's password: the SCRAM keys for the salt and iteration count
+ * of the server's first message (r=...,s=salt,i=n), kept on the target so
+ * that the costly PBKDF2 runs once per salt, not per login.
+ */
+#define SERVER_PASSWORD_MAX_ITERATIONS 100000	/* about 50 ms of PBKDF2 */
+
+static bool
+server_password_keys(Server *s, ScramPasswordKeys *k, const char *password, const char *sf, uint32 len)
+{
+	char		buf[SCRAM_MSG_MAX];
+	char	   *salt;
+	char	   *iter;
+	char	   *end;
+	long		n;
+
+	if (!k || len == 0 || len >= sizeof(buf))
+		return false;
+	memcpy(buf, sf, len);
+	buf[len] = '\0';
+	salt = strstr(buf, ",s=");
+	iter = strstr(buf, ",i=");
+	if (!salt || !iter)
+		return false;
+	salt += 3;
+	end = strchr(salt, ',');
+	if (end)
+		*end = '\0';
+	n = strtol(iter + 3, NULL, 10);
+	if (n < 1 || strlen(salt) >= sizeof(k->salt_b64))
+		return false;
+	if (n > SERVER_PASSWORD_MAX_ITERATIONS)
+	{
+		/* the derivation runs in the loop: a server's huge count must not stall it */
+		ereport(LOG, (errmsg("pgbun: the server asks for %ld SCRAM iterations; pgbun derives keys from a password for at most %d",
+							 n, SERVER_PASSWORD_MAX_ITERATIONS)));
+		return false;
+	}
+	if (!k->valid || k->iterations != n || strcmp(k->salt_b64, salt) != 0)
+	{
+		k->valid = false;
+		if (!scram_keys_from_password(password, salt, (int) n, k->client_key, k->server_key))
+			return false;
+		strlcpy(k->salt_b64, salt, sizeof(k->salt_b64));
+		k->iterations = (int) n;
+		k->valid = true;
+	}
+	memcpy(s->scram->client_key, k->client_key, SCRAM_KEY_BYTES);
+	memcpy(s->scram->server_key, k->server_key, SCRAM_KEY_BYTES);
+	return true;
+}
 
 /* Answer one Authentication request from the server. false: give up (already closed). */
 static bool
@@ -300,6 +409,11 @@ server_answer_auth(Server *s, const uint8 *body, uint32 len)
 	Pool	   *pool = s->pool;
 	char		msg[SCRAM_MSG_MAX];
 	const char *err = NULL;
+	Target	   *t = pool->target;
+	bool		forced = t && t->entry.user[0];
+	/* the entry's forced password, else the role's own from pgbun.auth_file */
+	const char *forced_pw = forced ? (t->entry.password[0] ? t->entry.password : NULL) : pool->password;
+	ScramPasswordKeys *keys = forced ? &t->pw_keys : pool->pw_keys;
 
 	proto_reader_init(&r, body, len);
 	code = proto_read_int32(&r);
@@ -309,6 +423,18 @@ server_answer_auth(Server *s, const uint8 *body, uint32 len)
 	{
 		case PROTO_AUTH_OK:
 			return true;
+		case PROTO_AUTH_CLEARTEXT:
+			if (!forced_pw)
+			{
+				ereport(LOG, (errmsg("pgbun: server asked for a cleartext password for user \"%s\"; pgbun knows none",
+									 target_server_user(pool)),
+							  errhint("Give the database entry user= and password=, or use scram-sha-256 in pg_hba.conf for pgbun's connections.")));
+				goto fail;
+			}
+			if (!sbuf_out_begin(&s->sb, &pb) || !proto_put_password(&pb, forced_pw))
+				goto fail;
+			sbuf_out_commit(&s->sb, &pb);
+			goto send;
 		case PROTO_AUTH_MD5:
 			{
 				const uint8 *salt = proto_read_bytes(&r, 4);
@@ -316,7 +442,19 @@ server_answer_auth(Server *s, const uint8 *body, uint32 len)
 
 				if (!salt)
 					goto protocol_error;
-				if (!pool->md5_verifier || !auth_md5_response(pool->md5_verifier, salt, answer))
+				if (forced_pw)
+				{
+					char		verifier[40];
+					char		buf[NAMEDATALEN * 4];
+
+					/* md5(password || user), as CREATE ROLE stores it */
+					snprintf(buf, sizeof(buf), "%s%s", forced_pw, target_server_user(pool));
+					strcpy(verifier, "md5");
+					if (!pgbun_md5_hex(buf, strlen(buf), verifier + 3) ||
+						!auth_md5_response(verifier, salt, answer))
+						goto fail;
+				}
+				else if (!pool->md5_verifier || !auth_md5_response(pool->md5_verifier, salt, answer))
 				{
 					ereport(LOG, (errmsg("pgbun: server asked for md5 authentication for user \"%s\" but the role has no md5 password",
 										 pool->user),
@@ -336,7 +474,7 @@ server_answer_auth(Server *s, const uint8 *body, uint32 len)
 				while ((mech = proto_read_string(&r)) != NULL && mech[0] != '\0')
 					if (strcmp(mech, "SCRAM-SHA-256") == 0)
 						offered = true;
-				if (!offered || !pool->have_scram_keys)
+				if (!offered || (!pool->have_scram_keys && !forced_pw))
 				{
 					ereport(LOG, (errmsg("pgbun: cannot log in to the server as \"%s\" with SCRAM: %s",
 										 pool->user, offered ? "no client of this role has logged in with SCRAM yet" : "server did not offer SCRAM-SHA-256")));
@@ -345,8 +483,11 @@ server_answer_auth(Server *s, const uint8 *body, uint32 len)
 				s->scram = calloc(1, sizeof(ScramClient));
 				if (!s->scram)
 					goto fail;
-				memcpy(s->scram->client_key, pool->client_key, SCRAM_KEY_BYTES);
-				memcpy(s->scram->server_key, pool->server_key, SCRAM_KEY_BYTES);
+				if (!forced_pw)
+				{
+					memcpy(s->scram->client_key, pool->client_key, SCRAM_KEY_BYTES);
+					memcpy(s->scram->server_key, pool->server_key, SCRAM_KEY_BYTES);
+				}
 				if (!scram_client_first(s->scram, msg, sizeof(msg)) ||
 					!sbuf_out_begin(&s->sb, &pb) ||
 					!proto_put_sasl_initial(&pb, "SCRAM-SHA-256", (const uint8 *) msg, strlen(msg)))
@@ -355,6 +496,14 @@ server_answer_auth(Server *s, const uint8 *body, uint32 len)
 				goto send;
 			}
 		case PROTO_AUTH_SASL_CONTINUE:
+			if (s->scram && forced_pw && !forced && !pool->pw_keys)
+				keys = pool->pw_keys = calloc(1, sizeof(ScramPasswordKeys));
+			if (s->scram && forced_pw && !server_password_keys(s, keys, forced_pw, (const char *) body + 4, len - 4))
+			{
+				ereport(LOG, (errmsg("pgbun: could not derive SCRAM keys from the password of user \"%s\"",
+									 target_server_user(pool))));
+				goto fail;
+			}
 			if (!s->scram ||
 				scram_client_final(s->scram, (const char *) body + 4, len - 4, msg, sizeof(msg), &err) != 1)
 			{
@@ -436,6 +585,23 @@ server_login_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint
 				return PKT_CONSUME;
 			}
 		case 'E':
+			if (s->hslot >= 0)
+			{
+				ProtoErrorFields f;
+
+				/* shutting down, starting up, recovering, too many: the host's trouble, not the role's */
+				if (proto_parse_error_fields(msg + PROTO_HDR_LEN, size - PROTO_HDR_LEN, &f) &&
+					f.sqlstate && (strncmp(f.sqlstate, "57", 2) == 0 || strncmp(f.sqlstate, "08", 2) == 0 ||
+								   strcmp(f.sqlstate, "53300") == 0))
+				{
+					char		reason[200];
+
+					snprintf(reason, sizeof(reason), "%s: %.150s", f.sqlstate, f.message ? f.message : "?");
+					ereport(LOG, (errmsg("pgbun: server %s refused a login: %s", s->addr_text, reason)));
+					server_login_host_failed(s, reason);
+					return PKT_STOP;
+				}
+			}
 			server_login_error(s, msg, size);
 			server_close(s, "login refused by the server");
 			return PKT_STOP;
@@ -446,6 +612,23 @@ server_login_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint
 			{
 				Pool	   *pool = s->pool;
 
+				if (s->hslot >= 0)
+				{
+					int			role;
+					bool		ro;
+
+					health_server_role(s, &role, &ro);
+					health_host_login(s->hslot, role, ro);
+					if (role != HOST_ROLE_UNKNOWN && pool->target && !target_accepts(pool->target, s->hslot))
+					{
+						/* the wrong kind of host (libpq's target_session_attrs): the next one is tried */
+						ereport(DEBUG1, (errmsg("pgbun: server %s is a %s; database \"%s\" wants %s",
+												s->addr_text, role == HOST_ROLE_PRIMARY ? "primary" : "standby",
+												pool->database, tsa_name(pool->target->entry.tsa))));
+						server_close(s, "the host does not have the role the database wants");
+						return PKT_STOP;
+					}
+				}
 				/* every login refreshes the defaults new clients are shown */
 				session_server_login(s);
 				pool->last_login_failure = 0;
@@ -491,10 +674,9 @@ server_login_event(Server *s, uint32 events)
 			char		reason[256];
 
 			errno = err;
-			snprintf(reason, sizeof(reason), "could not connect to server %s: %m", W->server_addr_text);
+			snprintf(reason, sizeof(reason), "could not connect to server %s: %m", s->addr_text);
 			ereport(LOG, (errmsg("pgbun: %s", reason)));
-			login_failed(s, true, NULL, 0);
-			server_close(s, reason);
+			server_login_host_failed(s, reason);
 			return false;
 		}
 		s->connecting = false;
@@ -522,12 +704,22 @@ server_login_event(Server *s, uint32 events)
 		switch (r)
 		{
 			case PUMP_EOF:
-				login_failed(s, false, NULL, 0);
-				server_close(s, "server closed the connection during login");
+				if (s->hslot >= 0 || s->listener)
+					server_login_host_failed(s, "server closed the connection during login");
+				else
+				{
+					pool_server_login_failed(s->pool, NULL, 0);
+					server_close(s, "server closed the connection during login");
+				}
 				return false;
 			case PUMP_SRC_ERROR:
-				login_failed(s, false, NULL, 0);
-				server_close(s, s->sb.error ? s->sb.error : "protocol error during login");
+				if (s->hslot >= 0 || s->listener)
+					server_login_host_failed(s, s->sb.error ? s->sb.error : "protocol error during login");
+				else
+				{
+					pool_server_login_failed(s->pool, NULL, 0);
+					server_close(s, s->sb.error ? s->sb.error : "protocol error during login");
+				}
 				return false;
 			default:
 				break;
@@ -538,6 +730,19 @@ server_login_event(Server *s, uint32 events)
 			if (s->listener)
 			{
 				notify_listener_ready(s);	/* never joins the pool */
+				return false;
+			}
+			if (s->pool->target && s->pool->target->entry.connect_query[0])
+			{
+				/* the entry's connect_query first; hidden_query_done makes it available */
+				server_set_state(s, SV_USED);
+				s->connect_query = true;
+				if (!server_queue_query(s, s->pool->target->entry.connect_query) || sbuf_flush_out(&s->sb) < 0)
+				{
+					server_close(s, "could not send connect_query");
+					return false;
+				}
+				server_set_state(s, SV_TESTED);
 				return false;
 			}
 			pool_server_available(s->pool, s);

@@ -6,10 +6,20 @@
 
 #include "pooler.h"
 
-/* Open a new connection for the pool (counted already by the caller); NULL on failure. */
-extern Server *server_launch(struct Pool *pool);
+/*
+ * Open a new connection for the pool (counted already by the caller) to
+ * host number host of its target; NULL on failure.
+ */
+extern Server *server_launch(struct Pool *pool, int host);
 /* Open the pool's LISTEN connection (notify.c), outside the pool's counts. */
 extern Server *server_launch_listener(struct Pool *pool);
+/*
+ * A connection or login failed for a reason of the host (connect refused,
+ * closed, timeout, TLS, "starting up"): a host of a list is marked down and
+ * the next one tried; the default target keeps server_login_retry per pool;
+ * the pool's LISTEN connection tells notify.c. Closes s.
+ */
+extern void server_login_host_failed(Server *s, const char *reason);
 /*
  * Socket event of a server: finish connect, TLS and login as far as they go.
  * true: the server is logged in and the event is for normal traffic.

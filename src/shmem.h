@@ -45,6 +45,8 @@
 #define PGBUN_MAX_POOLS			1024
 #define PGBUN_MAX_PAUSED_DBS	64
 #define PGBUN_ADDR_LEN			64		/* text form of an address, "[::1]:6432" or a socket path */
+#define PGBUN_MAX_HOSTS			128		/* distinct (host, port) of pgbun.databases host lists */
+#define PGBUN_HOST_NAME_LEN		256
 
 /* Connection kinds and states, as published. Values are stable: views map them to names. */
 typedef enum ConnKind
@@ -104,6 +106,49 @@ typedef struct PgbunPoolSlot
 	pg_atomic_uint64 bind_count;	/* Bind messages of named statements */
 } PgbunPoolSlot;
 
+/* A host's role, as the server reports it (in_hot_standby). */
+typedef enum HostRole
+{
+	HOST_ROLE_UNKNOWN = 0,
+	HOST_ROLE_PRIMARY,
+	HOST_ROLE_STANDBY,
+} HostRole;
+
+/* A host's health (health.c). */
+typedef enum HostState
+{
+	HOST_UP = 0,				/* usable (also before the first connection) */
+	HOST_DOWN,					/* failed; skipped until next_retry */
+	HOST_CHECKING,				/* retry due: one connection attempt decides */
+} HostState;
+
+/*
+ * One host of the pgbun.databases host lists, shared by every worker and
+ * every target that lists it (keyed by name and port): what the servers
+ * said about it and whether it answers. Written under pgbun_shared->mutex
+ * (rarely: logins, failures, checks); read without it for host selection,
+ * where a value a moment old is as good as a fresh one.
+ */
+typedef struct PgbunHostSlot
+{
+	bool		in_use;
+	char		host[PGBUN_HOST_NAME_LEN];	/* as configured: name, address or socket directory */
+	int			port;
+	char		addr[PGBUN_ADDR_LEN];	/* the address in use (text) */
+	uint8		role;			/* HostRole */
+	bool		read_only;		/* default_transaction_read_only = on */
+	uint8		state;			/* HostState */
+	int			failures;		/* consecutive */
+	TimestampTz role_time;		/* when the role was last reported */
+	TimestampTz last_check;		/* last login or check on it */
+	TimestampTz next_retry;		/* HOST_DOWN: not before this */
+	TimestampTz checking_since; /* HOST_CHECKING: when the deciding attempt started */
+	int			lag_ms;			/* replica lag, -1: unknown */
+	TimestampTz lag_time;		/* when it was measured */
+	char		last_error[128];
+	pg_atomic_uint32 n_servers; /* its server connections, every worker, every state */
+} PgbunHostSlot;
+
 typedef struct PgbunConnSlot
 {
 	/* changecount protocol: odd while the owner writes */
@@ -129,6 +174,8 @@ typedef struct PgbunConnSlot
 	/* server only: where to send a CancelRequest */
 	struct sockaddr_storage sv_sockaddr;
 	socklen_t	sv_sockaddr_len;
+	int16		host_slot;		/* server: its PgbunHostSlot, -1: the default target */
+	char		target[NAMEDATALEN];	/* server: the pgbun.databases entry routing it, "" for none */
 	/* KILL_CLIENT: the console writes the id here (under the mutex); the owner closes the client */
 	uint64		kill_id;
 } PgbunConnSlot;
@@ -175,6 +222,7 @@ typedef struct PgbunShared
 	TimestampTz stats_start;	/* when the segment (and so the stat counters) was created */
 
 	PgbunPoolSlot pools[PGBUN_MAX_POOLS];
+	PgbunHostSlot hosts[PGBUN_MAX_HOSTS];	/* health.c */
 
 	int			n_conn_slots;
 	int			n_client_slots; /* the clients' share of them: max_client_conn at server start */

@@ -6,6 +6,7 @@
 #include "postgres.h"
 
 #include "config.h"
+#include "config_parse.h"
 #include "control.h"
 #include "stats_read.h"
 
@@ -245,6 +246,34 @@ stats_count_conns(bool users, const char *name, int *clients, int *servers)
 }
 
 /*
+ * The settings that apply to a database: its pgbun.databases entry (or "*"),
+ * else the pgbun.* settings. The strings point into the snapshot in force.
+ */
+static void
+database_settings(DatabaseRow *r)
+{
+	const DbEntry *e = config_database_entry(r->name);
+	bool		routed = e && e->routed;
+
+	r->host = (pgbun_server_host && pgbun_server_host[0]) ? pgbun_server_host : NULL;
+	r->port = pgbun_server_port;
+	if (routed && e->host[0])
+	{
+		r->host = e->host;
+		r->load_balance_hosts = lb_name(e->lb);
+	}
+	if (routed && e->ports[0] > 0)
+		r->port = e->ports[0];
+	r->database = routed && e->dbname[0] ? e->dbname : r->name;
+	r->force_user = routed && e->user[0] ? e->user : NULL;
+	r->pool_mode = e && e->pool_mode >= 0 ? pool_mode_name(e->pool_mode) : NULL;
+	r->pool_size = config_pool_size(r->name);
+	r->min_pool_size = pgbun_min_pool_size;
+	r->server_lifetime = config_server_lifetime(r->name) / 1000;
+	r->max_connections = config_max_db_connections(r->name);
+}
+
+/*
  * The console's SHOW DATABASES and the view pgbun.databases both come from
  * here, so they cannot disagree. Settings are the GUC values of the calling
  * process: a worker and a backend see the same ones once both have reloaded.
@@ -261,12 +290,7 @@ stats_read_databases(DatabaseRow *rows)
 
 		memset(r, 0, sizeof(*r));
 		strlcpy(r->name, names[i], NAMEDATALEN);
-		r->host = (pgbun_server_host && pgbun_server_host[0]) ? pgbun_server_host : NULL;
-		r->port = pgbun_server_port;
-		r->pool_size = config_pool_size(r->name);
-		r->min_pool_size = pgbun_min_pool_size;
-		r->server_lifetime = pgbun_server_lifetime / 1000;
-		r->max_connections = pgbun_max_db_connections;
+		database_settings(r);
 		stats_count_conns(false, r->name, &r->current_client_connections, &r->current_connections);
 		r->paused = pgbun_db_paused(r->name);
 		r->disabled = control_db_disabled(r->name);
@@ -289,12 +313,7 @@ stats_read_databases(DatabaseRow *rows)
 			r = &rows[n++];
 			memset(r, 0, sizeof(*r));
 			strlcpy(r->name, disabled[d], NAMEDATALEN);
-			r->host = (pgbun_server_host && pgbun_server_host[0]) ? pgbun_server_host : NULL;
-			r->port = pgbun_server_port;
-			r->pool_size = config_pool_size(r->name);
-			r->min_pool_size = pgbun_min_pool_size;
-			r->server_lifetime = pgbun_server_lifetime / 1000;
-			r->max_connections = pgbun_max_db_connections;
+			database_settings(r);
 			r->paused = pgbun_db_paused(r->name);
 			r->disabled = true;
 		}

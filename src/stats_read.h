@@ -84,8 +84,12 @@ extern bool stats_read_conn(int idx, PgbunConnSlot *c, uint64 *link_id);
 typedef struct DatabaseRow
 {
 	char		name[NAMEDATALEN];
-	const char *host;			/* pgbun.server_host; NULL: the local Unix socket */
-	int			port;			/* pgbun.server_port (0: the local server's port) */
+	const char *host;			/* its entry's host list, else pgbun.server_host; NULL: the local Unix socket */
+	int			port;			/* its entry's (first) port, else pgbun.server_port (0: the local server's port) */
+	const char *database;		/* the server database: its entry's dbname, else the name */
+	const char *force_user;		/* its entry's user, NULL: none */
+	const char *pool_mode;		/* its entry's pool_mode, NULL: per pool (see pools) */
+	const char *load_balance_hosts; /* its entry's, for a host list; NULL: none */
 	int			pool_size;
 	int			min_pool_size;
 	int			server_lifetime;	/* seconds */

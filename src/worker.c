@@ -41,6 +41,8 @@
 #include "console.h"
 #include "control.h"
 #include "dns.h"
+#include "target.h"
+#include "auth_file.h"
 #include "hba.h"
 #include "listener.h"
 #include "metrics.h"
@@ -489,10 +491,12 @@ apply_reload(void)
 	ProcessConfigFile(PGC_SIGHUP);
 	if (pgbun_auth_type == AUTH_TYPE_HBA)
 		(void) hba_reload();	/* a bad file keeps the rules in force */
+	auth_file_reload();			/* likewise: an unreadable file keeps the entries */
 	if (!W->draining)			/* a smart shutdown closed them for good */
 		listeners_reconfigure();
 	metrics_reconfigure();
 	resolve_server_target();
+	target_rebuild();			/* a new pgbun.databases snapshot: new targets, pools relinked */
 	tls_reload();				/* new connections use the new certificates; open ones keep theirs */
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(scratch_context);
@@ -614,9 +618,11 @@ pgbun_worker_main(Datum main_arg)
 	raise_fd_limit();
 	reclaim_predecessor_slots();
 	resolve_server_target();
+	target_rebuild();
 	tls_reload();
 	if (pgbun_auth_type == AUTH_TYPE_HBA)
 		(void) hba_reload();
+	auth_file_reload();
 
 	if (poll_init() < 0)
 		ereport(FATAL, (errmsg("pgbun: could not create epoll set: %m")));

@@ -23,6 +23,8 @@ PGBUN_TEST_PACKAGES=(libipc-run-perl pgbouncer libpq-dev clang libclang-rt-14-de
 # Client libraries of t/210-t/212 (test/python, test/java): asyncpg, psycopg 3
 # (for /usr/bin/python3), pgjdbc and a JDK to compile its workload with.
 PGBUN_TEST_PACKAGES+=(python3 python3-asyncpg python3-psycopg libpostgresql-jdbc-java default-jdk-headless)
+# A real failover manager for t/325 (test/ha: one etcd, three Patroni nodes).
+PGBUN_TEST_PACKAGES+=(patroni etcd-server etcd-client)
 # Node.js and npm for the client-library test (t/140, test/node): the machine's
 # own if it has them (from any source; Debian's npm would clash with a Node.js
 # that bundles npm), else Debian's.

@@ -85,6 +85,7 @@ main(void)
 	sbuf_suite();
 	http_suite();
 	websocket_suite();
+	config_suite();
 
 	printf("%d passed, %d failed\n", unit_passed, unit_failed);
 	fflush(stdout);
