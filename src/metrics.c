@@ -599,6 +599,33 @@ render_metrics(TimestampTz now)
 		append_escaped(b, label, false);
 		body_printf(b, "\"} %u\n", pg_atomic_read_u32(&hs->n_servers));
 	}
+	/* role and replica lag of the hosts of host lists, as pgbun.hosts shows them */
+	family(b, "pgbun_host_primary", "gauge", "1 when the host last reported itself a primary, 0 a standby; absent while unknown.");
+	for (int i = 0; i < PGBUN_MAX_HOSTS; i++)
+	{
+		const PgbunHostSlot *hs = &pgbun_shared->hosts[i];
+		char		label[PGBUN_HOST_NAME_LEN + 16];
+
+		if (!hs->in_use || hs->role == HOST_ROLE_UNKNOWN)
+			continue;
+		snprintf(label, sizeof(label), "%s:%d", hs->host, hs->port);
+		body_append(b, "pgbun_host_primary{host=\"", 25);
+		append_escaped(b, label, false);
+		body_printf(b, "\"} %d\n", hs->role == HOST_ROLE_PRIMARY ? 1 : 0);
+	}
+	family(b, "pgbun_host_replica_lag_seconds", "gauge", "Replica lag of a standby host at its last check; absent while unknown.");
+	for (int i = 0; i < PGBUN_MAX_HOSTS; i++)
+	{
+		const PgbunHostSlot *hs = &pgbun_shared->hosts[i];
+		char		label[PGBUN_HOST_NAME_LEN + 16];
+
+		if (!hs->in_use || hs->lag_ms < 0)
+			continue;
+		snprintf(label, sizeof(label), "%s:%d", hs->host, hs->port);
+		body_append(b, "pgbun_host_replica_lag_seconds{host=\"", 37);
+		append_escaped(b, label, false);
+		body_printf(b, "\"} %.3f\n", hs->lag_ms / 1000.0);
+	}
 	family(b, "pgbun_host_server_logins_total", "counter", "Server logins on the host that succeeded.");
 	body_append(b, "pgbun_host_server_logins_total{host=\"", 37);
 	append_escaped(b, W->server_addr_text, false);

@@ -119,6 +119,17 @@ foreach my $case ([ 'forced', 'svc', 'SCRAM' ], [ 'forced_md5', 'svc_md5', 'md5'
 	print $sock "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n";
 	my $resp = do { local $/; <$sock> // '' };
 	like($resp, qr/^pgbun_host_up\{host="127\.0\.0\.1:$port"\} 1$/m, '/metrics: pgbun_host_up of the listed host');
+	my $role = $node->safe_psql('postgres', "SELECT role FROM pgbun.hosts WHERE database = 'forced'");
+	if ($role eq 'unknown')
+	{
+		unlike($resp, qr/^pgbun_host_primary\{host="127\.0\.0\.1:$port"\}/m,
+			'/metrics: no pgbun_host_primary while the role is unknown');
+	}
+	else
+	{
+		like($resp, qr/^pgbun_host_primary\{host="127\.0\.0\.1:$port"\} @{[ $role eq 'primary' ? 1 : 0 ]}$/m,
+			"/metrics: pgbun_host_primary says what pgbun.hosts says ($role)");
+	}
 	my ($n) = $resp =~ /^pgbun_host_servers\{host="127\.0\.0\.1:$port"\} (\d+)$/m;
 	my $direct = $node->safe_psql('postgres', "SELECT count(*) FROM pgbun.servers WHERE host = '127.0.0.1' AND port = $port");
 	is($n, $direct, "/metrics: its server connections, as pgbun.servers counts them ($direct)");
