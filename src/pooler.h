@@ -135,7 +135,8 @@ typedef struct Server
 								 * restore after its RESET / DISCARD ALL is answered, or 0 */
 	char	   *params;			/* parameter values as the server reported them (ParameterStatus) */
 	uint16		params_len;
-	bool		learning;		/* the last hidden query reads the client's session values back */
+	bool		learning;		/* a hidden query reads the client's session values back */
+	bool		learn_rows;		/* ... and its rows are coming now */
 	char	   *learned;		/* ... what it has read so far (name, value) */
 	uint16		learned_len;
 	bool		learn_overflow;	/* ... more than pgbun can carry */

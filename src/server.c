@@ -296,7 +296,7 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 	if (s->hidden_rfq > 0)
 	{
 		/* answers to the pooler's own query: the client never sees them */
-		if ((hdr->type == 'D' || hdr->type == 'C') && s->learning)
+		if ((hdr->type == 'T' || hdr->type == 'D' || hdr->type == 'C') && s->learning)
 		{
 			if (avail < size)
 				return PKT_NEED_FULL;

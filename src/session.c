@@ -31,6 +31,7 @@
 #include "config.h"
 #include "params.h"
 #include "prepared.h"
+#include "proto.h"
 #include "session.h"
 
 /* Hidden SET/RESET text: fits the carried bounds (PARAMS_MAX_*) with room to spare. */
@@ -513,8 +514,9 @@ static bool
 queue_learn(Server *s, Client *c)
 {
 	c->learn = false;
-	if (!server_queue_query(s, "SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings"
-							" WHERE source = 'session'"))
+	/* its column name tells its rows from those of pgbun's other hidden queries */
+	if (!server_queue_query(s, "SELECT name AS pgbun_learned, pg_catalog.current_setting(name)"
+							" FROM pg_catalog.pg_settings WHERE source = 'session'"))
 		return false;
 	s->learning = true;
 	free(s->learned);
@@ -609,10 +611,25 @@ session_learn_message(Server *s, const ProtoHeader *hdr, const uint8 *msg, uint3
 	char		value[1024];
 	struct config_generic *rec;
 
-	if (!s->learning || s->hidden_rfq != 1)
+	if (!s->learning)
+		return false;
+	if (hdr->type == 'T')
+	{
+		ProtoReader r;
+		uint16		n;
+		const char *col;
+
+		proto_reader_init(&r, msg + PROTO_HDR_LEN, size - PROTO_HDR_LEN);
+		n = proto_read_int16(&r);
+		col = proto_read_string(&r);
+		s->learn_rows = !r.error && n == 2 && col && strcmp(col, "pgbun_learned") == 0;
+		return s->learn_rows;
+	}
+	if (!s->learn_rows)
 		return false;
 	if (hdr->type == 'C')
 	{
+		s->learn_rows = false;
 		learn_finish(s);
 		return true;
 	}
@@ -725,7 +742,7 @@ void
 session_hidden_error(Server *s)
 {
 	s->dirty = true;
-	s->learning = false;
+	s->learning = s->learn_rows = false;
 }
 
 void
