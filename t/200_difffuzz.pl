@@ -19,11 +19,10 @@
 #
 # Feature classes left off by default (difffuzz.py's header says what each
 # does); they are the known differences README describes:
-#   set_unreported  a client's SET of search_path / extra_float_digits /
-#                   statement_timeout does not follow it to the next server
 #   set_default     SET x TO DEFAULT (tag SET: pgbun cannot tell it from a SET)
-#   reset_midquery  what follows a RESET before its answer sees the server
-#                   connection's default until pgbun's restore
+#   reset_midquery  what follows a RESET before its answer, or in the same
+#                   transaction block, sees the server connection's default
+#                   until pgbun's restore
 #   use_failed_txn unnamed_sync parse_failed_txn   a statement the server
 #                   connection lacks, used in a failed transaction block: pgbun's
 #                   Parse of it fails there with 25P02 before the backend's checks

@@ -67,8 +67,8 @@ unless marked "(off)":
   deallocate     DEALLOCATE ALL as a simple one-statement Query
   discard_hidden DISCARD ALL / DEALLOCATE ALL through Parse or inside a
                  multi-statement Query
-  set_unreported SET of search_path / extra_float_digits / statement_timeout (a client's SET of a parameter the
-                 server does not report does not follow it: known difference, off)
+  set_unreported SET of search_path / extra_float_digits / statement_timeout
+                 (pgbun reads them back after the transaction)
   unnamed_sync   Bind/Describe of the unnamed statement in a later Sync batch
                  than its Parse (off: see use_failed_txn)
   reparse        a named Parse reusing a live name (PostgreSQL: 42P05)
@@ -137,7 +137,7 @@ ALL_CLASSES = [
 ]
 OFF_BY_DEFAULT = {
     # known differences, documented in README (Session parameters, Prepared statements)
-    'set_unreported', 'set_default', 'reset_midquery', 'use_failed_txn',
+    'set_default', 'reset_midquery', 'use_failed_txn',
     'unnamed_sync', 'parse_failed_txn',
 }
 DEFAULT_CLASSES = [c for c in ALL_CLASSES if c not in OFF_BY_DEFAULT]
@@ -763,7 +763,8 @@ class Gen:
     def sql_set_unreported(self):
         r = self.r
         name = r.choice(list(UNREPORTED_VALUES))
-        if r.random() < 0.25:
+        in_block = self.st.status != 'I' or getattr(self, 'txn_in_op', False)
+        if r.random() < 0.25 and (not in_block or self.on('reset_midquery')):
             return 'RESET %s' % name
         return '%s %s = %s' % (r.choice(['SET', 'SET', 'SET LOCAL']), name,
                                r.choice(UNREPORTED_VALUES[name]))
