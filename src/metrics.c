@@ -253,6 +253,18 @@ append_escaped(Body *b, const char *s, bool json)
 	}
 }
 
+/* "metric{host="name:port"} " of a host of the host lists; the caller prints the value. */
+static void
+host_sample(Body *b, const char *metric, const PgbunHostSlot *hs)
+{
+	char		label[PGBUN_HOST_NAME_LEN + 16];
+
+	snprintf(label, sizeof(label), "%s:%d", hs->host, hs->port);
+	body_printf(b, "%s{host=\"", metric);
+	append_escaped(b, label, false);
+	body_append(b, "\"} ", 3);
+}
+
 static double
 unix_seconds(TimestampTz ts)
 {
@@ -566,14 +578,11 @@ render_metrics(TimestampTz now)
 	for (int i = 0; i < PGBUN_MAX_HOSTS; i++)
 	{
 		const PgbunHostSlot *hs = &pgbun_shared->hosts[i];
-		char		label[PGBUN_HOST_NAME_LEN + 16];
 
 		if (!hs->in_use)
 			continue;
-		snprintf(label, sizeof(label), "%s:%d", hs->host, hs->port);
-		body_append(b, "pgbun_host_up{host=\"", 20);
-		append_escaped(b, label, false);
-		body_printf(b, "\"} %d\n", hs->state == HOST_UP ? 1 : 0);
+		host_sample(b, "pgbun_host_up", hs);
+		body_printf(b, "%d\n", hs->state == HOST_UP ? 1 : 0);
 	}
 	family(b, "pgbun_host_servers", "gauge", "Server connections to the host, every state.");
 	body_append(b, "pgbun_host_servers{host=\"", 25);
@@ -590,41 +599,32 @@ render_metrics(TimestampTz now)
 	for (int i = 0; i < PGBUN_MAX_HOSTS; i++)
 	{
 		PgbunHostSlot *hs = &pgbun_shared->hosts[i];
-		char		label[PGBUN_HOST_NAME_LEN + 16];
 
 		if (!hs->in_use)
 			continue;
-		snprintf(label, sizeof(label), "%s:%d", hs->host, hs->port);
-		body_append(b, "pgbun_host_servers{host=\"", 25);
-		append_escaped(b, label, false);
-		body_printf(b, "\"} %u\n", pg_atomic_read_u32(&hs->n_servers));
+		host_sample(b, "pgbun_host_servers", hs);
+		body_printf(b, "%u\n", pg_atomic_read_u32(&hs->n_servers));
 	}
 	/* role and replica lag of the hosts of host lists, as pgbun.hosts shows them */
 	family(b, "pgbun_host_primary", "gauge", "1 when the host last reported itself a primary, 0 a standby; absent while unknown.");
 	for (int i = 0; i < PGBUN_MAX_HOSTS; i++)
 	{
 		const PgbunHostSlot *hs = &pgbun_shared->hosts[i];
-		char		label[PGBUN_HOST_NAME_LEN + 16];
 
 		if (!hs->in_use || hs->role == HOST_ROLE_UNKNOWN)
 			continue;
-		snprintf(label, sizeof(label), "%s:%d", hs->host, hs->port);
-		body_append(b, "pgbun_host_primary{host=\"", 25);
-		append_escaped(b, label, false);
-		body_printf(b, "\"} %d\n", hs->role == HOST_ROLE_PRIMARY ? 1 : 0);
+		host_sample(b, "pgbun_host_primary", hs);
+		body_printf(b, "%d\n", hs->role == HOST_ROLE_PRIMARY ? 1 : 0);
 	}
 	family(b, "pgbun_host_replica_lag_seconds", "gauge", "Replica lag of a standby host at its last check; absent while unknown.");
 	for (int i = 0; i < PGBUN_MAX_HOSTS; i++)
 	{
 		const PgbunHostSlot *hs = &pgbun_shared->hosts[i];
-		char		label[PGBUN_HOST_NAME_LEN + 16];
 
 		if (!hs->in_use || hs->lag_ms < 0)
 			continue;
-		snprintf(label, sizeof(label), "%s:%d", hs->host, hs->port);
-		body_append(b, "pgbun_host_replica_lag_seconds{host=\"", 37);
-		append_escaped(b, label, false);
-		body_printf(b, "\"} %.3f\n", hs->lag_ms / 1000.0);
+		host_sample(b, "pgbun_host_replica_lag_seconds", hs);
+		body_printf(b, "%.3f\n", hs->lag_ms / 1000.0);
 	}
 	family(b, "pgbun_host_server_logins_total", "counter", "Server logins on the host that succeeded.");
 	body_append(b, "pgbun_host_server_logins_total{host=\"", 37);
