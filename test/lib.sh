@@ -24,7 +24,7 @@ PGBUN_TEST_PACKAGES=(libipc-run-perl pgbouncer libpq-dev clang libclang-rt-14-de
 # (for /usr/bin/python3), pgjdbc and a JDK to compile its workload with.
 PGBUN_TEST_PACKAGES+=(python3 python3-asyncpg python3-psycopg libpostgresql-jdbc-java default-jdk-headless)
 # A real failover manager for t/325 (test/ha: one etcd, three Patroni nodes).
-PGBUN_TEST_PACKAGES+=(patroni etcd-server etcd-client)
+PGBUN_TEST_PACKAGES+=(patroni etcd-server etcd-client curl procps)
 # Node.js and npm for the client-library test (t/140, test/node): the machine's
 # own if it has them (from any source; Debian's npm would clash with a Node.js
 # that bundles npm), else Debian's.
