@@ -15,10 +15,14 @@ import fs from 'node:fs';
 import { Pool, Client, neonConfig } from '@neondatabase/serverless';
 import WebSocket from 'ws';
 import { webcrypto } from 'node:crypto';
+import dns from 'node:dns';
 
 // the driver's SCRAM uses the global Web Crypto, which Node.js 18 (Debian 12's)
 // does not define without a flag
 if (!globalThis.crypto) globalThis.crypto = webcrypto;
+// wss:// names the host "localhost" (the certificate's name); pgbun listens on
+// 127.0.0.1, and a resolver may answer ::1 first
+dns.setDefaultResultOrder('ipv4first');
 
 const env = process.env;
 const CLIENTS = Number(env.PGBUN_CLIENTS || 40);
