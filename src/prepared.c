@@ -297,18 +297,6 @@ server_forget(Server *s, const PreparedStmt *st)
 		}
 }
 
-void
-prepared_server_forget_all(Server *s)
-{
-	ServerStmts *ss = s->stmts;
-
-	for (int i = 0; ss && i < ss->n; i++)
-		stmt_unref(ss->items[i].stmt);
-	if (ss)
-		ss->n = 0;
-	s->unnamed_id = 0;
-}
-
 /* The server dropped its statements made up to sequence number seq (DEALLOCATE ALL). */
 static void
 server_forget_upto(Server *s, uint32 seq)
@@ -327,6 +315,13 @@ server_forget_upto(Server *s, uint32 seq)
 	}
 	s->unnamed_id = 0;
 }
+
+void
+prepared_server_forget_all(Server *s)
+{
+	server_forget_upto(s, PG_UINT32_MAX);
+}
+
 
 /* ---- a client's names ---- */
 
@@ -419,17 +414,6 @@ client_remove(Client *c, const char *name)
 		}
 }
 
-static void
-client_remove_all(Client *c)
-{
-	ClientStmts *cs = c->stmts;
-
-	for (int i = 0; cs && i < cs->n; i++)
-		client_name_drop(&cs->items[i]);
-	if (cs)
-		cs->n = 0;
-}
-
 /* Drop the client's names made up to sequence number seq. */
 static void
 client_remove_upto(Client *c, uint32 seq)
@@ -447,6 +431,13 @@ client_remove_upto(Client *c, uint32 seq)
 			i++;
 	}
 }
+
+static void
+client_remove_all(Client *c)
+{
+	client_remove_upto(c, PG_UINT32_MAX);
+}
+
 
 void
 prepared_client_free(Client *c)
@@ -536,21 +527,17 @@ owe_stmt(Server *s, char type, uint8 flags, char synth, uint8 uflags, PreparedSt
 	return true;
 }
 
-/* The server has st after all (pgbun's Close of it was skipped). */
-static void
-server_remember(Server *s, PreparedStmt *st)
+/* Record that the server has st (room grown as needed). false: no memory. */
+static bool
+server_add(ServerStmts *ss, PreparedStmt *st)
 {
-	ServerStmts *ss = s->stmts;
-
-	if (!ss || server_find(s, st))
-		return;
 	if (ss->n == ss->cap)
 	{
 		int			ncap = ss->cap ? ss->cap * 2 : 16;
 		ServerStmt *items = realloc(ss->items, sizeof(ServerStmt) * ncap);
 
 		if (!items)
-			return;				/* then pgbun's next Parse of it gets 42P05 and keeps it known */
+			return false;
 		ss->items = items;
 		ss->cap = ncap;
 	}
@@ -559,6 +546,16 @@ server_remember(Server *s, PreparedStmt *st)
 	ss->items[ss->n].seq = ++ss->seq;
 	stmt_ref(st);
 	ss->n++;
+	return true;
+}
+
+/* The server has st after all (pgbun's Close of it was skipped). */
+static void
+server_remember(Server *s, PreparedStmt *st)
+{
+	/* without memory: pgbun's next Parse of it gets 42P05 and keeps it known */
+	if (s->stmts && !server_find(s, st))
+		(void) server_add(s->stmts, st);
 }
 
 /*
@@ -603,16 +600,6 @@ ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *cli
 		stmt_unref(ss->items[lru].stmt);
 		ss->items[lru] = ss->items[--ss->n];
 	}
-	if (ss->n == ss->cap)
-	{
-		int			ncap = ss->cap ? ss->cap * 2 : 16;
-		ServerStmt *items = realloc(ss->items, sizeof(ServerStmt) * ncap);
-
-		if (!items)
-			return false;
-		ss->items = items;
-		ss->cap = ncap;
-	}
 	nlen = server_name(st, name);
 	if (s->stmts_unsure || close_first)
 	{
@@ -632,11 +619,8 @@ ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *cli
 		free(cname);
 		return false;
 	}
-	ss->items[ss->n].stmt = st;
-	ss->items[ss->n].last_use = ++ss->clock;
-	ss->items[ss->n].seq = ++ss->seq;
-	stmt_ref(st);
-	ss->n++;
+	if (!server_add(ss, st))
+		return false;			/* the client is closed (out of memory) */
 	pg_atomic_fetch_add_u64(&pool_stats(s)->server_parse_count, 1);
 	return true;
 }
@@ -1545,10 +1529,7 @@ prepared_command_complete(Server *s, const char *tag, void *mark)
 		uint64		m = (uint64) (uintptr_t) mark;
 
 		/* only what was made before the statement in the stream is gone */
-		if (mark)
-			server_forget_upto(s, (uint32) m);
-		else
-			prepared_server_forget_all(s);
+		server_forget_upto(s, mark ? (uint32) m : PG_UINT32_MAX);
 		/*
 		 * A Close sent after it of a name made before it closes nothing the
 		 * statement left: if skipped, it gives nothing back.
@@ -1570,10 +1551,8 @@ prepared_command_complete(Server *s, const char *tag, void *mark)
 				x->uflags |= REQ_NAME_GONE;
 		}
 		s->stmts_unsure = false;
-		if (s->link && mark)
-			client_remove_upto(s->link, (uint32) ((m >> 32) & 0x7fffffff));
-		else if (s->link)
-			client_remove_all(s->link);
+		if (s->link)
+			client_remove_upto(s->link, mark ? (uint32) ((m >> 32) & 0x7fffffff) : PG_UINT32_MAX);
 	}
 	else if (strcmp(tag, "DEALLOCATE") == 0)
 	{
