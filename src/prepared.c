@@ -8,6 +8,7 @@
 #include "utils/timestamp.h"
 
 #include "config.h"
+#include "counters.h"
 #include "params.h"
 #include "prepared.h"
 #include "shmem.h"
@@ -228,12 +229,6 @@ stmt_unref(PreparedStmt *st)
 			break;
 		}
 	free(st);
-}
-
-static PgbunPoolSlot *
-pool_stats(Server *s)
-{
-	return &pgbun_shared->pools[s->pool->slot];
 }
 
 static bool
@@ -621,7 +616,7 @@ ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *cli
 	}
 	if (!server_add(ss, st))
 		return false;			/* the client is closed (out of memory) */
-	pg_atomic_fetch_add_u64(&pool_stats(s)->server_parse_count, 1);
+	POOL_STAT_ADD(s->pool->slot, server_parse_count, 1);
 	return true;
 }
 
@@ -1087,6 +1082,8 @@ fail_in_place(Client *c, Server *s, const char *name, uint8 why, bool exit_stmt)
 static PreparedStmt *
 close_in_flight(Server *s, const char *name)
 {
+	if (s->tracker.parse_close_owed == 0)
+		return NULL;
 	for (uint32 i = s->tracker.count; i-- > 0;)
 	{
 		TrackEntry *e = track_entry_at(&s->tracker, i);
@@ -1109,6 +1106,8 @@ name_undecided(Server *s, const char *name)
 {
 	bool		sync_after = false;
 
+	if (!track_parse_close_maybe_unsynced(&s->tracker))
+		return false;
 	for (uint32 i = s->tracker.count; i-- > 0;)
 	{
 		TrackEntry *e = track_entry_at(&s->tracker, i);
@@ -1163,6 +1162,8 @@ stmt_undecided(Server *s, const PreparedStmt *st)
 {
 	bool		sync_after = false;
 
+	if (!track_parse_close_maybe_unsynced(&s->tracker))
+		return false;
 	for (uint32 i = s->tracker.count; i-- > 0;)
 	{
 		TrackEntry *e = track_entry_at(&s->tracker, i);
@@ -1261,7 +1262,7 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 						return fail_in_place(c, s, name, REQ_BUDGET, is_exit_statement(rest, end));
 					return client_error(c, "out of memory for prepared statements");
 				}
-				pg_atomic_fetch_add_u64(&pool_stats(s)->client_parse_count, 1);
+				POOL_STAT_ADD(s->pool->slot, client_parse_count, 1);
 				if (server_find(s, st) && maybe_failed_block(s))
 				{
 					/*
@@ -1334,7 +1335,7 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 					return PKT_STOP;
 				if (!ensure_on_server(s, cs->stmt, TRACK_HIDE, NULL, false))
 					return client_error(c, "out of memory for prepared statements");
-				pg_atomic_fetch_add_u64(&pool_stats(s)->bind_count, 1);
+				POOL_STAT_ADD(s->pool->slot, bind_count, 1);
 				snlen = server_name(cs->stmt, sname);
 				old_prefix = PROTO_HDR_LEN + strlen(portal) + 1 + strlen(name) + 1;
 				if (!sbuf_out_begin(&s->sb, &pb))
@@ -1494,7 +1495,7 @@ prepared_unlinked_message(Client *c, const ProtoHeader *hdr, const uint8 *msg, u
 				return PKT_STOP;
 			if (client_set(c, name, st) != SET_OK || !answer_client(c, '1'))
 				return PKT_STOP;	/* the server path reports the failure */
-			pg_atomic_fetch_add_u64(&pgbun_shared->pools[c->pool->slot].client_parse_count, 1);
+			POOL_STAT_ADD(c->pool->slot, client_parse_count, 1);
 			return PKT_CONSUME;
 		case 'C':
 			name = (hdr->len > 5) ? string_at(body + 1, end) : NULL;
