@@ -75,6 +75,8 @@ for v in SYSCALLS FAILOVER KEEP QUICK; do
 done
 case $STOP_MODE in fast | immediate) ;; *) echo "$ME: STOP_MODE must be fast or immediate (got '$STOP_MODE')" >&2; exit 2 ;; esac
 [ "$CLIENTS" -le 1000 ] || { echo "$ME: CLIENTS must be <= 1000" >&2; exit 2; }
+# pgbun may learn of the promotion only at the next check of an idle connection: wait long enough
+if [ "$FAILOVER_AFTER" -lt $((CHECK_DELAY + 5)) ]; then FAILOVER_AFTER=$((CHECK_DELAY + 5)); fi
 
 # ---------------------------------------------------------------- tools
 PG_CONFIG=${PG_CONFIG:-pg_config}
