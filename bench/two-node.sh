@@ -139,13 +139,14 @@ cleanup() {
 	for d in "$N3" "$N2" "$N1"; do stop_node "$d"; done
 	if [ "$rc" != 0 ]; then
 		echo "$ME: FAILED (exit $rc); last lines of the logs:" >&2
-		for f in "$LOGS/pg_ctl.log" "$LOGS/psql.err" "$N1.log" "$N2.log" "$N3.log" "$TMPD/pgbouncer.log"; do
+		for f in "$LOGS/pg_ctl.log" "$LOGS/psql.err" "$N1.log" "$N2.log" "$N3.log" "$TMPD/pgbouncer.log" "$LOGS/pgbouncer.start" "$LOGS"/writer-*.err; do
 			[ -s "$f" ] && { echo "----- $f" >&2; tail -n 8 "$f" >&2; }
 		done
 	fi
 	if [ "$KEEP" = 1 ]; then
 		echo "$ME: kept $TMPD" >&2
 	else
+		[ "$rc" = 0 ] || echo "$ME: removing $TMPD (KEEP=1 keeps it)" >&2
 		rm -rf "$TMPD"
 	fi
 	exit "$rc"
