@@ -12,6 +12,7 @@
 #include "params.h"
 #include "prepared.h"
 #include "shmem.h"
+#include "slot_index.h"
 
 /* One statement per distinct (query text, parameter types), for the worker's lifetime. */
 typedef struct PreparedStmt
@@ -45,6 +46,7 @@ typedef struct ClientStmt
 	char	   *name;
 	PreparedStmt *stmt;
 	uint32		seq;
+	uint32		hash;			/* name_hash(name), for the index */
 } ClientStmt;
 
 typedef struct ClientStmts
@@ -53,6 +55,7 @@ typedef struct ClientStmts
 	int			cap;
 	uint32		seq;			/* the last sequence number given */
 	ClientStmt *items;
+	SlotIndex	index;			/* by name: a Bind finds its statement in O(1) */
 } ClientStmts;
 
 typedef struct ServerStmt
@@ -69,7 +72,20 @@ typedef struct ServerStmts
 	uint64		clock;
 	uint32		seq;
 	ServerStmt *items;
+	SlotIndex	index;			/* by statement */
 } ServerStmts;
+
+static uint32
+name_hash(const char *name)
+{
+	return hash_bytes((const unsigned char *) name, (int) strlen(name));
+}
+
+static uint32
+stmt_hash(const PreparedStmt *st)
+{
+	return murmurhash32((uint32) st->id) ^ (uint32) (st->id >> 32);
+}
 
 /* The stream position now: client names and server statements made so far. */
 static void *
@@ -271,25 +287,38 @@ static ServerStmt *
 server_find(Server *s, const PreparedStmt *st)
 {
 	ServerStmts *ss = s->stmts;
+	uint32		cursor = 0;
+	int32		i;
 
-	for (int i = 0; ss && i < ss->n; i++)
+	if (!ss)
+		return NULL;
+	while ((i = slot_index_next(&ss->index, stmt_hash(st), &cursor)) >= 0)
 		if (ss->items[i].stmt == st)
 			return &ss->items[i];
 	return NULL;
 }
 
+/* Drop the entry at position i (the last one moves into its place). */
+static void
+server_remove_at(ServerStmts *ss, int i)
+{
+	slot_index_remove(&ss->index, stmt_hash(ss->items[i].stmt), i);
+	stmt_unref(ss->items[i].stmt);	/* may free it: after the last use */
+	ss->n--;
+	if (i != ss->n)
+	{
+		slot_index_move(&ss->index, stmt_hash(ss->items[ss->n].stmt), ss->n, i);
+		ss->items[i] = ss->items[ss->n];
+	}
+}
+
 static void
 server_forget(Server *s, const PreparedStmt *st)
 {
-	ServerStmts *ss = s->stmts;
+	ServerStmt *have = server_find(s, st);
 
-	for (int i = 0; ss && i < ss->n; i++)
-		if (ss->items[i].stmt == st)
-		{
-			ss->items[i] = ss->items[--ss->n];
-			stmt_unref((PreparedStmt *) st);
-			return;
-		}
+	if (have)
+		server_remove_at(s->stmts, (int) (have - s->stmts->items));
 }
 
 /* The server dropped its statements made up to sequence number seq (DEALLOCATE ALL). */
@@ -301,10 +330,7 @@ server_forget_upto(Server *s, uint32 seq)
 	for (int i = 0; ss && i < ss->n;)
 	{
 		if (ss->items[i].seq <= seq)
-		{
-			stmt_unref(ss->items[i].stmt);
-			ss->items[i] = ss->items[--ss->n];
-		}
+			server_remove_at(ss, i);
 		else
 			i++;
 	}
@@ -324,8 +350,12 @@ static ClientStmt *
 client_find(Client *c, const char *name)
 {
 	ClientStmts *cs = c->stmts;
+	uint32		cursor = 0;
+	int32		i;
 
-	for (int i = 0; cs && i < cs->n; i++)
+	if (!cs)
+		return NULL;
+	while ((i = slot_index_next(&cs->index, name_hash(name), &cursor)) >= 0)
 		if (strcmp(cs->items[i].name, name) == 0)
 			return &cs->items[i];
 	return NULL;
@@ -376,6 +406,12 @@ client_set(Client *c, const char *name, PreparedStmt *st)
 	cs->items[cs->n].name = strdup(name);
 	if (!cs->items[cs->n].name)
 		return SET_NO_MEMORY;
+	cs->items[cs->n].hash = name_hash(name);
+	if (!slot_index_add(&cs->index, cs->items[cs->n].hash, cs->n))
+	{
+		free(cs->items[cs->n].name);
+		return SET_NO_MEMORY;
+	}
 	cs->items[cs->n].stmt = st;
 	cs->items[cs->n].seq = ++cs->seq;
 	stmt_ref(st);
@@ -385,28 +421,35 @@ client_set(Client *c, const char *name, PreparedStmt *st)
 	return SET_OK;
 }
 
-/* Give back what a client name was charged, before it goes. */
+/*
+ * Drop the client name at position i, giving back what it was charged (the
+ * last one moves into its place).
+ */
 static void
-client_name_drop(ClientStmt *item)
+client_remove_at(ClientStmts *cs, int i)
 {
+	ClientStmt *item = &cs->items[i];
+
 	budget_used -= Min(budget_used, name_cost(item->name));
 	name_unref(item->stmt);
 	free(item->name);
 	stmt_unref(item->stmt);
+	slot_index_remove(&cs->index, item->hash, i);
+	cs->n--;
+	if (i != cs->n)
+	{
+		slot_index_move(&cs->index, cs->items[cs->n].hash, cs->n, i);
+		cs->items[i] = cs->items[cs->n];
+	}
 }
 
 static void
 client_remove(Client *c, const char *name)
 {
-	ClientStmts *cs = c->stmts;
+	ClientStmt *item = client_find(c, name);
 
-	for (int i = 0; cs && i < cs->n; i++)
-		if (strcmp(cs->items[i].name, name) == 0)
-		{
-			client_name_drop(&cs->items[i]);
-			cs->items[i] = cs->items[--cs->n];
-			return;
-		}
+	if (item)
+		client_remove_at(c->stmts, (int) (item - c->stmts->items));
 }
 
 /* Drop the client's names made up to sequence number seq. */
@@ -418,10 +461,7 @@ client_remove_upto(Client *c, uint32 seq)
 	for (int i = 0; cs && i < cs->n;)
 	{
 		if (cs->items[i].seq <= seq)
-		{
-			client_name_drop(&cs->items[i]);
-			cs->items[i] = cs->items[--cs->n];
-		}
+			client_remove_at(cs, i);
 		else
 			i++;
 	}
@@ -439,7 +479,10 @@ prepared_client_free(Client *c)
 {
 	client_remove_all(c);
 	if (c->stmts)
+	{
 		free(c->stmts->items);
+		slot_index_free(&c->stmts->index);
+	}
 	free(c->stmts);
 	c->stmts = NULL;
 	free(c->unnamed);
@@ -456,7 +499,10 @@ prepared_server_free(Server *s)
 	track_free(&s->tracker);
 	prepared_server_forget_all(s);
 	if (s->stmts)
+	{
 		free(s->stmts->items);
+		slot_index_free(&s->stmts->index);
+	}
 	free(s->stmts);
 	s->stmts = NULL;
 }
@@ -536,6 +582,8 @@ server_add(ServerStmts *ss, PreparedStmt *st)
 		ss->items = items;
 		ss->cap = ncap;
 	}
+	if (!slot_index_add(&ss->index, stmt_hash(st), ss->n))
+		return false;
 	ss->items[ss->n].stmt = st;
 	ss->items[ss->n].last_use = ++ss->clock;
 	ss->items[ss->n].seq = ++ss->seq;
@@ -592,8 +640,7 @@ ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *cli
 		if (!queue_message(s, 'C', closebody, nlen + 2, NULL, 0) ||
 			!owe_stmt(s, 'C', TRACK_HIDE, 0, REQ_UNCLOSE, ss->items[lru].stmt, NULL))
 			return false;
-		stmt_unref(ss->items[lru].stmt);
-		ss->items[lru] = ss->items[--ss->n];
+		server_remove_at(ss, lru);
 	}
 	nlen = server_name(st, name);
 	if (s->stmts_unsure || close_first)

@@ -253,6 +253,33 @@ $b->terminate;
 	$s->terminate;
 }
 
+############ many names on one client and one server (the hash indexes)
+
+# 300 names on one client, 100 statements per server: the per-client and
+# per-server indexes grow, lose entries in the middle (Close, eviction) and
+# move entries (removal moves the last one into the hole); every name must
+# still run its own query.
+reload_conf($node, 'pgbun.max_prepared_statements' => '100');
+{
+	my $many = 300;
+	my $c = raw_connect($node);
+	ok($c->login(user => 'alice', password => 'alice-pw', database => 'prepdb')->{ok}, 'a client for many names');
+	$c->send_bytes(join('', map { parse_msg("many$_", "SELECT $_ AS v") } 1 .. $many) . sync_msg());
+	is(msg_types(read_until($c, 'Z')), ('1' x $many) . 'Z', "$many names prepared in one batch");
+	my @thirds = grep { $_ % 3 == 0 } 1 .. $many;
+	$c->send_bytes(join('', map { close_msg('S', "many$_") } @thirds) . sync_msg());
+	is(msg_types(read_until($c, 'Z')), ('3' x @thirds) . 'Z', 'every third name closed');
+	$c->send_bytes(join('', map { parse_msg("many$_", "SELECT -$_ AS v") } @thirds) . sync_msg());
+	is(msg_types(read_until($c, 'Z')), ('1' x @thirds) . 'Z', 'and prepared again with other queries');
+	# a fixed shuffle (7 is prime to 300), all in one pipeline
+	my @order = map { ($_ * 7) % $many + 1 } 0 .. $many - 1;
+	$c->send_bytes(join('', map { bind_msg('', "many$_") . execute_msg('') } @order) . sync_msg());
+	my @got = map { $_->[0] } @{ rows(read_until($c, 'Z')) };
+	my @want = map { $_ % 3 == 0 ? -$_ : $_ } @order;
+	is(join(',', @got), join(',', @want), 'each of the 300 names runs its own query, in a shuffled pipeline');
+	$c->terminate;
+}
+
 ############ max_prepared_statements = 0: named statements refused
 
 reload_conf($node, 'pgbun.max_prepared_statements' => '0');
