@@ -176,6 +176,14 @@ sbuf_fill(SBuf *s)
 		return -1;
 	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 	{
+		/*
+		 * TLS: SSL_read wanted bytes and the socket had none (it said
+		 * EAGAIN), so, as after a short plain read, the next edge brings
+		 * the rest; until then the EPOLLOUT events that pump this side
+		 * cost no SSL_read and no read syscall.
+		 */
+		if (s->ssl && !s->ws && s->tls_read_empty && !s->hup_seen)
+			s->drained = true;
 		release_in_if_empty(s);
 		return 0;
 	}
