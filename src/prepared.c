@@ -820,6 +820,93 @@ prepared_put_refusal(Server *s)
 	return true;
 }
 
+/*
+ * The quoted server-side name of the statement a server's error at the
+ * tracker's head is about ("pgbun_7", as the backend quotes it), when that
+ * head is a Bind or Describe of a client's named statement; else 0.
+ */
+static int
+error_statement_name(Server *s, char *quoted /* SERVER_NAME_MAX + 2 */ , const PreparedStmt **st)
+{
+	TrackEntry *h = track_head(&s->tracker);
+	char		name[SERVER_NAME_MAX];
+
+	if (!h || !(h->uflags & REQ_USES) || !h->data || (h->type != 'B' && h->type != 'D'))
+		return 0;
+	*st = h->data;
+	server_name(*st, name);
+	return snprintf(quoted, SERVER_NAME_MAX + 2, "\"%s\"", name);
+}
+
+/* One of the client's names for st (any: two names of one text are one statement). */
+static const char *
+client_name_of(Client *c, const PreparedStmt *st)
+{
+	for (int i = 0; c->stmts && i < c->stmts->n; i++)
+		if (c->stmts->items[i].stmt == st)
+			return c->stmts->items[i].name;
+	return NULL;
+}
+
+bool
+prepared_error_names_statement(Server *s, const uint8 *msg, uint32 avail)
+{
+	char		quoted[SERVER_NAME_MAX + 2];
+	const PreparedStmt *st;
+	int			qlen = error_statement_name(s, quoted, &st);
+
+	return qlen > 0 && s->link && avail > PROTO_HDR_LEN &&
+		memmem(msg + PROTO_HDR_LEN, avail - PROTO_HDR_LEN, quoted, qlen) != NULL;
+}
+
+bool
+prepared_put_renamed_error(Server *s, const uint8 *msg, uint32 size)
+{
+	char		quoted[SERVER_NAME_MAX + 2];
+	const PreparedStmt *st;
+	int			qlen = error_statement_name(s, quoted, &st);
+	const char *cname = (qlen > 0 && s->link) ? client_name_of(s->link, st) : NULL;
+	const uint8 *body = msg + PROTO_HDR_LEN;
+	const uint8 *end = msg + size;
+	size_t		clen;
+	size_t		n = 0;
+	size_t		out_len;
+	ProtoBuf	pb;
+
+	if (!cname)
+		return false;
+	clen = strlen(cname);
+	for (const uint8 *p = body; (p = memmem(p, end - p, quoted, qlen)) != NULL; p += qlen)
+		n++;
+	out_len = size + n * (clen + 2) - n * (size_t) qlen;
+	if (n == 0 || !sbuf_out_begin(&s->link->sb, &pb) || pb.cap - pb.len < out_len)
+		return false;
+	{
+		uint8	   *o = pb.data + pb.len;
+		uint32		len = (uint32) (out_len - 1);
+		const uint8 *p = body;
+
+		*o++ = 'E';
+		*o++ = (uint8) (len >> 24);
+		*o++ = (uint8) (len >> 16);
+		*o++ = (uint8) (len >> 8);
+		*o++ = (uint8) len;
+		for (const uint8 *hit; (hit = memmem(p, end - p, quoted, qlen)) != NULL; p = hit + qlen)
+		{
+			memcpy(o, p, hit - p);
+			o += hit - p;
+			*o++ = '"';
+			memcpy(o, cname, clen);
+			o += clen;
+			*o++ = '"';
+		}
+		memcpy(o, p, end - p);
+		pb.len += out_len;
+	}
+	sbuf_out_commit(&s->link->sb, &pb);
+	return true;
+}
+
 void
 prepared_emit_answers(Server *s)
 {

@@ -280,6 +280,34 @@ reload_conf($node, 'pgbun.max_prepared_statements' => '100');
 	$c->terminate;
 }
 
+############ the server's errors name the client's statement
+
+# A Bind with the wrong number of parameters: the backend's 08P01 names the
+# statement. Direct, that is the client's name; through pgbun the server
+# knows it as pgbun_<n>, and the client must still read its own.
+{
+	my @got;
+	my $direct = PgbunTest::Raw->new(path => $node->host . '/.s.PGSQL.' . $node->port);
+	my $pooled = raw_connect($node);
+	ok($direct->login(user => PgbunTest::bootstrap_user(), database => 'prepdb')->{ok}, 'direct login');
+	ok($pooled->login(%alice, database => 'prepdb')->{ok}, 'pooled login');
+	foreach my $raw ($direct, $pooled)
+	{
+		$raw->send_bytes(parse_msg('my_stmt', 'SELECT $1::int + 1') . sync_msg());
+		read_until($raw, 'Z');
+		$raw->send_bytes(bind_msg('', 'my_stmt') . execute_msg('') . sync_msg());
+		my $msgs = read_until($raw, 'Z');
+		push @got, [ msg_types($msgs), first_error($msgs) ];
+		$raw->send_bytes(describe_msg('S', 'my_stmt') . sync_msg());
+		push @{ $got[-1] }, msg_types(read_until($raw, 'Z'));
+	}
+	is($got[1][0], $got[0][0], "the wrong Bind gets the same answers ($got[0][0])");
+	is($got[1][1]{C} // '', '08P01', 'the 08P01 of a Bind with too few parameters');
+	is($got[1][1]{M} // '', $got[0][1]{M} // 'none', 'its message names the client\'s statement, as direct');
+	is($got[1][2], $got[0][2], 'and the statement is still there afterwards');
+	$_->terminate foreach $direct, $pooled;
+}
+
 ############ max_prepared_statements = 0: named statements refused
 
 reload_conf($node, 'pgbun.max_prepared_statements' => '0');
