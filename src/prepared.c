@@ -568,6 +568,19 @@ owe_stmt(Server *s, char type, uint8 flags, char synth, uint8 uflags, PreparedSt
 	return true;
 }
 
+/*
+ * A Bind or Describe of the client's name cs: the entry carries the name's
+ * sequence number, so that an error about it can name it (client_name_of).
+ */
+static bool
+owe_use(Server *s, char type, const ClientStmt *cs)
+{
+	if (!owe_stmt(s, type, 0, 0, REQ_USES, cs->stmt, NULL))
+		return false;
+	track_tail(&s->tracker)->tag = cs->seq;
+	return true;
+}
+
 /* Record that the server has st (room grown as needed). false: no memory. */
 static bool
 server_add(ServerStmts *ss, PreparedStmt *st)
@@ -838,14 +851,34 @@ error_statement_name(Server *s, char *quoted /* SERVER_NAME_MAX + 2 */ , const P
 	return snprintf(quoted, SERVER_NAME_MAX + 2, "\"%s\"", name);
 }
 
-/* One of the client's names for st (any: two names of one text are one statement). */
+/*
+ * The client's name that the Bind or Describe at the head used (its
+ * sequence number is the entry's tag), also when a Close sent since took it
+ * away (that Close's entry has the name and the number); else any of the
+ * client's names for the statement.
+ */
 static const char *
-client_name_of(Client *c, const PreparedStmt *st)
+client_name_of(Server *s, const PreparedStmt *st)
 {
+	Client	   *c = s->link;
+	uint32		seq = track_head(&s->tracker)->tag;
+	const char *any = NULL;
+
 	for (int i = 0; c->stmts && i < c->stmts->n; i++)
 		if (c->stmts->items[i].stmt == st)
-			return c->stmts->items[i].name;
-	return NULL;
+		{
+			if (c->stmts->items[i].seq == seq)
+				return c->stmts->items[i].name;
+			any = c->stmts->items[i].name;
+		}
+	for (uint32 i = 1; seq != 0 && i < s->tracker.count; i++)
+	{
+		TrackEntry *e = track_entry_at(&s->tracker, i);
+
+		if (e->type == 'C' && e->name && e->data == st && e->tag == seq)
+			return e->name;
+	}
+	return any;
 }
 
 bool
@@ -865,7 +898,7 @@ prepared_put_renamed_error(Server *s, const uint8 *msg, uint32 size)
 	char		quoted[SERVER_NAME_MAX + 2];
 	const PreparedStmt *st;
 	int			qlen = error_statement_name(s, quoted, &st);
-	const char *cname = (qlen > 0 && s->link) ? client_name_of(s->link, st) : NULL;
+	const char *cname = (qlen > 0 && s->link) ? client_name_of(s, st) : NULL;
 	const uint8 *body = msg + PROTO_HDR_LEN;
 	const uint8 *end = msg + size;
 	size_t		clen;
@@ -1479,7 +1512,7 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 				put_bytes(&pb, sname, snlen + 1);
 				if (pb.overflow)
 					return client_error(c, "out of memory");
-				if (!owe_stmt(s, 'B', 0, 0, REQ_USES, cs->stmt, NULL))
+				if (!owe_use(s, 'B', cs))
 					return client_full(c);
 				sbuf_out_commit(&s->sb, &pb);
 				c->sb.replace_len = old_prefix;
@@ -1540,6 +1573,8 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 						free(cname);
 						return client_full(c);
 					}
+					if (cs)
+						track_tail(&s->tracker)->tag = cs->seq; /* which name it took away */
 					client_remove(c, name);
 					prepared_emit_answers(s);
 					return PKT_CONSUME;
@@ -1568,7 +1603,7 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 					snlen = server_name(cs->stmt, dbody + 1);
 					if (!queue_message(s, 'D', dbody, snlen + 2, NULL, 0))
 						return client_error(c, "out of memory");
-					if (!owe_stmt(s, 'D', 0, 0, REQ_USES, cs->stmt, NULL))
+					if (!owe_use(s, 'D', cs))
 						return client_full(c);
 				}
 				return PKT_CONSUME;
