@@ -131,6 +131,29 @@ is(config_value('default_pool_size'), '3', 'fixed: default_pool_size 3 applies')
 is(config_value('client_idle_timeout'), '7000', 'with client_idle_timeout of the same reload');
 is(sessions_served(4, 'd3'), 3, 'a pool now serves three sessions');
 
+############ more rules across settings: addresses, TLS files
+
+foreach my $case (
+	[ { 'pgbun.listen_addresses' => '127.0.0.1 ::1' },
+		qr/pgbun\.listen_addresses: "127\.0\.0\.1 ::1" is not an address, a host name or \*/ ],
+	[ { 'pgbun.client_tls_cert_file' => '/nonexistent/pgbun.crt', 'pgbun.client_tls_key_file' => '/nonexistent/pgbun.key' },
+		qr{pgbun\.client_tls_cert_file: file "/nonexistent/pgbun\.crt" cannot be read} ],
+	[ { 'pgbun.server_login_retry' => '5s', 'pgbun.server_login_retry_max' => '2s' },
+		qr/pgbun\.server_login_retry_max \(2000 ms\) is below pgbun\.server_login_retry \(5000 ms\)/ ])
+{
+	my ($set, $re) = @$case;
+	my $what = join(', ', map { "$_=$set->{$_}" } sort keys %$set);
+	my $o = log_size();
+	reload_conf($node, %$set, 'pgbun.server_idle_timeout' => '77s');
+	my $l = log_after($o, qr/pgbun: configuration reload refused: [^\n]*/);
+	like($l, $re, "refused with the setting and the reason: $what");
+	is(config_value('server_idle_timeout'), '600000', "the rest of that reload is not applied ($what)");
+	is(config_value('listen_addresses'), '127.0.0.1', "listen_addresses in force unchanged ($what)");
+	reload_sync($node, \%login, (map { $_ => undef } keys %$set), 'pgbun.server_idle_timeout' => undef);
+}
+my (undef, $out1) = pgbun_psql($node, 'SELECT 1', %login);
+is($out1, '1', 'pgbun still listens on its address after the refused listen_addresses');
+
 ############ a value PostgreSQL refuses refuses the reload's other pgbun settings
 
 # ALTER SYSTEM checks values, so the bad line goes into postgresql.conf
