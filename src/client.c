@@ -309,7 +309,7 @@ again:
 	r = sbuf_pump(&c->sb, c->link ? &c->link->sb : NULL, (uint32) pgbun_cfg->max_packet_size,
 				  client_msg_handler, c, &rd, &wr);
 	if (rd && c->pool)
-		pg_atomic_fetch_add_u64(&pgbun_shared->pools[c->pool->slot].bytes_received, rd);
+		POOL_STAT_ADD(c->pool->slot, bytes_received, rd);
 	/* answers pgbun gave itself while no server was linked */
 	if (!c->link && sbuf_out_pending(&c->sb) && !client_flush(c))
 		return;
@@ -392,8 +392,7 @@ client_server_ready(Client *c)
 {
 	if (c->wait_start)
 	{
-		pg_atomic_fetch_add_u64(&pgbun_shared->pools[c->pool->slot].wait_time_us,
-								(uint64) Max(W->now - c->wait_start, 0));
+		POOL_STAT_ADD(c->pool->slot, wait_time_us, Max(W->now - c->wait_start, 0));
 		counters_observe(c->pool->slot, HIST_WAIT, W->now - c->wait_start);
 		c->wait_start = 0;
 	}

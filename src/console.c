@@ -396,11 +396,11 @@ typedef enum StatsKind
 static void
 put_counters(Rows *r, const DbStats *d, uint64 div)
 {
-	rows_put_uint(r, d->assign_count / div);
-	rows_put_uint(r, d->xact_count / div);
-	rows_put_uint(r, d->query_count / div);
-	rows_put_uint(r, d->bytes_received / div);
-	rows_put_uint(r, d->bytes_sent / div);
+	rows_put_uint(r, d->sum.assign_count / div);
+	rows_put_uint(r, d->sum.xact_count / div);
+	rows_put_uint(r, d->sum.query_count / div);
+	rows_put_uint(r, d->sum.bytes_received / div);
+	rows_put_uint(r, d->sum.bytes_sent / div);
 }
 
 static void
@@ -451,26 +451,26 @@ show_stats(Console *cs, StatsKind kind)
 		if (kind != STATS_AVERAGES)
 		{
 			put_counters(&r, d, 1);
-			rows_put_uint(&r, d->xact_time_us);
-			rows_put_uint(&r, d->query_time_us);
-			rows_put_uint(&r, d->wait_time_us);
-			rows_put_uint(&r, d->client_parse_count);
-			rows_put_uint(&r, d->server_parse_count);
-			rows_put_uint(&r, d->bind_count);
+			rows_put_uint(&r, d->sum.xact_time_us);
+			rows_put_uint(&r, d->sum.query_time_us);
+			rows_put_uint(&r, d->sum.wait_time_us);
+			rows_put_uint(&r, d->sum.client_parse_count);
+			rows_put_uint(&r, d->sum.server_parse_count);
+			rows_put_uint(&r, d->sum.bind_count);
 		}
 		if (kind != STATS_TOTALS)
 		{
 			/* as the pgbun.stats view: rates per second since start, times per xact/query */
 			put_counters(&r, d, secs);
-			rows_put_uint(&r, stats_div(d->xact_time_us, d->xact_count));
-			rows_put_uint(&r, stats_div(d->query_time_us, d->query_count));
-			rows_put_uint(&r, stats_div(d->wait_time_us, d->query_count));
-			rows_put_uint(&r, d->client_parse_count / secs);
-			rows_put_uint(&r, d->server_parse_count / secs);
-			rows_put_uint(&r, d->bind_count / secs);
+			rows_put_uint(&r, stats_div(d->sum.xact_time_us, d->sum.xact_count));
+			rows_put_uint(&r, stats_div(d->sum.query_time_us, d->sum.query_count));
+			rows_put_uint(&r, stats_div(d->sum.wait_time_us, d->sum.query_count));
+			rows_put_uint(&r, d->sum.client_parse_count / secs);
+			rows_put_uint(&r, d->sum.server_parse_count / secs);
+			rows_put_uint(&r, d->sum.bind_count / secs);
 		}
 		if (kind == STATS_ALL)
-			rows_put_uint(&r, d->query_count);
+			rows_put_uint(&r, d->sum.query_count);
 	}
 	pfree(dbs);
 	rows_end(&r, "SHOW");
@@ -497,9 +497,9 @@ show_totals(Console *cs)
 	{
 		const DbStats *d = &dbs[i];
 		const uint64 v[lengthof(names)] = {
-			d->assign_count, d->xact_count, d->query_count, d->bytes_received, d->bytes_sent,
-			d->xact_time_us, d->query_time_us, d->wait_time_us, d->client_parse_count,
-			d->server_parse_count, d->bind_count,
+			d->sum.assign_count, d->sum.xact_count, d->sum.query_count, d->sum.bytes_received, d->sum.bytes_sent,
+			d->sum.xact_time_us, d->sum.query_time_us, d->sum.wait_time_us, d->sum.client_parse_count,
+			d->sum.server_parse_count, d->sum.bind_count,
 		};
 
 		for (int k = 0; k < (int) lengthof(names); k++)

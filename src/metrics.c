@@ -280,17 +280,7 @@ typedef struct PoolSnap
 	char		database[NAMEDATALEN];
 	char		user[NAMEDATALEN];
 	int			pool_mode;
-	uint64		assign_count;
-	uint64		xact_count;
-	uint64		query_count;
-	uint64		bytes_received;
-	uint64		bytes_sent;
-	uint64		xact_time_us;
-	uint64		query_time_us;
-	uint64		wait_time_us;
-	uint64		client_parse_count;
-	uint64		server_parse_count;
-	uint64		bind_count;
+	PoolStatsSum sum;
 	HistCopy	hist[HIST_KINDS];
 	PoolCounters *pc;
 } PoolSnap;
@@ -313,30 +303,17 @@ take_snapshot(void)
 	{
 		const PgbunPoolSlot *p = stats_pool_in_use(i);
 		PoolSnap   *s = &snaps[i];
-		pg_atomic_uint64 *a;
-
 		s->used = p != NULL;
 		if (!p)
 			continue;
 		strlcpy(s->database, p->database, NAMEDATALEN);
 		strlcpy(s->user, p->user, NAMEDATALEN);
 		s->pool_mode = p->pool_mode;
-#define RD(f) (a = (pg_atomic_uint64 *) &p->f, pg_atomic_read_u64(a))
-		s->assign_count = RD(assign_count);
-		s->xact_count = RD(xact_count);
-		s->query_count = RD(query_count);
-		s->bytes_received = RD(bytes_received);
-		s->bytes_sent = RD(bytes_sent);
-		s->xact_time_us = RD(xact_time_us);
-		s->query_time_us = RD(query_time_us);
-		s->wait_time_us = RD(wait_time_us);
-		s->client_parse_count = RD(client_parse_count);
-		s->server_parse_count = RD(server_parse_count);
-		s->bind_count = RD(bind_count);
-#undef RD
+		memset(&s->sum, 0, sizeof(s->sum));
+		counters_sum_stats(i, &s->sum);
 		s->pc = counters_of(i);
 		for (int k = 0; k < HIST_KINDS; k++)
-			counters_read_hist(s->pc, k, &s->hist[k]);
+			counters_read_hist(i, k, &s->hist[k]);
 	}
 	return true;
 }
@@ -383,25 +360,25 @@ pool_value(const PoolSnap *s, int idx, PoolValue v, TimestampTz now)
 	switch (v)
 	{
 		case PV_ASSIGN:
-			return (double) s->assign_count;
+			return (double) s->sum.assign_count;
 		case PV_XACT:
-			return (double) s->xact_count;
+			return (double) s->sum.xact_count;
 		case PV_QUERY:
-			return (double) s->query_count;
+			return (double) s->sum.query_count;
 		case PV_RECV:
-			return (double) s->bytes_received;
+			return (double) s->sum.bytes_received;
 		case PV_SENT:
-			return (double) s->bytes_sent;
+			return (double) s->sum.bytes_sent;
 		case PV_PARSE:
-			return (double) s->client_parse_count;
+			return (double) s->sum.client_parse_count;
 		case PV_BIND:
-			return (double) s->bind_count;
+			return (double) s->sum.bind_count;
 		case PV_HITS:
 			/* each named Parse or Bind the server had the statement for already */
-			return (double) (s->client_parse_count + s->bind_count > s->server_parse_count ?
-							 s->client_parse_count + s->bind_count - s->server_parse_count : 0);
+			return (double) (s->sum.client_parse_count + s->sum.bind_count > s->sum.server_parse_count ?
+							 s->sum.client_parse_count + s->sum.bind_count - s->sum.server_parse_count : 0);
 		case PV_MISSES:
-			return (double) s->server_parse_count;
+			return (double) s->sum.server_parse_count;
 		case PV_LOGINS:
 			return (double) pg_atomic_read_u64(&s->pc->logins);
 		case PV_LOGIN_FAILURES:
@@ -446,8 +423,8 @@ hist_family(Body *b, const char *name, const char *help, HistKind kind)
 		const PoolSnap *s = &snaps[i];
 		const HistCopy *h = &s->hist[kind];
 		uint64		cum = 0;
-		uint64		sum_us = kind == HIST_QUERY ? s->query_time_us :
-			kind == HIST_XACT ? s->xact_time_us : s->wait_time_us;
+		uint64		sum_us = kind == HIST_QUERY ? s->sum.query_time_us :
+			kind == HIST_XACT ? s->sum.xact_time_us : s->sum.wait_time_us;
 
 		if (!s->used)
 			continue;
@@ -736,8 +713,8 @@ render_status_json(TimestampTz now)
 		body_printf(b, "\"xacts\":" UINT64_FORMAT ",\"queries\":" UINT64_FORMAT ",\"bytes_in\":" UINT64_FORMAT
 					",\"bytes_out\":" UINT64_FORMAT ",\"wait_us\":" UINT64_FORMAT ",\"waits\":" UINT64_FORMAT
 					",\"query_us\":" UINT64_FORMAT ",\"xact_us\":" UINT64_FORMAT,
-					s->xact_count, s->query_count, s->bytes_received, s->bytes_sent,
-					s->wait_time_us, s->hist[HIST_WAIT].count, s->query_time_us, s->xact_time_us);
+					s->sum.xact_count, s->sum.query_count, s->sum.bytes_received, s->sum.bytes_sent,
+					s->sum.wait_time_us, s->hist[HIST_WAIT].count, s->sum.query_time_us, s->sum.xact_time_us);
 		body_printf(b, ",\"query_p50\":%.6f,\"query_p99\":%.6f,\"wait_p99\":%.6f}",
 					Max(hist_quantile(&s->hist[HIST_QUERY], 0.5), 0),
 					Max(hist_quantile(&s->hist[HIST_QUERY], 0.99), 0),

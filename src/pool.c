@@ -99,6 +99,7 @@ pool_reconfigure(Pool *pool)
 {
 	pool->mode = config_pool_mode(pool->database, pool->user);
 	pool->size = config_pool_size(pool->database);
+	pool->server_lifetime = config_server_lifetime(pool->database);
 	pool->target = target_for_database(pool->database);
 	{
 		dlist_mutable_iter it;
@@ -941,7 +942,7 @@ restart_logins:
 		Server	   *s = dlist_container(Server, node, it.cur);
 		uint32		total = pg_atomic_read_u32(&pgbun_shared->pools[pool->slot].server_count);
 
-		if (expired(s->connect_time, config_server_lifetime(pool->database)))
+		if (expired(s->connect_time, pool->server_lifetime))
 			server_close(s, "server_lifetime reached");
 		else if (expired(s->last_used, pgbun_cfg->server_idle_timeout) && total > (uint32) pgbun_cfg->min_pool_size)
 			server_close(s, "server_idle_timeout reached");

@@ -493,17 +493,6 @@ pgbun_pool_slot_acquire(const char *database, const char *user, int worker)
 		p->pool_mode = pgbun_cfg->pool_mode;
 		pg_atomic_init_u32(&p->server_count, 0);
 		pg_atomic_init_u64(&p->starving, 0);
-		pg_atomic_init_u64(&p->assign_count, 0);
-		pg_atomic_init_u64(&p->xact_count, 0);
-		pg_atomic_init_u64(&p->query_count, 0);
-		pg_atomic_init_u64(&p->client_parse_count, 0);
-		pg_atomic_init_u64(&p->server_parse_count, 0);
-		pg_atomic_init_u64(&p->bind_count, 0);
-		pg_atomic_init_u64(&p->bytes_received, 0);
-		pg_atomic_init_u64(&p->bytes_sent, 0);
-		pg_atomic_init_u64(&p->xact_time_us, 0);
-		pg_atomic_init_u64(&p->query_time_us, 0);
-		pg_atomic_init_u64(&p->wait_time_us, 0);
 		counters_reset(free_idx);
 		pg_write_barrier();		/* publish the names before in_use */
 		p->in_use = true;

@@ -8,6 +8,7 @@
 #include "config.h"
 #include "config_parse.h"
 #include "control.h"
+#include "counters.h"
 #include "settings.h"
 #include "stats_read.h"
 
@@ -90,7 +91,7 @@ stats_sum_by_database(DbStats *dbs)
 
 	for (int p = 0; p < PGBUN_MAX_POOLS; p++)
 	{
-		PgbunPoolSlot *pool = (PgbunPoolSlot *) stats_pool_in_use(p);
+		const PgbunPoolSlot *pool = stats_pool_in_use(p);
 		DbStats    *d = NULL;
 
 		if (pool == NULL)
@@ -109,17 +110,7 @@ stats_sum_by_database(DbStats *dbs)
 			memset(d, 0, sizeof(DbStats));
 			strlcpy(d->database, pool->database, NAMEDATALEN);
 		}
-		d->assign_count += pg_atomic_read_u64(&pool->assign_count);
-		d->xact_count += pg_atomic_read_u64(&pool->xact_count);
-		d->query_count += pg_atomic_read_u64(&pool->query_count);
-		d->bytes_received += pg_atomic_read_u64(&pool->bytes_received);
-		d->bytes_sent += pg_atomic_read_u64(&pool->bytes_sent);
-		d->xact_time_us += pg_atomic_read_u64(&pool->xact_time_us);
-		d->query_time_us += pg_atomic_read_u64(&pool->query_time_us);
-		d->wait_time_us += pg_atomic_read_u64(&pool->wait_time_us);
-		d->client_parse_count += pg_atomic_read_u64(&pool->client_parse_count);
-		d->server_parse_count += pg_atomic_read_u64(&pool->server_parse_count);
-		d->bind_count += pg_atomic_read_u64(&pool->bind_count);
+		counters_sum_stats(p, &d->sum);
 	}
 	return ndbs;
 }

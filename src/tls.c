@@ -519,6 +519,7 @@ tls_read(SBuf *sb, void *buf, size_t len)
 	}
 	ERR_clear_error();
 	n = SSL_read(sb->ssl, buf, (int) Min(len, (size_t) INT_MAX));
+	sb->tls_read_empty = n <= 0 && SSL_get_error(sb->ssl, n) == SSL_ERROR_WANT_READ;
 	return n > 0 ? n : io_outcome(sb, n, true);
 }
 

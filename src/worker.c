@@ -38,6 +38,7 @@
 #include "client_login.h"
 #include "compat.h"
 #include "config.h"
+#include "counters.h"
 #include "console.h"
 #include "control.h"
 #include "dns.h"
@@ -623,6 +624,7 @@ pgbun_worker_main(Datum main_arg)
 	scratch_context = AllocSetContextCreate(TopMemoryContext, "pgbun scratch", ALLOCSET_DEFAULT_SIZES);
 	if (!pgbun_shmem_attached())
 		ereport(FATAL, (errmsg("pgbun: shared memory is not set up")));
+	counters_attach_worker(W->id);
 
 	(void) settings_reload(true);	/* the snapshot every module reads from now on */
 	raise_fd_limit();
