@@ -11,6 +11,7 @@
 #include "counters.h"
 #include "params.h"
 #include "prepared.h"
+#include "settings.h"
 #include "shmem.h"
 #include "slot_index.h"
 
@@ -150,7 +151,7 @@ name_cost(const char *name)
 static uint64
 budget_limit(void)
 {
-	return (uint64) pgbun_max_prepared_statement_memory * 1024;
+	return (uint64) pgbun_cfg->max_prepared_statement_memory * 1024;
 }
 
 /* A client name now points at st: its statement counts while any name does. */
@@ -641,7 +642,7 @@ ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *cli
 		have->last_use = ++ss->clock;
 		return true;
 	}
-	if (ss->n >= pgbun_max_prepared_statements && ss->n > 0)
+	if (ss->n >= pgbun_cfg->max_prepared_statements && ss->n > 0)
 	{
 		int			lru = 0;
 
@@ -806,7 +807,7 @@ put_pgbun_error(ProtoBuf *pb, const TrackEntry *e)
 	{
 		snprintf(msg, sizeof(msg),
 				 "pgbun: prepared statement \"%.63s\" does not fit in pgbun.max_prepared_statement_memory (%d kB)",
-				 name, pgbun_max_prepared_statement_memory);
+				 name, pgbun_cfg->max_prepared_statement_memory);
 		return proto_put_error(pb, false, "53200", msg, NULL,
 							   "Close statements no longer needed, or raise pgbun.max_prepared_statement_memory.");
 	}
@@ -1233,7 +1234,7 @@ fail_in_place(Client *c, Server *s, const char *name, uint8 why, bool exit_stmt)
 	{
 		/* one line a minute at most, however many are refused */
 		ereport(LOG, (errmsg("pgbun: %llu prepared statement(s) refused: pgbun.max_prepared_statement_memory (%d kB) is used up",
-							 (unsigned long long) budget_refusals, pgbun_max_prepared_statement_memory)));
+							 (unsigned long long) budget_refusals, pgbun_cfg->max_prepared_statement_memory)));
 		budget_logged_at = W->now;
 		budget_refusals = 0;
 	}

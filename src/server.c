@@ -25,6 +25,7 @@
 #include "server_login.h"
 #include "session.h"
 #include "health.h"
+#include "settings.h"
 #include "target.h"
 #include "tls.h"
 #include "websocket.h"
@@ -772,7 +773,7 @@ server_link(Server *s, Client *c)
 	 * session link (its pool became a session pool by a reload).
 	 */
 	s->link_mode = (uint8) s->pool->mode;
-	s->rewrite = pgbun_max_prepared_statements > 0 &&
+	s->rewrite = pgbun_cfg->max_prepared_statements > 0 &&
 		(s->link_mode != POOL_MODE_SESSION || c->stmts != NULL);
 	n = session_link(s, c);
 	if (n >= 0)
@@ -842,14 +843,14 @@ server_release(Server *s)
 		return;
 	}
 	/* as PgBouncer: the reset query belongs to session pooling */
-	if (s->link_mode == POOL_MODE_SESSION && pgbun_server_reset_query && pgbun_server_reset_query[0])
+	if (s->link_mode == POOL_MODE_SESSION && pgbun_cfg->server_reset_query && pgbun_cfg->server_reset_query[0])
 	{
 		server_set_state(s, SV_USED);
 		s->hidden_error = false;
 		prepared_server_forget_all(s);	/* DISCARD ALL and the like drop them */
 		/* ... and what pgbun knows of its parameters */
-		session_server_reset(s, pgbun_server_reset_query);
-		if (!server_queue_query(s, pgbun_server_reset_query) || sbuf_flush_out(&s->sb) < 0)
+		session_server_reset(s, pgbun_cfg->server_reset_query);
+		if (!server_queue_query(s, pgbun_cfg->server_reset_query) || sbuf_flush_out(&s->sb) < 0)
 		{
 			server_close(s, "could not send server_reset_query");
 			return;

@@ -50,5 +50,6 @@ void		http_suite(void);
 void		websocket_suite(void);
 void		config_suite(void);
 void		slot_index_suite(void);
+void		settings_suite(void);
 
 #endif							/* PGBUN_UNIT_H */

@@ -87,6 +87,7 @@ main(void)
 	websocket_suite();
 	config_suite();
 	slot_index_suite();
+	settings_suite();
 
 	printf("%d passed, %d failed\n", unit_passed, unit_failed);
 	fflush(stdout);
