@@ -569,6 +569,16 @@ owe_stmt(Server *s, char type, uint8 flags, char synth, uint8 uflags, PreparedSt
 	return true;
 }
 
+/* The entry just queued for cs (type) carries the sequence number of the client's name. */
+static void
+set_tail_tag(Server *s, char type, const ClientStmt *cs)
+{
+	TrackEntry *e = track_tail(&s->tracker);
+
+	if (e && e->type == type && e->data == cs->stmt)
+		e->tag = cs->seq;
+}
+
 /*
  * A Bind or Describe of the client's name cs: the entry carries the name's
  * sequence number, so that an error about it can name it (client_name_of).
@@ -578,7 +588,7 @@ owe_use(Server *s, char type, const ClientStmt *cs)
 {
 	if (!owe_stmt(s, type, 0, 0, REQ_USES, cs->stmt, NULL))
 		return false;
-	track_tail(&s->tracker)->tag = cs->seq;
+	set_tail_tag(s, type, cs);
 	return true;
 }
 
@@ -1575,7 +1585,7 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 						return client_full(c);
 					}
 					if (cs)
-						track_tail(&s->tracker)->tag = cs->seq; /* which name it took away */
+						set_tail_tag(s, 'C', cs);	/* which name it took away */
 					client_remove(c, name);
 					prepared_emit_answers(s);
 					return PKT_CONSUME;
