@@ -13,6 +13,7 @@
 
 #include "utils/guc.h"
 
+#include "auth_query.h"
 #include "compat.h"
 #include "config.h"
 #include "config_parse.h"
@@ -669,6 +670,7 @@ pgbun_define_gucs(void)
 							NULL, &pgbun_tcp_user_timeout, 0, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 
+	auth_query_define_gucs();	/* pgbun.auth_user, pgbun.auth_query */
 	metrics_define_gucs();		/* pgbun.metrics_*, stats_period, log_pooler_errors */
 	websocket_define_gucs();	/* pgbun.websocket* */
 	MarkGUCPrefixReserved("pgbun");

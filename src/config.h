@@ -147,6 +147,8 @@ typedef struct DbEntry
 	int			lb;				/* LoadBalanceHosts */
 	int			max_replica_lag;	/* ms, 0: no limit */
 	char		connect_query[CONFIG_QUERY_LEN];	/* "": none */
+	char		auth_user[NAMEDATALEN];	/* auth_query runs as this role, "": pgbun.auth_user (auth_query.h) */
+	char		auth_query[CONFIG_QUERY_LEN];	/* "": pgbun.auth_query */
 } DbEntry;
 
 /*
