@@ -879,6 +879,41 @@ expired(TimestampTz since, int timeout_ms)
 	return timeout_ms > 0 && since > 0 && W->now - since >= (int64) timeout_ms * 1000;
 }
 
+/*
+ * Why an idle auth connection should close now, or NULL: shutdown, idle or
+ * old (server_idle_timeout, server_lifetime), a reload that gave the
+ * database another auth_user, or clients waiting for a server of its
+ * database (or of auth_user) while a max_db_connections /
+ * max_user_connections limit applies: the idle auth connection gives its
+ * place up, as PgBouncer evicts an idle connection of another pool.
+ */
+static const char *
+aq_idle_close_reason(AqPool *ap, Server *s)
+{
+	char		auth_user[NAMEDATALEN];
+	dlist_iter	it;
+
+	if (W->draining)
+		return "server shutdown";
+	if (expired(s->last_used, pgbun_server_idle_timeout))
+		return "server_idle_timeout reached";
+	if (expired(s->connect_time, config_server_lifetime(ap->database)))
+		return "server_lifetime reached";
+	if (!auth_query_user_for(ap->database, auth_user) || strcmp(auth_user, ap->auth_user) != 0)
+		return "the database's auth_user changed";
+	dlist_foreach(it, &W->pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+
+		if (dlist_is_empty(&pool->waiting_clients) && dlist_is_empty(&pool->waitlogin_clients))
+			continue;
+		if ((config_max_db_connections(ap->database) > 0 && strcmp(pool->database, ap->database) == 0) ||
+			(pgbun_max_user_connections > 0 && strcmp(pool->user, ap->auth_user) == 0))
+			return "clients wait for a server where a limit counts the idle auth connection";
+	}
+	return NULL;
+}
+
 void
 auth_query_janitor(void)
 {
@@ -934,10 +969,12 @@ auth_query_janitor(void)
 		}
 		else if (s && ap->ready && !s->closed)
 		{
-			if (ap->n_sent == 0 && dlist_is_empty(&ap->waiting) &&
-				(W->draining || expired(s->last_used, pgbun_server_idle_timeout) ||
-				 expired(s->connect_time, config_server_lifetime(ap->database))))
-				server_close(s, W->draining ? "server shutdown" : "auth connection idle or old");
+			const char *why_close = NULL;
+
+			if (ap->n_sent == 0 && dlist_is_empty(&ap->waiting))
+				why_close = aq_idle_close_reason(ap, s);
+			if (why_close)
+				server_close(s, why_close);
 			else
 				auth_query_server_event(s, 0);	/* anything a yield left behind */
 		}
