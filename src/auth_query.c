@@ -901,6 +901,8 @@ aq_idle_close_reason(AqPool *ap, Server *s)
 		return "server_lifetime reached";
 	if (!auth_query_user_for(ap->database, auth_user) || strcmp(auth_user, ap->auth_user) != 0)
 		return "the database's auth_user changed";
+	if (s->pool->reconnect_before && s->connect_time < s->pool->reconnect_before)
+		return "RECONNECT on the admin console";
 	dlist_foreach(it, &W->pools)
 	{
 		Pool	   *pool = dlist_container(Pool, node, it.cur);

@@ -486,6 +486,45 @@ peer_user_name(uid_t uid)
 	return stalest->name;
 }
 
+/* What hba rules match on: the client's connection, user and database. false: closed. */
+static bool
+hba_conn_of(Client *c, HbaConn *conn)
+{
+	socklen_t	len = sizeof(conn->addr);
+
+	memset(conn, 0, sizeof(*conn));
+	conn->unix_socket = c->unix_socket;
+	conn->tls = c->sb.ssl != NULL;
+	conn->user = c->auth->user;
+	conn->database = c->auth->database;
+	if (!c->unix_socket && getpeername(c->sb.fd, (struct sockaddr *) &conn->addr, &len) < 0)
+	{
+		client_close(c, "08006", "could not get the client's address: %m");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * pgbun.auth_type = hba and no rule lets the client in (no match, reject):
+ * known before its role is looked up, so a refused client never makes
+ * pgbun ask a target (auth_query). hba_method says so to the client.
+ */
+static bool
+hba_refuses(Client *c)
+{
+	HbaConn		conn;
+	int			line;
+	HbaClientCert clientcert;
+	const char *usermap;
+	HbaDecision decision;
+
+	if (!hba_conn_of(c, &conn))
+		return true;
+	decision = hba_decide(&conn, &line, &clientcert, &usermap);
+	return decision == HBA_NO_MATCH || decision == HBA_REJECT;
+}
+
 /*
  * pgbun.auth_type = hba: the first matching rule's method, as an AuthType,
  * or -1 when the client was refused (and closed) or logged in already.
@@ -495,7 +534,6 @@ hba_method(Client *c)
 {
 	AuthState  *a = c->auth;
 	HbaConn		conn;
-	socklen_t	len = sizeof(conn.addr);
 	int			line;
 	char		host[64];
 	int32		port;
@@ -506,16 +544,8 @@ hba_method(Client *c)
 	char		cn[NAMEDATALEN + 1];
 	bool		have_cert;
 
-	memset(&conn, 0, sizeof(conn));
-	conn.unix_socket = c->unix_socket;
-	conn.tls = tls;
-	conn.user = a->user;
-	conn.database = a->database;
-	if (!c->unix_socket && getpeername(c->sb.fd, (struct sockaddr *) &conn.addr, &len) < 0)
-	{
-		client_close(c, "08006", "could not get the client's address: %m");
+	if (!hba_conn_of(c, &conn))
 		return -1;
-	}
 	if (c->unix_socket)
 		strlcpy(host, "[local]", sizeof(host));
 	else
@@ -617,6 +647,12 @@ begin_auth(Client *c)
 		a->role.db_allows_conn = db_allows_conn;
 		if (!auth_file_lookup(a->user, &a->role, &pw))
 		{
+			if (pgbun_auth_type == AUTH_TYPE_HBA && hba_refuses(c))
+			{
+				if (!c->closed)
+					(void) hba_method(c);	/* closes it with the rule's words */
+				return;
+			}
 			a->step = STEP_AUTH_QUERY;
 			(void) auth_query_submit(c, a->database, a->user);
 			return;				/* client_login_auth_query_done goes on */

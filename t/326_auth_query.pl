@@ -282,6 +282,20 @@ foreach my $case (
 ($rc, $out, $err) = pgbun_psql($node, 'SELECT current_user', user => 'r_scram', password => 'scram-pw', dbname => 'rdb');
 is($out, 'r_scram', 'the configuration in force stays') or diag($err);
 
+# ---- hba: a refused client never makes pgbun ask the target ----
+{
+	my $hba = $node->data_dir . '/pgbun_hba.conf';
+	open my $hf, '>', $hba or die $!;
+	print $hf "host rdb r_rejected 127.0.0.1/32 reject\nhost all all 127.0.0.1/32 scram-sha-256\n";
+	close $hf;
+	reload_sync($node, { user => 'loc', password => 'loc-pw' }, 'pgbun.auth_type' => 'hba', 'pgbun.hba_file' => $hba);
+	$r = login_raw('r_rejected', 'x');
+	is(($r->{error} // {})->{C}, '28000', 'auth_type = hba: a reject line refuses the client') or diag(explain($r));
+	unlike(target_log(), qr/parameters: \$1 = 'r_rejected'/, '... before any look-up on the target');
+	($rc, $out, $err) = pgbun_psql($node, 'SELECT current_user', user => 'r_scram', password => 'scram-pw', dbname => 'rdb');
+	is($out, 'r_scram', 'an hba scram-sha-256 line with auth_query logs in') or diag($err);
+}
+
 stop_node($node);
 $target->stop;
 done_testing();
