@@ -92,6 +92,9 @@ my $databases = join('; ',
 	"rdb_nouser = $common auth_user=nobody_here",
 	"rdb_forced = $common user=r_forced password=forced-pw auth_user=pgbun_auth",
 	"rdb_lim = $common auth_user=pgbun_auth max_db_connections=1",
+	"rdb_onecol = $common auth_user=pgbun_auth auth_query='SELECT \$1::text'",
+	"rdb_tworows = $common auth_user=pgbun_auth auth_query='SELECT rolname, rolpassword FROM pg_catalog.pg_authid WHERE rolname = \$1 OR rolname = ''r_md5'''",
+	"rdb_broken = $common auth_user=pgbun_auth auth_query='SELECT a, b FROM no_such_table WHERE a = \$1'",
 	"rdb_glob = $common");
 my $node = pgbun_node(
 	conf => {
@@ -218,6 +221,23 @@ is($target->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity WHERE 
 	$node->safe_psql('postgres', q{SELECT count(*) FROM pgbun.servers WHERE "user" = 'pgbun_auth'}),
 	'the target sees as many auth connections as pgbun.servers lists');
 is($target->safe_psql('postgres', q{SELECT setting FROM pg_settings WHERE name = 'search_path'}), '"$user", public', 'sanity: the target\'s default search_path is the usual one');
+
+# answers pgbun cannot use
+$r = login_raw('r_scram', 'scram-pw', 'rdb_onecol');
+is(($r->{error} // {})->{C}, '08006', 'a query that returns one column: 08006') or diag(explain($r));
+like(slurp_file($node->logfile), qr/auth_query for database "rdb_onecol" must return two columns/, '... and the log says why');
+$r = login_raw('r_scram', 'scram-pw', 'rdb_tworows');
+is(($r->{error} // {})->{C} . ' ' . join(',', @{ $r->{auth} }), '28P01 10,11', 'a query that returns two rows: refused like an unknown role') or diag(explain($r));
+$r = login_raw('r_scram', 'scram-pw', 'rdb_broken');
+is(($r->{error} // {})->{C}, '08006', 'a query that fails: 08006') or diag(explain($r));
+like(($r->{error} // {})->{M} // '', qr/^pgbun: could not look up role "r_scram": auth_query for database "rdb_broken" failed/, '... saying so, without the server\'s words');
+like(slurp_file($node->logfile), qr/auth_query for database "rdb_broken" failed for user "r_scram": 42P01: relation "no_such_table" does not exist/,
+	'... which are in the log');
+$r = login_raw('r_md5', 'md5-pw', 'rdb_broken');
+like(($r->{error} // {})->{M} // '', qr/^pgbun: could not look up role "r_md5": auth_query for database "rdb_broken" failed/,
+	'the next look-up on the same auth connection is answered too');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pgbun.servers WHERE "user" = 'pgbun_auth' AND database = 'rdb_broken'}), '1',
+	'... which survives the failed queries');
 
 # max_db_connections counts the auth connection; an idle one gives its place up
 ($rc, $out, $err) = pgbun_psql($node, 'SELECT current_user', user => 'r_md5', password => 'md5-pw', dbname => 'rdb_lim', timeout => 30);
