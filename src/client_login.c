@@ -682,9 +682,11 @@ client_login_auth_query_done(Client *c, const RoleInfo *role, const char *error)
 	bool		db_exists;
 	bool		db_allows_conn;
 
+	/* the look-up is over, whatever became of the client (closed, not yet freed) */
+	if (a)
+		a->aq_req = NULL;
 	if (c->closed || !a || a->step != STEP_AUTH_QUERY)
 		return;
-	a->aq_req = NULL;
 	if (!role)
 	{
 		client_close(c, "08006", "could not look up role \"%s\": %s", a->user, error ? error : "?");

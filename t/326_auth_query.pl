@@ -268,6 +268,22 @@ is($node->safe_psql('postgres', q{SELECT string_agg("user", ',') FROM pgbun.serv
 		'the hanging query was cancelled on the target');
 }
 
+# a client that gives up (client_login_timeout) while its look-up runs
+{
+	reload_sync($node, { user => 'loc', password => 'loc-pw' }, 'pgbun.client_login_timeout' => '1s');
+	my $pid = worker_pid($node);
+	my $cancels = sub { my @m = slurp_file($node->logfile) =~ /auth_query for database "rdb_slow" not answered within 4000 ms \(pgbun.server_connect_timeout\); cancelling it/g; scalar @m };
+	my $before = $cancels->();
+	$r = login_raw('r_scram', 'scram-pw', 'rdb_slow', secs => 20);
+	is(($r->{error} // {})->{C}, '08P01', 'client_login_timeout ends a login whose look-up is still running') or diag(explain($r));
+	ok(wait_until(sub { $cancels->() > $before }, 20),
+		'the orphaned look-up is cancelled at its deadline all the same');
+	($rc, $out, $err) = pgbun_psql($node, 'SELECT current_user', user => 'r_scram', password => 'scram-pw', dbname => 'rdb');
+	is($out, 'r_scram', 'the worker goes on') or diag($err);
+	is(worker_pid($node), $pid, '... the same worker, not restarted');
+	reload_sync($node, { user => 'loc', password => 'loc-pw' }, 'pgbun.client_login_timeout' => undef);
+}
+
 # ---- the target down, an auth_user without a password ----
 {
 	my $t0 = time;
