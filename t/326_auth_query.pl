@@ -89,6 +89,7 @@ my $databases = join('; ',
 	"rdb_unq = $common auth_user=pgbun_auth auth_query='$unq_q'",
 	"rdb_slow = $common auth_user=pgbun_auth auth_query='$slow_q'",
 	"rdb_down = host=127.0.0.1 port=$down_port dbname=postgres auth_user=pgbun_auth",
+	"rdb_multi = host=127.0.0.1,127.0.0.1 port=$down_port,$tport dbname=postgres auth_user=pgbun_auth",
 	"rdb_nouser = $common auth_user=nobody_here",
 	"rdb_forced = $common user=r_forced password=forced-pw auth_user=pgbun_auth",
 	"rdb_lim = $common auth_user=pgbun_auth max_db_connections=1",
@@ -177,6 +178,10 @@ unlike(target_log(), qr/parameters: \$1 = 'r_file'/, '... checked against the fi
 # the global pgbun.auth_user for an entry with a host list
 ($rc, $out, $err) = pgbun_psql($node, 'SELECT current_user', user => 'r_scram', password => 'scram-pw', dbname => 'rdb_glob');
 is($out, 'r_scram', 'pgbun.auth_user applies to an entry with a host list and no auth_user') or diag($err);
+
+($rc, $out, $err) = pgbun_psql($node, 'SELECT current_user, inet_server_port()', user => 'r_scram', password => 'scram-pw', dbname => 'rdb_multi');
+is($out, "r_scram|$tport", 'a host list whose first host is down: the look-up and the login go to the next one') or diag($err);
+like(slurp_file($node->logfile), qr/could not connect to server 127.0.0.1: Connection refused/, '... after the first one refused the connection');
 
 # the forced user: clients checked by auth_query, the server login as the forced user
 ($rc, $out, $err) = pgbun_psql($node, 'SELECT current_user', user => 'r_md5', password => 'md5-pw', dbname => 'rdb_forced');
