@@ -3,6 +3,11 @@
  * negotiation), hba, authentication (SCRAM, md5, password, cert, peer,
  * trust) and the welcome that ends the login.
  *
+ * The role comes from the local catalog (auth.c), pgbun.auth_file
+ * (auth_file.c) or, for a database with auth_user, auth_query on its target
+ * (auth_query.c: the login waits in STEP_AUTH_QUERY, reading nothing, until
+ * client_login_auth_query_done).
+ *
  * During login a client owns a malloc'd AuthState (freed when the login
  * ends); from then on client.c forwards its traffic.
  */
