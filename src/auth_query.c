@@ -26,7 +26,6 @@
 
 #include "commands/user.h"
 #include "libpq/crypt.h"
-#include "utils/guc.h"
 
 #include "auth.h"
 #include "auth_file.h"
@@ -39,6 +38,7 @@
 #include "proto.h"
 #include "scram.h"
 #include "server_login.h"
+#include "settings.h"
 #include "target.h"
 
 #define AQ_MAX_INFLIGHT		8	/* look-ups pipelined on one auth connection */
@@ -46,14 +46,6 @@
 #define AQ_ROW_MAX			4096	/* a DataRow or ErrorResponse pgbun reads */
 #define AQ_SECRET_MAX		1024	/* longest verifier taken from an answer */
 #define AQ_DEFAULT_TIMEOUT	15000	/* ms, when server_connect_timeout is 0 */
-
-#define AQ_DEFAULT_QUERY \
-	"SELECT rolname, CASE WHEN rolvaliduntil IS NULL OR rolvaliduntil > pg_catalog.now() " \
-	"THEN rolpassword END FROM pg_catalog.pg_authid WHERE rolname = $1 AND rolcanlogin"
-
-/* The GUCs; read only by aq_settings() and auth_query_user_for(). */
-static char *pgbun_auth_user = NULL;
-static char *pgbun_auth_query = NULL;
 
 typedef struct AqRequest
 {
@@ -95,45 +87,7 @@ typedef struct AqPool
 static dlist_head aq_pools = DLIST_STATIC_INIT(aq_pools);
 static int	n_requests = 0;
 
-/* ---- settings ---- */
-
-static bool
-check_auth_user(char **newval, void **extra, GucSource source)
-{
-	if (*newval && strlen(*newval) >= NAMEDATALEN)
-	{
-		GUC_check_errdetail("A role name is shorter than %d bytes.", NAMEDATALEN);
-		return false;
-	}
-	return true;
-}
-
-static bool
-check_auth_query(char **newval, void **extra, GucSource source)
-{
-	const char *why = *newval ? config_auth_query_invalid(*newval) : " (empty)";
-
-	if (why)
-	{
-		GUC_check_errdetail("pgbun.auth_query cannot be used%s.", why);
-		return false;
-	}
-	return true;
-}
-
-void
-auth_query_define_gucs(void)
-{
-	DefineCustomStringVariable("pgbun.auth_user",
-							   "Role that runs pgbun.auth_query on the target of every pgbun.databases entry with a host list and no auth_user of its own (empty: none).",
-							   NULL, &pgbun_auth_user, "",
-							   PGC_SIGHUP, 0, check_auth_user, NULL, NULL);
-	DefineCustomStringVariable("pgbun.auth_query",
-							   "Query that returns (name, verifier) of the role $1 on a target, for databases with an auth_user.",
-							   "It must return NULL as the verifier when the password has expired (VALID UNTIL).",
-							   &pgbun_auth_query, AQ_DEFAULT_QUERY,
-							   PGC_SIGHUP, 0, check_auth_query, NULL, NULL);
-}
+/* ---- settings (pgbun.auth_user / auth_query from the snapshot pgbun_cfg) ---- */
 
 bool
 auth_query_user_for(const char *database, char *out)
@@ -145,8 +99,8 @@ auth_query_user_for(const char *database, char *out)
 		return false;
 	if (e->auth_user[0])
 		strlcpy(out, e->auth_user, NAMEDATALEN);
-	else if (e->host[0] && pgbun_auth_user && pgbun_auth_user[0])
-		strlcpy(out, pgbun_auth_user, NAMEDATALEN);
+	else if (e->host[0] && pgbun_cfg->auth_user && pgbun_cfg->auth_user[0])
+		strlcpy(out, pgbun_cfg->auth_user, NAMEDATALEN);
 	return out[0] != '\0';
 }
 
@@ -158,13 +112,13 @@ aq_query(const char *database)
 
 	if (e && e->auth_query[0])
 		return e->auth_query;
-	return (pgbun_auth_query && pgbun_auth_query[0]) ? pgbun_auth_query : AQ_DEFAULT_QUERY;
+	return (pgbun_cfg->auth_query && pgbun_cfg->auth_query[0]) ? pgbun_cfg->auth_query : PGBUN_AUTH_QUERY_DEFAULT;
 }
 
 static int
 aq_timeout_ms(void)
 {
-	return pgbun_server_connect_timeout > 0 ? pgbun_server_connect_timeout : AQ_DEFAULT_TIMEOUT;
+	return pgbun_cfg->server_connect_timeout > 0 ? pgbun_cfg->server_connect_timeout : AQ_DEFAULT_TIMEOUT;
 }
 
 /* ---- requests ---- */
@@ -895,7 +849,7 @@ aq_idle_close_reason(AqPool *ap, Server *s)
 
 	if (W->draining)
 		return "server shutdown";
-	if (expired(s->last_used, pgbun_server_idle_timeout))
+	if (expired(s->last_used, pgbun_cfg->server_idle_timeout))
 		return "server_idle_timeout reached";
 	if (expired(s->connect_time, config_server_lifetime(ap->database)))
 		return "server_lifetime reached";
@@ -910,7 +864,7 @@ aq_idle_close_reason(AqPool *ap, Server *s)
 		if (dlist_is_empty(&pool->waiting_clients) && dlist_is_empty(&pool->waitlogin_clients))
 			continue;
 		if ((config_max_db_connections(ap->database) > 0 && strcmp(pool->database, ap->database) == 0) ||
-			(pgbun_max_user_connections > 0 && strcmp(pool->user, ap->auth_user) == 0))
+			(pgbun_cfg->max_user_connections > 0 && strcmp(pool->user, ap->auth_user) == 0))
 			return "clients wait for a server where a limit counts the idle auth connection";
 	}
 	return NULL;
@@ -964,7 +918,7 @@ auth_query_janitor(void)
 			server_close(s, "auth_query timed out");
 		}
 		s = ap->conn;
-		if (s && !ap->ready && expired(s->connect_time, pgbun_server_connect_timeout))
+		if (s && !ap->ready && expired(s->connect_time, pgbun_cfg->server_connect_timeout))
 		{
 			ereport(LOG, (errmsg("pgbun: server_connect_timeout: the auth connection to %s took too long", s->addr_text)));
 			server_login_host_failed(s, "server_connect_timeout");

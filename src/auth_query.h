@@ -26,9 +26,6 @@
 struct AqPool;
 struct AqRequest;
 
-/* pgbun.auth_user, pgbun.auth_query (from pgbun_define_gucs). */
-extern void auth_query_define_gucs(void);
-
 /*
  * The role a database's clients are looked up as (its entry's auth_user, or
  * pgbun.auth_user for an entry with a host list) copied to out; false: the
