@@ -109,13 +109,6 @@ extern int	config_pool_mode(const char *database, const char *user);
 extern int	config_pool_size(const char *database);
 
 /*
- * One entry of pgbun.databases (or pgbun.users): PgBouncer's / libpq's keys.
- * A database entry with any of host, port, dbname, user, password,
- * target_session_attrs, load_balance_hosts or max_replica_lag "routes" the
- * database: its pools get their own Target (target.c). An entry with only
- * pool settings keeps the default target (pgbun.server_host), as before.
- */
-/*
  * pgbun.auth_query's default (auth_query.c): schema-qualified, and NULL as
  * the verifier past VALID UNTIL (PgBouncer's CVE-2025-2291).
  */
@@ -123,6 +116,15 @@ extern int	config_pool_size(const char *database);
 	"SELECT rolname, CASE WHEN rolvaliduntil IS NULL OR rolvaliduntil > pg_catalog.now() " \
 	"THEN rolpassword END FROM pg_catalog.pg_authid WHERE rolname = $1 AND rolcanlogin"
 
+/*
+ * One entry of pgbun.databases (or pgbun.users): PgBouncer's / libpq's keys.
+ * A database entry with any of host, port, dbname, user, password,
+ * target_session_attrs, load_balance_hosts or max_replica_lag "routes" the
+ * database: its pools get their own Target (target.c). An entry with only
+ * pool settings keeps the default target (pgbun.server_host), as before;
+ * auth_user and auth_query do not route either (they say how its clients are
+ * checked).
+ */
 #define CONFIG_MAX_HOSTS	16
 #define CONFIG_HOSTS_LEN	1024
 #define CONFIG_QUERY_LEN	1024
