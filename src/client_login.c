@@ -3,6 +3,11 @@
  * negotiation), hba, authentication (SCRAM, md5, password, cert, peer,
  * trust) and the welcome that ends the login.
  *
+ * The role comes from the local catalog (auth.c), pgbun.auth_file
+ * (auth_file.c) or, for a database with auth_user, auth_query on its target
+ * (auth_query.c: the login waits in STEP_AUTH_QUERY, reading nothing, until
+ * client_login_auth_query_done).
+ *
  * During login a client owns a malloc'd AuthState (freed when the login
  * ends); from then on client.c forwards its traffic.
  */
@@ -41,6 +46,7 @@
 #include "settings.h"
 #include "target.h"
 #include "auth_file.h"
+#include "auth_query.h"
 #include "startup_options.h"
 #include "throttle.h"
 #include "tls.h"
@@ -58,6 +64,7 @@ typedef enum LoginStep
 	STEP_MD5,					/* sent AuthenticationMD5Password */
 	STEP_PASSWORD,				/* sent AuthenticationCleartextPassword (hba "password") */
 	STEP_PASSWORD_CHECK,		/* its PBKDF2 runs on a kdf.c thread; nothing more is read */
+	STEP_AUTH_QUERY,			/* its role is being looked up on the target (auth_query.c); nothing is read */
 	STEP_DONE,					/* authenticated */
 } LoginStep;
 
@@ -73,6 +80,7 @@ typedef struct AuthState
 	bool		have_client_key;
 	TimestampTz fail_at;		/* failed: answer then (pgbun.auth_failure_delay), 0 if not */
 	struct KdfJob *kdf_job;		/* STEP_PASSWORD_CHECK: the check in flight */
+	struct AqRequest *aq_req;	/* STEP_AUTH_QUERY: the look-up in flight */
 	bool		tls_direct;		/* TLS began without SSLRequest (PostgreSQL 17 sslnegotiation=direct) */
 	bool		tls_no_alpn;	/* ... and without ALPN "postgresql": only a WebSocket upgrade may follow */
 } AuthState;
@@ -80,6 +88,7 @@ typedef struct AuthState
 
 static void auth_succeeded(Client *c);
 static void drain_unread(Client *c);
+static void begin_challenge(Client *c);
 
 /* ---- helpers ---- */
 
@@ -483,6 +492,45 @@ peer_user_name(uid_t uid)
 	return stalest->name;
 }
 
+/* What hba rules match on: the client's connection, user and database. false: closed. */
+static bool
+hba_conn_of(Client *c, HbaConn *conn)
+{
+	socklen_t	len = sizeof(conn->addr);
+
+	memset(conn, 0, sizeof(*conn));
+	conn->unix_socket = c->unix_socket;
+	conn->tls = c->sb.ssl != NULL;
+	conn->user = c->auth->user;
+	conn->database = c->auth->database;
+	if (!c->unix_socket && getpeername(c->sb.fd, (struct sockaddr *) &conn->addr, &len) < 0)
+	{
+		client_close(c, "08006", "could not get the client's address: %m");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * pgbun.auth_type = hba and no rule lets the client in (no match, reject):
+ * known before its role is looked up, so a refused client never makes
+ * pgbun ask a target (auth_query). hba_method says so to the client.
+ */
+static bool
+hba_refuses(Client *c)
+{
+	HbaConn		conn;
+	int			line;
+	HbaClientCert clientcert;
+	const char *usermap;
+	HbaDecision decision;
+
+	if (!hba_conn_of(c, &conn))
+		return true;
+	decision = hba_decide(&conn, &line, &clientcert, &usermap);
+	return decision == HBA_NO_MATCH || decision == HBA_REJECT;
+}
+
 /*
  * pgbun.auth_type = hba: the first matching rule's method, as an AuthType,
  * or -1 when the client was refused (and closed) or logged in already.
@@ -492,7 +540,6 @@ hba_method(Client *c)
 {
 	AuthState  *a = c->auth;
 	HbaConn		conn;
-	socklen_t	len = sizeof(conn.addr);
 	int			line;
 	char		host[64];
 	int32		port;
@@ -503,16 +550,8 @@ hba_method(Client *c)
 	char		cn[NAMEDATALEN + 1];
 	bool		have_cert;
 
-	memset(&conn, 0, sizeof(conn));
-	conn.unix_socket = c->unix_socket;
-	conn.tls = tls;
-	conn.user = a->user;
-	conn.database = a->database;
-	if (!c->unix_socket && getpeername(c->sb.fd, (struct sockaddr *) &conn.addr, &len) < 0)
-	{
-		client_close(c, "08006", "could not get the client's address: %m");
+	if (!hba_conn_of(c, &conn))
 		return -1;
-	}
 	if (c->unix_socket)
 		strlcpy(host, "[local]", sizeof(host));
 	else
@@ -581,8 +620,7 @@ static void
 begin_auth(Client *c)
 {
 	AuthState  *a = c->auth;
-	ProtoBuf	pb;
-	int			method = pgbun_cfg->auth_type;
+	char		auth_user[NAMEDATALEN];
 
 	if (pg_atomic_read_u32(&pgbun_shared->client_count) > (uint32) pgbun_max_client_conn)
 	{
@@ -598,14 +636,87 @@ begin_auth(Client *c)
 			client_close(c, "XX000", "could not look up role \"%s\"", a->user);
 		return;
 	}
-	if (!a->role.role_exists)
+	publish_application_name(c);
+	if (!console_is_database(a->database) && auth_query_user_for(a->database, auth_user))
+	{
+		const char *pw;
+		bool		db_exists = a->role.db_exists;
+		bool		db_allows_conn = a->role.db_allows_conn;
+
+		/*
+		 * The database's roles are the target's: pgbun.auth_file first (as
+		 * PgBouncer), else auth_query there. The local pg_authid is not
+		 * asked: a local role of the same name is another role.
+		 */
+		memset(&a->role, 0, sizeof(a->role));
+		a->role.db_exists = db_exists;
+		a->role.db_allows_conn = db_allows_conn;
+		if (!auth_file_lookup(a->user, &a->role, &pw))
+		{
+			if (pgbun_cfg->auth_type == AUTH_TYPE_HBA && hba_refuses(c))
+			{
+				if (!c->closed)
+					(void) hba_method(c);	/* closes it with the rule's words */
+				return;
+			}
+			a->step = STEP_AUTH_QUERY;
+			(void) auth_query_submit(c, a->database, a->user);
+			return;				/* client_login_auth_query_done goes on */
+		}
+	}
+	else if (!a->role.role_exists)
 	{
 		const char *pw;
 
 		/* a role the local server lacks may be in pgbun.auth_file */
 		(void) auth_file_lookup(a->user, &a->role, &pw);
 	}
-	publish_application_name(c);
+	begin_challenge(c);
+}
+
+void
+client_login_auth_query_started(Client *c, struct AqRequest *r)
+{
+	if (c->auth)
+		c->auth->aq_req = r;
+}
+
+void
+client_login_auth_query_done(Client *c, const RoleInfo *role, const char *error)
+{
+	AuthState  *a = c->auth;
+	bool		db_exists;
+	bool		db_allows_conn;
+
+	/* the look-up is over, whatever became of the client (closed, not yet freed) */
+	if (a)
+		a->aq_req = NULL;
+	if (c->closed || !a || a->step != STEP_AUTH_QUERY)
+		return;
+	if (!role)
+	{
+		client_close(c, "08006", "could not look up role \"%s\": %s", a->user, error ? error : "?");
+		return;
+	}
+	db_exists = a->role.db_exists;
+	db_allows_conn = a->role.db_allows_conn;
+	a->role = *role;
+	a->role.db_exists = db_exists;
+	a->role.db_allows_conn = db_allows_conn;
+	a->step = STEP_STARTUP;
+	begin_challenge(c);
+	/* trust logged it in: anything it sent already goes on to a server */
+	if (!c->closed && c->state == CL_ACTIVE)
+		client_pump_in(c);
+}
+
+/* The role is known: apply hba and send the challenge (or log in, for trust). */
+static void
+begin_challenge(Client *c)
+{
+	AuthState  *a = c->auth;
+	ProtoBuf	pb;
+	int			method = pgbun_cfg->auth_type;
 
 	if (method == AUTH_TYPE_HBA && (method = hba_method(c)) < 0)
 		return;
@@ -1042,6 +1153,11 @@ client_login_forget(Client *c)
 		kdf_cancel(c->auth->kdf_job);
 		c->auth->kdf_job = NULL;
 	}
+	if (c->auth && c->auth->aq_req)
+	{
+		auth_query_forget(c->auth->aq_req);
+		c->auth->aq_req = NULL;
+	}
 }
 
 /* Handle one complete password-type ('p') message during login. */
@@ -1185,7 +1301,7 @@ login_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32 
 					 (hdr->type >= 0x20 && hdr->type < 0x7f) ? hdr->type : '?');
 		return PKT_STOP;
 	}
-	if (c->auth->fail_at || c->auth->step == STEP_PASSWORD_CHECK)
+	if (c->auth->fail_at || c->auth->step == STEP_PASSWORD_CHECK || c->auth->step == STEP_AUTH_QUERY)
 		return PKT_STOP;		/* failed (one attempt per connection), or being checked: the rest stays unread */
 	if (avail < proto_msg_size(hdr))
 		return PKT_NEED_FULL;
@@ -1213,8 +1329,9 @@ client_login_input(Client *c)
 static void
 client_login_steps(Client *c)
 {
-	if (c->auth && (c->auth->fail_at || c->auth->step == STEP_PASSWORD_CHECK))
-		return;					/* failed, or its password is being checked: nothing more is read */
+	if (c->auth && (c->auth->fail_at || c->auth->step == STEP_PASSWORD_CHECK ||
+					c->auth->step == STEP_AUTH_QUERY))
+		return;					/* failed, or its password or role is being checked: nothing more is read */
 	if (!c->auth)
 	{
 		c->auth = calloc(1, sizeof(AuthState));

@@ -62,6 +62,8 @@ char	   *pgbun_users = NULL;
 char	   *pgbun_track_extra_parameters = NULL;
 char	   *pgbun_hba_file = NULL;
 char	   *pgbun_auth_file = NULL;
+char	   *pgbun_auth_user = NULL;
+char	   *pgbun_auth_query = NULL;
 char	   *pgbun_ident_file = NULL;
 int			pgbun_auth_failure_delay = 0;
 char	   *pgbun_ignore_startup_parameters = NULL;
@@ -282,6 +284,31 @@ check_tls_protocols(char **newval, void **extra, GucSource source)
 
 static ConfigDatabases *database_config = NULL;
 static uint64 database_generation = 0;
+
+static bool
+check_auth_user(char **newval, void **extra, GucSource source)
+{
+	if (*newval && strlen(*newval) >= NAMEDATALEN)
+	{
+		GUC_check_errdetail("A role name is shorter than %d bytes.", NAMEDATALEN);
+		return false;
+	}
+	return true;
+}
+
+/* The query must bind the user name as $1 (never pasted in) and fit one Parse (auth_query.c). */
+static bool
+check_auth_query(char **newval, void **extra, GucSource source)
+{
+	const char *why = *newval ? config_auth_query_invalid(*newval) : " (empty)";
+
+	if (why)
+	{
+		GUC_check_errdetail("pgbun.auth_query cannot be used%s.", why);
+		return false;
+	}
+	return true;
+}
 
 static bool
 check_databases(char **newval, void **extra, GucSource source)
@@ -572,6 +599,16 @@ pgbun_define_gucs(void)
 							   "Roles the local server does not have, in PgBouncer's userlist.txt format (empty: none).",
 							   NULL, &pgbun_auth_file, "",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	/* auth_user + auth_query for targets whose roles the local server lacks (auth_query.c) */
+	DefineCustomStringVariable("pgbun.auth_user",
+							   "Role that runs pgbun.auth_query on the target of every pgbun.databases entry with a host list and no auth_user of its own (empty: none).",
+							   NULL, &pgbun_auth_user, "",
+							   PGC_SIGHUP, 0, check_auth_user, NULL, NULL);
+	DefineCustomStringVariable("pgbun.auth_query",
+							   "Query that returns (name, verifier) of the role $1 on a target, for databases with an auth_user.",
+							   "It must return NULL as the verifier when the password has expired (VALID UNTIL).",
+							   &pgbun_auth_query, PGBUN_AUTH_QUERY_DEFAULT,
+							   PGC_SIGHUP, 0, check_auth_query, NULL, NULL);
 	DefineCustomStringVariable("pgbun.ident_file",
 							   "User name maps in pg_ident.conf format for map= on hba cert/peer lines (empty: the server's own ident_file).",
 							   NULL, &pgbun_ident_file, "",

@@ -66,6 +66,8 @@ extern char *pgbun_users;
 extern char *pgbun_track_extra_parameters;
 extern char *pgbun_hba_file;
 extern char *pgbun_auth_file;
+extern char *pgbun_auth_user;
+extern char *pgbun_auth_query;
 extern char *pgbun_ident_file;
 extern int	pgbun_auth_failure_delay;	/* ms */
 extern char *pgbun_ignore_startup_parameters;
@@ -107,11 +109,21 @@ extern int	config_pool_mode(const char *database, const char *user);
 extern int	config_pool_size(const char *database);
 
 /*
+ * pgbun.auth_query's default (auth_query.c): schema-qualified, and NULL as
+ * the verifier past VALID UNTIL (PgBouncer's CVE-2025-2291).
+ */
+#define PGBUN_AUTH_QUERY_DEFAULT \
+	"SELECT rolname, CASE WHEN rolvaliduntil IS NULL OR rolvaliduntil > pg_catalog.now() " \
+	"THEN rolpassword END FROM pg_catalog.pg_authid WHERE rolname = $1 AND rolcanlogin"
+
+/*
  * One entry of pgbun.databases (or pgbun.users): PgBouncer's / libpq's keys.
  * A database entry with any of host, port, dbname, user, password,
  * target_session_attrs, load_balance_hosts or max_replica_lag "routes" the
  * database: its pools get their own Target (target.c). An entry with only
- * pool settings keeps the default target (pgbun.server_host), as before.
+ * pool settings keeps the default target (pgbun.server_host), as before;
+ * auth_user and auth_query do not route either (they say how its clients are
+ * checked).
  */
 #define CONFIG_MAX_HOSTS	16
 #define CONFIG_HOSTS_LEN	1024
@@ -153,6 +165,8 @@ typedef struct DbEntry
 	int			lb;				/* LoadBalanceHosts */
 	int			max_replica_lag;	/* ms, 0: no limit */
 	char		connect_query[CONFIG_QUERY_LEN];	/* "": none */
+	char		auth_user[NAMEDATALEN];	/* auth_query runs as this role, "": pgbun.auth_user (auth_query.h) */
+	char		auth_query[CONFIG_QUERY_LEN];	/* "": pgbun.auth_query */
 } DbEntry;
 
 /*

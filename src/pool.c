@@ -30,6 +30,7 @@
 #include "prepared.h"
 #include "session.h"
 #include "server_login.h"
+#include "auth_query.h"
 #include "health.h"
 #include "settings.h"
 #include "target.h"
@@ -141,7 +142,7 @@ shared_server_total(const char *database, const char *user)
  * *full tells whether a limit (pool size, max_db/user_connections) said no,
  * as opposed to server_login_retry.
  */
-static bool
+bool
 pool_reserve_server(Pool *pool, bool *full)
 {
 	PgbunPoolSlot *ps = &pgbun_shared->pools[pool->slot];
@@ -1039,6 +1040,7 @@ pool_janitor(void)
 	if (pgbun_cfg->pool_idle_timeout > 0)
 		(void) pool_free_empty(pgbun_cfg->pool_idle_timeout);
 	notify_janitor();
+	auth_query_janitor();
 	cancel_janitor();
 	dns_janitor();
 	health_janitor();

@@ -28,6 +28,7 @@
 #include "settings.h"
 #include "target.h"
 #include "tls.h"
+#include "auth_query.h"
 #include "websocket.h"
 
 void
@@ -74,6 +75,8 @@ server_set_state(Server *s, ServerState st)
 	s->state = st;
 	if (s->listener)
 		dlist_push_tail(notify_server_list(s), &s->node);	/* on no pool list */
+	else if (s->authq)
+		dlist_push_tail(auth_query_server_list(s), &s->node);
 	else if (st == SV_IDLE)
 		dlist_push_head(server_state_list(s->pool, st), &s->node);
 	else
@@ -141,6 +144,8 @@ server_close(Server *s, const char *reason)
 		pg_atomic_fetch_sub_u32(&pgbun_shared->hosts[s->hslot].n_servers, 1);
 	pool->n_servers--;
 	pool_kick_waiting(pool);
+	if (s->authq)
+		auth_query_server_closed(s, reason);	/* counted in the pool as any server */
 }
 
 bool
@@ -871,6 +876,11 @@ server_on_event(Server *s, uint32 events)
 	if (s->listener)
 	{
 		notify_listener_event(s);
+		return;
+	}
+	if (s->authq)
+	{
+		auth_query_server_event(s, events);
 		return;
 	}
 	/* the client's data may have been waiting for this server to drain */

@@ -136,6 +136,8 @@ settings_build(MemoryContext *cxt_out)
 	s->auth_file = snap_strdup(pgbun_auth_file);
 	s->ident_file = snap_strdup(pgbun_ident_file);
 	s->auth_failure_delay = pgbun_auth_failure_delay;
+	s->auth_user = snap_strdup(pgbun_auth_user);
+	s->auth_query = snap_strdup(pgbun_auth_query);
 
 	s->client_tls_sslmode = pgbun_client_tls_sslmode;
 	s->client_tls_cert_file = snap_strdup(pgbun_client_tls_cert_file);

@@ -92,6 +92,8 @@ typedef struct PgbunSettings
 	const char *auth_file;
 	const char *ident_file;
 	int			auth_failure_delay; /* ms */
+	const char *auth_user;		/* auth_query.c */
+	const char *auth_query;
 
 	/* TLS (tls.c) */
 	int			client_tls_sslmode; /* TlsMode */
