@@ -21,6 +21,7 @@
 #include "params.h"
 #include "tls.h"
 #include "websocket.h"
+#include "http_sql.h"
 
 char	   *pgbun_listen_addresses = NULL;
 int			pgbun_port = 6432;
@@ -671,5 +672,6 @@ pgbun_define_gucs(void)
 
 	metrics_define_gucs();		/* pgbun.metrics_*, stats_period, log_pooler_errors */
 	websocket_define_gucs();	/* pgbun.websocket* */
+	http_sql_define_gucs();		/* pgbun.http_sql* */
 	MarkGUCPrefixReserved("pgbun");
 }

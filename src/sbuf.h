@@ -21,6 +21,7 @@
 
 struct ssl_st;
 struct WsConn;
+struct HttpSqlConn;
 
 /* Where a connection's TLS stands (tls.c moves it). */
 typedef enum SBufTls
@@ -63,6 +64,7 @@ typedef struct SBuf
 	uint8		tls_state;		/* SBufTls */
 	uint8		tls_wpend;		/* SBufWPend (WebSocket frames too) */
 	struct WsConn *ws;			/* WebSocket framing above TLS or the socket, or NULL */
+	struct HttpSqlConn *hsql;	/* HTTP query API adapter above TLS or the socket, or NULL */
 } SBuf;
 
 typedef enum PktAction

@@ -85,6 +85,8 @@ main(void)
 	sbuf_suite();
 	http_suite();
 	websocket_suite();
+	json_suite();
+	http_sql_suite();
 	config_suite();
 
 	printf("%d passed, %d failed\n", unit_passed, unit_failed);
