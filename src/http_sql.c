@@ -3,6 +3,8 @@
  *
  * A connection goes through these phases:
  *
+ *   HS_HEAD      the head began but is not complete: read here, so that a
+ *                client too slow for client_login_timeout gets an HTTP 408.
  *   HS_BODY      the head was accepted (http_sql_accept); the body is read
  *                from the socket (or TLS) into a buffer of Content-Length
  *                bytes, then parsed (json.c) and turned into the protocol
@@ -58,6 +60,7 @@ int			pgbun_http_sql_max_response_size = 10 * 1024 * 1024;
 
 typedef enum HsPhase
 {
+	HS_HEAD,
 	HS_BODY,
 	HS_LOGIN,
 	HS_QUERIES,
@@ -76,6 +79,8 @@ typedef struct HttpSqlConn
 	const char *error;			/* why reads fail (static text) */
 
 	/* the request */
+	char	   *head;			/* HS_HEAD: the head so far (SBUF_SIZE bytes) */
+	uint32		head_len;
 	char	   *body;
 	uint32		body_len;		/* Content-Length */
 	uint32		body_have;
@@ -116,7 +121,7 @@ typedef struct HttpSqlConn
 	bool		have_error;
 
 	/* the response going out */
-	char		resp_head[256];
+	char		resp_head[320];
 	uint32		resp_head_len;
 	uint32		resp_head_pos;
 	JsonBuf    *resp_body;
@@ -235,15 +240,15 @@ refuse_head(SBuf *sb, int status, const char *extra, const char *sqlstate, const
 	return -1;
 }
 
-/* Make the response: status line, headers and body (owned by h). */
+/* Make the response: status line, headers (extra: more of them) and body (owned by h). */
 static void
-respond(HttpSqlConn *h, int status, JsonBuf *body)
+respond_with(HttpSqlConn *h, int status, const char *extra, JsonBuf *body)
 {
 	int			n;
 
 	n = snprintf(h->resp_head, sizeof(h->resp_head),
-				 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n",
-				 status, status_text(status), body->len);
+				 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nConnection: close\r\n%sContent-Length: %zu\r\n\r\n",
+				 status, status_text(status), extra, body->len);
 	h->resp_head_len = (uint32) Min(n, (int) sizeof(h->resp_head) - 1);
 	h->resp_head_pos = 0;
 	h->resp_body = body;
@@ -252,13 +257,19 @@ respond(HttpSqlConn *h, int status, JsonBuf *body)
 		h->phase = HS_RESPOND;
 }
 
+static void
+respond(HttpSqlConn *h, int status, JsonBuf *body)
+{
+	respond_with(h, status, "", body);
+}
+
 /* A pgbun-made error response. */
 static void
-respond_error(HttpSqlConn *h, int status, const char *sqlstate, const char *msg)
+respond_error(HttpSqlConn *h, int status, const char *extra, const char *sqlstate, const char *msg)
 {
 	json_buf_reset(&h->own_body);
 	put_error_body(&h->own_body, sqlstate, msg);
-	respond(h, status, &h->own_body);
+	respond_with(h, status, extra, &h->own_body);
 }
 
 /* Write what is left of the response: 1 all out, 0 would block, -1 error. */
@@ -483,6 +494,107 @@ batch_begin(HttpSqlConn *h, const HttpRequest *req)
 	return NULL;
 }
 
+/* How a request is refused at its head. */
+typedef struct Refusal
+{
+	int			status;
+	const char *extra;			/* more header lines */
+	const char *sqlstate;
+	const char *why;
+} Refusal;
+
+static bool
+refusal(Refusal *r, int status, const char *extra, const char *sqlstate, const char *why)
+{
+	r->status = status;
+	r->extra = extra;
+	r->sqlstate = sqlstate;
+	r->why = why;
+	return false;
+}
+
+/*
+ * A whole request head: check it and set h up for the body (rest_len bytes
+ * of it came with the head). false: refused, *r says how.
+ */
+static bool
+take_head(SBuf *sb, HttpSqlConn *h, const HttpRequest *req, const char *rest, uint32 rest_len, Refusal *r)
+{
+	const HttpHeader *cs;
+	const HttpHeader *cl;
+	const HttpHeader *expect;
+	uint64		clen = 0;
+	const char *bad;
+
+	if (!http_path_is(req, "/sql"))
+		return refusal(r, 404, "", "08P01", "no HTTP endpoint at this path (POST /sql is the query endpoint)");
+	if (!http_method_is(req, "POST"))
+		return refusal(r, 405, "Allow: POST\r\n", "08P01", "the query endpoint takes POST");
+	if (!sb->ssl && !peer_is_local(sb->fd))
+		return refusal(r, 403, "", "28000", "the HTTP query endpoint requires TLS (https://) except from loopback");
+	if (http_find_header(req, "Transfer-Encoding"))
+		return refusal(r, 411, "", "08P01", "send the request body with Content-Length (no Transfer-Encoding)");
+	cl = http_find_header(req, "Content-Length");
+	if (!cl || cl->value_len == 0)
+		return refusal(r, 411, "", "08P01", "the request needs a Content-Length");
+	for (size_t i = 0; i < cl->value_len; i++)
+	{
+		if (cl->value[i] < '0' || cl->value[i] > '9')
+			return refusal(r, 400, "", "08P01", "malformed Content-Length");
+		if (clen <= (uint64) pgbun_http_sql_max_request_size)
+			clen = clen * 10 + (cl->value[i] - '0');
+	}
+	if (clen > (uint64) pgbun_http_sql_max_request_size)
+		return refusal(r, 413, "", "54000", "request body larger than pgbun.http_sql_max_request_size");
+	if (http_find_header(req, "Authorization"))
+		return refusal(r, 400, "", "28000", "JWT authentication (Authorization header) is not supported; put the password in the connection string");
+	cs = http_find_header(req, "Neon-Connection-String");
+	if (!cs || cs->value_len == 0)
+		return refusal(r, 400, "", "08P01", "missing Neon-Connection-String header");
+	bad = parse_connection_string(h, cs->value, cs->value_len);
+	if (bad)
+		return refusal(r, 400, "", "28000", bad);
+	/* the Neon-Batch-* headers count only for a batch: checked once the body says it is one */
+	h->batch_error = batch_begin(h, req);
+	h->array_mode = header_is(http_find_header(req, "Neon-Array-Mode"), "true");
+	h->body = malloc(clen + 1);
+	if (!h->body)
+		return refusal(r, 503, "", "53200", "out of memory");
+	h->body_len = (uint32) clen;
+	/* body bytes that came with the head (bytes after the body: ignored, we close) */
+	h->body_have = Min(rest_len, (uint32) clen);
+	memcpy(h->body, rest, h->body_have);
+	h->phase = HS_BODY;
+
+	expect = http_find_header(req, "Expect");
+	if (header_is(expect, "100-continue") && h->body_have < h->body_len)
+	{
+		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+		(void) lower_write(sb, cont, sizeof(cont) - 1);	/* one try: tiny, on a fresh socket */
+	}
+	return true;
+}
+
+static HttpSqlConn *
+new_conn(void (*kick) (void *owner), void *owner)
+{
+	HttpSqlConn *h = calloc(1, sizeof(HttpSqlConn));
+
+	if (!h)
+		return NULL;
+	h->kick = kick;
+	h->owner = owner;
+	json_buf_init(&h->in, (size_t) pgbun_http_sql_max_request_size * 2 + 65536);
+	json_buf_init(&h->queries, (size_t) pgbun_http_sql_max_request_size * 2 + 65536);
+	json_buf_init(&h->out, (size_t) pgbun_http_sql_max_response_size);
+	json_buf_init(&h->err, HS_ERROR_MAX);
+	json_buf_init(&h->own_body, 4096);
+	return h;
+}
+
+static void free_conn(HttpSqlConn *h);
+
 int
 http_sql_accept(SBuf *sb, void (*kick) (void *owner), void *owner, const char **why)
 {
@@ -490,14 +602,8 @@ http_sql_accept(SBuf *sb, void (*kick) (void *owner), void *owner, const char **
 	const char *head = (const char *) sb->in + sb->parse_pos;
 	uint32		avail = sbuf_unparsed(sb);
 	int			len;
-	const HttpHeader *cs;
-	const HttpHeader *cl;
-	const HttpHeader *am;
-	const HttpHeader *expect;
-	uint64		clen = 0;
 	HttpSqlConn *h;
-	const char *bad;
-	uint32		have;
+	Refusal		r;
 
 	len = http_parse_request(head, avail, &req);
 	if (len == HTTP_NEED_MORE)
@@ -505,81 +611,38 @@ http_sql_accept(SBuf *sb, void (*kick) (void *owner), void *owner, const char **
 		/* the head must fit in the input buffer, as the metrics port's does */
 		if (sb->parse_pos + avail >= SBUF_SIZE)
 			return refuse_head(sb, 431, "", "54000", "HTTP request head too large", why);
-		return 0;
+		/* a GET may be a WebSocket upgrade: websocket.c wants its whole head in sb */
+		if (pgbun_websocket && strncmp(head, "GET", Min(avail, 3)) == 0)
+			return 0;
+		/* the rest of the head comes through the adapter, which can answer a timeout in HTTP */
+		h = new_conn(kick, owner);
+		if (!h || !(h->head = malloc(SBUF_SIZE)))
+		{
+			free(h);
+			return refuse_head(sb, 503, "", "53200", "out of memory", why);
+		}
+		memcpy(h->head, head, avail);
+		h->head_len = avail;
+		h->phase = HS_HEAD;
 	}
-	if (len == HTTP_TOO_MANY)
-		return refuse_head(sb, 431, "", "54000", "too many header fields in the HTTP request", why);
-	if (len < 0)
-		return refuse_head(sb, 400, "", "08P01", "malformed HTTP request", why);
-	if (http_method_is(&req, "GET") && http_find_header(&req, "Upgrade") && pgbun_websocket)
-		return HTTP_SQL_WEBSOCKET;
-	if (!http_path_is(&req, "/sql"))
-		return refuse_head(sb, 404, "", "08P01", "no HTTP endpoint at this path (POST /sql is the query endpoint)", why);
-	if (!http_method_is(&req, "POST"))
-		return refuse_head(sb, 405, "Allow: POST\r\n", "08P01", "the query endpoint takes POST", why);
-	if (!sb->ssl && !peer_is_local(sb->fd))
-		return refuse_head(sb, 403, "", "28000", "the HTTP query endpoint requires TLS (https://) except from loopback", why);
-	if (http_find_header(&req, "Transfer-Encoding"))
-		return refuse_head(sb, 411, "", "08P01", "send the request body with Content-Length (no Transfer-Encoding)", why);
-	cl = http_find_header(&req, "Content-Length");
-	if (!cl || cl->value_len == 0 || cl->value_len > 12)
-		return refuse_head(sb, 411, "", "08P01", "the request needs a Content-Length", why);
-	for (size_t i = 0; i < cl->value_len; i++)
+	else
 	{
-		if (cl->value[i] < '0' || cl->value[i] > '9')
-			return refuse_head(sb, 400, "", "08P01", "malformed Content-Length", why);
-		clen = clen * 10 + (cl->value[i] - '0');
+		if (len == HTTP_TOO_MANY)
+			return refuse_head(sb, 431, "", "54000", "too many header fields in the HTTP request", why);
+		if (len < 0)
+			return refuse_head(sb, 400, "", "08P01", "malformed HTTP request", why);
+		if (http_method_is(&req, "GET") && http_find_header(&req, "Upgrade") && pgbun_websocket)
+			return HTTP_SQL_WEBSOCKET;
+		h = new_conn(kick, owner);
+		if (!h)
+			return refuse_head(sb, 503, "", "53200", "out of memory", why);
+		if (!take_head(sb, h, &req, head + len, avail - (uint32) len, &r))
+		{
+			free_conn(h);
+			return refuse_head(sb, r.status, r.extra, r.sqlstate, r.why, why);
+		}
 	}
-	if (clen > (uint64) pgbun_http_sql_max_request_size)
-		return refuse_head(sb, 413, "", "54000", "request body larger than pgbun.http_sql_max_request_size", why);
-	if (http_find_header(&req, "Authorization"))
-		return refuse_head(sb, 400, "", "28000", "JWT authentication (Authorization header) is not supported; put the password in the connection string", why);
-	cs = http_find_header(&req, "Neon-Connection-String");
-	if (!cs || cs->value_len == 0)
-		return refuse_head(sb, 400, "", "08P01", "missing Neon-Connection-String header", why);
-
-	h = calloc(1, sizeof(HttpSqlConn));
-	if (!h || !(h->body = malloc(clen + 1)))
-	{
-		free(h);
-		return refuse_head(sb, 503, "", "53200", "out of memory", why);
-	}
-	bad = parse_connection_string(h, cs->value, cs->value_len);
-	if (bad)
-	{
-		explicit_bzero(h->password, sizeof(h->password));
-		free(h->body);
-		free(h);
-		return refuse_head(sb, 400, "", "28000", bad, why);
-	}
-	/* the Neon-Batch-* headers count only for a batch: checked once the body says it is one */
-	h->batch_error = batch_begin(h, &req);
-	am = http_find_header(&req, "Neon-Array-Mode");
-	h->array_mode = header_is(am, "true");
-	h->kick = kick;
-	h->owner = owner;
-	h->phase = HS_BODY;
-	h->body_len = (uint32) clen;
-	h->exec_idx = 0;
-	json_buf_init(&h->in, (size_t) pgbun_http_sql_max_request_size * 2 + 65536);
-	json_buf_init(&h->queries, (size_t) pgbun_http_sql_max_request_size * 2 + 65536);
-	json_buf_init(&h->out, (size_t) pgbun_http_sql_max_response_size);
-	json_buf_init(&h->err, HS_ERROR_MAX);
-	json_buf_init(&h->own_body, 4096);
-
-	/* body bytes that came with the head (bytes after the body: ignored, we close) */
-	have = Min(avail - (uint32) len, (uint32) clen);
-	memcpy(h->body, head + len, have);
-	h->body_have = have;
 	sbuf_consume(sb, avail);
-
-	expect = http_find_header(&req, "Expect");
-	if (header_is(expect, "100-continue") && h->body_have < h->body_len)
-	{
-		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-
-		(void) lower_write(sb, cont, sizeof(cont) - 1);	/* one try: tiny, on a fresh socket */
-	}
 	sb->hsql = h;
 	sb->drained = false;		/* the body may be complete already: no event will come */
 	return 1;
@@ -778,18 +841,24 @@ put_startup(HttpSqlConn *h)
 	b->data[at + 3] = (char) l;
 }
 
-/* Refuse the request from the body on: the error answer goes out, reads fail. */
+/* Refuse the request from the adapter: the error answer goes out, reads fail. */
 static ssize_t
-fail_request(SBuf *sb, int status, const char *sqlstate, const char *msg)
+fail_request_with(SBuf *sb, int status, const char *extra, const char *sqlstate, const char *msg)
 {
 	HttpSqlConn *h = sb->hsql;
 
-	respond_error(h, status, sqlstate, msg);
+	respond_error(h, status, extra, sqlstate, msg);
 	h->phase = HS_FAILED;
 	h->error = "HTTP request refused";
 	(void) flush_response(sb);
 	errno = EPROTO;
 	return -1;
+}
+
+static ssize_t
+fail_request(SBuf *sb, int status, const char *sqlstate, const char *msg)
+{
+	return fail_request_with(sb, status, "", sqlstate, msg);
 }
 
 /* The whole body is in: parse it and make the protocol stream. */
@@ -899,6 +968,36 @@ http_sql_read(SBuf *sb, void *buf, size_t len)
 {
 	HttpSqlConn *h = sb->hsql;
 
+	while (h->phase == HS_HEAD)
+	{
+		HttpRequest req;
+		int			hl = http_parse_request(h->head, h->head_len, &req);
+		Refusal		r;
+		ssize_t		n;
+
+		if (hl == HTTP_NEED_MORE)
+		{
+			if (h->head_len >= SBUF_SIZE)
+				return fail_request(sb, 431, "54000", "HTTP request head too large");
+			n = lower_read(sb, h->head + h->head_len, SBUF_SIZE - h->head_len);
+			if (n == 0)
+				return 0;		/* gone before the head was in */
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				return -1;		/* EAGAIN: wait for the rest */
+			h->head_len += (uint32) n;
+			continue;
+		}
+		if (hl == HTTP_TOO_MANY)
+			return fail_request(sb, 431, "54000", "too many header fields in the HTTP request");
+		if (hl < 0)
+			return fail_request(sb, 400, "08P01", "malformed HTTP request");
+		if (!take_head(sb, h, &req, h->head + hl, h->head_len - (uint32) hl, &r))
+			return fail_request_with(sb, r.status, r.extra, r.sqlstate, r.why);
+		free(h->head);
+		h->head = NULL;
+	}
 	if (h->phase == HS_BODY)
 	{
 		while (h->body_have < h->body_len)
@@ -1201,7 +1300,7 @@ finish(HttpSqlConn *h)
 
 		snprintf(m, sizeof(m), "the answer is larger than pgbun.http_sql_max_response_size (%d bytes)%s",
 				 pgbun_http_sql_max_response_size, h->batch ? "; the transaction was rolled back" : "");
-		respond_error(h, 400, "54000", m);
+		respond_error(h, 400, "", "54000", m);
 	}
 	else
 	{
@@ -1243,13 +1342,13 @@ take_message(HttpSqlConn *h, char type, const uint8 *b, uint32 len)
 				static const char term[5] = {'X', 0, 0, 0, 4};
 
 				if (!h->have_error)
-					respond_error(h, 502, "08P01", "unexpected authentication request");
+					respond_error(h, 502, "", "08P01", "unexpected authentication request");
 				give(h, term, sizeof(term));
 			}
 			break;
 		case 'E':
 			take_error(h, b, len);
-			if (h->phase == HS_BODY)
+			if (h->phase == HS_HEAD || h->phase == HS_BODY)
 				respond(h, 408, &h->err);	/* pgbun gave up waiting for the request */
 			else if (h->phase == HS_LOGIN)
 				respond(h, 400, &h->err);	/* the login failed; pgbun closes now */
@@ -1283,9 +1382,12 @@ take_message(HttpSqlConn *h, char type, const uint8 *b, uint32 len)
 			break;
 		case 'G':
 			{
-				/* COPY FROM STDIN: there is no data to send */
+				/*
+				 * COPY FROM STDIN: there is no data to send. The Sync sent
+				 * with the query was ignored during the copy: another one.
+				 */
 				static const char fmsg[] = "pgbun: COPY FROM STDIN is not supported over HTTP";
-				char		m[5 + sizeof(fmsg)];
+				char		m[5 + sizeof(fmsg) + 5];
 				uint32		l = 4 + sizeof(fmsg);
 
 				m[0] = 'f';
@@ -1294,6 +1396,7 @@ take_message(HttpSqlConn *h, char type, const uint8 *b, uint32 len)
 				m[3] = (char) (l >> 8);
 				m[4] = (char) l;
 				memcpy(m + 5, fmsg, sizeof(fmsg));
+				memcpy(m + 5 + sizeof(fmsg), "S\0\0\0\4", 5);
 				give(h, m, sizeof(m));
 				break;
 			}
@@ -1440,13 +1543,21 @@ http_sql_close(SBuf *sb)
 			if (h->have_error)
 				respond(h, 400, &h->err);
 			else
-				respond_error(h, 502, "08006", "the connection ended before the answer was complete");
+				respond_error(h, 502, "", "08006", "the connection ended before the answer was complete");
 		}
 		if (h->phase == HS_RESPOND || h->phase == HS_FAILED)
 			(void) flush_response(sb);
 	}
+	free_conn(h);
+	sb->hsql = NULL;
+}
+
+static void
+free_conn(HttpSqlConn *h)
+{
 	explicit_bzero(h->password, sizeof(h->password));
 	free_field_names(h);
+	free(h->head);
 	free(h->body);
 	free(h->msg);
 	json_buf_free(&h->in);
@@ -1455,7 +1566,6 @@ http_sql_close(SBuf *sb)
 	json_buf_free(&h->err);
 	json_buf_free(&h->own_body);
 	free(h);
-	sb->hsql = NULL;
 }
 
 const char *

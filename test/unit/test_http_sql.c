@@ -450,9 +450,50 @@ test_refused(void)
 	refused_body("Neon-Batch-Isolation-Level: Chaos\r\n", "{\"queries\":[]}", "HTTP/1.1 400 ", "Neon-Batch-Isolation-Level must be");
 }
 
+/* A head in pieces: the adapter reads the rest; a timeout meanwhile is a 408. */
+static void
+test_slow_head(void)
+{
+	HsPair		p;
+	uint8_t		got[512];
+	uint8_t		m[256];
+	uint8_t    *w = m;
+	char		resp[2048];
+	const char *why = NULL;
+	static const char part1[] = "POST /sql HTTP/1.1\r\nHost: x\r\nNeon-Connection-String: postgresql://bob@h/d";
+	static const char part2[] = "b\r\nContent-Length: 20\r\n\r\n{\"query\":";
+	static const char part3[] = "\"SELECT 1\"}";
+	static const char err[] = "SFATAL\0C08P01\0Mpgbun: client_login_timeout: login not finished in time\0";
+
+	pair_open(&p);
+	CHECK(write(p.peer, part1, sizeof(part1) - 1) == sizeof(part1) - 1);
+	CHECK(sbuf_fill(&p.sb) > 0);
+	CHECK(http_sql_accept(&p.sb, kick, &p, &why) == 1);
+	CHECK(pgbun_reads(&p, got, sizeof(got)) == 0);
+	CHECK(write(p.peer, part2, sizeof(part2) - 1) == sizeof(part2) - 1);
+	CHECK(pgbun_reads(&p, got, sizeof(got)) == 0);
+	CHECK(write(p.peer, part3, sizeof(part3) - 1) == sizeof(part3) - 1);
+	CHECK(pgbun_reads(&p, got, sizeof(got)) > 8);
+	CHECK(contains(got, sizeof(got), "user\0bob\0database\0db\0", 21));
+	pair_close(&p);
+
+	pair_open(&p);
+	CHECK(write(p.peer, part1, sizeof(part1) - 1) == sizeof(part1) - 1);
+	CHECK(sbuf_fill(&p.sb) > 0);
+	CHECK(http_sql_accept(&p.sb, kick, &p, &why) == 1);
+	CHECK(pgbun_reads(&p, got, sizeof(got)) == 0);
+	put_msg(&w, 'E', err, sizeof(err));
+	pgbun_writes(&p, m, w - m);
+	client_reads(&p, resp, sizeof(resp));
+	CHECK(strncmp(resp, "HTTP/1.1 408 Request Timeout\r\n", 30) == 0);
+	CHECK(strstr(resp, "\"message\":\"pgbun: client_login_timeout") != NULL);
+	pair_close(&p);
+}
+
 void
 http_sql_suite(void)
 {
+	UNIT_RUN(test_slow_head);
 	UNIT_RUN(test_single_query);
 	UNIT_RUN(test_object_mode_and_batch);
 	UNIT_RUN(test_failed_batch);
