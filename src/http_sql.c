@@ -97,6 +97,7 @@ typedef struct HttpSqlConn
 	/* the protocol stream for pgbun: given out from in_pos */
 	JsonBuf		in;
 	size_t		in_pos;
+	bool		in_secret;		/* in holds the password message: zeroed once read */
 	JsonBuf		queries;		/* appended to in at the first ReadyForQuery */
 	bool		terminate_given;
 
@@ -949,15 +950,23 @@ take_body(SBuf *sb)
 	return 0;
 }
 
+/* Everything in in was read: empty it (and wipe the password if it was there). */
+static void
+in_consumed(HttpSqlConn *h)
+{
+	if (h->in_secret && h->in.data)
+		explicit_bzero(h->in.data, h->in.len);
+	h->in_secret = false;
+	h->in_pos = 0;
+	json_buf_reset(&h->in);
+}
+
 /* Append bytes for pgbun to read, and make sure it does. */
 static void
 give(HttpSqlConn *h, const char *p, size_t n)
 {
 	if (h->in_pos == h->in.len)
-	{
-		h->in_pos = 0;
-		json_buf_reset(&h->in);
-	}
+		in_consumed(h);
 	json_put_raw(&h->in, p, n);
 	if (h->kick)
 		h->kick(h->owner);
@@ -1039,10 +1048,7 @@ http_sql_read(SBuf *sb, void *buf, size_t len)
 		memcpy(buf, h->in.data + h->in_pos, n);
 		h->in_pos += n;
 		if (h->in_pos == h->in.len)
-		{
-			h->in_pos = 0;
-			json_buf_reset(&h->in);
-		}
+			in_consumed(h);
 		return (ssize_t) n;
 	}
 	errno = EAGAIN;				/* the next input comes with pgbun's next answer */
@@ -1333,6 +1339,7 @@ take_message(HttpSqlConn *h, char type, const uint8 *b, uint32 len)
 				m[4] = (char) l;
 				memcpy(m + 5, h->password, pl);
 				give(h, m, pl + 5);
+				h->in_secret = true;
 				explicit_bzero(m, sizeof(m));
 				explicit_bzero(h->password, sizeof(h->password));
 			}
@@ -1556,6 +1563,8 @@ static void
 free_conn(HttpSqlConn *h)
 {
 	explicit_bzero(h->password, sizeof(h->password));
+	if (h->in_secret && h->in.data)
+		explicit_bzero(h->in.data, h->in.len);
 	free_field_names(h);
 	free(h->head);
 	free(h->body);

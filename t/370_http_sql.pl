@@ -349,6 +349,35 @@ set_conf('pgbun.http_sql_max_response_size' => undef);
 	close $s;
 	sleep 1;
 }
+{
+	my ($status, $h, $b) = http_request($port, "HELLO THERE\r\n\r\n");
+	is($status, 400, 'a request line that is not HTTP: 400');
+	like($b, qr/"message":"pgbun: malformed HTTP request"/, '... with a JSON body');
+}
+{
+	# a body sent after "Expect: 100-continue" and its answer
+	my $q = 'SELECT ' . join(' + ', (1) x 2000) . ' AS s';
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'curl', '-s', '-v', '-H', "Neon-Connection-String: $conn", '-H', 'Expect: 100-continue',
+			'--expect100-timeout', '20', '--data-binary', qq({"query":"$q"}),
+			"http://127.0.0.1:$port/sql" ], '>', \$out, '2>', \$err, IPC::Run::timeout(30));
+	like($err, qr/Expect: 100-continue/, 'curl: a body with Expect: 100-continue');
+	like($err, qr{HTTP/1\.1 100 Continue}, '... answered 100 Continue');
+	like($out, qr/"rows":\[\{"s":"2000"\}\]/, '... then the answer') or diag($err);
+}
+{
+	# with pgbun.websocket on too, a GET upgrade is still the WebSocket's
+	set_conf('pgbun.websocket' => 'on');
+	my ($status, $h) = http_request($port,
+		"GET /v2 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+		  . "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", 2);
+	is($status, 101, 'pgbun.websocket and pgbun.http_sql on: an upgrade gets 101');
+	($status, $h, my $b, my $j) = post(body => '{"query":"SELECT 1 AS one"}');
+	is_deeply([ $status, $j->{rows} ], [ 200, [ { one => '1' } ] ], '... and POST /sql its answer');
+	($status) = post(method => 'GET', body => '');
+	is($status, 405, '... and a GET without Upgrade 405');
+	set_conf('pgbun.websocket' => undef);
+}
 bystander_check($bystander, $identity, 'after the abuse');
 {
 	my ($rc, $out, $err) = pgbun_psql($node, 'SELECT 42', user => 'prober', password => 'prober-pw');
