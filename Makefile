@@ -60,6 +60,8 @@ fuzz_src_messages = src/proto.c src/params.c
 fuzz_src_scram_server = src/scram.c test/fuzz/fixed_random.c
 fuzz_src_scram_client = src/scram.c test/fuzz/fixed_random.c
 fuzz_src_websocket = src/websocket.c src/sbuf.c src/http.c src/proto.c src/http_sql.c src/json.c
+fuzz_src_http_sql = src/http_sql.c src/websocket.c src/sbuf.c src/http.c src/proto.c src/json.c
+fuzz_src_json = src/json.c
 FUZZ_TARGETS = $(patsubst test/fuzz/fuzz_%.c,%,$(wildcard test/fuzz/fuzz_*.c))
 FUZZ_BINS = $(addprefix test/fuzz/bin/fuzz_,$(FUZZ_TARGETS))
 

@@ -120,6 +120,7 @@ typedef struct HttpSqlConn
 	JsonBuf		out;			/* the JSON body on success */
 	JsonBuf		err;			/* the first ErrorResponse as JSON */
 	bool		have_error;
+	bool		bad_answer;		/* a malformed message came (never from PostgreSQL) */
 
 	/* the response going out */
 	char		resp_head[320];
@@ -1182,7 +1183,10 @@ open_result(HttpSqlConn *h, const uint8 *b, uint32 len, bool nodata)
 		size_t		nl;
 
 		if (!z || (uint32) (z - b) + 19 > len)
+		{
+			h->bad_answer = true;
 			break;
+		}
 		nl = z - name;
 		i += (uint32) nl + 1;
 		if (f > 0)
@@ -1230,10 +1234,36 @@ add_row(HttpSqlConn *h, const uint8 *b, uint32 len)
 
 	if (o->overflow)
 		return;					/* the answer is refused anyway */
+	/* the server's rows are well formed; anything else must not break the JSON */
+	for (int c = 0; c < nc; c++)
+	{
+		int32		vl;
+
+		if (i + 4 > len)
+		{
+			i = len + 1;
+			break;
+		}
+		vl = (int32) get_u32(b + i);
+		i += 4;
+		if (vl > 0 && (uint32) vl > len - i)
+		{
+			i = len + 1;
+			break;
+		}
+		if (vl > 0)
+			i += (uint32) vl;
+	}
+	if (len < 2 || i != len)
+	{
+		h->bad_answer = true;
+		return;
+	}
+	i = 2;
 	if (h->n_rows++ > 0)
 		json_put_char(o, ',');
 	json_put_char(o, h->array_mode ? '[' : '{');
-	for (int c = 0; c < nc && i + 4 <= len; c++)
+	for (int c = 0; c < nc; c++)
 	{
 		int32		vl = (int32) get_u32(b + i);
 
@@ -1249,8 +1279,6 @@ add_row(HttpSqlConn *h, const uint8 *b, uint32 len)
 			json_put_cstr(o, "null");
 		else
 		{
-			if ((uint32) vl > len - i)
-				break;
 			json_put_string(o, (const char *) b + i, (size_t) vl);
 			i += (uint32) vl;
 		}
@@ -1298,8 +1326,12 @@ close_result(HttpSqlConn *h, const char *tag)
 static void
 finish(HttpSqlConn *h)
 {
+	if (h->result_open)
+		h->bad_answer = true;	/* rows, but no CommandComplete */
 	if (h->have_error)
 		respond(h, 400, &h->err);
+	else if (h->bad_answer || (!h->out.overflow && h->n_results != h->n_queries))
+		respond_error(h, 502, "", "08P01", "malformed answer from the server");
 	else if (h->out.overflow)
 	{
 		char		m[160];
@@ -1481,7 +1513,7 @@ feed(HttpSqlConn *h, const uint8 *p, size_t len)
 		{
 			size_t		n = Min(len - i, (size_t) (h->msg_len - h->msg_have));
 
-			if (!h->msg_drop)
+			if (!h->msg_drop && n > 0)
 				memcpy(h->msg + h->msg_have, p + i, n);
 			h->msg_have += (uint32) n;
 			i += n;
@@ -1490,7 +1522,7 @@ feed(HttpSqlConn *h, const uint8 *p, size_t len)
 		{
 			h->hdr_have = 0;
 			if (!h->msg_drop)
-				take_message(h, (char) h->hdr[0], h->msg, h->msg_len);
+				take_message(h, (char) h->hdr[0], h->msg ? h->msg : (const uint8 *) "", h->msg_len);
 			else if (h->hdr[0] == 'Z')
 				take_message(h, 'Z', (const uint8 *) "I", 1);
 		}

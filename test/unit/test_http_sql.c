@@ -490,9 +490,48 @@ test_slow_head(void)
 	pair_close(&p);
 }
 
+/*
+ * Answers PostgreSQL never sends (found by fuzz_http_sql): a DataRow
+ * shorter than its column count, a ReadyForQuery with no result. The
+ * client gets a 502 with a JSON body, never broken JSON or an over-read.
+ */
+static void
+test_malformed_answer(void)
+{
+	static const uint8_t short_row[] = {0, 2, 0, 0, 0, 1, 'U'};
+	static const uint8_t *const rows[] = {short_row, NULL};
+
+	for (int k = 0; k < 2; k++)
+	{
+		HsPair		p;
+		uint8_t		got[1024];
+		uint8_t		m[512];
+		uint8_t    *w = m;
+		uint8_t		rd[64];
+		char		resp[2048];
+
+		pair_open(&p);
+		send_request(&p, "POST", "/sql", "Neon-Array-Mode: true\r\n", "{\"query\":\"SELECT 1\"}");
+		(void) login(&p, got, sizeof(got));
+		if (rows[k])
+		{
+			put_msg(&w, 'T', rd, row_description(rd, 2));
+			put_msg(&w, 'D', rows[k], sizeof(short_row));
+			put_msg(&w, 'C', "SELECT 1", 9);
+		}
+		put_msg(&w, 'Z', "I", 1);
+		pgbun_writes(&p, m, w - m);
+		client_reads(&p, resp, sizeof(resp));
+		CHECK(strncmp(resp, "HTTP/1.1 502 ", 13) == 0);
+		CHECK(strstr(resp, "\r\n\r\n{\"message\":\"pgbun: malformed answer from the server\",\"code\":\"08P01\"") != NULL);
+		pair_close(&p);
+	}
+}
+
 void
 http_sql_suite(void)
 {
+	UNIT_RUN(test_malformed_answer);
 	UNIT_RUN(test_slow_head);
 	UNIT_RUN(test_single_query);
 	UNIT_RUN(test_object_mode_and_batch);
