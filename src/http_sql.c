@@ -587,7 +587,8 @@ new_conn(void (*kick) (void *owner), void *owner)
 		return NULL;
 	h->kick = kick;
 	h->owner = owner;
-	json_buf_init(&h->in, (size_t) pgbun_http_sql_max_request_size * 2 + 65536);
+	/* the queries, and what may still be unread when they are added */
+	json_buf_init(&h->in, (size_t) pgbun_http_sql_max_request_size * 2 + 2 * 65536);
 	json_buf_init(&h->queries, (size_t) pgbun_http_sql_max_request_size * 2 + 65536);
 	json_buf_init(&h->out, (size_t) pgbun_http_sql_max_response_size);
 	json_buf_init(&h->err, HS_ERROR_MAX);
