@@ -81,6 +81,7 @@ typedef struct HttpSqlConn
 	/* the request */
 	char	   *head;			/* HS_HEAD: the head so far (SBUF_SIZE bytes) */
 	uint32		head_len;
+	HttpHeadScan head_scan;		/* ... and where its end was looked for */
 	char	   *body;
 	uint32		body_len;		/* Content-Length */
 	uint32		body_have;
@@ -982,10 +983,13 @@ http_sql_read(SBuf *sb, void *buf, size_t len)
 	while (h->phase == HS_HEAD)
 	{
 		HttpRequest req;
-		int			hl = http_parse_request(h->head, h->head_len, &req);
+		int			hl = HTTP_NEED_MORE;
 		Refusal		r;
 		ssize_t		n;
 
+		/* parse only once a blank line came: a head sent a byte at a time is scanned once */
+		if (http_head_may_be_complete(&h->head_scan, h->head, h->head_len))
+			hl = http_parse_request(h->head, h->head_len, &req);
 		if (hl == HTTP_NEED_MORE)
 		{
 			if (h->head_len >= SBUF_SIZE)

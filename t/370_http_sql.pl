@@ -246,6 +246,19 @@ else
 	($status, $h, $b, $j) = post(body => '{"query":"SELECT current_user AS u"}');
 	is_deeply([ $status, $j->{rows} ], [ 200, [ { u => 'app' } ] ], 'hba: a scram-sha-256 line lets the role in with its password');
 	set_conf('pgbun.auth_type' => 'scram-sha-256');
+
+	# an md5 verifier: refused with auth_type scram-sha-256 (as over SCRAM), checked with md5
+	$node->safe_psql('postgres', "SET password_encryption = 'md5'; CREATE ROLE md5app LOGIN PASSWORD 'md5-pw'; GRANT CONNECT ON DATABASE appdb TO md5app");
+	($status, $h, $b, $j) = post(conn => 'postgresql://md5app:md5-pw@h/appdb', body => '{"query":"SELECT current_user AS u"}');
+	is_deeply([ $status, $j->{code} ], [ 400, '28P01' ], 'md5 verifier with auth_type scram-sha-256: refused (28P01)') or diag($b);
+	set_conf('pgbun.auth_type' => 'md5');
+	($status, $h, $b, $j) = post(conn => 'postgresql://md5app:md5-pw@h/appdb', body => '{"query":"SELECT current_user AS u"}');
+	is_deeply([ $status, $j->{rows} ], [ 200, [ { u => 'md5app' } ] ], 'md5 verifier with auth_type md5: the password is checked against it') or diag($b);
+	($status, $h, $b, $j) = post(conn => 'postgresql://md5app:wrong@h/appdb', body => '{"query":"SELECT 1"}');
+	is_deeply([ $status, $j->{code} ], [ 400, '28P01' ], 'md5 verifier, wrong password: 28P01') or diag($b);
+	($status, $h, $b, $j) = post(body => '{"query":"SELECT current_user AS u"}');
+	is_deeply([ $status, $j->{rows} ], [ 200, [ { u => 'app' } ] ], 'auth_type md5: a SCRAM verifier still works') or diag($b);
+	set_conf('pgbun.auth_type' => 'scram-sha-256');
 }
 SKIP:
 {
