@@ -544,10 +544,10 @@ take_head(SBuf *sb, HttpSqlConn *h, const HttpRequest *req, const char *rest, ui
 	{
 		if (cl->value[i] < '0' || cl->value[i] > '9')
 			return refusal(r, 400, "", "08P01", "malformed Content-Length");
-		if (clen <= (uint64) pgbun_http_sql_max_request_size)
+		if (clen <= (uint64) pgbun_cfg->http_sql_max_request_size)
 			clen = clen * 10 + (cl->value[i] - '0');
 	}
-	if (clen > (uint64) pgbun_http_sql_max_request_size)
+	if (clen > (uint64) pgbun_cfg->http_sql_max_request_size)
 		return refusal(r, 413, "", "54000", "request body larger than pgbun.http_sql_max_request_size");
 	if (http_find_header(req, "Authorization"))
 		return refusal(r, 400, "", "28000", "JWT authentication (Authorization header) is not supported; put the password in the connection string");
@@ -589,9 +589,9 @@ new_conn(void (*kick) (void *owner), void *owner)
 	h->kick = kick;
 	h->owner = owner;
 	/* the queries, and what may still be unread when they are added */
-	json_buf_init(&h->in, (size_t) pgbun_http_sql_max_request_size * 2 + 2 * 65536);
-	json_buf_init(&h->queries, (size_t) pgbun_http_sql_max_request_size * 2 + 65536);
-	json_buf_init(&h->out, (size_t) pgbun_http_sql_max_response_size);
+	json_buf_init(&h->in, (size_t) pgbun_cfg->http_sql_max_request_size * 2 + 2 * 65536);
+	json_buf_init(&h->queries, (size_t) pgbun_cfg->http_sql_max_request_size * 2 + 65536);
+	json_buf_init(&h->out, (size_t) pgbun_cfg->http_sql_max_response_size);
 	json_buf_init(&h->err, HS_ERROR_MAX);
 	json_buf_init(&h->own_body, 4096);
 	return h;
@@ -616,7 +616,7 @@ http_sql_accept(SBuf *sb, void (*kick) (void *owner), void *owner, const char **
 		if (sb->parse_pos + avail >= SBUF_SIZE)
 			return refuse_head(sb, 431, "", "54000", "HTTP request head too large", why);
 		/* a GET may be a WebSocket upgrade: websocket.c wants its whole head in sb */
-		if (pgbun_websocket && strncmp(head, "GET", Min(avail, 3)) == 0)
+		if (pgbun_cfg->websocket && strncmp(head, "GET", Min(avail, 3)) == 0)
 			return 0;
 		/* the rest of the head comes through the adapter, which can answer a timeout in HTTP */
 		h = new_conn(kick, owner);
@@ -635,7 +635,7 @@ http_sql_accept(SBuf *sb, void (*kick) (void *owner), void *owner, const char **
 			return refuse_head(sb, 431, "", "54000", "too many header fields in the HTTP request", why);
 		if (len < 0)
 			return refuse_head(sb, 400, "", "08P01", "malformed HTTP request", why);
-		if (http_method_is(&req, "GET") && http_find_header(&req, "Upgrade") && pgbun_websocket)
+		if (http_method_is(&req, "GET") && http_find_header(&req, "Upgrade") && pgbun_cfg->websocket)
 			return HTTP_SQL_WEBSOCKET;
 		h = new_conn(kick, owner);
 		if (!h)
@@ -1342,7 +1342,7 @@ finish(HttpSqlConn *h)
 		char		m[160];
 
 		snprintf(m, sizeof(m), "the answer is larger than pgbun.http_sql_max_response_size (%d bytes)%s",
-				 pgbun_http_sql_max_response_size, h->batch ? "; the transaction was rolled back" : "");
+				 pgbun_cfg->http_sql_max_response_size, h->batch ? "; the transaction was rolled back" : "");
 		respond_error(h, 400, "", "54000", m);
 	}
 	else
@@ -1499,7 +1499,7 @@ feed(HttpSqlConn *h, const uint8 *p, size_t len)
 			h->msg_len = h->msg_len >= 4 ? h->msg_len - 4 : 0;
 			h->msg_have = 0;
 			/* a message the answer could not hold anyway is skipped, not stored */
-			h->msg_drop = h->msg_len > (uint32) pgbun_http_sql_max_response_size + 1024;
+			h->msg_drop = h->msg_len > (uint32) pgbun_cfg->http_sql_max_response_size + 1024;
 			if (!h->msg_drop && h->msg_len > h->msg_cap)
 			{
 				uint8	   *m = realloc(h->msg, h->msg_len);

@@ -32,6 +32,7 @@
 #include <sys/types.h>
 
 #include "sbuf.h"
+#include "settings.h"
 
 extern bool pgbun_http_sql;
 extern int	pgbun_http_sql_max_request_size;
@@ -52,7 +53,7 @@ extern void http_sql_define_gucs(void);
 static inline bool
 http_sql_wanted(const uint8 *p, uint32 n)
 {
-	return pgbun_http_sql && n > 0 && p[0] >= 'A' && p[0] <= 'Z';
+	return pgbun_cfg->http_sql && n > 0 && p[0] >= 'A' && p[0] <= 'Z';
 }
 
 /*

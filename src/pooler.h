@@ -191,6 +191,7 @@ typedef struct Pool
 	bool		kick_queued;	/* on W->kick_pools: hand servers to waiters at the turn's end */
 	dlist_node	kick_node;
 	int			size;			/* pool size in force */
+	int			server_lifetime;	/* ms in force (its entry's, else the setting); checked per release */
 	bool		paused;
 	bool		starving;		/* our bit is set in the shared slot's starving mask */
 	/* ParameterStatus of the latest server login, sent to every new client (refreshed per login) */

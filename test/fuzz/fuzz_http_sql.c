@@ -173,9 +173,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	shutdown(sv[0], SHUT_WR);
 	sbuf_init(&sb, sv[1]);
-	pgbun_http_sql = true;
-	pgbun_http_sql_max_request_size = 4096;
-	pgbun_http_sql_max_response_size = 8192;
+	pgbun_unit_settings.http_sql = true;
+	pgbun_unit_settings.http_sql_max_request_size = 4096;
+	pgbun_unit_settings.http_sql_max_response_size = 8192;
 
 	for (int step = 0; step < 10000; step++)
 	{

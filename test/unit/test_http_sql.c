@@ -330,7 +330,7 @@ test_login_error_and_limit(void)
 	char		resp[4096];
 	static const uint8_t auth3[] = {0, 0, 0, 3};
 	static const char err[] = "SFATAL\0C28P01\0Mpgbun: password authentication failed for user \"alice\"\0";
-	int			saved = pgbun_http_sql_max_response_size;
+	int			saved = pgbun_unit_settings.http_sql_max_response_size;
 	const char *why = NULL;
 
 	/* a login error is answered at once: pgbun closes next */
@@ -351,7 +351,7 @@ test_login_error_and_limit(void)
 	pair_close(&p);
 
 	/* an answer over the limit: its rows are dropped, the answer is an error */
-	pgbun_http_sql_max_response_size = 1024;
+	pgbun_unit_settings.http_sql_max_response_size = 1024;
 	pair_open(&p);
 	send_request(&p, "POST", "/sql", "", "{\"query\":\"SELECT repeat('x', 100) FROM generate_series(1, 100)\"}");
 	(void) login(&p, got, sizeof(got));
@@ -379,7 +379,7 @@ test_login_error_and_limit(void)
 	CHECK(strstr(resp, "\"code\":\"54000\"") != NULL);
 	CHECK(strstr(resp, "pgbun: the answer is larger than pgbun.http_sql_max_response_size") != NULL);
 	pair_close(&p);
-	pgbun_http_sql_max_response_size = saved;
+	pgbun_unit_settings.http_sql_max_response_size = saved;
 }
 
 /* A request refused at its head: the status line the client gets. */
@@ -435,11 +435,11 @@ test_refused(void)
 	refused_head("POST", "/other", "", "{}", "HTTP/1.1 404 ");
 	refused_head("POST", "/sql", "Transfer-Encoding: chunked\r\n", "", "HTTP/1.1 411 ");
 	refused_head("POST", "/sql", "Authorization: Bearer x\r\n", "{}", "HTTP/1.1 400 ");
-	pgbun_http_sql_max_request_size = 1024;
+	pgbun_unit_settings.http_sql_max_request_size = 1024;
 	memset(big, ' ', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	refused_head("POST", "/sql", "", big, "HTTP/1.1 413 ");
-	pgbun_http_sql_max_request_size = 1024 * 1024;
+	pgbun_unit_settings.http_sql_max_request_size = 1024 * 1024;
 
 	refused_body("", "{\"query\":", "HTTP/1.1 400 ", "invalid JSON");
 	refused_body("", "[1]", "HTTP/1.1 400 ", "must be a JSON object");

@@ -51,5 +51,7 @@ void		websocket_suite(void);
 void		json_suite(void);
 void		http_sql_suite(void);
 void		config_suite(void);
+void		slot_index_suite(void);
+void		settings_suite(void);
 
 #endif							/* PGBUN_UNIT_H */

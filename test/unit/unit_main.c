@@ -88,6 +88,8 @@ main(void)
 	json_suite();
 	http_sql_suite();
 	config_suite();
+	slot_index_suite();
+	settings_suite();
 
 	printf("%d passed, %d failed\n", unit_passed, unit_failed);
 	fflush(stdout);
