@@ -36,6 +36,7 @@
 #include "console.h"
 #include "control.h"
 #include "hba.h"
+#include "http_sql.h"
 #include "kdf.h"
 #include "params.h"
 #include "prepared.h"
@@ -252,6 +253,22 @@ client_accept(int listen_fd, bool unix_socket)
 		/* data may already be there; edge-triggered registration reports it anyway */
 	}
 	return 0;
+}
+
+/*
+ * The HTTP query adapter made input for this client that no socket event
+ * will announce: look at it next loop turn.
+ */
+static void
+client_login_kick(void *owner)
+{
+	Client	   *c = owner;
+
+	if (!c->closed && !c->in_busy)
+	{
+		c->in_busy = true;
+		dlist_push_tail(&W->busy_clients, &c->busy_node);
+	}
 }
 
 /* ---- startup packet ---- */
@@ -725,6 +742,18 @@ begin_challenge(Client *c)
 		auth_succeeded(c);
 		return;
 	}
+	if (c->sb.hsql)
+	{
+		/*
+		 * An HTTP query request carries its password: asked for in the
+		 * clear (http_sql.c answers) and checked against the role's
+		 * verifier as for hba "password". auth_type scram refuses md5
+		 * verifiers, as it does over SCRAM.
+		 */
+		if (method == AUTH_TYPE_SCRAM && a->role.verifier_type == VERIFIER_MD5)
+			a->role.verifier_type = VERIFIER_NONE;
+		method = AUTH_TYPE_HBA;
+	}
 	if (!sbuf_out_begin(&c->sb, &pb))
 	{
 		client_close(c, NULL, "out of memory");
@@ -794,8 +823,8 @@ client_tls_handshake(Client *c)
 		client_close(c, NULL, "TLS handshake failed");
 		return false;
 	}
-	if (c->auth->tls_direct && !tls_alpn_postgresql(&c->sb) && pgbun_cfg->websocket)
-		c->auth->tls_no_alpn = true;	/* wss://: an HTTP client, checked at its first bytes */
+	if (c->auth->tls_direct && !tls_alpn_postgresql(&c->sb) && (pgbun_cfg->websocket || pgbun_cfg->http_sql))
+		c->auth->tls_no_alpn = true;	/* wss:// or https://: an HTTP client, checked at its first bytes */
 	else if (c->auth->tls_direct && !tls_alpn_postgresql(&c->sb))
 	{
 		/* as PostgreSQL 17: direct TLS must say it is for postgresql */
@@ -834,7 +863,29 @@ read_startup_packet(Client *c)
 	{
 		ProtoResult pr;
 
-		if (!c->sb.ws && ws_wanted(c->sb.in ? c->sb.in + c->sb.parse_pos : NULL, sbuf_unparsed(&c->sb)))
+		if (!c->sb.ws && !c->sb.hsql &&
+			http_sql_wanted(c->sb.in ? c->sb.in + c->sb.parse_pos : NULL, sbuf_unparsed(&c->sb)))
+		{
+			/*
+			 * An HTTP request where a startup packet's length belongs: Neon's
+			 * HTTP query API (http_sql.c makes the startup packet and the
+			 * rest from it), or a WebSocket upgrade for the code below.
+			 */
+			const char *why = NULL;
+			int			r = http_sql_accept(&c->sb, client_login_kick, c, &why);
+
+			if (r < 0)
+			{
+				(void) sbuf_flush_out(&c->sb);
+				client_close(c, NULL, "HTTP request refused: %s", why);
+				return false;
+			}
+			if (r == 1)
+				continue;
+			if (r == 0)
+				goto read_more;
+		}
+		if (!c->sb.ws && !c->sb.hsql && ws_wanted(c->sb.in ? c->sb.in + c->sb.parse_pos : NULL, sbuf_unparsed(&c->sb)))
 		{
 			/*
 			 * An HTTP request where a startup packet's length belongs ('G'
@@ -854,7 +905,7 @@ read_startup_packet(Client *c)
 			if (r > 0)
 				continue;
 		}
-		if (c->auth->tls_no_alpn && !c->sb.ws && sbuf_unparsed(&c->sb) > 0)
+		if (c->auth->tls_no_alpn && !c->sb.ws && !c->sb.hsql && sbuf_unparsed(&c->sb) > 0)
 		{
 			/* as PostgreSQL 17: direct TLS must say it is for postgresql (or be a wss:// upgrade) */
 			client_close(c, "08P01", "direct TLS connection without ALPN protocol \"postgresql\"");
@@ -870,7 +921,7 @@ read_startup_packet(Client *c)
 		}
 		if (pr == PROTO_OK && sbuf_unparsed(&c->sb) >= sh.len)
 			break;
-		if (sbuf_unparsed(&c->sb) == 0 && !c->sb.ssl && !c->sb.ws && tls_client_offered(c->unix_socket))
+		if (sbuf_unparsed(&c->sb) == 0 && !c->sb.ssl && !c->sb.ws && !c->sb.hsql && tls_client_offered(c->unix_socket))
 		{
 			uint8		b;
 
@@ -882,6 +933,7 @@ read_startup_packet(Client *c)
 			if (recv(c->sb.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1 && b == 0x16)
 				return client_start_tls(c, true);
 		}
+read_more:
 		switch (sbuf_fill(&c->sb))
 		{
 			case 0:
@@ -891,9 +943,12 @@ read_startup_packet(Client *c)
 				return false;
 			case -2:
 			case -3:
-				client_close(c, NULL, "read failed during startup%s%s",
-							 ws_error(&c->sb) ? ": " : "", ws_error(&c->sb) ? ws_error(&c->sb) : "");
-				return false;
+				{
+					const char *e = ws_error(&c->sb) ? ws_error(&c->sb) : http_sql_error(&c->sb);
+
+					client_close(c, NULL, "read failed during startup%s%s", e ? ": " : "", e ? e : "");
+					return false;
+				}
 			default:
 				break;
 		}

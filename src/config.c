@@ -26,6 +26,7 @@
 #include "settings.h"
 #include "tls.h"
 #include "websocket.h"
+#include "http_sql.h"
 
 char	   *pgbun_listen_addresses = NULL;
 int			pgbun_port = 6432;
@@ -707,5 +708,6 @@ pgbun_define_gucs(void)
 
 	metrics_define_gucs();		/* pgbun.metrics_*, stats_period, log_pooler_errors */
 	websocket_define_gucs();	/* pgbun.websocket* */
+	http_sql_define_gucs();		/* pgbun.http_sql* */
 	MarkGUCPrefixReserved("pgbun");
 }

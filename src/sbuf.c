@@ -10,6 +10,7 @@
 #include "sbuf.h"
 #include "tls.h"
 #include "websocket.h"
+#include "http_sql.h"
 
 /* Keep a few free buffers around; beyond that give memory back. */
 #define SBUF_POOL_KEEP 64
@@ -90,6 +91,8 @@ sbuf_close(SBuf *s)
 {
 	if (s->ws)
 		ws_close(s);			/* its close frame goes inside TLS */
+	if (s->hsql)
+		http_sql_close(s);		/* likewise its HTTP answer */
 	if (s->ssl)
 		tls_close(s);
 	if (s->fd >= 0)
@@ -154,7 +157,8 @@ sbuf_fill(SBuf *s)
 	if (!make_room(s))
 		return s->in ? -3 : -2;
 	want = SBUF_SIZE - s->in_end;
-	n = s->ws ? ws_read(s, s->in + s->in_end, want) :
+	n = s->hsql ? http_sql_read(s, s->in + s->in_end, want) :
+		s->ws ? ws_read(s, s->in + s->in_end, want) :
 		s->ssl ? tls_read(s, s->in + s->in_end, want) : read(s->fd, s->in + s->in_end, want);
 	if (n > 0)
 	{
@@ -166,9 +170,10 @@ sbuf_fill(SBuf *s)
 		 * short read ends a record, and more records may wait in OpenSSL's
 		 * buffer or the kernel, for which no new edge comes; TLS reads go on
 		 * until SSL_read wants more. Nor over WebSocket: a read ends with
-		 * a frame, and more may wait decoded in the WsConn.
+		 * a frame, and more may wait decoded in the WsConn; nor from the
+		 * HTTP query adapter, whose input is made, not read.
 		 */
-		s->drained = ((size_t) n < want) && !s->hup_seen && !s->ssl && !s->ws;
+		s->drained = ((size_t) n < want) && !s->hup_seen && !s->ssl && !s->ws && !s->hsql;
 		s->in_end += n;
 		return (int) n;
 	}
@@ -182,7 +187,7 @@ sbuf_fill(SBuf *s)
 		 * the rest; until then the EPOLLOUT events that pump this side
 		 * cost no SSL_read and no read syscall.
 		 */
-		if (s->ssl && !s->ws && s->tls_read_empty && !s->hup_seen)
+		if (s->ssl && !s->ws && !s->hsql && s->tls_read_empty && !s->hup_seen)
 			s->drained = true;
 		release_in_if_empty(s);
 		return 0;
@@ -246,7 +251,8 @@ write_some(SBuf *s, const uint8 *data, size_t n, SBufWPend from)
 
 	while (done < n)
 	{
-		ssize_t		w = s->ws ? ws_write(s, data + done, n - done) :
+		ssize_t		w = s->hsql ? http_sql_write(s, data + done, n - done) :
+			s->ws ? ws_write(s, data + done, n - done) :
 			s->ssl ? tls_write(s, data + done, n - done) :
 			send(s->fd, data + done, n - done, MSG_NOSIGNAL);
 
@@ -259,7 +265,7 @@ write_some(SBuf *s, const uint8 *data, size_t n, SBufWPend from)
 			continue;
 		else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 		{
-			if (s->ssl || s->ws)
+			if (s->ssl || s->ws || s->hsql)
 				s->tls_wpend = (uint8) from;
 			break;
 		}
@@ -354,7 +360,7 @@ sbuf_pump(SBuf *src, SBuf *dst, uint32 max_packet, SBufHandler handler, void *ow
 	for (;;)
 	{
 		/* 1. Flush: pooler-made bytes to dst first, then committed forward bytes. */
-		if (dst && sbuf_out_pending(dst) && src->send_pos < src->send_end && !dst->ssl && !dst->ws)
+		if (dst && sbuf_out_pending(dst) && src->send_pos < src->send_end && !dst->ssl && !dst->ws && !dst->hsql)
 		{
 			int			r = flush_out_and_forward(dst, src, bytes_written);
 
@@ -533,7 +539,8 @@ need_read:
 			if (r == -1)
 				return PUMP_EOF;
 			src->error = (r == -3) ? "message too large for the pooler to read" :
-				(src->ws && ws_error(src)) ? ws_error(src) : "could not read from socket";
+				(src->ws && ws_error(src)) ? ws_error(src) :
+				(src->hsql && http_sql_error(src)) ? http_sql_error(src) : "could not read from socket";
 			return PUMP_SRC_ERROR;
 		}
 	}

@@ -21,6 +21,7 @@
 
 struct ssl_st;
 struct WsConn;
+struct HttpSqlConn;
 
 /* Where a connection's TLS stands (tls.c moves it). */
 typedef enum SBufTls
@@ -64,6 +65,7 @@ typedef struct SBuf
 	uint8		tls_wpend;		/* SBufWPend (WebSocket frames too) */
 	bool		tls_read_empty; /* the last SSL_read wanted bytes the socket did not have */
 	struct WsConn *ws;			/* WebSocket framing above TLS or the socket, or NULL */
+	struct HttpSqlConn *hsql;	/* HTTP query API adapter above TLS or the socket, or NULL */
 } SBuf;
 
 typedef enum PktAction

@@ -26,6 +26,7 @@
 #include "settings.h"
 #include "settings_check.h"
 #include "websocket.h"
+#include "http_sql.h"
 
 static MemoryContext current_cxt = NULL;	/* owns pgbun_cfg */
 static MemoryContext replaced_cxt = NULL;	/* the snapshot a reload replaced */
@@ -96,6 +97,9 @@ settings_build(MemoryContext *cxt_out)
 	s->websocket_path = snap_strdup(pgbun_websocket_path);
 	s->websocket_allowed_origins = snap_strdup(pgbun_websocket_allowed_origins);
 	s->websocket_max_frame_size = pgbun_websocket_max_frame_size;
+	s->http_sql = pgbun_http_sql;
+	s->http_sql_max_request_size = pgbun_http_sql_max_request_size;
+	s->http_sql_max_response_size = pgbun_http_sql_max_response_size;
 
 	s->pool_mode = pgbun_pool_mode;
 	s->default_pool_size = pgbun_default_pool_size;

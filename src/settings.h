@@ -38,7 +38,7 @@ typedef struct PgbunSettings
 {
 	uint64		generation;		/* bumped by every snapshot swapped in */
 
-	/* listening (listener.c, metrics.c, websocket.c) */
+	/* listening (listener.c, metrics.c, websocket.c, http_sql.c) */
 	const char *listen_addresses;
 	int			port;
 	const char *unix_socket_directories;
@@ -48,6 +48,9 @@ typedef struct PgbunSettings
 	const char *websocket_path;
 	const char *websocket_allowed_origins;
 	int			websocket_max_frame_size;
+	bool		http_sql;		/* http_sql.c */
+	int			http_sql_max_request_size;
+	int			http_sql_max_response_size;
 
 	/* pools (pool.c) */
 	int			pool_mode;		/* PoolMode */

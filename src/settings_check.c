@@ -27,6 +27,8 @@ PgbunSettings pgbun_unit_settings = {
 	.websocket_path = "",
 	.websocket_allowed_origins = "",
 	.websocket_max_frame_size = 16 * 1024 * 1024,
+	.http_sql_max_request_size = 1024 * 1024,
+	.http_sql_max_response_size = 10 * 1024 * 1024,
 	.max_packet_size = 0x7fffffff,
 };
 

@@ -164,3 +164,54 @@ write("websocket", "fragments-ping", WS_HEAD + ws_frame(0x02, b"abc") + ws_frame
 write("websocket", "long-frame", WS_HEAD + ws_frame(0x82, b"x" * 300))
 write("websocket", "text-frame", WS_HEAD + ws_frame(0x81, b"SELECT 1"))
 write("websocket", "bad-version", WS_HEAD.replace(b"Version: 13", b"Version: 8"))
+
+# --- json: request bodies
+write("json", "query", b'{"query":"SELECT $1::int, $2","params":["1",null,2.5e3,true,{"x":[]}]}')
+write("json", "batch", b'{"queries":[{"query":"SELECT 1","params":[]},{"query":"SELECT \\u00e9\\ud83d\\ude00"}]}')
+write("json", "escapes", b'["a\\"b\\\\c\\/\\n\\t\\u0000", -0.5e-3, [[[]]], {}]')
+
+# --- http_sql: a request (after its length, 2 bytes), then pgbun's answers in
+# pieces (a byte n, then n + 1 bytes)
+def http_req(body, extra=b""):
+    return (b"POST /sql HTTP/1.1\r\nHost: x\r\n"
+            b"Neon-Connection-String: postgresql://alice:secret@h/app?application_name=x\r\n"
+            b"Neon-Array-Mode: true\r\n" + extra +
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+def pieces(data):
+    out = b""
+    while data:
+        p, data = data[:200], data[200:]
+        out += bytes([len(p) - 1]) + p
+    return out
+
+
+def with_answers(req, answers):
+    return struct.pack("!H", len(req)) + req + pieces(answers)
+
+
+AUTH = msg(b"R", struct.pack("!I", 3))
+LOGGED_IN = msg(b"R", struct.pack("!I", 0)) + msg(b"S", b"a\0b\0") + msg(b"K", b"\0" * 8) + msg(b"Z", b"I")
+ROWDESC = msg(b"T", struct.pack("!H", 2) + b"a\0" + struct.pack("!IhIhih", 16384, 1, 25, -1, -1, 0)
+              + b"b\0" + struct.pack("!IhIhih", 0, 0, 23, 4, -1, 0))
+ROWS = (msg(b"D", struct.pack("!HI", 2, 3) + b'x"y' + struct.pack("!i", -1))
+        + msg(b"D", struct.pack("!HI", 2, 0) + struct.pack("!I", 2) + b"42"))
+ERROR = msg(b"E", b"SERROR\0C23505\0Mduplicate\0Dkey\0nt_pkey\0\0")
+write("http_sql", "query", with_answers(http_req(b'{"query":"SELECT $1, $2","params":["x",null]}'),
+      AUTH + LOGGED_IN + msg(b"1") + msg(b"2") + ROWDESC + ROWS + msg(b"C", b"SELECT 2\0") + msg(b"Z", b"I")))
+write("http_sql", "batch", with_answers(
+      http_req(b'{"queries":[{"query":"SELECT 1"},{"query":"INSERT INTO t VALUES (1)"}]}',
+               b"Neon-Batch-Isolation-Level: Serializable\r\nNeon-Batch-Read-Only: true\r\n"),
+      AUTH + LOGGED_IN + msg(b"1") + msg(b"2") + msg(b"C", b"BEGIN\0") + msg(b"1") + msg(b"2") + ROWDESC + ROWS
+      + msg(b"C", b"SELECT 2\0") + msg(b"1") + msg(b"2") + msg(b"n") + msg(b"C", b"INSERT 0 1\0") + msg(b"Z", b"T")
+      + msg(b"C", b"COMMIT\0") + msg(b"Z", b"I")))
+write("http_sql", "failed-batch", with_answers(http_req(b'{"queries":[{"query":"INSERT INTO t VALUES (1)"}]}'),
+      AUTH + LOGGED_IN + msg(b"1") + msg(b"2") + msg(b"C", b"BEGIN\0") + msg(b"1") + msg(b"2") + msg(b"n") + ERROR
+      + msg(b"Z", b"E") + msg(b"C", b"ROLLBACK\0") + msg(b"Z", b"I")))
+write("http_sql", "login-error", with_answers(http_req(b'{"query":"SELECT 1"}'), AUTH + ERROR))
+write("http_sql", "copy-in", with_answers(http_req(b'{"query":"COPY t FROM STDIN"}'),
+      AUTH + LOGGED_IN + msg(b"1") + msg(b"2") + msg(b"n") + msg(b"G", b"\0\0\0") + ERROR + msg(b"Z", b"I")))
+write("http_sql", "bad-json", with_answers(http_req(b'{"query":"SELECT 1",}'), b""))
+write("http_sql", "get", with_answers(b"GET /sql HTTP/1.1\r\nHost: x\r\n\r\n", b""))
+write("http_sql", "expect", with_answers(http_req(b'{"query":"SELECT 1"}', b"Expect: 100-continue\r\n"), AUTH))

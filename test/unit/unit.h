@@ -48,6 +48,8 @@ void		track_suite(void);
 void		sbuf_suite(void);
 void		http_suite(void);
 void		websocket_suite(void);
+void		json_suite(void);
+void		http_sql_suite(void);
 void		config_suite(void);
 void		slot_index_suite(void);
 void		settings_suite(void);

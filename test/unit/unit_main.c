@@ -85,6 +85,8 @@ main(void)
 	sbuf_suite();
 	http_suite();
 	websocket_suite();
+	json_suite();
+	http_sql_suite();
 	config_suite();
 	slot_index_suite();
 	settings_suite();
