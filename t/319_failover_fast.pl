@@ -20,6 +20,9 @@
 #    clients get 08006 "no host is a standby";
 #  - standby2 (now following standby1) promoted after standby1 is stopped:
 #    pgbun has no connection open to it and learns it from a new login.
+#
+# A second router runs two workers with the rw entry only: the rate limit of
+# the probes is per host over all workers, and it follows the promotion too.
 use strict;
 use warnings FATAL => 'all';
 
@@ -85,16 +88,29 @@ my $router = pgbun_node(
 		'pgbun.server_tls_sslmode' => 'disable',
 		# server_check_delay stays at its default, 30 s
 	});
-$router->safe_psql('postgres', "SET password_encryption = 'scram-sha-256'; CREATE ROLE app LOGIN PASSWORD 'app-secret'");
+my $router2 = pgbun_node(
+	name => 'router2',
+	conf => {
+		'pgbun.databases' => (split /; /, $databases)[0],
+		'pgbun.workers' => '2',
+		'pgbun.server_login_retry' => '1s',
+		'pgbun.server_login_retry_max' => '2s',
+		'pgbun.query_wait_timeout' => '60s',
+		'pgbun.server_tls_sslmode' => 'disable',
+	});
+foreach my $n ($router, $router2)
+{
+	$n->safe_psql('postgres', "SET password_encryption = 'scram-sha-256'; CREATE ROLE app LOGIN PASSWORD 'app-secret'");
+}
 is($router->safe_psql('postgres', 'SHOW pgbun.server_check_delay'), '30s', 'server_check_delay is the default, 30 s');
 
 # one write (or read) through the router's pgbun on a fresh client connection:
 # { ok, port, error => {C, M}, secs }
 sub attempt
 {
-	my ($db, $sql) = @_;
+	my ($db, $sql, $node) = @_;
 	my $t0 = time;
-	my $raw = raw_connect($router);
+	my $raw = raw_connect($node // $router);
 	my $r = $raw->login(user => 'app', password => 'app-secret', database => $db, secs => 60);
 	my %res;
 	if (!$r->{ok})
@@ -132,6 +148,12 @@ sub log_since
 
 my $r = attempt('rw', $write);
 is($r->{port}, $pp, 'rw writes on the primary') or diag(explain($r));
+# a few clients of router2, so that both its workers know the hosts
+for (1 .. 6)
+{
+	$r = attempt('rw', $write, $router2);
+	is($r->{port}, $pp, 'router2: rw writes on the primary') or diag(explain($r));
+}
 # ro: a read on standby1, whose server then stays idle in ro's pool
 $r = attempt('ro', 'SELECT inet_server_port()');
 is($r->{port}, $p1, 'ro reads on standby1') or diag(explain($r));
@@ -140,28 +162,31 @@ like(hosts_view('rw'), qr/^$pp\|primary\|up$/m, 'pgbun.hosts: the primary');
 ############ the primary stops, nobody is promoted: errors, not a hang; probes rate-limited
 
 my $off = -s $router->logfile;
+my $off2 = -s $router2->logfile;
 my $s2off = -s $s2->logfile;
 $primary->stop('fast');
 my $t_stop = time;
-my ($errors, $bad, $slow, $n) = (0, 0, 0, 0);
+my ($bad, $slow, $n) = (0, 0, 0);
 my %errs;
 while (time - $t_stop < 5)
 {
-	my $a = attempt('rw', $write);
-	$n++;
-	if ($a->{ok})
+	foreach my $node ($router, $router2)
 	{
-		$bad++;
-		diag(explain($a));
-		next;
+		my $a = attempt('rw', $write, $node);
+		$n++;
+		if ($a->{ok})
+		{
+			$bad++;
+			diag(explain($a));
+			next;
+		}
+		$slow++ if $a->{secs} > 15;
+		$errs{ ($a->{error}{C} // '?') . ' ' . ($a->{error}{M} // '?') }++;
 	}
-	$errors++;
-	$slow++ if $a->{secs} > 15;
-	$errs{ ($a->{error}{C} // '?') . ' ' . ($a->{error}{M} // '?') }++;
 	usleep(50_000);
 }
 my $window = time - $t_stop;
-is($bad, 0, "no write succeeds while no host is a primary ($n attempts)");
+is($bad, 0, "no write succeeds while no host is a primary ($n attempts through both routers)");
 is($slow, 0, 'every failing write is answered well before query_wait_timeout (60 s): no hang');
 ok(exists $errs{'08006 pgbun: no server available for database "rw": no host is a read-write primary'},
 	'the writes get 08006 "no host is a read-write primary"') or diag(explain(\%errs));
@@ -179,8 +204,18 @@ is_deeply([ sort keys %{ { map { $_ => 1 } @probe1 } } ], ['a check on an idle c
 	'standby1 is asked on ro\'s idle connection (no new login)');
 is_deeply([ sort keys %{ { map { $_ => 1 } @probe2 } } ], ['a new connection'],
 	'standby2, with no connection open, is asked with a new login');
+# router2's two workers share each host's limit: not twice as many probes
+my $plog2 = log_since($router2, $off2);
+my @probe21 = $plog2 =~ /asking host 127\.0\.0\.1 port $p1, last seen as a standby, for its role again \(a new connection\)/g;
+my @probe22 = $plog2 =~ /asking host 127\.0\.0\.1 port $p2, last seen as a standby, for its role again \(a new connection\)/g;
+ok(@probe21 >= 2 && @probe21 <= $max && @probe22 >= 2 && @probe22 <= $max,
+	sprintf('router2 (two workers) probes each standby at most once per server_login_retry too (%d and %d)',
+		scalar @probe21, scalar @probe22));
+my %probe_pids = map { $_ => 1 } $plog2 =~ /\[(\d+)\] LOG:  pgbun: asking host/g;
+is(scalar(keys %probe_pids), 2, 'both of router2\'s workers made some of those probes (the limit is shared, not per worker)');
+# standby2's own log: one login per probe of either router, no more
 my @logins2 = log_since($s2, $s2off) =~ /connection authorized: user=app database=postgres/g;
-ok(@logins2 >= 2 && @logins2 <= $max, sprintf('standby2 saw a login per probe, no more (%d logins for %d attempts)', scalar @logins2, $n));
+ok(@logins2 >= 2 && @logins2 <= 2 * $max, sprintf('standby2 saw a login per probe, no more (%d logins for %d attempts)', scalar @logins2, $n));
 
 ############ standby1 promoted: rw follows it without waiting for server_check_delay
 
@@ -201,8 +236,14 @@ while (time - $t_prom < 60)
 }
 my $took = time - $t_prom;
 ok($first, "a write succeeds after the promotion ($tries attempts)");
-is($first->{port}, $p1, 'it lands on the promoted standby1');
+is($first && $first->{port}, $p1, 'it lands on the promoted standby1');
 ok($took < 10, sprintf('%.1f s after the promotion: well before server_check_delay (30 s)', $took));
+{
+	my $ok2 = wait_until(sub { my $a = attempt('rw', $write, $router2); $a->{ok} && $a->{port} == $p1 }, 60, 0.05);
+	my $took2 = time - $t_prom;
+	ok($ok2, 'router2 (two workers) writes on standby1 too');
+	ok($took2 < 10, sprintf('%.1f s after the promotion', $took2));
+}
 $plog = log_since($router, $off);
 like($plog, qr/asking host 127\.0\.0\.1 port $p1, last seen as a standby, for its role again \(a check on an idle connection\).*host 127\.0\.0\.1 port $p1 is now a primary/s,
 	'pgbun learnt it from the check on an idle connection (the empty query brings in_hot_standby = off)');
@@ -252,4 +293,5 @@ is($s2->safe_psql('postgres', 'SELECT count(*) FROM t WHERE port = ' . $p2), '1'
 
 $s2->stop('fast');
 stop_node($router);
+stop_node($router2);
 done_testing();
