@@ -33,6 +33,7 @@
 
 #include "config.h"
 #include "counters.h"
+#include "settings.h"
 #include "shmem.h"
 #include "stats_read.h"
 
@@ -427,6 +428,7 @@ pgbun_databases_1_2(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 
 	dbs = palloc(sizeof(DatabaseRow) * STATS_MAX_DATABASES);
+	settings_refresh();			/* the settings columns: this backend's view */
 	n = stats_read_databases(dbs);
 	for (int i = 0; i < n; i++)
 	{
@@ -481,6 +483,7 @@ pgbun_lists_1_2(PG_FUNCTION_ARGS)
 	require_shmem();
 	InitMaterializedSRF(fcinfo, 0);
 
+	settings_refresh();			/* the settings columns: this backend's view */
 	n = stats_read_lists(lists);
 	for (int i = 0; i < n; i++)
 	{

@@ -38,6 +38,7 @@
 #include "proto.h"
 #include "scram.h"
 #include "session.h"
+#include "settings.h"
 #include "target.h"
 #include "auth_file.h"
 #include "startup_options.h"
@@ -146,9 +147,9 @@ int
 client_login_deadline_ms(Client *c)
 {
 	if (!c->refuse)
-		return pgbun_client_login_timeout;
-	if (pgbun_client_login_timeout > 0)
-		return Min(pgbun_client_login_timeout, REFUSE_DEADLINE_MS);
+		return pgbun_cfg->client_login_timeout;
+	if (pgbun_cfg->client_login_timeout > 0)
+		return Min(pgbun_cfg->client_login_timeout, REFUSE_DEADLINE_MS);
 	return REFUSE_DEADLINE_MS;
 }
 
@@ -202,7 +203,7 @@ client_accept(int listen_fd, bool unix_socket)
 		 */
 		prev = pg_atomic_fetch_add_u32(&pgbun_shared->client_count, 1);
 		c->slot = -1;
-		if (prev >= (uint32) pgbun_max_client_conn)
+		if (prev >= (uint32) pgbun_cfg->max_client_conn)
 			c->refuse = REFUSE_MAX_CLIENT_CONN;
 		/* the rest of the slots are the server connections' (max_connections + spares) */
 		else if (prev >= (uint32) pgbun_shared->n_client_slots ||
@@ -581,7 +582,7 @@ begin_auth(Client *c)
 {
 	AuthState  *a = c->auth;
 	ProtoBuf	pb;
-	int			method = pgbun_auth_type;
+	int			method = pgbun_cfg->auth_type;
 
 	if (pg_atomic_read_u32(&pgbun_shared->client_count) > (uint32) pgbun_max_client_conn)
 	{
@@ -677,12 +678,12 @@ client_tls_handshake(Client *c)
 		return false;
 	if (r < 0)
 	{
-		if (pgbun_log_disconnections)
+		if (pgbun_cfg->log_disconnections)
 			ereport(LOG, (errmsg("pgbun: TLS handshake with a client failed: %s", c->sb.error)));
 		client_close(c, NULL, "TLS handshake failed");
 		return false;
 	}
-	if (c->auth->tls_direct && !tls_alpn_postgresql(&c->sb) && pgbun_websocket)
+	if (c->auth->tls_direct && !tls_alpn_postgresql(&c->sb) && pgbun_cfg->websocket)
 		c->auth->tls_no_alpn = true;	/* wss://: an HTTP client, checked at its first bytes */
 	else if (c->auth->tls_direct && !tls_alpn_postgresql(&c->sb))
 	{
@@ -715,7 +716,7 @@ static bool
 read_startup_packet(Client *c)
 {
 	StartupHeader sh;
-	uint32		maxlen = Min((uint32) pgbun_max_packet_size, STARTUP_PACKET_MAX);
+	uint32		maxlen = Min((uint32) pgbun_cfg->max_packet_size, STARTUP_PACKET_MAX);
 	const uint8 *p;
 
 	for (;;)
@@ -904,7 +905,7 @@ auth_failed(Client *c)
 	memset(&addr, 0, sizeof(addr));
 	if (!c->unix_socket)
 		(void) getpeername(c->sb.fd, (struct sockaddr *) &addr, &len);
-	delay_ms = throttle_failure(&addr, c->unix_socket, pgbun_auth_failure_delay, W->now);
+	delay_ms = throttle_failure(&addr, c->unix_socket, pgbun_cfg->auth_failure_delay, W->now);
 	if (delay_ms > 0)
 	{
 		/* the answer waits; the janitor gives it (client_login_fail_due) */
@@ -1427,7 +1428,7 @@ client_login_finished(Client *c)
 	c->wait_start = 0;
 	client_set_state(c, CL_ACTIVE);
 	counters_note_login(pool->slot);
-	if (pgbun_log_connections)
+	if (pgbun_cfg->log_connections)
 		pgbun_log_client(LOG, c, "client_login", NULL, "pgbun: client login: user=%s database=%s", pool->user, pool->database);
 	(void) client_flush(c);
 	/* the caller pumps the client's input once it is outside any pump of this client */

@@ -5,6 +5,12 @@
  * GUCs are defined in config.c (called from _PG_init). Time settings are
  * stored in milliseconds (GUC_UNIT_MS) so '15s' and '500ms' both work;
  * 0 disables a timeout, as in PgBouncer.
+ *
+ * The pgbun_* variables below are only the GUCs' backing storage: code
+ * reads the settings snapshot pgbun_cfg (settings.h), built from them at
+ * worker start and at each accepted reload. Only config.c and settings.c
+ * read these, plus the postmaster-start readers of pgbun_workers and
+ * pgbun_max_client_conn (shared memory sizing, worker registration).
  */
 #ifndef PGBUN_CONFIG_H
 #define PGBUN_CONFIG_H
@@ -161,7 +167,25 @@ typedef struct ConfigDatabases
 	DbEntry		items[FLEXIBLE_ARRAY_MEMBER];
 } ConfigDatabases;
 
+/* The pgbun.users entries (PgBouncer's [users]: pool_mode). */
+typedef struct PoolOverride
+{
+	char		name[NAMEDATALEN];
+	int			pool_mode;		/* -1: not set */
+	int			pool_size;		/* 0: not set */
+} PoolOverride;
+
+typedef struct OverrideList
+{
+	int			n;
+	PoolOverride items[FLEXIBLE_ARRAY_MEMBER];
+} OverrideList;
+
+/* The snapshot's (pgbun_cfg) databases; NULL: none. */
 extern const ConfigDatabases *config_databases(void);
+/* The GUCs' last accepted parsed values: only for the snapshot builder (settings.c). */
+extern const ConfigDatabases *config_guc_databases(void);
+extern const OverrideList *config_guc_users(void);
 /* The entry for a database: its own, else "*", else NULL. */
 extern const DbEntry *config_database_entry(const char *database);
 /* Effective per-database limits (the entry's, else the setting's). */

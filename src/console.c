@@ -37,6 +37,7 @@
 #include "pooler.h"
 #include "proto.h"
 #include "sbuf.h"
+#include "settings.h"
 #include "shmem.h"
 #include "stats_read.h"
 
@@ -668,7 +669,7 @@ show_users(Console *cs)
 		rows_put(&r, "");		/* no per-user pool size: the database's applies */
 		rows_put(&r, "");
 		rows_put(&r, NULL);
-		rows_put_int(&r, pgbun_max_user_connections);
+		rows_put_int(&r, pgbun_cfg->max_user_connections);
 		rows_put_int(&r, servers);
 		rows_put_int(&r, 0);
 		rows_put_int(&r, clients);
@@ -751,7 +752,8 @@ show_config(Console *cs)
 
 		if (strncmp(g->name, "pgbun.", 6) != 0 || (g->flags & GUC_CUSTOM_PLACEHOLDER))
 			continue;
-		guc_text(g, false, value, sizeof(value));
+		if (!settings_shown(g->name, value, sizeof(value)))	/* the value in force */
+			guc_text(g, false, value, sizeof(value));
 		guc_text(g, true, def, sizeof(def));
 		rows_put(&r, g->name + 6);
 		rows_put(&r, value);
@@ -851,11 +853,11 @@ show_dns_hosts(Console *cs)
 	Rows		r;
 
 	rows_begin(&r, cs, cols, lengthof_cols(cols));
-	if (pgbun_server_host && pgbun_server_host[0] && pgbun_server_host[0] != '/' &&
+	if (pgbun_cfg->server_host && pgbun_cfg->server_host[0] && pgbun_cfg->server_host[0] != '/' &&
 		W->server_addr_len > 0)
 	{
-		rows_put(&r, pgbun_server_host);
-		rows_put_int(&r, pgbun_dns_max_ttl / 1000);
+		rows_put(&r, pgbun_cfg->server_host);
+		rows_put_int(&r, pgbun_cfg->dns_max_ttl / 1000);
 		rows_put(&r, W->server_addr_text);
 	}
 	rows_end(&r, "SHOW");
@@ -875,7 +877,7 @@ show_hosts(Console *cs)
 		{"failures", 'i'}, {"next_retry", 'T'}, {"last_error", 's'}, {"servers", 'i'},
 	};
 	const ConfigDatabases *cfg = config_databases();
-	int			default_port = pgbun_server_port > 0 ? pgbun_server_port : PostPortNumber;
+	int			default_port = pgbun_cfg->server_port > 0 ? pgbun_cfg->server_port : PostPortNumber;
 	Rows		r;
 
 	rows_begin(&r, cs, cols, lengthof_cols(cols));
@@ -1517,7 +1519,7 @@ console_start(Client *c, const char *user, bool show, bool admin)
 	sbuf_out_commit(&c->sb, &pb);
 	dlist_push_tail(&console_clients, &cs->node);
 	client_set_state(c, CL_ACTIVE);
-	if (pgbun_log_connections)
+	if (pgbun_cfg->log_connections)
 		ereport(LOG, (errmsg("pgbun: console login: user=%s%s", cs->user, admin ? " (admin)" : "")));
 	/* called inside the login's pump of this client: its input is read later (client_pump_in) */
 	(void) client_flush(c);

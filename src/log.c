@@ -10,6 +10,7 @@
 #include "counters.h"
 #include "log.h"
 #include "pooler.h"
+#include "settings.h"
 #include "stats_read.h"
 
 #define LOG_LINE_MAX 2048
@@ -184,12 +185,12 @@ log_stats_tick(TimestampTz now)
 {
 	double		secs;
 
-	if (pgbun_stats_period <= 0 || W->id != 0)
+	if (pgbun_cfg->stats_period <= 0 || W->id != 0)
 	{
 		last_stats = 0;
 		return;
 	}
-	if (last_stats != 0 && now - last_stats < (int64) pgbun_stats_period * USECS_PER_SEC)
+	if (last_stats != 0 && now - last_stats < (int64) pgbun_cfg->stats_period * USECS_PER_SEC)
 		return;
 	if (!marks)
 	{

@@ -34,6 +34,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pooler.h"
+#include "settings.h"
 #include "stats_read.h"
 #include "status_page.h"
 
@@ -542,7 +543,7 @@ render_metrics(TimestampTz now)
 	family(b, "pgbun_client_connections", "gauge", "Client connections, every worker, every state.");
 	body_printf(b, "pgbun_client_connections %u\n", pg_atomic_read_u32(&pgbun_shared->client_count));
 	family(b, "pgbun_max_client_connections", "gauge", "pgbun.max_client_conn.");
-	body_printf(b, "pgbun_max_client_connections %d\n", pgbun_max_client_conn);
+	body_printf(b, "pgbun_max_client_connections %d\n", pgbun_cfg->max_client_conn);
 	family(b, "pgbun_pools", "gauge", "Pools in use.");
 	body_printf(b, "pgbun_pools %d\n", npools);
 
@@ -1111,7 +1112,7 @@ listen_on(const char *host, int family)
 	hints.ai_family = family;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
-	snprintf(port, sizeof(port), "%d", pgbun_metrics_port);
+	snprintf(port, sizeof(port), "%d", pgbun_cfg->metrics_port);
 	if (getaddrinfo(host, port, &hints, &res) != 0 || !res)
 	{
 		ereport(WARNING, (errmsg("pgbun: could not listen for metrics on \"%s\": not an IP address, localhost or *", host)));
@@ -1133,7 +1134,7 @@ listen_on(const char *host, int family)
 		errno = save;
 		/* ::1 on a host without IPv6 is not worth a warning when localhost also has 127.0.0.1 */
 		ereport(family == AF_INET6 && strcmp(host, "::1") == 0 ? DEBUG1 : WARNING,
-				(errmsg("pgbun: could not listen for metrics on %s port %d: %m", host, pgbun_metrics_port)));
+				(errmsg("pgbun: could not listen for metrics on %s port %d: %m", host, pgbun_cfg->metrics_port)));
 		freeaddrinfo(res);
 		return;
 	}
@@ -1149,7 +1150,7 @@ listen_on(const char *host, int family)
 	n_listeners++;
 	ereport(LOG, (errmsg("pgbun: metrics and status page on http://%s%s%s:%d/",
 						 family == AF_INET6 ? "[" : "", host, family == AF_INET6 ? "]" : "",
-						 pgbun_metrics_port)));
+						 pgbun_cfg->metrics_port)));
 }
 
 static void
@@ -1186,20 +1187,20 @@ metrics_close(void)
 void
 metrics_reconfigure(void)
 {
-	const char *want = pgbun_metrics_listen_addresses ? pgbun_metrics_listen_addresses : "";
+	const char *want = pgbun_cfg->metrics_listen_addresses ? pgbun_cfg->metrics_listen_addresses : "";
 	char	   *list;
 	char	   *tok;
 	char	   *save = NULL;
 
 	if (W->id != 0 || W->draining || W->shutting_down)
 		return;
-	if (open_port == pgbun_metrics_port && open_addresses && strcmp(open_addresses, want) == 0)
+	if (open_port == pgbun_cfg->metrics_port && open_addresses && strcmp(open_addresses, want) == 0)
 		return;
 	close_listeners();
 	free(open_addresses);
 	open_addresses = strdup(want);
-	open_port = pgbun_metrics_port;
-	if (pgbun_metrics_port == 0 || !open_addresses)
+	open_port = pgbun_cfg->metrics_port;
+	if (pgbun_cfg->metrics_port == 0 || !open_addresses)
 		return;
 	list = strdup(want);
 	if (!list)

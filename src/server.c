@@ -25,6 +25,7 @@
 #include "server_login.h"
 #include "session.h"
 #include "health.h"
+#include "settings.h"
 #include "target.h"
 #include "tls.h"
 #include "websocket.h"
@@ -438,6 +439,21 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 		detail = hdr->len >= 5 ? (char) msg[PROTO_HDR_LEN] : 'I';
 	else if (hdr->type == 'E' && strcmp(s->last_sqlstate, "08P01") == 0)
 		detail = TRACK_ERR_PROTOCOL;
+	if (hdr->type == 'E' && s->rewrite && prepared_error_names_statement(s, msg, avail))
+	{
+		/* the client's own statement name in the text, as a direct session has it */
+		if (avail < size)
+			return PKT_NEED_FULL;
+		if (sbuf_has_unflushed(&s->sb))
+			return PKT_STOP;	/* earlier answers go out first */
+		if (prepared_put_renamed_error(s, msg, size))
+		{
+			counters_note_server_error(s->pool->slot, msg, size);
+			(void) track_server(&s->tracker, 'E', detail);
+			s->sb.replace_len = size;
+			return PKT_REPLACE_PREFIX;
+		}
+	}
 	if (hdr->type == 'C')
 	{
 		/* the request this CommandComplete answers, before the tracker lets go of it */
@@ -759,7 +775,7 @@ server_link(Server *s, Client *c)
 	 * session link (its pool became a session pool by a reload).
 	 */
 	s->link_mode = (uint8) s->pool->mode;
-	s->rewrite = pgbun_max_prepared_statements > 0 &&
+	s->rewrite = pgbun_cfg->max_prepared_statements > 0 &&
 		(s->link_mode != POOL_MODE_SESSION || c->stmts != NULL);
 	n = session_link(s, c);
 	if (n >= 0)
@@ -829,14 +845,14 @@ server_release(Server *s)
 		return;
 	}
 	/* as PgBouncer: the reset query belongs to session pooling */
-	if (s->link_mode == POOL_MODE_SESSION && pgbun_server_reset_query && pgbun_server_reset_query[0])
+	if (s->link_mode == POOL_MODE_SESSION && pgbun_cfg->server_reset_query && pgbun_cfg->server_reset_query[0])
 	{
 		server_set_state(s, SV_USED);
 		s->hidden_error = false;
 		prepared_server_forget_all(s);	/* DISCARD ALL and the like drop them */
 		/* ... and what pgbun knows of its parameters */
-		session_server_reset(s, pgbun_server_reset_query);
-		if (!server_queue_query(s, pgbun_server_reset_query) || sbuf_flush_out(&s->sb) < 0)
+		session_server_reset(s, pgbun_cfg->server_reset_query);
+		if (!server_queue_query(s, pgbun_cfg->server_reset_query) || sbuf_flush_out(&s->sb) < 0)
 		{
 			server_close(s, "could not send server_reset_query");
 			return;

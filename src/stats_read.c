@@ -9,6 +9,7 @@
 #include "config_parse.h"
 #include "control.h"
 #include "counters.h"
+#include "settings.h"
 #include "stats_read.h"
 
 /*
@@ -246,8 +247,8 @@ database_settings(DatabaseRow *r)
 	const DbEntry *e = config_database_entry(r->name);
 	bool		routed = e && e->routed;
 
-	r->host = (pgbun_server_host && pgbun_server_host[0]) ? pgbun_server_host : NULL;
-	r->port = pgbun_server_port;
+	r->host = (pgbun_cfg->server_host && pgbun_cfg->server_host[0]) ? pgbun_cfg->server_host : NULL;
+	r->port = pgbun_cfg->server_port;
 	if (routed && e->host[0])
 	{
 		r->host = e->host;
@@ -259,7 +260,7 @@ database_settings(DatabaseRow *r)
 	r->force_user = routed && e->user[0] ? e->user : NULL;
 	r->pool_mode = e && e->pool_mode >= 0 ? pool_mode_name(e->pool_mode) : NULL;
 	r->pool_size = config_pool_size(r->name);
-	r->min_pool_size = pgbun_min_pool_size;
+	r->min_pool_size = pgbun_cfg->min_pool_size;
 	r->server_lifetime = config_server_lifetime(r->name) / 1000;
 	r->max_connections = config_max_db_connections(r->name);
 }
@@ -356,7 +357,7 @@ stats_read_lists(ListRow *rows)
 	ROW("free_servers", free_slots);
 	ROW("used_servers", servers);
 	/* one name (pgbun.server_host) is looked up at most; no zones */
-	ROW("dns_names", (pgbun_server_host && pgbun_server_host[0] && pgbun_server_host[0] != '/') ? 1 : 0);
+	ROW("dns_names", (pgbun_cfg->server_host && pgbun_cfg->server_host[0] && pgbun_cfg->server_host[0] != '/') ? 1 : 0);
 	ROW("dns_zones", 0);
 	ROW("dns_queries", 0);
 	ROW("dns_pending", 0);

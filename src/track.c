@@ -150,6 +150,7 @@ track_client(Track *t, char type, uint8_t flags, char synth, uint8_t uflags, voi
 	e->synth = synth;
 	e->data = data;
 	e->name = name;
+	e->tag = 0;
 	t->count++;
 	if (type == 'S')
 		t->skipping = false;

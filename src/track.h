@@ -71,6 +71,7 @@ typedef struct TrackEntry
 	uint8_t		flags;			/* TRACK_* */
 	uint8_t		uflags;			/* the owner's flags */
 	char		synth;			/* TRACK_SYNTH: the answer type pgbun gives ('1', '3', 'E') */
+	uint32_t	tag;			/* the owner's number (0 unless it sets one on the tail) */
 	void	   *data;			/* the owner's data (a statement, an error text) */
 	char	   *name;			/* the owner's data (a client's statement name), or NULL */
 } TrackEntry;
