@@ -559,7 +559,7 @@ if [ "$FAILOVER" = 1 ]; then
 	say "- pgbun's view of the \`rw\` hosts afterwards (pgbun.hosts): ${HOSTS_AFTER:-n/a}."
 	if [ -n "$T_SEEN" ]; then
 		say "- pgbun logged \"host 127.0.0.2 port $NODE_PORT is now a primary\" $(awk -v a="$T_PROM_DONE" -v b="$T_SEEN" 'BEGIN { printf "%.3f", b - a }') s after"
-		say "  pg_ctl promote returned (server_check_delay = ${CHECK_DELAY}s: a check of an idle server connection brings the new role)."
+		say "  pg_ctl promote returned (with no primary, pgbun asks the standby for its role once per server_login_retry = ${LOGIN_RETRY}s)."
 	fi
 	say "- PgBouncer has no target_session_attrs and cannot tell a primary from a standby. With"
 	say "  \`load_balance_hosts=disable\` it keeps the first host until a connection to it fails, then takes the"

@@ -9,6 +9,18 @@
  * carries any ParameterStatus the server owes (in_hot_standby after a
  * promotion). For a target with max_replica_lag the check is a query that
  * returns the replay lag instead, and its one DataRow is read here.
+ *
+ * Role probes: an idle session on a standby is not told of a promotion (the
+ * backend reports a changed in_hot_standby only before its next
+ * ReadyForQuery), so waiting for the periodic check would leave a
+ * read-write target without a primary for up to server_check_delay. A
+ * target with no host of the role it wants asks the hosts that are up but
+ * known with the other role, at most once per server_login_retry per host
+ * (shared by every worker, with jitter): the check on an idle server of any
+ * of this worker's pools on that host, else a new server login (target.c
+ * opens it; its login reports the role). While a probe is in flight the
+ * target's waiting clients wait for its answer; when it comes, the waiting
+ * pools are kicked.
  */
 #include "postgres.h"
 
@@ -144,6 +156,7 @@ health_host_failed(int hslot, const char *why)
 	SpinLockRelease(&pgbun_shared->mutex);
 	ereport(LOG, (errmsg("pgbun: host %s port %d is down (%s); next try in %.1f s (failure %d)",
 						 hs->host, hs->port, why ? why : "?", delay / 1000.0, failures)));
+	health_probe_done(hslot);
 }
 
 void
@@ -186,6 +199,7 @@ health_host_login(int hslot, int role, bool read_only)
 	if (was_down)
 		ereport(LOG, (errmsg("pgbun: host %s port %d is up again", hs->host, hs->port)));
 	health_host_role(hslot, role, read_only);
+	health_probe_done(hslot);	/* a login reports the role: as good as any probe */
 }
 
 void
@@ -259,11 +273,11 @@ health_check_row(Server *s, const uint8 *msg, uint32 size)
 	health_host_lag(s->hslot, (int) Min(strtoll(text, NULL, 10), (long long) INT_MAX));
 }
 
-/* Run the check on an idle server (it goes back to the pool when answered). */
-static void
+/* Run the check on an idle server (it goes back to the pool when answered). false: closed. */
+static bool
 check_server(Server *s)
 {
-	bool		want_lag = s->pool->target->entry.max_replica_lag > 0;
+	bool		want_lag = s->pool->target && s->pool->target->entry.max_replica_lag > 0;
 
 	s->last_check = W->now;
 	s->lag_check = want_lag;
@@ -272,9 +286,153 @@ check_server(Server *s)
 	if (!server_queue_query(s, health_check_sql(want_lag)) || sbuf_flush_out(&s->sb) < 0)
 	{
 		server_close(s, "could not send server_check_query");
-		return;
+		return false;
 	}
 	server_set_state(s, SV_TESTED);
+	return true;
+}
+
+/* The wait between two probes of a host: server_login_retry (at least 100 ms), 75-100 % of it. */
+static int64
+probe_interval_us(void)
+{
+	int64		ms = Max(pgbun_cfg->server_login_retry, 100);
+
+	return (ms * 3 / 4 + (int64) pg_prng_uint64_range(&pg_global_prng_state, 0, ms / 4)) * 1000;
+}
+
+/* A probe started within server_connect_timeout is in flight (one whose worker died expires). */
+static bool
+probe_in_flight(const PgbunHostSlot *hs)
+{
+	TimestampTz since = hs->probe_since;
+
+	return since != 0 && W->now - since <= (int64) Max(pgbun_cfg->server_connect_timeout, 1000) * 1000;
+}
+
+/* An idle server of this worker (any pool) on the host, for a check. */
+static Server *
+idle_server_on(int hslot)
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &W->pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+		dlist_iter	sit;
+
+		if (pool->paused)
+			continue;
+		dlist_foreach(sit, &pool->idle_servers)
+		{
+			Server	   *s = dlist_container(Server, node, sit.cur);
+
+			if (s->hslot == hslot && !s->closed && s->hidden_rfq == 0)
+				return s;
+		}
+	}
+	return NULL;
+}
+
+int
+health_probe(int hslot, bool may_login)
+{
+	PgbunHostSlot *hs;
+	Server	   *idle;
+	bool		claimed = false;
+	bool		in_flight;
+
+	if (hslot < 0)
+		return HEALTH_PROBE_NONE;
+	hs = &pgbun_shared->hosts[hslot];
+	if (hs->state != HOST_UP)
+		return HEALTH_PROBE_NONE;	/* a host that is down is retried by its backoff */
+	if (probe_in_flight(hs))
+		return HEALTH_PROBE_PENDING;
+	if (W->now < hs->probe_next)
+		return HEALTH_PROBE_NONE;
+	idle = idle_server_on(hslot);
+	if (!idle && !may_login)
+		return HEALTH_PROBE_NONE;
+	SpinLockAcquire(&pgbun_shared->mutex);
+	in_flight = probe_in_flight(hs);
+	if (!in_flight && W->now >= hs->probe_next)
+	{
+		claimed = true;
+		hs->probe_since = W->now;
+		hs->probe_next = W->now + probe_interval_us();
+	}
+	SpinLockRelease(&pgbun_shared->mutex);
+	if (!claimed)
+		return in_flight ? HEALTH_PROBE_PENDING : HEALTH_PROBE_NONE;
+	ereport(LOG, (errmsg("pgbun: asking host %s port %d, last seen as a %s, for its role again (%s)",
+						 hs->host, hs->port,
+						 hs->role == HOST_ROLE_PRIMARY ? (hs->read_only ? "read-only primary" : "primary") : "standby",
+						 idle ? "a check on an idle connection" : "a new connection")));
+	if (!idle)
+		return HEALTH_PROBE_LOGIN;
+	idle->role_probe = true;
+	if (!check_server(idle))
+		return HEALTH_PROBE_NONE;	/* server_close ended the probe */
+	return HEALTH_PROBE_PENDING;
+}
+
+bool
+health_probe_pending(int hslot)
+{
+	return hslot >= 0 && probe_in_flight(&pgbun_shared->hosts[hslot]);
+}
+
+void
+health_probe_done(int hslot)
+{
+	PgbunHostSlot *hs;
+	bool		was = false;
+	dlist_iter	it;
+
+	if (hslot < 0)
+		return;
+	hs = &pgbun_shared->hosts[hslot];
+	if (hs->probe_since == 0)
+		return;
+	SpinLockAcquire(&pgbun_shared->mutex);
+	if (hs->probe_since != 0)
+	{
+		hs->probe_since = 0;
+		was = true;
+	}
+	SpinLockRelease(&pgbun_shared->mutex);
+	if (!was || !W)
+		return;
+	/* the answer is in: waiters of this worker decide again (other workers at their janitor) */
+	dlist_foreach(it, &W->pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, it.cur);
+
+		if (pool->target && pool->target->health &&
+			(!dlist_is_empty(&pool->waiting_clients) || !dlist_is_empty(&pool->waitlogin_clients)))
+			pool_kick_waiting(pool);
+	}
+}
+
+void
+health_server_answered(Server *s)
+{
+	if (!s->role_probe)
+		return;
+	s->role_probe = false;
+	health_probe_done(s->hslot);
+}
+
+void
+health_server_closed(Server *s)
+{
+	/* a probe's server gone (or a login that would have told the role): its answer will not come */
+	if (s->role_probe || (s->state == SV_LOGIN && s->hslot >= 0))
+	{
+		s->role_probe = false;
+		health_probe_done(s->hslot);
+	}
 }
 
 void
@@ -300,7 +458,7 @@ health_janitor(void)
 				continue;
 			}
 			if (W->now - Max(s->last_check, s->last_used) >= (int64) pgbun_cfg->server_check_delay * 1000)
-				check_server(s);
+				(void) check_server(s);
 		}
 	}
 }

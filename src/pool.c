@@ -925,12 +925,15 @@ restart_logins:
 			goto restart_logins;
 		}
 	}
-	/* a reset (server_reset_query) that never answers must not hold the slot forever */
+	/*
+	 * A reset (server_reset_query) or check that never answers must not hold
+	 * the slot forever; a check of a long idle server starts at last_check.
+	 */
 	dlist_foreach_modify(it, &pool->used_servers)
 	{
 		Server	   *s = dlist_container(Server, node, it.cur);
 
-		if (expired(s->last_used, pgbun_cfg->server_connect_timeout))
+		if (expired(Max(s->last_used, s->last_check), pgbun_cfg->server_connect_timeout))
 		{
 			ereport(LOG, (errmsg("pgbun: server_reset_query of %s/%s not answered within server_connect_timeout; closing the connection",
 								 pool->database, pool->user)));

@@ -164,6 +164,7 @@ typedef struct Server
 	int			hslot;			/* its host's shared slot (health.c), -1: the default target */
 	TimestampTz last_check;		/* last server_check_query (health.c) */
 	bool		lag_check;		/* the hidden query running is the replica-lag check */
+	bool		role_probe;		/* ... or a role probe its host's slot waits for (health.c) */
 	bool		connect_query;	/* the hidden query running is the entry's connect_query */
 	uint64		route_id;		/* its Target's route_id at launch (target.h) */
 	struct AqPool *authq;		/* an auth_query connection (auth_query.c): never linked, on no pool list */

@@ -103,6 +103,7 @@ server_close(Server *s, const char *reason)
 	if (s->closed)
 		return;
 	s->closed = true;
+	health_server_closed(s);
 	if (s->state != SV_LOGIN && !sbuf_has_pending_forward(&s->sb) && !sbuf_out_pending(&s->sb))
 	{
 		ProtoBuf	pb;
@@ -221,6 +222,7 @@ static void
 hidden_query_done(Server *s)
 {
 	notify_hidden_done(s);		/* the client's channels were read: its ReadyForQuery */
+	health_server_answered(s);	/* a role probe's answer (health.c) */
 	if (s->state == SV_TESTED)
 	{
 		bool		connect_query = s->connect_query;

@@ -131,6 +131,8 @@ typedef struct PgbunHostSlot
 	TimestampTz last_check;		/* last login or check on it */
 	TimestampTz next_retry;		/* HOST_DOWN: not before this */
 	TimestampTz checking_since; /* HOST_CHECKING: when the deciding attempt started */
+	TimestampTz probe_since;	/* a role probe in flight since (health.c), 0: none */
+	TimestampTz probe_next;		/* no new role probe before this */
 	int			lag_ms;			/* replica lag, -1: unknown */
 	TimestampTz lag_time;		/* when it was measured */
 	char		last_error[128];

@@ -6,9 +6,11 @@
  * candidates are the hosts whose role fits target_session_attrs and those
  * never connected to yet (its login tells the role; a server on the wrong
  * kind of host is closed at once and the next host tried); when there is
- * none, a host known not to fit but whose role was not reported for
- * pgbun.server_check_delay is tried again (it may have been promoted); a host
- * that is down is skipped until its retry is due. Among the fitting hosts
+ * none, the hosts that are up but known not to fit are probed (health.c: at
+ * most once per server_login_retry each, a check on an idle server or a new
+ * login; a standby may have been promoted), and the waiting clients wait
+ * for a probe in flight; a host that is down is skipped until its retry is
+ * due (a due retry another worker is deciding is waited for too). Among the fitting hosts
  * load_balance_hosts decides: the first in the list (disable), round-robin,
  * random, or the one with the fewest server connections over all workers
  * (least-conn).
@@ -279,14 +281,6 @@ target_role_mismatch(const Target *t, int hslot)
 	return hs->role != HOST_ROLE_UNKNOWN && !role_fits(t->entry.tsa, hs->role, hs->read_only, false);
 }
 
-/* Is this host's role worth (re)learning by connecting: unknown, or not reported lately? */
-static bool
-role_stale(const PgbunHostSlot *hs)
-{
-	return hs->role == HOST_ROLE_UNKNOWN ||
-		W->now - hs->role_time >= (int64) pgbun_cfg->server_check_delay * 1000;
-}
-
 /* Among candidate hosts (indexes), the one load_balance_hosts picks. */
 static int
 balance(Target *t, const int *cand, int n)
@@ -325,6 +319,8 @@ target_pick_host(Target *t, const char **why)
 {
 	int			fit[CONFIG_MAX_HOSTS];
 	int			nfit = 0;
+	int			misfit[CONFIG_MAX_HOSTS];
+	int			nmisfit = 0;
 	int			probe = -1;
 	bool		any_up = false;
 	bool		any_addr = false;
@@ -367,14 +363,37 @@ target_pick_host(Target *t, const char **why)
 			}
 			hs = &pgbun_shared->hosts[h->hslot];
 			if (!health_host_usable(h->hslot, false))
+			{
+				/* another attempt is deciding whether a host that would fit is back: its answer may serve */
+				if (hs->state == HOST_CHECKING &&
+					(hs->role == HOST_ROLE_UNKNOWN || role_fits(t->entry.tsa, hs->role, hs->read_only, standby_pass)))
+					pending = true;
 				continue;
+			}
 			any_up = true;
 			/* never connected yet: in the rotation, its login tells (and a misfit is closed) */
 			if (hs->role == HOST_ROLE_UNKNOWN ||
 				(role_fits(t->entry.tsa, hs->role, hs->read_only, standby_pass) && lag_ok(t, hs)))
 				fit[nfit++] = i;
-			else if (probe < 0 && role_stale(hs))
-				probe = i;
+			else if (standby_pass && !role_fits(t->entry.tsa, hs->role, hs->read_only, true))
+				misfit[nmisfit++] = i;	/* the wrong role (a lagging standby waits for its check) */
+		}
+	}
+	if (nfit == 0)
+	{
+		/*
+		 * No host has the role wanted (a primary gone, and its standby not
+		 * known as promoted): ask the others again, rate-limited per host.
+		 * One new login per call; checks on idle servers need none.
+		 */
+		for (int k = 0; k < nmisfit; k++)
+		{
+			int			r = health_probe(t->hosts[misfit[k]].hslot, probe < 0);
+
+			if (r == HEALTH_PROBE_LOGIN)
+				probe = misfit[k];
+			else if (r == HEALTH_PROBE_PENDING)
+				pending = true;
 		}
 	}
 	if (nfit == 0 && probe < 0 && t->entry.tsa == TSA_PREFER_STANDBY)
@@ -401,7 +420,7 @@ target_pick_host(Target *t, const char **why)
 		return -1;
 	}
 	if (pending)
-		return -1;				/* a first lookup is running: wait for its answer */
+		return -1;				/* a first lookup, a probe or a deciding retry runs: wait for its answer */
 	if (!any_addr)
 		*why = "no host of the list could be resolved";
 	else if (!any_up)
