@@ -893,14 +893,32 @@ client_name_of(Server *s, const PreparedStmt *st)
 }
 
 bool
-prepared_error_names_statement(Server *s, const uint8 *msg, uint32 avail)
+prepared_error_may_name_statement(Server *s, uint32 size)
 {
 	char		quoted[SERVER_NAME_MAX + 2];
 	const PreparedStmt *st;
-	int			qlen = error_statement_name(s, quoted, &st);
 
-	return qlen > 0 && s->link && avail > PROTO_HDR_LEN &&
-		memmem(msg + PROTO_HDR_LEN, avail - PROTO_HDR_LEN, quoted, qlen) != NULL;
+	return s->link && size <= SBUF_SIZE && error_statement_name(s, quoted, &st) > 0;
+}
+
+/*
+ * Only the backend's errors that name the statement itself: 08P01 (a Bind
+ * with the wrong number of parameters) and 26000 (no such statement). The
+ * others at a Bind (22P02 of a parameter's input ...) quote the client's
+ * values, which pass as they are even when one reads "pgbun_7".
+ */
+bool
+prepared_error_names_statement(Server *s, const uint8 *msg, uint32 size, const char *sqlstate)
+{
+	char		quoted[SERVER_NAME_MAX + 2];
+	const PreparedStmt *st;
+	int			qlen;
+
+	if (strcmp(sqlstate, "08P01") != 0 && strcmp(sqlstate, "26000") != 0)
+		return false;
+	qlen = error_statement_name(s, quoted, &st);
+	return qlen > 0 && s->link && size > PROTO_HDR_LEN &&
+		memmem(msg + PROTO_HDR_LEN, size - PROTO_HDR_LEN, quoted, qlen) != NULL;
 }
 
 bool

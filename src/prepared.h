@@ -54,12 +54,16 @@ extern bool prepared_hides_error(Server *s);
 extern bool prepared_put_refusal(Server *s);
 
 /*
- * A server's ErrorResponse (the first avail bytes of it) about a client's
- * named statement, under pgbun's name for it ("pgbun_7")? The client must
- * see its own name: prepared_put_renamed_error queues the error with the
- * name replaced (false: no room, or no name for it any more).
+ * Could a server's ErrorResponse of size bytes, arriving now, be about a
+ * client's named statement under pgbun's name for it ("pgbun_7")? Then the
+ * caller reads it whole (it fits the buffer) before it decides, with
+ * prepared_error_names_statement, whether it is (the complete message and
+ * its SQLSTATE). The client must see its own name:
+ * prepared_put_renamed_error queues the error with the name replaced
+ * (false: no room, or no name for it any more).
  */
-extern bool prepared_error_names_statement(Server *s, const uint8 *msg, uint32 avail);
+extern bool prepared_error_may_name_statement(Server *s, uint32 size);
+extern bool prepared_error_names_statement(Server *s, const uint8 *msg, uint32 size, const char *sqlstate);
 extern bool prepared_put_renamed_error(Server *s, const uint8 *msg, uint32 size);
 
 /* The tracker's callback for entries leaving it (server_login.c sets it up). */

@@ -444,19 +444,25 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 		detail = hdr->len >= 5 ? (char) msg[PROTO_HDR_LEN] : 'I';
 	else if (hdr->type == 'E' && strcmp(s->last_sqlstate, "08P01") == 0)
 		detail = TRACK_ERR_PROTOCOL;
-	if (hdr->type == 'E' && s->rewrite && prepared_error_names_statement(s, msg, avail))
+	if (hdr->type == 'E' && s->rewrite && prepared_error_may_name_statement(s, size))
 	{
-		/* the client's own statement name in the text, as a direct session has it */
+		/*
+		 * The client's own statement name in the text, as a direct session
+		 * has it. Whole first: the name may lie past the bytes at hand.
+		 */
 		if (avail < size)
 			return PKT_NEED_FULL;
-		if (sbuf_has_unflushed(&s->sb))
-			return PKT_STOP;	/* earlier answers go out first */
-		if (prepared_put_renamed_error(s, msg, size))
+		if (prepared_error_names_statement(s, msg, size, s->last_sqlstate))
 		{
-			counters_note_server_error(s->pool->slot, msg, size);
-			(void) track_server(&s->tracker, 'E', detail);
-			s->sb.replace_len = size;
-			return PKT_REPLACE_PREFIX;
+			if (sbuf_has_unflushed(&s->sb))
+				return PKT_STOP;	/* earlier answers go out first */
+			if (prepared_put_renamed_error(s, msg, size))
+			{
+				counters_note_server_error(s->pool->slot, msg, size);
+				(void) track_server(&s->tracker, 'E', detail);
+				s->sb.replace_len = size;
+				return PKT_REPLACE_PREFIX;
+			}
 		}
 	}
 	if (hdr->type == 'C')

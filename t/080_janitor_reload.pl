@@ -108,6 +108,29 @@ reload_sync($node, \%probe,
 	'pgbun.server_idle_timeout' => undef,
 	'pgbun.server_lifetime' => undef);
 
+# A pool that existed before the reload takes the new lifetime too (each
+# pool keeps the value in force, refreshed at reload): its idle server,
+# already older than the new lifetime, is retired.
+{
+	my $pre = pgbun_session($node, %alice, dbname => 'lifedb');
+	my $pre_pid = $pre->query('SELECT pg_backend_pid()');
+	like($pre_pid // '', qr/^\d+$/, 'a lifedb server, made under the default lifetime');
+	$pre->quit;
+	($matched, $last) = poll_sql($node,
+		"SELECT now() - backend_start > interval '2 seconds' FROM pg_stat_activity WHERE pid = $pre_pid",
+		't');
+	ok($matched, 'it sits idle in its pool, older than 2 s') or diag("last: $last");
+	reload_sync($node, \%probe,
+		'pgbun.server_idle_timeout' => '0',
+		'pgbun.server_lifetime' => '1s');
+	($matched, $last) = poll_sql($node, "SELECT count(*) FROM pg_stat_activity WHERE pid = $pre_pid", '0');
+	ok($matched, 'server_lifetime lowered by a reload retires the idle server of an existing pool')
+	  or diag("last: $last");
+	reload_sync($node, \%probe,
+		'pgbun.server_idle_timeout' => undef,
+		'pgbun.server_lifetime' => undef);
+}
+
 ############ client_idle_timeout
 
 reload_sync($node, \%probe, 'pgbun.client_idle_timeout' => '1s');

@@ -308,6 +308,60 @@ reload_conf($node, 'pgbun.max_prepared_statements' => '100');
 	$_->terminate foreach $direct, $pooled;
 }
 
+# Two client names for one text share pgbun's statement: the error names
+# the very name the Bind used (not the other one), also when a Close of it
+# follows in the batch. Errors that quote a parameter's value pass as they
+# are, even when the value is pgbun's own name for the statement, and even
+# when that error is larger than pgbun's buffer.
+{
+	my (@got, @msgs);
+	my $direct = PgbunTest::Raw->new(path => $node->host . '/.s.PGSQL.' . $node->port);
+	my $pooled = raw_connect($node);
+	ok($direct->login(user => PgbunTest::bootstrap_user(), database => 'prepdb')->{ok}, 'direct login');
+	ok($pooled->login(%alice, database => 'prepdb')->{ok}, 'pooled login');
+
+	# pgbun's name for the text, from the server it is prepared on (pinned by BEGIN)
+	$pooled->send_bytes(PgbunTest::Raw::query_message('BEGIN'));
+	read_until($pooled, 'Z');
+	$pooled->send_bytes(parse_msg('first', 'SELECT $1::int * 2') . parse_msg('second', 'SELECT $1::int * 2')
+		  . bind_msg('', 'first', '1') . execute_msg('') . sync_msg());
+	read_until($pooled, 'Z');
+	$pooled->send_bytes(PgbunTest::Raw::query_message(
+		q{SELECT name FROM pg_prepared_statements WHERE statement = 'SELECT $1::int * 2'}));
+	my $sname = rows(read_until($pooled, 'Z'))->[0][0] // 'none';
+	like($sname, qr/^pgbun_\d+$/, "the server knows the text as $sname");
+	$pooled->send_bytes(PgbunTest::Raw::query_message('COMMIT'));
+	read_until($pooled, 'Z');
+	$direct->send_bytes(parse_msg('first', 'SELECT $1::int * 2') . parse_msg('second', 'SELECT $1::int * 2')
+		  . sync_msg());
+	read_until($direct, 'Z');
+
+	my $long = $sname . '"' . ('x' x 20000);
+	my @cases = (
+		[ 'a Bind of the first name', bind_msg('', 'first') . execute_msg('') . sync_msg() ],
+		[ 'a Bind of the first name, then its Close',
+			bind_msg('', 'first') . execute_msg('') . close_msg('S', 'first') . sync_msg() ],
+		[ "a Bind whose value is $sname", bind_msg('', 'first', $sname) . execute_msg('') . sync_msg() ],
+		[ 'a 20 kB value quoting it', bind_msg('', 'first', $long) . execute_msg('') . sync_msg() ],
+		[ 'both names still there', describe_msg('S', 'first') . describe_msg('S', 'second') . sync_msg() ]);
+	foreach my $case (@cases)
+	{
+		my @pair;
+		foreach my $raw ($direct, $pooled)
+		{
+			$raw->send_bytes($case->[1]);
+			my $m = read_until($raw, 'Z');
+			push @pair, [ msg_types($m), first_error($m) ];
+		}
+		is($pair[1][0], $pair[0][0], "$case->[0]: the same answers ($pair[0][0])");
+		is($pair[1][1]{C} // '', $pair[0][1]{C} // '', "$case->[0]: the same SQLSTATE");
+		# (a long text shown by its start and length)
+		my @m = map { my $t = $_->[1]{M} // ''; substr($t, 0, 100) . ' (' . length($t) . ' bytes)' } @pair;
+		is($m[1], $m[0], "$case->[0]: the same message");
+	}
+	$_->terminate foreach $direct, $pooled;
+}
+
 ############ max_prepared_statements = 0: named statements refused
 
 reload_conf($node, 'pgbun.max_prepared_statements' => '0');
