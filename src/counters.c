@@ -48,13 +48,19 @@ stats_block(int w)
 		(Size) w * PGBUN_MAX_POOLS;
 }
 
+/* Zero one PoolStats: init at shared-memory setup, plain writes when a slot is reused. */
 static void
-stats_zero(PoolStats *st)
+stats_zero(PoolStats *st, bool init)
 {
 	pg_atomic_uint64 *a = (pg_atomic_uint64 *) st;
 
 	for (int i = 0; i < (int) (sizeof(PoolStats) / sizeof(pg_atomic_uint64)); i++)
-		pg_atomic_init_u64(&a[i], 0);
+	{
+		if (init)
+			pg_atomic_init_u64(&a[i], 0);
+		else
+			pg_atomic_write_u64(&a[i], 0);
+	}
 }
 
 void
@@ -90,7 +96,7 @@ counters_shmem_init(void)
 	pgbun_counters->n_workers = Max(pgbun_workers, 1);
 	for (int w = 0; w < pgbun_counters->n_workers; w++)
 		for (int i = 0; i < PGBUN_MAX_POOLS; i++)
-			stats_zero(&stats_block(w)[i]);
+			stats_zero(&stats_block(w)[i], true);
 }
 
 void
@@ -105,7 +111,7 @@ counters_reset(int pool_slot)
 		pg_atomic_write_u64(&a[i], 0);
 	/* no worker writes a slot's stats while it is being handed out */
 	for (int w = 0; w < pgbun_counters->n_workers; w++)
-		stats_zero(&stats_block(w)[pool_slot]);
+		stats_zero(&stats_block(w)[pool_slot], false);
 }
 
 void

@@ -866,7 +866,9 @@ error_statement_name(Server *s, char *quoted /* SERVER_NAME_MAX + 2 */ , const P
  * The client's name that the Bind or Describe at the head used (its
  * sequence number is the entry's tag), also when a Close sent since took it
  * away (that Close's entry has the name and the number); else any of the
- * client's names for the statement.
+ * client's names for the statement (the name was Parsed again since, which
+ * gave it a new number: then it is most likely that name, or one of the
+ * same text).
  */
 static const char *
 client_name_of(Server *s, const PreparedStmt *st)

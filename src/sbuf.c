@@ -314,8 +314,9 @@ drop_message(SBuf *s, uint32 size, uint32 avail)
 /*
  * A plain socket with pooler-made bytes and forwarded bytes both waiting
  * (a rewritten Bind, then the client's Execute and Sync): one sendmsg for
- * the two, in that order, instead of a send each. 1: all written; 0: the
- * socket took part; -1: error.
+ * the two, in that order, instead of a send each. 1: some or all written
+ * (what is left goes the usual way, which writes until EAGAIN, as
+ * edge-triggered epoll needs); 0: EAGAIN; -1: error.
  */
 static int
 flush_out_and_forward(SBuf *dst, SBuf *src, uint64 *bytes_written)
@@ -341,14 +342,14 @@ flush_out_and_forward(SBuf *dst, SBuf *src, uint64 *bytes_written)
 	if ((size_t) w < out_len)
 	{
 		dst->out_pos += w;
-		return 0;
+		return 1;				/* the usual writes go on until EAGAIN (edge-triggered) */
 	}
 	buf_put(dst->out);
 	dst->out = NULL;
 	dst->out_pos = dst->out_end = 0;
 	src->send_pos += (uint32) (w - out_len);
 	*bytes_written += w - out_len;
-	return src->send_pos == src->send_end ? 1 : 0;
+	return 1;
 }
 
 PumpResult

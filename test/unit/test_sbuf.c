@@ -364,6 +364,52 @@ test_replace_prefix(void)
 	pipe_close(&p);
 }
 
+/*
+ * A rewritten Bind (pooler-made bytes) and a large forwarded rest behind it,
+ * into a socket that takes only part at a time: every byte arrives, in
+ * order, however the one sendmsg for both is cut.
+ */
+static void
+test_out_and_forward_partial(void)
+{
+	Pipe		p;
+	static uint8_t in[60000];
+	static uint8_t want[60000];
+	static uint8_t out[60000];
+	static char data[40000];
+	size_t		len = 0;
+	size_t		wlen = 0;
+	size_t		got = 0;
+	uint64		rd = 0;
+	uint64		wr = 0;
+	int			sndbuf = 4096;
+	int			waits = 0;
+	PumpResult	r;
+
+	pipe_open(&p);
+	CHECK(setsockopt(p.dst.fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) == 0);
+	rewrite_dst = &p.dst;
+	memset(data, 'r', sizeof(data));
+	len += msg(in + len, 'B', "stmt_name\0rest-of-bind", 22);
+	wlen += msg(want + wlen, 'B', "XY\0rest-of-bind", 15);
+	len += msg(in + len, 'd', data, sizeof(data));
+	wlen += msg(want + wlen, 'd', data, sizeof(data));
+	len += msg(in + len, 'S', "", 0);
+	wlen += msg(want + wlen, 'S', "", 0);
+	feed(&p, in, len);
+	while ((r = sbuf_pump(&p.src, &p.dst, 1 << 20, rewrite_bind, &p.src, &rd, &wr)) == PUMP_WAIT_WRITE &&
+		   waits < 10000)
+	{
+		waits++;
+		got += drain(&p, out + got, sizeof(out) - got);
+	}
+	CHECK(r == PUMP_IDLE);
+	CHECK(waits > 0);			/* the socket did take only part at a time */
+	got += drain(&p, out + got, sizeof(out) - got);
+	CHECK_BYTES(out, got, want, wlen);
+	pipe_close(&p);
+}
+
 static void
 test_bad_length(void)
 {
@@ -387,5 +433,6 @@ sbuf_suite(void)
 	UNIT_RUN(test_skip_consume_stop_need_full);
 	UNIT_RUN(test_large_message_streams);
 	UNIT_RUN(test_replace_prefix);
+	UNIT_RUN(test_out_and_forward_partial);
 	UNIT_RUN(test_bad_length);
 }
