@@ -14,6 +14,11 @@
 #   PG_CONFIG=pg_config  PGBOUNCER=/path/to/pgbouncer (default: the one on PATH)
 #   ROUNDS=3 DURATION=8 CLIENTS=20 POOL=20
 #   STRACE=1 PERF=0 KEEP=0
+#   BEFORE_PG_CONFIG=/path/to/pg_config   also run another pgbun build (a PostgreSQL
+#                                  install holding it, e.g. one made by pgbun-test from the
+#                                  commit before a change) on a cluster of its own, as
+#                                  target pgbun_before, in the same alternating rounds
+#   BEFORE_LABEL=text              what that build is, for the report
 #   SERVER_PORT=5498 PGBUN_PORT=6498 BOUNCER_PORT=6499 (first ports tried)
 # Works as root (the server and PgBouncer run as postgres via runuser) or as an
 # ordinary user; loopback only.
@@ -58,6 +63,8 @@ cleanup() {
 	set +e
 	[ -s "$TMPD/pgbouncer.pid" ] && kill "$(cat "$TMPD/pgbouncer.pid")" 2>/dev/null
 	[ -s "$DATA/postmaster.pid" ] && as_pg "$PGBIN/pg_ctl" -D "$DATA" -m fast -w -t 30 stop >/dev/null 2>&1
+	[ -s "$TMPD/before/data/postmaster.pid" ] &&
+		as_pg "$("$BEFORE_PG_CONFIG" --bindir)/pg_ctl" -D "$TMPD/before/data" -m fast -w -t 30 stop >/dev/null 2>&1
 	if [ "$KEEP" = 1 ]; then echo "login.sh: kept $TMPD" >&2; else rm -rf "$TMPD"; fi
 }
 trap cleanup EXIT
@@ -74,27 +81,34 @@ pick_port() {
 SERVER_PORT=$(pick_port "${SERVER_PORT:-5498}")
 PGBUN_PORT=$(pick_port "${PGBUN_PORT:-6498}" "$SERVER_PORT")
 BOUNCER_PORT=$(pick_port "${BOUNCER_PORT:-6499}" "$SERVER_PORT" "$PGBUN_PORT")
-port_of() { case $1 in pgbun) echo "$PGBUN_PORT" ;; pgbouncer) echo "$BOUNCER_PORT" ;; esac; }
+port_of() { case $1 in pgbun) echo "$PGBUN_PORT" ;; pgbun_before) echo "$BEFORE_PGBUN_PORT" ;; pgbouncer) echo "$BOUNCER_PORT" ;; esac; }
 
-# ---- server with pgbun (transaction pooling, SCRAM), PgBouncer with the same settings
-log "initdb in $DATA"
-as_pg "$PGBIN/initdb" -D "$DATA" -U "$DBUSER" -A trust -E UTF8 --no-sync >"$TMPD/initdb.log" 2>&1
-cat >"$DATA/pg_hba.conf" <<EOF
+# ---- servers with pgbun (transaction pooling, SCRAM), PgBouncer with the same settings
+# start_cluster DIR PG_CONFIG SERVER_PORT PGBUN_PORT: one server with pgbun preloaded,
+# its bench database and role (the same password).
+start_cluster() {
+	local dir=$1 bin port=$3 pport=$4
+	bin=$("$2" --bindir)
+	mkdir -p "$dir"
+	chown "$OS_USER" "$dir" 2>/dev/null || true
+	log "initdb in $dir/data ($("$2" --pkglibdir)/pgbun.so)"
+	as_pg "$bin/initdb" -D "$dir/data" -U "$DBUSER" -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1
+	cat >"$dir/data/pg_hba.conf" <<EOF
 local all all trust
 host  all all 127.0.0.1/32 trust
 EOF
-cat >>"$DATA/postgresql.conf" <<EOF
+	cat >>"$dir/data/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'
-port = $SERVER_PORT
-unix_socket_directories = '$TMPD'
+port = $port
+unix_socket_directories = '$dir'
 max_connections = $((2 * POOL + 30))
 fsync = off
 synchronous_commit = off
 password_encryption = 'scram-sha-256'
 shared_preload_libraries = 'pgbun'
 pgbun.listen_addresses = '127.0.0.1'
-pgbun.port = $PGBUN_PORT
-pgbun.unix_socket_directories = '$TMPD'
+pgbun.port = $pport
+pgbun.unix_socket_directories = '$dir'
 pgbun.pool_mode = transaction
 pgbun.default_pool_size = $POOL
 pgbun.max_client_conn = 1000
@@ -103,12 +117,22 @@ pgbun.server_reset_query = 'DISCARD ALL'
 pgbun.log_connections = off
 pgbun.log_disconnections = off
 EOF
-chown "$OS_USER" "$DATA/pg_hba.conf" "$DATA/postgresql.conf" 2>/dev/null || true
-as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$TMPD/server.log" -w -t 60 start >/dev/null
+	chown "$OS_USER" "$dir/data/pg_hba.conf" "$dir/data/postgresql.conf" 2>/dev/null || true
+	as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
+	"$bin/psql" -X -q -At -h "$dir" -p "$port" -U "$DBUSER" -d postgres -c "create database $DB"
+	"$bin/psql" -X -q -At -h "$dir" -p "$port" -U "$DBUSER" -d postgres -c "alter role $DBUSER password '$PASSWORD'"
+	"$bin/pgbench" -i -s 1 -q -h "$dir" -p "$port" -U "$DBUSER" "$DB" >"$dir/init.log" 2>&1
+}
+start_cluster "$TMPD" "$PG_CONFIG" "$SERVER_PORT" "$PGBUN_PORT"
 direct_sql() { "$PGBIN/psql" -X -q -At -h "$TMPD" -p "$SERVER_PORT" -U "$DBUSER" -d "${2:-postgres}" -c "$1"; }
-direct_sql "create database $DB"
-direct_sql "alter role $DBUSER password '$PASSWORD'"
-"$PGBIN/pgbench" -i -s 1 -q -h "$TMPD" -p "$SERVER_PORT" -U "$DBUSER" "$DB" >"$TMPD/init.log" 2>&1
+TARGETS=(pgbun pgbouncer)
+if [ -n "${BEFORE_PG_CONFIG:-}" ]; then
+	# another pgbun build (e.g. the commit before a change), on a cluster of its own
+	BEFORE_SERVER_PORT=$(pick_port $((SERVER_PORT + 10)) "$SERVER_PORT" "$PGBUN_PORT" "$BOUNCER_PORT")
+	BEFORE_PGBUN_PORT=$(pick_port $((PGBUN_PORT + 10)) "$SERVER_PORT" "$PGBUN_PORT" "$BOUNCER_PORT" "$BEFORE_SERVER_PORT")
+	start_cluster "$TMPD/before" "$BEFORE_PG_CONFIG" "$BEFORE_SERVER_PORT" "$BEFORE_PGBUN_PORT"
+	TARGETS=(pgbun pgbun_before pgbouncer)
+fi
 printf '"%s" "%s"\n' "$DBUSER" "$(direct_sql "select rolpassword from pg_authid where rolname = '$DBUSER'")" >"$TMPD/userlist.txt"
 cat >"$TMPD/pgbouncer.ini" <<EOF
 [databases]
@@ -132,7 +156,7 @@ EOF
 chown "$OS_USER" "$TMPD/userlist.txt" "$TMPD/pgbouncer.ini" 2>/dev/null || true
 as_pg "$PGBOUNCER" -d "$TMPD/pgbouncer.ini" >"$TMPD/pgbouncer.start" 2>&1
 export PGPASSWORD=$PASSWORD
-for t in pgbun pgbouncer; do
+for t in "${TARGETS[@]}"; do
 	for _ in $(seq 30); do
 		"$PGBIN/psql" -X -q -At -h 127.0.0.1 -p "$(port_of $t)" -U "$DBUSER" -d "$DB" -c 'select 1' >/dev/null 2>&1 && break
 		sleep 1
@@ -142,6 +166,8 @@ done
 pids_of() {
 	case $1 in
 	pgbun) direct_sql "select string_agg(pid::text, ' ') from pg_stat_activity where backend_type ilike '%pgbun%'" ;;
+	pgbun_before) "$("$BEFORE_PG_CONFIG" --bindir)/psql" -X -q -At -h "$TMPD/before" -p "$BEFORE_SERVER_PORT" -U "$DBUSER" -d postgres \
+		-c "select string_agg(pid::text, ' ') from pg_stat_activity where backend_type ilike '%pgbun%'" ;;
 	pgbouncer) cat "$TMPD/pgbouncer.pid" ;;
 	esac
 }
@@ -164,10 +190,10 @@ median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END { if (NR) 
 
 # ---- measured rounds, alternating which pooler goes first
 declare -A TPS CPU UCPU
-TARGETS=(pgbun pgbouncer)
+NT=${#TARGETS[@]}
 for r in $(seq "$ROUNDS"); do
-	for i in 0 1; do
-		t=${TARGETS[$(((i + r - 1) % 2))]}
+	for i in $(seq 0 $((NT - 1))); do
+		t=${TARGETS[$(((i + r - 1) % NT))]}
 		f=$TMPD/$t-$r.log
 		t0=$(ticks_of "$t")
 		pgbench_c "$t" "$DURATION" "$f"
@@ -224,27 +250,48 @@ fi
 
 # ---- report
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-mt_pgbun=$(median <<<"${TPS[pgbun]:-}")
-mt_bouncer=$(median <<<"${TPS[pgbouncer]:-}")
-mc_pgbun=$(median <<<"${CPU[pgbun]:-}")
-mc_bouncer=$(median <<<"${CPU[pgbouncer]:-}")
-mu_pgbun=$(median <<<"${UCPU[pgbun]:-}")
-mu_bouncer=$(median <<<"${UCPU[pgbouncer]:-}")
+declare -A MT MC MU
+for t in "${TARGETS[@]}"; do
+	MT[$t]=$(median <<<"${TPS[$t]:-}")
+	MC[$t]=$(median <<<"${CPU[$t]:-}")
+	MU[$t]=$(median <<<"${UCPU[$t]:-}")
+done
+pgbun_id() { # the commit a pgbun.so was built from is not recorded: its checksum and time
+	local so
+	so="$("$1" --pkglibdir)/pgbun.so"
+	echo "sha256 $(sha256sum "$so" | cut -c1-12), installed $(date -u -r "$so" '+%H:%M:%S UTC')"
+}
+row() { # row LABEL ARRAY-NAME
+	local -n v=$2
+	local line="| $1" t
+	for t in "${TARGETS[@]}"; do line="$line | ${v[$t]:-n/a}"; done
+	for t in "${TARGETS[@]}"; do
+		[ "$t" = pgbouncer ] || line="$line | $(ratio "${v[$t]:-}" "${v[pgbouncer]:-}")"
+	done
+	echo "$line |"
+}
 echo "# pgbench -C -S -M simple, $CLIENTS clients, transaction pooling (pool $POOL), SCRAM-SHA-256, median of $ROUNDS x ${DURATION}s"
-echo "software: $("$PGBIN/postgres" --version), $("$PGBOUNCER" --version | head -1), pgbun $(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo ""
-echo "| | pgbun | pgbouncer | pgbun/pgbouncer |"
-echo "|---|---:|---:|---:|"
-echo "| tps (connections/s) | ${mt_pgbun:-n/a} | ${mt_bouncer:-n/a} | $(ratio "$mt_pgbun" "$mt_bouncer") |"
-echo "| pooler CPU us per connection | ${mc_pgbun:-n/a} | ${mc_bouncer:-n/a} | $(ratio "$mc_pgbun" "$mc_bouncer") |"
-echo "| of which user space | ${mu_pgbun:-n/a} | ${mu_bouncer:-n/a} | $(ratio "$mu_pgbun" "$mu_bouncer") |"
-[ "$STRACE" = 1 ] && echo "| system calls per connection | ${SYSC[pgbun]:-n/a} | ${SYSC[pgbouncer]:-n/a} | $(ratio "${SYSC[pgbun]:-}" "${SYSC[pgbouncer]:-}") |"
+echo "software: $("$PGBIN/postgres" --version), $("$PGBOUNCER" --version | head -1)"
+echo "pgbun: worktree $(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo '?'), pgbun.so $(pgbun_id "$PG_CONFIG")"
+[ -z "${BEFORE_PG_CONFIG:-}" ] || echo "pgbun_before: pgbun.so $(pgbun_id "$BEFORE_PG_CONFIG") (${BEFORE_LABEL:-BEFORE_PG_CONFIG=$BEFORE_PG_CONFIG})"
 echo ""
-echo "per round: pgbun CPU${CPU[pgbun]:-}; pgbouncer CPU${CPU[pgbouncer]:-}; pgbun tps${TPS[pgbun]:-}; pgbouncer tps${TPS[pgbouncer]:-}"
+head="| |"
+sep="|---|"
+for t in "${TARGETS[@]}"; do head="$head $t |"; sep="$sep---:|"; done
+for t in "${TARGETS[@]}"; do [ "$t" = pgbouncer ] || { head="$head $t/pgbouncer |"; sep="$sep---:|"; }; done
+echo "$head"
+echo "$sep"
+row "tps (connections/s)" MT
+row "pooler CPU us per connection" MC
+row "of which user space" MU
+[ "$STRACE" = 1 ] && row "system calls per connection" SYSC
+echo ""
+for t in "${TARGETS[@]}"; do echo "per round, $t: CPU us${CPU[$t]:-}; tps${TPS[$t]:-}"; done
 if [ "$PERF" = 1 ]; then
 	for t in "${TARGETS[@]}"; do
 		echo ""
-		echo "perf, $t (self time, symbols above 1 %):"
+		echo "perf, $t (self time, symbols above 0.7 %):"
 		cat "$TMPD/perf-$t.txt" 2>/dev/null || echo "(no profile)"
 	done
 fi

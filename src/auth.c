@@ -532,7 +532,8 @@ auth_lookup(const char *user, const char *database, RoleInfo *out)
 		if (!console)
 			cache_fill(&args);
 	}
-	role_apply_expiry(out, GetCurrentTimestamp());
+	if (out->has_valid_until)
+		role_apply_expiry(out, GetCurrentTimestamp());
 	/* as CheckPWChallengeAuth: no verifier means a mock of password_encryption's kind */
 	out->mock_scram = out->verifier_type == VERIFIER_NONE &&
 		Password_encryption == PASSWORD_TYPE_SCRAM_SHA_256;
