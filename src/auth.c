@@ -12,8 +12,8 @@
  * DATABASEOID, which a cache reset fires too). Before each login the worker
  * takes the messages queued for it (the shared queue's lock-free "nothing
  * new" test when there are none) without processing them: processing
- * belongs in a transaction. If any were queued, the login takes the old
- * path: a short transaction that processes them (so the callbacks empty the
+ * belongs in a transaction. If any that concern this database-less worker
+ * were queued, the login takes the old path: a short transaction that processes them (so the callbacks empty the
  * cache) and reads the catalogs. So an ALTER ROLE ... PASSWORD, VALID UNTIL
  * or NOLOGIN, a DROP ROLE or an ALTER DATABASE that has returned to its
  * session is seen by the very next login, and a login with nothing queued
