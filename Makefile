@@ -34,7 +34,7 @@ UNIT_CFLAGS = -O1 -g -Wall -Wextra -Werror -DPGBUN_UNIT_TEST -Isrc -I$(shell $(P
 UNIT_LIBS = $(foreach lib,libpgcommon.a libpgport.a,$(firstword $(wildcard $(addsuffix /$(lib),$(shell $(PG_CONFIG) --pkglibdir) $(shell $(PG_CONFIG) --libdir))) $(lib))) -lssl -lcrypto
 # track.c is pure C; sbuf.c is built as is, with stubs for the TLS calls it
 # makes only on TLS connections (test_sbuf.c).
-UNIT_SRCS = src/proto.c src/scram.c src/params.c src/throttle.c src/kdf.c src/startup_options.c src/track.c src/sbuf.c src/http.c src/websocket.c src/config_parse.c
+UNIT_SRCS = src/proto.c src/scram.c src/params.c src/throttle.c src/kdf.c src/startup_options.c src/track.c src/sbuf.c src/http.c src/websocket.c src/config_parse.c src/slot_index.c src/settings_check.c
 test/unit/run_unit: test/unit/*.c test/unit/unit.h $(UNIT_SRCS) $(UNIT_SRCS:.c=.h) src/compat.h src/tls.h
 	$(CC) $(UNIT_CFLAGS) -o $@ test/unit/*.c $(UNIT_SRCS) $(UNIT_LIBS) -pthread
 
@@ -59,7 +59,7 @@ fuzz_src_startup_options = src/startup_options.c
 fuzz_src_messages = src/proto.c src/params.c
 fuzz_src_scram_server = src/scram.c test/fuzz/fixed_random.c
 fuzz_src_scram_client = src/scram.c test/fuzz/fixed_random.c
-fuzz_src_websocket = src/websocket.c src/sbuf.c src/http.c src/proto.c
+fuzz_src_websocket = src/websocket.c src/sbuf.c src/http.c src/proto.c src/settings_check.c
 FUZZ_TARGETS = $(patsubst test/fuzz/fuzz_%.c,%,$(wildcard test/fuzz/fuzz_*.c))
 FUZZ_BINS = $(addprefix test/fuzz/bin/fuzz_,$(FUZZ_TARGETS))
 

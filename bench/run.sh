@@ -22,12 +22,21 @@
 #   SERVER_PORT=5488 PGBUN_PORT=6488 BOUNCER_PORT=6489   first ports tried (next free one is used)
 #   MAX_CONNECTIONS=150            the server's max_connections
 #   KEEP=1                         keep the temp dir (logs, data dir) for inspection
+#   CASE=two-node                  run bench/two-node.sh instead (primary + standby, failover)
 # Works as root (server, PgBouncer run as BENCH_OS_USER, default postgres, via
 # runuser) or as an ordinary user. Only loopback addresses are used.
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
+
+# CASE=two-node: a primary and a streaming standby, pgbun vs PgBouncer with one host list,
+# and a failover (bench/two-node.sh, its own settings).
+case ${CASE:-one-node} in
+one-node) ;;
+two-node) exec "$BENCH_DIR/two-node.sh" "$@" ;;
+*) echo "bench: CASE must be one-node or two-node (got '$CASE')" >&2; exit 2 ;;
+esac
 
 if [ "${QUICK:-0}" = 1 ]; then
 	ROUNDS=${ROUNDS:-1}

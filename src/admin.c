@@ -33,6 +33,7 @@
 
 #include "config.h"
 #include "counters.h"
+#include "settings.h"
 #include "shmem.h"
 #include "stats_read.h"
 
@@ -190,23 +191,23 @@ pgbun_stats_1_0(PG_FUNCTION_ARGS)
 
 		memset(nulls, 0, sizeof(nulls));
 		values[col++] = CStringGetTextDatum(d->database);
-		values[col++] = counter_datum(d->xact_count);
-		values[col++] = counter_datum(d->query_count);
-		values[col++] = counter_datum(d->bytes_received);
-		values[col++] = counter_datum(d->bytes_sent);
-		values[col++] = counter_datum(d->xact_time_us);
-		values[col++] = counter_datum(d->query_time_us);
-		values[col++] = counter_datum(d->wait_time_us);
-		values[col++] = counter_datum(d->client_parse_count);
-		values[col++] = counter_datum(d->server_parse_count);
-		values[col++] = counter_datum(d->bind_count);
-		values[col++] = counter_datum(d->xact_count / secs);
-		values[col++] = counter_datum(d->query_count / secs);
-		values[col++] = counter_datum(d->bytes_received / secs);
-		values[col++] = counter_datum(d->bytes_sent / secs);
-		values[col++] = counter_datum(stats_div(d->xact_time_us, d->xact_count));
-		values[col++] = counter_datum(stats_div(d->query_time_us, d->query_count));
-		values[col++] = counter_datum(stats_div(d->wait_time_us, d->query_count));
+		values[col++] = counter_datum(d->sum.xact_count);
+		values[col++] = counter_datum(d->sum.query_count);
+		values[col++] = counter_datum(d->sum.bytes_received);
+		values[col++] = counter_datum(d->sum.bytes_sent);
+		values[col++] = counter_datum(d->sum.xact_time_us);
+		values[col++] = counter_datum(d->sum.query_time_us);
+		values[col++] = counter_datum(d->sum.wait_time_us);
+		values[col++] = counter_datum(d->sum.client_parse_count);
+		values[col++] = counter_datum(d->sum.server_parse_count);
+		values[col++] = counter_datum(d->sum.bind_count);
+		values[col++] = counter_datum(d->sum.xact_count / secs);
+		values[col++] = counter_datum(d->sum.query_count / secs);
+		values[col++] = counter_datum(d->sum.bytes_received / secs);
+		values[col++] = counter_datum(d->sum.bytes_sent / secs);
+		values[col++] = counter_datum(stats_div(d->sum.xact_time_us, d->sum.xact_count));
+		values[col++] = counter_datum(stats_div(d->sum.query_time_us, d->sum.query_count));
+		values[col++] = counter_datum(stats_div(d->sum.wait_time_us, d->sum.query_count));
 		Assert(col == STATS_COLS);
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
@@ -427,6 +428,7 @@ pgbun_databases_1_2(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 
 	dbs = palloc(sizeof(DatabaseRow) * STATS_MAX_DATABASES);
+	settings_refresh();			/* the settings columns: this backend's view */
 	n = stats_read_databases(dbs);
 	for (int i = 0; i < n; i++)
 	{
@@ -481,6 +483,7 @@ pgbun_lists_1_2(PG_FUNCTION_ARGS)
 	require_shmem();
 	InitMaterializedSRF(fcinfo, 0);
 
+	settings_refresh();			/* the settings columns: this backend's view */
 	n = stats_read_lists(lists);
 	for (int i = 0; i < n; i++)
 	{
@@ -528,7 +531,7 @@ pgbun_latency_1_2(PG_FUNCTION_ARGS)
 		{
 			HistCopy	h;
 
-			counters_read_hist(counters_of(p), (HistKind) k, &h);
+			counters_read_hist(p, (HistKind) k, &h);
 			values[col++] = counter_datum(h.count);
 			for (int q = 0; q < lengthof(qs); q++)
 			{

@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "config_parse.h"
+#include "settings.h"
 #include "shmem.h"
 #include "stats_read.h"
 
@@ -51,8 +52,12 @@ Datum
 pgbun_hosts_1_3(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	const ConfigDatabases *cfg = config_databases();
-	int			default_port = pgbun_server_port > 0 ? pgbun_server_port : PostPortNumber;
+	const ConfigDatabases *cfg;
+	int			default_port;
+
+	settings_refresh();			/* this backend's view of the settings */
+	cfg = config_databases();
+	default_port = pgbun_cfg->server_port > 0 ? pgbun_cfg->server_port : PostPortNumber;
 
 	if (!pgbun_shmem_attached())
 		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

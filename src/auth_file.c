@@ -18,6 +18,7 @@
 
 #include "auth_file.h"
 #include "config.h"
+#include "settings.h"
 
 #define AUTH_FILE_MAX_BYTES		(1024 * 1024)
 #define AUTH_FILE_MAX_ENTRIES	10000
@@ -88,7 +89,7 @@ free_entries(AuthFileEntry *list, int n)
 void
 auth_file_reload(void)
 {
-	const char *path = pgbun_auth_file ? pgbun_auth_file : "";
+	const char *path = pgbun_cfg->auth_file ? pgbun_cfg->auth_file : "";
 	FILE	   *f;
 	char	   *buf;
 	size_t		len;

@@ -31,6 +31,7 @@
 #include "pooler.h"
 #include "proto.h"
 #include "session.h"
+#include "settings.h"
 #include "tls.h"
 /* Publish the client's state, pool and link to its shared slot. */
 void
@@ -97,7 +98,7 @@ client_send_error(Client *c, bool fatal, const char *sqlstate, const char *msg)
 		return false;
 	sbuf_out_commit(&c->sb, &pb);
 	counters_note_pooler_error(c->pool ? c->pool->slot : -1, sqlstate);
-	if (pgbun_log_pooler_errors)
+	if (pgbun_cfg->log_pooler_errors)
 		pgbun_log_client(LOG, c, "pooler_error", sqlstate, "pgbun: error sent to the client: %s", msg);
 	return true;
 }
@@ -147,10 +148,10 @@ client_close(Client *c, const char *sqlstate, const char *fmt,...)
 		client_login_names(c, &db, &user);
 		counters_note_login_failure(db, user);
 	}
-	if (pgbun_log_disconnections && c->state != CL_LOGIN)
+	if (pgbun_cfg->log_disconnections && c->state != CL_LOGIN)
 		pgbun_log_client(LOG, c, "client_close", sqlstate, "pgbun: client closed: user=%s database=%s: %s",
 						 c->pool ? c->pool->user : "?", c->pool ? c->pool->database : "?", reason);
-	else if (pgbun_log_disconnections && sqlstate)
+	else if (pgbun_cfg->log_disconnections && sqlstate)
 		pgbun_log_client(LOG, c, "login_failed", sqlstate, "pgbun: client login failed: %s", reason);
 
 	c->closed = true;
@@ -239,7 +240,7 @@ client_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 		if (hdr->type == 'd' || hdr->type == 'c' || hdr->type == 'f')
 			return PKT_SKIP;
 		/* needs a server first (no side effects before that), unless pgbun can answer */
-		if (c->pool->mode != POOL_MODE_SESSION && pgbun_max_prepared_statements > 0)
+		if (c->pool->mode != POOL_MODE_SESSION && pgbun_cfg->max_prepared_statements > 0)
 			return prepared_unlinked_message(c, hdr, msg, avail);
 		return PKT_STOP;
 	}
@@ -305,10 +306,10 @@ client_pump_in(Client *c)
 	}
 again:
 	c->wait_answers = false;	/* set again by the handler if it still has to wait */
-	r = sbuf_pump(&c->sb, c->link ? &c->link->sb : NULL, (uint32) pgbun_max_packet_size,
+	r = sbuf_pump(&c->sb, c->link ? &c->link->sb : NULL, (uint32) pgbun_cfg->max_packet_size,
 				  client_msg_handler, c, &rd, &wr);
 	if (rd && c->pool)
-		pg_atomic_fetch_add_u64(&pgbun_shared->pools[c->pool->slot].bytes_received, rd);
+		POOL_STAT_ADD(c->pool->slot, bytes_received, rd);
 	/* answers pgbun gave itself while no server was linked */
 	if (!c->link && sbuf_out_pending(&c->sb) && !client_flush(c))
 		return;
@@ -391,8 +392,7 @@ client_server_ready(Client *c)
 {
 	if (c->wait_start)
 	{
-		pg_atomic_fetch_add_u64(&pgbun_shared->pools[c->pool->slot].wait_time_us,
-								(uint64) Max(W->now - c->wait_start, 0));
+		POOL_STAT_ADD(c->pool->slot, wait_time_us, Max(W->now - c->wait_start, 0));
 		counters_observe(c->pool->slot, HIST_WAIT, W->now - c->wait_start);
 		c->wait_start = 0;
 	}

@@ -3,6 +3,11 @@
  * negotiation), hba, authentication (SCRAM, md5, password, cert, peer,
  * trust) and the welcome that ends the login.
  *
+ * The role comes from the local catalog (auth.c), pgbun.auth_file
+ * (auth_file.c) or, for a database with auth_user, auth_query on its target
+ * (auth_query.c: the login waits in STEP_AUTH_QUERY, reading nothing, until
+ * client_login_auth_query_done).
+ *
  * During login a client owns a malloc'd AuthState (freed when the login
  * ends); from then on client.c forwards its traffic.
  */
@@ -38,8 +43,10 @@
 #include "proto.h"
 #include "scram.h"
 #include "session.h"
+#include "settings.h"
 #include "target.h"
 #include "auth_file.h"
+#include "auth_query.h"
 #include "startup_options.h"
 #include "throttle.h"
 #include "tls.h"
@@ -57,6 +64,7 @@ typedef enum LoginStep
 	STEP_MD5,					/* sent AuthenticationMD5Password */
 	STEP_PASSWORD,				/* sent AuthenticationCleartextPassword (hba "password") */
 	STEP_PASSWORD_CHECK,		/* its PBKDF2 runs on a kdf.c thread; nothing more is read */
+	STEP_AUTH_QUERY,			/* its role is being looked up on the target (auth_query.c); nothing is read */
 	STEP_DONE,					/* authenticated */
 } LoginStep;
 
@@ -72,6 +80,7 @@ typedef struct AuthState
 	bool		have_client_key;
 	TimestampTz fail_at;		/* failed: answer then (pgbun.auth_failure_delay), 0 if not */
 	struct KdfJob *kdf_job;		/* STEP_PASSWORD_CHECK: the check in flight */
+	struct AqRequest *aq_req;	/* STEP_AUTH_QUERY: the look-up in flight */
 	bool		tls_direct;		/* TLS began without SSLRequest (PostgreSQL 17 sslnegotiation=direct) */
 	bool		tls_no_alpn;	/* ... and without ALPN "postgresql": only a WebSocket upgrade may follow */
 	bool		have_peer;		/* peer: the client's address as accept() gave it (TCP) */
@@ -81,6 +90,7 @@ typedef struct AuthState
 
 static void auth_succeeded(Client *c);
 static void drain_unread(Client *c);
+static void begin_challenge(Client *c);
 
 /* ---- helpers ---- */
 
@@ -163,9 +173,9 @@ int
 client_login_deadline_ms(Client *c)
 {
 	if (!c->refuse)
-		return pgbun_client_login_timeout;
-	if (pgbun_client_login_timeout > 0)
-		return Min(pgbun_client_login_timeout, REFUSE_DEADLINE_MS);
+		return pgbun_cfg->client_login_timeout;
+	if (pgbun_cfg->client_login_timeout > 0)
+		return Min(pgbun_cfg->client_login_timeout, REFUSE_DEADLINE_MS);
 	return REFUSE_DEADLINE_MS;
 }
 
@@ -219,7 +229,7 @@ client_accept(int listen_fd, bool unix_socket)
 		 */
 		prev = pg_atomic_fetch_add_u32(&pgbun_shared->client_count, 1);
 		c->slot = -1;
-		if (prev >= (uint32) pgbun_max_client_conn)
+		if (prev >= (uint32) pgbun_cfg->max_client_conn)
 			c->refuse = REFUSE_MAX_CLIENT_CONN;
 		/* the rest of the slots are the server connections' (max_connections + spares) */
 		else if (prev >= (uint32) pgbun_shared->n_client_slots ||
@@ -511,6 +521,43 @@ peer_user_name(uid_t uid)
 	return stalest->name;
 }
 
+/* What hba rules match on: the client's connection, user and database. false: closed. */
+static bool
+hba_conn_of(Client *c, HbaConn *conn)
+{
+	memset(conn, 0, sizeof(*conn));
+	conn->unix_socket = c->unix_socket;
+	conn->tls = c->sb.ssl != NULL;
+	conn->user = c->auth->user;
+	conn->database = c->auth->database;
+	if (!c->unix_socket && !client_peer(c, &conn->addr))
+	{
+		client_close(c, "08006", "could not get the client's address: %m");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * pgbun.auth_type = hba and no rule lets the client in (no match, reject):
+ * known before its role is looked up, so a refused client never makes
+ * pgbun ask a target (auth_query). hba_method says so to the client.
+ */
+static bool
+hba_refuses(Client *c)
+{
+	HbaConn		conn;
+	int			line;
+	HbaClientCert clientcert;
+	const char *usermap;
+	HbaDecision decision;
+
+	if (!hba_conn_of(c, &conn))
+		return true;
+	decision = hba_decide(&conn, &line, &clientcert, &usermap);
+	return decision == HBA_NO_MATCH || decision == HBA_REJECT;
+}
+
 /*
  * pgbun.auth_type = hba: the first matching rule's method, as an AuthType,
  * or -1 when the client was refused (and closed) or logged in already.
@@ -530,16 +577,8 @@ hba_method(Client *c)
 	char		cn[NAMEDATALEN + 1];
 	bool		have_cert;
 
-	memset(&conn, 0, sizeof(conn));
-	conn.unix_socket = c->unix_socket;
-	conn.tls = tls;
-	conn.user = a->user;
-	conn.database = a->database;
-	if (!c->unix_socket && !client_peer(c, &conn.addr))
-	{
-		client_close(c, "08006", "could not get the client's address: %m");
+	if (!hba_conn_of(c, &conn))
 		return -1;
-	}
 	if (c->unix_socket)
 		strlcpy(host, "[local]", sizeof(host));
 	else
@@ -608,8 +647,7 @@ static void
 begin_auth(Client *c)
 {
 	AuthState  *a = c->auth;
-	ProtoBuf	pb;
-	int			method = pgbun_auth_type;
+	char		auth_user[NAMEDATALEN];
 
 	if (pg_atomic_read_u32(&pgbun_shared->client_count) > (uint32) pgbun_max_client_conn)
 	{
@@ -625,14 +663,87 @@ begin_auth(Client *c)
 			client_close(c, "XX000", "could not look up role \"%s\"", a->user);
 		return;
 	}
-	if (!a->role.role_exists)
+	publish_application_name(c);
+	if (!console_is_database(a->database) && auth_query_user_for(a->database, auth_user))
+	{
+		const char *pw;
+		bool		db_exists = a->role.db_exists;
+		bool		db_allows_conn = a->role.db_allows_conn;
+
+		/*
+		 * The database's roles are the target's: pgbun.auth_file first (as
+		 * PgBouncer), else auth_query there. The local pg_authid is not
+		 * asked: a local role of the same name is another role.
+		 */
+		memset(&a->role, 0, sizeof(a->role));
+		a->role.db_exists = db_exists;
+		a->role.db_allows_conn = db_allows_conn;
+		if (!auth_file_lookup(a->user, &a->role, &pw))
+		{
+			if (pgbun_cfg->auth_type == AUTH_TYPE_HBA && hba_refuses(c))
+			{
+				if (!c->closed)
+					(void) hba_method(c);	/* closes it with the rule's words */
+				return;
+			}
+			a->step = STEP_AUTH_QUERY;
+			(void) auth_query_submit(c, a->database, a->user);
+			return;				/* client_login_auth_query_done goes on */
+		}
+	}
+	else if (!a->role.role_exists)
 	{
 		const char *pw;
 
 		/* a role the local server lacks may be in pgbun.auth_file */
 		(void) auth_file_lookup(a->user, &a->role, &pw);
 	}
-	publish_application_name(c);
+	begin_challenge(c);
+}
+
+void
+client_login_auth_query_started(Client *c, struct AqRequest *r)
+{
+	if (c->auth)
+		c->auth->aq_req = r;
+}
+
+void
+client_login_auth_query_done(Client *c, const RoleInfo *role, const char *error)
+{
+	AuthState  *a = c->auth;
+	bool		db_exists;
+	bool		db_allows_conn;
+
+	/* the look-up is over, whatever became of the client (closed, not yet freed) */
+	if (a)
+		a->aq_req = NULL;
+	if (c->closed || !a || a->step != STEP_AUTH_QUERY)
+		return;
+	if (!role)
+	{
+		client_close(c, "08006", "could not look up role \"%s\": %s", a->user, error ? error : "?");
+		return;
+	}
+	db_exists = a->role.db_exists;
+	db_allows_conn = a->role.db_allows_conn;
+	a->role = *role;
+	a->role.db_exists = db_exists;
+	a->role.db_allows_conn = db_allows_conn;
+	a->step = STEP_STARTUP;
+	begin_challenge(c);
+	/* trust logged it in: anything it sent already goes on to a server */
+	if (!c->closed && c->state == CL_ACTIVE)
+		client_pump_in(c);
+}
+
+/* The role is known: apply hba and send the challenge (or log in, for trust). */
+static void
+begin_challenge(Client *c)
+{
+	AuthState  *a = c->auth;
+	ProtoBuf	pb;
+	int			method = pgbun_cfg->auth_type;
 
 	if (method == AUTH_TYPE_HBA && (method = hba_method(c)) < 0)
 		return;
@@ -709,12 +820,12 @@ client_tls_handshake(Client *c)
 		return false;
 	if (r < 0)
 	{
-		if (pgbun_log_disconnections)
+		if (pgbun_cfg->log_disconnections)
 			ereport(LOG, (errmsg("pgbun: TLS handshake with a client failed: %s", c->sb.error)));
 		client_close(c, NULL, "TLS handshake failed");
 		return false;
 	}
-	if (c->auth->tls_direct && !tls_alpn_postgresql(&c->sb) && pgbun_websocket)
+	if (c->auth->tls_direct && !tls_alpn_postgresql(&c->sb) && pgbun_cfg->websocket)
 		c->auth->tls_no_alpn = true;	/* wss://: an HTTP client, checked at its first bytes */
 	else if (c->auth->tls_direct && !tls_alpn_postgresql(&c->sb))
 	{
@@ -747,7 +858,7 @@ static bool
 read_startup_packet(Client *c)
 {
 	StartupHeader sh;
-	uint32		maxlen = Min((uint32) pgbun_max_packet_size, STARTUP_PACKET_MAX);
+	uint32		maxlen = Min((uint32) pgbun_cfg->max_packet_size, STARTUP_PACKET_MAX);
 	const uint8 *p;
 
 	for (;;)
@@ -935,7 +1046,7 @@ auth_failed(Client *c)
 	memset(&addr, 0, sizeof(addr));
 	if (!c->unix_socket)
 		(void) client_peer(c, &addr);
-	delay_ms = throttle_failure(&addr, c->unix_socket, pgbun_auth_failure_delay, W->now);
+	delay_ms = throttle_failure(&addr, c->unix_socket, pgbun_cfg->auth_failure_delay, W->now);
 	if (delay_ms > 0)
 	{
 		/* the answer waits; the janitor gives it (client_login_fail_due) */
@@ -1071,6 +1182,11 @@ client_login_forget(Client *c)
 	{
 		kdf_cancel(c->auth->kdf_job);
 		c->auth->kdf_job = NULL;
+	}
+	if (c->auth && c->auth->aq_req)
+	{
+		auth_query_forget(c->auth->aq_req);
+		c->auth->aq_req = NULL;
 	}
 }
 
@@ -1215,7 +1331,7 @@ login_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32 
 					 (hdr->type >= 0x20 && hdr->type < 0x7f) ? hdr->type : '?');
 		return PKT_STOP;
 	}
-	if (c->auth->fail_at || c->auth->step == STEP_PASSWORD_CHECK)
+	if (c->auth->fail_at || c->auth->step == STEP_PASSWORD_CHECK || c->auth->step == STEP_AUTH_QUERY)
 		return PKT_STOP;		/* failed (one attempt per connection), or being checked: the rest stays unread */
 	if (avail < proto_msg_size(hdr))
 		return PKT_NEED_FULL;
@@ -1243,8 +1359,9 @@ client_login_input(Client *c)
 static void
 client_login_steps(Client *c)
 {
-	if (c->auth && (c->auth->fail_at || c->auth->step == STEP_PASSWORD_CHECK))
-		return;					/* failed, or its password is being checked: nothing more is read */
+	if (c->auth && (c->auth->fail_at || c->auth->step == STEP_PASSWORD_CHECK ||
+					c->auth->step == STEP_AUTH_QUERY))
+		return;					/* failed, or its password or role is being checked: nothing more is read */
 	if (!c->auth)
 	{
 		c->auth = calloc(1, sizeof(AuthState));
@@ -1467,7 +1584,7 @@ client_login_finished(Client *c)
 	c->wait_start = 0;
 	client_set_state(c, CL_ACTIVE);
 	counters_note_login(pool->slot);
-	if (pgbun_log_connections)
+	if (pgbun_cfg->log_connections)
 		pgbun_log_client(LOG, c, "client_login", NULL, "pgbun: client login: user=%s database=%s", pool->user, pool->database);
 	(void) client_flush(c);
 	/* the caller pumps the client's input once it is outside any pump of this client */

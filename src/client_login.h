@@ -22,6 +22,16 @@ extern void client_login_refused_closed(Client *c);
 extern void client_login_kdf_event(void);
 /* The client is being freed: cancel what its login still has running. */
 extern void client_login_forget(Client *c);
+struct RoleInfo;
+struct AqRequest;
+
+/* auth_query.c took the client's look-up (r, until answered or forgotten). */
+extern void client_login_auth_query_started(Client *c, struct AqRequest *r);
+/*
+ * auth_query.c answers: the role as the target has it, or error (then
+ * role is NULL and the client is closed with 08006 and the reason).
+ */
+extern void client_login_auth_query_done(Client *c, const struct RoleInfo *role, const char *error);
 /* The database and user a client in login asked for (NULL: not known yet). */
 extern void client_login_names(Client *c, const char **database, const char **user);
 /* Milliseconds a client may take to log in (0: no limit); short for a refused one. */

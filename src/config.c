@@ -5,7 +5,11 @@
  * pgbouncer.ini translates line by line. Everything but pgbun.workers is
  * PGC_SIGHUP: pg_reload_conf() changes it for the live pools (worker.c
  * applies the difference after ProcessConfigFile). Check hooks refuse bad
- * values at reload with a clear message so the old value stays in force.
+ * values at reload with a clear message; settings.c then refuses the whole
+ * reload, so the old snapshot of every setting stays in force.
+ *
+ * The variables here are the GUCs' storage; everything else reads the
+ * snapshot pgbun_cfg (settings.h), as do the helpers below.
  */
 #include "postgres.h"
 
@@ -19,6 +23,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "params.h"
+#include "settings.h"
 #include "tls.h"
 #include "websocket.h"
 
@@ -57,6 +62,8 @@ char	   *pgbun_users = NULL;
 char	   *pgbun_track_extra_parameters = NULL;
 char	   *pgbun_hba_file = NULL;
 char	   *pgbun_auth_file = NULL;
+char	   *pgbun_auth_user = NULL;
+char	   *pgbun_auth_query = NULL;
 char	   *pgbun_ident_file = NULL;
 int			pgbun_auth_failure_delay = 0;
 char	   *pgbun_ignore_startup_parameters = NULL;
@@ -75,20 +82,7 @@ char	   *pgbun_server_tls_ca_file = NULL;
 char	   *pgbun_server_tls_protocols = NULL;
 char	   *pgbun_server_tls_ciphers = NULL;
 
-/* Parsed pgbun.databases / pgbun.users (set by the assign hooks). */
-typedef struct PoolOverride
-{
-	char		name[NAMEDATALEN];
-	int			pool_mode;		/* -1: not set */
-	int			pool_size;		/* 0: not set */
-} PoolOverride;
-
-typedef struct OverrideList
-{
-	int			n;
-	PoolOverride items[FLEXIBLE_ARRAY_MEMBER];
-} OverrideList;
-
+/* Parsed pgbun.users (set by the assign hook; the snapshot copies it). */
 static OverrideList *user_overrides = NULL;
 int			pgbun_max_packet_size = INT_MAX;
 bool		pgbun_log_connections = true;
@@ -292,6 +286,31 @@ static ConfigDatabases *database_config = NULL;
 static uint64 database_generation = 0;
 
 static bool
+check_auth_user(char **newval, void **extra, GucSource source)
+{
+	if (*newval && strlen(*newval) >= NAMEDATALEN)
+	{
+		GUC_check_errdetail("A role name is shorter than %d bytes.", NAMEDATALEN);
+		return false;
+	}
+	return true;
+}
+
+/* The query must bind the user name as $1 (never pasted in) and fit one Parse (auth_query.c). */
+static bool
+check_auth_query(char **newval, void **extra, GucSource source)
+{
+	const char *why = *newval ? config_auth_query_invalid(*newval) : " (empty)";
+
+	if (why)
+	{
+		GUC_check_errdetail("pgbun.auth_query cannot be used%s.", why);
+		return false;
+	}
+	return true;
+}
+
+static bool
 check_databases(char **newval, void **extra, GucSource source)
 {
 	char		err[512];
@@ -326,22 +345,35 @@ assign_databases(const char *newval, void *extra)
 }
 
 const ConfigDatabases *
-config_databases(void)
+config_guc_databases(void)
 {
 	return database_config;
+}
+
+const OverrideList *
+config_guc_users(void)
+{
+	return user_overrides;
+}
+
+const ConfigDatabases *
+config_databases(void)
+{
+	return pgbun_cfg ? pgbun_cfg->databases : NULL;
 }
 
 const DbEntry *
 config_database_entry(const char *database)
 {
+	const ConfigDatabases *dbs = config_databases();
 	const DbEntry *star = NULL;
 
-	for (int i = 0; database_config && i < database_config->n; i++)
+	for (int i = 0; dbs && i < dbs->n; i++)
 	{
-		if (strcmp(database_config->items[i].name, database) == 0)
-			return &database_config->items[i];
-		if (strcmp(database_config->items[i].name, "*") == 0)
-			star = &database_config->items[i];
+		if (strcmp(dbs->items[i].name, database) == 0)
+			return &dbs->items[i];
+		if (strcmp(dbs->items[i].name, "*") == 0)
+			star = &dbs->items[i];
 	}
 	return star;
 }
@@ -351,7 +383,7 @@ config_max_db_connections(const char *database)
 {
 	const DbEntry *e = config_database_entry(database);
 
-	return (e && e->max_db_connections >= 0) ? e->max_db_connections : pgbun_max_db_connections;
+	return (e && e->max_db_connections >= 0) ? e->max_db_connections : pgbun_cfg->max_db_connections;
 }
 
 int
@@ -359,7 +391,7 @@ config_server_lifetime(const char *database)
 {
 	const DbEntry *e = config_database_entry(database);
 
-	return (e && e->server_lifetime >= 0) ? e->server_lifetime : pgbun_server_lifetime;
+	return (e && e->server_lifetime >= 0) ? e->server_lifetime : pgbun_cfg->server_lifetime;
 }
 
 static bool
@@ -389,14 +421,14 @@ find_override(const OverrideList *list, const char *name)
 int
 config_pool_mode(const char *database, const char *user)
 {
-	const PoolOverride *u = find_override(user_overrides, user);
+	const PoolOverride *u = find_override(pgbun_cfg->users, user);
 	const DbEntry *d = config_database_entry(database);
 
 	if (u && u->pool_mode >= 0)
 		return u->pool_mode;
 	if (d && d->pool_mode >= 0)
 		return d->pool_mode;
-	return pgbun_pool_mode;
+	return pgbun_cfg->pool_mode;
 }
 
 static bool
@@ -411,16 +443,10 @@ check_track_extra(char **newval, void **extra, GucSource source)
 	return true;
 }
 
-static void
-assign_track_extra(const char *newval, void *extra)
-{
-	(void) params_set_extra(newval ? newval : "", true);
-}
-
 bool
 config_ignores_startup_param(const char *name)
 {
-	const char *p = pgbun_ignore_startup_parameters;
+	const char *p = pgbun_cfg->ignore_startup_parameters;
 	size_t		len = strlen(name);
 
 	while (p && *p)
@@ -441,7 +467,7 @@ config_pool_size(const char *database)
 {
 	const DbEntry *d = config_database_entry(database);
 
-	return (d && d->pool_size > 0) ? d->pool_size : pgbun_default_pool_size;
+	return (d && d->pool_size > 0) ? d->pool_size : pgbun_cfg->default_pool_size;
 }
 
 void
@@ -573,6 +599,16 @@ pgbun_define_gucs(void)
 							   "Roles the local server does not have, in PgBouncer's userlist.txt format (empty: none).",
 							   NULL, &pgbun_auth_file, "",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	/* auth_user + auth_query for targets whose roles the local server lacks (auth_query.c) */
+	DefineCustomStringVariable("pgbun.auth_user",
+							   "Role that runs pgbun.auth_query on the target of every pgbun.databases entry with a host list and no auth_user of its own (empty: none).",
+							   NULL, &pgbun_auth_user, "",
+							   PGC_SIGHUP, 0, check_auth_user, NULL, NULL);
+	DefineCustomStringVariable("pgbun.auth_query",
+							   "Query that returns (name, verifier) of the role $1 on a target, for databases with an auth_user.",
+							   "It must return NULL as the verifier when the password has expired (VALID UNTIL).",
+							   &pgbun_auth_query, PGBUN_AUTH_QUERY_DEFAULT,
+							   PGC_SIGHUP, 0, check_auth_query, NULL, NULL);
 	DefineCustomStringVariable("pgbun.ident_file",
 							   "User name maps in pg_ident.conf format for map= on hba cert/peer lines (empty: the server's own ident_file).",
 							   NULL, &pgbun_ident_file, "",
@@ -580,7 +616,7 @@ pgbun_define_gucs(void)
 	DefineCustomStringVariable("pgbun.track_extra_parameters",
 							   "More startup parameters that follow a client across server connections (comma-separated).",
 							   NULL, &pgbun_track_extra_parameters, "",
-							   PGC_SIGHUP, 0, check_track_extra, assign_track_extra, NULL);
+							   PGC_SIGHUP, 0, check_track_extra, NULL, NULL);	/* applied with the snapshot (settings.c) */
 	DefineCustomStringVariable("pgbun.ignore_startup_parameters",
 							   "Startup parameters accepted from clients and ignored (comma-separated).",
 							   NULL, &pgbun_ignore_startup_parameters, "",

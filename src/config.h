@@ -5,6 +5,12 @@
  * GUCs are defined in config.c (called from _PG_init). Time settings are
  * stored in milliseconds (GUC_UNIT_MS) so '15s' and '500ms' both work;
  * 0 disables a timeout, as in PgBouncer.
+ *
+ * The pgbun_* variables below are only the GUCs' backing storage: code
+ * reads the settings snapshot pgbun_cfg (settings.h), built from them at
+ * worker start and at each accepted reload. Only config.c and settings.c
+ * read these, plus the postmaster-start readers of pgbun_workers and
+ * pgbun_max_client_conn (shared memory sizing, worker registration).
  */
 #ifndef PGBUN_CONFIG_H
 #define PGBUN_CONFIG_H
@@ -60,6 +66,8 @@ extern char *pgbun_users;
 extern char *pgbun_track_extra_parameters;
 extern char *pgbun_hba_file;
 extern char *pgbun_auth_file;
+extern char *pgbun_auth_user;
+extern char *pgbun_auth_query;
 extern char *pgbun_ident_file;
 extern int	pgbun_auth_failure_delay;	/* ms */
 extern char *pgbun_ignore_startup_parameters;
@@ -101,11 +109,21 @@ extern int	config_pool_mode(const char *database, const char *user);
 extern int	config_pool_size(const char *database);
 
 /*
+ * pgbun.auth_query's default (auth_query.c): schema-qualified, and NULL as
+ * the verifier past VALID UNTIL (PgBouncer's CVE-2025-2291).
+ */
+#define PGBUN_AUTH_QUERY_DEFAULT \
+	"SELECT rolname, CASE WHEN rolvaliduntil IS NULL OR rolvaliduntil > pg_catalog.now() " \
+	"THEN rolpassword END FROM pg_catalog.pg_authid WHERE rolname = $1 AND rolcanlogin"
+
+/*
  * One entry of pgbun.databases (or pgbun.users): PgBouncer's / libpq's keys.
  * A database entry with any of host, port, dbname, user, password,
  * target_session_attrs, load_balance_hosts or max_replica_lag "routes" the
  * database: its pools get their own Target (target.c). An entry with only
- * pool settings keeps the default target (pgbun.server_host), as before.
+ * pool settings keeps the default target (pgbun.server_host), as before;
+ * auth_user and auth_query do not route either (they say how its clients are
+ * checked).
  */
 #define CONFIG_MAX_HOSTS	16
 #define CONFIG_HOSTS_LEN	1024
@@ -147,6 +165,8 @@ typedef struct DbEntry
 	int			lb;				/* LoadBalanceHosts */
 	int			max_replica_lag;	/* ms, 0: no limit */
 	char		connect_query[CONFIG_QUERY_LEN];	/* "": none */
+	char		auth_user[NAMEDATALEN];	/* auth_query runs as this role, "": pgbun.auth_user (auth_query.h) */
+	char		auth_query[CONFIG_QUERY_LEN];	/* "": pgbun.auth_query */
 } DbEntry;
 
 /*
@@ -161,7 +181,25 @@ typedef struct ConfigDatabases
 	DbEntry		items[FLEXIBLE_ARRAY_MEMBER];
 } ConfigDatabases;
 
+/* The pgbun.users entries (PgBouncer's [users]: pool_mode). */
+typedef struct PoolOverride
+{
+	char		name[NAMEDATALEN];
+	int			pool_mode;		/* -1: not set */
+	int			pool_size;		/* 0: not set */
+} PoolOverride;
+
+typedef struct OverrideList
+{
+	int			n;
+	PoolOverride items[FLEXIBLE_ARRAY_MEMBER];
+} OverrideList;
+
+/* The snapshot's (pgbun_cfg) databases; NULL: none. */
 extern const ConfigDatabases *config_databases(void);
+/* The GUCs' last accepted parsed values: only for the snapshot builder (settings.c). */
+extern const ConfigDatabases *config_guc_databases(void);
+extern const OverrideList *config_guc_users(void);
 /* The entry for a database: its own, else "*", else NULL. */
 extern const DbEntry *config_database_entry(const char *database);
 /* Effective per-database limits (the entry's, else the setting's). */

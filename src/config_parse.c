@@ -143,10 +143,30 @@ parse_int_range(const char *v, int lo, int hi, int *out)
 }
 
 /*
+ * Why an auth_query text cannot be used (NULL: it can): it must take the
+ * client's name as $1 (never pasted into the text) and fit one Parse message
+ * pgbun builds in a fixed buffer.
+ */
+const char *
+config_auth_query_invalid(const char *query)
+{
+	if (query[0] == '\0')
+		return " (empty)";
+	if (strlen(query) >= CONFIG_QUERY_LEN)
+		return " (at most 1023 bytes)";
+	if (strstr(query, "$1") == NULL)
+		return " (it must compare the user name with $1)";
+	if (strstr(query, "$2") != NULL)
+		return " (it gets one parameter, $1: the user name)";
+	return NULL;
+}
+
+/*
  * Parse pgbun.databases: "name = key=value ...; name2 = ...". The keys are
  * PgBouncer's / libpq's (host, port, dbname, user, password,
- * target_session_attrs, load_balance_hosts, max_replica_lag, pool_mode,
- * pool_size, max_db_connections, server_lifetime, connect_query). Returns a
+ * auth_user, auth_query, target_session_attrs, load_balance_hosts,
+ * max_replica_lag, pool_mode, pool_size, max_db_connections,
+ * server_lifetime, connect_query). Returns a
  * malloc'd snapshot, or NULL with errbuf saying which entry and why.
  */
 ConfigDatabases *
@@ -251,6 +271,20 @@ config_parse_databases(const char *value, char *errbuf, int errlen)
 					BAD_VALUE(" (at most 1023 bytes)");
 				strlcpy(e->connect_query, val, sizeof(e->connect_query));
 			}
+			else if (strcmp(key, "auth_user") == 0)
+			{
+				if (strlen(val) >= NAMEDATALEN || val[0] == '\0')
+					BAD_VALUE(" (a role name)");
+				strlcpy(e->auth_user, val, sizeof(e->auth_user));
+			}
+			else if (strcmp(key, "auth_query") == 0)
+			{
+				const char *why = config_auth_query_invalid(val);
+
+				if (why)
+					BAD_VALUE(why);
+				strlcpy(e->auth_query, val, sizeof(e->auth_query));
+			}
 			else if (strcmp(key, "host") == 0)
 			{
 				if (strlen(val) >= sizeof(e->host) || val[0] == '\0')
@@ -321,7 +355,7 @@ config_parse_databases(const char *value, char *errbuf, int errlen)
 			}
 			else
 			{
-				snprintf(errbuf, errlen, "unknown setting \"%.64s\" for \"%s\" (supported: host, port, dbname, user, password, target_session_attrs, load_balance_hosts, max_replica_lag, pool_mode, pool_size, max_db_connections, server_lifetime, connect_query)",
+				snprintf(errbuf, errlen, "unknown setting \"%.64s\" for \"%s\" (supported: host, port, dbname, user, password, auth_user, auth_query, target_session_attrs, load_balance_hosts, max_replica_lag, pool_mode, pool_size, max_db_connections, server_lifetime, connect_query)",
 						 key, e->name);
 				goto fail;
 			}

@@ -11,6 +11,8 @@
  * NULL with errbuf saying which entry and why (never echoing a password).
  */
 extern ConfigDatabases *config_parse_databases(const char *value, char *errbuf, int errlen);
+/* Why an auth_query text cannot be used (a reason starting with " ("), or NULL. */
+extern const char *config_auth_query_invalid(const char *query);
 /* The names of target_session_attrs and load_balance_hosts values. */
 extern const char *tsa_name(int tsa);
 extern const char *lb_name(int lb);

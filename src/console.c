@@ -37,6 +37,7 @@
 #include "pooler.h"
 #include "proto.h"
 #include "sbuf.h"
+#include "settings.h"
 #include "shmem.h"
 #include "stats_read.h"
 
@@ -395,11 +396,11 @@ typedef enum StatsKind
 static void
 put_counters(Rows *r, const DbStats *d, uint64 div)
 {
-	rows_put_uint(r, d->assign_count / div);
-	rows_put_uint(r, d->xact_count / div);
-	rows_put_uint(r, d->query_count / div);
-	rows_put_uint(r, d->bytes_received / div);
-	rows_put_uint(r, d->bytes_sent / div);
+	rows_put_uint(r, d->sum.assign_count / div);
+	rows_put_uint(r, d->sum.xact_count / div);
+	rows_put_uint(r, d->sum.query_count / div);
+	rows_put_uint(r, d->sum.bytes_received / div);
+	rows_put_uint(r, d->sum.bytes_sent / div);
 }
 
 static void
@@ -450,26 +451,26 @@ show_stats(Console *cs, StatsKind kind)
 		if (kind != STATS_AVERAGES)
 		{
 			put_counters(&r, d, 1);
-			rows_put_uint(&r, d->xact_time_us);
-			rows_put_uint(&r, d->query_time_us);
-			rows_put_uint(&r, d->wait_time_us);
-			rows_put_uint(&r, d->client_parse_count);
-			rows_put_uint(&r, d->server_parse_count);
-			rows_put_uint(&r, d->bind_count);
+			rows_put_uint(&r, d->sum.xact_time_us);
+			rows_put_uint(&r, d->sum.query_time_us);
+			rows_put_uint(&r, d->sum.wait_time_us);
+			rows_put_uint(&r, d->sum.client_parse_count);
+			rows_put_uint(&r, d->sum.server_parse_count);
+			rows_put_uint(&r, d->sum.bind_count);
 		}
 		if (kind != STATS_TOTALS)
 		{
 			/* as the pgbun.stats view: rates per second since start, times per xact/query */
 			put_counters(&r, d, secs);
-			rows_put_uint(&r, stats_div(d->xact_time_us, d->xact_count));
-			rows_put_uint(&r, stats_div(d->query_time_us, d->query_count));
-			rows_put_uint(&r, stats_div(d->wait_time_us, d->query_count));
-			rows_put_uint(&r, d->client_parse_count / secs);
-			rows_put_uint(&r, d->server_parse_count / secs);
-			rows_put_uint(&r, d->bind_count / secs);
+			rows_put_uint(&r, stats_div(d->sum.xact_time_us, d->sum.xact_count));
+			rows_put_uint(&r, stats_div(d->sum.query_time_us, d->sum.query_count));
+			rows_put_uint(&r, stats_div(d->sum.wait_time_us, d->sum.query_count));
+			rows_put_uint(&r, d->sum.client_parse_count / secs);
+			rows_put_uint(&r, d->sum.server_parse_count / secs);
+			rows_put_uint(&r, d->sum.bind_count / secs);
 		}
 		if (kind == STATS_ALL)
-			rows_put_uint(&r, d->query_count);
+			rows_put_uint(&r, d->sum.query_count);
 	}
 	pfree(dbs);
 	rows_end(&r, "SHOW");
@@ -496,9 +497,9 @@ show_totals(Console *cs)
 	{
 		const DbStats *d = &dbs[i];
 		const uint64 v[lengthof(names)] = {
-			d->assign_count, d->xact_count, d->query_count, d->bytes_received, d->bytes_sent,
-			d->xact_time_us, d->query_time_us, d->wait_time_us, d->client_parse_count,
-			d->server_parse_count, d->bind_count,
+			d->sum.assign_count, d->sum.xact_count, d->sum.query_count, d->sum.bytes_received, d->sum.bytes_sent,
+			d->sum.xact_time_us, d->sum.query_time_us, d->sum.wait_time_us, d->sum.client_parse_count,
+			d->sum.server_parse_count, d->sum.bind_count,
 		};
 
 		for (int k = 0; k < (int) lengthof(names); k++)
@@ -668,7 +669,7 @@ show_users(Console *cs)
 		rows_put(&r, "");		/* no per-user pool size: the database's applies */
 		rows_put(&r, "");
 		rows_put(&r, NULL);
-		rows_put_int(&r, pgbun_max_user_connections);
+		rows_put_int(&r, pgbun_cfg->max_user_connections);
 		rows_put_int(&r, servers);
 		rows_put_int(&r, 0);
 		rows_put_int(&r, clients);
@@ -751,7 +752,8 @@ show_config(Console *cs)
 
 		if (strncmp(g->name, "pgbun.", 6) != 0 || (g->flags & GUC_CUSTOM_PLACEHOLDER))
 			continue;
-		guc_text(g, false, value, sizeof(value));
+		if (!settings_shown(g->name, value, sizeof(value)))	/* the value in force */
+			guc_text(g, false, value, sizeof(value));
 		guc_text(g, true, def, sizeof(def));
 		rows_put(&r, g->name + 6);
 		rows_put(&r, value);
@@ -851,11 +853,11 @@ show_dns_hosts(Console *cs)
 	Rows		r;
 
 	rows_begin(&r, cs, cols, lengthof_cols(cols));
-	if (pgbun_server_host && pgbun_server_host[0] && pgbun_server_host[0] != '/' &&
+	if (pgbun_cfg->server_host && pgbun_cfg->server_host[0] && pgbun_cfg->server_host[0] != '/' &&
 		W->server_addr_len > 0)
 	{
-		rows_put(&r, pgbun_server_host);
-		rows_put_int(&r, pgbun_dns_max_ttl / 1000);
+		rows_put(&r, pgbun_cfg->server_host);
+		rows_put_int(&r, pgbun_cfg->dns_max_ttl / 1000);
 		rows_put(&r, W->server_addr_text);
 	}
 	rows_end(&r, "SHOW");
@@ -875,7 +877,7 @@ show_hosts(Console *cs)
 		{"failures", 'i'}, {"next_retry", 'T'}, {"last_error", 's'}, {"servers", 'i'},
 	};
 	const ConfigDatabases *cfg = config_databases();
-	int			default_port = pgbun_server_port > 0 ? pgbun_server_port : PostPortNumber;
+	int			default_port = pgbun_cfg->server_port > 0 ? pgbun_cfg->server_port : PostPortNumber;
 	Rows		r;
 
 	rows_begin(&r, cs, cols, lengthof_cols(cols));
@@ -1517,7 +1519,7 @@ console_start(Client *c, const char *user, bool show, bool admin)
 	sbuf_out_commit(&c->sb, &pb);
 	dlist_push_tail(&console_clients, &cs->node);
 	client_set_state(c, CL_ACTIVE);
-	if (pgbun_log_connections)
+	if (pgbun_cfg->log_connections)
 		ereport(LOG, (errmsg("pgbun: console login: user=%s%s", cs->user, admin ? " (admin)" : "")));
 	/* called inside the login's pump of this client: its input is read later (client_pump_in) */
 	(void) client_flush(c);

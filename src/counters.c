@@ -1,6 +1,6 @@
 /*
- * counters.c - the per-pool histogram, error and login counters in their own
- * shared-memory block (counters.h).
+ * counters.c - the per-pool stats, histogram, error and login counters in
+ * their own shared-memory block (counters.h), and their sums over workers.
  */
 #include "postgres.h"
 
@@ -8,9 +8,11 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 
+#include "config.h"
 #include "counters.h"
 
 CountersShared *pgbun_counters = NULL;
+PoolStats  *counters_mine = NULL;
 
 const uint64 hist_bounds_us[HIST_BUCKETS] = {
 	100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
@@ -33,7 +35,33 @@ const char *const err_class_names[ERR_CLASSES] = {
 Size
 counters_shmem_size(void)
 {
-	return MAXALIGN(sizeof(CountersShared));
+	/* pgbun.workers is fixed at server start: one PoolStats block per worker */
+	return add_size(CACHELINEALIGN(sizeof(CountersShared)) + PG_CACHE_LINE_SIZE,
+					mul_size(mul_size(Max(pgbun_workers, 1), PGBUN_MAX_POOLS), sizeof(PoolStats)));
+}
+
+/* Worker w's PoolStats array. */
+static PoolStats *
+stats_block(int w)
+{
+	return (PoolStats *) CACHELINEALIGN((char *) pgbun_counters + sizeof(CountersShared)) +
+		(Size) w * PGBUN_MAX_POOLS;
+}
+
+static void
+stats_zero(PoolStats *st)
+{
+	pg_atomic_uint64 *a = (pg_atomic_uint64 *) st;
+
+	for (int i = 0; i < (int) (sizeof(PoolStats) / sizeof(pg_atomic_uint64)); i++)
+		pg_atomic_init_u64(&a[i], 0);
+}
+
+void
+counters_attach_worker(int worker_id)
+{
+	counters_mine = (pgbun_counters && worker_id >= 0 && worker_id < pgbun_counters->n_workers) ?
+		stats_block(worker_id) : NULL;
 }
 
 static void
@@ -59,6 +87,10 @@ counters_shmem_init(void)
 	pg_atomic_init_u64(&pgbun_counters->host_last_failure, 0);
 	for (int i = 0; i < PGBUN_MAX_POOLS; i++)
 		pool_counters_init(&pgbun_counters->pools[i]);
+	pgbun_counters->n_workers = Max(pgbun_workers, 1);
+	for (int w = 0; w < pgbun_counters->n_workers; w++)
+		for (int i = 0; i < PGBUN_MAX_POOLS; i++)
+			stats_zero(&stats_block(w)[i]);
 }
 
 void
@@ -71,6 +103,32 @@ counters_reset(int pool_slot)
 	a = (pg_atomic_uint64 *) &pgbun_counters->pools[pool_slot];
 	for (int i = 0; i < (int) (sizeof(PoolCounters) / sizeof(pg_atomic_uint64)); i++)
 		pg_atomic_write_u64(&a[i], 0);
+	/* no worker writes a slot's stats while it is being handed out */
+	for (int w = 0; w < pgbun_counters->n_workers; w++)
+		stats_zero(&stats_block(w)[pool_slot]);
+}
+
+void
+counters_sum_stats(int pool_slot, PoolStatsSum *out)
+{
+	if (!pgbun_counters || pool_slot < 0 || pool_slot >= PGBUN_MAX_POOLS)
+		return;
+	for (int w = 0; w < pgbun_counters->n_workers; w++)
+	{
+		PoolStats  *st = &stats_block(w)[pool_slot];
+
+		out->assign_count += pg_atomic_read_u64(&st->assign_count);
+		out->xact_count += pg_atomic_read_u64(&st->xact_count);
+		out->query_count += pg_atomic_read_u64(&st->query_count);
+		out->bytes_received += pg_atomic_read_u64(&st->bytes_received);
+		out->bytes_sent += pg_atomic_read_u64(&st->bytes_sent);
+		out->xact_time_us += pg_atomic_read_u64(&st->xact_time_us);
+		out->query_time_us += pg_atomic_read_u64(&st->query_time_us);
+		out->wait_time_us += pg_atomic_read_u64(&st->wait_time_us);
+		out->client_parse_count += pg_atomic_read_u64(&st->client_parse_count);
+		out->server_parse_count += pg_atomic_read_u64(&st->server_parse_count);
+		out->bind_count += pg_atomic_read_u64(&st->bind_count);
+	}
 }
 
 PoolCounters *
@@ -192,13 +250,22 @@ counters_note_server_login(int pool_slot, bool ok, TimestampTz now)
 }
 
 void
-counters_read_hist(const PoolCounters *pc, HistKind kind, HistCopy *out)
+counters_read_hist(int pool_slot, HistKind kind, HistCopy *out)
 {
-	out->count = 0;
-	for (int b = 0; b <= HIST_BUCKETS; b++)
+	memset(out, 0, sizeof(*out));
+	if (!pgbun_counters || pool_slot < 0 || pool_slot >= PGBUN_MAX_POOLS)
+		return;
+	for (int w = 0; w < pgbun_counters->n_workers; w++)
 	{
-		out->bucket[b] = pg_atomic_read_u64((pg_atomic_uint64 *) &pc->hist[kind][b]);
-		out->count += out->bucket[b];
+		PoolStats  *st = &stats_block(w)[pool_slot];
+
+		for (int b = 0; b <= HIST_BUCKETS; b++)
+		{
+			uint64		n = pg_atomic_read_u64(&st->hist[kind][b]);
+
+			out->bucket[b] += n;
+			out->count += n;
+		}
 	}
 }
 

@@ -27,6 +27,7 @@
 #include "config.h"
 #include "dns.h"
 #include "pooler.h"
+#include "settings.h"
 
 /* c-ares rarely has more than a socket or two per server it asks. */
 #define DNS_MAX_SOCKS 16
@@ -153,9 +154,9 @@ dns_on_event(void *obj, uint32 events)
 static bool
 settings_changed(void)
 {
-	const char *servers = pgbun_dns_servers ? pgbun_dns_servers : "";
+	const char *servers = pgbun_cfg->dns_servers ? pgbun_cfg->dns_servers : "";
 
-	return !have_channel || channel_timeout != pgbun_dns_timeout ||
+	return !have_channel || channel_timeout != pgbun_cfg->dns_timeout ||
 		strcmp(channel_servers ? channel_servers : "", servers) != 0;
 }
 
@@ -195,7 +196,7 @@ dns_configure(void)
 	opts.sock_state_cb = sock_state;
 	opts.sock_state_cb_data = NULL;
 	/* per try; the whole lookup is bounded by dns_timeout in the janitor */
-	opts.timeout = Max(pgbun_dns_timeout / 3, 100);
+	opts.timeout = Max(pgbun_cfg->dns_timeout / 3, 100);
 	opts.tries = 3;
 	rc = ares_init_options(&channel, &opts, ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
 	if (rc != ARES_SUCCESS)
@@ -204,16 +205,16 @@ dns_configure(void)
 		return;
 	}
 	have_channel = true;
-	channel_timeout = pgbun_dns_timeout;
+	channel_timeout = pgbun_cfg->dns_timeout;
 	free(channel_servers);
-	channel_servers = strdup(pgbun_dns_servers ? pgbun_dns_servers : "");
-	if (pgbun_dns_servers && pgbun_dns_servers[0])
+	channel_servers = strdup(pgbun_cfg->dns_servers ? pgbun_cfg->dns_servers : "");
+	if (pgbun_cfg->dns_servers && pgbun_cfg->dns_servers[0])
 	{
-		rc = ares_set_servers_ports_csv(channel, pgbun_dns_servers);
+		rc = ares_set_servers_ports_csv(channel, pgbun_cfg->dns_servers);
 		if (rc != ARES_SUCCESS)
 			ereport(WARNING,
 					(errmsg("pgbun: invalid pgbun.dns_servers \"%s\": %s; using the servers of /etc/resolv.conf",
-							pgbun_dns_servers, ares_strerror(rc)),
+							pgbun_cfg->dns_servers, ares_strerror(rc)),
 					 errhint("Give a comma-separated list of host[:port], e.g. '10.0.0.2,[2001:db8::53]:5353'.")));
 	}
 	if (restart && target_host)
@@ -375,7 +376,7 @@ dns_janitor(void)
 		ares_process_fd(channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);	/* its timers */
 	if (lookup_deferred)
 		start_lookup();
-	if (lookup_running && W->now - lookup_start >= (int64) pgbun_dns_timeout * 1000)
+	if (lookup_running && W->now - lookup_start >= (int64) pgbun_cfg->dns_timeout * 1000)
 	{
 		/* c-ares' timeout is per try: this bounds the whole lookup */
 		lookup_timed_out = true;
@@ -384,7 +385,7 @@ dns_janitor(void)
 		lookup_running = false;
 	}
 	if (target_host && !lookup_running && resolved_at > 0 &&
-		W->now - resolved_at >= (int64) pgbun_dns_max_ttl * 1000)
+		W->now - resolved_at >= (int64) pgbun_cfg->dns_max_ttl * 1000)
 		start_lookup();
 	for (int i = 0; i < DNS_MAX_NAMES; i++)
 	{
@@ -392,7 +393,7 @@ dns_janitor(void)
 
 		if (!n->name)
 			continue;
-		if (n->running && W->now - n->started >= (int64) pgbun_dns_timeout * 1000)
+		if (n->running && W->now - n->started >= (int64) pgbun_cfg->dns_timeout * 1000)
 		{
 			/* bounded like the server target's; the answer, if it comes, is stale */
 			n->running = false;
@@ -404,7 +405,7 @@ dns_janitor(void)
 			pool_target_resolved();
 		}
 		else if (!n->running && (n->resolved_at == 0 ||
-								 W->now - n->resolved_at >= (int64) pgbun_dns_max_ttl * 1000))
+								 W->now - n->resolved_at >= (int64) pgbun_cfg->dns_max_ttl * 1000))
 			name_lookup(i);
 	}
 }

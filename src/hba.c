@@ -32,6 +32,7 @@
 #include "auth.h"
 #include "config.h"
 #include "hba.h"
+#include "settings.h"
 
 static MemoryContext rules_cxt = NULL;	/* holds rules and ident_lines */
 static List *rules = NIL;		/* HbaLine *, in file order */
@@ -153,8 +154,8 @@ load_rules(const char *path, const char *ident_path, List **out, List **idents)
 bool
 hba_reload(void)
 {
-	const char *path = (pgbun_hba_file && pgbun_hba_file[0]) ? pgbun_hba_file : HbaFileName;
-	const char *ident_path = (pgbun_ident_file && pgbun_ident_file[0]) ? pgbun_ident_file : IdentFileName;
+	const char *path = (pgbun_cfg->hba_file && pgbun_cfg->hba_file[0]) ? pgbun_cfg->hba_file : HbaFileName;
+	const char *ident_path = (pgbun_cfg->ident_file && pgbun_cfg->ident_file[0]) ? pgbun_cfg->ident_file : IdentFileName;
 	MemoryContext oldcxt = CurrentMemoryContext;
 	MemoryContext cxt = NULL;
 	List	   *parsed = NIL;

@@ -20,6 +20,7 @@
 #include "params.h"
 #include "pooler.h"
 #include "proto.h"
+#include "settings.h"
 #include "target.h"
 
 /*
@@ -38,7 +39,7 @@ health_check_sql(bool want_lag)
 {
 	if (want_lag)
 		return lag_sql;
-	return pgbun_server_check_query ? pgbun_server_check_query : "";
+	return pgbun_cfg->server_check_query ? pgbun_cfg->server_check_query : "";
 }
 
 int
@@ -108,7 +109,7 @@ health_host_usable(int hslot, bool claim)
 			break;
 		default:
 			/* a deciding attempt that never came back (its worker died) expires */
-			ok = W->now - hs->checking_since > (int64) Max(pgbun_server_connect_timeout, 1000) * 1000;
+			ok = W->now - hs->checking_since > (int64) Max(pgbun_cfg->server_connect_timeout, 1000) * 1000;
 			if (ok && claim)
 				hs->checking_since = W->now;
 			break;
@@ -129,11 +130,11 @@ health_host_failed(int hslot, const char *why)
 	hs = &pgbun_shared->hosts[hslot];
 	SpinLockAcquire(&pgbun_shared->mutex);
 	failures = ++hs->failures;
-	delay = Max(pgbun_server_login_retry, 1);
-	for (int i = 1; i < failures && delay < pgbun_server_login_retry_max; i++)
+	delay = Max(pgbun_cfg->server_login_retry, 1);
+	for (int i = 1; i < failures && delay < pgbun_cfg->server_login_retry_max; i++)
 		delay *= 2;
-	if (pgbun_server_login_retry_max > 0)
-		delay = Min(delay, Max(pgbun_server_login_retry_max, pgbun_server_login_retry));
+	if (pgbun_cfg->server_login_retry_max > 0)
+		delay = Min(delay, Max(pgbun_cfg->server_login_retry_max, pgbun_cfg->server_login_retry));
 	/* jitter: 75-100 % of the wait, so hosts and workers do not retry in step */
 	delay = delay * 3 / 4 + (int64) pg_prng_uint64_range(&pg_global_prng_state, 0, delay / 4);
 	hs->state = HOST_DOWN;
@@ -298,7 +299,7 @@ health_janitor(void)
 				server_close(s, "its host no longer has the role the database wants");
 				continue;
 			}
-			if (W->now - Max(s->last_check, s->last_used) >= (int64) pgbun_server_check_delay * 1000)
+			if (W->now - Max(s->last_check, s->last_used) >= (int64) pgbun_cfg->server_check_delay * 1000)
 				check_server(s);
 		}
 	}

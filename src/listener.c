@@ -32,6 +32,7 @@
 #include "listener.h"
 #include "client_login.h"
 #include "pooler.h"
+#include "settings.h"
 
 #define MAX_LISTENERS 32
 
@@ -115,7 +116,7 @@ warn_listen_failed(const struct addrinfo *ai, int err)
 
 	getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof(host), NULL, 0, NI_NUMERICHOST);
 	errno = err;
-	ereport(WARNING, (errmsg("pgbun: could not listen on %s port %d: %m", host, pgbun_port)));
+	ereport(WARNING, (errmsg("pgbun: could not listen on %s port %d: %m", host, pgbun_cfg->port)));
 }
 
 /*
@@ -151,7 +152,7 @@ open_tcp(struct addrinfo *ai, int *err, bool quiet_in_use)
 		close(fd);
 		return NULL;
 	}
-	ereport(LOG, (errmsg("pgbun: listening on %s port %d", host, pgbun_port)));
+	ereport(LOG, (errmsg("pgbun: listening on %s port %d", host, pgbun_cfg->port)));
 	l = listener_new(fd, false, NULL);
 	if (l)
 	{
@@ -169,7 +170,7 @@ open_unix(const char *dir)
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
-	if (snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/.s.PGSQL.%d", dir, pgbun_port) >=
+	if (snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/.s.PGSQL.%d", dir, pgbun_cfg->port) >=
 		(int) sizeof(sun.sun_path))
 	{
 		ereport(WARNING, (errmsg("pgbun: Unix socket path in \"%s\" is too long", dir)));
@@ -252,7 +253,7 @@ want_hosts_file(Wanted *want, int n, int max, const char *host, bool *complete)
 {
 	struct sockaddr_storage addrs[8];
 	socklen_t	lens[8];
-	int			k = dns_hosts_lookup(host, pgbun_port, addrs, lens, lengthof(addrs));
+	int			k = dns_hosts_lookup(host, pgbun_cfg->port, addrs, lens, lengthof(addrs));
 
 	if (k == 0)
 	{
@@ -286,17 +287,17 @@ build_wanted(Wanted *want, int max, bool *complete)
 {
 	int			n = 0;
 	ListCell   *lc;
-	List	   *addrs = split_list(pgbun_listen_addresses);
-	const char *dirs_setting = (pgbun_unix_socket_directories && pgbun_unix_socket_directories[0]) ?
-		pgbun_unix_socket_directories : Unix_socket_directories;
+	List	   *addrs = split_list(pgbun_cfg->listen_addresses);
+	const char *dirs_setting = (pgbun_cfg->unix_socket_directories && pgbun_cfg->unix_socket_directories[0]) ?
+		pgbun_cfg->unix_socket_directories : Unix_socket_directories;
 	List	   *dirs = split_list(dirs_setting);
 	char		portstr[16];
 
 	*complete = true;
-	if ((addrs == NIL && pgbun_listen_addresses && pgbun_listen_addresses[0]) ||
+	if ((addrs == NIL && pgbun_cfg->listen_addresses && pgbun_cfg->listen_addresses[0]) ||
 		(dirs == NIL && dirs_setting && dirs_setting[0]))
 		*complete = false;		/* split_list said why */
-	snprintf(portstr, sizeof(portstr), "%d", pgbun_port);
+	snprintf(portstr, sizeof(portstr), "%d", pgbun_cfg->port);
 	foreach(lc, addrs)
 	{
 		const char *host = lfirst(lc);
@@ -339,7 +340,7 @@ build_wanted(Wanted *want, int max, bool *complete)
 			memset(&want[n], 0, sizeof(Wanted));
 			want[n].unix_socket = true;
 			strlcpy(want[n].dir, dir, sizeof(want[n].dir));
-			snprintf(want[n].path, sizeof(want[n].path), "%s/.s.PGSQL.%d", dir, pgbun_port);
+			snprintf(want[n].path, sizeof(want[n].path), "%s/.s.PGSQL.%d", dir, pgbun_cfg->port);
 			n++;
 		}
 	}
@@ -371,9 +372,9 @@ remember_settings(void)
 {
 	free(open_addresses);
 	free(open_socket_dirs);
-	open_addresses = strdup(pgbun_listen_addresses ? pgbun_listen_addresses : "");
-	open_socket_dirs = strdup(pgbun_unix_socket_directories ? pgbun_unix_socket_directories : "");
-	open_port = pgbun_port;
+	open_addresses = strdup(pgbun_cfg->listen_addresses ? pgbun_cfg->listen_addresses : "");
+	open_socket_dirs = strdup(pgbun_cfg->unix_socket_directories ? pgbun_cfg->unix_socket_directories : "");
+	open_port = pgbun_cfg->port;
 }
 
 static void
@@ -525,7 +526,7 @@ apply_settings(void)
 		/* not applied in full: try again at the next reload */
 		forget_settings();
 		ereport(LOG, (errmsg("pgbun: listen settings (pgbun.listen_addresses = '%s', port %d) could not be applied in full; %d listening sockets are open, those no longer wanted are kept until the settings work",
-							 pgbun_listen_addresses ? pgbun_listen_addresses : "", pgbun_port, n_listeners)));
+							 pgbun_cfg->listen_addresses ? pgbun_cfg->listen_addresses : "", pgbun_cfg->port, n_listeners)));
 	}
 }
 
@@ -538,10 +539,10 @@ listeners_open(void)
 void
 listeners_reconfigure(void)
 {
-	bool		changed = open_addresses == NULL || open_port != pgbun_port ||
-		strcmp(open_addresses, pgbun_listen_addresses ? pgbun_listen_addresses : "") != 0 ||
+	bool		changed = open_addresses == NULL || open_port != pgbun_cfg->port ||
+		strcmp(open_addresses, pgbun_cfg->listen_addresses ? pgbun_cfg->listen_addresses : "") != 0 ||
 		strcmp(open_socket_dirs ? open_socket_dirs : "",
-			   pgbun_unix_socket_directories ? pgbun_unix_socket_directories : "") != 0;
+			   pgbun_cfg->unix_socket_directories ? pgbun_cfg->unix_socket_directories : "") != 0;
 
 	if (changed)
 		apply_settings();

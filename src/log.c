@@ -7,8 +7,10 @@
 #include <stdarg.h>
 
 #include "client_login.h"
+#include "counters.h"
 #include "log.h"
 #include "pooler.h"
+#include "settings.h"
 #include "stats_read.h"
 
 #define LOG_LINE_MAX 2048
@@ -167,14 +169,7 @@ typedef struct StatsMark
 	bool		valid;
 	char		database[NAMEDATALEN];
 	char		user[NAMEDATALEN];
-	uint64		xact_count;
-	uint64		query_count;
-	uint64		bytes_received;
-	uint64		bytes_sent;
-	uint64		xact_time_us;
-	uint64		query_time_us;
-	uint64		wait_time_us;
-	uint64		assign_count;
+	PoolStatsSum sum;
 } StatsMark;
 
 static StatsMark *marks = NULL;
@@ -190,12 +185,12 @@ log_stats_tick(TimestampTz now)
 {
 	double		secs;
 
-	if (pgbun_stats_period <= 0 || W->id != 0)
+	if (pgbun_cfg->stats_period <= 0 || W->id != 0)
 	{
 		last_stats = 0;
 		return;
 	}
-	if (last_stats != 0 && now - last_stats < (int64) pgbun_stats_period * USECS_PER_SEC)
+	if (last_stats != 0 && now - last_stats < (int64) pgbun_cfg->stats_period * USECS_PER_SEC)
 		return;
 	if (!marks)
 	{
@@ -219,17 +214,10 @@ log_stats_tick(TimestampTz now)
 		cur.valid = true;
 		strlcpy(cur.database, p->database, NAMEDATALEN);
 		strlcpy(cur.user, p->user, NAMEDATALEN);
-		cur.xact_count = pg_atomic_read_u64((pg_atomic_uint64 *) &p->xact_count);
-		cur.query_count = pg_atomic_read_u64((pg_atomic_uint64 *) &p->query_count);
-		cur.bytes_received = pg_atomic_read_u64((pg_atomic_uint64 *) &p->bytes_received);
-		cur.bytes_sent = pg_atomic_read_u64((pg_atomic_uint64 *) &p->bytes_sent);
-		cur.xact_time_us = pg_atomic_read_u64((pg_atomic_uint64 *) &p->xact_time_us);
-		cur.query_time_us = pg_atomic_read_u64((pg_atomic_uint64 *) &p->query_time_us);
-		cur.wait_time_us = pg_atomic_read_u64((pg_atomic_uint64 *) &p->wait_time_us);
-		cur.assign_count = pg_atomic_read_u64((pg_atomic_uint64 *) &p->assign_count);
+		counters_sum_stats(i, &cur.sum);
 		/* a slot reused by another pool, or counters that went back: start over */
 		if (!m->valid || strcmp(m->database, cur.database) != 0 || strcmp(m->user, cur.user) != 0 ||
-			cur.query_count < m->query_count || cur.xact_count < m->xact_count)
+			cur.sum.query_count < m->sum.query_count || cur.sum.xact_count < m->sum.xact_count)
 		{
 			memset(m, 0, sizeof(*m));
 			strlcpy(m->database, cur.database, NAMEDATALEN);
@@ -238,9 +226,9 @@ log_stats_tick(TimestampTz now)
 		if (secs > 0)
 		{
 			LogFields	f = {0};
-			uint64		x = cur.xact_count - m->xact_count;
-			uint64		q = cur.query_count - m->query_count;
-			uint64		a = cur.assign_count - m->assign_count;
+			uint64		x = cur.sum.xact_count - m->sum.xact_count;
+			uint64		q = cur.sum.query_count - m->sum.query_count;
+			uint64		a = cur.sum.assign_count - m->sum.assign_count;
 
 			f.event = "stats";
 			f.database = cur.database;
@@ -248,17 +236,17 @@ log_stats_tick(TimestampTz now)
 			f.duration_us = now - last_stats;
 			pgbun_log(LOG, &f, "pgbun: stats: %.0f xacts/s, %.0f queries/s, in %.0f B/s, out %.0f B/s, xact %llu us, query %llu us, wait %llu us xacts_per_s=%.3f queries_per_s=%.3f in_bytes_per_s=%.0f out_bytes_per_s=%.0f xact_us=%llu query_us=%llu wait_us=%llu",
 					  x / secs, q / secs,
-					  (cur.bytes_received - m->bytes_received) / secs,
-					  (cur.bytes_sent - m->bytes_sent) / secs,
-					  (unsigned long long) stats_div(cur.xact_time_us - m->xact_time_us, x),
-					  (unsigned long long) stats_div(cur.query_time_us - m->query_time_us, q),
-					  (unsigned long long) stats_div(cur.wait_time_us - m->wait_time_us, a),
+					  (cur.sum.bytes_received - m->sum.bytes_received) / secs,
+					  (cur.sum.bytes_sent - m->sum.bytes_sent) / secs,
+					  (unsigned long long) stats_div(cur.sum.xact_time_us - m->sum.xact_time_us, x),
+					  (unsigned long long) stats_div(cur.sum.query_time_us - m->sum.query_time_us, q),
+					  (unsigned long long) stats_div(cur.sum.wait_time_us - m->sum.wait_time_us, a),
 					  x / secs, q / secs,
-					  (cur.bytes_received - m->bytes_received) / secs,
-					  (cur.bytes_sent - m->bytes_sent) / secs,
-					  (unsigned long long) stats_div(cur.xact_time_us - m->xact_time_us, x),
-					  (unsigned long long) stats_div(cur.query_time_us - m->query_time_us, q),
-					  (unsigned long long) stats_div(cur.wait_time_us - m->wait_time_us, a));
+					  (cur.sum.bytes_received - m->sum.bytes_received) / secs,
+					  (cur.sum.bytes_sent - m->sum.bytes_sent) / secs,
+					  (unsigned long long) stats_div(cur.sum.xact_time_us - m->sum.xact_time_us, x),
+					  (unsigned long long) stats_div(cur.sum.query_time_us - m->sum.query_time_us, q),
+					  (unsigned long long) stats_div(cur.sum.wait_time_us - m->sum.wait_time_us, a));
 		}
 		*m = cur;
 	}

@@ -34,6 +34,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pooler.h"
+#include "settings.h"
 #include "stats_read.h"
 #include "status_page.h"
 
@@ -279,17 +280,7 @@ typedef struct PoolSnap
 	char		database[NAMEDATALEN];
 	char		user[NAMEDATALEN];
 	int			pool_mode;
-	uint64		assign_count;
-	uint64		xact_count;
-	uint64		query_count;
-	uint64		bytes_received;
-	uint64		bytes_sent;
-	uint64		xact_time_us;
-	uint64		query_time_us;
-	uint64		wait_time_us;
-	uint64		client_parse_count;
-	uint64		server_parse_count;
-	uint64		bind_count;
+	PoolStatsSum sum;
 	HistCopy	hist[HIST_KINDS];
 	PoolCounters *pc;
 } PoolSnap;
@@ -312,30 +303,17 @@ take_snapshot(void)
 	{
 		const PgbunPoolSlot *p = stats_pool_in_use(i);
 		PoolSnap   *s = &snaps[i];
-		pg_atomic_uint64 *a;
-
 		s->used = p != NULL;
 		if (!p)
 			continue;
 		strlcpy(s->database, p->database, NAMEDATALEN);
 		strlcpy(s->user, p->user, NAMEDATALEN);
 		s->pool_mode = p->pool_mode;
-#define RD(f) (a = (pg_atomic_uint64 *) &p->f, pg_atomic_read_u64(a))
-		s->assign_count = RD(assign_count);
-		s->xact_count = RD(xact_count);
-		s->query_count = RD(query_count);
-		s->bytes_received = RD(bytes_received);
-		s->bytes_sent = RD(bytes_sent);
-		s->xact_time_us = RD(xact_time_us);
-		s->query_time_us = RD(query_time_us);
-		s->wait_time_us = RD(wait_time_us);
-		s->client_parse_count = RD(client_parse_count);
-		s->server_parse_count = RD(server_parse_count);
-		s->bind_count = RD(bind_count);
-#undef RD
+		memset(&s->sum, 0, sizeof(s->sum));
+		counters_sum_stats(i, &s->sum);
 		s->pc = counters_of(i);
 		for (int k = 0; k < HIST_KINDS; k++)
-			counters_read_hist(s->pc, k, &s->hist[k]);
+			counters_read_hist(i, k, &s->hist[k]);
 	}
 	return true;
 }
@@ -382,25 +360,25 @@ pool_value(const PoolSnap *s, int idx, PoolValue v, TimestampTz now)
 	switch (v)
 	{
 		case PV_ASSIGN:
-			return (double) s->assign_count;
+			return (double) s->sum.assign_count;
 		case PV_XACT:
-			return (double) s->xact_count;
+			return (double) s->sum.xact_count;
 		case PV_QUERY:
-			return (double) s->query_count;
+			return (double) s->sum.query_count;
 		case PV_RECV:
-			return (double) s->bytes_received;
+			return (double) s->sum.bytes_received;
 		case PV_SENT:
-			return (double) s->bytes_sent;
+			return (double) s->sum.bytes_sent;
 		case PV_PARSE:
-			return (double) s->client_parse_count;
+			return (double) s->sum.client_parse_count;
 		case PV_BIND:
-			return (double) s->bind_count;
+			return (double) s->sum.bind_count;
 		case PV_HITS:
 			/* each named Parse or Bind the server had the statement for already */
-			return (double) (s->client_parse_count + s->bind_count > s->server_parse_count ?
-							 s->client_parse_count + s->bind_count - s->server_parse_count : 0);
+			return (double) (s->sum.client_parse_count + s->sum.bind_count > s->sum.server_parse_count ?
+							 s->sum.client_parse_count + s->sum.bind_count - s->sum.server_parse_count : 0);
 		case PV_MISSES:
-			return (double) s->server_parse_count;
+			return (double) s->sum.server_parse_count;
 		case PV_LOGINS:
 			return (double) pg_atomic_read_u64(&s->pc->logins);
 		case PV_LOGIN_FAILURES:
@@ -445,8 +423,8 @@ hist_family(Body *b, const char *name, const char *help, HistKind kind)
 		const PoolSnap *s = &snaps[i];
 		const HistCopy *h = &s->hist[kind];
 		uint64		cum = 0;
-		uint64		sum_us = kind == HIST_QUERY ? s->query_time_us :
-			kind == HIST_XACT ? s->xact_time_us : s->wait_time_us;
+		uint64		sum_us = kind == HIST_QUERY ? s->sum.query_time_us :
+			kind == HIST_XACT ? s->sum.xact_time_us : s->sum.wait_time_us;
 
 		if (!s->used)
 			continue;
@@ -565,7 +543,7 @@ render_metrics(TimestampTz now)
 	family(b, "pgbun_client_connections", "gauge", "Client connections, every worker, every state.");
 	body_printf(b, "pgbun_client_connections %u\n", pg_atomic_read_u32(&pgbun_shared->client_count));
 	family(b, "pgbun_max_client_connections", "gauge", "pgbun.max_client_conn.");
-	body_printf(b, "pgbun_max_client_connections %d\n", pgbun_max_client_conn);
+	body_printf(b, "pgbun_max_client_connections %d\n", pgbun_cfg->max_client_conn);
 	family(b, "pgbun_pools", "gauge", "Pools in use.");
 	body_printf(b, "pgbun_pools %d\n", npools);
 
@@ -735,8 +713,8 @@ render_status_json(TimestampTz now)
 		body_printf(b, "\"xacts\":" UINT64_FORMAT ",\"queries\":" UINT64_FORMAT ",\"bytes_in\":" UINT64_FORMAT
 					",\"bytes_out\":" UINT64_FORMAT ",\"wait_us\":" UINT64_FORMAT ",\"waits\":" UINT64_FORMAT
 					",\"query_us\":" UINT64_FORMAT ",\"xact_us\":" UINT64_FORMAT,
-					s->xact_count, s->query_count, s->bytes_received, s->bytes_sent,
-					s->wait_time_us, s->hist[HIST_WAIT].count, s->query_time_us, s->xact_time_us);
+					s->sum.xact_count, s->sum.query_count, s->sum.bytes_received, s->sum.bytes_sent,
+					s->sum.wait_time_us, s->hist[HIST_WAIT].count, s->sum.query_time_us, s->sum.xact_time_us);
 		body_printf(b, ",\"query_p50\":%.6f,\"query_p99\":%.6f,\"wait_p99\":%.6f}",
 					Max(hist_quantile(&s->hist[HIST_QUERY], 0.5), 0),
 					Max(hist_quantile(&s->hist[HIST_QUERY], 0.99), 0),
@@ -1134,7 +1112,7 @@ listen_on(const char *host, int family)
 	hints.ai_family = family;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
-	snprintf(port, sizeof(port), "%d", pgbun_metrics_port);
+	snprintf(port, sizeof(port), "%d", pgbun_cfg->metrics_port);
 	if (getaddrinfo(host, port, &hints, &res) != 0 || !res)
 	{
 		ereport(WARNING, (errmsg("pgbun: could not listen for metrics on \"%s\": not an IP address, localhost or *", host)));
@@ -1156,7 +1134,7 @@ listen_on(const char *host, int family)
 		errno = save;
 		/* ::1 on a host without IPv6 is not worth a warning when localhost also has 127.0.0.1 */
 		ereport(family == AF_INET6 && strcmp(host, "::1") == 0 ? DEBUG1 : WARNING,
-				(errmsg("pgbun: could not listen for metrics on %s port %d: %m", host, pgbun_metrics_port)));
+				(errmsg("pgbun: could not listen for metrics on %s port %d: %m", host, pgbun_cfg->metrics_port)));
 		freeaddrinfo(res);
 		return;
 	}
@@ -1172,7 +1150,7 @@ listen_on(const char *host, int family)
 	n_listeners++;
 	ereport(LOG, (errmsg("pgbun: metrics and status page on http://%s%s%s:%d/",
 						 family == AF_INET6 ? "[" : "", host, family == AF_INET6 ? "]" : "",
-						 pgbun_metrics_port)));
+						 pgbun_cfg->metrics_port)));
 }
 
 static void
@@ -1209,20 +1187,20 @@ metrics_close(void)
 void
 metrics_reconfigure(void)
 {
-	const char *want = pgbun_metrics_listen_addresses ? pgbun_metrics_listen_addresses : "";
+	const char *want = pgbun_cfg->metrics_listen_addresses ? pgbun_cfg->metrics_listen_addresses : "";
 	char	   *list;
 	char	   *tok;
 	char	   *save = NULL;
 
 	if (W->id != 0 || W->draining || W->shutting_down)
 		return;
-	if (open_port == pgbun_metrics_port && open_addresses && strcmp(open_addresses, want) == 0)
+	if (open_port == pgbun_cfg->metrics_port && open_addresses && strcmp(open_addresses, want) == 0)
 		return;
 	close_listeners();
 	free(open_addresses);
 	open_addresses = strdup(want);
-	open_port = pgbun_metrics_port;
-	if (pgbun_metrics_port == 0 || !open_addresses)
+	open_port = pgbun_cfg->metrics_port;
+	if (pgbun_cfg->metrics_port == 0 || !open_addresses)
 		return;
 	list = strdup(want);
 	if (!list)

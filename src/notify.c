@@ -39,6 +39,7 @@
 #include "pooler.h"
 #include "proto.h"
 #include "server_login.h"
+#include "settings.h"
 
 int			pgbun_notify_queue_size = 1024 * 1024;
 
@@ -363,7 +364,7 @@ np_launch(NotifyPool *np)
 	else
 	{
 		np->failures++;
-		np->retry_at = W->now + (int64) Min(pgbun_server_login_retry, 1000 * np->failures) * 1000;
+		np->retry_at = W->now + (int64) Min(pgbun_cfg->server_login_retry, 1000 * np->failures) * 1000;
 	}
 }
 
@@ -517,7 +518,7 @@ notify_server_closed(Server *s)
 	else
 	{
 		np->failures++;
-		np->retry_at = W->now + (int64) Min(pgbun_server_login_retry, 1000 * np->failures) * 1000;
+		np->retry_at = W->now + (int64) Min(pgbun_cfg->server_login_retry, 1000 * np->failures) * 1000;
 	}
 	np->listener = NULL;
 	np->ready = false;
@@ -570,7 +571,7 @@ enqueue(NotifyClient *nc, const uint8 *msg, uint32 len, bool bounded)
 		return;
 	if (!nc->head && at_boundary(c) && put_out(c, msg, len))
 		return;
-	if (bounded && nc->queued + len > (uint64) pgbun_notify_queue_size)
+	if (bounded && nc->queued + len > (uint64) pgbun_cfg->notify_queue_size)
 	{
 		nc->overflow = true;
 		return;
@@ -610,12 +611,12 @@ overflow_start(NotifyClient *nc)
 
 	ereport(LOG, (errmsg("pgbun: closing a client of %s/%s that does not read its notifications "
 						 "(more than pgbun.notify_queue_size = %d bytes queued)",
-						 nc->client->pool->database, nc->client->pool->user, pgbun_notify_queue_size)));
+						 nc->client->pool->database, nc->client->pool->user, pgbun_cfg->notify_queue_size)));
 	counters_note_pooler_error(nc->client->pool->slot, "53200");
 	forget(nc);
 	snprintf(text, sizeof(text),
 			 "pgbun: client does not read its notifications: more than pgbun.notify_queue_size (%d bytes) queued",
-			 pgbun_notify_queue_size);
+			 pgbun_cfg->notify_queue_size);
 	proto_buf_init(&pb, buf, sizeof(buf));
 	nc->overflow = false;
 	if (proto_put_error(&pb, true, "53200", text, NULL, NULL))
@@ -907,7 +908,7 @@ notify_server_notification(Server *s, const uint8 *msg, uint32 avail, uint32 siz
 	if (avail < size)
 		return PKT_NEED_FULL;
 	nc = nc_get(s->link);
-	if (!nc || nc->early_bytes + size > (uint64) pgbun_notify_queue_size)
+	if (!nc || nc->early_bytes + size > (uint64) pgbun_cfg->notify_queue_size)
 		return PKT_CONSUME;
 	m = malloc(offsetof(NotifyMsg, data) + size);
 	if (!m)
@@ -1245,7 +1246,7 @@ notify_janitor(void)
 		NotifyPool *np = dlist_container(NotifyPool, node, it.cur);
 		Server	   *s = np->listener;
 
-		if (s && !np->ready && expired(s->connect_time, pgbun_server_connect_timeout))
+		if (s && !np->ready && expired(s->connect_time, pgbun_cfg->server_connect_timeout))
 			server_close(s, "server_connect_timeout (LISTEN connection)");
 		else if (s && np->ready && !np_wanted(np) && !np->inflight)
 			server_close(s, "no LISTEN channels left");

@@ -30,7 +30,9 @@
 #include "prepared.h"
 #include "session.h"
 #include "server_login.h"
+#include "auth_query.h"
 #include "health.h"
+#include "settings.h"
 #include "target.h"
 
 static uint64 pause_seen_generation = 0;
@@ -98,6 +100,7 @@ pool_reconfigure(Pool *pool)
 {
 	pool->mode = config_pool_mode(pool->database, pool->user);
 	pool->size = config_pool_size(pool->database);
+	pool->server_lifetime = config_server_lifetime(pool->database);
 	pool->target = target_for_database(pool->database);
 	{
 		dlist_mutable_iter it;
@@ -139,7 +142,7 @@ shared_server_total(const char *database, const char *user)
  * *full tells whether a limit (pool size, max_db/user_connections) said no,
  * as opposed to server_login_retry.
  */
-static bool
+bool
 pool_reserve_server(Pool *pool, bool *full)
 {
 	PgbunPoolSlot *ps = &pgbun_shared->pools[pool->slot];
@@ -148,13 +151,13 @@ pool_reserve_server(Pool *pool, bool *full)
 
 	*full = false;
 	if (pool->last_login_failure &&
-		W->now - pool->last_login_failure < (int64) pgbun_server_login_retry * 1000)
+		W->now - pool->last_login_failure < (int64) pgbun_cfg->server_login_retry * 1000)
 		return false;
 	prev = pg_atomic_fetch_add_u32(&ps->server_count, 1);
 	if (prev >= (uint32) pool->size ||
 		(max_db > 0 && shared_server_total(pool->database, NULL) > (uint32) max_db) ||
-		(pgbun_max_user_connections > 0 &&
-		 shared_server_total(NULL, pool->user) > (uint32) pgbun_max_user_connections))
+		(pgbun_cfg->max_user_connections > 0 &&
+		 shared_server_total(NULL, pool->user) > (uint32) pgbun_cfg->max_user_connections))
 	{
 		pg_atomic_fetch_sub_u32(&ps->server_count, 1);
 		*full = true;
@@ -672,8 +675,8 @@ static bool
 starving_has_room(const StarvingPool *sp)
 {
 	return sp->count < sp->size &&
-		(pgbun_max_db_connections <= 0 || sp->db_total < (uint32) pgbun_max_db_connections) &&
-		(pgbun_max_user_connections <= 0 || sp->user_total < (uint32) pgbun_max_user_connections);
+		(pgbun_cfg->max_db_connections <= 0 || sp->db_total < (uint32) pgbun_cfg->max_db_connections) &&
+		(pgbun_cfg->max_user_connections <= 0 || sp->user_total < (uint32) pgbun_cfg->max_user_connections);
 }
 
 /*
@@ -742,8 +745,8 @@ pool_share_servers(void)
 		sp->slot = i;
 		sp->count = pg_atomic_read_u32(&ps->server_count);
 		sp->size = (uint32) config_pool_size(ps->database);
-		sp->db_total = pgbun_max_db_connections > 0 ? shared_server_total(ps->database, NULL) : 0;
-		sp->user_total = pgbun_max_user_connections > 0 ? shared_server_total(NULL, ps->user) : 0;
+		sp->db_total = pgbun_cfg->max_db_connections > 0 ? shared_server_total(ps->database, NULL) : 0;
+		sp->user_total = pgbun_cfg->max_user_connections > 0 ? shared_server_total(NULL, ps->user) : 0;
 		if (!starving_has_room(sp))
 			n++;				/* blocked: a candidate for a server of ours */
 	}
@@ -872,23 +875,23 @@ janitor_pool(Pool *pool)
 	{
 		Client	   *c = dlist_container(Client, node, it.cur);
 
-		if (expired(c->connect_time, pgbun_client_login_timeout))
+		if (expired(c->connect_time, pgbun_cfg->client_login_timeout))
 			client_close(c, "08P01", "client_login_timeout: server login not finished in time");
 	}
 	dlist_foreach_modify(it, &pool->waiting_clients)
 	{
 		Client	   *c = dlist_container(Client, node, it.cur);
 
-		if (expired(c->wait_start, pgbun_query_wait_timeout))
+		if (expired(c->wait_start, pgbun_cfg->query_wait_timeout))
 			client_close(c, "57014", "query_wait_timeout: no server connection became free in time");
 	}
-	if (pgbun_client_idle_timeout > 0)
+	if (pgbun_cfg->client_idle_timeout > 0)
 	{
 		dlist_foreach_modify(it, &pool->active_clients)
 		{
 			Client	   *c = dlist_container(Client, node, it.cur);
 
-			if ((!c->link || !server_busy(c->link)) && expired(c->request_time, pgbun_client_idle_timeout))
+			if ((!c->link || !server_busy(c->link)) && expired(c->request_time, pgbun_cfg->client_idle_timeout))
 				client_close(c, "08P01", "client_idle_timeout: client idle too long");
 		}
 	}
@@ -897,9 +900,9 @@ janitor_pool(Pool *pool)
 		Server	   *s = dlist_container(Server, node, it.cur);
 
 		if (s->link && !server_busy(s) && s->tx_status != 'I' &&
-			expired(s->last_ready, pgbun_idle_transaction_timeout))
+			expired(s->last_ready, pgbun_cfg->idle_transaction_timeout))
 			client_close(s->link, "25P03", "idle_transaction_timeout: idle in transaction too long");
-		else if (server_busy(s) && !s->cancel_sent && expired(s->query_start, pgbun_query_timeout))
+		else if (server_busy(s) && !s->cancel_sent && expired(s->query_start, pgbun_cfg->query_timeout))
 		{
 			ereport(LOG, (errmsg("pgbun: query_timeout: cancelling a query of %s/%s", pool->database, pool->user)));
 			server_cancel_query(s);
@@ -915,7 +918,7 @@ restart_logins:
 	{
 		Server	   *s = dlist_container(Server, node, it.cur);
 
-		if (expired(s->connect_time, pgbun_server_connect_timeout))
+		if (expired(s->connect_time, pgbun_cfg->server_connect_timeout))
 		{
 			ereport(LOG, (errmsg("pgbun: server_connect_timeout: login to %s took too long", s->addr_text)));
 			server_login_host_failed(s, "server_connect_timeout");
@@ -927,7 +930,7 @@ restart_logins:
 	{
 		Server	   *s = dlist_container(Server, node, it.cur);
 
-		if (expired(s->last_used, pgbun_server_connect_timeout))
+		if (expired(s->last_used, pgbun_cfg->server_connect_timeout))
 		{
 			ereport(LOG, (errmsg("pgbun: server_reset_query of %s/%s not answered within server_connect_timeout; closing the connection",
 								 pool->database, pool->user)));
@@ -940,17 +943,17 @@ restart_logins:
 		Server	   *s = dlist_container(Server, node, it.cur);
 		uint32		total = pg_atomic_read_u32(&pgbun_shared->pools[pool->slot].server_count);
 
-		if (expired(s->connect_time, config_server_lifetime(pool->database)))
+		if (expired(s->connect_time, pool->server_lifetime))
 			server_close(s, "server_lifetime reached");
-		else if (expired(s->last_used, pgbun_server_idle_timeout) && total > (uint32) pgbun_min_pool_size)
+		else if (expired(s->last_used, pgbun_cfg->server_idle_timeout) && total > (uint32) pgbun_cfg->min_pool_size)
 			server_close(s, "server_idle_timeout reached");
 	}
 	/* keep min_pool_size warm, once we know how to log in as this role */
-	if (pgbun_min_pool_size > 0 && !pool->paused && pool->welcome && !W->draining &&
-		(pool->have_scram_keys || pool->md5_verifier || pgbun_auth_type == AUTH_TYPE_TRUST))
+	if (pgbun_cfg->min_pool_size > 0 && !pool->paused && pool->welcome && !W->draining &&
+		(pool->have_scram_keys || pool->md5_verifier || pgbun_cfg->auth_type == AUTH_TYPE_TRUST))
 	{
 		while (pg_atomic_read_u32(&pgbun_shared->pools[pool->slot].server_count) <
-			   (uint32) Min(pgbun_min_pool_size, pool->size))
+			   (uint32) Min(pgbun_cfg->min_pool_size, pool->size))
 		{
 			bool		full;
 
@@ -1034,9 +1037,10 @@ pool_janitor(void)
 	janitor_clients();
 	dlist_foreach(it, &W->pools)
 		janitor_pool(dlist_container(Pool, node, it.cur));
-	if (pgbun_pool_idle_timeout > 0)
-		(void) pool_free_empty(pgbun_pool_idle_timeout);
+	if (pgbun_cfg->pool_idle_timeout > 0)
+		(void) pool_free_empty(pgbun_cfg->pool_idle_timeout);
 	notify_janitor();
+	auth_query_janitor();
 	cancel_janitor();
 	dns_janitor();
 	health_janitor();

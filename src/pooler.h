@@ -166,6 +166,7 @@ typedef struct Server
 	bool		lag_check;		/* the hidden query running is the replica-lag check */
 	bool		connect_query;	/* the hidden query running is the entry's connect_query */
 	uint64		route_id;		/* its Target's route_id at launch (target.h) */
+	struct AqPool *authq;		/* an auth_query connection (auth_query.c): never linked, on no pool list */
 } Server;
 
 struct Target;
@@ -191,6 +192,7 @@ typedef struct Pool
 	bool		kick_queued;	/* on W->kick_pools: hand servers to waiters at the turn's end */
 	dlist_node	kick_node;
 	int			size;			/* pool size in force */
+	int			server_lifetime;	/* ms in force (its entry's, else the setting); checked per release */
 	bool		paused;
 	bool		starving;		/* our bit is set in the shared slot's starving mask */
 	/* ParameterStatus of the latest server login, sent to every new client (refreshed per login) */
@@ -293,6 +295,11 @@ extern void pool_server_login_failed(struct Pool *pool, const uint8 *err, uint32
 extern void pool_janitor(void);
 extern void pool_apply_pause(void);
 extern bool pool_can_open_server(struct Pool *pool);
+/*
+ * Count one more server connection of the pool if its limits allow. false:
+ * *full says a limit refused (else server_login_retry after a failed login).
+ */
+extern bool pool_reserve_server(struct Pool *pool, bool *full);
 /* Queue the pool for pool_run_kicks (safe anywhere: never links or opens a server itself). */
 extern void pool_kick_waiting(struct Pool *pool);
 /* From the main loop only: hand servers to waiters of queued pools. false: more queued. */

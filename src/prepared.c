@@ -8,9 +8,12 @@
 #include "utils/timestamp.h"
 
 #include "config.h"
+#include "counters.h"
 #include "params.h"
 #include "prepared.h"
+#include "settings.h"
 #include "shmem.h"
+#include "slot_index.h"
 
 /* One statement per distinct (query text, parameter types), for the worker's lifetime. */
 typedef struct PreparedStmt
@@ -44,6 +47,7 @@ typedef struct ClientStmt
 	char	   *name;
 	PreparedStmt *stmt;
 	uint32		seq;
+	uint32		hash;			/* name_hash(name), for the index */
 } ClientStmt;
 
 typedef struct ClientStmts
@@ -52,6 +56,7 @@ typedef struct ClientStmts
 	int			cap;
 	uint32		seq;			/* the last sequence number given */
 	ClientStmt *items;
+	SlotIndex	index;			/* by name: a Bind finds its statement in O(1) */
 } ClientStmts;
 
 typedef struct ServerStmt
@@ -68,7 +73,20 @@ typedef struct ServerStmts
 	uint64		clock;
 	uint32		seq;
 	ServerStmt *items;
+	SlotIndex	index;			/* by statement */
 } ServerStmts;
+
+static uint32
+name_hash(const char *name)
+{
+	return hash_bytes((const unsigned char *) name, (int) strlen(name));
+}
+
+static uint32
+stmt_hash(const PreparedStmt *st)
+{
+	return murmurhash32((uint32) st->id) ^ (uint32) (st->id >> 32);
+}
 
 /* The stream position now: client names and server statements made so far. */
 static void *
@@ -133,7 +151,7 @@ name_cost(const char *name)
 static uint64
 budget_limit(void)
 {
-	return (uint64) pgbun_max_prepared_statement_memory * 1024;
+	return (uint64) pgbun_cfg->max_prepared_statement_memory * 1024;
 }
 
 /* A client name now points at st: its statement counts while any name does. */
@@ -230,12 +248,6 @@ stmt_unref(PreparedStmt *st)
 	free(st);
 }
 
-static PgbunPoolSlot *
-pool_stats(Server *s)
-{
-	return &pgbun_shared->pools[s->pool->slot];
-}
-
 static bool
 stmt_valid_in(const PreparedStmt *st, const Pool *pool)
 {
@@ -276,25 +288,38 @@ static ServerStmt *
 server_find(Server *s, const PreparedStmt *st)
 {
 	ServerStmts *ss = s->stmts;
+	uint32		cursor = 0;
+	int32		i;
 
-	for (int i = 0; ss && i < ss->n; i++)
+	if (!ss)
+		return NULL;
+	while ((i = slot_index_next(&ss->index, stmt_hash(st), &cursor)) >= 0)
 		if (ss->items[i].stmt == st)
 			return &ss->items[i];
 	return NULL;
 }
 
+/* Drop the entry at position i (the last one moves into its place). */
+static void
+server_remove_at(ServerStmts *ss, int i)
+{
+	slot_index_remove(&ss->index, stmt_hash(ss->items[i].stmt), i);
+	stmt_unref(ss->items[i].stmt);	/* may free it: after the last use */
+	ss->n--;
+	if (i != ss->n)
+	{
+		slot_index_move(&ss->index, stmt_hash(ss->items[ss->n].stmt), ss->n, i);
+		ss->items[i] = ss->items[ss->n];
+	}
+}
+
 static void
 server_forget(Server *s, const PreparedStmt *st)
 {
-	ServerStmts *ss = s->stmts;
+	ServerStmt *have = server_find(s, st);
 
-	for (int i = 0; ss && i < ss->n; i++)
-		if (ss->items[i].stmt == st)
-		{
-			ss->items[i] = ss->items[--ss->n];
-			stmt_unref((PreparedStmt *) st);
-			return;
-		}
+	if (have)
+		server_remove_at(s->stmts, (int) (have - s->stmts->items));
 }
 
 /* The server dropped its statements made up to sequence number seq (DEALLOCATE ALL). */
@@ -306,10 +331,7 @@ server_forget_upto(Server *s, uint32 seq)
 	for (int i = 0; ss && i < ss->n;)
 	{
 		if (ss->items[i].seq <= seq)
-		{
-			stmt_unref(ss->items[i].stmt);
-			ss->items[i] = ss->items[--ss->n];
-		}
+			server_remove_at(ss, i);
 		else
 			i++;
 	}
@@ -329,8 +351,12 @@ static ClientStmt *
 client_find(Client *c, const char *name)
 {
 	ClientStmts *cs = c->stmts;
+	uint32		cursor = 0;
+	int32		i;
 
-	for (int i = 0; cs && i < cs->n; i++)
+	if (!cs)
+		return NULL;
+	while ((i = slot_index_next(&cs->index, name_hash(name), &cursor)) >= 0)
 		if (strcmp(cs->items[i].name, name) == 0)
 			return &cs->items[i];
 	return NULL;
@@ -381,6 +407,12 @@ client_set(Client *c, const char *name, PreparedStmt *st)
 	cs->items[cs->n].name = strdup(name);
 	if (!cs->items[cs->n].name)
 		return SET_NO_MEMORY;
+	cs->items[cs->n].hash = name_hash(name);
+	if (!slot_index_add(&cs->index, cs->items[cs->n].hash, cs->n))
+	{
+		free(cs->items[cs->n].name);
+		return SET_NO_MEMORY;
+	}
 	cs->items[cs->n].stmt = st;
 	cs->items[cs->n].seq = ++cs->seq;
 	stmt_ref(st);
@@ -390,28 +422,35 @@ client_set(Client *c, const char *name, PreparedStmt *st)
 	return SET_OK;
 }
 
-/* Give back what a client name was charged, before it goes. */
+/*
+ * Drop the client name at position i, giving back what it was charged (the
+ * last one moves into its place).
+ */
 static void
-client_name_drop(ClientStmt *item)
+client_remove_at(ClientStmts *cs, int i)
 {
+	ClientStmt *item = &cs->items[i];
+
 	budget_used -= Min(budget_used, name_cost(item->name));
 	name_unref(item->stmt);
 	free(item->name);
 	stmt_unref(item->stmt);
+	slot_index_remove(&cs->index, item->hash, i);
+	cs->n--;
+	if (i != cs->n)
+	{
+		slot_index_move(&cs->index, cs->items[cs->n].hash, cs->n, i);
+		cs->items[i] = cs->items[cs->n];
+	}
 }
 
 static void
 client_remove(Client *c, const char *name)
 {
-	ClientStmts *cs = c->stmts;
+	ClientStmt *item = client_find(c, name);
 
-	for (int i = 0; cs && i < cs->n; i++)
-		if (strcmp(cs->items[i].name, name) == 0)
-		{
-			client_name_drop(&cs->items[i]);
-			cs->items[i] = cs->items[--cs->n];
-			return;
-		}
+	if (item)
+		client_remove_at(c->stmts, (int) (item - c->stmts->items));
 }
 
 /* Drop the client's names made up to sequence number seq. */
@@ -423,10 +462,7 @@ client_remove_upto(Client *c, uint32 seq)
 	for (int i = 0; cs && i < cs->n;)
 	{
 		if (cs->items[i].seq <= seq)
-		{
-			client_name_drop(&cs->items[i]);
-			cs->items[i] = cs->items[--cs->n];
-		}
+			client_remove_at(cs, i);
 		else
 			i++;
 	}
@@ -444,7 +480,10 @@ prepared_client_free(Client *c)
 {
 	client_remove_all(c);
 	if (c->stmts)
+	{
 		free(c->stmts->items);
+		slot_index_free(&c->stmts->index);
+	}
 	free(c->stmts);
 	c->stmts = NULL;
 	free(c->unnamed);
@@ -461,7 +500,10 @@ prepared_server_free(Server *s)
 	track_free(&s->tracker);
 	prepared_server_forget_all(s);
 	if (s->stmts)
+	{
 		free(s->stmts->items);
+		slot_index_free(&s->stmts->index);
+	}
 	free(s->stmts);
 	s->stmts = NULL;
 }
@@ -527,6 +569,29 @@ owe_stmt(Server *s, char type, uint8 flags, char synth, uint8 uflags, PreparedSt
 	return true;
 }
 
+/* The entry just queued for cs (type) carries the sequence number of the client's name. */
+static void
+set_tail_tag(Server *s, char type, const ClientStmt *cs)
+{
+	TrackEntry *e = track_tail(&s->tracker);
+
+	if (e && e->type == type && e->data == cs->stmt)
+		e->tag = cs->seq;
+}
+
+/*
+ * A Bind or Describe of the client's name cs: the entry carries the name's
+ * sequence number, so that an error about it can name it (client_name_of).
+ */
+static bool
+owe_use(Server *s, char type, const ClientStmt *cs)
+{
+	if (!owe_stmt(s, type, 0, 0, REQ_USES, cs->stmt, NULL))
+		return false;
+	set_tail_tag(s, type, cs);
+	return true;
+}
+
 /* Record that the server has st (room grown as needed). false: no memory. */
 static bool
 server_add(ServerStmts *ss, PreparedStmt *st)
@@ -541,6 +606,8 @@ server_add(ServerStmts *ss, PreparedStmt *st)
 		ss->items = items;
 		ss->cap = ncap;
 	}
+	if (!slot_index_add(&ss->index, stmt_hash(st), ss->n))
+		return false;
 	ss->items[ss->n].stmt = st;
 	ss->items[ss->n].last_use = ++ss->clock;
 	ss->items[ss->n].seq = ++ss->seq;
@@ -585,7 +652,7 @@ ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *cli
 		have->last_use = ++ss->clock;
 		return true;
 	}
-	if (ss->n >= pgbun_max_prepared_statements && ss->n > 0)
+	if (ss->n >= pgbun_cfg->max_prepared_statements && ss->n > 0)
 	{
 		int			lru = 0;
 
@@ -597,8 +664,7 @@ ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *cli
 		if (!queue_message(s, 'C', closebody, nlen + 2, NULL, 0) ||
 			!owe_stmt(s, 'C', TRACK_HIDE, 0, REQ_UNCLOSE, ss->items[lru].stmt, NULL))
 			return false;
-		stmt_unref(ss->items[lru].stmt);
-		ss->items[lru] = ss->items[--ss->n];
+		server_remove_at(ss, lru);
 	}
 	nlen = server_name(st, name);
 	if (s->stmts_unsure || close_first)
@@ -621,7 +687,7 @@ ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *cli
 	}
 	if (!server_add(ss, st))
 		return false;			/* the client is closed (out of memory) */
-	pg_atomic_fetch_add_u64(&pool_stats(s)->server_parse_count, 1);
+	POOL_STAT_ADD(s->pool->slot, server_parse_count, 1);
 	return true;
 }
 
@@ -751,7 +817,7 @@ put_pgbun_error(ProtoBuf *pb, const TrackEntry *e)
 	{
 		snprintf(msg, sizeof(msg),
 				 "pgbun: prepared statement \"%.63s\" does not fit in pgbun.max_prepared_statement_memory (%d kB)",
-				 name, pgbun_max_prepared_statement_memory);
+				 name, pgbun_cfg->max_prepared_statement_memory);
 		return proto_put_error(pb, false, "53200", msg, NULL,
 							   "Close statements no longer needed, or raise pgbun.max_prepared_statement_memory.");
 	}
@@ -774,6 +840,113 @@ prepared_put_refusal(Server *s)
 
 	if (!h || !s->link || !sbuf_out_begin(&s->link->sb, &pb) || !put_pgbun_error(&pb, h) || pb.overflow)
 		return false;
+	sbuf_out_commit(&s->link->sb, &pb);
+	return true;
+}
+
+/*
+ * The quoted server-side name of the statement a server's error at the
+ * tracker's head is about ("pgbun_7", as the backend quotes it), when that
+ * head is a Bind or Describe of a client's named statement; else 0.
+ */
+static int
+error_statement_name(Server *s, char *quoted /* SERVER_NAME_MAX + 2 */ , const PreparedStmt **st)
+{
+	TrackEntry *h = track_head(&s->tracker);
+	char		name[SERVER_NAME_MAX];
+
+	if (!h || !(h->uflags & REQ_USES) || !h->data || (h->type != 'B' && h->type != 'D'))
+		return 0;
+	*st = h->data;
+	server_name(*st, name);
+	return snprintf(quoted, SERVER_NAME_MAX + 2, "\"%s\"", name);
+}
+
+/*
+ * The client's name that the Bind or Describe at the head used (its
+ * sequence number is the entry's tag), also when a Close sent since took it
+ * away (that Close's entry has the name and the number); else any of the
+ * client's names for the statement.
+ */
+static const char *
+client_name_of(Server *s, const PreparedStmt *st)
+{
+	Client	   *c = s->link;
+	uint32		seq = track_head(&s->tracker)->tag;
+	const char *any = NULL;
+
+	for (int i = 0; c->stmts && i < c->stmts->n; i++)
+		if (c->stmts->items[i].stmt == st)
+		{
+			if (c->stmts->items[i].seq == seq)
+				return c->stmts->items[i].name;
+			any = c->stmts->items[i].name;
+		}
+	for (uint32 i = 1; seq != 0 && i < s->tracker.count; i++)
+	{
+		TrackEntry *e = track_entry_at(&s->tracker, i);
+
+		if (e->type == 'C' && e->name && e->data == st && e->tag == seq)
+			return e->name;
+	}
+	return any;
+}
+
+bool
+prepared_error_names_statement(Server *s, const uint8 *msg, uint32 avail)
+{
+	char		quoted[SERVER_NAME_MAX + 2];
+	const PreparedStmt *st;
+	int			qlen = error_statement_name(s, quoted, &st);
+
+	return qlen > 0 && s->link && avail > PROTO_HDR_LEN &&
+		memmem(msg + PROTO_HDR_LEN, avail - PROTO_HDR_LEN, quoted, qlen) != NULL;
+}
+
+bool
+prepared_put_renamed_error(Server *s, const uint8 *msg, uint32 size)
+{
+	char		quoted[SERVER_NAME_MAX + 2];
+	const PreparedStmt *st;
+	int			qlen = error_statement_name(s, quoted, &st);
+	const char *cname = (qlen > 0 && s->link) ? client_name_of(s, st) : NULL;
+	const uint8 *body = msg + PROTO_HDR_LEN;
+	const uint8 *end = msg + size;
+	size_t		clen;
+	size_t		n = 0;
+	size_t		out_len;
+	ProtoBuf	pb;
+
+	if (!cname)
+		return false;
+	clen = strlen(cname);
+	for (const uint8 *p = body; (p = memmem(p, end - p, quoted, qlen)) != NULL; p += qlen)
+		n++;
+	out_len = size + n * (clen + 2) - n * (size_t) qlen;
+	if (n == 0 || !sbuf_out_begin(&s->link->sb, &pb) || pb.cap - pb.len < out_len)
+		return false;
+	{
+		uint8	   *o = pb.data + pb.len;
+		uint32		len = (uint32) (out_len - 1);
+		const uint8 *p = body;
+
+		*o++ = 'E';
+		*o++ = (uint8) (len >> 24);
+		*o++ = (uint8) (len >> 16);
+		*o++ = (uint8) (len >> 8);
+		*o++ = (uint8) len;
+		for (const uint8 *hit; (hit = memmem(p, end - p, quoted, qlen)) != NULL; p = hit + qlen)
+		{
+			memcpy(o, p, hit - p);
+			o += hit - p;
+			*o++ = '"';
+			memcpy(o, cname, clen);
+			o += clen;
+			*o++ = '"';
+		}
+		memcpy(o, p, end - p);
+		pb.len += out_len;
+	}
 	sbuf_out_commit(&s->link->sb, &pb);
 	return true;
 }
@@ -1071,7 +1244,7 @@ fail_in_place(Client *c, Server *s, const char *name, uint8 why, bool exit_stmt)
 	{
 		/* one line a minute at most, however many are refused */
 		ereport(LOG, (errmsg("pgbun: %llu prepared statement(s) refused: pgbun.max_prepared_statement_memory (%d kB) is used up",
-							 (unsigned long long) budget_refusals, pgbun_max_prepared_statement_memory)));
+							 (unsigned long long) budget_refusals, pgbun_cfg->max_prepared_statement_memory)));
 		budget_logged_at = W->now;
 		budget_refusals = 0;
 	}
@@ -1087,6 +1260,8 @@ fail_in_place(Client *c, Server *s, const char *name, uint8 why, bool exit_stmt)
 static PreparedStmt *
 close_in_flight(Server *s, const char *name)
 {
+	if (s->tracker.parse_close_owed == 0)
+		return NULL;
 	for (uint32 i = s->tracker.count; i-- > 0;)
 	{
 		TrackEntry *e = track_entry_at(&s->tracker, i);
@@ -1109,6 +1284,8 @@ name_undecided(Server *s, const char *name)
 {
 	bool		sync_after = false;
 
+	if (!track_parse_close_maybe_unsynced(&s->tracker))
+		return false;
 	for (uint32 i = s->tracker.count; i-- > 0;)
 	{
 		TrackEntry *e = track_entry_at(&s->tracker, i);
@@ -1163,6 +1340,8 @@ stmt_undecided(Server *s, const PreparedStmt *st)
 {
 	bool		sync_after = false;
 
+	if (!track_parse_close_maybe_unsynced(&s->tracker))
+		return false;
 	for (uint32 i = s->tracker.count; i-- > 0;)
 	{
 		TrackEntry *e = track_entry_at(&s->tracker, i);
@@ -1261,7 +1440,7 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 						return fail_in_place(c, s, name, REQ_BUDGET, is_exit_statement(rest, end));
 					return client_error(c, "out of memory for prepared statements");
 				}
-				pg_atomic_fetch_add_u64(&pool_stats(s)->client_parse_count, 1);
+				POOL_STAT_ADD(s->pool->slot, client_parse_count, 1);
 				if (server_find(s, st) && maybe_failed_block(s))
 				{
 					/*
@@ -1334,7 +1513,7 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 					return PKT_STOP;
 				if (!ensure_on_server(s, cs->stmt, TRACK_HIDE, NULL, false))
 					return client_error(c, "out of memory for prepared statements");
-				pg_atomic_fetch_add_u64(&pool_stats(s)->bind_count, 1);
+				POOL_STAT_ADD(s->pool->slot, bind_count, 1);
 				snlen = server_name(cs->stmt, sname);
 				old_prefix = PROTO_HDR_LEN + strlen(portal) + 1 + strlen(name) + 1;
 				if (!sbuf_out_begin(&s->sb, &pb))
@@ -1344,7 +1523,7 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 				put_bytes(&pb, sname, snlen + 1);
 				if (pb.overflow)
 					return client_error(c, "out of memory");
-				if (!owe_stmt(s, 'B', 0, 0, REQ_USES, cs->stmt, NULL))
+				if (!owe_use(s, 'B', cs))
 					return client_full(c);
 				sbuf_out_commit(&s->sb, &pb);
 				c->sb.replace_len = old_prefix;
@@ -1405,6 +1584,8 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 						free(cname);
 						return client_full(c);
 					}
+					if (cs)
+						set_tail_tag(s, 'C', cs);	/* which name it took away */
 					client_remove(c, name);
 					prepared_emit_answers(s);
 					return PKT_CONSUME;
@@ -1433,7 +1614,7 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 					snlen = server_name(cs->stmt, dbody + 1);
 					if (!queue_message(s, 'D', dbody, snlen + 2, NULL, 0))
 						return client_error(c, "out of memory");
-					if (!owe_stmt(s, 'D', 0, 0, REQ_USES, cs->stmt, NULL))
+					if (!owe_use(s, 'D', cs))
 						return client_full(c);
 				}
 				return PKT_CONSUME;
@@ -1494,7 +1675,7 @@ prepared_unlinked_message(Client *c, const ProtoHeader *hdr, const uint8 *msg, u
 				return PKT_STOP;
 			if (client_set(c, name, st) != SET_OK || !answer_client(c, '1'))
 				return PKT_STOP;	/* the server path reports the failure */
-			pg_atomic_fetch_add_u64(&pgbun_shared->pools[c->pool->slot].client_parse_count, 1);
+			POOL_STAT_ADD(c->pool->slot, client_parse_count, 1);
 			return PKT_CONSUME;
 		case 'C':
 			name = (hdr->len > 5) ? string_at(body + 1, end) : NULL;

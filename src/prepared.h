@@ -53,6 +53,15 @@ extern bool prepared_hides_error(Server *s);
 /* Queue pgbun's error for that poison message to the client. false: no room. */
 extern bool prepared_put_refusal(Server *s);
 
+/*
+ * A server's ErrorResponse (the first avail bytes of it) about a client's
+ * named statement, under pgbun's name for it ("pgbun_7")? The client must
+ * see its own name: prepared_put_renamed_error queues the error with the
+ * name replaced (false: no room, or no name for it any more).
+ */
+extern bool prepared_error_names_statement(Server *s, const uint8 *msg, uint32 avail);
+extern bool prepared_put_renamed_error(Server *s, const uint8 *msg, uint32 size);
+
 /* The tracker's callback for entries leaving it (server_login.c sets it up). */
 extern void prepared_entry_gone(void *owner, Track *t, TrackEntry *e, TrackFate fate);
 

@@ -62,6 +62,7 @@ typedef struct SBuf
 	struct ssl_st *ssl;			/* TLS session, or NULL for a plain socket */
 	uint8		tls_state;		/* SBufTls */
 	uint8		tls_wpend;		/* SBufWPend (WebSocket frames too) */
+	bool		tls_read_empty; /* the last SSL_read wanted bytes the socket did not have */
 	struct WsConn *ws;			/* WebSocket framing above TLS or the socket, or NULL */
 } SBuf;
 

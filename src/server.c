@@ -25,8 +25,10 @@
 #include "server_login.h"
 #include "session.h"
 #include "health.h"
+#include "settings.h"
 #include "target.h"
 #include "tls.h"
+#include "auth_query.h"
 #include "websocket.h"
 
 void
@@ -73,6 +75,8 @@ server_set_state(Server *s, ServerState st)
 	s->state = st;
 	if (s->listener)
 		dlist_push_tail(notify_server_list(s), &s->node);	/* on no pool list */
+	else if (s->authq)
+		dlist_push_tail(auth_query_server_list(s), &s->node);
 	else if (st == SV_IDLE)
 		dlist_push_head(server_state_list(s->pool, st), &s->node);
 	else
@@ -140,6 +144,8 @@ server_close(Server *s, const char *reason)
 		pg_atomic_fetch_sub_u32(&pgbun_shared->hosts[s->hslot].n_servers, 1);
 	pool->n_servers--;
 	pool_kick_waiting(pool);
+	if (s->authq)
+		auth_query_server_closed(s, reason);	/* counted in the pool as any server */
 }
 
 bool
@@ -159,20 +165,20 @@ server_queue_query(Server *s, const char *sql)
 static void
 note_ready_for_query(Server *s, char status)
 {
-	PgbunPoolSlot *ps = &pgbun_shared->pools[s->pool->slot];
+	int			slot = s->pool->slot;
 
 	if (s->query_start)
 	{
-		pg_atomic_fetch_add_u64(&ps->query_count, 1);
-		pg_atomic_fetch_add_u64(&ps->query_time_us, (uint64) Max(W->now - s->query_start, 0));
-		counters_observe(s->pool->slot, HIST_QUERY, W->now - s->query_start);
+		POOL_STAT_ADD(slot, query_count, 1);
+		POOL_STAT_ADD(slot, query_time_us, Max(W->now - s->query_start, 0));
+		counters_observe(slot, HIST_QUERY, W->now - s->query_start);
 		s->query_start = 0;
 	}
 	if (status == 'I' && s->xact_start)
 	{
-		pg_atomic_fetch_add_u64(&ps->xact_count, 1);
-		pg_atomic_fetch_add_u64(&ps->xact_time_us, (uint64) Max(W->now - s->xact_start, 0));
-		counters_observe(s->pool->slot, HIST_XACT, W->now - s->xact_start);
+		POOL_STAT_ADD(slot, xact_count, 1);
+		POOL_STAT_ADD(slot, xact_time_us, Max(W->now - s->xact_start, 0));
+		counters_observe(slot, HIST_XACT, W->now - s->xact_start);
 		s->xact_start = 0;
 	}
 	s->tx_status = status;
@@ -436,6 +442,21 @@ server_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32
 		detail = hdr->len >= 5 ? (char) msg[PROTO_HDR_LEN] : 'I';
 	else if (hdr->type == 'E' && strcmp(s->last_sqlstate, "08P01") == 0)
 		detail = TRACK_ERR_PROTOCOL;
+	if (hdr->type == 'E' && s->rewrite && prepared_error_names_statement(s, msg, avail))
+	{
+		/* the client's own statement name in the text, as a direct session has it */
+		if (avail < size)
+			return PKT_NEED_FULL;
+		if (sbuf_has_unflushed(&s->sb))
+			return PKT_STOP;	/* earlier answers go out first */
+		if (prepared_put_renamed_error(s, msg, size))
+		{
+			counters_note_server_error(s->pool->slot, msg, size);
+			(void) track_server(&s->tracker, 'E', detail);
+			s->sb.replace_len = size;
+			return PKT_REPLACE_PREFIX;
+		}
+	}
 	if (hdr->type == 'C')
 	{
 		/* the request this CommandComplete answers, before the tracker lets go of it */
@@ -570,7 +591,7 @@ server_on_command_complete(Server *s, const char *tag)
 static bool
 server_lifetime_over(Server *s)
 {
-	int			lifetime = config_server_lifetime(s->pool->database);
+	int			lifetime = s->pool->server_lifetime;
 
 	if (s->pool->target && target_route_changed(s->pool->target, s->route_id))
 		return true;
@@ -633,7 +654,7 @@ again:
 	c = s->link;
 	r = sbuf_pump(&s->sb, c ? &c->sb : NULL, PG_INT32_MAX, server_msg_handler, s, &rd, &wr);
 	if (wr && s->pool)
-		pg_atomic_fetch_add_u64(&pgbun_shared->pools[s->pool->slot].bytes_sent, wr);
+		POOL_STAT_ADD(s->pool->slot, bytes_sent, wr);
 	if (s->closed)
 		return;
 	switch (r)
@@ -749,7 +770,7 @@ server_link(Server *s, Client *c)
 
 	s->link = c;
 	c->link = s;
-	pg_atomic_fetch_add_u64(&pgbun_shared->pools[s->pool->slot].assign_count, 1);
+	POOL_STAT_ADD(s->pool->slot, assign_count, 1);
 	s->hidden_error = false;
 	/*
 	 * The link keeps the mode in force now, whatever a reload says later. A
@@ -757,7 +778,7 @@ server_link(Server *s, Client *c)
 	 * session link (its pool became a session pool by a reload).
 	 */
 	s->link_mode = (uint8) s->pool->mode;
-	s->rewrite = pgbun_max_prepared_statements > 0 &&
+	s->rewrite = pgbun_cfg->max_prepared_statements > 0 &&
 		(s->link_mode != POOL_MODE_SESSION || c->stmts != NULL);
 	n = session_link(s, c);
 	if (n >= 0)
@@ -827,14 +848,14 @@ server_release(Server *s)
 		return;
 	}
 	/* as PgBouncer: the reset query belongs to session pooling */
-	if (s->link_mode == POOL_MODE_SESSION && pgbun_server_reset_query && pgbun_server_reset_query[0])
+	if (s->link_mode == POOL_MODE_SESSION && pgbun_cfg->server_reset_query && pgbun_cfg->server_reset_query[0])
 	{
 		server_set_state(s, SV_USED);
 		s->hidden_error = false;
 		prepared_server_forget_all(s);	/* DISCARD ALL and the like drop them */
 		/* ... and what pgbun knows of its parameters */
-		session_server_reset(s, pgbun_server_reset_query);
-		if (!server_queue_query(s, pgbun_server_reset_query) || sbuf_flush_out(&s->sb) < 0)
+		session_server_reset(s, pgbun_cfg->server_reset_query);
+		if (!server_queue_query(s, pgbun_cfg->server_reset_query) || sbuf_flush_out(&s->sb) < 0)
 		{
 			server_close(s, "could not send server_reset_query");
 			return;
@@ -855,6 +876,11 @@ server_on_event(Server *s, uint32 events)
 	if (s->listener)
 	{
 		notify_listener_event(s);
+		return;
+	}
+	if (s->authq)
+	{
+		auth_query_server_event(s, events);
 		return;
 	}
 	/* the client's data may have been waiting for this server to drain */

@@ -28,17 +28,33 @@
 #include "health.h"
 #include "target.h"
 #include "tls.h"
+#include "auth_query.h"
+
+/* The role a server connection logs in as: an auth connection's is its pool's (auth_user). */
+static const char *
+login_user(const Server *s)
+{
+	return s->authq ? s->pool->user : target_server_user(s->pool);
+}
 
 static bool
 server_queue_startup(Server *s)
 {
-	const char *names[2] = {"user", "database"};
-	const char *values[2];
+	const char *names[4] = {"user", "database", "search_path", "application_name"};
+	const char *values[4];
 	ProtoBuf	pb;
 
-	values[0] = target_server_user(s->pool);
+	values[0] = login_user(s);
 	values[1] = target_server_dbname(s->pool);
-	if (!sbuf_out_begin(&s->sb, &pb) || !proto_put_startup(&pb, names, values, 2))
+	/*
+	 * An auth connection pins search_path for its query (a startup setting
+	 * beats ALTER ROLE / DATABASE ... SET), so nothing the auth_user's or
+	 * the database's settings put first can shadow what the query names
+	 * (PgBouncer's CVE-2025-12819).
+	 */
+	values[2] = "pg_catalog, pg_temp";
+	values[3] = "pgbun auth_query";
+	if (!sbuf_out_begin(&s->sb, &pb) || !proto_put_startup(&pb, names, values, s->authq ? 4 : 2))
 		return false;
 	sbuf_out_commit(&s->sb, &pb);
 	return true;
@@ -57,12 +73,17 @@ login_failed(Server *s, bool throttle, const uint8 *err, uint32 len)
 		notify_listener_login_failed(s);
 		return;
 	}
+	if (s->authq)
+	{
+		auth_query_server_login_error(s, err, len);
+		return;
+	}
 	if (throttle)
 		s->pool->last_login_failure = W->now;
 	pool_server_login_failed(s->pool, err, len);
 }
 
-static Server *server_open(Pool *pool, int host, bool listener);
+static Server *server_open(Pool *pool, int host, bool listener, struct AqPool *authq);
 
 void
 server_login_host_failed(Server *s, const char *reason)
@@ -75,6 +96,8 @@ server_login_host_failed(Server *s, const char *reason)
 		health_host_failed(s->hslot, reason);	/* a host of a list: the pool tries the next */
 	if (s->listener)
 		notify_listener_login_failed(s);
+	else if (s->authq)
+		;						/* auth_query.c hears of it when it closes */
 	else if (s->hslot < 0)
 	{
 		pool->last_login_failure = W->now;
@@ -87,7 +110,14 @@ server_login_host_failed(Server *s, const char *reason)
 Server *
 server_launch(Pool *pool, int host)
 {
-	return server_open(pool, host, false);
+	return server_open(pool, host, false, NULL);
+}
+
+/* Open an auth_query connection (auth_query.c): counted in the pool, on no pool list. */
+Server *
+server_launch_auth_query(Pool *pool, int host, struct AqPool *authq)
+{
+	return server_open(pool, host, false, authq);
 }
 
 /* Open the pool's LISTEN connection (notify.c): not counted in pool_size. */
@@ -99,11 +129,11 @@ server_launch_listener(Pool *pool)
 
 	if (host < 0)
 		return NULL;			/* no usable host now: notify.c tries again later */
-	return server_open(pool, host, true);
+	return server_open(pool, host, true, NULL);
 }
 
 static Server *
-server_open(Pool *pool, int host, bool listener)
+server_open(Pool *pool, int host, bool listener, struct AqPool *authq)
 {
 	Server	   *s;
 	int			fd;
@@ -158,6 +188,7 @@ server_open(Pool *pool, int host, bool listener)
 	s->io.kind = IO_SERVER;
 	s->pool = pool;
 	s->listener = listener;
+	s->authq = authq;
 	s->tx_status = 'I';
 	track_init(&s->tracker, prepared_entry_gone, s);
 	s->connect_time = s->last_used = W->now;
@@ -410,7 +441,9 @@ server_answer_auth(Server *s, const uint8 *body, uint32 len)
 	char		msg[SCRAM_MSG_MAX];
 	const char *err = NULL;
 	Target	   *t = pool->target;
-	bool		forced = t && t->entry.user[0];
+	/* an auth connection logs in as auth_user: the forced password only if that is the forced user */
+	bool		forced = t && t->entry.user[0] &&
+		(!s->authq || strcmp(t->entry.user, pool->user) == 0);
 	/* the entry's forced password, else the role's own from pgbun.auth_file */
 	const char *forced_pw = forced ? (t->entry.password[0] ? t->entry.password : NULL) : pool->password;
 	ScramPasswordKeys *keys = forced ? &t->pw_keys : pool->pw_keys;
@@ -448,7 +481,7 @@ server_answer_auth(Server *s, const uint8 *body, uint32 len)
 					char		buf[NAMEDATALEN * 4];
 
 					/* md5(password || user), as CREATE ROLE stores it */
-					snprintf(buf, sizeof(buf), "%s%s", forced_pw, target_server_user(pool));
+					snprintf(buf, sizeof(buf), "%s%s", forced_pw, login_user(s));
 					strcpy(verifier, "md5");
 					if (!pgbun_md5_hex(buf, strlen(buf), verifier + 3) ||
 						!auth_md5_response(verifier, salt, answer))
@@ -629,8 +662,9 @@ server_login_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint
 						return PKT_STOP;
 					}
 				}
-				/* every login refreshes the defaults new clients are shown */
-				session_server_login(s);
+				/* every login refreshes the defaults new clients are shown (not an auth connection's) */
+				if (!s->authq)
+					session_server_login(s);
 				pool->last_login_failure = 0;
 				free(pool->login_error);
 				pool->login_error = NULL;
@@ -704,7 +738,7 @@ server_login_event(Server *s, uint32 events)
 		switch (r)
 		{
 			case PUMP_EOF:
-				if (s->hslot >= 0 || s->listener)
+				if (s->hslot >= 0 || s->listener || s->authq)
 					server_login_host_failed(s, "server closed the connection during login");
 				else
 				{
@@ -713,7 +747,7 @@ server_login_event(Server *s, uint32 events)
 				}
 				return false;
 			case PUMP_SRC_ERROR:
-				if (s->hslot >= 0 || s->listener)
+				if (s->hslot >= 0 || s->listener || s->authq)
 					server_login_host_failed(s, s->sb.error ? s->sb.error : "protocol error during login");
 				else
 				{
@@ -730,6 +764,11 @@ server_login_event(Server *s, uint32 events)
 			if (s->listener)
 			{
 				notify_listener_ready(s);	/* never joins the pool */
+				return false;
+			}
+			if (s->authq)
+			{
+				auth_query_server_ready(s); /* never joins the pool either */
 				return false;
 			}
 			if (s->pool->target && s->pool->target->entry.connect_query[0])

@@ -13,6 +13,10 @@
 extern Server *server_launch(struct Pool *pool, int host);
 /* Open the pool's LISTEN connection (notify.c), outside the pool's counts. */
 extern Server *server_launch_listener(struct Pool *pool);
+struct AqPool;
+
+/* Open an auth_query connection (auth_query.c) of the pool, counted already by the caller. */
+extern Server *server_launch_auth_query(struct Pool *pool, int host, struct AqPool *authq);
 /*
  * A connection or login failed for a reason of the host (connect refused,
  * closed, timeout, TLS, "starting up"): a host of a list is marked down and

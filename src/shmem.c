@@ -28,6 +28,7 @@
 
 #include "config.h"
 #include "counters.h"
+#include "settings.h"
 #include "shmem.h"
 
 /*
@@ -73,7 +74,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static void
 plan_sizes(void)
 {
-	planned_client_slots = pgbun_max_client_conn;
+	planned_client_slots = pgbun_max_client_conn;	/* postmaster start: shared memory size */
 	planned_conn_slots = pgbun_max_client_conn + MaxConnections + 16;
 	planned_cancel_buckets = (int) pg_nextpower2_32((uint32) planned_conn_slots * 2);
 }
@@ -489,20 +490,9 @@ pgbun_pool_slot_acquire(const char *database, const char *user, int worker)
 		memset(p, 0, sizeof(PgbunPoolSlot));
 		strlcpy(p->database, database, NAMEDATALEN);
 		strlcpy(p->user, user, NAMEDATALEN);
-		p->pool_mode = pgbun_pool_mode;
+		p->pool_mode = pgbun_cfg->pool_mode;
 		pg_atomic_init_u32(&p->server_count, 0);
 		pg_atomic_init_u64(&p->starving, 0);
-		pg_atomic_init_u64(&p->assign_count, 0);
-		pg_atomic_init_u64(&p->xact_count, 0);
-		pg_atomic_init_u64(&p->query_count, 0);
-		pg_atomic_init_u64(&p->client_parse_count, 0);
-		pg_atomic_init_u64(&p->server_parse_count, 0);
-		pg_atomic_init_u64(&p->bind_count, 0);
-		pg_atomic_init_u64(&p->bytes_received, 0);
-		pg_atomic_init_u64(&p->bytes_sent, 0);
-		pg_atomic_init_u64(&p->xact_time_us, 0);
-		pg_atomic_init_u64(&p->query_time_us, 0);
-		pg_atomic_init_u64(&p->wait_time_us, 0);
 		counters_reset(free_idx);
 		pg_write_barrier();		/* publish the names before in_use */
 		p->in_use = true;

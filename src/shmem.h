@@ -91,19 +91,7 @@ typedef struct PgbunPoolSlot
 	int			pool_mode;		/* PoolMode in force for this pool */
 	pg_atomic_uint32 server_count;	/* all its server connections, every worker, every state */
 	pg_atomic_uint64 starving;	/* bit per worker: its waiters found no room to open a server */
-	/* cumulative stats (PgBouncer SHOW STATS); times in microseconds */
-	pg_atomic_uint64 assign_count;	/* servers linked to clients */
-	pg_atomic_uint64 xact_count;
-	pg_atomic_uint64 query_count;
-	pg_atomic_uint64 bytes_received;	/* from clients */
-	pg_atomic_uint64 bytes_sent;		/* to clients */
-	pg_atomic_uint64 xact_time_us;
-	pg_atomic_uint64 query_time_us;
-	pg_atomic_uint64 wait_time_us;
-	/* named prepared statements in transaction/statement pools (prepared.c) */
-	pg_atomic_uint64 client_parse_count;	/* named Parse messages from clients */
-	pg_atomic_uint64 server_parse_count;	/* Parse messages pgbun sent to servers */
-	pg_atomic_uint64 bind_count;	/* Bind messages of named statements */
+	/* its cumulative stats are per worker, in counters.h's PoolStats */
 } PgbunPoolSlot;
 
 /* A host's role, as the server reports it (in_hot_standby). */

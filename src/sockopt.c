@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include "config.h"
+#include "settings.h"
 
 /* setsockopt that logs a failure (none is expected on a TCP socket). */
 static void
@@ -32,24 +33,24 @@ config_set_keepalive(int fd, bool tcp)
 {
 	if (!tcp)
 		return;
-	set_int_option(fd, SOL_SOCKET, SO_KEEPALIVE, pgbun_tcp_keepalive ? 1 : 0, "SO_KEEPALIVE");
-	if (pgbun_tcp_keepalive)
+	set_int_option(fd, SOL_SOCKET, SO_KEEPALIVE, pgbun_cfg->tcp_keepalive ? 1 : 0, "SO_KEEPALIVE");
+	if (pgbun_cfg->tcp_keepalive)
 	{
 #ifdef TCP_KEEPIDLE
-		if (pgbun_tcp_keepidle > 0)
-			set_int_option(fd, IPPROTO_TCP, TCP_KEEPIDLE, pgbun_tcp_keepidle, "TCP_KEEPIDLE");
+		if (pgbun_cfg->tcp_keepidle > 0)
+			set_int_option(fd, IPPROTO_TCP, TCP_KEEPIDLE, pgbun_cfg->tcp_keepidle, "TCP_KEEPIDLE");
 #endif
 #ifdef TCP_KEEPINTVL
-		if (pgbun_tcp_keepintvl > 0)
-			set_int_option(fd, IPPROTO_TCP, TCP_KEEPINTVL, pgbun_tcp_keepintvl, "TCP_KEEPINTVL");
+		if (pgbun_cfg->tcp_keepintvl > 0)
+			set_int_option(fd, IPPROTO_TCP, TCP_KEEPINTVL, pgbun_cfg->tcp_keepintvl, "TCP_KEEPINTVL");
 #endif
 #ifdef TCP_KEEPCNT
-		if (pgbun_tcp_keepcnt > 0)
-			set_int_option(fd, IPPROTO_TCP, TCP_KEEPCNT, pgbun_tcp_keepcnt, "TCP_KEEPCNT");
+		if (pgbun_cfg->tcp_keepcnt > 0)
+			set_int_option(fd, IPPROTO_TCP, TCP_KEEPCNT, pgbun_cfg->tcp_keepcnt, "TCP_KEEPCNT");
 #endif
 	}
 #ifdef TCP_USER_TIMEOUT
-	if (pgbun_tcp_user_timeout > 0)
-		set_int_option(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, pgbun_tcp_user_timeout, "TCP_USER_TIMEOUT");
+	if (pgbun_cfg->tcp_user_timeout > 0)
+		set_int_option(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, pgbun_cfg->tcp_user_timeout, "TCP_USER_TIMEOUT");
 #endif
 }

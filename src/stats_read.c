@@ -8,6 +8,8 @@
 #include "config.h"
 #include "config_parse.h"
 #include "control.h"
+#include "counters.h"
+#include "settings.h"
 #include "stats_read.h"
 
 /*
@@ -89,7 +91,7 @@ stats_sum_by_database(DbStats *dbs)
 
 	for (int p = 0; p < PGBUN_MAX_POOLS; p++)
 	{
-		PgbunPoolSlot *pool = (PgbunPoolSlot *) stats_pool_in_use(p);
+		const PgbunPoolSlot *pool = stats_pool_in_use(p);
 		DbStats    *d = NULL;
 
 		if (pool == NULL)
@@ -108,17 +110,7 @@ stats_sum_by_database(DbStats *dbs)
 			memset(d, 0, sizeof(DbStats));
 			strlcpy(d->database, pool->database, NAMEDATALEN);
 		}
-		d->assign_count += pg_atomic_read_u64(&pool->assign_count);
-		d->xact_count += pg_atomic_read_u64(&pool->xact_count);
-		d->query_count += pg_atomic_read_u64(&pool->query_count);
-		d->bytes_received += pg_atomic_read_u64(&pool->bytes_received);
-		d->bytes_sent += pg_atomic_read_u64(&pool->bytes_sent);
-		d->xact_time_us += pg_atomic_read_u64(&pool->xact_time_us);
-		d->query_time_us += pg_atomic_read_u64(&pool->query_time_us);
-		d->wait_time_us += pg_atomic_read_u64(&pool->wait_time_us);
-		d->client_parse_count += pg_atomic_read_u64(&pool->client_parse_count);
-		d->server_parse_count += pg_atomic_read_u64(&pool->server_parse_count);
-		d->bind_count += pg_atomic_read_u64(&pool->bind_count);
+		counters_sum_stats(p, &d->sum);
 	}
 	return ndbs;
 }
@@ -255,8 +247,8 @@ database_settings(DatabaseRow *r)
 	const DbEntry *e = config_database_entry(r->name);
 	bool		routed = e && e->routed;
 
-	r->host = (pgbun_server_host && pgbun_server_host[0]) ? pgbun_server_host : NULL;
-	r->port = pgbun_server_port;
+	r->host = (pgbun_cfg->server_host && pgbun_cfg->server_host[0]) ? pgbun_cfg->server_host : NULL;
+	r->port = pgbun_cfg->server_port;
 	if (routed && e->host[0])
 	{
 		r->host = e->host;
@@ -268,7 +260,7 @@ database_settings(DatabaseRow *r)
 	r->force_user = routed && e->user[0] ? e->user : NULL;
 	r->pool_mode = e && e->pool_mode >= 0 ? pool_mode_name(e->pool_mode) : NULL;
 	r->pool_size = config_pool_size(r->name);
-	r->min_pool_size = pgbun_min_pool_size;
+	r->min_pool_size = pgbun_cfg->min_pool_size;
 	r->server_lifetime = config_server_lifetime(r->name) / 1000;
 	r->max_connections = config_max_db_connections(r->name);
 }
@@ -365,7 +357,7 @@ stats_read_lists(ListRow *rows)
 	ROW("free_servers", free_slots);
 	ROW("used_servers", servers);
 	/* one name (pgbun.server_host) is looked up at most; no zones */
-	ROW("dns_names", (pgbun_server_host && pgbun_server_host[0] && pgbun_server_host[0] != '/') ? 1 : 0);
+	ROW("dns_names", (pgbun_cfg->server_host && pgbun_cfg->server_host[0] && pgbun_cfg->server_host[0] != '/') ? 1 : 0);
 	ROW("dns_zones", 0);
 	ROW("dns_queries", 0);
 	ROW("dns_pending", 0);

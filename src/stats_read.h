@@ -11,6 +11,7 @@
 
 #include "postgres.h"
 
+#include "counters.h"
 #include "shmem.h"
 
 /* Gauges of one pool, counted from the connection slots. */
@@ -30,17 +31,7 @@ typedef struct PoolGauges
 typedef struct DbStats
 {
 	char		database[NAMEDATALEN];
-	uint64		assign_count;
-	uint64		xact_count;
-	uint64		query_count;
-	uint64		bytes_received;
-	uint64		bytes_sent;
-	uint64		xact_time_us;
-	uint64		query_time_us;
-	uint64		wait_time_us;
-	uint64		client_parse_count;
-	uint64		server_parse_count;
-	uint64		bind_count;
+	PoolStatsSum sum;		/* its pools' */
 } DbStats;
 
 /* The pool slot idx if it is in use, else NULL (see stats_read.c on races). */

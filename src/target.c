@@ -27,6 +27,7 @@
 #include "dns.h"
 #include "health.h"
 #include "pooler.h"
+#include "settings.h"
 #include "target.h"
 
 static Target default_target;
@@ -88,7 +89,7 @@ host_resolve(TargetHost *h)
 static void
 target_build(Target *t, const DbEntry *e)
 {
-	int			default_port = pgbun_server_port > 0 ? pgbun_server_port : PostPortNumber;
+	int			default_port = pgbun_cfg->server_port > 0 ? pgbun_cfg->server_port : PostPortNumber;
 
 	memset(t, 0, sizeof(*t));
 	t->entry = *e;
@@ -247,7 +248,7 @@ lag_ok(const Target *t, const PgbunHostSlot *hs)
 {
 	if (t->entry.max_replica_lag <= 0 || hs->role != HOST_ROLE_STANDBY || hs->lag_ms < 0)
 		return true;
-	if (W->now - hs->lag_time > (int64) pgbun_server_check_delay * 3 * 1000)
+	if (W->now - hs->lag_time > (int64) pgbun_cfg->server_check_delay * 3 * 1000)
 		return true;			/* stale: let it be tried; the next check decides again */
 	return hs->lag_ms <= t->entry.max_replica_lag;
 }
@@ -283,7 +284,7 @@ static bool
 role_stale(const PgbunHostSlot *hs)
 {
 	return hs->role == HOST_ROLE_UNKNOWN ||
-		W->now - hs->role_time >= (int64) pgbun_server_check_delay * 1000;
+		W->now - hs->role_time >= (int64) pgbun_cfg->server_check_delay * 1000;
 }
 
 /* Among candidate hosts (indexes), the one load_balance_hosts picks. */

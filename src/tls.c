@@ -29,6 +29,7 @@
 #include "postmaster/postmaster.h"
 
 #include "config.h"
+#include "settings.h"
 #include "tls.h"
 
 static SSL_CTX *accept_ctx = NULL;
@@ -247,10 +248,10 @@ fail:
 static void
 reload_accept_ctx(void)
 {
-	int			mode = pgbun_client_tls_sslmode;
-	const char *cert = pgbun_client_tls_cert_file;
-	const char *key = pgbun_client_tls_key_file;
-	const char *ca = pgbun_client_tls_ca_file;
+	int			mode = pgbun_cfg->client_tls_sslmode;
+	const char *cert = pgbun_cfg->client_tls_cert_file;
+	const char *key = pgbun_cfg->client_tls_key_file;
+	const char *ca = pgbun_cfg->client_tls_ca_file;
 	const char *why = NULL;
 	SSL_CTX    *ctx;
 
@@ -278,8 +279,8 @@ reload_accept_ctx(void)
 		if (!ca || !ca[0])
 			ca = ssl_ca_file;
 	}
-	ctx = build_ctx(true, mode, cert, key, ca, pgbun_client_tls_protocols,
-					pgbun_client_tls_ciphers, &why);
+	ctx = build_ctx(true, mode, cert, key, ca, pgbun_cfg->client_tls_protocols,
+					pgbun_cfg->client_tls_ciphers, &why);
 	if (!ctx)
 	{
 		ereport(WARNING,
@@ -300,7 +301,7 @@ reload_accept_ctx(void)
 static void
 reload_connect_ctx(void)
 {
-	int			mode = pgbun_server_tls_sslmode;
+	int			mode = pgbun_cfg->server_tls_sslmode;
 	const char *why = NULL;
 	SSL_CTX    *ctx;
 
@@ -311,9 +312,9 @@ reload_connect_ctx(void)
 		connect_mode = mode;
 		return;
 	}
-	ctx = build_ctx(false, mode, pgbun_server_tls_cert_file, pgbun_server_tls_key_file,
-					pgbun_server_tls_ca_file, pgbun_server_tls_protocols,
-					pgbun_server_tls_ciphers, &why);
+	ctx = build_ctx(false, mode, pgbun_cfg->server_tls_cert_file, pgbun_cfg->server_tls_key_file,
+					pgbun_cfg->server_tls_ca_file, pgbun_cfg->server_tls_protocols,
+					pgbun_cfg->server_tls_ciphers, &why);
 	if (!ctx)
 	{
 		ereport(WARNING,
@@ -343,20 +344,20 @@ tls_client_offered(bool unix_socket)
 bool
 tls_client_required(bool unix_socket)
 {
-	return !unix_socket && pgbun_client_tls_sslmode >= TLS_MODE_REQUIRE;
+	return !unix_socket && pgbun_cfg->client_tls_sslmode >= TLS_MODE_REQUIRE;
 }
 
 bool
 tls_server_wanted(int family)
 {
-	return family != AF_UNIX && pgbun_server_tls_sslmode >= TLS_MODE_PREFER &&
-		(connect_ctx != NULL || pgbun_server_tls_sslmode >= TLS_MODE_REQUIRE);
+	return family != AF_UNIX && pgbun_cfg->server_tls_sslmode >= TLS_MODE_PREFER &&
+		(connect_ctx != NULL || pgbun_cfg->server_tls_sslmode >= TLS_MODE_REQUIRE);
 }
 
 bool
 tls_server_required(void)
 {
-	return pgbun_server_tls_sslmode >= TLS_MODE_REQUIRE;
+	return pgbun_cfg->server_tls_sslmode >= TLS_MODE_REQUIRE;
 }
 
 /* Attach a new SSL to sb's socket. */
@@ -518,6 +519,7 @@ tls_read(SBuf *sb, void *buf, size_t len)
 	}
 	ERR_clear_error();
 	n = SSL_read(sb->ssl, buf, (int) Min(len, (size_t) INT_MAX));
+	sb->tls_read_empty = n <= 0 && SSL_get_error(sb->ssl, n) == SSL_ERROR_WANT_READ;
 	return n > 0 ? n : io_outcome(sb, n, true);
 }
 

@@ -25,14 +25,25 @@ track_init(Track *t, TrackDropFn drop, void *owner)
 	t->owner = owner;
 }
 
+/* The counts kept per kind of entry (track.h), as an entry joins or leaves the ring. */
+static inline void
+count_entry(Track *t, const TrackEntry *e, int delta)
+{
+	if (e->flags & TRACK_EXT)
+		t->ext_owed += delta;
+	if (e->type == 'S')
+		t->syncs_owed += delta;
+	else if (e->type == 'P' || e->type == 'C')
+		t->parse_close_owed += delta;
+}
+
 /* Remove the head entry, telling the owner how it ended. */
 static void
 pop_head(Track *t, TrackFate fate)
 {
 	TrackEntry *e = &t->ring[t->head];
 
-	if (e->flags & TRACK_EXT)
-		t->ext_owed--;
+	count_entry(t, e, -1);
 	if (t->drop)
 		t->drop(t->owner, t, e, fate);
 	t->head = (t->head + 1) % TRACK_MAX_OWED;
@@ -45,8 +56,7 @@ remove_at(Track *t, uint32_t i, TrackFate fate)
 {
 	TrackEntry *e = &t->ring[(t->head + i) % TRACK_MAX_OWED];
 
-	if (e->flags & TRACK_EXT)
-		t->ext_owed--;
+	count_entry(t, e, -1);
 	if (t->drop)
 		t->drop(t->owner, t, e, fate);
 	/* shift the older entries up by one: i is small (inside one COPY) */
@@ -65,7 +75,7 @@ track_free(Track *t)
 	t->ring = NULL;
 	t->head = 0;
 	t->copy_in = t->skipping = t->data_pending = t->unsynced = false;
-	t->ext_owed = 0;
+	t->ext_owed = t->syncs_owed = t->parse_close_owed = 0;
 }
 
 /*
@@ -133,13 +143,14 @@ track_client(Track *t, char type, uint8_t flags, char synth, uint8_t uflags, voi
 	if (strchr("PBDEC", type) && !(flags & TRACK_SYNTH))
 	{
 		e->flags |= TRACK_EXT;
-		t->ext_owed++;
 		t->unsynced = true;
 	}
+	count_entry(t, e, 1);
 	e->uflags = uflags;
 	e->synth = synth;
 	e->data = data;
 	e->name = name;
+	e->tag = 0;
 	t->count++;
 	if (type == 'S')
 		t->skipping = false;
@@ -169,8 +180,7 @@ start_skip(Track *t)
 	{
 		TrackEntry *e = &t->ring[(t->head + i) % TRACK_MAX_OWED];
 
-		if (e->flags & TRACK_EXT)
-			t->ext_owed--;
+		count_entry(t, e, -1);
 		if (t->drop)
 			t->drop(t->owner, t, e, i == 0 ? TRACK_FAILED : TRACK_SKIPPED);
 	}

@@ -71,6 +71,7 @@ typedef struct TrackEntry
 	uint8_t		flags;			/* TRACK_* */
 	uint8_t		uflags;			/* the owner's flags */
 	char		synth;			/* TRACK_SYNTH: the answer type pgbun gives ('1', '3', 'E') */
+	uint32_t	tag;			/* the owner's number (0 unless it sets one on the tail) */
 	void	   *data;			/* the owner's data (a statement, an error text) */
 	char	   *name;			/* the owner's data (a client's statement name), or NULL */
 } TrackEntry;
@@ -100,6 +101,8 @@ typedef struct Track
 	uint32_t	head;
 	uint32_t	count;
 	uint32_t	ext_owed;		/* extended-protocol entries in the ring */
+	uint32_t	syncs_owed;		/* Sync entries in the ring */
+	uint32_t	parse_close_owed;	/* Parse and Close entries in the ring (pgbun's own included) */
 	bool		unsynced;		/* an extended-protocol message has had no ReadyForQuery after it */
 	bool		copy_in;		/* the head started COPY FROM STDIN (or COPY BOTH) */
 	bool		skipping;		/* the backend drops what the client sends now, up to its next Sync */
@@ -157,6 +160,17 @@ static inline bool
 track_synth_due(const Track *t)
 {
 	return t->count > 0 && (t->ring[t->head].flags & TRACK_SYNTH);
+}
+
+/*
+ * Could a Parse or Close still owed be followed by a Sync owed (its fate
+ * open in an earlier batch)? false means no, in O(1); true means maybe: the
+ * caller looks at the entries.
+ */
+static inline bool
+track_parse_close_maybe_unsynced(const Track *t)
+{
+	return t->parse_close_owed > 0 && t->syncs_owed > 0;
 }
 
 /* pgbun gave the synthesized answer at the head: pop it (an 'E' starts a skip). */

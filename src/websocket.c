@@ -36,6 +36,7 @@
 #endif
 
 #include "http.h"
+#include "settings.h"
 #include "tls.h"
 #include "websocket.h"
 
@@ -233,7 +234,7 @@ has_token(const HttpHeader *h, const char *token)
 static bool
 origin_allowed(const HttpHeader *h)
 {
-	const char *p = pgbun_websocket_allowed_origins ? pgbun_websocket_allowed_origins : "";
+	const char *p = pgbun_cfg->websocket_allowed_origins ? pgbun_cfg->websocket_allowed_origins : "";
 
 	if (p[strspn(p, ", \t")] == '\0' || h == NULL)
 		return true;			/* no list, or no browser (browsers always send Origin) */
@@ -304,7 +305,7 @@ ws_accept_upgrade(SBuf *sb, const char **why)
 	if (!has_token(http_find_header(&req, "Upgrade"), "websocket") ||
 		!has_token(http_find_header(&req, "Connection"), "upgrade"))
 		return refuse(sb, "400 Bad Request", "", "expected a WebSocket upgrade (Upgrade: websocket)", why);
-	if (pgbun_websocket_path && pgbun_websocket_path[0] && !http_path_is(&req, pgbun_websocket_path))
+	if (pgbun_cfg->websocket_path && pgbun_cfg->websocket_path[0] && !http_path_is(&req, pgbun_cfg->websocket_path))
 		return refuse(sb, "404 Not Found", "", "no WebSocket endpoint at this path", why);
 	if (!origin_allowed(http_find_header(&req, "Origin")))
 		return refuse(sb, "403 Forbidden", "", "WebSocket Origin not allowed (pgbun.websocket_allowed_origins)", why);
@@ -579,7 +580,7 @@ ws_read_frames(SBuf *sb, uint8 *dst, size_t len)
 				return got > 0 ? (ssize_t) got : fail(sb, WS_CLOSE_PROTOCOL, "WebSocket continuation frame outside a message");
 			if (op == 0x2 && w->in_message)
 				return got > 0 ? (ssize_t) got : fail(sb, WS_CLOSE_PROTOCOL, "new WebSocket message inside a fragmented one");
-			if (plen > (uint64) pgbun_websocket_max_frame_size)
+			if (plen > (uint64) pgbun_cfg->websocket_max_frame_size)
 				return got > 0 ? (ssize_t) got : fail(sb, WS_CLOSE_TOO_BIG, "WebSocket frame larger than pgbun.websocket_max_frame_size");
 			memcpy(w->mask, p + hlen, 4);
 			w->mask_off = 0;

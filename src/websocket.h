@@ -24,6 +24,7 @@
 #include <sys/types.h>
 
 #include "sbuf.h"
+#include "settings.h"
 
 extern bool pgbun_websocket;
 extern char *pgbun_websocket_path;
@@ -42,7 +43,7 @@ extern void websocket_define_gucs(void);
 static inline bool
 ws_wanted(const uint8 *p, uint32 n)
 {
-	return pgbun_websocket && n > 0 && p[0] == 'G';
+	return pgbun_cfg->websocket && n > 0 && p[0] == 'G';
 }
 
 /*

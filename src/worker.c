@@ -38,9 +38,11 @@
 #include "client_login.h"
 #include "compat.h"
 #include "config.h"
+#include "counters.h"
 #include "console.h"
 #include "control.h"
 #include "dns.h"
+#include "settings.h"
 #include "target.h"
 #include "auth_file.h"
 #include "hba.h"
@@ -88,11 +90,11 @@ raise_fd_limit(void)
 		(void) getrlimit(RLIMIT_NOFILE, &rl);
 	}
 	if (rl.rlim_cur != RLIM_INFINITY &&
-		(rlim_t) pgbun_max_client_conn + MaxConnections + 64 > rl.rlim_cur)
+		(rlim_t) pgbun_cfg->max_client_conn + MaxConnections + 64 > rl.rlim_cur)
 		ereport(LOG,
 				(errmsg("pgbun: file descriptor limit %lu is below what pgbun.max_client_conn=%d needs (about %d)",
-						(unsigned long) rl.rlim_cur, pgbun_max_client_conn,
-						pgbun_max_client_conn + MaxConnections + 64),
+						(unsigned long) rl.rlim_cur, pgbun_cfg->max_client_conn,
+						pgbun_cfg->max_client_conn + MaxConnections + 64),
 				 errhint("Raise the hard limit (LimitNOFILE in the systemd unit, or ulimit -n) for the PostgreSQL server.")));
 }
 
@@ -105,8 +107,8 @@ raise_fd_limit(void)
 static void
 resolve_server_target(void)
 {
-	const char *host = pgbun_server_host;
-	int			port = pgbun_server_port > 0 ? pgbun_server_port : PostPortNumber;
+	const char *host = pgbun_cfg->server_host;
+	int			port = pgbun_cfg->server_port > 0 ? pgbun_cfg->server_port : PostPortNumber;
 	char		dir[MAXPGPATH] = "";
 
 	dns_configure();
@@ -489,7 +491,14 @@ apply_reload(void)
 
 	ConfigReloadPending = false;
 	ProcessConfigFile(PGC_SIGHUP);
-	if (pgbun_auth_type == AUTH_TYPE_HBA)
+	if (!settings_reload(false))
+	{
+		/* refused whole (the log says why): pools, listeners, TLS and targets stay as they are */
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(scratch_context);
+		return;
+	}
+	if (pgbun_cfg->auth_type == AUTH_TYPE_HBA)
 		(void) hba_reload();	/* a bad file keeps the rules in force */
 	auth_file_reload();			/* likewise: an unreadable file keeps the entries */
 	if (!W->draining)			/* a smart shutdown closed them for good */
@@ -509,6 +518,7 @@ apply_reload(void)
 		pool_reconfigure(pool);
 		pool_kick_waiting(pool);
 	}
+	settings_release_old();		/* everything now points into the new snapshot */
 }
 
 /* SHUTDOWN on the admin console (of any worker) was seen. */
@@ -614,13 +624,15 @@ pgbun_worker_main(Datum main_arg)
 	scratch_context = AllocSetContextCreate(TopMemoryContext, "pgbun scratch", ALLOCSET_DEFAULT_SIZES);
 	if (!pgbun_shmem_attached())
 		ereport(FATAL, (errmsg("pgbun: shared memory is not set up")));
+	counters_attach_worker(W->id);
 
+	(void) settings_reload(true);	/* the snapshot every module reads from now on */
 	raise_fd_limit();
 	reclaim_predecessor_slots();
 	resolve_server_target();
 	target_rebuild();
 	tls_reload();
-	if (pgbun_auth_type == AUTH_TYPE_HBA)
+	if (pgbun_cfg->auth_type == AUTH_TYPE_HBA)
 		(void) hba_reload();
 	auth_file_reload();
 

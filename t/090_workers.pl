@@ -67,7 +67,24 @@ for my $i (1 .. 4)
 }
 is_deeply(\@refusals, [ ('53300') x 4 ],
 	'the 31st client is refused with 53300 whichever worker takes it');
-$_->terminate foreach @raws;
+
+# Each worker counts into its own stats (counters.h); the views sum them.
+# The 30 clients sit on both workers: each in turn runs two queries (one a
+# two-statement transaction) and leaves, freeing its session server.
+my $stats_sql = "SELECT total_xact_count || ':' || total_query_count FROM pgbun.stats WHERE database = 'postgres'";
+my ($xacts0, $queries0) = split /:/, ($node->safe_psql('postgres', $stats_sql) || '0:0');
+my $answered = 0;
+foreach my $raw (@raws)
+{
+	my $r1 = $raw->query('SELECT 1');
+	my $r2 = $raw->query('BEGIN; SELECT 2; COMMIT');
+	$answered++ if $r1->{ok} && $r2->{ok} && !$r1->{error} && !$r2->{error};
+	$raw->terminate;
+}
+is($answered, 30, 'each of the 30 clients on both workers ran its queries');
+my ($xacts1, $queries1) = split /:/, $node->safe_psql('postgres', $stats_sql);
+is($xacts1 - $xacts0, 60, 'pgbun.stats counts every transaction of both workers (2 per client)');
+is($queries1 - $queries0, 60, 'pgbun.stats counts every query of both workers (2 per client)');
 my ($matched, $last) = poll_sql($node, 'SELECT count(*) FROM pgbun.clients', '0');
 ok($matched, 'all clients gone') or diag("last: $last");
 

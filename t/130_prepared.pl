@@ -253,6 +253,61 @@ $b->terminate;
 	$s->terminate;
 }
 
+############ many names on one client and one server (the hash indexes)
+
+# 300 names on one client, 100 statements per server: the per-client and
+# per-server indexes grow, lose entries in the middle (Close, eviction) and
+# move entries (removal moves the last one into the hole); every name must
+# still run its own query.
+reload_conf($node, 'pgbun.max_prepared_statements' => '100');
+{
+	my $many = 300;
+	my $c = raw_connect($node);
+	ok($c->login(user => 'alice', password => 'alice-pw', database => 'prepdb')->{ok}, 'a client for many names');
+	$c->send_bytes(join('', map { parse_msg("many$_", "SELECT $_ AS v") } 1 .. $many) . sync_msg());
+	is(msg_types(read_until($c, 'Z')), ('1' x $many) . 'Z', "$many names prepared in one batch");
+	my @thirds = grep { $_ % 3 == 0 } 1 .. $many;
+	$c->send_bytes(join('', map { close_msg('S', "many$_") } @thirds) . sync_msg());
+	is(msg_types(read_until($c, 'Z')), ('3' x @thirds) . 'Z', 'every third name closed');
+	$c->send_bytes(join('', map { parse_msg("many$_", "SELECT -$_ AS v") } @thirds) . sync_msg());
+	is(msg_types(read_until($c, 'Z')), ('1' x @thirds) . 'Z', 'and prepared again with other queries');
+	# a fixed shuffle (7 is prime to 300), all in one pipeline
+	my @order = map { ($_ * 7) % $many + 1 } 0 .. $many - 1;
+	$c->send_bytes(join('', map { bind_msg('', "many$_") . execute_msg('') } @order) . sync_msg());
+	my @got = map { $_->[0] } @{ rows(read_until($c, 'Z')) };
+	my @want = map { $_ % 3 == 0 ? -$_ : $_ } @order;
+	is(join(',', @got), join(',', @want), 'each of the 300 names runs its own query, in a shuffled pipeline');
+	$c->terminate;
+}
+
+############ the server's errors name the client's statement
+
+# A Bind with the wrong number of parameters: the backend's 08P01 names the
+# statement. Direct, that is the client's name; through pgbun the server
+# knows it as pgbun_<n>, and the client must still read its own.
+{
+	my @got;
+	my $direct = PgbunTest::Raw->new(path => $node->host . '/.s.PGSQL.' . $node->port);
+	my $pooled = raw_connect($node);
+	ok($direct->login(user => PgbunTest::bootstrap_user(), database => 'prepdb')->{ok}, 'direct login');
+	ok($pooled->login(%alice, database => 'prepdb')->{ok}, 'pooled login');
+	foreach my $raw ($direct, $pooled)
+	{
+		$raw->send_bytes(parse_msg('my_stmt', 'SELECT $1::int + 1') . sync_msg());
+		read_until($raw, 'Z');
+		$raw->send_bytes(bind_msg('', 'my_stmt') . execute_msg('') . sync_msg());
+		my $msgs = read_until($raw, 'Z');
+		push @got, [ msg_types($msgs), first_error($msgs) ];
+		$raw->send_bytes(describe_msg('S', 'my_stmt') . sync_msg());
+		push @{ $got[-1] }, msg_types(read_until($raw, 'Z'));
+	}
+	is($got[1][0], $got[0][0], "the wrong Bind gets the same answers ($got[0][0])");
+	is($got[1][1]{C} // '', '08P01', 'the 08P01 of a Bind with too few parameters');
+	is($got[1][1]{M} // '', $got[0][1]{M} // 'none', 'its message names the client\'s statement, as direct');
+	is($got[1][2], $got[0][2], 'and the statement is still there afterwards');
+	$_->terminate foreach $direct, $pooled;
+}
+
 ############ max_prepared_statements = 0: named statements refused
 
 reload_conf($node, 'pgbun.max_prepared_statements' => '0');

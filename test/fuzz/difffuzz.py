@@ -90,9 +90,11 @@ unless marked "(off)":
 
 Normalizations (what may differ and why; everything else must be equal):
   - BackendKeyData: only its presence (the keys are random on both sides).
-  - ErrorResponse / NoticeResponse: severity and SQLSTATE only; the text is shown
-    in reports but not compared (it names statements and has pgbun's prefix on
-    pgbun's own errors, which have their own SQLSTATEs anyway).
+  - ErrorResponse / NoticeResponse: severity, SQLSTATE and the message text,
+    except that the text of pgbun's own errors ("pgbun: ...", which have their
+    own SQLSTATEs anyway) is not compared. The server's texts name the client's
+    statements as a direct session has them. PGBUN_DIFFFUZZ_TEXTS=0 compares
+    severity and SQLSTATE only.
   - Authentication requests are not part of the transcript (pgbun authenticates
     itself; both must end in AuthenticationOk, checked at login).
   - ParameterStatus after login: in a run of them, their order (the backend
@@ -259,12 +261,20 @@ def cstrings(body, n=None):
         [p.decode('utf-8', 'replace') for p in parts[:n]]
 
 
+COMPARE_TEXTS = os.environ.get('PGBUN_DIFFFUZZ_TEXTS', '1') != '0'
+
+
 def describe_answer(t, body):
     """(key compared, text shown) for one backend message; see Normalizations."""
     if t in 'EN':
         f = fields_of(body)
         key = '%s %s %s' % (t, f.get('V', f.get('S', '?')), f.get('C', '?'))
-        return key, key + ' ' + f.get('M', '')
+        text = f.get('M', '')
+        # the server's own texts must match too (they name the client's
+        # statements); pgbun's own errors say "pgbun:" and differ by design
+        if COMPARE_TEXTS and not text.startswith('pgbun:'):
+            return key + ' ' + text, key + ' ' + text
+        return key, key + ' ' + text
     if t == 'C':
         key = 'C ' + cstrings(body)[0]
     elif t == 'D':

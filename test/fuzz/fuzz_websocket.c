@@ -90,8 +90,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	shutdown(sv[0], SHUT_WR);
 	sbuf_init(&sb, sv[1]);
-	pgbun_websocket = true;
-	pgbun_websocket_max_frame_size = 4096;
+	pgbun_unit_settings.websocket = true;
+	pgbun_unit_settings.websocket_max_frame_size = 4096;
 
 	for (int step = 0; step < 100000 && !done; step++)
 	{

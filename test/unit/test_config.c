@@ -120,6 +120,29 @@ test_connect_query(void)
 }
 
 static void
+test_auth_user(void)
+{
+	ConfigDatabases *c = parse_ok("a = host=h1 auth_user=pgbun_auth auth_query='SELECT u, p FROM s.f($1)'; b = host=h2");
+
+	CHECK(c && c->n == 2);
+	if (!c || c->n != 2)
+		return;
+	CHECK(strcmp(c->items[0].auth_user, "pgbun_auth") == 0);
+	CHECK(strcmp(c->items[0].auth_query, "SELECT u, p FROM s.f($1)") == 0);
+	/* auth keys do not route by themselves; unset means the global settings */
+	CHECK(c->items[0].routed);
+	CHECK(c->items[1].auth_user[0] == '\0' && c->items[1].auth_query[0] == '\0');
+	free(c);
+	c = parse_ok("a = auth_user=x");
+	CHECK(c && !c->items[0].routed);
+	free(c);
+	parse_bad("a = auth_user=''", "invalid auth_user");
+	parse_bad("a = auth_query='SELECT 1, 2'", "must compare the user name with $1");
+	parse_bad("a = auth_query='SELECT $1, $2'", "one parameter");
+	CHECK(config_auth_query_invalid("SELECT rolname, rolpassword FROM pg_catalog.pg_authid WHERE rolname = $1") == NULL);
+}
+
+static void
 test_refusals(void)
 {
 	parse_bad("a", "has no \"=\"");
@@ -164,6 +187,7 @@ config_suite(void)
 	UNIT_RUN(test_full_entry);
 	UNIT_RUN(test_one_port_for_all);
 	UNIT_RUN(test_connect_query);
+	UNIT_RUN(test_auth_user);
 	UNIT_RUN(test_refusals);
 	UNIT_RUN(test_password_not_echoed);
 }

@@ -44,12 +44,33 @@ start(Track *t)
 	track_init(t, record, NULL);
 }
 
+/* The tracker's per-kind counts (prepared.c's O(1) checks) agree with the ring. */
+static void
+check_counts(const Track *t)
+{
+	uint32_t	syncs = 0,
+				parse_close = 0;
+
+	for (uint32_t i = 0; i < t->count; i++)
+	{
+		char		type = track_entry_at(t, i)->type;
+
+		syncs += (type == 'S');
+		parse_close += (type == 'P' || type == 'C');
+	}
+	CHECK(t->syncs_owed == syncs && t->parse_close_owed == parse_close);
+	CHECK(track_parse_close_maybe_unsynced(t) == (syncs > 0 && parse_close > 0));
+}
+
 /* The client sends each type in s (no flags). */
 static void
 client(Track *t, const char *s)
 {
 	for (; *s; s++)
+	{
 		CHECK(track_client(t, *s, 0, 0, 0, NULL, NULL) != TRACK_FULL);
+		check_counts(t);
+	}
 }
 
 /* The server sends each type in s; 'Z' carries status; every one must be forwarded. */
@@ -57,7 +78,36 @@ static void
 server(Track *t, const char *s, char status)
 {
 	for (; *s; s++)
+	{
 		CHECK(track_server(t, *s, status) == TRACK_FORWARD);
+		check_counts(t);
+	}
+}
+
+/* The counts follow every way out of the ring: answered, failed, skipped, ignored, freed. */
+static void
+test_kind_counts(void)
+{
+	Track		t;
+
+	start(&t);
+	client(&t, "PBES");
+	client(&t, "PCS");
+	CHECK(t.syncs_owed == 2 && t.parse_close_owed == 3);
+	server(&t, "12E", 'I');		/* the Execute fails: nothing left to skip before its Sync */
+	server(&t, "Z", 'I');
+	CHECK(t.syncs_owed == 1 && t.parse_close_owed == 2);
+	server(&t, "13Z", 'I');
+	CHECK(t.syncs_owed == 0 && t.parse_close_owed == 0 && track_at_rest(&t));
+	/* skipped entries: a failing Parse takes the rest of its batch with it */
+	client(&t, "PBCPS");
+	server(&t, "E", 'I');
+	CHECK(t.syncs_owed == 1 && t.parse_close_owed == 0);
+	server(&t, "Z", 'I');
+	/* freed with entries owed */
+	client(&t, "PCS");
+	track_free(&t);
+	CHECK(t.syncs_owed == 0 && t.parse_close_owed == 0);
 }
 
 static void
@@ -560,4 +610,5 @@ track_suite(void)
 	UNIT_RUN(test_lost);
 	UNIT_RUN(test_ring_bound);
 	UNIT_RUN(test_socketpair_pipeline);
+	UNIT_RUN(test_kind_counts);
 }

@@ -300,7 +300,7 @@ test_bad_frames(void)
 	uint8_t		f[2100];
 	uint8_t		big[2000];
 	size_t		n;
-	int			saved = pgbun_websocket_max_frame_size;
+	int			saved = pgbun_unit_settings.websocket_max_frame_size;
 
 	n = client_frame(f, 0x82, (const uint8_t *) "abc", 3, false);
 	check_bad_frame(f, n, WS_CLOSE_PROTOCOL);	/* unmasked */
@@ -313,10 +313,10 @@ test_bad_frames(void)
 	n = client_frame(f, 0x09, (const uint8_t *) "abc", 3, true);
 	check_bad_frame(f, n, WS_CLOSE_PROTOCOL);	/* fragmented ping */
 	memset(big, 'x', sizeof(big));
-	pgbun_websocket_max_frame_size = 1024;
+	pgbun_unit_settings.websocket_max_frame_size = 1024;
 	n = client_frame(f, 0x82, big, sizeof(big), true);
 	check_bad_frame(f, n, WS_CLOSE_TOO_BIG);
-	pgbun_websocket_max_frame_size = saved;
+	pgbun_unit_settings.websocket_max_frame_size = saved;
 }
 
 void

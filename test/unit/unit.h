@@ -49,5 +49,7 @@ void		sbuf_suite(void);
 void		http_suite(void);
 void		websocket_suite(void);
 void		config_suite(void);
+void		slot_index_suite(void);
+void		settings_suite(void);
 
 #endif							/* PGBUN_UNIT_H */

@@ -86,6 +86,8 @@ main(void)
 	http_suite();
 	websocket_suite();
 	config_suite();
+	slot_index_suite();
+	settings_suite();
 
 	printf("%d passed, %d failed\n", unit_passed, unit_failed);
 	fflush(stdout);

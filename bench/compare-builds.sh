@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# bench/compare-builds.sh - two builds of pgbun side by side: the pooler's CPU
+# per transaction and tps of an older build (a baseline) and a newer one,
+# under the same pgbench workloads, alternating builds inside every round, so
+# that "this change costs no CPU per transaction" is a measured statement.
+#
+# Usage: bench/compare-builds.sh OLD_BINDIR NEW_BINDIR
+#   each a PostgreSQL bin directory (pg_ctl, initdb, pgbench) whose lib has a
+#   pgbun build installed, e.g. a copy of PostgreSQL per build made with
+#   `make install DESTDIR=...` (see bench/README.md, "Two builds").
+# Environment:
+#   ROUNDS=5 DURATION=6 POOL=20 SCALE=10
+#   WORKLOADS="simple:50 extended:50 prepared:50 simple:1000"   protocol:clients
+#   KEEP=1                keep the temp dir
+# Transaction pooling, SCRAM logins, one pgbun worker per build; only the
+# pgbun worker's own utime+stime (/proc) counts as the pooler's CPU. Works as
+# root (the servers run as BENCH_OS_USER, default postgres) or as a normal user.
+set -euo pipefail
+
+[ $# -eq 2 ] || { echo "usage: $0 OLD_BINDIR NEW_BINDIR" >&2; exit 2; }
+OLD_BIN=$1
+NEW_BIN=$2
+for b in "$OLD_BIN" "$NEW_BIN"; do
+	for t in initdb pg_ctl pgbench psql; do
+		[ -x "$b/$t" ] || { echo "compare-builds: $b/$t not found" >&2; exit 2; }
+	done
+done
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-6}
+POOL=${POOL:-20}
+SCALE=${SCALE:-10}
+WORKLOADS=${WORKLOADS:-simple:50 extended:50 prepared:50 simple:1000}
+KEEP=${KEEP:-0}
+for v in ROUNDS DURATION POOL SCALE; do
+	case ${!v} in '' | *[!0-9]*) echo "compare-builds: $v must be a non-negative integer" >&2; exit 2 ;; esac
+done
+
+OS_USER=$(id -un)
+RUN=()
+if [ "$(id -u)" = 0 ]; then
+	OS_USER=${BENCH_OS_USER:-postgres}
+	RUN=(runuser -u "$OS_USER" --)
+fi
+TMP=$(mktemp -d /tmp/pgbun-compare.XXXXXX)
+chmod 755 "$TMP"
+[ "$(id -u)" = 0 ] && chown "$OS_USER" "$TMP"
+REPORT=$TMP/report.txt
+ulimit -n 8192 2>/dev/null || true
+
+cleanup() {
+	for side in old new; do
+		[ -d "$TMP/$side/data" ] && "${RUN[@]}" "$(bin_of $side)/pg_ctl" -D "$TMP/$side/data" stop -m immediate >/dev/null 2>&1 || true
+	done
+	if [ "$KEEP" = 1 ]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+
+bin_of() { if [ "$1" = old ]; then echo "$OLD_BIN"; else echo "$NEW_BIN"; fi; }
+say() { printf '%s\n' "$*" | tee -a "$REPORT"; }
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() { local p=$1; while port_busy "$p"; do p=$((p + 1)); done; echo "$p"; }
+
+declare -A SERVER_PORT PGBUN_PORT
+next=5620
+for side in old new; do
+	SERVER_PORT[$side]=$(free_port $next)
+	PGBUN_PORT[$side]=$(free_port $((SERVER_PORT[$side] + 1000)))
+	next=$((SERVER_PORT[$side] + 1))
+	dir=$TMP/$side
+	"${RUN[@]}" mkdir -p "$dir"
+	echo bench-pw >"$TMP/pwfile"
+	chmod 644 "$TMP/pwfile"
+	"${RUN[@]}" "$(bin_of $side)/initdb" -D "$dir/data" -A scram-sha-256 --pwfile="$TMP/pwfile" -U bench >/dev/null
+	cat >>"$dir/data/postgresql.conf" <<EOF
+port = ${SERVER_PORT[$side]}
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$dir'
+max_connections = 150
+shared_buffers = 256MB
+shared_preload_libraries = 'pgbun'
+pgbun.port = ${PGBUN_PORT[$side]}
+pgbun.listen_addresses = '127.0.0.1'
+pgbun.unix_socket_directories = ''
+pgbun.pool_mode = 'transaction'
+pgbun.default_pool_size = $POOL
+pgbun.max_client_conn = 2000
+pgbun.workers = 1
+EOF
+	"${RUN[@]}" "$(bin_of $side)/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null
+	PGPASSWORD=bench-pw "${RUN[@]}" "$(bin_of $side)/pgbench" -h 127.0.0.1 -p "${SERVER_PORT[$side]}" -U bench -i -q -s "$SCALE" postgres >/dev/null 2>&1
+done
+
+# The pgbun worker's pid: the process listening on pgbun's port.
+worker_pid() {
+	local pid
+	pid=$(ss -ltnpH "sport = :${PGBUN_PORT[$1]}" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+	[ -n "$pid" ] || pid=$(pgrep -f "pgbun worker 0" | while read -r p; do
+		[ "$(readlink /proc/"$p"/cwd)" = "$TMP/$1/data" ] && echo "$p"; done | head -1)
+	echo "$pid"
+}
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# run SIDE PROTOCOL CLIENTS -> "tps cpu_us_per_txn"
+run() {
+	local side=$1 proto=$2 clients=$3 pid t0 t1 out txns tps
+	pid=$(worker_pid "$side")
+	[ -n "$pid" ] || { echo "compare-builds: no pgbun worker for $side" >&2; exit 1; }
+	t0=$(ticks "$pid")
+	out=$(PGPASSWORD=bench-pw "${RUN[@]}" bash -c "ulimit -n 8192 2>/dev/null; exec \"\$0\" \"\$@\"" \
+		"$(bin_of "$side")/pgbench" -h 127.0.0.1 -p "${PGBUN_PORT[$side]}" -U bench -S -M "$proto" \
+		-c "$clients" -j 2 -T "$DURATION" postgres 2>&1) || { echo "$out" >&2; exit 1; }
+	t1=$(ticks "$pid")
+	txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+	tps=$(sed -n 's/^tps = \([0-9.]*\) (without.*/\1/p' <<<"$out")
+	[ -n "$txns" ] && [ "$txns" -gt 0 ] || { echo "$out" >&2; exit 1; }
+	awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v n="$txns" -v tps="$tps" \
+		'BEGIN { printf "%.0f %.2f\n", tps, t * 1e6 / hz / n }'
+}
+
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+say "pgbun, two builds side by side ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
+say "old: $OLD_BIN   new: $NEW_BIN"
+say "transaction pooling, pool $POOL, SCRAM, pgbench -S, $ROUNDS rounds of ${DURATION}s, builds alternating"
+declare -A RES
+for r in $(seq 1 "$ROUNDS"); do
+	for w in $WORKLOADS; do
+		proto=${w%%:*}
+		clients=${w##*:}
+		order="old new"
+		[ $((r % 2)) = 0 ] && order="new old"
+		for side in $order; do
+			res=$(run "$side" "$proto" "$clients")
+			RES[$side,$w]+="$res"$'\n'
+			printf 'round %d %-14s %s: tps %s, pooler CPU %s us/txn\n' "$r" "$w" "$side" ${res} >&2
+		done
+	done
+done
+say ""
+say "$(printf '%-16s %10s %10s %8s %12s %12s %8s' workload 'old tps' 'new tps' ratio 'old us/txn' 'new us/txn' ratio)"
+for w in $WORKLOADS; do
+	ot=$(printf '%s' "${RES[old,$w]}" | awk 'NF {print $1}' | median)
+	nt=$(printf '%s' "${RES[new,$w]}" | awk 'NF {print $1}' | median)
+	oc=$(printf '%s' "${RES[old,$w]}" | awk 'NF {print $2}' | median)
+	nc=$(printf '%s' "${RES[new,$w]}" | awk 'NF {print $2}' | median)
+	say "$(awk -v w="$w" -v ot="$ot" -v nt="$nt" -v oc="$oc" -v nc="$nc" 'BEGIN {
+		printf "%-16s %10.0f %10.0f %7.2fx %12.2f %12.2f %7.2fx", w, ot, nt, nt / ot, oc, nc, nc / oc }')"
+done
+say "(medians; ratio = new / old; CPU is the pgbun worker's utime+stime per transaction)"
+mkdir -p "$(dirname "$0")/results"
+cp "$REPORT" "$(dirname "$0")/results/compare-latest.txt"
