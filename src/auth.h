@@ -7,6 +7,7 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
 #include "utils/relcache.h"
 
 #include "scram.h"
@@ -35,6 +36,8 @@ typedef struct RoleInfo
 	 * default scram-sha-256 even the md5 method answers with SCRAM.
 	 */
 	bool		mock_scram;
+	bool		has_valid_until;	/* rolvaliduntil is set: the password ends then */
+	TimestampTz valid_until;
 	char		detail[128];	/* for the server log only (never sent to the client) */
 	bool		catalog_locked; /* the look-up failed because a catalog was locked */
 	bool		from_auth_file; /* not in pg_authid: the entry of pgbun.auth_file (auth_file.c) */
@@ -44,8 +47,10 @@ typedef struct RoleInfo
 } RoleInfo;
 
 /*
- * Look the role and database up in a short transaction. Never throws: an
- * internal error is logged and reported as false.
+ * Look the role and database up: from the worker's cache when no
+ * invalidation message is queued for the worker and both are in it, else in
+ * a short transaction (which fills the cache). Never throws: an internal
+ * error is logged and reported as false.
  */
 extern bool auth_lookup(const char *user, const char *database, RoleInfo *out);
 
@@ -60,8 +65,9 @@ extern bool auth_md5_response(const char *md5_verifier, const uint8 salt[4], cha
 extern Relation auth_open_catalog(Oid relid);
 
 /*
- * Run fn(arg) in a short transaction with a snapshot (catalog reads). Never
- * throws: an error is logged and reported as false.
+ * Run fn(arg) in a short transaction with a snapshot (catalog reads), after
+ * the invalidation messages auth_lookup took from the queue are processed.
+ * Never throws: an error is logged and reported as false.
  */
 extern bool auth_in_transaction(void (*fn) (void *arg), void *arg);
 

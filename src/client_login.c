@@ -84,6 +84,8 @@ typedef struct AuthState
 	struct AqRequest *aq_req;	/* STEP_AUTH_QUERY: the look-up in flight */
 	bool		tls_direct;		/* TLS began without SSLRequest (PostgreSQL 17 sslnegotiation=direct) */
 	bool		tls_no_alpn;	/* ... and without ALPN "postgresql": only a WebSocket upgrade may follow */
+	bool		have_peer;		/* peer: the client's address as accept() gave it (TCP) */
+	struct sockaddr_storage peer;
 } AuthState;
 
 
@@ -114,6 +116,21 @@ format_addr(const struct sockaddr_storage *sa, char *out, int outlen, int32 *por
 	}
 	else if (sa->ss_family == AF_UNIX)
 		strlcpy(out, "unix", outlen);
+}
+
+
+/* The client's TCP address: as accept() gave it, else asked of the socket. */
+static bool
+client_peer(Client *c, struct sockaddr_storage *addr)
+{
+	socklen_t	len = sizeof(*addr);
+
+	if (c->auth && c->auth->have_peer)
+	{
+		*addr = c->auth->peer;
+		return true;
+	}
+	return getpeername(c->sb.fd, (struct sockaddr *) addr, &len) == 0;
 }
 
 
@@ -245,6 +262,18 @@ client_accept(int listen_fd, bool unix_socket)
 			PGBUN_SLOT_WRITE_END(s);
 		}
 		client_set_state(c, CL_LOGIN);
+		/* the login's state, with the address hba and the failure delay need (no getpeername) */
+		c->auth = calloc(1, sizeof(AuthState));
+		if (!c->auth)
+		{
+			client_close(c, NULL, "out of memory");
+			continue;
+		}
+		if (!unix_socket && plen <= sizeof(c->auth->peer))
+		{
+			memcpy(&c->auth->peer, &peer, plen);
+			c->auth->have_peer = true;
+		}
 		if (poll_add_conn(fd, &c->io) < 0)
 		{
 			client_close(c, NULL, "could not watch socket: %m");
@@ -513,14 +542,12 @@ peer_user_name(uid_t uid)
 static bool
 hba_conn_of(Client *c, HbaConn *conn)
 {
-	socklen_t	len = sizeof(conn->addr);
-
 	memset(conn, 0, sizeof(*conn));
 	conn->unix_socket = c->unix_socket;
 	conn->tls = c->sb.ssl != NULL;
 	conn->user = c->auth->user;
 	conn->database = c->auth->database;
-	if (!c->unix_socket && getpeername(c->sb.fd, (struct sockaddr *) &conn->addr, &len) < 0)
+	if (!c->unix_socket && !client_peer(c, &conn->addr))
 	{
 		client_close(c, "08006", "could not get the client's address: %m");
 		return false;
@@ -795,7 +822,11 @@ begin_challenge(Client *c)
 	else
 	{
 		/* md5 (auth_type md5 with an md5 verifier, or no verifier at all) */
-		pg_strong_random(a->md5_salt, sizeof(a->md5_salt));
+		if (!pgbun_random(a->md5_salt, sizeof(a->md5_salt)))
+		{
+			client_close(c, NULL, "could not generate a salt");
+			return;
+		}
 		proto_put_auth(&pb, PROTO_AUTH_MD5, a->md5_salt, 4);
 		a->step = STEP_MD5;
 	}
@@ -1062,7 +1093,6 @@ static void
 auth_failed(Client *c)
 {
 	struct sockaddr_storage addr;
-	socklen_t	len = sizeof(addr);
 	int			delay_ms;
 
 	if (c->auth->role.detail[0])
@@ -1070,7 +1100,7 @@ auth_failed(Client *c)
 					  errdetail_log("%s", c->auth->role.detail)));
 	memset(&addr, 0, sizeof(addr));
 	if (!c->unix_socket)
-		(void) getpeername(c->sb.fd, (struct sockaddr *) &addr, &len);
+		(void) client_peer(c, &addr);
 	delay_ms = throttle_failure(&addr, c->unix_socket, pgbun_cfg->auth_failure_delay, W->now);
 	if (delay_ms > 0)
 	{
@@ -1450,9 +1480,8 @@ auth_succeeded(Client *c)
 	if (!c->unix_socket)
 	{
 		struct sockaddr_storage addr;
-		socklen_t	len = sizeof(addr);
 
-		if (getpeername(c->sb.fd, (struct sockaddr *) &addr, &len) == 0)
+		if (client_peer(c, &addr))
 			throttle_success(&addr, false, W->now);
 	}
 	else
@@ -1537,9 +1566,19 @@ auth_succeeded(Client *c)
 	}
 
 	c->pool = pool;
-	pg_strong_random(&c->cancel_pid, sizeof(c->cancel_pid));
-	pg_strong_random(&c->cancel_key, sizeof(c->cancel_key));
-	c->cancel_pid &= 0x7FFFFFFF;	/* clients expect a positive pid */
+	{
+		uint32		r[2];
+
+		/* one draw for both: pgbun_random (scram.c) takes them from its block */
+		if (!pgbun_random(r, sizeof(r)))
+		{
+			client_close(c, NULL, "could not generate a cancel key");
+			return;
+		}
+		c->cancel_pid = r[0] & 0x7FFFFFFF;	/* clients expect a positive pid */
+		c->cancel_key = r[1];
+		explicit_bzero(r, sizeof(r));
+	}
 	if (c->slot >= 0)
 		pgbun_cancel_register(c->slot, c->cancel_pid, c->cancel_key);
 

@@ -3,8 +3,9 @@
  */
 #include "postgres.h"
 
+#include <pthread.h>
+
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/crypto.h>
 
 #include "common/base64.h"
@@ -15,21 +16,104 @@
 
 #define SCRAM_NONCE_RAW 18
 
+/*
+ * SHA-256 for the exchange's few short hashes. OpenSSL 3 looks an
+ * algorithm up in its provider store on every EVP_sha256()-based call (and
+ * HMAC() builds a whole EVP_MAC each time): several microseconds per login.
+ * The algorithm is fetched once and each thread (the loop, kdf.c's) reuses
+ * one digest context; HMAC is the two hashes of RFC 2104 around it.
+ */
+static const EVP_MD *sha256_algorithm;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static __thread EVP_MD_CTX *sha256_ctx;
+
+static void
+sha256_fetch(void)
+{
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+	sha256_algorithm = EVP_MD_fetch(NULL, "SHA256", NULL);
+#endif
+	if (!sha256_algorithm)
+		sha256_algorithm = EVP_sha256();
+}
+
+/* SHA-256 of a || b (b may be empty). */
 static bool
-sha256(const void *data, size_t len, uint8_t *out)
+sha256_2(const void *a, size_t alen, const void *b, size_t blen, uint8_t *out)
 {
 	unsigned int outlen = 0;
 
-	return EVP_Digest(data, len, out, &outlen, EVP_sha256(), NULL) == 1 && outlen == SCRAM_KEY_BYTES;
+	(void) pthread_once(&sha256_once, sha256_fetch);
+	if (!sha256_ctx && !(sha256_ctx = EVP_MD_CTX_new()))
+		return false;
+	return EVP_DigestInit_ex(sha256_ctx, sha256_algorithm, NULL) == 1 &&
+		EVP_DigestUpdate(sha256_ctx, a, alen) == 1 &&
+		(blen == 0 || EVP_DigestUpdate(sha256_ctx, b, blen) == 1) &&
+		EVP_DigestFinal_ex(sha256_ctx, out, &outlen) == 1 && outlen == SCRAM_KEY_BYTES;
 }
 
 static bool
+sha256(const void *data, size_t len, uint8_t *out)
+{
+	return sha256_2(data, len, NULL, 0, out);
+}
+
+/* HMAC-SHA-256 with a 32-byte key: H((K ^ opad) || H((K ^ ipad) || data)). */
+static bool
 hmac256(const uint8_t *key, const void *data, size_t len, uint8_t *out)
 {
-	unsigned int outlen = 0;
+	uint8_t		pad[64];
+	uint8_t		inner[SCRAM_KEY_BYTES];
+	bool		ok;
 
-	return HMAC(EVP_sha256(), key, SCRAM_KEY_BYTES, data, len, out, &outlen) != NULL &&
-		outlen == SCRAM_KEY_BYTES;
+	memset(pad, 0x36, sizeof(pad));
+	for (int i = 0; i < SCRAM_KEY_BYTES; i++)
+		pad[i] ^= key[i];
+	ok = sha256_2(pad, sizeof(pad), data, len, inner);
+	memset(pad, 0x5c, sizeof(pad));
+	for (int i = 0; i < SCRAM_KEY_BYTES; i++)
+		pad[i] ^= key[i];
+	ok = ok && sha256_2(pad, sizeof(pad), inner, sizeof(inner), out);
+	OPENSSL_cleanse(pad, sizeof(pad));
+	OPENSSL_cleanse(inner, sizeof(inner));
+	return ok;
+}
+
+/*
+ * Random bytes for the loop thread (SCRAM nonces, cancel keys): taken from
+ * pg_strong_random a block at a time, since each call costs more than the
+ * bytes (OpenSSL's DRBG, a getpid). Handed-out bytes are wiped from the
+ * block. Not for kdf.c's threads.
+ */
+#define RANDOM_BLOCK 512
+
+bool
+pgbun_random(void *buf, size_t len)
+{
+	static uint8_t block[RANDOM_BLOCK];
+	static size_t left = 0;
+	uint8_t    *dst = buf;
+
+	if (len > RANDOM_BLOCK)
+		return pg_strong_random(buf, len);
+	while (len > 0)
+	{
+		size_t		n;
+
+		if (left == 0)
+		{
+			if (!pg_strong_random(block, sizeof(block)))
+				return false;
+			left = sizeof(block);
+		}
+		n = Min(len, left);
+		memcpy(dst, block + RANDOM_BLOCK - left, n);
+		explicit_bzero(block + RANDOM_BLOCK - left, n);
+		left -= n;
+		dst += n;
+		len -= n;
+	}
+	return true;
 }
 
 bool
@@ -127,8 +211,8 @@ scram_mock_secret(const char *username, const uint8_t *mock_nonce, int nonce_len
 		memset(digest, 0, sizeof(digest));
 	b64_encode(digest, 16, out->salt_b64, sizeof(out->salt_b64));
 	out->iterations = SCRAM_DEFAULT_ITERATIONS;
-	pg_strong_random(out->stored_key, SCRAM_KEY_BYTES);
-	pg_strong_random(out->server_key, SCRAM_KEY_BYTES);
+	pgbun_random(out->stored_key, SCRAM_KEY_BYTES);
+	pgbun_random(out->server_key, SCRAM_KEY_BYTES);
 }
 
 /* Printable per RFC 5802 for nonces: %x21-2B / %x2D-7E. */
@@ -238,7 +322,7 @@ scram_server_first(ScramServer *st, const char *msg, int len, char *out, int out
 	memcpy(st->client_first_bare, bare, end - bare);
 	st->client_first_bare[end - bare] = '\0';
 
-	if (!pg_strong_random(raw, sizeof(raw)) || b64_encode(raw, sizeof(raw), snonce, sizeof(snonce)) < 0)
+	if (!pgbun_random(raw, sizeof(raw)) || b64_encode(raw, sizeof(raw), snonce, sizeof(snonce)) < 0)
 	{
 		*err = "could not generate a nonce";
 		return -1;

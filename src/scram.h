@@ -117,6 +117,12 @@ extern int	scram_client_final(ScramClient *st, const char *server_first, int len
 extern bool scram_client_verify_final(ScramClient *st, const char *server_final, int len);
 
 /* Digest helpers shared with md5 auth. */
+/*
+ * Cryptographically strong random bytes for the loop thread (pg_strong_random
+ * underneath, a block at a time). false if none could be had.
+ */
+extern bool pgbun_random(void *buf, size_t len);
+
 extern bool pgbun_md5_hex(const void *data, size_t len, char *hex_out /* 33 bytes */ );
 
 #endif							/* PGBUN_SCRAM_H */

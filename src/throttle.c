@@ -4,17 +4,22 @@
  * A failed login is answered only after a delay that doubles with each
  * further failure from the same client address within a minute (at most
  * 30 s). The worker never sleeps: the failed client just waits in the login
- * list until the janitor closes it. Addresses live in a small fixed table;
- * when it is full the stalest entry is reused, so the table cannot be grown
- * by an attacker.
+ * list until the janitor closes it. Addresses live in a small fixed table of
+ * sets of a few entries, the set chosen by a hash of the address with a
+ * per-process random seed (a login looks at one set, not the whole table);
+ * when a set is full its stalest entry is reused, so the table cannot be
+ * grown by an attacker, nor a chosen address pushed out on purpose.
  */
 #include "postgres.h"
 
 #include <netinet/in.h>
 
+#include "common/hashfn.h"
+
 #include "throttle.h"
 
 #define THROTTLE_SLOTS 512
+#define THROTTLE_WAYS 8			/* entries per set */
 #define THROTTLE_FORGET_US (60 * USECS_PER_SEC)
 #define THROTTLE_MAX_DELAY_MS 30000
 
@@ -51,11 +56,23 @@ address_key(const struct sockaddr_storage *addr, bool unix_socket, uint8 *key)
 static ThrottleSlot *
 find_slot(const uint8 *key, uint8 len, TimestampTz now, bool create)
 {
-	ThrottleSlot *stalest = &slots[0];
+	static uint64 seed;
+	static bool seeded = false;
+	ThrottleSlot *set;
+	ThrottleSlot *stalest;
 
-	for (int i = 0; i < THROTTLE_SLOTS; i++)
+	if (!seeded)
 	{
-		ThrottleSlot *s = &slots[i];
+		if (!pg_strong_random(&seed, sizeof(seed)))
+			seed = 0;
+		seeded = true;
+	}
+	set = &slots[(hash_bytes_extended(key, 16, seed + len) % (THROTTLE_SLOTS / THROTTLE_WAYS)) *
+				 THROTTLE_WAYS];
+	stalest = &set[0];
+	for (int i = 0; i < THROTTLE_WAYS; i++)
+	{
+		ThrottleSlot *s = &set[i];
 
 		if (s->key_len == len && memcmp(s->key, key, 16) == 0)
 		{

@@ -1448,6 +1448,30 @@ test_channel_binding_flags(void)
 	}
 }
 
+/* pgbun_random: fresh bytes every call, across its block's end and beyond a block. */
+static void
+test_random(void)
+{
+	uint8		seen[100][18];
+	uint8		big[1500];
+	uint8		zero[1500];
+	bool		dup = false;
+
+	/* 100 nonces of 18 bytes cross the 512-byte block's end three times */
+	for (int i = 0; i < 100; i++)
+	{
+		CHECK(pgbun_random(seen[i], sizeof(seen[i])));
+		for (int j = 0; j < i && !dup; j++)
+			dup = memcmp(seen[i], seen[j], sizeof(seen[i])) == 0;
+	}
+	CHECK(!dup);
+	memset(big, 0, sizeof(big));
+	memset(zero, 0, sizeof(zero));
+	CHECK(pgbun_random(big, sizeof(big)));
+	CHECK(memcmp(big, zero, 64) != 0 && memcmp(big + sizeof(big) - 64, zero, 64) != 0);
+	CHECK(pgbun_random(big, 0));
+}
+
 void
 scram_suite(void)
 {
@@ -1471,4 +1495,5 @@ scram_suite(void)
 	UNIT_RUN(test_check_password_long);
 	UNIT_RUN(test_channel_binding);
 	UNIT_RUN(test_channel_binding_flags);
+	UNIT_RUN(test_random);
 }
