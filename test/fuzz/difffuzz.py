@@ -949,6 +949,10 @@ class Gen:
         r, st = self.r, self.st
         self.pred = set(st.exists)      # named statements that may exist as the op goes on
         self.sqls = dict(st.sqls)
+        # names that may hold a RESET, whatever the fate of the Parses and
+        # Closes in flight (a re-Parse of a name that exists fails with 42P05
+        # and leaves the old text): the model of self.sqls is a guess there
+        self.reset_maybe = {n for n, q in st.sqls.items() if q.startswith('RESET')}
         self.txn_in_op = False
         n = r.randint(2, 4) if self.on('pipeline') and r.random() < 0.5 else 1
         self.ext = {'n': n, 'b': 0, 'groups': None, 'unnamed_ok': False}
@@ -977,7 +981,8 @@ class Gen:
                 grp, e['unnamed_ok'] = self.ext_group(e['unnamed_ok'])
                 chunk.extend(grp)
                 e['groups'] -= 1
-                if not self.on('reset_midquery') and self.group_sql.startswith('RESET'):
+                if not self.on('reset_midquery') and (self.group_sql.startswith('RESET') or
+                                                      self.group_name in self.reset_maybe):
                     # nothing more is sent after a RESET until it is answered
                     # (pgbun puts the client's value back before the next request)
                     e['groups'], e['n'] = 0, e['b'] + 1
@@ -1003,7 +1008,7 @@ class Gen:
         # ... nor a RESET inside a transaction block (reset_midquery)
         in_block = self.st.status != 'I' or self.txn_in_op
         usable = sorted(n for n in self.pred if not self.sqls.get(n, '').startswith('COPY') and
-                        not (in_block and self.sqls.get(n, '').startswith('RESET') and
+                        not (in_block and (self.sqls.get(n, '').startswith('RESET') or n in self.reset_maybe) and
                              not self.on('reset_midquery')))
         if self.on('named') and usable and x < 0.35 and self.use_named_ok:
             name, parse = r.choice(usable), False
@@ -1016,6 +1021,7 @@ class Gen:
         if not parse:
             sql = self.sqls.get(name, sql)
         self.group_sql = sql
+        self.group_name = name
         if parse:
             if self.on('errors') and r.random() < 0.08:
                 sql = r.choice(['SELEC 1', 'SELECT * FROM df_no_such_table', 'SELECT $1::int + $2::no_type'])
@@ -1023,6 +1029,8 @@ class Gen:
             if name:
                 self.pred.add(name)
                 self.sqls[name] = sql
+                if sql.startswith('RESET'):
+                    self.reset_maybe.add(name)
             else:
                 unnamed_ok = True
             if r.random() < 0.3:
