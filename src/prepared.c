@@ -1172,7 +1172,8 @@ prepared_entry_gone(void *owner, Track *t, TrackEntry *e, TrackFate fate)
 		{
 			ClientStmt *cs = client_find(c, e->name);
 
-			if (cs && cs->stmt == st)
+			/* not a name the client made again after this Close (a later Parse of it) */
+			if (cs && cs->stmt == st && cs->seq <= e->tag)
 				client_remove(c, e->name);
 		}
 		stmt_unref(st);
@@ -1606,6 +1607,8 @@ prepared_client_message(Client *c, Server *s, const ProtoHeader *hdr, const uint
 					}
 					if (cs)
 						set_tail_tag(s, 'C', cs);	/* which name it took away */
+					else if (reclose && track_tail(&s->tracker) && track_tail(&s->tracker)->type == 'C')
+						track_tail(&s->tracker)->tag = c->stmts ? c->stmts->seq : 0;	/* names made up to now */
 					client_remove(c, name);
 					prepared_emit_answers(s);
 					return PKT_CONSUME;

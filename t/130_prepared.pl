@@ -362,6 +362,41 @@ reload_conf($node, 'pgbun.max_prepared_statements' => '100');
 	$_->terminate foreach $direct, $pooled;
 }
 
+############ a Close skipped, then Close and Parse of the name again, pipelined
+
+# The Bind fails, so the backend skips the Close after it; the next batch's
+# Close of the name (pgbun answers it) takes the name away, and its Parse
+# makes it again: the Bind after that must find it (difffuzz seed 34: the
+# second Close, answered after the Parse had run, took the new name away).
+{
+	my $stream = sync_msg()
+	  . close_msg('S', 'rc1') . parse_msg('rc3', 'SELECT g FROM generate_series(1, $1::int) g')
+	  . bind_msg('', 'rc3') . close_msg('S', 'rc3') . sync_msg()
+	  . close_msg('S', 'rc3') . parse_msg('rc3', 'SELECT g FROM generate_series(1, $1::int) g') . sync_msg()
+	  . bind_msg('p1', 'rc3', '2') . execute_msg('p1') . sync_msg();
+	my %seen;
+	foreach my $round (1 .. 20)
+	{
+		foreach my $side ('direct', 'pgbun')
+		{
+			my $raw = $side eq 'direct'
+			  ? PgbunTest::Raw->new(path => $node->host . '/.s.PGSQL.' . $node->port)
+			  : raw_connect($node);
+			my %who = $side eq 'direct' ? (user => PgbunTest::bootstrap_user()) : %alice;
+			next unless $raw->login(%who, database => 'prepdb')->{ok};
+			$raw->send_bytes($stream);
+			my $types = '';
+			$types .= msg_types(read_until($raw, 'Z')) foreach 1 .. 4;
+			$seen{$side}{$types}++;
+			$raw->terminate;
+		}
+	}
+	my @direct = keys %{ $seen{direct} // {} };
+	is(scalar @direct, 1, 'direct: one answer sequence');
+	is(join(' | ', sort keys %{ $seen{pgbun} // {} }), $direct[0] // 'none',
+		'through pgbun, 20 times: the same answers (the re-made name is found)');
+}
+
 ############ max_prepared_statements = 0: named statements refused
 
 reload_conf($node, 'pgbun.max_prepared_statements' => '0');
