@@ -146,9 +146,10 @@ foreach my $kind (qw(query transaction wait))
 	}
 	$i++;
 }
-# pg_sleep(0.03) lands in the 25-50 ms bucket (psql's own queries, if any, are faster)
+# pg_sleep(0.03) takes at least 30 ms, so the p99 is above the 25 ms bound; how far
+# above depends on the machine's load (no timing threshold), but it is a finite bucket
 cmp_ok($l[3], '>', 25000, 'query p99 is above 25 ms');
-cmp_ok($l[3], '<=', 50000, 'query p99 is at most 50 ms');
+cmp_ok($l[3], '<=', 10000000, 'query p99 is in a finite bucket (at most 10 s)');
 cmp_ok($l[1], '<=', $l[2], 'p50 <= p95');
 cmp_ok($l[2], '<=', $l[3], 'p95 <= p99');
 
