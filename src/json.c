@@ -300,6 +300,27 @@ hexval(char c)
 	return c - 'A' + 10;
 }
 
+/* The character a one-letter escape stands for: \b \f \n \r \t, else itself (" \\ /). */
+static char
+simple_escape(char c)
+{
+	switch (c)
+	{
+		case 'b':
+			return '\b';
+		case 'f':
+			return '\f';
+		case 'n':
+			return '\n';
+		case 'r':
+			return '\r';
+		case 't':
+			return '\t';
+		default:
+			return c;
+	}
+}
+
 static unsigned
 read_u4(const char *s)
 {
@@ -324,36 +345,13 @@ json_string_decode(const char *in, const JsonNode *n, char *out, size_t cap, siz
 			out[o++] = *s++;
 			continue;
 		}
-		switch (s[1])
+		if (s[1] != 'u')
 		{
-			case 'b':
-				out[o++] = '\b';
-				s += 2;
-				continue;
-			case 'f':
-				out[o++] = '\f';
-				s += 2;
-				continue;
-			case 'n':
-				out[o++] = '\n';
-				s += 2;
-				continue;
-			case 'r':
-				out[o++] = '\r';
-				s += 2;
-				continue;
-			case 't':
-				out[o++] = '\t';
-				s += 2;
-				continue;
-			case 'u':
-				break;
-			default:			/* " \ / */
-				out[o++] = s[1];
-				s += 2;
-				continue;
+			out[o++] = simple_escape(s[1]);
+			s += 2;
+			continue;
 		}
-		/* \uXXXX (the parser checked the four hex digits) */
+		/* a \u escape with its four hex digits (the parser checked them) */
 		cp = read_u4(s + 2);
 		s += 6;
 		if (cp >= 0xD800 && cp <= 0xDBFF)
