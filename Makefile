@@ -70,7 +70,7 @@ fuzz: $(FUZZ_BINS)
 
 # fuzz_src_<name> is looked up per target: prerequisites expanded a second time.
 .SECONDEXPANSION:
-test/fuzz/bin/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/fuzz.h $$(fuzz_src_$$*) $(wildcard src/*.h)
+test/fuzz/bin/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/fuzz.h test/fuzz/tls_stubs.h $$(fuzz_src_$$*) $(wildcard src/*.h)
 	@mkdir -p test/fuzz/bin
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(fuzz_src_$*) $(UNIT_LIBS)
 

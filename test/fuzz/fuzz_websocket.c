@@ -26,29 +26,7 @@
 #include "tls.h"
 #include "websocket.h"
 
-/* sbuf.c and websocket.c call these only over TLS: never here */
-ssize_t
-tls_read(SBuf *sb, void *buf, size_t len)
-{
-	abort();
-}
-
-ssize_t
-tls_write(SBuf *sb, const void *buf, size_t len)
-{
-	abort();
-}
-
-void
-tls_close(SBuf *sb)
-{
-}
-
-bool
-tls_pending(const SBuf *sb)
-{
-	return false;
-}
+#include "tls_stubs.h"	/* sbuf.c calls TLS only over TLS: never here */
 
 static void
 drain(int fd)
