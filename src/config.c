@@ -89,6 +89,7 @@ int			pgbun_max_packet_size = INT_MAX;
 bool		pgbun_log_connections = true;
 bool		pgbun_log_disconnections = true;
 bool		pgbun_tcp_keepalive = true;
+bool		pgbun_server_sched_batch = true;
 int			pgbun_tcp_keepidle = 0;
 int			pgbun_tcp_keepintvl = 0;
 int			pgbun_tcp_keepcnt = 0;
@@ -688,6 +689,11 @@ pgbun_define_gucs(void)
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomBoolVariable("pgbun.log_disconnections", "Log each client disconnection with its reason.",
 							 NULL, &pgbun_log_disconnections, true,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("pgbun.server_sched_batch",
+							 "Run the local backends behind pgbun's server connections as SCHED_BATCH.",
+							 "A woken backend then does not preempt the pooler; it runs when the pooler blocks or its time slice ends.",
+							 &pgbun_server_sched_batch, true,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 	/* PgBouncer's names and meaning: 0 leaves the operating system's value */
 	DefineCustomBoolVariable("pgbun.tcp_keepalive", "TCP keepalives on client and server TCP connections.",

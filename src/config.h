@@ -88,6 +88,7 @@ extern char *pgbun_server_tls_ciphers;
 extern bool pgbun_log_connections;
 extern bool pgbun_log_disconnections;
 extern bool pgbun_tcp_keepalive;
+extern bool pgbun_server_sched_batch;
 extern int	pgbun_tcp_keepidle;		/* s, 0: the OS default */
 extern int	pgbun_tcp_keepintvl;	/* s, 0: the OS default */
 extern int	pgbun_tcp_keepcnt;		/* 0: the OS default */

@@ -107,6 +107,7 @@ typedef struct Server
 	Client	   *link;
 	int			slot;
 	uint32		be_pid;			/* the backend's real BackendKeyData */
+	int8		sched_batch;	/* backend_sched.c: -1 not ours to set, else the policy set (0/1) */
 	uint32		be_key;
 	TimestampTz connect_time;
 	TimestampTz last_used;		/* last release (idle timeout) */

@@ -157,9 +157,10 @@ sbuf_fill(SBuf *s)
 	if (!make_room(s))
 		return s->in ? -3 : -2;
 	want = SBUF_SIZE - s->in_end;
+	/* recv, not read: a socket needs none of read()'s file bookkeeping (fdget_pos, fsnotify) */
 	n = s->hsql ? http_sql_read(s, s->in + s->in_end, want) :
 		s->ws ? ws_read(s, s->in + s->in_end, want) :
-		s->ssl ? tls_read(s, s->in + s->in_end, want) : read(s->fd, s->in + s->in_end, want);
+		s->ssl ? tls_read(s, s->in + s->in_end, want) : recv(s->fd, s->in + s->in_end, want, 0);
 	if (n > 0)
 	{
 		/*

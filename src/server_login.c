@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "backend_sched.h"
 #include "config.h"
 #include "config_parse.h"
 #include "counters.h"
@@ -669,6 +670,7 @@ server_login_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint
 				free(pool->login_error);
 				pool->login_error = NULL;
 				s->last_used = W->now;
+				backend_sched_login(s);
 				server_publish(s);	/* BackendKeyData, for cancels */
 				/* joining the pool (maybe linking a client) happens after this pump */
 				s->login_done = true;

@@ -161,6 +161,7 @@ settings_build(MemoryContext *cxt_out)
 	s->log_pooler_errors = pgbun_log_pooler_errors;
 	s->stats_period = pgbun_stats_period;
 	s->tcp_keepalive = pgbun_tcp_keepalive;
+	s->server_sched_batch = pgbun_server_sched_batch;
 	s->tcp_keepidle = pgbun_tcp_keepidle;
 	s->tcp_keepintvl = pgbun_tcp_keepintvl;
 	s->tcp_keepcnt = pgbun_tcp_keepcnt;

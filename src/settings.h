@@ -118,6 +118,7 @@ typedef struct PgbunSettings
 	bool		log_pooler_errors;
 	int			stats_period;	/* s, 0: off */
 	bool		tcp_keepalive;
+	bool		server_sched_batch;	/* local backends as SCHED_BATCH (backend_sched.c) */
 	int			tcp_keepidle;	/* s, 0: the OS default */
 	int			tcp_keepintvl;	/* s, 0: the OS default */
 	int			tcp_keepcnt;	/* 0: the OS default */

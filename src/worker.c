@@ -34,6 +34,7 @@
 #include "utils/pidfile.h"
 #include "utils/timestamp.h"
 
+#include "backend_sched.h"
 #include "cancel.h"
 #include "client_login.h"
 #include "compat.h"
@@ -507,6 +508,7 @@ apply_reload(void)
 	resolve_server_target();
 	target_rebuild();			/* a new pgbun.databases snapshot: new targets, pools relinked */
 	tls_reload();				/* new connections use the new certificates; open ones keep theirs */
+	backend_sched_reconfigure();
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(scratch_context);
 
