@@ -12,6 +12,9 @@
 #   ROUNDS=5 DURATION=6 POOL=20 SCALE=10
 #   WORKLOADS="simple:50 extended:50 prepared:50 simple:1000"   protocol:clients
 #   KEEP=1                keep the temp dir
+#   OLD_CONF / NEW_CONF   extra postgresql.conf lines for that side, e.g.
+#                         NEW_CONF="pgbun.server_sched_batch = off"; with the
+#                         same BINDIR twice this compares two settings
 # Transaction pooling, SCRAM logins, one pgbun worker per build; only the
 # pgbun worker's own utime+stime (/proc) counts as the pooler's CPU. Works as
 # root (the servers run as BENCH_OS_USER, default postgres) or as a normal user.
@@ -86,6 +89,7 @@ pgbun.default_pool_size = $POOL
 pgbun.max_client_conn = 2000
 pgbun.workers = 1
 EOF
+	if [ "$side" = old ]; then printf '%s\n' "${OLD_CONF:-}"; else printf '%s\n' "${NEW_CONF:-}"; fi >>"$dir/data/postgresql.conf"
 	"${RUN[@]}" "$(bin_of $side)/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null
 	PGPASSWORD=bench-pw "${RUN[@]}" "$(bin_of $side)/pgbench" -h 127.0.0.1 -p "${SERVER_PORT[$side]}" -U bench -i -q -s "$SCALE" postgres >/dev/null 2>&1
 done
@@ -121,6 +125,7 @@ median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]
 
 say "pgbun, two builds side by side ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
 say "old: $OLD_BIN   new: $NEW_BIN"
+[ -n "${OLD_CONF:-}${NEW_CONF:-}" ] && say "old conf: ${OLD_CONF:-(none)}   new conf: ${NEW_CONF:-(none)}"
 say "transaction pooling, pool $POOL, SCRAM, pgbench -S, $ROUNDS rounds of ${DURATION}s, builds alternating"
 say "(the worker's CPU includes each client's one SCRAM login per run; noticeable at 1,000 clients)"
 declare -A RES
