@@ -2,8 +2,8 @@
  * compat.h - every PostgreSQL-version difference pgbun cares about, in one place.
  *
  * pgbun targets PostgreSQL 15 first; 16-18 changed a few backend APIs that we
- * call (SCRAM helpers gained a hash type and key length, WaitEventSet got a
- * resource owner argument, ...). Code elsewhere calls the pgbun_* wrappers
+ * call (SCRAM helpers gained a hash type and key length, base64 helpers
+ * switched to uint8, ...). Code elsewhere calls the pgbun_* wrappers
  * below and never tests PG_VERSION_NUM itself.
  */
 #ifndef PGBUN_COMPAT_H
@@ -40,11 +40,13 @@
 	parse_scram_secret((secret), (iter), (salt), (stored), (server))
 #endif
 
-/* CreateWaitEventSet: PG17 takes a ResourceOwner instead of a MemoryContext. */
-#if PG_VERSION_NUM >= 170000
-#define pgbun_CreateWaitEventSet(nevents) CreateWaitEventSet(NULL, (nevents))
-#else
-#define pgbun_CreateWaitEventSet(nevents) CreateWaitEventSet(CurrentMemoryContext, (nevents))
+/*
+ * Latches (loop_wait.c): PG15 through PG18 wake a latch's sleeping owner
+ * with SIGURG, blocked and read through a signalfd, once the owner has set
+ * latch->maybe_sleeping. Older versions used SIGUSR1 and a self-pipe.
+ */
+#if PG_VERSION_NUM < 150000
+#error "pgbun needs PostgreSQL 15 or later (latch wakeups by SIGURG)"
 #endif
 
 /* pg_b64_encode/decode: PG18 switched the source/destination to uint8 *. */

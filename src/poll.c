@@ -51,6 +51,16 @@ poll_add_conn(int fd, IoObj *obj)
 }
 
 int
+poll_conn_watch_out(int fd, IoObj *obj, bool on)
+{
+	struct epoll_event ev;
+
+	ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET | (on ? EPOLLOUT : 0);
+	ev.data.ptr = obj;
+	return epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, &ev);
+}
+
+int
 poll_add_listener(int fd, IoObj *obj)
 {
 	return poll_add(fd, obj, EPOLLIN);

@@ -3,12 +3,15 @@
  *
  * Linux epoll today; the interface is small so kqueue can follow. Sockets are
  * registered once, edge-triggered for both directions, and never re-armed per
- * message: the owners read/write until EAGAIN. Listeners are level-triggered
+ * message: the owners read/write until EAGAIN. A plain server connection
+ * drops its write events after login and asks for them only while a write
+ * is stuck (sbuf_out_on_demand). Listeners are level-triggered
  * so an accept burst can be spread over several loop turns.
  */
 #ifndef PGBUN_POLL_H
 #define PGBUN_POLL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Every object registered carries this header first; data.ptr points at it. */
@@ -21,6 +24,7 @@ typedef enum IoKind
 	IO_DNS,						/* a socket of the DNS resolver (dns.c) */
 	IO_KDF,						/* kdf.c's eventfd: password checks finished */
 	IO_HTTP,					/* the metrics port: listener or connection (metrics.c) */
+	IO_WAKE,					/* the latch's signalfd or postmaster death (loop_wait.c) */
 } IoKind;
 
 typedef struct IoObj
@@ -44,6 +48,11 @@ extern void poll_close(void);
 extern int	poll_fd(void);
 /* Register a connection socket (edge-triggered IN|OUT). 0 or -1/errno. */
 extern int	poll_add_conn(int fd, IoObj *obj);
+/*
+ * A registered connection: with or without write events (on: after a write
+ * hit EAGAIN; edge-triggered, so one comes at once if there is room now).
+ */
+extern int	poll_conn_watch_out(int fd, IoObj *obj, bool on);
 /* Register a listening socket (level-triggered IN). */
 extern int	poll_add_listener(int fd, IoObj *obj);
 extern void poll_remove(int fd);

@@ -74,6 +74,30 @@ sbuf_init(SBuf *s, int fd)
 	s->decided = -1;
 }
 
+/* A write hit EAGAIN: the socket must say when it has room again. */
+static void
+want_out(SBuf *s)
+{
+	if (s->out_watch && !s->out_armed && s->out_watch(s, true) == 0)
+		s->out_armed = true;
+}
+
+void
+sbuf_out_on_demand(SBuf *s, SBufOutWatch watch)
+{
+	s->out_watch = watch;
+	s->out_armed = true;		/* registered with write events */
+	if (!sbuf_out_pending(s))
+		sbuf_out_event(s);
+}
+
+void
+sbuf_out_event(SBuf *s)
+{
+	if (s->out_watch && s->out_armed && s->out_watch(s, false) == 0)
+		s->out_armed = false;
+}
+
 /* Give the input buffer back once everything in it has been dealt with. */
 static void
 release_in_if_empty(SBuf *s)
@@ -268,6 +292,7 @@ write_some(SBuf *s, const uint8 *data, size_t n, SBufWPend from)
 		{
 			if (s->ssl || s->ws || s->hsql)
 				s->tls_wpend = (uint8) from;
+			want_out(s);
 			break;
 		}
 		else
@@ -339,7 +364,12 @@ flush_out_and_forward(SBuf *dst, SBuf *src, uint64 *bytes_written)
 		w = sendmsg(dst->fd, &msg, MSG_NOSIGNAL);
 	while (w < 0 && errno == EINTR);
 	if (w < 0)
-		return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+	{
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return -1;
+		want_out(dst);
+		return 0;
+	}
 	if ((size_t) w < out_len)
 	{
 		dst->out_pos += w;

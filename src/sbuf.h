@@ -40,6 +40,16 @@ typedef enum SBufWPend
 	SBUF_WPEND_FORWARD,			/* the peer's forwarded bytes */
 } SBufWPend;
 
+struct SBuf;
+
+/*
+ * Turns the socket's write-readiness events on or off (0: done). An SBuf
+ * with one gets them only while a write is stuck: a Unix-socket peer that
+ * reads what it was sent wakes an EPOLLOUT watcher every time, one wakeup
+ * of the worker per query for nothing.
+ */
+typedef int (*SBufOutWatch) (struct SBuf *s, bool on);
+
 typedef struct SBuf
 {
 	int			fd;
@@ -66,6 +76,8 @@ typedef struct SBuf
 	bool		tls_read_empty; /* the last SSL_read wanted bytes the socket did not have */
 	struct WsConn *ws;			/* WebSocket framing above TLS or the socket, or NULL */
 	struct HttpSqlConn *hsql;	/* HTTP query API adapter above TLS or the socket, or NULL */
+	SBufOutWatch out_watch;		/* NULL: write events always on; else only after EAGAIN */
+	bool		out_armed;		/* ... and they are on now */
 } SBuf;
 
 typedef enum PktAction
@@ -161,6 +173,15 @@ sbuf_can_send(const SBuf *s)
 {
 	return s->fd >= 0 && (s->ssl == NULL || s->tls_state == SBUF_TLS_READY);
 }
+
+/*
+ * Write events on demand (plain sockets only: SSL_read may want to write):
+ * from now on they are on only from a write that hit EAGAIN until the
+ * event that follows it (sbuf_out_event).
+ */
+extern void sbuf_out_on_demand(SBuf *s, SBufOutWatch watch);
+/* A write event came: off again until the next EAGAIN. */
+extern void sbuf_out_event(SBuf *s);
 
 /* Buffer pool accounting (for logs). */
 extern int	sbuf_buffers_in_use(void);

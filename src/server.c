@@ -17,6 +17,7 @@
 #include "notify.h"
 #include "params.h"
 #include "prepared.h"
+#include "poll.h"
 #include "pooler.h"
 #include "proto.h"
 #include "scram.h"
@@ -874,11 +875,22 @@ server_release(Server *s)
 	pool_server_available(s->pool, s);
 }
 
+/* SBufOutWatch of a plain server connection past login (sbuf_out_on_demand). */
+int
+server_out_watch(SBuf *sb, bool on)
+{
+	Server	   *s = (Server *) ((char *) sb - offsetof(Server, sb));
+
+	return poll_conn_watch_out(sb->fd, &s->io, on);
+}
+
 void
 server_on_event(Server *s, uint32 events)
 {
 	if (s->closed)
 		return;
+	if (events & PEV_OUT)
+		sbuf_out_event(&s->sb);	/* off until a write sticks again */
 	if (!server_login_event(s, events))
 		return;
 	if (s->listener)

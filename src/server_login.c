@@ -671,6 +671,9 @@ server_login_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint
 				pool->login_error = NULL;
 				s->last_used = W->now;
 				backend_sched_login(s);
+				/* a Unix-socket backend reading a query would wake an EPOLLOUT watcher each time */
+				if (!s->sb.ssl && !s->listener && !s->authq)
+					sbuf_out_on_demand(&s->sb, server_out_watch);
 				server_publish(s);	/* BackendKeyData, for cancels */
 				/* joining the pool (maybe linking a client) happens after this pump */
 				s->login_done = true;

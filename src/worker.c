@@ -2,10 +2,11 @@
  * worker.c - the pooler background worker: start-up, the event loop,
  * reload, shutdown.
  *
- * The loop waits on one small WaitEventSet {latch, postmaster death, inner
- * epoll fd}; every client/server socket lives in the inner epoll set (poll.c).
- * While there is work, the inner set is polled with timeout 0 and the latch
- * is checked by reading it, so a busy turn costs one epoll_wait. Each event is
+ * Every client/server socket lives in one epoll set (poll.c), which also
+ * holds the latch and postmaster death (loop_wait.c); the latch is also
+ * checked by reading it. A turn costs one epoll_wait: a wait (timed to the
+ * janitor's next run) once the ready events were all handled, which returns
+ * at once when more are ready; a poll when a pump yielded. Each event is
  * handled under PG_TRY: an ERROR closes the one connection it came from and
  * never reaches the postmaster as a crashed worker (which would restart the
  * whole cluster).
@@ -48,6 +49,7 @@
 #include "auth_file.h"
 #include "hba.h"
 #include "listener.h"
+#include "loop_wait.h"
 #include "metrics.h"
 #include "pooler.h"
 #include "tls.h"
@@ -414,6 +416,9 @@ dispatch(IoObj *obj, uint32 events)
 			case IO_HTTP:
 				metrics_on_event(obj, events);
 				break;
+			case IO_WAKE:
+				loop_wait_event(obj);
+				break;
 		}
 	}
 	PG_CATCH();
@@ -599,9 +604,9 @@ shutdown_worker(bool admin_shutdown)
 void
 pgbun_worker_main(Datum main_arg)
 {
-	WaitEventSet *outer;
 	PollEvent	events[EVENT_BATCH];
 	TimestampTz next_janitor = 0;
+	long		sleep_ms = 0;	/* > 0: the last turn found nothing to do, block this turn */
 
 	W = &worker_state;
 	memset(W, 0, sizeof(*W));
@@ -615,7 +620,7 @@ pgbun_worker_main(Datum main_arg)
 	dlist_init(&W->kick_pools);
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, handle_sigterm);
+	pqsignal(SIGTERM, handle_sigterm);	/* both wrapped by loop_wait_init() later */
 	/* OpenSSL writes with write(), not send(MSG_NOSIGNAL): a vanished peer must not kill us */
 	pqsignal(SIGPIPE, SIG_IGN);
 	BackgroundWorkerUnblockSignals();
@@ -650,10 +655,7 @@ pgbun_worker_main(Datum main_arg)
 		MemoryContextReset(scratch_context);
 	}
 
-	outer = pgbun_CreateWaitEventSet(3);
-	AddWaitEventToSet(outer, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(outer, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	AddWaitEventToSet(outer, WL_SOCKET_READABLE, poll_fd(), NULL, NULL);
+	loop_wait_init(handle_sigterm);
 
 	SpinLockAcquire(&pgbun_shared->mutex);
 	pgbun_shared->workers[W->id].pid = MyProcPid;
@@ -675,7 +677,9 @@ pgbun_worker_main(Datum main_arg)
 
 		absorb_interrupts();
 		W->now = GetCurrentTimestamp();
-		n = poll_wait(events, EVENT_BATCH, 0);
+		n = sleep_ms > 0 ? loop_wait(events, EVENT_BATCH, sleep_ms) : poll_wait(events, EVENT_BATCH, 0);
+		if (sleep_ms > 0)
+			W->now = GetCurrentTimestamp();
 		for (int i = 0; i < n; i++)
 			dispatch(events[i].obj, events[i].events);
 		run_busy_clients();
@@ -717,12 +721,14 @@ pgbun_worker_main(Datum main_arg)
 			AbortOutOfAnyTransaction();
 		}
 
-		if (n == 0 && dlist_is_empty(&W->busy_clients) && kicks_done)
-		{
-			WaitEvent	ev;
-			long		timeout = (long) ((next_janitor - W->now) / 1000) + 1;
-
-			(void) WaitEventSetWait(outer, Max(timeout, 1), &ev, 1, PG_WAIT_EXTENSION);
-		}
+		/*
+		 * Every ready event was fetched and handled, nothing yielded: the
+		 * next turn waits (loop_wait.c). An event that came meanwhile makes
+		 * that wait return at once, so a turn costs one epoll_wait, not an
+		 * empty poll and then the wait.
+		 */
+		sleep_ms = 0;
+		if (n < EVENT_BATCH && dlist_is_empty(&W->busy_clients) && kicks_done)
+			sleep_ms = Max((long) ((next_janitor - W->now) / 1000) + 1, 1);
 	}
 }

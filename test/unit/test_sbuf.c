@@ -9,6 +9,7 @@
 #include "postgres.h"
 
 #include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -426,6 +427,86 @@ test_bad_length(void)
 	pipe_close(&p);
 }
 
+/* The SBufOutWatch under test: the events of a real epoll set, as poll.c sets them. */
+static int	watch_epfd = -1;
+static int	watch_calls_on = 0;
+
+static int
+watch_out(SBuf *sb, bool on)
+{
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET | (on ? EPOLLOUT : 0)};
+
+	watch_calls_on += on ? 1 : 0;
+	return epoll_ctl(watch_epfd, EPOLL_CTL_MOD, sb->fd, &ev);
+}
+
+static int
+out_events(void)
+{
+	struct epoll_event ev[4];
+	int			n = epoll_wait(watch_epfd, ev, 4, 0);
+	int			outs = 0;
+
+	for (int i = 0; i < n; i++)
+		outs += (ev[i].events & EPOLLOUT) ? 1 : 0;
+	return outs;
+}
+
+/*
+ * Write events on demand: none while the peer reads what it was sent (a
+ * Unix socket wakes a write watcher at every read), on after a write hit
+ * EAGAIN, one event once there is room, and off again after it.
+ */
+static void
+test_out_on_demand(void)
+{
+	Pipe		p;
+	Seen		seen = {0};
+	static uint8_t in[200000];
+	static uint8_t out[200000];
+	static char data[60000];
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
+	size_t		len = 0;
+	size_t		got = 0;
+	uint64		rd = 0;
+	uint64		wr = 0;
+	int			sndbuf = 4096;
+
+	pipe_open(&p);
+	watch_epfd = epoll_create1(0);
+	watch_calls_on = 0;
+	CHECK(epoll_ctl(watch_epfd, EPOLL_CTL_ADD, p.dst.fd, &ev) == 0);
+	(void) out_events();		/* the registration's first report */
+	sbuf_out_on_demand(&p.dst, watch_out);
+	CHECK(!p.dst.out_armed);
+
+	/* a small message, read by the peer: no write event */
+	len = msg(in, 'Q', "SELECT 1\0", 9);
+	feed(&p, in, len);
+	CHECK(sbuf_pump(&p.src, &p.dst, 1 << 20, forward_all, &seen, &rd, &wr) == PUMP_IDLE);
+	got = drain(&p, out, sizeof(out));
+	CHECK(got == len);
+	CHECK(out_events() == 0);
+	CHECK(watch_calls_on == 0);
+
+	/* more than the socket takes: EAGAIN asks for write events */
+	CHECK(setsockopt(p.dst.fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) == 0);
+	memset(data, 'x', sizeof(data));
+	len = msg(in, 'd', data, sizeof(data));
+	feed(&p, in, len);
+	CHECK(sbuf_pump(&p.src, &p.dst, 1 << 20, forward_all, &seen, &rd, &wr) == PUMP_WAIT_WRITE);
+	CHECK(p.dst.out_armed);
+	CHECK(watch_calls_on == 1);
+	CHECK(out_events() == 0);	/* still full */
+	got = drain(&p, out, sizeof(out));
+	CHECK(got > 0);
+	CHECK(out_events() == 1);	/* room again: the event the pump waits for */
+	sbuf_out_event(&p.dst);
+	CHECK(!p.dst.out_armed);
+	pipe_close(&p);
+	close(watch_epfd);
+}
+
 void
 sbuf_suite(void)
 {
@@ -435,4 +516,5 @@ sbuf_suite(void)
 	UNIT_RUN(test_replace_prefix);
 	UNIT_RUN(test_out_and_forward_partial);
 	UNIT_RUN(test_bad_length);
+	UNIT_RUN(test_out_on_demand);
 }
