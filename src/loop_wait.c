@@ -39,7 +39,6 @@
 
 #include "compat.h"
 #include "loop_wait.h"
-#include "worker.h"
 
 static IoObj wake_io = {IO_WAKE};
 static IoObj pm_death_io = {IO_WAKE};

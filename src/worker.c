@@ -675,11 +675,10 @@ pgbun_worker_main(Datum main_arg)
 		int			n;
 		bool		kicks_done;
 
+		/* loop_wait does not sleep with an interrupt pending: absorbing it after is soon enough */
+		n = sleep_ms > 0 ? loop_wait(events, EVENT_BATCH, sleep_ms) : poll_wait(events, EVENT_BATCH, 0);
 		absorb_interrupts();
 		W->now = GetCurrentTimestamp();
-		n = sleep_ms > 0 ? loop_wait(events, EVENT_BATCH, sleep_ms) : poll_wait(events, EVENT_BATCH, 0);
-		if (sleep_ms > 0)
-			W->now = GetCurrentTimestamp();
 		for (int i = 0; i < n; i++)
 			dispatch(events[i].obj, events[i].events);
 		run_busy_clients();
