@@ -27,6 +27,7 @@
 #include "log.h"
 #include "notify.h"
 #include "params.h"
+#include "poll.h"
 #include "prepared.h"
 #include "pooler.h"
 #include "proto.h"
@@ -175,7 +176,7 @@ client_close(Client *c, const char *sqlstate, const char *fmt,...)
 	}
 	dlist_delete(&c->node);
 	dlist_push_tail(&W->closed_clients, &c->node);
-	poll_remove(c->sb.fd);
+	/* close() takes the socket out of the epoll set (nothing else holds it): no EPOLL_CTL_DEL */
 	sbuf_close(&c->sb);
 	if (c->slot >= 0)
 	{
@@ -400,11 +401,22 @@ client_server_ready(Client *c)
 	client_pump_in(c);
 }
 
+/* SBufOutWatch of a plain client socket (sbuf_out_on_demand from accept). */
+int
+client_out_watch(SBuf *sb, bool on)
+{
+	Client	   *c = (Client *) ((char *) sb - offsetof(Client, sb));
+
+	return poll_conn_watch_out(sb->fd, &c->io, on);
+}
+
 void
 client_on_event(Client *c, uint32 events)
 {
 	if (c->closed)
 		return;
+	if (events & PEV_OUT)
+		sbuf_out_event(&c->sb);	/* off until a write sticks again (the handlers below retry) */
 	switch (c->state)
 	{
 		case CL_LOGIN:

@@ -274,12 +274,21 @@ client_accept(int listen_fd, bool unix_socket)
 			memcpy(&c->auth->peer, &peer, plen);
 			c->auth->have_peer = true;
 		}
-		if (poll_add_conn(fd, &c->io) < 0)
+		/* no write events until a write is stuck: a Unix-socket client reading its answer would wake us */
+		if (poll_add_conn_in(fd, &c->io) < 0)
 		{
 			client_close(c, NULL, "could not watch socket: %m");
 			continue;
 		}
-		/* data may already be there; edge-triggered registration reports it anyway */
+		sbuf_out_on_demand(&c->sb, client_out_watch, false);
+		/*
+		 * The first packet is usually there already (the client sent it
+		 * right after connecting): read it this turn rather than after a
+		 * wait. An event queued by the registration is dropped by the
+		 * kernel at the next wait if the read used it up.
+		 */
+		c->in_busy = true;
+		dlist_push_tail(&W->busy_clients, &c->busy_node);
 	}
 	return 0;
 }
@@ -870,6 +879,12 @@ client_tls_handshake(Client *c)
 static bool
 client_start_tls(Client *c, bool direct)
 {
+	/* SSL_read may want to write, with no write of ours stuck: write events stay on */
+	if (sbuf_out_always(&c->sb) < 0)
+	{
+		client_close(c, NULL, "could not watch socket: %m");
+		return false;
+	}
 	if (!tls_accept_start(&c->sb))
 	{
 		client_close(c, NULL, "could not start TLS");
@@ -903,8 +918,14 @@ read_startup_packet(Client *c)
 			 * rest from it), or a WebSocket upgrade for the code below.
 			 */
 			const char *why = NULL;
-			int			r = http_sql_accept(&c->sb, client_login_kick, c, &why);
+			int			r;
 
+			if (sbuf_out_always(&c->sb) < 0)	/* the adapters wait for room on their own */
+			{
+				client_close(c, NULL, "could not watch socket: %m");
+				return false;
+			}
+			r = http_sql_accept(&c->sb, client_login_kick, c, &why);
 			if (r < 0)
 			{
 				(void) sbuf_flush_out(&c->sb);
@@ -925,8 +946,14 @@ read_startup_packet(Client *c)
 			 * then comes inside its frames.
 			 */
 			const char *why = NULL;
-			int			r = ws_accept_upgrade(&c->sb, &why);
+			int			r;
 
+			if (sbuf_out_always(&c->sb) < 0)
+			{
+				client_close(c, NULL, "could not watch socket: %m");
+				return false;
+			}
+			r = ws_accept_upgrade(&c->sb, &why);
 			if (r < 0)
 			{
 				(void) sbuf_flush_out(&c->sb);

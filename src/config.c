@@ -94,6 +94,7 @@ int			pgbun_tcp_keepidle = 0;
 int			pgbun_tcp_keepintvl = 0;
 int			pgbun_tcp_keepcnt = 0;
 int			pgbun_tcp_user_timeout = 0;
+int			pgbun_tcp_defer_accept = 45;
 
 static const struct config_enum_entry pool_mode_options[] = {
 	{"session", POOL_MODE_SESSION, false},
@@ -711,6 +712,10 @@ pgbun_define_gucs(void)
 	DefineCustomIntVariable("pgbun.tcp_user_timeout", "Longest sent data may stay unacknowledged before the connection is dropped (TCP_USER_TIMEOUT; 0: the OS default).",
 							NULL, &pgbun_tcp_user_timeout, 0, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbun.tcp_defer_accept", "Longest a TCP connection may wait for its first bytes before it is accepted (TCP_DEFER_ACCEPT; 0: accept at once).",
+							"A client speaks first, so its connection is handed to pgbun with its first packet: one wakeup fewer per login.",
+							&pgbun_tcp_defer_accept, 45, 0, 3600,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 
 	metrics_define_gucs();		/* pgbun.metrics_*, stats_period, log_pooler_errors */
 	websocket_define_gucs();	/* pgbun.websocket* */

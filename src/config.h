@@ -93,12 +93,15 @@ extern int	pgbun_tcp_keepidle;		/* s, 0: the OS default */
 extern int	pgbun_tcp_keepintvl;	/* s, 0: the OS default */
 extern int	pgbun_tcp_keepcnt;		/* 0: the OS default */
 extern int	pgbun_tcp_user_timeout; /* ms, 0: the OS default */
+extern int	pgbun_tcp_defer_accept; /* s, 0: off */
 
 /*
  * Apply pgbun.tcp_keepalive and friends to a connected socket: tcp is false
  * for a Unix socket, which is left alone (sockopt.c).
  */
 extern void config_set_keepalive(int fd, bool tcp);
+/* Apply pgbun.tcp_defer_accept to a TCP listening socket (sockopt.c). */
+extern void config_set_defer_accept(int fd);
 
 /* Define every pgbun.* GUC and reserve the prefix. Only from _PG_init. */
 extern void pgbun_define_gucs(void);

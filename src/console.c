@@ -1490,6 +1490,12 @@ console_start(Client *c, const char *user, bool show, bool admin)
 		client_close(c, "42501", "permission denied for the admin console: a member of pg_monitor (SHOW) or of pgbun_admin (commands) only");
 		return;
 	}
+	/* the console writes as the socket takes it, from its own events */
+	if (sbuf_out_always(&c->sb) < 0)
+	{
+		client_close(c, NULL, "could not watch socket: %m");
+		return;
+	}
 	cs = calloc(1, sizeof(Console));
 	if (!cs || !sbuf_out_begin(&c->sb, &pb))
 	{

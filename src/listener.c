@@ -144,6 +144,7 @@ open_tcp(struct addrinfo *ai, int *err, bool quiet_in_use)
 		(void) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (ai->ai_family == AF_INET6)
 		(void) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	config_set_defer_accept(fd);
 	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 4096) < 0)
 	{
 		*err = errno;
@@ -546,6 +547,10 @@ listeners_reconfigure(void)
 
 	if (changed)
 		apply_settings();
+	/* pgbun.tcp_defer_accept may have changed: the listeners that stay get it too */
+	for (int i = 0; i < n_listeners; i++)
+		if (listeners[i] && !listeners[i]->unix_socket)
+			config_set_defer_accept(listeners[i]->fd);
 }
 
 void

@@ -191,6 +191,9 @@ nc_get(Client *c)
 {
 	if (!c->notify)
 	{
+		/* queued notifications go out as the socket takes them: write events stay on */
+		if (sbuf_out_always(&c->sb) < 0)
+			return NULL;
 		c->notify = calloc(1, sizeof(NotifyClient));
 		if (c->notify)
 			c->notify->client = c;

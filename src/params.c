@@ -35,6 +35,11 @@ static const char *const tracked[] = {
 static char extra[PARAMS_MAX_EXTRA][PARAMS_NAME_MAX];
 static int	n_extra = 0;
 
+/* Every tracked name's length (built-in ones first): a cheap test before the compare. */
+#define N_TRACKED_MAX (N_BUILTIN + PARAMS_MAX_EXTRA)
+static size_t tracked_len[N_TRACKED_MAX];
+static bool tracked_len_builtin_done = false;
+
 /* The i-th tracked name (built-in ones first), NULL past the end. */
 static const char *
 tracked_at(int i)
@@ -98,20 +103,35 @@ params_set_extra(const char *list, bool apply)
 	{
 		memcpy(extra, names, sizeof(names));
 		n_extra = n;
+		for (int i = 0; i < n; i++)
+			tracked_len[N_BUILTIN + i] = strlen(extra[i]);
 	}
 	return n;
+}
+
+/* Index of a tracked name of length len, or -1. */
+static int
+tracked_index_len(const char *name, size_t len)
+{
+	const char *t;
+
+	if (!tracked_len_builtin_done)
+	{
+		for (int i = 0; i < (int) N_BUILTIN; i++)
+			tracked_len[i] = strlen(tracked[i]);
+		tracked_len_builtin_done = true;
+	}
+	for (int i = 0; (t = tracked_at(i)) != NULL; i++)
+		if (tracked_len[i] == len && pg_strcasecmp(t, name) == 0)
+			return i;
+	return -1;
 }
 
 /* Index of a tracked name, or -1. */
 static int
 tracked_index(const char *name)
 {
-	const char *t;
-
-	for (int i = 0; (t = tracked_at(i)) != NULL; i++)
-		if (pg_strcasecmp(t, name) == 0)
-			return i;
-	return -1;
+	return tracked_index_len(name, strlen(name));
 }
 
 const char *
@@ -127,14 +147,17 @@ params_get(const char *block, uint16 len, const char *name)
 {
 	const char *p = block;
 	const char *end = block ? block + len : NULL;	/* NULL + 0 is undefined (UBSan) */
+	size_t		name_len = strlen(name);
 
 	while (block && p < end)
 	{
-		const char *value = p + strlen(p) + 1;
+		size_t		plen = strlen(p);
+		const char *value = p + plen + 1;
 
 		if (value >= end)
 			break;
-		if (pg_strcasecmp(p, name) == 0)
+		/* the lengths differ for almost every pair: compare only when they agree */
+		if (plen == name_len && pg_strcasecmp(p, name) == 0)
 			return value;
 		p = value + strlen(value) + 1;
 	}
@@ -419,52 +442,67 @@ mix_tracked(uint64 fp, int i, const char *v)
 						  : (uint64) i + 0x9E3779B97F4A7C15ULL);
 }
 
+/*
+ * The tracked values of a block, by index, into vals (entries already set
+ * are kept: the first block given wins, and within a block its first pair,
+ * as params_get answers). With own, returns the order-independent hash of
+ * the untracked pairs. One walk of the block, instead of a look-up per name.
+ */
+static uint64
+collect_tracked(const char *block, uint16 len, const char **vals, bool own_wanted)
+{
+	uint64		own = 0;
+
+	for (const char *p = block; p && p < block + len;)
+	{
+		size_t		plen = strlen(p);
+		const char *v = p + plen + 1;
+		int			i = tracked_index_len(p, plen);
+
+		if (i < 0)
+		{
+			if (own_wanted)
+				own += pair_hash(p, v);
+		}
+		else if (!vals[i])
+			vals[i] = v;
+		p = v + strlen(v) + 1;
+	}
+	return own;
+}
+
+/*
+ * Every tracked value (from first, else from second) mixed by position,
+ * combined with the untracked pairs of the block that owns them.
+ */
+static uint64
+fingerprint(const char *first, uint16 first_len, bool own_first,
+			const char *second, uint16 second_len, bool own_second)
+{
+	const char *vals[N_TRACKED_MAX] = {0};
+	uint64		fp = 0;
+	uint64		own;
+	int			n = (int) N_BUILTIN + n_extra;
+
+	own = collect_tracked(first, first_len, vals, own_first);
+	own += collect_tracked(second, second_len, vals, own_second);
+	for (int i = 0; i < n; i++)
+		fp = mix_tracked(fp, i, vals[i]);
+	return hash_combine64(fp, own);
+}
+
 uint64
 params_client_fingerprint(const char *want, uint16 want_len, const char *defaults, uint16 defaults_len)
 {
-	uint64		fp = 0;
-	uint64		own = 0;
-	const char *name;
-
-	for (int i = 0; (name = tracked_at(i)) != NULL; i++)
-	{
-		const char *v = params_get(want, want_len, name);
-
-		fp = mix_tracked(fp, i, v ? v : params_get(defaults, defaults_len, name));
-	}
-	for (const char *p = want; p && p < want + want_len;)
-	{
-		const char *v = p + strlen(p) + 1;
-
-		if (tracked_index(p) < 0)
-			own += pair_hash(p, v);
-		p = v + strlen(v) + 1;
-	}
-	return hash_combine64(fp, own);
+	/* a tracked name the client never gave: the default it was welcomed with */
+	return fingerprint(want, want_len, true, defaults, defaults_len, false);
 }
 
 uint64
 params_server_fingerprint(const char *reported, uint16 reported_len, const char *set, uint16 set_len)
 {
-	uint64		fp = 0;
-	uint64		own = 0;
-	const char *name;
-
-	for (int i = 0; (name = tracked_at(i)) != NULL; i++)
-	{
-		const char *v = params_get(reported, reported_len, name);
-
-		fp = mix_tracked(fp, i, v ? v : params_get(set, set_len, name));
-	}
-	for (const char *p = set; p && p < set + set_len;)
-	{
-		const char *v = p + strlen(p) + 1;
-
-		if (tracked_index(p) < 0)
-			own += pair_hash(p, v);
-		p = v + strlen(v) + 1;
-	}
-	return hash_combine64(fp, own);
+	/* what the server reported wins over what pgbun remembers setting */
+	return fingerprint(reported, reported_len, false, set, set_len, true);
 }
 
 bool

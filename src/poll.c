@@ -51,6 +51,12 @@ poll_add_conn(int fd, IoObj *obj)
 }
 
 int
+poll_add_conn_in(int fd, IoObj *obj)
+{
+	return poll_add(fd, obj, EPOLLIN | EPOLLRDHUP | EPOLLET);
+}
+
+int
 poll_conn_watch_out(int fd, IoObj *obj, bool on)
 {
 	struct epoll_event ev;

@@ -3,9 +3,9 @@
  *
  * Linux epoll today; the interface is small so kqueue can follow. Sockets are
  * registered once, edge-triggered for both directions, and never re-armed per
- * message: the owners read/write until EAGAIN. A plain server connection
- * drops its write events after login and asks for them only while a write
- * is stuck (sbuf_out_on_demand). Listeners are level-triggered
+ * message: the owners read/write until EAGAIN. Plain client sockets (from
+ * accept) and plain server connections (after login) ask for write events
+ * only while a write is stuck (sbuf_out_on_demand). Listeners are level-triggered
  * so an accept burst can be spread over several loop turns.
  */
 #ifndef PGBUN_POLL_H
@@ -48,6 +48,8 @@ extern void poll_close(void);
 extern int	poll_fd(void);
 /* Register a connection socket (edge-triggered IN|OUT). 0 or -1/errno. */
 extern int	poll_add_conn(int fd, IoObj *obj);
+/* ... edge-triggered IN only: write events come with poll_conn_watch_out. */
+extern int	poll_add_conn_in(int fd, IoObj *obj);
 /*
  * A registered connection: with or without write events (on: after a write
  * hit EAGAIN; edge-triggered, so one comes at once if there is room now).

@@ -254,6 +254,7 @@ extern bool client_flush(Client *c);
 /* server.c */
 extern void server_on_event(Server *s, uint32 events);
 extern int	server_out_watch(SBuf *sb, bool on);
+extern int	client_out_watch(SBuf *sb, bool on);
 extern void server_set_state(Server *s, ServerState st);
 extern void server_close(Server *s, const char *reason);
 extern void server_link(Server *s, Client *c);

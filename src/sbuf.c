@@ -83,12 +83,26 @@ want_out(SBuf *s)
 }
 
 void
-sbuf_out_on_demand(SBuf *s, SBufOutWatch watch)
+sbuf_out_on_demand(SBuf *s, SBufOutWatch watch, bool registered_out)
 {
 	s->out_watch = watch;
-	s->out_armed = true;		/* registered with write events */
-	if (!sbuf_out_pending(s))
+	s->out_armed = registered_out;
+	if (registered_out && !sbuf_out_pending(s))
 		sbuf_out_event(s);
+	else if (!registered_out && sbuf_out_pending(s))
+		want_out(s);
+}
+
+int
+sbuf_out_always(SBuf *s)
+{
+	if (!s->out_watch)
+		return 0;
+	if (!s->out_armed && s->out_watch(s, true) != 0)
+		return -1;
+	s->out_watch = NULL;
+	s->out_armed = false;
+	return 0;
 }
 
 void

@@ -177,11 +177,18 @@ sbuf_can_send(const SBuf *s)
 /*
  * Write events on demand (plain sockets only: SSL_read may want to write):
  * from now on they are on only from a write that hit EAGAIN until the
- * event that follows it (sbuf_out_event).
+ * event that follows it (sbuf_out_event). registered_out: the socket is
+ * registered with write events now (they go off unless output waits).
  */
-extern void sbuf_out_on_demand(SBuf *s, SBufOutWatch watch);
+extern void sbuf_out_on_demand(SBuf *s, SBufOutWatch watch, bool registered_out);
 /* A write event came: off again until the next EAGAIN. */
 extern void sbuf_out_event(SBuf *s);
+/*
+ * Write events on for good (TLS, WebSocket, HTTP, console, notifications:
+ * layers that may wait for room without a write of their own). 0, or -1
+ * with errno when the socket could not be re-registered.
+ */
+extern int	sbuf_out_always(SBuf *s);
 
 /* Buffer pool accounting (for logs). */
 extern int	sbuf_buffers_in_use(void);

@@ -673,7 +673,7 @@ server_login_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint
 				backend_sched_login(s);
 				/* a Unix-socket backend reading a query would wake an EPOLLOUT watcher each time */
 				if (!s->sb.ssl && !s->listener && !s->authq)
-					sbuf_out_on_demand(&s->sb, server_out_watch);
+					sbuf_out_on_demand(&s->sb, server_out_watch, true);
 				server_publish(s);	/* BackendKeyData, for cancels */
 				/* joining the pool (maybe linking a client) happens after this pump */
 				s->login_done = true;

@@ -44,16 +44,53 @@ static MemoryContext check_cxt = NULL;
 
 /* ---- validation of connect-time settings ---- */
 
+/*
+ * Names found before, by their lower-case spelling: every login looks up
+ * the same few, and a GUC's record never moves once defined (the worker
+ * loads no module after start).
+ */
+#define GUC_CACHE 64
+#define GUC_CACHE_NAME 64
+
+typedef struct GucCacheEntry
+{
+	char		lower[GUC_CACHE_NAME];
+	struct config_generic *rec;
+} GucCacheEntry;
+
+static GucCacheEntry guc_cache[GUC_CACHE];
+
 /* The server's GUC of this name (any case), or NULL. */
 static struct config_generic *
 guc_find(const char *name)
 {
-	struct config_generic **vars = get_guc_variables();
-	int			n = GetNumConfigOptions();
+	struct config_generic **vars;
+	int			n;
+	char		lower[GUC_CACHE_NAME];
+	size_t		len = strlen(name);
+	GucCacheEntry *e = NULL;
 
+	if (len < sizeof(lower))
+	{
+		for (size_t i = 0; i <= len; i++)
+			lower[i] = (char) pg_tolower((unsigned char) name[i]);
+		e = &guc_cache[hash_bytes((const unsigned char *) lower, (int) len) % GUC_CACHE];
+		if (e->rec && strcmp(e->lower, lower) == 0)
+			return e->rec;
+	}
+	vars = get_guc_variables();
+	n = GetNumConfigOptions();
 	for (int i = 0; i < n; i++)
 		if (vars[i] && pg_strcasecmp(vars[i]->name, name) == 0)
+		{
+			/* a placeholder may yet become a real GUC: only real ones are kept */
+			if (e && !(vars[i]->flags & GUC_CUSTOM_PLACEHOLDER))
+			{
+				memcpy(e->lower, lower, len + 1);
+				e->rec = vars[i];
+			}
 			return vars[i];
+		}
 	return NULL;
 }
 
@@ -99,13 +136,54 @@ refuse(CheckFailure *f, const char *sqlstate, const char *fmt, const char *name)
 	return false;
 }
 
+/*
+ * Values found valid before (drivers send the same few at every login). A
+ * check hook's answer for a name and value does not change while the
+ * server runs; only successes are kept, so a refusal is always explained
+ * afresh.
+ */
+#define VALID_CACHE 32
+
+typedef struct ValidValue
+{
+	char	   *name;
+	char	   *value;
+} ValidValue;
+
+static ValidValue valid_cache[VALID_CACHE];
+
+static ValidValue *
+valid_slot(const char *name, const char *value)
+{
+	return &valid_cache[(hash_bytes((const unsigned char *) name, strlen(name)) ^
+						 hash_bytes((const unsigned char *) value, strlen(value))) % VALID_CACHE];
+}
+
+static void
+remember_valid(ValidValue *vv, const char *name, const char *value)
+{
+	free(vv->name);
+	free(vv->value);
+	vv->name = strdup(name);
+	vv->value = strdup(value);
+	if (!vv->name || !vv->value)
+	{
+		free(vv->name);
+		free(vv->value);
+		vv->name = vv->value = NULL;
+	}
+}
+
 /* Would SET name = value succeed for this client (bootstrap privileges, hooks run, nothing changed)? */
 static bool
 value_ok(const char *name, const char *value, CheckFailure *f)
 {
 	MemoryContext old;
 	volatile bool ok = true;
+	ValidValue *vv = valid_slot(name, value);
 
+	if (vv->name && strcmp(vv->name, name) == 0 && strcmp(vv->value, value) == 0)
+		return true;
 	if (!check_cxt)
 		check_cxt = AllocSetContextCreate(TopMemoryContext, "pgbun startup settings",
 										  ALLOCSET_SMALL_SIZES);
@@ -129,6 +207,8 @@ value_ok(const char *name, const char *value, CheckFailure *f)
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(check_cxt);
+	if (ok)
+		remember_valid(vv, name, value);
 	return ok;
 }
 
@@ -211,10 +291,11 @@ reported_form(const char *name, const char *value, char *out, size_t outlen)
  */
 static bool
 setting_ok(const char *name, const char *value, bool superuser, const char **canonical,
-		   CheckFailure *f)
+		   struct config_generic **recp, CheckFailure *f)
 {
 	struct config_generic *rec = guc_find(name);
 
+	*recp = rec;
 	*canonical = name;
 	if (!rec || (rec->flags & GUC_CUSTOM_PLACEHOLDER))
 	{
@@ -266,14 +347,13 @@ session_client_login(Client *c, bool superuser)
 		char		shown[PARAMS_MAX_BYTES];
 		CheckFailure f;
 
-		if (!setting_ok(p, v, superuser, &canonical, &f))
+		if (!setting_ok(p, v, superuser, &canonical, &rec, &f))
 		{
 			free(nb);
 			client_close(c, f.sqlstate, "%s", f.message);
 			return false;
 		}
 		/* a reported parameter is kept (and shown) in the server's spelling */
-		rec = guc_find(canonical);
 		if (rec && (rec->flags & GUC_REPORT) && reported_form(canonical, v, shown, sizeof(shown)))
 			v = shown;
 		if (!params_set(&nb, &nl, canonical, v))

@@ -166,6 +166,7 @@ settings_build(MemoryContext *cxt_out)
 	s->tcp_keepintvl = pgbun_tcp_keepintvl;
 	s->tcp_keepcnt = pgbun_tcp_keepcnt;
 	s->tcp_user_timeout = pgbun_tcp_user_timeout;
+	s->tcp_defer_accept = pgbun_tcp_defer_accept;
 
 	/* the GUC-level parsed lists belong to PostgreSQL: copy them */
 	if (dbs)

@@ -123,6 +123,7 @@ typedef struct PgbunSettings
 	int			tcp_keepintvl;	/* s, 0: the OS default */
 	int			tcp_keepcnt;	/* 0: the OS default */
 	int			tcp_user_timeout;	/* ms, 0: the OS default */
+	int			tcp_defer_accept;	/* s, 0: off (listeners) */
 
 	/* the per-database and per-user entries (config.h) */
 	const ConfigDatabases *databases;	/* NULL: none */

@@ -1,6 +1,7 @@
 /*
- * sockopt.c - per-connection TCP socket options from the settings: keepalives
- * and TCP_USER_TIMEOUT (config.h, config_set_keepalive).
+ * sockopt.c - TCP socket options from the settings: keepalives and
+ * TCP_USER_TIMEOUT per connection (config_set_keepalive), TCP_DEFER_ACCEPT
+ * per listener (config_set_defer_accept).
  *
  * As PgBouncer: pgbun.tcp_keepalive turns SO_KEEPALIVE on (or explicitly
  * off), and pgbun.tcp_keepidle / tcp_keepintvl / tcp_keepcnt /
@@ -52,5 +53,19 @@ config_set_keepalive(int fd, bool tcp)
 #ifdef TCP_USER_TIMEOUT
 	if (pgbun_cfg->tcp_user_timeout > 0)
 		set_int_option(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, pgbun_cfg->tcp_user_timeout, "TCP_USER_TIMEOUT");
+#endif
+}
+
+/*
+ * As PgBouncer's tcp_defer_accept: the kernel hands a connection over once
+ * its first bytes (SSLRequest, startup packet, TLS ClientHello) are in, so
+ * the read right after accept finds them. Set on every reload (0 turns it
+ * off): it affects connections still to come only.
+ */
+void
+config_set_defer_accept(int fd)
+{
+#ifdef TCP_DEFER_ACCEPT
+	set_int_option(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, pgbun_cfg->tcp_defer_accept, "TCP_DEFER_ACCEPT");
 #endif
 }

@@ -348,6 +348,21 @@ $utc->terminate;
 		'naming the parameter');
 	$raw->close;
 
+	# the checks of startup values are remembered for valid ones only: a bad
+	# value of a name seen valid before is still refused, every time
+	for my $round (1 .. 2)
+	{
+		my ($good, $gr) = alice_raw('tzdb', ($round == 1 ? 'TimeZone' : 'timezone') => 'Europe/Paris');
+		ok($gr->{ok}, "round $round: TimeZone = Europe/Paris logs in");
+		is($good->query('SHOW TimeZone')->{rows}[0][0] // '', 'Europe/Paris', "round $round: and is in force");
+		$good->terminate;
+		my ($bad, $br) = alice_raw('tzdb', TimeZone => 'Europe/Nowhere');
+		is($br->{error}{C} // '', '22023', "round $round: TimeZone = Europe/Nowhere is refused with 22023, as PostgreSQL does");
+		like($br->{error}{M} // '', qr/^pgbun: invalid value for parameter "TimeZone": "Europe\/Nowhere"/,
+			"round $round: with the server's message");
+		$bad->close;
+	}
+
 	reload_sync($node, \%probe, 'pgbun.ignore_startup_parameters' => 'extra_thing, geqo');
 	($raw, $r) = alice_raw('tzdb', geqo => 'off');
 	ok($r->{ok}, 'with ignore_startup_parameters = geqo the client logs in');

@@ -60,6 +60,7 @@ my @libs = (
 
 my $node = pgbun_node(
 	name => 'nodeclients',
+	defer_accept => 1,	# real drivers, with pgbun's default TCP_DEFER_ACCEPT
 	conf => {
 		'pgbun.pool_mode' => 'transaction',
 		'pgbun.default_pool_size' => $pool_size,

@@ -92,6 +92,7 @@ my @orms = (
 
 my $node = pgbun_node(
 	name => 'orms',
+	defer_accept => 1,	# real drivers, with pgbun's default TCP_DEFER_ACCEPT
 	conf => {
 		'pgbun.pool_mode' => 'transaction',
 		'pgbun.default_pool_size' => $pool_size,

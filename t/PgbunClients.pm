@@ -94,6 +94,7 @@ sub clients_node
 	my ($name) = @_;
 	my $node = pgbun_node(
 		name => $name,
+		defer_accept => 1,	# real drivers, with pgbun's default TCP_DEFER_ACCEPT
 		conf => {
 			'pgbun.pool_mode' => 'transaction',
 			'pgbun.default_pool_size' => POOL_SIZE,

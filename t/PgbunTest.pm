@@ -102,6 +102,12 @@ Creates, configures and starts a cluster with pgbun preloaded. Options:
   preload          0 to leave shared_preload_libraries empty (default 1)
   wait_listen      0 to not wait for the pooler port (default 1)
   create_extension 0 to skip CREATE EXTENSION pgbun (default 1)
+  defer_accept     1 to keep pgbun.tcp_defer_accept at its default (45 s).
+                   Otherwise it is 0: most tests open raw connections and look
+                   for them in pgbun.clients (or time them out) before they
+                   send anything, which the kernel hides with TCP_DEFER_ACCEPT.
+                   245_tcp_defer_accept tests the default; the real-client
+                   tests run with it.
 
 =cut
 
@@ -128,6 +134,7 @@ sub pgbun_node
 		$conf .= "shared_preload_libraries = 'pgbun'\n";
 		$conf .= "pgbun.port = $port\n";
 		$conf .= "pgbun.listen_addresses = '127.0.0.1'\n";
+		$conf .= "pgbun.tcp_defer_accept = 0\n" unless $opts{defer_accept};
 	}
 	my $extra = $opts{conf} // {};
 	foreach my $k (sort keys %$extra)

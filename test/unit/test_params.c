@@ -673,6 +673,20 @@ test_fingerprint(void)
 	block_of(&c, &cl, "search_path", "s1", NULL);
 	CHECK(params_client_fingerprint(c, cl, NULL, 0) == params_server_fingerprint(NULL, 0, c, cl));
 	CHECK(params_client_fingerprint(NULL, 0, NULL, 0) != params_server_fingerprint(NULL, 0, c, cl));
+	/* the client's own value wins over its default, in any case of the name */
+	free(c);
+	block_of(&c, &cl, "timezone", "Asia/Tokyo", "DateStyle", "ISO, MDY", NULL);
+	CHECK(params_client_fingerprint(c, cl, defs, defl) != params_server_fingerprint(a, al, NULL, 0));
+	free(b);
+	block_of(&b, &bl, "DateStyle", "ISO, MDY", "TimeZone", "Asia/Tokyo", NULL);
+	CHECK(params_client_fingerprint(c, cl, defs, defl) == params_server_fingerprint(b, bl, NULL, 0));
+	/* a reported value wins over one pgbun remembers setting */
+	CHECK(params_server_fingerprint(b, bl, a, al) == params_server_fingerprint(b, bl, NULL, 0));
+	CHECK(params_server_fingerprint(a, al, b, bl) != params_server_fingerprint(b, bl, NULL, 0));
+	/* a default's untracked pair is not the client's own */
+	free(defs);
+	block_of(&defs, &defl, "TimeZone", "UTC", "server_version", "15", NULL);
+	CHECK(params_client_fingerprint(d, dl, defs, defl) == params_server_fingerprint(a, al, NULL, 0));
 	free(a);
 	free(b);
 	free(c);

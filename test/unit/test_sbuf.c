@@ -477,7 +477,7 @@ test_out_on_demand(void)
 	watch_calls_on = 0;
 	CHECK(epoll_ctl(watch_epfd, EPOLL_CTL_ADD, p.dst.fd, &ev) == 0);
 	(void) out_events();		/* the registration's first report */
-	sbuf_out_on_demand(&p.dst, watch_out);
+	sbuf_out_on_demand(&p.dst, watch_out, true);
 	CHECK(!p.dst.out_armed);
 
 	/* a small message, read by the peer: no write event */
@@ -507,6 +507,71 @@ test_out_on_demand(void)
 	close(watch_epfd);
 }
 
+/*
+ * A socket registered without write events (a client from accept): on
+ * demand from the start, with no re-registration; sbuf_out_always (TLS,
+ * console, notifications) turns them on for good, once.
+ */
+static void
+test_out_always(void)
+{
+	Pipe		p;
+	Seen		seen = {0};
+	static uint8_t in[200000];
+	static uint8_t out[200000];
+	static char data[60000];
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET};
+	size_t		len;
+	uint64		rd = 0;
+	uint64		wr = 0;
+	int			sndbuf = 4096;
+
+	pipe_open(&p);
+	watch_epfd = epoll_create1(0);
+	watch_calls_on = 0;
+	CHECK(epoll_ctl(watch_epfd, EPOLL_CTL_ADD, p.dst.fd, &ev) == 0);
+	sbuf_out_on_demand(&p.dst, watch_out, false);
+	CHECK(!p.dst.out_armed);
+	CHECK(watch_calls_on == 0);
+	CHECK(out_events() == 0);	/* writable, but nobody asked */
+
+	/* always-on from off: one re-registration, then events with no EAGAIN of ours */
+	CHECK(sbuf_out_always(&p.dst) == 0);
+	CHECK(watch_calls_on == 1);
+	CHECK(p.dst.out_watch == NULL);
+	CHECK(out_events() == 1);	/* the registration reports the room there is */
+	CHECK(sbuf_out_always(&p.dst) == 0);	/* a second call changes nothing */
+	CHECK(watch_calls_on == 1);
+
+	/* a stuck write no longer asks the watch: events are on already */
+	CHECK(setsockopt(p.dst.fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) == 0);
+	memset(data, 'x', sizeof(data));
+	len = msg(in, 'd', data, sizeof(data));
+	feed(&p, in, len);
+	CHECK(sbuf_pump(&p.src, &p.dst, 1 << 20, forward_all, &seen, &rd, &wr) == PUMP_WAIT_WRITE);
+	CHECK(watch_calls_on == 1);
+	CHECK(!p.dst.out_armed);
+	CHECK(drain(&p, out, sizeof(out)) > 0);
+	CHECK(out_events() == 1);
+	pipe_close(&p);
+
+	/* always-on while armed (a write was stuck): no re-registration needed */
+	pipe_open(&p);
+	watch_calls_on = 0;
+	CHECK(epoll_ctl(watch_epfd, EPOLL_CTL_ADD, p.dst.fd, &ev) == 0);
+	sbuf_out_on_demand(&p.dst, watch_out, false);
+	CHECK(setsockopt(p.dst.fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) == 0);
+	feed(&p, in, len);
+	CHECK(sbuf_pump(&p.src, &p.dst, 1 << 20, forward_all, &seen, &rd, &wr) == PUMP_WAIT_WRITE);
+	CHECK(p.dst.out_armed);
+	CHECK(watch_calls_on == 1);
+	CHECK(sbuf_out_always(&p.dst) == 0);
+	CHECK(watch_calls_on == 1);
+	CHECK(p.dst.out_watch == NULL);
+	pipe_close(&p);
+	close(watch_epfd);
+}
+
 void
 sbuf_suite(void)
 {
@@ -517,4 +582,5 @@ sbuf_suite(void)
 	UNIT_RUN(test_out_and_forward_partial);
 	UNIT_RUN(test_bad_length);
 	UNIT_RUN(test_out_on_demand);
+	UNIT_RUN(test_out_always);
 }
