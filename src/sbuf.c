@@ -74,12 +74,20 @@ sbuf_init(SBuf *s, int fd)
 	s->decided = -1;
 }
 
-/* A write hit EAGAIN: the socket must say when it has room again. */
-static void
+/*
+ * A write hit EAGAIN: the socket must say when it has room again. false
+ * (errno set) if it cannot be asked: no event would ever come, so the
+ * caller treats it as a failed write and the connection is closed.
+ */
+static bool
 want_out(SBuf *s)
 {
-	if (s->out_watch && !s->out_armed && s->out_watch(s, true) == 0)
-		s->out_armed = true;
+	if (!s->out_watch || s->out_armed)
+		return true;
+	if (s->out_watch(s, true) != 0)
+		return false;
+	s->out_armed = true;
+	return true;
 }
 
 void
@@ -90,7 +98,7 @@ sbuf_out_on_demand(SBuf *s, SBufOutWatch watch, bool registered_out)
 	if (registered_out && !sbuf_out_pending(s))
 		sbuf_out_event(s);
 	else if (!registered_out && sbuf_out_pending(s))
-		want_out(s);
+		(void) want_out(s);		/* never with output at the call sites (accept, login) */
 }
 
 int
@@ -306,7 +314,8 @@ write_some(SBuf *s, const uint8 *data, size_t n, SBufWPend from)
 		{
 			if (s->ssl || s->ws || s->hsql)
 				s->tls_wpend = (uint8) from;
-			want_out(s);
+			if (!want_out(s))
+				return -1;
 			break;
 		}
 		else
@@ -381,8 +390,7 @@ flush_out_and_forward(SBuf *dst, SBuf *src, uint64 *bytes_written)
 	{
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return -1;
-		want_out(dst);
-		return 0;
+		return want_out(dst) ? 0 : -1;
 	}
 	if ((size_t) w < out_len)
 	{

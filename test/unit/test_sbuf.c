@@ -572,6 +572,39 @@ test_out_always(void)
 	close(watch_epfd);
 }
 
+static int
+watch_fails(SBuf *sb, bool on)
+{
+	(void) sb;
+	(void) on;
+	errno = ENOMEM;
+	return -1;
+}
+
+/* A stuck write whose socket cannot be asked for write events is a failed write, not a wait forever. */
+static void
+test_out_watch_fails(void)
+{
+	Pipe		p;
+	Seen		seen = {0};
+	static uint8_t in[200000];
+	static char data[60000];
+	size_t		len;
+	uint64		rd = 0;
+	uint64		wr = 0;
+	int			sndbuf = 4096;
+
+	pipe_open(&p);
+	sbuf_out_on_demand(&p.dst, watch_fails, false);
+	CHECK(setsockopt(p.dst.fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) == 0);
+	memset(data, 'x', sizeof(data));
+	len = msg(in, 'd', data, sizeof(data));
+	feed(&p, in, len);
+	CHECK(sbuf_pump(&p.src, &p.dst, 1 << 20, forward_all, &seen, &rd, &wr) == PUMP_DST_ERROR);
+	CHECK(!p.dst.out_armed);
+	pipe_close(&p);
+}
+
 void
 sbuf_suite(void)
 {
@@ -583,4 +616,5 @@ sbuf_suite(void)
 	UNIT_RUN(test_bad_length);
 	UNIT_RUN(test_out_on_demand);
 	UNIT_RUN(test_out_always);
+	UNIT_RUN(test_out_watch_fails);
 }
