@@ -5,7 +5,8 @@
  * Why: waiting in a WaitEventSet that holds the inner epoll fd cost every
  * sleep three epoll_waits (the empty poll, the outer wait, the inner poll
  * for the events) and a nested wakeup (the inner set wakes the outer one).
- * Here a sleep costs the empty poll and the wait that returns the events.
+ * Here a sleep is the one epoll_wait of its loop turn, and it returns the
+ * events too.
  *
  * How the latch gets in: since PostgreSQL 15 a latch's owner that may be
  * sleeping is woken with SIGURG, which every process keeps blocked and

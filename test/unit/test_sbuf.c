@@ -453,6 +453,28 @@ out_events(void)
 }
 
 /*
+ * Shrink dst's send buffer and pump a 60,000-byte message into it: more than
+ * the socket takes, so the write sticks (EAGAIN) until the peer reads.
+ */
+static PumpResult
+pump_stuck_write(Pipe *p)
+{
+	static uint8_t in[70000];
+	static char data[60000];
+	Seen		seen = {0};
+	uint64		rd = 0;
+	uint64		wr = 0;
+	int			sndbuf = 4096;
+	size_t		len;
+
+	CHECK(setsockopt(p->dst.fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) == 0);
+	memset(data, 'x', sizeof(data));
+	len = msg(in, 'd', data, sizeof(data));
+	feed(p, in, len);
+	return sbuf_pump(&p->src, &p->dst, 1 << 20, forward_all, &seen, &rd, &wr);
+}
+
+/*
  * Write events on demand: none while the peer reads what it was sent (a
  * Unix socket wakes a write watcher at every read), on after a write hit
  * EAGAIN, one event once there is room, and off again after it.
@@ -464,13 +486,11 @@ test_out_on_demand(void)
 	Seen		seen = {0};
 	static uint8_t in[200000];
 	static uint8_t out[200000];
-	static char data[60000];
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
 	size_t		len = 0;
 	size_t		got = 0;
 	uint64		rd = 0;
 	uint64		wr = 0;
-	int			sndbuf = 4096;
 
 	pipe_open(&p);
 	watch_epfd = epoll_create1(0);
@@ -490,11 +510,7 @@ test_out_on_demand(void)
 	CHECK(watch_calls_on == 0);
 
 	/* more than the socket takes: EAGAIN asks for write events */
-	CHECK(setsockopt(p.dst.fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) == 0);
-	memset(data, 'x', sizeof(data));
-	len = msg(in, 'd', data, sizeof(data));
-	feed(&p, in, len);
-	CHECK(sbuf_pump(&p.src, &p.dst, 1 << 20, forward_all, &seen, &rd, &wr) == PUMP_WAIT_WRITE);
+	CHECK(pump_stuck_write(&p) == PUMP_WAIT_WRITE);
 	CHECK(p.dst.out_armed);
 	CHECK(watch_calls_on == 1);
 	CHECK(out_events() == 0);	/* still full */
@@ -516,15 +532,8 @@ static void
 test_out_always(void)
 {
 	Pipe		p;
-	Seen		seen = {0};
-	static uint8_t in[200000];
 	static uint8_t out[200000];
-	static char data[60000];
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET};
-	size_t		len;
-	uint64		rd = 0;
-	uint64		wr = 0;
-	int			sndbuf = 4096;
 
 	pipe_open(&p);
 	watch_epfd = epoll_create1(0);
@@ -544,11 +553,7 @@ test_out_always(void)
 	CHECK(watch_calls_on == 1);
 
 	/* a stuck write no longer asks the watch: events are on already */
-	CHECK(setsockopt(p.dst.fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) == 0);
-	memset(data, 'x', sizeof(data));
-	len = msg(in, 'd', data, sizeof(data));
-	feed(&p, in, len);
-	CHECK(sbuf_pump(&p.src, &p.dst, 1 << 20, forward_all, &seen, &rd, &wr) == PUMP_WAIT_WRITE);
+	CHECK(pump_stuck_write(&p) == PUMP_WAIT_WRITE);
 	CHECK(watch_calls_on == 1);
 	CHECK(!p.dst.out_armed);
 	CHECK(drain(&p, out, sizeof(out)) > 0);
@@ -560,9 +565,7 @@ test_out_always(void)
 	watch_calls_on = 0;
 	CHECK(epoll_ctl(watch_epfd, EPOLL_CTL_ADD, p.dst.fd, &ev) == 0);
 	sbuf_out_on_demand(&p.dst, watch_out, false);
-	CHECK(setsockopt(p.dst.fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) == 0);
-	feed(&p, in, len);
-	CHECK(sbuf_pump(&p.src, &p.dst, 1 << 20, forward_all, &seen, &rd, &wr) == PUMP_WAIT_WRITE);
+	CHECK(pump_stuck_write(&p) == PUMP_WAIT_WRITE);
 	CHECK(p.dst.out_armed);
 	CHECK(watch_calls_on == 1);
 	CHECK(sbuf_out_always(&p.dst) == 0);
@@ -586,21 +589,10 @@ static void
 test_out_watch_fails(void)
 {
 	Pipe		p;
-	Seen		seen = {0};
-	static uint8_t in[200000];
-	static char data[60000];
-	size_t		len;
-	uint64		rd = 0;
-	uint64		wr = 0;
-	int			sndbuf = 4096;
 
 	pipe_open(&p);
 	sbuf_out_on_demand(&p.dst, watch_fails, false);
-	CHECK(setsockopt(p.dst.fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) == 0);
-	memset(data, 'x', sizeof(data));
-	len = msg(in, 'd', data, sizeof(data));
-	feed(&p, in, len);
-	CHECK(sbuf_pump(&p.src, &p.dst, 1 << 20, forward_all, &seen, &rd, &wr) == PUMP_DST_ERROR);
+	CHECK(pump_stuck_write(&p) == PUMP_DST_ERROR);
 	CHECK(!p.dst.out_armed);
 	pipe_close(&p);
 }
