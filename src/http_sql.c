@@ -1170,6 +1170,12 @@ open_result(HttpSqlConn *h, const uint8 *b, uint32 len, bool nodata)
 	uint32		i = 2;
 	int			nf = nodata || len < 2 ? 0 : get_u16(b);
 
+	if (h->result_open)
+	{
+		/* a second description before CommandComplete: never from PostgreSQL */
+		h->bad_answer = true;
+		return;
+	}
 	free_field_names(h);
 	if (h->batch && h->n_results == 0)
 		json_put_cstr(o, "{\"results\":[");

@@ -492,16 +492,16 @@ test_slow_head(void)
 
 /*
  * Answers PostgreSQL never sends (found by fuzz_http_sql): a DataRow
- * shorter than its column count, a ReadyForQuery with no result. The
- * client gets a 502 with a JSON body, never broken JSON or an over-read.
+ * shorter than its column count, a ReadyForQuery with no result, a second
+ * RowDescription before the first result's CommandComplete. The client
+ * gets a 502 with a JSON body, never broken JSON or an over-read.
  */
 static void
 test_malformed_answer(void)
 {
 	static const uint8_t short_row[] = {0, 2, 0, 0, 0, 1, 'U'};
-	static const uint8_t *const rows[] = {short_row, NULL};
 
-	for (int k = 0; k < 2; k++)
+	for (int k = 0; k < 3; k++)
 	{
 		HsPair		p;
 		uint8_t		got[1024];
@@ -513,11 +513,17 @@ test_malformed_answer(void)
 		pair_open(&p);
 		send_request(&p, "POST", "/sql", "Neon-Array-Mode: true\r\n", "{\"query\":\"SELECT 1\"}");
 		(void) login(&p, got, sizeof(got));
-		if (rows[k])
+		if (k == 0)
 		{
 			put_msg(&w, 'T', rd, row_description(rd, 2));
-			put_msg(&w, 'D', rows[k], sizeof(short_row));
+			put_msg(&w, 'D', short_row, sizeof(short_row));
 			put_msg(&w, 'C', "SELECT 1", 9);
+		}
+		else if (k == 2)
+		{
+			put_msg(&w, 'T', rd, row_description(rd, 2));
+			put_msg(&w, 'T', rd, row_description(rd, 2));
+			put_msg(&w, 'C', "SELECT 0", 9);
 		}
 		put_msg(&w, 'Z', "I", 1);
 		pgbun_writes(&p, m, w - m);
