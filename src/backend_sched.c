@@ -30,6 +30,7 @@
 #include "storage/procarray.h"
 
 #include "backend_sched.h"
+#include "notify.h"
 #include "settings.h"
 #include "worker.h"
 
@@ -83,6 +84,8 @@ apply_list(dlist_head *list)
 {
 	dlist_iter	it;
 
+	if (!list)
+		return;
 	dlist_foreach(it, list)
 		apply(dlist_container(Server, node, it.cur));
 }
@@ -100,5 +103,6 @@ backend_sched_reconfigure(void)
 		apply_list(&pool->idle_servers);
 		apply_list(&pool->active_servers);
 		apply_list(&pool->used_servers);
+		apply_list(notify_pool_servers(pool));	/* LISTEN/NOTIFY listeners: on no pool list */
 	}
 }

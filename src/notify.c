@@ -465,6 +465,13 @@ notify_server_list(Server *s)
 	return &s->pool->notify->servers;
 }
 
+/* The pool's listener connections (NULL: it has no LISTEN clients yet). */
+dlist_head *
+notify_pool_servers(Pool *pool)
+{
+	return pool->notify ? &pool->notify->servers : NULL;
+}
+
 /* The listener's login finished: LISTEN to everything wanted. */
 void
 notify_listener_ready(Server *s)

@@ -40,6 +40,7 @@ extern bool notify_hold_ready(Server *s);
 extern bool notify_hidden_message(Server *s, char type, const uint8 *msg, uint32 size);
 extern void notify_hidden_done(Server *s);
 extern dlist_head *notify_server_list(Server *s);
+extern dlist_head *notify_pool_servers(Pool *pool);
 extern void notify_listener_ready(Server *s);
 extern void notify_listener_login_failed(Server *s);
 extern void notify_listener_event(Server *s);
