@@ -341,7 +341,15 @@ again:
 				break;
 			}
 			if (!c->link)
-				pool_request_server(c->pool, c);
+			{
+				if (pool_link_idle_now(c->pool, c))
+				{
+					rd = wr = 0;
+					goto again;
+				}
+				if (!c->closed)
+					pool_request_server(c->pool, c);
+			}
 			else if (c->wait_answers)
 				break;			/* the server's answers wake it */
 			else if (++retries < 64)

@@ -459,6 +459,31 @@ pool_release_if_at_rest(Server *s)
 	return true;
 }
 
+/*
+ * A client needs a server for its next message and nobody is ahead of it:
+ * link an idle one now, without the trip through the waiting list and the
+ * end-of-turn kick (two state changes and a second pump). Only when
+ * pool_kick_now would give it this same server: not paused, no waiters, the
+ * server acceptable, the worker within its share. true: linked; the caller
+ * pumps again, which sends the queued SETs with the client's message.
+ */
+bool
+pool_link_idle_now(Pool *pool, Client *c)
+{
+	Server	   *s;
+	uint64		others;
+
+	if (pool->paused || W->shutting_down || !dlist_is_empty(&pool->waiting_clients))
+		return false;
+	s = pool_idle_server(pool);
+	if (!s || pool_should_yield(pool, &others))
+		return false;
+	if (!server_attach(s, c))
+		return false;
+	counters_observe(pool->slot, HIST_WAIT, 0);
+	return true;
+}
+
 /* A client needs a server for its next message. */
 void
 pool_request_server(Pool *pool, Client *c)

@@ -257,6 +257,7 @@ extern int	server_out_watch(SBuf *sb, bool on);
 extern int	client_out_watch(SBuf *sb, bool on);
 extern void server_set_state(Server *s, ServerState st);
 extern void server_close(Server *s, const char *reason);
+extern bool server_attach(Server *s, Client *c);
 extern void server_link(Server *s, Client *c);
 extern void server_release(Server *s);
 /* Unlink without releasing (pool.c's release policy decides, server_return_to_pool acts). */
@@ -293,6 +294,7 @@ server_at_rest(const Server *s)
 
 /* pool.c */
 extern struct Pool *pool_get(const char *database, const char *user);
+extern bool pool_link_idle_now(struct Pool *pool, Client *c);
 extern void pool_request_server(struct Pool *pool, Client *c);
 extern void pool_server_available(struct Pool *pool, Server *s);
 extern void pool_server_login_failed(struct Pool *pool, const uint8 *err, uint32 len);

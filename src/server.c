@@ -771,9 +771,13 @@ again:
 	}
 }
 
-/* Link an idle server to a client; bring its session parameters in line first. */
-void
-server_link(Server *s, Client *c)
+/*
+ * Link an idle server to a client and queue what brings its session in line
+ * (SETs, LISTENs) in the server's out buffer, unsent: the client's next pump
+ * sends them in one write with its own message. false: the client was closed.
+ */
+bool
+server_attach(Server *s, Client *c)
 {
 	int			n;
 
@@ -800,9 +804,18 @@ server_link(Server *s, Client *c)
 	if (n < 0)
 	{
 		client_close(c, "54000", "session parameters too long to apply");
-		return;
+		return false;
 	}
-	if (n > 0 && sbuf_flush_out(&s->sb) < 0)
+	return true;
+}
+
+/* Link an idle server to a waiting client and pump what the client sent. */
+void
+server_link(Server *s, Client *c)
+{
+	if (!server_attach(s, c))
+		return;
+	if (sbuf_out_pending(&s->sb) && sbuf_flush_out(&s->sb) < 0)
 	{
 		server_close(s, "write to server failed");
 		return;
