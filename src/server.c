@@ -774,7 +774,7 @@ again:
 /*
  * Link an idle server to a client and queue what brings its session in line
  * (SETs, LISTENs) in the server's out buffer, unsent: the client's next pump
- * sends them in one write with its own message. false: the client was closed.
+ * flushes them before its own message. false: the client was closed.
  */
 bool
 server_attach(Server *s, Client *c)
