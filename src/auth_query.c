@@ -530,6 +530,15 @@ auth_query_server_list(Server *s)
 }
 
 void
+auth_query_foreach_server_list(void (*fn) (dlist_head *list))
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &aq_pools)
+		fn(&dlist_container(AqPool, node, it.cur)->servers);
+}
+
+void
 auth_query_server_ready(Server *s)
 {
 	AqPool	   *ap = s->authq;

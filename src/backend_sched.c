@@ -29,6 +29,7 @@
 
 #include "storage/procarray.h"
 
+#include "auth_query.h"
 #include "backend_sched.h"
 #include "notify.h"
 #include "settings.h"
@@ -105,4 +106,5 @@ backend_sched_reconfigure(void)
 		apply_list(&pool->used_servers);
 		apply_list(notify_pool_servers(pool));	/* LISTEN/NOTIFY listeners: on no pool list */
 	}
+	auth_query_foreach_server_list(apply_list);	/* auth connections: on lists of their own */
 }

@@ -166,6 +166,7 @@ server_open(Pool *pool, int host, bool listener, struct AqPool *authq)
 		}
 		s->last_check = W->now;
 		s->route_id = t ? t->route_id : 0;
+		s->sched_batch = -1;	/* no backend pid yet: backend_sched_login decides */
 	}
 	fd = s ? socket(s->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) : -1;
 	if (fd < 0)
