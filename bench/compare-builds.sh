@@ -19,6 +19,7 @@
 # pgbun worker's own utime+stime (/proc) counts as the pooler's CPU. Works as
 # root (the servers run as BENCH_OS_USER, default postgres) or as a normal user.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [ $# -eq 2 ] || { echo "usage: $0 OLD_BINDIR NEW_BINDIR" >&2; exit 2; }
 OLD_BIN=$1
@@ -60,14 +61,12 @@ trap cleanup EXIT
 
 bin_of() { if [ "$1" = old ]; then echo "$OLD_BIN"; else echo "$NEW_BIN"; fi; }
 say() { printf '%s\n' "$*" | tee -a "$REPORT"; }
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() { local p=$1; while port_busy "$p"; do p=$((p + 1)); done; echo "$p"; }
 
 declare -A SERVER_PORT PGBUN_PORT
 next=5620
 for side in old new; do
-	SERVER_PORT[$side]=$(free_port $next)
-	PGBUN_PORT[$side]=$(free_port $((SERVER_PORT[$side] + 1000)))
+	SERVER_PORT[$side]=$(pick_port $next)
+	PGBUN_PORT[$side]=$(pick_port $((SERVER_PORT[$side] + 1000)))
 	next=$((SERVER_PORT[$side] + 1))
 	dir=$TMP/$side
 	"${RUN[@]}" mkdir -p "$dir"
@@ -121,7 +120,6 @@ run() {
 		'BEGIN { printf "%.0f %.2f\n", tps, t * 1e6 / hz / n }'
 }
 
-median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 say "pgbun, two builds side by side ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
 say "old: $OLD_BIN   new: $NEW_BIN"

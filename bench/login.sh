@@ -23,6 +23,7 @@
 # Works as root (the server and PgBouncer run as postgres via runuser) or as an
 # ordinary user; loopback only.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-8}
@@ -71,13 +72,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pick_port() {
-	local p=$1
-	shift
-	while port_busy "$p" || [[ " $* " == *" $p "* ]]; do p=$((p + 1)); done
-	echo "$p"
-}
 SERVER_PORT=$(pick_port "${SERVER_PORT:-5498}")
 PGBUN_PORT=$(pick_port "${PGBUN_PORT:-6498}" "$SERVER_PORT")
 BOUNCER_PORT=$(pick_port "${BOUNCER_PORT:-6499}" "$SERVER_PORT" "$PGBUN_PORT")
@@ -186,7 +180,6 @@ pgbench_c() { # pgbench_c TARGET SECONDS LOGFILE
 		-c "$CLIENTS" -j 2 -h 127.0.0.1 -p "$(port_of "$1")" -U "$DBUSER" "$DB" >"$3" 2>&1 || true
 }
 ntx_of() { sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$1" | head -1; }
-median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # ---- measured rounds, alternating which pooler goes first
 declare -A TPS CPU UCPU
@@ -249,7 +242,6 @@ if [ "$PERF" = 1 ] && command -v perf >/dev/null; then
 fi
 
 # ---- report
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 declare -A MT MC MU
 for t in "${TARGETS[@]}"; do
 	MT[$t]=$(median <<<"${TPS[$t]:-}")

@@ -29,6 +29,7 @@ set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
+. "$BENCH_DIR/lib.sh"
 
 # CASE=two-node: a primary and a streaming standby, pgbun vs PgBouncer with one host list,
 # and a failover (bench/two-node.sh, its own settings).
@@ -178,17 +179,6 @@ trap 'exit 130' INT TERM
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # ---------------------------------------------------------------- ports
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pick_port() { # pick_port START EXCLUDED...
-	local p=$1 tries=0
-	shift
-	while port_busy "$p" || [[ " $* " == *" $p "* ]]; do
-		p=$((p + 1))
-		tries=$((tries + 1))
-		[ $tries -lt 200 ] || { echo "bench: no free port near $1" >&2; exit 1; }
-	done
-	echo "$p"
-}
 SERVER_PORT=$(pick_port "${SERVER_PORT:-5488}")
 PGBUN_PORT=$(pick_port "${PGBUN_PORT:-6488}" "$SERVER_PORT")
 BOUNCER_PORT=$(pick_port "${BOUNCER_PORT:-6489}" "$SERVER_PORT" "$PGBUN_PORT")
@@ -531,7 +521,7 @@ WORKLOADS=(
 	"tls|l50|select-only over TLS, 50 clients|50|-S -M simple|"
 )
 TARGETS=(direct pgbun pgbouncer)
-declare -A TPS LAT ERRS NOTE PROBE MODE_CHECK OTHER PCPU
+declare -A TPS LAT ERRS NOTE PROBE MODE_CHECK OTHER PCPU MCPU MBUSY
 
 # CPU used by processes outside this benchmark while a pgbench run lasts (other jobs on the
 # machine disturb the numbers). /proc/stat gives the machine's busy (user, nice, system, steal;
@@ -541,6 +531,11 @@ declare -A TPS LAT ERRS NOTE PROBE MODE_CHECK OTHER PCPU
 # and PgBouncer. All in USER_HZ ticks.
 cpu_ticks() { # "busy total" for the whole machine
 	awk '/^cpu / { print $2 + $3 + $4 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat
+}
+# "busy total" again, busy now with irq and softirq and without steal: the CPU time the machine
+# spent on anything (the loopback TCP stack runs largely in softirq).
+machine_ticks() {
+	awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat
 }
 own_ticks() {
 	local -a pids=("$$")
@@ -614,14 +609,16 @@ run_one() {
 	read -r -a wopts <<<"$options"
 	local -a opts=(-n "${wopts[@]}" -T "$dur" -c "$clients" -j "$jobs")
 	local c0 o0 c1 o1 other
-	local p0 p1
+	local p0 p1 m0 m1
 	p0=$(pooler_ticks "$t")
+	m0=$(machine_ticks)
 	c0=$(cpu_ticks)
 	o0=$(own_ticks)
 	PGCONNECT_TIMEOUT=10 timeout -k 5 $((dur * 2 + 60)) \
 		"$PGBENCH" "${opts[@]}" -h "$CLIENT_HOST" -p "$(port_of "$t")" -U "$DBUSER" "$DB" >"$logf" 2>&1 || rc=$?
 	o1=$(own_ticks)
 	c1=$(cpu_ticks)
+	m1=$(machine_ticks)
 	p1=$(pooler_ticks "$t")
 	other=$(other_cpu "${c0% *}" "${c0#* }" "$o0" "${c1% *}" "${c1#* }" "$o1")
 	OTHER[$wid]="${OTHER[$wid]:-} $other"
@@ -637,6 +634,11 @@ run_one() {
 			# pooler CPU microseconds per transaction (per connection with -C)
 			PCPU[$key]="${PCPU[$key]:-} $(awk -v d=$((p1 - p0)) -v n="$ntx" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", d * 1e6 / hz / n }')"
 		fi
+		if [ -n "$ntx" ] && [ "$ntx" -gt 0 ]; then
+			# the whole machine's CPU microseconds per transaction, and how busy it was
+			MCPU[$key]="${MCPU[$key]:-} $(awk -v d=$((${m1% *} - ${m0% *})) -v n="$ntx" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", d * 1e6 / hz / n }')"
+			MBUSY[$key]="${MBUSY[$key]:-} $(awk -v b=$((${m1% *} - ${m0% *})) -v t=$((${m1#* } - ${m0#* })) 'BEGIN { if (t > 0) printf "%.0f", 100 * b / t }')"
+		fi
 		log "  $wid $t round $r: tps $tps, latency $lat ms, other processes' CPU ${other} %"
 	else
 		ERRS[$key]=$((${ERRS[$key]:-0} + 1))
@@ -649,14 +651,6 @@ run_one() {
 		[ -n "${NOTE[$key]:-}" ] || NOTE[$key]="$t: ${why:0:200}"
 		log "  $wid $t round $r: FAILED (exit $rc): ${why:0:200}"
 	fi
-}
-
-# median of the numbers on stdin (one per word); empty if none.
-median() {
-	tr ' ' '\n' | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END {
-		if (NR == 0) exit
-		if (NR % 2) printf "%s", v[(NR + 1) / 2]
-		else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 # The mode pgbun's worker applies to the bench pool (pgbun.pools), else the GUC as a backend sees it.
@@ -817,10 +811,6 @@ done
 fmt_num() { # one decimal for tps, 3 for ms; n/a when empty
 	if [ -z "$1" ]; then echo n/a; else printf "%.${2}f" "$1"; fi
 }
-ratio() {
-	if [ -z "$1" ] || [ -z "$2" ]; then echo n/a; else awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; fi
-}
-
 for mode in "${MODE_LIST[@]}"; do
 	dur=$(mode_duration "$mode")
 	if [ "$mode" = session ]; then
@@ -849,6 +839,39 @@ for mode in "${MODE_LIST[@]}"; do
 		unset mt ml mc
 	done
 	say ""
+
+	if [ "$mode" = transaction ]; then
+		say "Where the machine's CPU goes (all processes and the kernel, /proc/stat, per transaction):"
+		say ""
+		say "| workload | machine CPU us/txn direct / pgbun / pgbouncer | machine busy % direct / pgbun / pgbouncer | PgBouncer's own share | tps ceiling of a pooler using no CPU, x PgBouncer |"
+		say "|---|---|---|---:|---:|"
+		for w in "${WORKLOADS[@]}"; do
+			IFS='|' read -r wmode wid label _ _ _ <<<"$w"
+			[ "$wmode" = "$mode" ] || continue
+			declare -A mm mb
+			for t in "${TARGETS[@]}"; do
+				mm[$t]=$(median <<<"${MCPU[$wid,$t]:-}")
+				mb[$t]=$(median <<<"${MBUSY[$wid,$t]:-}")
+			done
+			pb=$(median <<<"${PCPU[$wid,pgbouncer]:-}")
+			share=n/a
+			ceiling=n/a
+			if [ -n "${mm[pgbouncer]}" ] && [ -n "$pb" ]; then
+				share=$(awk -v p="$pb" -v m="${mm[pgbouncer]}" 'BEGIN { if (m > 0) printf "%.0f %%", 100 * p / m; else print "n/a" }')
+				ceiling=$(awk -v p="$pb" -v m="${mm[pgbouncer]}" 'BEGIN { if (m > p) printf "%.2f", m / (m - p); else print "n/a" }')
+			fi
+			say "| $label | $(fmt_num "${mm[direct]}" 1) / $(fmt_num "${mm[pgbun]}" 1) / $(fmt_num "${mm[pgbouncer]}" 1) |" \
+				"$(fmt_num "${mb[direct]}" 0) / $(fmt_num "${mb[pgbun]}" 0) / $(fmt_num "${mb[pgbouncer]}" 0) | $share | $ceiling |"
+			unset mm mb
+		done
+		say ""
+		say "On a machine that is busy all the time (busy % near 100), tps is the machine's CPU divided by the CPU"
+		say "a transaction costs it; a pooler changes only its own part of that. So even a pooler that used no CPU at"
+		say "all would reach at most (machine CPU per transaction through PgBouncer) / (that minus PgBouncer's own):"
+		say "the last column. A tps ratio above it can come only from making the other processes cheaper (the"
+		say "server's backends, the client)."
+		say ""
+	fi
 
 	say "Notes:"
 	for w in "${WORKLOADS[@]}"; do

@@ -28,6 +28,7 @@
 set -Eeuo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$BENCH_DIR/lib.sh"
 REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
 ME="bench two-node"
 
@@ -158,17 +159,7 @@ trap 'exit 130' INT TERM
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # ---------------------------------------------------------------- ports
-port_busy() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; } # port_busy ADDR PORT
-pick_port() { # pick_port START EXCLUDED...: free on 127.0.0.1 and 127.0.0.2
-	local p=$1 tries=0
-	shift
-	while port_busy 127.0.0.1 "$p" || port_busy 127.0.0.2 "$p" || [[ " $* " == *" $p "* ]]; do
-		p=$((p + 1))
-		tries=$((tries + 1))
-		[ $tries -lt 200 ] || die "no free port near $1"
-	done
-	echo "$p"
-}
+BENCH_ADDRS="127.0.0.1 127.0.0.2" # both nodes' addresses (pick_port, lib.sh)
 NODE_PORT=$(pick_port "${NODE_PORT:-5490}")
 ROUTER_PORT=$(pick_port "${ROUTER_PORT:-5491}" "$NODE_PORT")
 PGBUN_PORT=$(pick_port "${PGBUN_PORT:-6490}" "$NODE_PORT" "$ROUTER_PORT")
@@ -371,13 +362,6 @@ own_ticks() {
 	proc_ticks 4 "${pids[@]}"
 }
 
-median() {
-	tr ' ' '\n' | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END {
-		if (NR == 0) exit
-		if (NR % 2) printf "%s", v[(NR + 1) / 2]
-		else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-ratio() { if [ -z "$1" ] || [ -z "$2" ]; then echo n/a; else awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; fi; }
 fmt() { if [ -z "$1" ]; then echo n/a; else printf "%.${2}f" "$1"; fi; }
 
 # ---------------------------------------------------------------- reads
