@@ -45,12 +45,12 @@ extern void auth_query_janitor(void);
 
 /* Hooks of server.c / server_login.c for the auth connections (Server.authq set). */
 extern dlist_head *auth_query_server_list(Server *s);
-
-/* Call fn with every auth connection's server list (backend_sched.c walks all open servers). */
-extern void auth_query_foreach_server_list(void (*fn) (dlist_head *list));
 extern void auth_query_server_ready(Server *s);
 extern void auth_query_server_event(Server *s, uint32 events);
 extern void auth_query_server_login_error(Server *s, const uint8 *err, uint32 len);
 extern void auth_query_server_closed(Server *s, const char *reason);
+
+/* Call fn with every auth connection's server list (backend_sched.c walks all open servers). */
+extern void auth_query_foreach_server_list(void (*fn) (dlist_head *list));
 
 #endif							/* PGBUN_AUTH_QUERY_H */
