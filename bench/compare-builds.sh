@@ -10,7 +10,9 @@
 #   `make install DESTDIR=...` (see bench/README.md, "Two builds").
 # Environment:
 #   ROUNDS=5 DURATION=6 POOL=20 SCALE=10
-#   WORKLOADS="simple:50 extended:50 prepared:50 simple:1000"   protocol:clients
+#   WORKLOADS="simple:50 extended:50 prepared:50 simple:1000"   protocol:clients;
+#                         appnames:N is two pgbench runs of N/2 clients with
+#                         different application_names (links that need a SET)
 #   KEEP=1                keep the temp dir
 #   OLD_CONF / NEW_CONF   extra postgresql.conf lines for that side, e.g.
 #                         NEW_CONF="pgbun.server_sched_batch = off"; with the
@@ -103,18 +105,33 @@ worker_pid() {
 }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-# run SIDE PROTOCOL CLIENTS -> "tps cpu_us_per_txn"
+# pgbench_side SIDE PROTOCOL CLIENTS [APPNAME]: pgbench -S through that side's pgbun
+pgbench_side() {
+	PGPASSWORD=bench-pw PGAPPNAME=${4:-pgbench} "${RUN[@]}" bash -c "ulimit -n 8192 2>/dev/null; exec \"\$0\" \"\$@\"" \
+		"$(bin_of "$1")/pgbench" -h 127.0.0.1 -p "${PGBUN_PORT[$1]}" -U bench -S -M "$2" \
+		-c "$3" -j 2 -T "$DURATION" postgres 2>&1
+}
+
+# run SIDE PROTOCOL CLIENTS -> "tps cpu_us_per_txn". PROTOCOL appnames: two pgbench
+# runs of CLIENTS/2 each (simple protocol) with different application_names at once,
+# so that most links need a SET.
 run() {
 	local side=$1 proto=$2 clients=$3 pid t0 t1 out txns tps
 	pid=$(worker_pid "$side")
 	[ -n "$pid" ] || { echo "compare-builds: no pgbun worker for $side" >&2; exit 1; }
 	t0=$(ticks "$pid")
-	out=$(PGPASSWORD=bench-pw "${RUN[@]}" bash -c "ulimit -n 8192 2>/dev/null; exec \"\$0\" \"\$@\"" \
-		"$(bin_of "$side")/pgbench" -h 127.0.0.1 -p "${PGBUN_PORT[$side]}" -U bench -S -M "$proto" \
-		-c "$clients" -j 2 -T "$DURATION" postgres 2>&1) || { echo "$out" >&2; exit 1; }
+	if [ "$proto" = appnames ]; then
+		pgbench_side "$side" simple $((clients / 2)) app_a >"$TMP/a.out" &
+		local pa=$!
+		pgbench_side "$side" simple $((clients / 2)) app_b >"$TMP/b.out" || { cat "$TMP/b.out" >&2; exit 1; }
+		wait "$pa" || { cat "$TMP/a.out" >&2; exit 1; }
+		out=$(cat "$TMP/a.out" "$TMP/b.out")
+	else
+		out=$(pgbench_side "$side" "$proto" "$clients") || { echo "$out" >&2; exit 1; }
+	fi
 	t1=$(ticks "$pid")
-	txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
-	tps=$(sed -n 's/^tps = \([0-9.]*\) (without.*/\1/p' <<<"$out")
+	txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out" | awk '{ n += $1 } END { print n }')
+	tps=$(sed -n 's/^tps = \([0-9.]*\) (without.*/\1/p' <<<"$out" | awk '{ n += $1 } END { print n }')
 	[ -n "$txns" ] && [ "$txns" -gt 0 ] || { echo "$out" >&2; exit 1; }
 	awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v n="$txns" -v tps="$tps" \
 		'BEGIN { printf "%.0f %.2f\n", tps, t * 1e6 / hz / n }'

@@ -465,7 +465,7 @@ pool_release_if_at_rest(Server *s)
  * end-of-turn kick (two state changes and a second pump). Only when
  * pool_kick_now would give it this same server: not paused, no waiters, the
  * server acceptable, the worker within its share. true: linked; the caller
- * pumps again, which sends the queued SETs before the client's message.
+ * pumps again, which sends the queued SETs with the client's message.
  */
 bool
 pool_link_idle_now(Pool *pool, Client *c)

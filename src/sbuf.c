@@ -362,7 +362,8 @@ drop_message(SBuf *s, uint32 size, uint32 avail)
 
 /*
  * A plain socket with pooler-made bytes and forwarded bytes both waiting
- * (a rewritten Bind, then the client's Execute and Sync): one sendmsg for
+ * (a rewritten Bind, then the client's Execute and Sync; a link's SETs,
+ * then the client's message): one sendmsg for
  * the two, in that order, instead of a send each. 1: some or all written
  * (what is left goes the usual way, which writes until EAGAIN, as
  * edge-triggered epoll needs); 0: EAGAIN; -1: error.
@@ -405,11 +406,35 @@ flush_out_and_forward(SBuf *dst, SBuf *src, uint64 *bytes_written)
 	return 1;
 }
 
+/*
+ * Pooler-made bytes were queued in dst before this pump (a link's SETs, an
+ * answer pgbun made) and src holds bytes not framed yet: frame them first,
+ * so that what they forward leaves together with dst's bytes in one sendmsg
+ * (flush_out_and_forward) instead of a send each.
+ */
+static bool
+may_join_out(const SBuf *src, const SBuf *dst)
+{
+	return !dst->ssl && !dst->ws && !dst->hsql &&
+		src->send_pos == src->send_end && src->parse_pos < src->in_end &&
+		src->pkt_remain == 0 && src->decided < 0 && !src->stop_pending;
+}
+
+/* Leaving the pump early after may_join_out: dst's bytes still go first, as before the framing. */
+static PumpResult
+end_early(SBuf *dst, bool out_deferred, PumpResult r)
+{
+	if (out_deferred && sbuf_out_pending(dst))
+		(void) sbuf_flush_out(dst);	/* best effort: src is closing */
+	return r;
+}
+
 PumpResult
 sbuf_pump(SBuf *src, SBuf *dst, uint32 max_packet, SBufHandler handler, void *owner,
 		  uint64 *bytes_read, uint64 *bytes_written)
 {
 	int			reads = 0;
+	bool		out_deferred = false;	/* may_join_out applied (once per pump) */
 
 	for (;;)
 	{
@@ -425,12 +450,17 @@ sbuf_pump(SBuf *src, SBuf *dst, uint32 max_packet, SBufHandler handler, void *ow
 		}
 		if (dst && sbuf_out_pending(dst) && dst->tls_wpend != SBUF_WPEND_FORWARD)
 		{
-			int			r = sbuf_flush_out(dst);
+			if (!out_deferred && may_join_out(src, dst))
+				out_deferred = true;	/* frame first; flushed with it, or at need_read */
+			else
+			{
+				int			r = sbuf_flush_out(dst);
 
-			if (r < 0)
-				return PUMP_DST_ERROR;
-			if (r == 0)
-				return PUMP_WAIT_WRITE;
+				if (r < 0)
+					return PUMP_DST_ERROR;
+				if (r == 0)
+					return PUMP_WAIT_WRITE;
+			}
 		}
 		if (src->send_pos < src->send_end)
 		{
@@ -494,7 +524,7 @@ sbuf_pump(SBuf *src, SBuf *dst, uint32 max_packet, SBufHandler handler, void *ow
 					goto need_read;
 				case PROTO_BAD_LENGTH:
 					src->error = "invalid message length";
-					return PUMP_SRC_ERROR;
+					return end_early(dst, out_deferred, PUMP_SRC_ERROR);
 				case PROTO_OK:
 					break;
 			}
@@ -540,7 +570,7 @@ sbuf_pump(SBuf *src, SBuf *dst, uint32 max_packet, SBufHandler handler, void *ow
 					if (avail == size || avail >= SBUF_SIZE)
 					{
 						src->error = "message too large for the pooler to read";
-						return PUMP_SRC_ERROR;
+						return end_early(dst, out_deferred, PUMP_SRC_ERROR);
 					}
 					goto need_read;
 				case PKT_STOP:
@@ -557,7 +587,7 @@ sbuf_pump(SBuf *src, SBuf *dst, uint32 max_packet, SBufHandler handler, void *ow
 						goto flush;
 					}
 					if (action == PKT_CLOSE)
-						return PUMP_CLOSE;
+						return end_early(dst, out_deferred, PUMP_CLOSE);
 					if (action == PKT_CONSUME || action == PKT_CONSUME_STOP)
 					{
 						Assert(avail == size);
@@ -578,6 +608,8 @@ flush:
 need_read:
 		if (src->send_pos < src->send_end)
 			continue;
+		if (out_deferred && sbuf_out_pending(dst))
+			continue;			/* nothing framed went with them: they go alone, before any read */
 		if (++reads > SBUF_FAIR_READS)
 			return PUMP_YIELD;
 		{

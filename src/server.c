@@ -774,7 +774,8 @@ again:
 /*
  * Link an idle server to a client and queue what brings its session in line
  * (SETs, LISTENs) in the server's out buffer, unsent: the client's next pump
- * flushes them before its own message. false: the client was closed.
+ * sends them ahead of its message, in one sendmsg with it when that message
+ * is already read (sbuf.c, may_join_out). false: the client was closed.
  */
 bool
 server_attach(Server *s, Client *c)

@@ -3,7 +3,8 @@
  * socketpairs: forwarding, skipping, consuming with a pooler-made answer,
  * waiting for a whole message, a message larger than the buffer streamed
  * through, STOP (the handler sees the message again), replacing the start of
- * a message, a bad length, end of file. Sockets are non-blocking, as in the
+ * a message, pooler-made bytes leaving in one write with the message behind
+ * them, a bad length, end of file. Sockets are non-blocking, as in the
  * worker; TLS is not used (the stubs below are never called).
  */
 #include "postgres.h"
@@ -64,14 +65,15 @@ nonblock(int fd)
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 
+/* dst_type SOCK_SEQPACKET: every send of dst arrives at peer_out as one record */
 static void
-pipe_open(Pipe *p)
+pipe_open_type(Pipe *p, int dst_type)
 {
 	int			a[2];
 	int			b[2];
 
 	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, a) == 0);
-	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, b) == 0);
+	CHECK(socketpair(AF_UNIX, dst_type, 0, b) == 0);
 	nonblock(a[1]);
 	nonblock(b[0]);
 	nonblock(b[1]);
@@ -79,6 +81,12 @@ pipe_open(Pipe *p)
 	sbuf_init(&p->src, a[1]);
 	sbuf_init(&p->dst, b[0]);
 	p->peer_out = b[1];
+}
+
+static void
+pipe_open(Pipe *p)
+{
+	pipe_open_type(p, SOCK_STREAM);
 }
 
 static void
@@ -411,6 +419,68 @@ test_out_and_forward_partial(void)
 	pipe_close(&p);
 }
 
+/* Queue a pooler-made message in dst's out buffer, as server_attach queues a link's SETs. */
+static size_t
+queue_out(SBuf *dst, uint8_t *copy, char type, const char *body, uint32_t blen)
+{
+	ProtoBuf	pb;
+	size_t		n;
+
+	CHECK(sbuf_out_begin(dst, &pb));
+	n = msg(pb.data, type, body, blen);
+	pb.len = n;
+	sbuf_out_commit(dst, &pb);
+	memcpy(copy, pb.data, n);
+	return n;
+}
+
+/*
+ * A client's message already read when its server is linked (the pump had
+ * stopped at it: no server yet), and the link's SET queued in the server's
+ * out buffer: both leave in one write (one record on a SOCK_SEQPACKET
+ * pair), the SET first. With only part of a message at hand the SET goes
+ * alone, at once, not held until the rest arrives.
+ */
+static void
+test_out_joins_framed(void)
+{
+	Pipe		p;
+	Seen		seen = {.stop_once = 1};
+	uint8_t		in[64];
+	uint8_t		want[128];
+	uint8_t		rec[256];
+	size_t		len;
+	size_t		wlen;
+	uint64		rd = 0;
+	uint64		wr = 0;
+
+	pipe_open_type(&p, SOCK_SEQPACKET);
+	len = msg(in, 'Q', "SELECT 1", 9);
+	len += msg(in + len, 'S', "", 0);
+	feed(&p, in, len);
+	CHECK(sbuf_pump(&p.src, &p.dst, 1 << 20, mixed, &seen, &rd, &wr) == PUMP_STOPPED);
+	CHECK(recv(p.peer_out, rec, sizeof(rec), MSG_DONTWAIT) == 5 + 9);	/* the Q went, the S stopped */
+	wlen = queue_out(&p.dst, want, 'Q', "SET a = 1", 10);
+	memcpy(want + wlen, in + 5 + 9, 5);
+	wlen += 5;
+	CHECK(sbuf_pump(&p.src, &p.dst, 1 << 20, mixed, &seen, &rd, &wr) == PUMP_IDLE);
+	CHECK_BYTES(rec, recv(p.peer_out, rec, sizeof(rec), MSG_DONTWAIT), want, wlen);
+	CHECK(recv(p.peer_out, rec, sizeof(rec), MSG_DONTWAIT) < 0);	/* and nothing else */
+
+	/* three bytes of a header read: the queued bytes go out alone, before the pump waits */
+	len = msg(in, 'Q', "SELECT 2", 9);
+	feed(&p, in, 3);
+	CHECK(sbuf_pump(&p.src, &p.dst, 1 << 20, mixed, &seen, &rd, &wr) == PUMP_IDLE);
+	wlen = queue_out(&p.dst, want, 'Q', "SET b = 2", 10);
+	CHECK(sbuf_pump(&p.src, &p.dst, 1 << 20, mixed, &seen, &rd, &wr) == PUMP_IDLE);
+	CHECK_BYTES(rec, recv(p.peer_out, rec, sizeof(rec), MSG_DONTWAIT), want, wlen);
+	feed(&p, in + 3, len - 3);
+	CHECK(sbuf_pump(&p.src, &p.dst, 1 << 20, mixed, &seen, &rd, &wr) == PUMP_IDLE);
+	CHECK_BYTES(rec, recv(p.peer_out, rec, sizeof(rec), MSG_DONTWAIT), in, len);
+	CHECK(strcmp(seen.types, "QSSQ") == 0);
+	pipe_close(&p);
+}
+
 static void
 test_bad_length(void)
 {
@@ -605,6 +675,7 @@ sbuf_suite(void)
 	UNIT_RUN(test_large_message_streams);
 	UNIT_RUN(test_replace_prefix);
 	UNIT_RUN(test_out_and_forward_partial);
+	UNIT_RUN(test_out_joins_framed);
 	UNIT_RUN(test_bad_length);
 	UNIT_RUN(test_out_on_demand);
 	UNIT_RUN(test_out_always);
