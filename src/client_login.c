@@ -1180,11 +1180,7 @@ send_auth(Client *c, uint32 code, const char *data, int len)
 	return client_flush(c);
 }
 
-static void
-kdf_exit(int code, Datum arg)
-{
-	kdf_stop();
-}
+static void password_checked(void *owner, bool ok, const uint8 *client_key, const uint8 *server_key);
 
 /*
  * A cleartext password and a SCRAM verifier: PBKDF2 goes to a kdf.c thread.
@@ -1194,27 +1190,18 @@ kdf_exit(int code, Datum arg)
 static bool
 check_password_async(Client *c, const char *password)
 {
-	static IoObj kdf_io = {IO_KDF};
-	static bool registered = false;
 	AuthState  *a = c->auth;
 	uint8		salt[SCRAM_SALT_B64_MAX];
 	int			salt_len;
 	char	   *pw;
 
-	if (!registered)
-	{
-		int			fd = kdf_start();
-
-		if (fd < 0 || poll_add_conn(fd, &kdf_io) < 0)
-			return false;
-		/* before exit() runs OpenSSL's own cleanup under a thread's feet */
-		on_proc_exit(kdf_exit, (Datum) 0);
-		registered = true;
-	}
+	if (!worker_kdf_ready())
+		return false;
 	pw = scram_password_inputs(&a->role.scram, password, salt, &salt_len);
 	if (!pw)
 		return false;			/* an unusable secret: the inline check refuses it */
-	a->kdf_job = kdf_submit(pw, salt, salt_len, a->role.scram.iterations, a->role.scram.stored_key, c);
+	a->kdf_job = kdf_submit(pw, salt, salt_len, a->role.scram.iterations, a->role.scram.stored_key,
+							 password_checked, c);
 	explicit_bzero(pw, strlen(pw));
 	free(pw);
 	if (!a->kdf_job)
@@ -1228,7 +1215,7 @@ check_password_async(Client *c, const char *password)
 
 /* A kdf.c thread finished a client's password check (loop thread, kdf_collect). */
 static void
-password_checked(void *owner, bool ok, const uint8 *client_key)
+password_checked(void *owner, bool ok, const uint8 *client_key, const uint8 *server_key pg_attribute_unused())
 {
 	Client	   *c = owner;
 	AuthState  *a = c->auth;
@@ -1249,12 +1236,6 @@ password_checked(void *owner, bool ok, const uint8 *client_key)
 	/* anything it sent after the password goes on to a server */
 	if (!c->closed && c->state == CL_ACTIVE)
 		client_pump_in(c);
-}
-
-void
-client_login_kdf_event(void)
-{
-	(void) kdf_collect(password_checked);
 }
 
 void

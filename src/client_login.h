@@ -18,8 +18,6 @@ extern bool client_login_fail_due(Client *c);
 extern void client_login_refuse(Client *c);
 /* client_close of a refused client: its place among the refusals in progress is free. */
 extern void client_login_refused_closed(Client *c);
-/* The kdf.c eventfd is readable: deliver finished password checks. */
-extern void client_login_kdf_event(void);
 /* The client is being freed: cancel what its login still has running. */
 extern void client_login_forget(Client *c);
 struct RoleInfo;

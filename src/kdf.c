@@ -1,12 +1,13 @@
 /*
- * kdf.c - password checks off the event loop (see kdf.h).
+ * kdf.c - PBKDF2 off the event loop (see kdf.h).
  *
- * Checking a cleartext password (hba "password") against a SCRAM verifier
- * runs PBKDF2: thousands of HMACs per login, milliseconds of CPU that the
- * event loop must not spend. A tiny fixed pool of threads does only that
- * arithmetic (scram_password_key: OpenSSL, no PostgreSQL call, no palloc,
- * no elog; every signal blocked, so PostgreSQL's handlers always run on
- * the loop's thread). Jobs go in through a bounded queue; finished ones come
+ * Checking a cleartext password (hba "password") against a SCRAM verifier,
+ * and deriving the keys of a configured password for the salt a server
+ * sends (a forced user's login), run PBKDF2: thousands of HMACs, milliseconds
+ * of CPU that the event loop must not spend. A tiny fixed pool of threads
+ * does only that arithmetic (scram_password_key, scram_salted_keys: OpenSSL,
+ * no PostgreSQL call, no palloc, no elog; every signal blocked, so
+ * PostgreSQL's handlers always run on the loop's thread). Jobs go in through a bounded queue; finished ones come
  * back through an eventfd the loop watches, and the loop hands each result to
  * its owner. An owner that goes away cancels its job: a waiting job is
  * dropped at once, a running one when it finishes.
@@ -36,6 +37,8 @@ struct KdfJob
 	struct KdfJob *next;
 	KdfState	state;
 	bool		cancelled;
+	bool		derive;			/* keys for a password, not a check against stored_key */
+	KdfDone		done;
 	void	   *owner;
 	char	   *pw;
 	size_t		pwlen;
@@ -45,6 +48,7 @@ struct KdfJob
 	uint8		stored_key[SCRAM_KEY_BYTES];
 	bool		ok;
 	uint8		client_key[SCRAM_KEY_BYTES];
+	uint8		server_key[SCRAM_KEY_BYTES];	/* derive only */
 };
 
 static pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
@@ -67,6 +71,7 @@ job_free(KdfJob *job)
 		free(job->pw);
 	}
 	OPENSSL_cleanse(job->client_key, sizeof(job->client_key));
+	OPENSSL_cleanse(job->server_key, sizeof(job->server_key));
 	free(job);
 }
 
@@ -93,8 +98,12 @@ kdf_thread(void *arg pg_attribute_unused())
 		job->state = KDF_RUNNING;
 		pthread_mutex_unlock(&mutex);
 
-		job->ok = scram_password_key(job->pw, job->pwlen, job->salt, job->salt_len, job->iterations,
-									 job->stored_key, job->client_key);
+		if (job->derive)
+			job->ok = scram_salted_keys(job->pw, job->pwlen, job->salt, job->salt_len, job->iterations,
+										job->client_key, job->server_key);
+		else
+			job->ok = scram_password_key(job->pw, job->pwlen, job->salt, job->salt_len, job->iterations,
+										 job->stored_key, job->client_key);
 
 		pthread_mutex_lock(&mutex);
 		job->state = KDF_DONE;
@@ -140,7 +149,7 @@ kdf_start(void)
 
 KdfJob *
 kdf_submit(const char *pw, const uint8 *salt, int salt_len, int iterations, const uint8 *stored_key,
-		   void *owner)
+		   KdfDone done, void *owner)
 {
 	KdfJob	   *job;
 
@@ -170,7 +179,10 @@ kdf_submit(const char *pw, const uint8 *salt, int salt_len, int iterations, cons
 	memcpy(job->salt, salt, salt_len);
 	job->salt_len = salt_len;
 	job->iterations = iterations;
-	memcpy(job->stored_key, stored_key, SCRAM_KEY_BYTES);
+	job->derive = (stored_key == NULL);
+	if (stored_key)
+		memcpy(job->stored_key, stored_key, SCRAM_KEY_BYTES);
+	job->done = done;
 	job->owner = owner;
 	job->state = KDF_WAITING;
 
@@ -219,7 +231,7 @@ kdf_cancel(KdfJob *job)
 }
 
 int
-kdf_collect(KdfDone done)
+kdf_collect(void)
 {
 	uint64		count;
 	KdfJob	   *list;
@@ -247,7 +259,7 @@ kdf_collect(KdfDone done)
 		pthread_mutex_unlock(&mutex);
 		if (!cancelled)
 		{
-			done(owner, job->ok, job->client_key);
+			job->done(owner, job->ok, job->client_key, job->derive ? job->server_key : NULL);
 			n++;
 		}
 		job_free(job);

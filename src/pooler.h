@@ -149,6 +149,10 @@ typedef struct Server
 	bool		params_fp_valid;	/* params_fp matches params and set (cleared on every change) */
 	uint64		params_fp;		/* params_server_fingerprint() of its values */
 	struct ScramClient *scram;	/* only during login */
+	struct KdfJob *kdf_job;		/* login: a kdf.c thread derives the password's keys */
+	char	   *sasl_first;		/* ... for this first SCRAM message of the server's */
+	uint32		sasl_first_len;
+	char	   *kdf_pw;			/* ... from this password (kept only if it still applies) */
 	bool		login_done;		/* ReadyForQuery of the login seen; join the pool after the pump */
 	/* LISTEN/NOTIFY in transaction and statement mode (notify.c) */
 	bool		listener;		/* the pool's LISTEN connection: outside pool_size, never linked */
@@ -237,6 +241,8 @@ typedef struct WorkerState
 } WorkerState;
 
 extern WorkerState *W;
+/* worker.c: the kdf.c threads started and watched (first call); false when they cannot run. */
+extern bool worker_kdf_ready(void);
 
 /* client.c */
 extern void client_on_event(Client *c, uint32 events);

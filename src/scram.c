@@ -615,7 +615,6 @@ scram_keys_from_password(const char *password, const char *salt_b64, int iterati
 	ScramSecret secret;
 	uint8_t		salt[SCRAM_SALT_B64_MAX];
 	int			salt_len;
-	uint8_t		salted[SCRAM_KEY_BYTES];
 	char	   *pw;
 	bool		ok;
 
@@ -627,13 +626,28 @@ scram_keys_from_password(const char *password, const char *salt_b64, int iterati
 	pw = scram_password_inputs(&secret, password, salt, &salt_len);
 	if (!pw)
 		return false;
-	ok = PKCS5_PBKDF2_HMAC(pw, strlen(pw), salt, salt_len, iterations, EVP_sha256(),
+	ok = scram_salted_keys(pw, strlen(pw), salt, salt_len, iterations, client_key_out, server_key_out);
+	OPENSSL_cleanse(pw, strlen(pw));
+	free(pw);
+	return ok;
+}
+
+/*
+ * The thread-safe half of scram_keys_from_password: PBKDF2, then ClientKey
+ * and ServerKey. Only OpenSSL, no PostgreSQL calls, no allocation.
+ */
+bool
+scram_salted_keys(const char *pw, size_t pwlen, const uint8_t *salt, int salt_len, int iterations,
+				  uint8_t *client_key_out, uint8_t *server_key_out)
+{
+	uint8_t		salted[SCRAM_KEY_BYTES];
+	bool		ok;
+
+	ok = PKCS5_PBKDF2_HMAC(pw, pwlen, salt, salt_len, iterations, EVP_sha256(),
 						   SCRAM_KEY_BYTES, salted) == 1 &&
 		hmac256(salted, "Client Key", strlen("Client Key"), client_key_out) &&
 		hmac256(salted, "Server Key", strlen("Server Key"), server_key_out);
 	OPENSSL_cleanse(salted, sizeof(salted));
-	OPENSSL_cleanse(pw, strlen(pw));
-	free(pw);
 	return ok;
 }
 

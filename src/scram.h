@@ -89,6 +89,9 @@ typedef struct ScramPasswordKeys
  */
 extern bool scram_keys_from_password(const char *password, const char *salt_b64, int iterations,
 									 uint8_t *client_key_out, uint8_t *server_key_out);
+/* Its costly, thread-safe half (kdf.c): pw SASLprepped and salt decoded (scram_password_inputs). */
+extern bool scram_salted_keys(const char *pw, size_t pwlen, const uint8_t *salt, int salt_len,
+							  int iterations, uint8_t *client_key_out, uint8_t *server_key_out);
 /*
  * A SCRAM secret for a cleartext password, with a fresh random salt and
  * 4096 iterations (an auth_file entry with a plain password, so clients

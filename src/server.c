@@ -90,6 +90,7 @@ server_free(Server *s)
 {
 	prepared_server_free(s);
 	session_server_free(s);
+	server_login_forget(s);
 	free(s->params);
 	free(s->scram);
 	free(s);
@@ -104,6 +105,7 @@ server_close(Server *s, const char *reason)
 	if (s->closed)
 		return;
 	s->closed = true;
+	server_login_forget(s);		/* no derivation delivered to a closed connection */
 	health_server_closed(s);
 	if (s->state != SV_LOGIN && !sbuf_has_pending_forward(&s->sb) && !sbuf_out_pending(&s->sb))
 	{

@@ -27,6 +27,7 @@
 #include "server_login.h"
 #include "session.h"
 #include "health.h"
+#include "kdf.h"
 #include "target.h"
 #include "tls.h"
 #include "auth_query.h"
@@ -380,15 +381,56 @@ server_login_error(Server *s, const uint8 *msg, uint32 len)
 }
 
 
-/*
- * A forced user's password: the SCRAM keys for the salt and iteration count
- * of the server's first message (r=...,s=salt,i=n), kept on the target so
- * that the costly PBKDF2 runs once per salt, not per login.
- */
-#define SERVER_PASSWORD_MAX_ITERATIONS 100000	/* about 50 ms of PBKDF2 */
-
+/* The login ends here: counted against the host, the connection closed. Returns false. */
 static bool
-server_password_keys(Server *s, ScramPasswordKeys *k, const char *password, const char *sf, uint32 len)
+server_auth_fail(Server *s)
+{
+	login_failed(s, true, NULL, 0);
+	server_close(s, "login failed");
+	return false;
+}
+
+/* Send the authentication answer queued; a failed write ends the login now, not at server_connect_timeout. */
+static bool
+server_auth_send(Server *s)
+{
+	if (sbuf_flush_out(&s->sb) >= 0)
+		return true;
+	ereport(LOG, (errmsg("pgbun: could not send the authentication answer to the server: %m")));
+	return server_auth_fail(s);
+}
+
+/*
+ * The password pgbun logs in with, if it has one, and where its SCRAM keys
+ * are kept: a forced user's on the target, an auth_file role's on the pool
+ * (allocated at first use). An auth connection logs in as auth_user: the
+ * forced password only if that is the forced user.
+ */
+static void
+server_password_source(Server *s, const char **password, ScramPasswordKeys **keys)
+{
+	Pool	   *pool = s->pool;
+	Target	   *t = pool->target;
+	bool		forced = t && t->entry.user[0] &&
+		(!s->authq || strcmp(t->entry.user, pool->user) == 0);
+
+	*password = forced ? (t->entry.password[0] ? t->entry.password : NULL) : pool->password;
+	if (forced)
+		*keys = &t->pw_keys;
+	else
+	{
+		if (*password && !pool->pw_keys)
+			pool->pw_keys = calloc(1, sizeof(ScramPasswordKeys));
+		*keys = pool->pw_keys;
+	}
+}
+
+/*
+ * The salt (base64, into salt of SCRAM_SALT_B64_MAX) and iteration count of
+ * the server's first SCRAM message (r=...,s=salt,i=n); 0 when malformed.
+ */
+static long
+server_first_salt(const char *sf, uint32 len, char *salt_out)
 {
 	char		buf[SCRAM_MSG_MAX];
 	char	   *salt;
@@ -396,40 +438,210 @@ server_password_keys(Server *s, ScramPasswordKeys *k, const char *password, cons
 	char	   *end;
 	long		n;
 
-	if (!k || len == 0 || len >= sizeof(buf))
-		return false;
+	if (len == 0 || len >= sizeof(buf))
+		return 0;
 	memcpy(buf, sf, len);
 	buf[len] = '\0';
 	salt = strstr(buf, ",s=");
 	iter = strstr(buf, ",i=");
 	if (!salt || !iter)
-		return false;
+		return 0;
 	salt += 3;
 	end = strchr(salt, ',');
 	if (end)
 		*end = '\0';
 	n = strtol(iter + 3, NULL, 10);
-	if (n < 1 || strlen(salt) >= sizeof(k->salt_b64))
-		return false;
+	if (n < 1 || strlen(salt) >= SCRAM_SALT_B64_MAX)
+		return 0;
+	strlcpy(salt_out, salt, SCRAM_SALT_B64_MAX);
+	return n;
+}
+
+/*
+ * Iteration counts pgbun derives keys for: off the loop any the SCRAM code
+ * takes; inline (the kdf.c threads cannot run) about 50 ms of PBKDF2 at most.
+ */
+#define SERVER_PASSWORD_MAX_ITERATIONS 10000000
+#define SERVER_PASSWORD_MAX_INLINE_ITERATIONS 100000
+
+typedef enum KeysResult
+{
+	KEYS_READY,					/* in s->scram: answer now */
+	KEYS_PENDING,				/* a kdf.c thread derives them: server_keys_derived() answers */
+	KEYS_FAILED,				/* logged; the login fails */
+} KeysResult;
+
+static void server_keys_derived(void *owner, bool ok, const uint8 *client_key, const uint8 *server_key);
+
+/* The derivation in flight (if any) is over: forget what it kept. */
+static void
+server_kdf_forget(Server *s)
+{
+	free(s->sasl_first);
+	s->sasl_first = NULL;
+	s->sasl_first_len = 0;
+	if (s->kdf_pw)
+	{
+		explicit_bzero(s->kdf_pw, strlen(s->kdf_pw));
+		free(s->kdf_pw);
+		s->kdf_pw = NULL;
+	}
+}
+
+/*
+ * A configured password: the SCRAM keys for the salt and iteration count of
+ * the server's first message, kept (keys) so that PBKDF2 runs once per salt,
+ * not per login. A new salt goes to a kdf.c thread: the loop never runs it.
+ */
+static KeysResult
+server_password_keys(Server *s, ScramPasswordKeys *k, const char *password, const char *sf, uint32 len)
+{
+	char		salt_b64[SCRAM_SALT_B64_MAX];
+	long		n = server_first_salt(sf, len, salt_b64);
+	ScramSecret secret;
+	uint8		salt[SCRAM_SALT_B64_MAX];
+	int			salt_len;
+	char	   *pw;
+
+	if (!k || n == 0)
+		return KEYS_FAILED;
 	if (n > SERVER_PASSWORD_MAX_ITERATIONS)
 	{
-		/* the derivation runs in the loop: a server's huge count must not stall it */
 		ereport(LOG, (errmsg("pgbun: the server asks for %ld SCRAM iterations; pgbun derives keys from a password for at most %d",
 							 n, SERVER_PASSWORD_MAX_ITERATIONS)));
-		return false;
+		return KEYS_FAILED;
 	}
-	if (!k->valid || k->iterations != n || strcmp(k->salt_b64, salt) != 0)
+	if (k->valid && k->iterations == n && strcmp(k->salt_b64, salt_b64) == 0)
 	{
+		memcpy(s->scram->client_key, k->client_key, SCRAM_KEY_BYTES);
+		memcpy(s->scram->server_key, k->server_key, SCRAM_KEY_BYTES);
+		return KEYS_READY;
+	}
+	if (!worker_kdf_ready())
+	{
+		/* no threads: inline, within a bound the loop can afford */
+		if (n > SERVER_PASSWORD_MAX_INLINE_ITERATIONS)
+		{
+			ereport(LOG, (errmsg("pgbun: the server asks for %ld SCRAM iterations and pgbun cannot derive keys off its event loop; it does at most %d there",
+								 n, SERVER_PASSWORD_MAX_INLINE_ITERATIONS)));
+			return KEYS_FAILED;
+		}
 		k->valid = false;
-		if (!scram_keys_from_password(password, salt, (int) n, k->client_key, k->server_key))
-			return false;
-		strlcpy(k->salt_b64, salt, sizeof(k->salt_b64));
+		if (!scram_keys_from_password(password, salt_b64, (int) n, k->client_key, k->server_key))
+			return KEYS_FAILED;
+		strlcpy(k->salt_b64, salt_b64, sizeof(k->salt_b64));
 		k->iterations = (int) n;
 		k->valid = true;
+		ereport(DEBUG1, (errmsg("pgbun: derived the SCRAM keys of the password for user \"%s\" (inline)",
+								target_server_user(s->pool))));
+		memcpy(s->scram->client_key, k->client_key, SCRAM_KEY_BYTES);
+		memcpy(s->scram->server_key, k->server_key, SCRAM_KEY_BYTES);
+		return KEYS_READY;
 	}
-	memcpy(s->scram->client_key, k->client_key, SCRAM_KEY_BYTES);
-	memcpy(s->scram->server_key, k->server_key, SCRAM_KEY_BYTES);
-	return true;
+	memset(&secret, 0, sizeof(secret));
+	strlcpy(secret.salt_b64, salt_b64, sizeof(secret.salt_b64));
+	secret.iterations = (int) n;
+	pw = scram_password_inputs(&secret, password, salt, &salt_len);
+	if (!pw)
+		return KEYS_FAILED;
+	s->sasl_first = malloc(len);
+	s->kdf_pw = strdup(password);
+	if (s->sasl_first && s->kdf_pw)
+	{
+		memcpy(s->sasl_first, sf, len);
+		s->sasl_first_len = len;
+		s->kdf_job = kdf_submit(pw, salt, salt_len, (int) n, NULL, server_keys_derived, s);
+	}
+	explicit_bzero(pw, strlen(pw));
+	free(pw);
+	if (!s->kdf_job)
+	{
+		if (!s->sasl_first_len)
+			ereport(LOG, (errmsg("pgbun: out of memory for a SCRAM key derivation")));
+		else
+			ereport(LOG, (errmsg("pgbun: too many SCRAM key derivations and password checks in progress to log in to the server as \"%s\"; the pool tries again",
+								 target_server_user(s->pool))));
+		server_kdf_forget(s);
+		return KEYS_FAILED;
+	}
+	ereport(DEBUG1, (errmsg("pgbun: deriving the SCRAM keys of the password for user \"%s\" off the event loop (%ld iterations)",
+							target_server_user(s->pool), n)));
+	return KEYS_PENDING;
+}
+
+/* The server's first SCRAM message, keys in hand: send the client-final message. */
+static bool
+server_sasl_final(Server *s, const char *sf, uint32 len)
+{
+	char		msg[SCRAM_MSG_MAX];
+	const char *err = NULL;
+	ProtoBuf	pb;
+
+	if (!s->scram || scram_client_final(s->scram, sf, len, msg, sizeof(msg), &err) != 1)
+	{
+		ereport(LOG, (errmsg("pgbun: SCRAM exchange with the server failed: %s", err ? err : "unexpected message")));
+		goto fail;
+	}
+	if (!sbuf_out_begin(&s->sb, &pb) ||
+		!proto_put_sasl_response(&pb, (const uint8 *) msg, strlen(msg)))
+		goto fail;
+	sbuf_out_commit(&s->sb, &pb);
+	return server_auth_send(s);
+fail:
+	return server_auth_fail(s);
+}
+
+/* A kdf.c thread derived the keys for a login's salt (loop thread, kdf_collect). */
+static void
+server_keys_derived(void *owner, bool ok, const uint8 *client_key, const uint8 *server_key)
+{
+	Server	   *s = owner;
+	char	   *sf = s->sasl_first;
+	uint32		len = s->sasl_first_len;
+	const char *password;
+	ScramPasswordKeys *k;
+
+	s->kdf_job = NULL;
+	s->sasl_first = NULL;
+	if (!ok || !s->scram)
+	{
+		ereport(LOG, (errmsg("pgbun: could not derive SCRAM keys from the password of user \"%s\"",
+							 target_server_user(s->pool))));
+		server_kdf_forget(s);
+		free(sf);
+		(void) server_auth_fail(s);
+		return;
+	}
+	memcpy(s->scram->client_key, client_key, SCRAM_KEY_BYTES);
+	memcpy(s->scram->server_key, server_key, SCRAM_KEY_BYTES);
+	ereport(DEBUG1, (errmsg("pgbun: derived the SCRAM keys of the password for user \"%s\"",
+							target_server_user(s->pool))));
+	/* kept for the next login, unless a reload changed the password meanwhile */
+	server_password_source(s, &password, &k);
+	if (k && password && strcmp(password, s->kdf_pw) == 0)
+	{
+		long		n = server_first_salt(sf, len, k->salt_b64);
+
+		k->iterations = (int) n;
+		memcpy(k->client_key, client_key, SCRAM_KEY_BYTES);
+		memcpy(k->server_key, server_key, SCRAM_KEY_BYTES);
+		k->valid = n > 0;
+	}
+	server_kdf_forget(s);
+	(void) server_sasl_final(s, sf, len);
+	free(sf);
+}
+
+/* The server connection goes away: a derivation in flight is not delivered. */
+void
+server_login_forget(Server *s)
+{
+	if (s->kdf_job)
+	{
+		kdf_cancel(s->kdf_job);
+		s->kdf_job = NULL;
+	}
+	server_kdf_forget(s);
 }
 
 /* Answer one Authentication request from the server. false: give up (already closed). */
@@ -441,15 +653,11 @@ server_answer_auth(Server *s, const uint8 *body, uint32 len)
 	ProtoBuf	pb;
 	Pool	   *pool = s->pool;
 	char		msg[SCRAM_MSG_MAX];
-	const char *err = NULL;
-	Target	   *t = pool->target;
-	/* an auth connection logs in as auth_user: the forced password only if that is the forced user */
-	bool		forced = t && t->entry.user[0] &&
-		(!s->authq || strcmp(t->entry.user, pool->user) == 0);
 	/* the entry's forced password, else the role's own from pgbun.auth_file */
-	const char *forced_pw = forced ? (t->entry.password[0] ? t->entry.password : NULL) : pool->password;
-	ScramPasswordKeys *keys = forced ? &t->pw_keys : pool->pw_keys;
+	const char *forced_pw;
+	ScramPasswordKeys *keys;
 
+	server_password_source(s, &forced_pw, &keys);
 	proto_reader_init(&r, body, len);
 	code = proto_read_int32(&r);
 	if (r.error)
@@ -531,25 +739,21 @@ server_answer_auth(Server *s, const uint8 *body, uint32 len)
 				goto send;
 			}
 		case PROTO_AUTH_SASL_CONTINUE:
-			if (s->scram && forced_pw && !forced && !pool->pw_keys)
-				keys = pool->pw_keys = calloc(1, sizeof(ScramPasswordKeys));
-			if (s->scram && forced_pw && !server_password_keys(s, keys, forced_pw, (const char *) body + 4, len - 4))
+			if (s->scram && forced_pw)
 			{
-				ereport(LOG, (errmsg("pgbun: could not derive SCRAM keys from the password of user \"%s\"",
-									 target_server_user(pool))));
-				goto fail;
+				switch (server_password_keys(s, keys, forced_pw, (const char *) body + 4, len - 4))
+				{
+					case KEYS_READY:
+						break;
+					case KEYS_PENDING:
+						return true;	/* server_keys_derived() answers */
+					case KEYS_FAILED:
+						ereport(LOG, (errmsg("pgbun: could not derive SCRAM keys from the password of user \"%s\"",
+											 target_server_user(pool))));
+						goto fail;
+				}
 			}
-			if (!s->scram ||
-				scram_client_final(s->scram, (const char *) body + 4, len - 4, msg, sizeof(msg), &err) != 1)
-			{
-				ereport(LOG, (errmsg("pgbun: SCRAM exchange with the server failed: %s", err ? err : "unexpected message")));
-				goto fail;
-			}
-			if (!sbuf_out_begin(&s->sb, &pb) ||
-				!proto_put_sasl_response(&pb, (const uint8 *) msg, strlen(msg)))
-				goto fail;
-			sbuf_out_commit(&s->sb, &pb);
-			goto send;
+			return server_sasl_final(s, (const char *) body + 4, len - 4);
 		case PROTO_AUTH_SASL_FINAL:
 			if (!s->scram || !scram_client_verify_final(s->scram, (const char *) body + 4, len - 4))
 			{
@@ -567,17 +771,11 @@ server_answer_auth(Server *s, const uint8 *body, uint32 len)
 	}
 
 send:
-	/* a failed write ends the login here, not at server_connect_timeout */
-	if (sbuf_flush_out(&s->sb) >= 0)
-		return true;
-	ereport(LOG, (errmsg("pgbun: could not send the authentication answer to the server: %m")));
-	goto fail;
+	return server_auth_send(s);
 protocol_error:
 	ereport(LOG, (errmsg("pgbun: malformed authentication request from the server")));
 fail:
-	login_failed(s, true, NULL, 0);
-	server_close(s, "login failed");
-	return false;
+	return server_auth_fail(s);
 }
 
 static PktAction

@@ -29,5 +29,7 @@ extern void server_login_host_failed(Server *s, const char *reason);
  * true: the server is logged in and the event is for normal traffic.
  */
 extern bool server_login_event(Server *s, uint32 events);
+/* The connection is closing: drop its key derivation in flight (kdf.c), if any. */
+extern void server_login_forget(Server *s);
 
 #endif							/* PGBUN_SERVER_LOGIN_H */

@@ -48,6 +48,7 @@
 #include "target.h"
 #include "auth_file.h"
 #include "hba.h"
+#include "kdf.h"
 #include "listener.h"
 #include "loop_wait.h"
 #include "metrics.h"
@@ -381,6 +382,35 @@ free_closed(void)
 	}
 }
 
+static void
+kdf_exit(int code, Datum arg)
+{
+	kdf_stop();
+}
+
+/*
+ * The kdf.c threads, started and their eventfd watched at first use (a
+ * client's password check, a server login's key derivation). false when
+ * they cannot run: the caller works inline or refuses.
+ */
+bool
+worker_kdf_ready(void)
+{
+	static IoObj kdf_io = {IO_KDF};
+	static bool registered = false;
+	int			fd;
+
+	if (registered)
+		return true;
+	fd = kdf_start();
+	if (fd < 0 || poll_add_conn(fd, &kdf_io) < 0)
+		return false;
+	/* before exit() runs OpenSSL's own cleanup under a thread's feet */
+	on_proc_exit(kdf_exit, (Datum) 0);
+	registered = true;
+	return true;
+}
+
 /* Handle one readiness event; an ERROR closes only the connection involved. */
 static void
 dispatch(IoObj *obj, uint32 events)
@@ -411,7 +441,7 @@ dispatch(IoObj *obj, uint32 events)
 				dns_on_event(obj, events);
 				break;
 			case IO_KDF:
-				client_login_kdf_event();
+				(void) kdf_collect();
 				break;
 			case IO_HTTP:
 				metrics_on_event(obj, events);
