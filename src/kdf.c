@@ -234,35 +234,60 @@ int
 kdf_collect(void)
 {
 	uint64		count;
-	KdfJob	   *list;
+	uint64		one = 1;
 	int			n = 0;
+	bool		rearmed = false;
 
 	if (event_fd < 0)
 		return 0;
 	while (read(event_fd, &count, sizeof(count)) > 0)
 		;
-	pthread_mutex_lock(&mutex);
-	list = done_head;
-	done_head = NULL;
-	pthread_mutex_unlock(&mutex);
-	while (list)
+	for (;;)
 	{
-		KdfJob	   *job = list;
+		KdfJob	   *job;
 		void	   *owner;
 		bool		cancelled;
+		bool		more;
 
-		list = job->next;
 		pthread_mutex_lock(&mutex);
-		n_jobs--;
-		owner = job->owner;
-		cancelled = job->cancelled;
+		job = done_head;
+		if (job)
+		{
+			done_head = job->next;
+			n_jobs--;
+		}
+		more = done_head != NULL;
+		owner = job ? job->owner : NULL;
+		cancelled = job ? job->cancelled : false;
 		pthread_mutex_unlock(&mutex);
+		if (!job)
+			break;
+		/* an ERROR out of a callback must not strand the rest: the eventfd says they are there */
+		if (more && !rearmed)
+		{
+			while (write(event_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+				;
+			rearmed = true;
+		}
 		if (!cancelled)
 		{
-			job->done(owner, job->ok, job->client_key, job->derive ? job->server_key : NULL);
+			KdfDone		done = job->done;
+			bool		ok = job->ok;
+			bool		derive = job->derive;
+			uint8		client_key[SCRAM_KEY_BYTES];
+			uint8		server_key[SCRAM_KEY_BYTES];
+
+			/* freed first, so an ERROR in the callback leaks nothing */
+			memcpy(client_key, job->client_key, sizeof(client_key));
+			memcpy(server_key, job->server_key, sizeof(server_key));
+			job_free(job);
+			done(owner, ok, client_key, derive ? server_key : NULL);
+			OPENSSL_cleanse(client_key, sizeof(client_key));
+			OPENSSL_cleanse(server_key, sizeof(server_key));
 			n++;
 		}
-		job_free(job);
+		else
+			job_free(job);
 	}
 	return n;
 }

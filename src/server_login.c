@@ -458,10 +458,13 @@ server_first_salt(const char *sf, uint32 len, char *salt_out)
 }
 
 /*
- * Iteration counts pgbun derives keys for: off the loop any the SCRAM code
- * takes; inline (the kdf.c threads cannot run) about 50 ms of PBKDF2 at most.
+ * Iteration counts pgbun derives keys for. Off the loop up to 1,000,000
+ * (PostgreSQL's default is 4096): a server's count is CPU of pgbun's two
+ * threads, and a running derivation cannot be stopped, so a shutdown may
+ * wait for one (about a second at most). Inline, when the threads cannot
+ * run or are all taken, about 50 ms at most.
  */
-#define SERVER_PASSWORD_MAX_ITERATIONS 10000000
+#define SERVER_PASSWORD_MAX_ITERATIONS 1000000
 #define SERVER_PASSWORD_MAX_INLINE_ITERATIONS 100000
 
 typedef enum KeysResult
@@ -517,13 +520,14 @@ server_password_keys(Server *s, ScramPasswordKeys *k, const char *password, cons
 		memcpy(s->scram->server_key, k->server_key, SCRAM_KEY_BYTES);
 		return KEYS_READY;
 	}
-	if (!worker_kdf_ready())
+	if (!worker_kdf_ready() || kdf_jobs_in_flight() >= KDF_QUEUE_MAX)
 	{
-		/* no threads: inline, within a bound the loop can afford */
+		/* no threads, or all queued up: inline, within a bound the loop can afford */
 		if (n > SERVER_PASSWORD_MAX_INLINE_ITERATIONS)
 		{
-			ereport(LOG, (errmsg("pgbun: the server asks for %ld SCRAM iterations and pgbun cannot derive keys off its event loop; it does at most %d there",
-								 n, SERVER_PASSWORD_MAX_INLINE_ITERATIONS)));
+			ereport(LOG, (errmsg("pgbun: the server asks for %ld SCRAM iterations and pgbun cannot derive keys off its event loop now (%s); it does at most %d there",
+								 n, worker_kdf_ready() ? "too many derivations and password checks in progress" : "no helper threads",
+								 SERVER_PASSWORD_MAX_INLINE_ITERATIONS)));
 			return KEYS_FAILED;
 		}
 		k->valid = false;
@@ -556,11 +560,7 @@ server_password_keys(Server *s, ScramPasswordKeys *k, const char *password, cons
 	free(pw);
 	if (!s->kdf_job)
 	{
-		if (!s->sasl_first_len)
-			ereport(LOG, (errmsg("pgbun: out of memory for a SCRAM key derivation")));
-		else
-			ereport(LOG, (errmsg("pgbun: too many SCRAM key derivations and password checks in progress to log in to the server as \"%s\"; the pool tries again",
-								 target_server_user(s->pool))));
+		ereport(LOG, (errmsg("pgbun: out of memory for a SCRAM key derivation")));
 		server_kdf_forget(s);
 		return KEYS_FAILED;
 	}
@@ -786,6 +786,14 @@ server_login_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint
 
 	if (avail < size)
 		return PKT_NEED_FULL;
+	if (s->kdf_job && hdr->type != 'E' && hdr->type != 'N')
+	{
+		/* the server owes pgbun's SASL response an answer before anything else */
+		ereport(LOG, (errmsg("pgbun: the server sent '%c' while pgbun was still deriving its SCRAM keys; closing",
+							 hdr->type)));
+		(void) server_auth_fail(s);
+		return PKT_STOP;
+	}
 	switch (hdr->type)
 	{
 		case 'R':

@@ -7,7 +7,9 @@
  */
 #include "postgres.h"
 
+#include <setjmp.h>
 #include <sys/poll.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -166,6 +168,47 @@ test_cancel_and_bound(void)
 	CHECK(delivered == 1 && last_ok);
 }
 
+/* A callback that leaves by longjmp, as an ERROR would, once. */
+static jmp_buf escape;
+static bool escape_armed;
+
+static void
+on_done_escaping(void *owner, bool ok, const uint8 *client_key, const uint8 *server_key)
+{
+	on_done(owner, ok, client_key, server_key);
+	if (escape_armed)
+	{
+		escape_armed = false;
+		longjmp(escape, 1);
+	}
+}
+
+/* Jobs left when a callback errors out are delivered at the next event, not stranded. */
+static void
+test_error_in_callback(void)
+{
+	static const uint8 salt[] = "salt";
+	uint8		client_key[SCRAM_KEY_BYTES];
+	uint8		stored[SCRAM_KEY_BYTES];
+	int			fd = kdf_start();
+	int			owner = 9;
+	struct pollfd p = {.fd = fd,.events = POLLIN};
+
+	keys_of("pw", salt, 4, 1, client_key, stored);
+	delivered = 0;
+	CHECK(kdf_submit("pw", salt, 4, 1, stored, on_done_escaping, &owner) != NULL);
+	CHECK(kdf_submit("pw", salt, 4, 1, stored, on_done_escaping, &owner) != NULL);
+	usleep(200 * 1000);			/* both done (one iteration each) before the collect */
+	escape_armed = true;
+	if (setjmp(escape) == 0)
+		(void) kdf_collect();
+	CHECK(delivered == 1);
+	CHECK(poll(&p, 1, 0) == 1);	/* readable again: the other one is waiting */
+	(void) kdf_collect();
+	CHECK(delivered == 2);
+	CHECK(kdf_jobs_in_flight() == 0);
+}
+
 /* Stop (at process exit): queued checks dropped, the running one finished, threads joined. */
 static void
 test_stop(void)
@@ -188,5 +231,6 @@ kdf_suite(void)
 	UNIT_RUN(test_right_and_wrong);
 	UNIT_RUN(test_derive);
 	UNIT_RUN(test_cancel_and_bound);
+	UNIT_RUN(test_error_in_callback);
 	UNIT_RUN(test_stop);
 }
