@@ -7,9 +7,9 @@
  * of CPU that the event loop must not spend. A tiny fixed pool of threads
  * does only that arithmetic (scram_password_key, scram_salted_keys: OpenSSL,
  * no PostgreSQL call, no palloc, no elog; every signal blocked, so
- * PostgreSQL's handlers always run on the loop's thread). Jobs go in through a bounded queue; finished ones come
- * back through an eventfd the loop watches, and the loop hands each result to
- * its owner. An owner that goes away cancels its job: a waiting job is
+ * PostgreSQL's handlers always run on the loop's thread). Jobs go in through
+ * a bounded queue; finished ones come back through an eventfd the loop
+ * watches, and the loop hands each result to its owner's callback. An owner that goes away cancels its job: a waiting job is
  * dropped at once, a running one when it finishes.
  */
 #include "postgres.h"
@@ -251,17 +251,17 @@ kdf_collect(void)
 
 		pthread_mutex_lock(&mutex);
 		job = done_head;
-		if (job)
-		{
-			done_head = job->next;
-			n_jobs--;
-		}
-		more = done_head != NULL;
-		owner = job ? job->owner : NULL;
-		cancelled = job ? job->cancelled : false;
-		pthread_mutex_unlock(&mutex);
 		if (!job)
+		{
+			pthread_mutex_unlock(&mutex);
 			break;
+		}
+		done_head = job->next;
+		n_jobs--;
+		more = done_head != NULL;
+		owner = job->owner;
+		cancelled = job->cancelled;
+		pthread_mutex_unlock(&mutex);
 		/* an ERROR out of a callback must not strand the rest: the eventfd says they are there */
 		if (more && !rearmed)
 		{

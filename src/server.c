@@ -90,7 +90,6 @@ server_free(Server *s)
 {
 	prepared_server_free(s);
 	session_server_free(s);
-	server_login_forget(s);
 	free(s->params);
 	free(s->scram);
 	free(s);
