@@ -41,6 +41,7 @@ typedef struct RoleInfo
 	char		detail[128];	/* for the server log only (never sent to the client) */
 	bool		catalog_locked; /* the look-up failed because a catalog was locked */
 	bool		from_auth_file; /* not in pg_authid: the entry of pgbun.auth_file (auth_file.c) */
+	bool		scram_pending;	/* ... a plain password whose SCRAM secret is not derived yet */
 	/* for the admin console (database pgbouncer / pgbun) only */
 	bool		console_show;	/* superuser, or has pg_monitor's privileges: SHOW */
 	bool		console_admin;	/* superuser, or has pgbun_admin's privileges: commands */

@@ -8,9 +8,14 @@
  * pg_authid lacks is checked against its entry; with a plain password pgbun
  * also logs in to the server with it, with a verifier only by pass-through
  * (the server must hold the same verifier).
+ *
+ * A plain password's SCRAM secret (clients log in with SCRAM against it) is
+ * derived on a kdf.c thread at the role's first login: auth_file_secret.
  */
 #ifndef PGBUN_AUTH_FILE_H
 #define PGBUN_AUTH_FILE_H
+
+#include "lib/ilist.h"
 
 #include "auth.h"
 
@@ -22,5 +27,32 @@ extern void auth_file_reload(void);
  * NULL. false: no entry.
  */
 extern bool auth_file_lookup(const char *user, RoleInfo *role, const char **password);
+
+/* A login waiting for a plain password's SCRAM secret (role->scram_pending). */
+typedef struct AuthFileWaiter AuthFileWaiter;
+struct AuthFileWaiter
+{
+	dlist_node	node;
+	bool		waiting;		/* on a derivation's list */
+	void	   *owner;
+	/* the secret, or NULL: it could not be derived, or a reload dropped or changed the entry */
+	void		(*ready) (AuthFileWaiter *w, const ScramSecret *secret);
+};
+
+typedef enum AuthFileSecret
+{
+	AUTH_FILE_SECRET_READY,		/* role->scram is filled */
+	AUTH_FILE_SECRET_PENDING,	/* w->ready(w, ...) is called once a kdf.c thread has it */
+	AUTH_FILE_SECRET_FAILED,
+} AuthFileSecret;
+
+/*
+ * The SCRAM secret of user's plain password into role, at once when it is
+ * derived already, else once a kdf.c thread has derived it (one run for all
+ * the logins waiting).
+ */
+extern AuthFileSecret auth_file_secret(const char *user, RoleInfo *role, AuthFileWaiter *w);
+/* The waiter is going away (its client closed): take it off the list. */
+extern void auth_file_waiter_forget(AuthFileWaiter *w);
 
 #endif							/* PGBUN_AUTH_FILE_H */

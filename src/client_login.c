@@ -6,7 +6,9 @@
  * The role comes from the local catalog (auth.c), pgbun.auth_file
  * (auth_file.c) or, for a database with auth_user, auth_query on its target
  * (auth_query.c: the login waits in STEP_AUTH_QUERY, reading nothing, until
- * client_login_auth_query_done).
+ * client_login_auth_query_done). An auth_file plain password's SCRAM secret
+ * and a cleartext password's check are PBKDF2 runs on kdf.c's threads: the
+ * login waits in STEP_AUTH_SECRET or STEP_PASSWORD_CHECK meanwhile.
  *
  * During login a client owns a malloc'd AuthState (freed when the login
  * ends); from then on client.c forwards its traffic.
@@ -66,6 +68,7 @@ typedef enum LoginStep
 	STEP_PASSWORD,				/* sent AuthenticationCleartextPassword (hba "password") */
 	STEP_PASSWORD_CHECK,		/* its PBKDF2 runs on a kdf.c thread; nothing more is read */
 	STEP_AUTH_QUERY,			/* its role is being looked up on the target (auth_query.c); nothing is read */
+	STEP_AUTH_SECRET,			/* its auth_file password's SCRAM secret is being derived; nothing is read */
 	STEP_DONE,					/* authenticated */
 } LoginStep;
 
@@ -82,6 +85,8 @@ typedef struct AuthState
 	TimestampTz fail_at;		/* failed: answer then (pgbun.auth_failure_delay), 0 if not */
 	struct KdfJob *kdf_job;		/* STEP_PASSWORD_CHECK: the check in flight */
 	struct AqRequest *aq_req;	/* STEP_AUTH_QUERY: the look-up in flight */
+	AuthFileWaiter secret_wait; /* STEP_AUTH_SECRET: on the derivation's list */
+	int			method;			/* STEP_AUTH_SECRET: the challenge to send once the secret is in */
 	bool		tls_direct;		/* TLS began without SSLRequest (PostgreSQL 17 sslnegotiation=direct) */
 	bool		tls_no_alpn;	/* ... and without ALPN "postgresql": only a WebSocket upgrade may follow */
 	bool		have_peer;		/* peer: the client's address as accept() gave it (TCP) */
@@ -92,6 +97,14 @@ typedef struct AuthState
 static void auth_succeeded(Client *c);
 static void drain_unread(Client *c);
 static void begin_challenge(Client *c);
+static void send_challenge(Client *c, int method);
+
+/* Waiting for a kdf.c thread or a look-up: nothing more of the client's is read meanwhile. */
+static bool
+login_waiting(const AuthState *a)
+{
+	return a->step == STEP_PASSWORD_CHECK || a->step == STEP_AUTH_QUERY || a->step == STEP_AUTH_SECRET;
+}
 
 /* ---- helpers ---- */
 
@@ -763,12 +776,32 @@ client_login_auth_query_done(Client *c, const RoleInfo *role, const char *error)
 		client_pump_in(c);
 }
 
+/* An auth_file password's SCRAM secret came from a kdf.c thread (loop thread, kdf_collect). */
+static void
+auth_file_secret_ready(AuthFileWaiter *w, const ScramSecret *secret)
+{
+	Client	   *c = w->owner;
+	AuthState  *a = c->auth;
+
+	if (c->closed || !a || a->step != STEP_AUTH_SECRET)
+		return;
+	if (!secret)
+	{
+		client_close(c, "08006", "could not derive the SCRAM secret of role \"%s\" (its auth_file entry changed?); try again",
+					 a->user);
+		return;
+	}
+	a->role.scram = *secret;
+	a->role.scram_pending = false;
+	a->step = STEP_STARTUP;
+	send_challenge(c, a->method);
+}
+
 /* The role is known: apply hba and send the challenge (or log in, for trust). */
 static void
 begin_challenge(Client *c)
 {
 	AuthState  *a = c->auth;
-	ProtoBuf	pb;
 	int			method = pgbun_cfg->auth_type;
 
 	if (method == AUTH_TYPE_HBA && (method = hba_method(c)) < 0)
@@ -778,6 +811,34 @@ begin_challenge(Client *c)
 		auth_succeeded(c);
 		return;
 	}
+	if (a->role.scram_pending)
+	{
+		/* every challenge but md5's needs it; PBKDF2 runs on a kdf.c thread */
+		a->secret_wait.owner = c;
+		a->secret_wait.ready = auth_file_secret_ready;
+		switch (auth_file_secret(a->user, &a->role, &a->secret_wait))
+		{
+			case AUTH_FILE_SECRET_READY:
+				break;
+			case AUTH_FILE_SECRET_PENDING:
+				a->method = method;
+				a->step = STEP_AUTH_SECRET;
+				return;
+			case AUTH_FILE_SECRET_FAILED:
+				client_close(c, "XX000", "could not derive the SCRAM secret of role \"%s\"", a->user);
+				return;
+		}
+	}
+	send_challenge(c, method);
+}
+
+/* Send the challenge of method (not trust) for the role in c->auth. */
+static void
+send_challenge(Client *c, int method)
+{
+	AuthState  *a = c->auth;
+	ProtoBuf	pb;
+
 	if (c->sb.hsql)
 	{
 		/*
@@ -1251,6 +1312,8 @@ client_login_forget(Client *c)
 		auth_query_forget(c->auth->aq_req);
 		c->auth->aq_req = NULL;
 	}
+	if (c->auth)
+		auth_file_waiter_forget(&c->auth->secret_wait);
 }
 
 /* Handle one complete password-type ('p') message during login. */
@@ -1394,7 +1457,7 @@ login_msg_handler(void *owner, const ProtoHeader *hdr, const uint8 *msg, uint32 
 					 (hdr->type >= 0x20 && hdr->type < 0x7f) ? hdr->type : '?');
 		return PKT_STOP;
 	}
-	if (c->auth->fail_at || c->auth->step == STEP_PASSWORD_CHECK || c->auth->step == STEP_AUTH_QUERY)
+	if (c->auth->fail_at || login_waiting(c->auth))
 		return PKT_STOP;		/* failed (one attempt per connection), or being checked: the rest stays unread */
 	if (avail < proto_msg_size(hdr))
 		return PKT_NEED_FULL;
@@ -1422,8 +1485,7 @@ client_login_input(Client *c)
 static void
 client_login_steps(Client *c)
 {
-	if (c->auth && (c->auth->fail_at || c->auth->step == STEP_PASSWORD_CHECK ||
-					c->auth->step == STEP_AUTH_QUERY))
+	if (c->auth && (c->auth->fail_at || login_waiting(c->auth)))
 		return;					/* failed, or its password or role is being checked: nothing more is read */
 	if (!c->auth)
 	{

@@ -652,19 +652,36 @@ scram_salted_keys(const char *pw, size_t pwlen, const uint8_t *salt, int salt_le
 }
 
 bool
-scram_secret_from_password(const char *password, ScramSecret *out)
+scram_secret_salt(ScramSecret *out)
 {
 	uint8_t		salt[16];
-	uint8_t		client_key[SCRAM_KEY_BYTES];
-	bool		ok;
 
 	memset(out, 0, sizeof(*out));
 	if (!pg_strong_random(salt, sizeof(salt)) ||
 		b64_encode(salt, sizeof(salt), out->salt_b64, sizeof(out->salt_b64)) < 0)
 		return false;
 	out->iterations = 4096;		/* PostgreSQL's scram_iterations default */
-	ok = scram_keys_from_password(password, out->salt_b64, out->iterations, client_key, out->server_key) &&
-		sha256(client_key, SCRAM_KEY_BYTES, out->stored_key);
+	return true;
+}
+
+bool
+scram_secret_keys(ScramSecret *secret, const uint8_t *client_key, const uint8_t *server_key)
+{
+	memcpy(secret->server_key, server_key, SCRAM_KEY_BYTES);
+	return sha256(client_key, SCRAM_KEY_BYTES, secret->stored_key);
+}
+
+bool
+scram_secret_from_password(const char *password, ScramSecret *out)
+{
+	uint8_t		client_key[SCRAM_KEY_BYTES];
+	uint8_t		server_key[SCRAM_KEY_BYTES];
+	bool		ok;
+
+	ok = scram_secret_salt(out) &&
+		scram_keys_from_password(password, out->salt_b64, out->iterations, client_key, server_key) &&
+		scram_secret_keys(out, client_key, server_key);
 	OPENSSL_cleanse(client_key, sizeof(client_key));
+	OPENSSL_cleanse(server_key, sizeof(server_key));
 	return ok;
 }

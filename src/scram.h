@@ -98,6 +98,10 @@ extern bool scram_salted_keys(const char *pw, size_t pwlen, const uint8_t *salt,
  * can log in with SCRAM). One PBKDF2 run.
  */
 extern bool scram_secret_from_password(const char *password, ScramSecret *out);
+/* Its halves, so the PBKDF2 between them can run on a kdf.c thread: a fresh salt and count, */
+extern bool scram_secret_salt(ScramSecret *out);
+/* ... then StoredKey and ServerKey from the keys derived for them (scram_salted_keys). */
+extern bool scram_secret_keys(ScramSecret *secret, const uint8_t *client_key, const uint8_t *server_key);
 /* Parse "SCRAM-SHA-256$iter:salt$StoredKey:ServerKey". */
 extern bool scram_parse_secret(const char *verifier, ScramSecret *out);
 /* A plausible secret for a role that has none (mock exchange, no user enumeration). */

@@ -2,8 +2,9 @@
 # the local server does not have, against a second, unrelated cluster that
 # has them (no pgbun there):
 #
-#  - a plain password: clients log in with SCRAM (a secret derived when the
-#    file is read), pgbun logs in to the remote server with the password;
+#  - a plain password: clients log in with SCRAM (a secret derived at the
+#    role's first login, t/324), pgbun logs in to the remote server with the
+#    password;
 #  - a SCRAM verifier copied from the remote server: pass-through;
 #  - an md5 hash (auth_type md5): the md5 challenge both ways;
 #  - a wrong password is refused with 28P01 as for a local role;
