@@ -17,8 +17,9 @@
 #   OLD_CONF / NEW_CONF   extra postgresql.conf lines for that side, e.g.
 #                         NEW_CONF="pgbun.server_sched_batch = off"; with the
 #                         same BINDIR twice this compares two settings
-# Transaction pooling, SCRAM logins, one pgbun worker per build; only the
-# pgbun worker's own utime+stime (/proc) counts as the pooler's CPU. Works as
+# Transaction pooling, SCRAM logins, one pgbun worker per build unless a _CONF
+# sets pgbun.workers; only the pgbun workers' own utime+stime (/proc, summed
+# over the workers) counts as the pooler's CPU. Works as
 # root (the servers run as BENCH_OS_USER, default postgres) or as a normal user.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -95,15 +96,16 @@ EOF
 	PGPASSWORD=bench-pw "${RUN[@]}" "$(bin_of $side)/pgbench" -h 127.0.0.1 -p "${SERVER_PORT[$side]}" -U bench -i -q -s "$SCALE" postgres >/dev/null 2>&1
 done
 
-# The pgbun worker's pid: the process listening on pgbun's port.
-worker_pid() {
-	local pid
-	pid=$(ss -ltnpH "sport = :${PGBUN_PORT[$1]}" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
-	[ -n "$pid" ] || pid=$(pgrep -f "pgbun worker 0" | while read -r p; do
-		[ "$(readlink /proc/"$p"/cwd)" = "$TMP/$1/data" ] && echo "$p"; done | head -1)
-	echo "$pid"
+# The pgbun workers' pids (several with pgbun.workers > 1): the processes
+# listening on pgbun's port, else the workers whose cwd is that side's data dir.
+worker_pids() {
+	local pids
+	pids=$(ss -ltnpH "sport = :${PGBUN_PORT[$1]}" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u)
+	[ -n "$pids" ] || pids=$(pgrep -f "pgbun worker" | while read -r p; do
+		[ "$(readlink /proc/"$p"/cwd)" = "$TMP/$1/data" ] && echo "$p"; done)
+	echo $pids
 }
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+ticks() { local p n=0; for p in "$@"; do n=$((n + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$n"; }
 
 # pgbench_side SIDE PROTOCOL CLIENTS [APPNAME]: pgbench -S through that side's pgbun
 pgbench_side() {
@@ -116,10 +118,10 @@ pgbench_side() {
 # runs of CLIENTS/2 each (simple protocol) with different application_names at once,
 # so that most links need a SET.
 run() {
-	local side=$1 proto=$2 clients=$3 pid t0 t1 out txns tps
-	pid=$(worker_pid "$side")
-	[ -n "$pid" ] || { echo "compare-builds: no pgbun worker for $side" >&2; exit 1; }
-	t0=$(ticks "$pid")
+	local side=$1 proto=$2 clients=$3 pids t0 t1 out txns tps
+	pids=$(worker_pids "$side")
+	[ -n "$pids" ] || { echo "compare-builds: no pgbun worker for $side" >&2; exit 1; }
+	t0=$(ticks $pids)
 	if [ "$proto" = appnames ]; then
 		pgbench_side "$side" simple $((clients / 2)) app_a >"$TMP/a.out" &
 		local pa=$!
@@ -129,7 +131,7 @@ run() {
 	else
 		out=$(pgbench_side "$side" "$proto" "$clients") || { echo "$out" >&2; exit 1; }
 	fi
-	t1=$(ticks "$pid")
+	t1=$(ticks $pids)
 	txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out" | awk '{ n += $1 } END { print n }')
 	tps=$(sed -n 's/^tps = \([0-9.]*\) (without.*/\1/p' <<<"$out" | awk '{ n += $1 } END { print n }')
 	[ -n "$txns" ] && [ "$txns" -gt 0 ] || { echo "$out" >&2; exit 1; }
@@ -167,6 +169,6 @@ for w in $WORKLOADS; do
 	say "$(awk -v w="$w" -v ot="$ot" -v nt="$nt" -v oc="$oc" -v nc="$nc" 'BEGIN {
 		printf "%-16s %10.0f %10.0f %7.2fx %12.2f %12.2f %7.2fx", w, ot, nt, nt / ot, oc, nc, nc / oc }')"
 done
-say "(medians; ratio = new / old; CPU is the pgbun worker's utime+stime per transaction)"
+say "(medians; ratio = new / old; CPU is the pgbun workers' utime+stime per transaction)"
 mkdir -p "$(dirname "$0")/results"
 cp "$REPORT" "$(dirname "$0")/results/compare-latest.txt"

@@ -56,6 +56,7 @@ SCALE=${SCALE:-10}
 IDLE_CLIENTS=${IDLE_CLIENTS:-5000}
 BENCH_HOST=${BENCH_HOST:-127.0.0.1}
 MAX_CONNECTIONS=${MAX_CONNECTIONS:-150}
+PGBUN_WORKERS=${PGBUN_WORKERS:-}  # pgbun.workers; empty: pgbun's default (1); -1: one per CPU
 KEEP=${KEEP:-0}
 DB=bench
 DBUSER=bench
@@ -271,6 +272,7 @@ pgbun.auth_type = $([ "${2:-}" = tls ] && echo scram-sha-256 || echo trust)
 pgbun.server_reset_query = 'DISCARD ALL'
 pgbun.log_connections = off
 pgbun.log_disconnections = off
+${PGBUN_WORKERS:+pgbun.workers = $PGBUN_WORKERS}
 EOF
 	fi
 	if [ "${2:-}" = tls ]; then
@@ -373,6 +375,7 @@ pgbun_pids() {
 }
 PGBUN_PIDS_START=
 [ "$PGBUN_STATUS" = ok ] && PGBUN_PIDS_START=$(pgbun_pids)
+[ "$PGBUN_STATUS" = ok ] && say "pgbun:     $(wc -w <<<"$PGBUN_PIDS_START") worker(s) (pgbun.workers = ${PGBUN_WORKERS:-default})" && say ""
 
 # ---------------------------------------------------------------- PgBouncer
 cat >"$TMPD/userlist.txt" <<EOF

@@ -405,6 +405,7 @@ auth_file_secret(const char *user, RoleInfo *role, AuthFileWaiter *w)
 			return AUTH_FILE_SECRET_FAILED;
 		}
 		e->scram_ready = true;
+		ereport(DEBUG1, (errmsg("pgbun: derived the SCRAM secret of auth_file role \"%s\" inline (no kdf thread could take it)", user)));
 	}
 	if (e->scram_ready)
 	{

@@ -418,6 +418,20 @@ client_out_watch(SBuf *sb, bool on)
 	return poll_conn_watch_out(sb->fd, &c->io, on);
 }
 
+/*
+ * After a hang-up event, for a client whose input is left unread: has it
+ * closed its end? Only when nothing it sent is still unread (a peek of 0
+ * bytes); otherwise its turn to be read comes, and the read finds the end.
+ */
+static bool
+peer_hung_up(Client *c)
+{
+	char		b;
+	ssize_t		n = recv(c->sb.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
 void
 client_on_event(Client *c, uint32 events)
 {
@@ -431,6 +445,10 @@ client_on_event(Client *c, uint32 events)
 			if (sbuf_out_pending(&c->sb) && !client_flush(c))
 				return;
 			client_login_input(c);
+			/* a login waiting for a thread or a look-up reads nothing: notice a hang-up, cancel the wait */
+			if (!c->closed && c->state == CL_LOGIN && (events & PEV_HUP) && client_login_waiting(c) &&
+				peer_hung_up(c))
+				client_close(c, NULL, "client disconnected during login");
 			break;
 		case CL_WAITING_LOGIN:
 		case CL_WAITING:
@@ -443,14 +461,8 @@ client_on_event(Client *c, uint32 events)
 				if (c->closed)
 					return;
 			}
-			if (events & PEV_HUP)
-			{
-				char		b;
-				ssize_t		n = recv(c->sb.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-
-				if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
-					client_close(c, NULL, "client disconnected while waiting");
-			}
+			if ((events & PEV_HUP) && peer_hung_up(c))
+				client_close(c, NULL, "client disconnected while waiting");
 			break;
 		case CL_ACTIVE:
 			if (c->console)

@@ -1299,6 +1299,12 @@ password_checked(void *owner, bool ok, const uint8 *client_key, const uint8 *ser
 		client_pump_in(c);
 }
 
+bool
+client_login_waiting(Client *c)
+{
+	return c->auth && login_waiting(c->auth);
+}
+
 void
 client_login_forget(Client *c)
 {

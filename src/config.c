@@ -14,6 +14,8 @@
 #include "postgres.h"
 
 #include <limits.h>
+#include <sched.h>
+#include <unistd.h>
 
 #include "utils/guc.h"
 
@@ -473,6 +475,34 @@ config_pool_size(const char *database)
 	return (d && d->pool_size > 0) ? d->pool_size : pgbun_cfg->default_pool_size;
 }
 
+/*
+ * pgbun.workers = -1: one worker per CPU the postmaster may run on, at most
+ * PGBUN_WORKERS_AUTO_MAX. One worker passes every message of its clients in
+ * series, so on a busy server the backends may wait for it while a core
+ * idles; more workers use that core, at some CPU per transaction (README,
+ * Several workers). Past a few, more workers only split each pool's servers
+ * into more shares. The value is set back into the GUC so that SHOW
+ * pgbun.workers tells what runs.
+ */
+static void
+resolve_auto_workers(void)
+{
+	cpu_set_t	cpus;
+	long		n = 0;
+	char		buf[16];
+
+	if (pgbun_workers != PGBUN_WORKERS_AUTO)
+		return;
+	if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0)
+		n = CPU_COUNT(&cpus);
+	if (n <= 0)
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	n = Max(1, Min(n, PGBUN_WORKERS_AUTO_MAX));
+	snprintf(buf, sizeof(buf), "%ld", n);
+	/* -1 comes from a file or ALTER SYSTEM (the default is 1): override it */
+	SetConfigOption("pgbun.workers", buf, PGC_POSTMASTER, PGC_S_OVERRIDE);
+}
+
 void
 pgbun_define_gucs(void)
 {
@@ -487,9 +517,10 @@ pgbun_define_gucs(void)
 							   "Directories for pgbun's Unix socket; empty means the server's unix_socket_directories.",
 							   NULL, &pgbun_unix_socket_directories, "",
 							   PGC_SIGHUP, GUC_LIST_INPUT, NULL, NULL, NULL);
-	DefineCustomIntVariable("pgbun.workers", "Number of pooler background workers (0: pooler off, SQL functions only).",
-							NULL, &pgbun_workers, 1, 0, 64,
+	DefineCustomIntVariable("pgbun.workers", "Number of pooler background workers (-1: one per CPU, at most 4; 0: pooler off, SQL functions only).",
+							NULL, &pgbun_workers, 1, PGBUN_WORKERS_AUTO, 64,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	resolve_auto_workers();
 	DefineCustomEnumVariable("pgbun.pool_mode", "When a server connection goes back to the pool.",
 							 NULL, &pgbun_pool_mode, POOL_MODE_SESSION, pool_mode_options,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);

@@ -34,6 +34,11 @@ extern char *pgbun_listen_addresses;
 extern int	pgbun_port;
 extern char *pgbun_unix_socket_directories;
 extern int	pgbun_workers;
+
+/* pgbun.workers = -1: one per CPU, at most PGBUN_WORKERS_AUTO_MAX (config.c) */
+#define PGBUN_WORKERS_AUTO		(-1)
+#define PGBUN_WORKERS_AUTO_MAX	4
+
 extern int	pgbun_pool_mode;
 extern int	pgbun_auth_type;
 extern int	pgbun_default_pool_size;

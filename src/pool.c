@@ -902,6 +902,9 @@ janitor_pool(Pool *pool)
 
 		if (expired(c->connect_time, pgbun_cfg->client_login_timeout))
 			client_close(c, "08P01", "client_login_timeout: server login not finished in time");
+		/* it waits for a server as a query does: the first login of a pool needs one */
+		else if (expired(c->wait_start, pgbun_cfg->query_wait_timeout))
+			client_close(c, "57014", "query_wait_timeout: no server connection became free in time");
 	}
 	dlist_foreach_modify(it, &pool->waiting_clients)
 	{

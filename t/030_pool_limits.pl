@@ -338,6 +338,24 @@ $holder->quit;
 ($rc, $out, $err) = pgbun_psql($node, 'SELECT 3', %alice, dbname => 'waitdb');
 is($out, '3', 'query_wait_timeout: once the holder leaves, a new client is served') or diag($err);
 
+# The first login of a pool waits for a server too (it needs the server's
+# parameters): with max_db_connections = 1 held by alice, prober's first
+# login to waitdb gets query_wait_timeout's 57014, not a login that hangs
+# until client_login_timeout.
+reload_sync($node, \%probe,
+	'pgbun.default_pool_size' => undef,
+	'pgbun.max_db_connections' => '1');
+$holder = pgbun_session($node, %alice, dbname => 'waitdb');
+$holder->query('BEGIN');
+is($holder->query('SELECT 4'), '4', 'query_wait_timeout at login: alice holds waitdb\'s one server');
+$raw = raw_connect($node);
+$r = $raw->login(user => 'prober', password => 'prober-pw', database => 'waitdb');
+is($r->{error}{C} // '', '57014', 'query_wait_timeout at login: SQLSTATE 57014') or diag(explain($r));
+like($r->{error}{M} // '', qr/^pgbun: query_wait_timeout/, 'query_wait_timeout at login: pgbun names the timeout');
+$raw->close;
+$holder->query('COMMIT');
+$holder->quit;
+
 check_server_same($node, $identity, 'end of 030');
 
 stop_node($node);

@@ -25,8 +25,7 @@ use PgbunTest;
 my $node = pgbun_node(name => 'shutdown');
 $node->safe_psql('postgres', "CREATE ROLE alice LOGIN PASSWORD 'alice-pw'");
 my %alice = (user => 'alice', password => 'alice-pw');
-my $wpid = worker_pid($node);
-like($wpid, qr/^\d+$/, 'one pgbun worker is running');
+like(worker_pid($node), qr/^\d+(\n\d+)*$/, 'the pgbun workers are running');
 
 my $raw = raw_connect($node);
 my $login = $raw->login(%alice);
@@ -84,15 +83,15 @@ like($log, qr/database system is shut down/, 'the server shut down cleanly');
 
 my $orphan = pgbun_node(name => 'pmdeath');
 $orphan->safe_psql('postgres', "CREATE ROLE alice LOGIN PASSWORD 'alice-pw'");
-my $orphan_worker = worker_pid($orphan);
-like($orphan_worker, qr/^\d+$/, 'postmaster death: a worker is running');
+my @orphan_workers = split /\n/, worker_pid($orphan);
+ok(@orphan_workers && !grep({ !/^\d+$/ } @orphan_workers), 'postmaster death: the workers are running');
 my $orphan_client = raw_connect($orphan);
 ok($orphan_client->login(%alice)->{ok}, 'postmaster death: a client is logged in');
 is_deeply($orphan_client->query('SELECT 5')->{rows}, [ ['5'] ], 'postmaster death: and holds a server');
 
 kill 'KILL', $orphan->{_pid};
-ok(wait_until(sub { process_gone($orphan_worker) }, hang_guard(), 0.1),
-	'postmaster death: the pgbun worker exits by itself');
+ok(wait_until(sub { !grep { !process_gone($_) } @orphan_workers }, hang_guard(), 0.1),
+	'postmaster death: every pgbun worker exits by itself');
 my $od = $orphan_client->read_to_eof(hang_guard());
 ok($od->{eof}, 'postmaster death: the client\'s connection is closed');
 $orphan_client->close;

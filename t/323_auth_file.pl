@@ -19,16 +19,8 @@ use Test::More;
 
 use PgbunTest;
 
-my $boot = bootstrap_user();
-
 # the remote cluster: no pgbun, its own roles
-my $remote = PostgreSQL::Test::Cluster->new('remote');
-$remote->init;
-$remote->append_conf('postgresql.conf', "listen_addresses = '127.0.0.1'\n");
-open my $fh, '>', $remote->data_dir . '/pg_hba.conf' or die $!;
-print $fh "local all $boot trust\nhost all all 127.0.0.1/32 md5\n";
-close $fh;
-$remote->start;
+my $remote = remote_cluster('remote', 'md5');
 $remote->safe_psql('postgres', q{
 	SET password_encryption = 'scram-sha-256';
 	CREATE ROLE r_plain LOGIN PASSWORD 'plain-pw';
@@ -47,7 +39,7 @@ my $node = pgbun_node(
 		'pgbun.databases' => "remote = host=127.0.0.1 port=$rport dbname=postgres",
 	});
 my $authfile = $node->data_dir . '/userlist.txt';
-open $fh, '>', $authfile or die $!;
+open my $fh, '>', $authfile or die $!;
 print $fh qq{; PgBouncer's format: comments and other lines are skipped\n};
 print $fh qq{"r_plain" "plain-pw"\n"r_scram" "$scram"\n"r_md5" "$md5"\n};
 print $fh qq{"bothr" "file-pw"\n"broken line\n};

@@ -18,7 +18,12 @@
 #    login gets 08006 "try again", the new password then works and the old
 #    one gets 28P01;
 #  - a reload that keeps a password: the next login derives nothing;
-#  - the ten checks ahead of them all succeed.
+#  - the ten checks ahead of them all succeed;
+#  - with kdf.c's queue full (64 password checks of 8,000,000 iterations),
+#    a first login of another role derives its secret inline and gets in, a
+#    65th check is refused with 53300, and once the waiting checks' clients
+#    leave (the worker notices though it reads nothing from them), their
+#    jobs are dropped and a check gets in again.
 use strict;
 use warnings FATAL => 'all';
 
@@ -35,18 +40,13 @@ use PgbunTest;
 my $boot = bootstrap_user();
 
 # the remote cluster: no pgbun, the auth_file roles are its own
-my $remote = PostgreSQL::Test::Cluster->new('afremote');
-$remote->init;
-$remote->append_conf('postgresql.conf', "listen_addresses = '127.0.0.1'\n");
-open my $fh, '>', $remote->data_dir . '/pg_hba.conf' or die $!;
-print $fh "local all $boot trust\nhost all all 127.0.0.1/32 scram-sha-256\n";
-close $fh;
-$remote->start;
+my $remote = remote_cluster('afremote', 'scram-sha-256');
 $remote->safe_psql('postgres', q{
 	SET password_encryption = 'scram-sha-256';
 	CREATE ROLE af1 LOGIN PASSWORD 'af1-pw';
 	CREATE ROLE af2 LOGIN PASSWORD 'af2-pw';
 	CREATE ROLE af3 LOGIN PASSWORD 'af3-pw';
+	CREATE ROLE af4 LOGIN PASSWORD 'af4-pw';
 });
 my $rport = $remote->port;
 
@@ -60,8 +60,8 @@ my $node = pgbun_node(name => 'afkdf', wait_listen => 0, create_extension => 0,
 		'log_min_messages' => 'debug1',
 	});
 my $hba_path = $node->data_dir . '/pgbun_hba.conf';
-open $fh, '>', $hba_path or die $!;
-print $fh "host all $boot 127.0.0.1/32 trust\nhost all slow 127.0.0.1/32 password\nhost all all 127.0.0.1/32 scram-sha-256\n";
+open my $fh, '>', $hba_path or die $!;
+print $fh "host all $boot 127.0.0.1/32 trust\nhost all slow 127.0.0.1/32 password\nhost all fill 127.0.0.1/32 password\nhost all all 127.0.0.1/32 scram-sha-256\n";
 close $fh;
 my $authfile = $node->data_dir . '/userlist.txt';
 
@@ -69,7 +69,7 @@ sub write_authfile
 {
 	my ($af2_password) = @_;
 	open my $out, '>', $authfile or die $!;
-	print $out qq{"af1" "af1-pw"\n"af2" "$af2_password"\n"af3" "af3-pw"\n};
+	print $out qq{"af1" "af1-pw"\n"af2" "$af2_password"\n"af3" "af3-pw"\n"af4" "af4-pw"\n};
 	close $out;
 }
 write_authfile('af2-pw');
@@ -89,7 +89,7 @@ SELECT pg_reload_conf();
 });
 ok(PgbunTest::wait_for_listen(pgbun_port($node)), 'pgbun listens');
 $node->safe_psql('postgres', 'CREATE EXTENSION pgbun');
-ok(wait_until(sub { slurp_file($node->logfile) =~ /loaded 3 entries from auth_file/ }, hang_guard(), 0.1),
+ok(wait_until(sub { slurp_file($node->logfile) =~ /loaded 4 entries from auth_file/ }, hang_guard(), 0.1),
 	'the auth_file is read');
 
 # The worker's DEBUG1 lines for a role's derivation: started, or done.
@@ -198,6 +198,55 @@ for my $raw (@slow)
 }
 is($in, 10, 'the ten slow checks ahead of the derivations all got in');
 $_->terminate for @slow;
+
+############ the queue full: a first login derives its secret inline
+
+# A verifier of 8,000,000 iterations with made-up keys (a wrong password
+# costs the same PBKDF2 run): the two threads are busy with the first two
+# checks for seconds, and 62 more wait behind them (kdf.c holds 64 jobs).
+my $fill_verifier = sprintf('SCRAM-SHA-256$%d:%s$%s:%s', 8000000, encode_base64('f' x 16, ''),
+	encode_base64('k' x 32, ''), encode_base64('s' x 32, ''));
+$node->safe_psql('postgres', "CREATE ROLE fill LOGIN PASSWORD '$fill_verifier'");
+
+sub start_fill_check
+{
+	my $raw = start_login('fill', 'postgres');
+	my $m = $raw->read_message(hang_guard());
+	$raw->send_bytes(PgbunTest::Raw::message('p', "wrong-pw\0"));
+	return $raw;
+}
+my @fill = map { start_fill_check() } 1 .. 64;
+my $over = start_fill_check();
+my $ov = $over->authenticate(secs => hang_guard());
+is($ov->{error}{C} // '', '53300', 'the queue full: a 65th password check is refused with 53300');
+like($ov->{error}{M} // '', qr/^pgbun: too many password checks/, 'and told why');
+$over->close;
+ok(raw_connect($node)->login(user => 'af4', password => 'af4-pw', database => 'remote', secs => 120)->{ok},
+	'the queue full: af4\'s first login gets in');
+like(slurp_file($node->logfile), qr/derived the SCRAM secret of auth_file role "af4" inline/,
+	'its secret was derived inline');
+is(derivations('af4', 1), 0, 'no derivation of af4 was queued');
+$_->close for @fill;
+# The worker reads nothing of a login waiting for its check, yet it notices
+# the hang-ups and cancels the jobs: the 62 waiting ones are dropped, the
+# two running ones forgotten (no answer is logged for any of them).
+sub count_in_log
+{
+	my ($re) = @_;
+	my @n = slurp_file($node->logfile) =~ /$re/g;
+	return scalar @n;
+}
+# (53300 until the worker has seen the hang-ups: try again)
+ok(wait_until(
+		sub {
+			raw_connect($node)->login(user => 'slow', password => 'slow-pw', database => 'postgres', secs => 120)->{ok};
+		},
+		hang_guard(), 0.1),
+	'a password check gets in again');
+is(count_in_log(qr/password authentication failed for user "fill"/), 0,
+	'none of the 64 checks was answered (the jobs were dropped)');
+$bystander->send_bytes(PgbunTest::Raw::query_message('SELECT 6 * 7'));
+is($bystander->read_result(hang_guard())->{rows}[0][0] // '', '42', 'the bystander is still served');
 $bystander->terminate;
 
 stop_node($node);

@@ -31,16 +31,8 @@ use Test::More;
 
 use PgbunTest;
 
-my $boot = bootstrap_user();
-
 # ---- the target: its own roles, md5 in pg_hba (SCRAM verifiers use SCRAM) ----
-my $target = PostgreSQL::Test::Cluster->new('target');
-$target->init;
-$target->append_conf('postgresql.conf', "listen_addresses = '127.0.0.1'\nlog_statement = 'all'\n");
-open my $fh, '>', $target->data_dir . '/pg_hba.conf' or die $!;
-print $fh "local all $boot trust\nhost all all 127.0.0.1/32 md5\n";
-close $fh;
-$target->start;
+my $target = remote_cluster('target', 'md5', "log_statement = 'all'\n");
 my $tport = $target->port;
 $target->safe_psql('postgres', q{
 	SET password_encryption = 'scram-sha-256';
@@ -106,7 +98,7 @@ my $node = pgbun_node(
 		'pgbun.auth_user' => 'pgbun_auth',
 	});
 my $authfile = $node->data_dir . '/userlist.txt';
-open $fh, '>', $authfile or die $!;
+open my $fh, '>', $authfile or die $!;
 print $fh qq{"pgbun_auth" "auth-pw"\n"r_file" "file-pw"\n};
 close $fh;
 # a local role with the name of a target role, and another password

@@ -32,7 +32,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(
-  pgbun_node pgbun_port bootstrap_user
+  pgbun_node remote_cluster pgbun_port bootstrap_user
   pgbun_psql pgbun_session direct_session
   worker_pid server_identity check_server_same
   wait_until poll_sql reload_conf reload_sync
@@ -97,7 +97,10 @@ sub bootstrap_user
 Creates, configures and starts a cluster with pgbun preloaded. Options:
 
   name             node name (default 'pgbun')
-  conf             hashref of extra settings (pgbun.* or anything else)
+  conf             hashref of extra settings (pgbun.* or anything else); a
+                   setting given as undef is left at its default (and
+                   pgbun.workers given as undef is not set by
+                   PGBUN_TEST_WORKERS either)
   hba_extra        arrayref of pg_hba.conf lines placed before 'local all all md5'
   preload          0 to leave shared_preload_libraries empty (default 1)
   wait_listen      0 to not wait for the pooler port (default 1)
@@ -136,10 +139,17 @@ sub pgbun_node
 		$conf .= "pgbun.listen_addresses = '127.0.0.1'\n";
 		$conf .= "pgbun.tcp_defer_accept = 0\n" unless $opts{defer_accept};
 	}
-	my $extra = $opts{conf} // {};
+	my $extra = { %{ $opts{conf} // {} } };
+	# PGBUN_TEST_WORKERS=N: the tests that do not choose their worker count
+	# run with N workers instead of the default 1, to see what they assume
+	# (most look at how one worker pools: the second client reuses the first
+	# one's backend, a pool of 1 holds one server, per-worker limits).
+	$extra->{'pgbun.workers'} = $ENV{PGBUN_TEST_WORKERS}
+	  if $preload && $ENV{PGBUN_TEST_WORKERS} && !exists $extra->{'pgbun.workers'};
 	foreach my $k (sort keys %$extra)
 	{
 		my $v = $extra->{$k};
+		next unless defined $v;    # undef: the setting keeps its default
 		$v =~ s/'/''/g;
 		$conf .= "$k = '$v'\n";
 	}
@@ -170,6 +180,33 @@ sub pgbun_node
 	{
 		$node->safe_psql('postgres', 'CREATE EXTENSION pgbun');
 	}
+	return $node;
+}
+
+=pod
+
+=item remote_cluster($name, $method, $conf)
+
+Creates and starts a cluster without pgbun, for pgbun.databases entries to
+reach as a remote server: it listens on 127.0.0.1, trusts the bootstrap
+superuser on its Unix socket (the test's own side door) and asks every TCP
+login for $method (md5, scram-sha-256, ...). $conf: extra postgresql.conf
+lines.
+
+=cut
+
+sub remote_cluster
+{
+	my ($name, $method, $conf) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', "listen_addresses = '127.0.0.1'\n" . ($conf // ''));
+	my $boot = bootstrap_user();
+	open my $fh, '>', $node->data_dir . '/pg_hba.conf'
+	  or die "cannot write pg_hba.conf: $!";
+	print $fh "local all $boot trust\nhost all all 127.0.0.1/32 $method\n";
+	close $fh;
+	$node->start;
 	return $node;
 }
 
@@ -277,12 +314,15 @@ sub reload_conf
 	return;
 }
 
-# reload_conf, then wait until the pooler's worker has applied it. The probe:
-# the same reload sets pgbun.server_reset_query to a fresh marker, and a
+# reload_conf, then wait until the pooler's workers have applied it. The
+# probe: the same reload sets pgbun.server_reset_query to a fresh marker, and a
 # client logging in and out through the pooler (as $login->{user} /
-# $login->{password}) makes the worker run the reset query on the server,
-# where log_statement = all records it. Once the marker shows up as an
-# executed statement the worker holds the new configuration.
+# $login->{password}) makes a worker run the reset query on the server, where
+# log_statement = all records it. Once the marker shows up as an executed
+# statement that worker holds the new configuration. With several workers the
+# kernel spreads the probe's logins over them, so the probe goes on until the
+# backends that ran the marker (the [pid] of log_line_prefix) belong to servers
+# of every worker (pgbun.servers: remote_pid, worker, sampled after each probe).
 my $reload_seq = 0;
 
 sub reload_sync
@@ -291,17 +331,35 @@ sub reload_sync
 	my $marker = sprintf('pgbun-test-reload-%d-%d', $$, ++$reload_seq);
 	reload_conf($node, %settings,
 		'pgbun.server_reset_query' => "DISCARD ALL /* $marker */");
-	my $seen = qr{statement: DISCARD ALL /\* \Q$marker\E \*/};
+	my $seen = qr{\[(\d+)\] .*statement: DISCARD ALL /\* \Q$marker\E \*/};
+	my $workers = $node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pgbun worker'");
+	my %worker_of;    # server backend pid -> pgbun worker, as seen so far
 	my $ok = wait_until(
 		sub {
 			pgbun_psql($node, 'SELECT 1', %$login, timeout => 30);
 			my $log = eval { slurp_file($node->logfile) } // '';
-			return $log =~ $seen;
+			my %pids = map { $_ => 1 } ($log =~ /$seen/g);
+			return 0 unless %pids;
+			return 1 if $workers <= 1;
+			# a server may be handed to another worker later: remember
+			# whose it was as soon as the probe's logout left it idle
+			my ($rc, $out) = (0, '');
+			$rc = $node->psql('postgres', 'SELECT remote_pid, worker FROM pgbun.servers',
+				stdout => \$out);
+			return 1 if $rc != 0;	# no pgbun extension here: one worker seen must do
+			foreach (split /\n/, $out)
+			{
+				my ($pid, $w) = split /\|/;
+				$worker_of{$pid} //= $w if defined $w;
+			}
+			my %done = map { $_ => 1 } grep { defined } map { $worker_of{$_} } keys %pids;
+			return scalar(keys %done) >= $workers;
 		},
 		hang_guard(),
 		0.2);
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	ok($ok, 'reload applied by the pgbun worker: '
+	ok($ok, 'reload applied by the pgbun worker' . ($workers > 1 ? 's' : '') . ': '
 		  . join(', ', map { "$_=" . ($settings{$_} // 'DEFAULT') } sort keys %settings));
 	return $ok;
 }
