@@ -445,7 +445,7 @@ client_on_event(Client *c, uint32 events)
 			if (sbuf_out_pending(&c->sb) && !client_flush(c))
 				return;
 			client_login_input(c);
-			/* a login waiting for a thread or a look-up reads nothing: notice a hang-up, cancel the wait */
+			/* a login that waits (a thread, a look-up, a delayed failure) reads nothing: notice a hang-up */
 			if (!c->closed && c->state == CL_LOGIN && (events & PEV_HUP) && client_login_waiting(c) &&
 				peer_hung_up(c))
 				client_close(c, NULL, "client disconnected during login");

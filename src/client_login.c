@@ -1302,7 +1302,7 @@ password_checked(void *owner, bool ok, const uint8 *client_key, const uint8 *ser
 bool
 client_login_waiting(Client *c)
 {
-	return c->auth && login_waiting(c->auth);
+	return c->auth && (c->auth->fail_at || login_waiting(c->auth));
 }
 
 void

@@ -18,7 +18,10 @@ extern bool client_login_fail_due(Client *c);
 extern void client_login_refuse(Client *c);
 /* client_close of a refused client: its place among the refusals in progress is free. */
 extern void client_login_refused_closed(Client *c);
-/* Its login waits for a kdf.c thread, an auth_query look-up or an auth_file secret (nothing is read). */
+/*
+ * Its login waits for a kdf.c thread, an auth_query look-up, an auth_file
+ * secret or the answer to its failure (auth_failure_delay): nothing is read.
+ */
 extern bool client_login_waiting(Client *c);
 /* The client is being freed: cancel what its login still has running. */
 extern void client_login_forget(Client *c);

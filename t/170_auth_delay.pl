@@ -5,6 +5,8 @@
 #    client is still listed as logging in;
 #  - during that time another client logs in and runs a query (the worker
 #    never sleeps);
+#  - a held client that hangs up is closed at once, not kept (counted
+#    against max_client_conn) until its answer is due;
 #  - the worker never restarts.
 # The doubling per address and the cap are unit-tested (test_throttle.c).
 
@@ -55,6 +57,25 @@ chomp($answer) if defined $answer;
 is($answer // 'none', '28P01', 'after the delay the held client gets 28P01');
 is($node->safe_psql('postgres', "SELECT count(*) FROM pgbun.clients WHERE state = 'login'"),
 	'0', 'and is gone');
+
+# A second failure from this address, held twice as long (10 s); its
+# client hangs up meanwhile.
+sub answers_sent
+{
+	my @n = slurp_file($node->logfile) =~ /error sent to the client: pgbun: password authentication failed/g;
+	return scalar @n;
+}
+my $sent = answers_sent();
+my $leaver = raw_connect($node);
+my $lr = $leaver->login(user => 'alice', password => 'wrong', database => 'postgres', secs => 1);
+ok($lr->{timeout} && !$lr->{error}, 'a second wrong password is held too') or diag(explain($lr));
+$leaver->close;
+ok( wait_until(
+		sub {
+			$node->safe_psql('postgres', "SELECT count(*) FROM pgbun.clients WHERE state = 'login'") eq '0';
+		}),
+	'the held client that hung up is gone');
+is(answers_sent(), $sent, 'closed for its hang-up, not answered at the end of its delay');
 
 check_server_same($node, $identity, 'end of 170');
 stop_node($node);
