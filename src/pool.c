@@ -891,6 +891,14 @@ janitor_clients(void)
 	}
 }
 
+/* A client waiting for a server (for a query, or for its pool's first login) past query_wait_timeout. */
+static void
+close_if_waited_too_long(Client *c)
+{
+	if (expired(c->wait_start, pgbun_cfg->query_wait_timeout))
+		client_close(c, "57014", "query_wait_timeout: no server connection became free in time");
+}
+
 static void
 janitor_pool(Pool *pool)
 {
@@ -902,17 +910,11 @@ janitor_pool(Pool *pool)
 
 		if (expired(c->connect_time, pgbun_cfg->client_login_timeout))
 			client_close(c, "08P01", "client_login_timeout: server login not finished in time");
-		/* it waits for a server as a query does: the first login of a pool needs one */
-		else if (expired(c->wait_start, pgbun_cfg->query_wait_timeout))
-			client_close(c, "57014", "query_wait_timeout: no server connection became free in time");
+		else
+			close_if_waited_too_long(c);
 	}
 	dlist_foreach_modify(it, &pool->waiting_clients)
-	{
-		Client	   *c = dlist_container(Client, node, it.cur);
-
-		if (expired(c->wait_start, pgbun_cfg->query_wait_timeout))
-			client_close(c, "57014", "query_wait_timeout: no server connection became free in time");
-	}
+		close_if_waited_too_long(dlist_container(Client, node, it.cur));
 	if (pgbun_cfg->client_idle_timeout > 0)
 	{
 		dlist_foreach_modify(it, &pool->active_clients)

@@ -60,12 +60,8 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM pgbun.clients WHERE state 
 
 # A second failure from this address, held twice as long (10 s); its
 # client hangs up meanwhile.
-sub answers_sent
-{
-	my @n = slurp_file($node->logfile) =~ /error sent to the client: pgbun: password authentication failed/g;
-	return scalar @n;
-}
-my $sent = answers_sent();
+my $answer_re = qr/error sent to the client: pgbun: password authentication failed/;
+my $sent = log_count($node, $answer_re);
 my $leaver = raw_connect($node);
 my $lr = $leaver->login(user => 'alice', password => 'wrong', database => 'postgres', secs => 1);
 ok($lr->{timeout} && !$lr->{error}, 'a second wrong password is held too') or diag(explain($lr));
@@ -75,7 +71,7 @@ ok( wait_until(
 			$node->safe_psql('postgres', "SELECT count(*) FROM pgbun.clients WHERE state = 'login'") eq '0';
 		}),
 	'the held client that hung up is gone');
-is(answers_sent(), $sent, 'closed for its hang-up, not answered at the end of its delay');
+is(log_count($node, $answer_re), $sent, 'closed for its hang-up, not answered at the end of its delay');
 
 check_server_same($node, $identity, 'end of 170');
 stop_node($node);

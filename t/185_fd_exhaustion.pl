@@ -56,13 +56,6 @@ sub set_nofile
 	return;
 }
 
-sub log_count
-{
-	my ($re) = @_;
-	my @n = slurp_file($node->logfile) =~ /$re/g;
-	return scalar @n;
-}
-
 ############ no socket for a server connection
 
 # one descriptor left: bob's client socket takes it, his pool's first
@@ -71,16 +64,16 @@ set_nofile($free[1]);
 my $cb = raw_connect($node);
 my $r = $cb->login(%bob, secs => 2);
 ok(!$r->{ok}, 'bob waits: no descriptor for a server connection');
-ok( wait_until(sub { log_count(qr/could not create a socket for a server connection/) > 0 }),
+ok( wait_until(sub { log_count($node, qr/could not create a socket for a server connection/) > 0 }),
 	'the failed socket() is logged');
 
 ############ no descriptor for accept()
 
 my $cc = raw_connect($node);
 $cc->send_bytes(PgbunTest::Raw::startup_packet([ user => 'alice', database => 'postgres' ]));
-ok(wait_until(sub { log_count(qr/pgbun: accept failed/) >= 3 }),
+ok(wait_until(sub { log_count($node, qr/pgbun: accept failed/) >= 3 }),
 	'accept fails (EMFILE) and says so');
-my $lines = log_count(qr/pgbun: accept failed/);
+my $lines = log_count($node, qr/pgbun: accept failed/);
 cmp_ok($lines, '<', 50, "the listener backs off instead of spinning ($lines log lines)");
 is($ca->query('SELECT 2')->{rows}[0][0], '2', 'alice goes on while descriptors are short');
 

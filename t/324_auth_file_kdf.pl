@@ -96,10 +96,8 @@ ok(wait_until(sub { slurp_file($node->logfile) =~ /loaded 4 entries from auth_fi
 sub derivations
 {
 	my ($role, $started) = @_;
-	my $log = slurp_file($node->logfile);
 	my $what = $started ? 'deriving' : 'derived';
-	my @n = $log =~ /pgbun: $what the SCRAM secret of auth_file role "$role"/g;
-	return scalar @n;
+	return log_count($node, qr/pgbun: $what the SCRAM secret of auth_file role "$role"/);
 }
 
 # A raw login of user sent up to its startup packet.
@@ -211,7 +209,7 @@ $node->safe_psql('postgres', "CREATE ROLE fill LOGIN PASSWORD '$fill_verifier'")
 sub start_fill_check
 {
 	my $raw = start_login('fill', 'postgres');
-	my $m = $raw->read_message(hang_guard());
+	$raw->read_message(hang_guard());	# the request for a cleartext password
 	$raw->send_bytes(PgbunTest::Raw::message('p', "wrong-pw\0"));
 	return $raw;
 }
@@ -230,12 +228,6 @@ $_->close for @fill;
 # The worker reads nothing of a login waiting for its check, yet it notices
 # the hang-ups and cancels the jobs: the 62 waiting ones are dropped, the
 # two running ones forgotten (no answer is logged for any of them).
-sub count_in_log
-{
-	my ($re) = @_;
-	my @n = slurp_file($node->logfile) =~ /$re/g;
-	return scalar @n;
-}
 # (53300 until the worker has seen the hang-ups: try again)
 ok(wait_until(
 		sub {
@@ -243,7 +235,7 @@ ok(wait_until(
 		},
 		hang_guard(), 0.1),
 	'a password check gets in again');
-is(count_in_log(qr/password authentication failed for user "fill"/), 0,
+is(log_count($node, qr/password authentication failed for user "fill"/), 0,
 	'none of the 64 checks was answered (the jobs were dropped)');
 $bystander->send_bytes(PgbunTest::Raw::query_message('SELECT 6 * 7'));
 is($bystander->read_result(hang_guard())->{rows}[0][0] // '', '42', 'the bystander is still served');

@@ -32,7 +32,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(
-  pgbun_node remote_cluster pgbun_port bootstrap_user
+  pgbun_node remote_cluster pgbun_port bootstrap_user log_count
   pgbun_psql pgbun_session direct_session
   worker_pid server_identity check_server_same
   wait_until poll_sql reload_conf reload_sync
@@ -208,6 +208,14 @@ sub remote_cluster
 	close $fh;
 	$node->start;
 	return $node;
+}
+
+# How many times $re matches in the node's server log.
+sub log_count
+{
+	my ($node, $re) = @_;
+	my @n = slurp_file($node->logfile) =~ /$re/g;
+	return scalar @n;
 }
 
 # Stop a node at the end of a test: a failed test (not a BAIL_OUT) if the
