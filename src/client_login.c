@@ -1667,11 +1667,11 @@ auth_succeeded(Client *c)
 	free(c->auth);
 	c->auth = NULL;
 
-	if (pool->welcome)
+	if (session_pool_welcome(pool))
 		client_login_finished(c);
 	else
 	{
-		/* the pool has never reached its server: its first login tells us the parameters */
+		/* no server of the pool has logged in anywhere: its first login tells us the parameters */
 		client_set_state(c, CL_WAITING_LOGIN);
 		c->wait_start = W->now;
 		client_publish(c);

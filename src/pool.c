@@ -326,6 +326,24 @@ pool_should_yield(Pool *pool, uint64 *others)
 		pg_atomic_read_u32(&pgbun_shared->pools[pool->slot].server_count) >= (uint32) pool->size;
 }
 
+/* Clients that were waiting for the pool's first login get their welcome (once there is one). */
+static void
+welcome_waiting_logins(Pool *pool)
+{
+	while (!dlist_is_empty(&pool->waitlogin_clients) && pool->welcome)
+	{
+		Client	   *c = dlist_container(Client, node, dlist_head_node(&pool->waitlogin_clients));
+
+		client_login_finished(c);
+		/* whatever it sent meanwhile is read next turn, after any server is placed */
+		if (!c->closed && !c->in_busy)
+		{
+			c->in_busy = true;
+			dlist_push_tail(&W->busy_clients, &c->busy_node);
+		}
+	}
+}
+
 /*
  * Give idle servers to waiting clients (FIFO), and open new ones while there
  * are more waiters than logins in progress and the limits allow. Runs only
@@ -343,9 +361,14 @@ pool_kick_now(Pool *pool)
 
 	if (W->shutting_down)
 		return;
-	/* clients waiting for the pool's very first server login */
-	if (!dlist_is_empty(&pool->waitlogin_clients) && dlist_is_empty(&pool->login_servers) &&
-		!pool->welcome)
+	/*
+	 * Clients waiting for the pool's very first server login: another
+	 * worker's may have come meanwhile (the janitor kicks a starving pool),
+	 * else this worker opens one.
+	 */
+	if (!dlist_is_empty(&pool->waitlogin_clients) && session_pool_welcome(pool))
+		welcome_waiting_logins(pool);
+	else if (!dlist_is_empty(&pool->waitlogin_clients) && dlist_is_empty(&pool->login_servers))
 	{
 		if (pool_open_server(pool, &full))
 			opened = true;
@@ -500,21 +523,8 @@ pool_request_server(Pool *pool, Client *c)
 void
 pool_server_available(Pool *pool, Server *s)
 {
-	Client	   *c;
-
 	s->last_used = W->now;
-	/* clients that were waiting for this pool's first login get their welcome */
-	while (!dlist_is_empty(&pool->waitlogin_clients) && pool->welcome)
-	{
-		c = dlist_container(Client, node, dlist_head_node(&pool->waitlogin_clients));
-		client_login_finished(c);
-		/* whatever it sent meanwhile is read next turn, after this server is placed */
-		if (!c->closed && !c->in_busy)
-		{
-			c->in_busy = true;
-			dlist_push_tail(&W->busy_clients, &c->busy_node);
-		}
-	}
+	welcome_waiting_logins(pool);
 	/* RECONNECT since it connected: closed instead of reused (server_close kicks the waiters) */
 	if (control_server_outdated(s))
 	{

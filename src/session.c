@@ -864,6 +864,28 @@ session_server_login(Server *s)
 		return;					/* keep the old one */
 	params_snapshot_release(pool->welcome);
 	pool->welcome = ps;
+	pgbun_pool_welcome_publish(pool->slot, ps->data, ps->len);
+}
+
+/*
+ * The pool's welcome; when this worker has none yet, the one another
+ * worker's latest server login shared (shmem.h). So a worker's first client
+ * of a pool is welcomed at once, as on the worker that holds the servers,
+ * instead of waiting at login for a server of its own, which a full pool
+ * may not give it for a long time. NULL: no server login anywhere yet.
+ */
+ParamSet *
+session_pool_welcome(Pool *pool)
+{
+	char		buf[PGBUN_WELCOME_MAX];
+	uint16		len;
+
+	if (pool->welcome)
+		return pool->welcome;
+	len = pgbun_pool_welcome_read(pool->slot, buf);
+	if (len > 0)
+		pool->welcome = params_snapshot(buf, len);	/* NULL on OOM: wait for a server */
+	return pool->welcome;
 }
 
 void

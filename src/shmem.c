@@ -494,6 +494,7 @@ pgbun_pool_slot_acquire(const char *database, const char *user, int worker)
 		pg_atomic_init_u32(&p->server_count, 0);
 		pg_atomic_init_u64(&p->starving, 0);
 		counters_reset(free_idx);
+		sh->welcomes[free_idx].len = 0;	/* a former pool's parameters are not this one's */
 		pg_write_barrier();		/* publish the names before in_use */
 		p->in_use = true;
 		found = free_idx;
@@ -529,6 +530,41 @@ pgbun_pool_slot_release(int idx, int worker)
 	if (sh->pools[idx].in_use)
 		pool_slot_release_locked(&sh->pools[idx], worker);
 	SpinLockRelease(&sh->mutex);
+}
+
+void
+pgbun_pool_welcome_publish(int idx, const char *data, uint16 len)
+{
+	PgbunShared *sh = pgbun_shared;
+	PgbunPoolWelcome *w;
+
+	if (idx < 0 || idx >= PGBUN_MAX_POOLS)
+		return;
+	w = &sh->welcomes[idx];
+	SpinLockAcquire(&sh->mutex);
+	if (len > PGBUN_WELCOME_MAX)
+		w->len = 0;				/* the older one would be outdated: share none */
+	else
+	{
+		memcpy(w->data, data, len);
+		w->len = len;
+	}
+	SpinLockRelease(&sh->mutex);
+}
+
+uint16
+pgbun_pool_welcome_read(int idx, char *buf)
+{
+	PgbunShared *sh = pgbun_shared;
+	uint16		len;
+
+	if (idx < 0 || idx >= PGBUN_MAX_POOLS)
+		return 0;
+	SpinLockAcquire(&sh->mutex);
+	len = sh->welcomes[idx].len;
+	memcpy(buf, sh->welcomes[idx].data, len);
+	SpinLockRelease(&sh->mutex);
+	return len;
 }
 
 void

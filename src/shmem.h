@@ -94,6 +94,22 @@ typedef struct PgbunPoolSlot
 	/* its cumulative stats are per worker, in counters.h's PoolStats */
 } PgbunPoolSlot;
 
+/*
+ * The ParameterStatus set the latest server login of a pool reported, on
+ * any worker (its welcome, session.c). A worker whose pool has no server yet
+ * welcomes the pool's first client with it instead of waiting for a server
+ * of its own, which another worker may hold. Beside the pool slots, not in
+ * them: a kilobyte would push the atomics every request reads apart. Under
+ * the mutex; written at a server login whose set differs, read at a
+ * worker's first login of a pool.
+ */
+#define PGBUN_WELCOME_MAX		1024
+typedef struct PgbunPoolWelcome
+{
+	uint16		len;			/* 0: none yet, or the latest was too long to share */
+	char		data[PGBUN_WELCOME_MAX];
+} PgbunPoolWelcome;
+
 /* A host's role, as the server reports it (in_hot_standby). */
 typedef enum HostRole
 {
@@ -212,6 +228,7 @@ typedef struct PgbunShared
 	TimestampTz stats_start;	/* when the segment (and so the stat counters) was created */
 
 	PgbunPoolSlot pools[PGBUN_MAX_POOLS];
+	PgbunPoolWelcome welcomes[PGBUN_MAX_POOLS];	/* by pool slot, under the mutex */
 	PgbunHostSlot hosts[PGBUN_MAX_HOSTS];	/* health.c */
 
 	int			n_conn_slots;
@@ -257,6 +274,10 @@ extern int	pgbun_pool_slot_acquire(const char *database, const char *user, int w
 extern void pgbun_pool_slot_release(int idx, int worker);
 /* Drop every pool slot use of a worker number (a restarted worker's predecessor). */
 extern void pgbun_pool_slots_release_worker(int worker);
+/* Share a pool's welcome (name\0value\0 pairs); one too long clears the shared one. */
+extern void pgbun_pool_welcome_publish(int idx, const char *data, uint16 len);
+/* Copy the shared welcome of a pool slot into buf (PGBUN_WELCOME_MAX bytes); 0: none. */
+extern uint16 pgbun_pool_welcome_read(int idx, char *buf);
 
 /* Cancel table: register a client's key, find it, remove it. */
 extern void pgbun_cancel_register(int slot_idx, uint32 pid, uint32 key);
