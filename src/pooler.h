@@ -203,6 +203,7 @@ typedef struct Pool
 	bool		starving;		/* our bit is set in the shared slot's starving mask */
 	/* ParameterStatus of the latest server login, sent to every new client (refreshed per login) */
 	struct ParamSet *welcome;
+	uint64		welcome_gen;	/* the shared welcome's generation it is (session_pool_welcome) */
 	/* credentials to log in to the server as this user */
 	bool		have_scram_keys;
 	uint8		client_key[32];

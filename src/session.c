@@ -855,7 +855,11 @@ session_server_login(Server *s)
 	Pool	   *pool = s->pool;
 	ParamSet   *ps;
 
-	/* ALTER ROLE / DATABASE ... SET shows up here: new clients get the new defaults */
+	/*
+	 * ALTER ROLE / DATABASE ... SET shows up here: new clients get the new
+	 * defaults. Compared with the latest of every worker: this login is newer.
+	 */
+	(void) session_pool_welcome(pool);
 	if (pool->welcome && pool->welcome->len == s->params_len &&
 		(s->params_len == 0 || memcmp(pool->welcome->data, s->params, s->params_len) == 0))
 		return;
@@ -864,27 +868,40 @@ session_server_login(Server *s)
 		return;					/* keep the old one */
 	params_snapshot_release(pool->welcome);
 	pool->welcome = ps;
-	pgbun_pool_welcome_publish(pool->slot, ps->data, ps->len);
+	pool->welcome_gen = pgbun_pool_welcome_publish(pool->slot, ps->data, ps->len);
 }
 
 /*
- * The pool's welcome; when this worker has none yet, the one another
- * worker's latest server login shared (shmem.h). So a worker's first client
- * of a pool is welcomed at once, as on the worker that holds the servers,
- * instead of waiting at login for a server of its own, which a full pool
- * may not give it for a long time. NULL: no server login anywhere yet.
+ * The pool's welcome: the set the latest server login of the pool reported
+ * on any worker (shmem.h), so that a worker's client is welcomed as on the
+ * others -- at once when this worker has no server of the pool (instead of
+ * waiting at login for one of its own, which a full pool may not give it
+ * for a long time), and with what ALTER ROLE / DATABASE ... SET changed
+ * once any worker's new server login reported it. One atomic read while
+ * nothing changed. NULL: no server login anywhere yet.
  */
 ParamSet *
 session_pool_welcome(Pool *pool)
 {
 	char		buf[PGBUN_WELCOME_MAX];
+	uint64		gen = pgbun_pool_welcome_generation(pool->slot);
 	uint16		len;
+	ParamSet   *ps;
 
-	if (pool->welcome)
+	if (gen == pool->welcome_gen)
 		return pool->welcome;
-	len = pgbun_pool_welcome_read(pool->slot, buf);
-	if (len > 0)
-		pool->welcome = params_snapshot(buf, len);	/* NULL on OOM: wait for a server */
+	len = pgbun_pool_welcome_read(pool->slot, buf, &gen);
+	pool->welcome_gen = gen;
+	if (len == 0)
+		return pool->welcome;	/* too long to share: this worker's own, if any */
+	if (pool->welcome && pool->welcome->len == len && memcmp(pool->welcome->data, buf, len) == 0)
+		return pool->welcome;
+	ps = params_snapshot(buf, len);
+	if (ps)						/* on OOM: keep this worker's own, or wait for a server */
+	{
+		params_snapshot_release(pool->welcome);
+		pool->welcome = ps;
+	}
 	return pool->welcome;
 }
 

@@ -125,6 +125,8 @@ init_segment(void)
 	pg_atomic_init_u32(&sh->n_starving, 0);
 	pg_atomic_init_u64(&sh->next_conn_id, 1);
 	pg_atomic_init_u64(&sh->control_generation, 0);
+	for (int i = 0; i < PGBUN_MAX_POOLS; i++)
+		pg_atomic_init_u64(&sh->welcomes[i].generation, 0);
 	sh->stats_start = GetCurrentTimestamp();
 	sh->n_conn_slots = planned_conn_slots;
 	sh->n_client_slots = planned_client_slots;
@@ -494,7 +496,9 @@ pgbun_pool_slot_acquire(const char *database, const char *user, int worker)
 		pg_atomic_init_u32(&p->server_count, 0);
 		pg_atomic_init_u64(&p->starving, 0);
 		counters_reset(free_idx);
-		sh->welcomes[free_idx].len = 0;	/* a former pool's parameters are not this one's */
+		/* a former pool's parameters are not this one's */
+		sh->welcomes[free_idx].len = 0;
+		pg_atomic_write_u64(&sh->welcomes[free_idx].generation, 0);
 		pg_write_barrier();		/* publish the names before in_use */
 		p->in_use = true;
 		found = free_idx;
@@ -532,14 +536,15 @@ pgbun_pool_slot_release(int idx, int worker)
 	SpinLockRelease(&sh->mutex);
 }
 
-void
+uint64
 pgbun_pool_welcome_publish(int idx, const char *data, uint16 len)
 {
 	PgbunShared *sh = pgbun_shared;
 	PgbunPoolWelcome *w;
+	uint64		gen;
 
 	if (idx < 0 || idx >= PGBUN_MAX_POOLS)
-		return;
+		return 0;
 	w = &sh->welcomes[idx];
 	SpinLockAcquire(&sh->mutex);
 	if (len > PGBUN_WELCOME_MAX)
@@ -549,20 +554,33 @@ pgbun_pool_welcome_publish(int idx, const char *data, uint16 len)
 		memcpy(w->data, data, len);
 		w->len = len;
 	}
+	gen = pg_atomic_read_u64(&w->generation) + 1;
+	pg_atomic_write_u64(&w->generation, gen);
 	SpinLockRelease(&sh->mutex);
+	return gen;
+}
+
+uint64
+pgbun_pool_welcome_generation(int idx)
+{
+	if (idx < 0 || idx >= PGBUN_MAX_POOLS)
+		return 0;
+	return pg_atomic_read_u64(&pgbun_shared->welcomes[idx].generation);
 }
 
 uint16
-pgbun_pool_welcome_read(int idx, char *buf)
+pgbun_pool_welcome_read(int idx, char *buf, uint64 *gen)
 {
 	PgbunShared *sh = pgbun_shared;
 	uint16		len;
 
+	*gen = 0;
 	if (idx < 0 || idx >= PGBUN_MAX_POOLS)
 		return 0;
 	SpinLockAcquire(&sh->mutex);
 	len = sh->welcomes[idx].len;
 	memcpy(buf, sh->welcomes[idx].data, len);
+	*gen = pg_atomic_read_u64(&sh->welcomes[idx].generation);
 	SpinLockRelease(&sh->mutex);
 	return len;
 }

@@ -101,12 +101,13 @@ typedef struct PgbunPoolSlot
  * of its own, which another worker may hold. Beside the pool slots, not in
  * them: a kilobyte would push the atomics every request reads apart. Under
  * the mutex; written at a server login whose set differs, read at a
- * worker's first login of a pool.
+ * client login when the generation says it changed.
  */
 #define PGBUN_WELCOME_MAX		1024
 typedef struct PgbunPoolWelcome
 {
-	uint16		len;			/* 0: none yet, or the latest was too long to share */
+	pg_atomic_uint64 generation;	/* bumped by each write; 0: never written */
+	uint16		len;			/* 0: none, or the latest was too long to share */
 	char		data[PGBUN_WELCOME_MAX];
 } PgbunPoolWelcome;
 
@@ -274,10 +275,12 @@ extern int	pgbun_pool_slot_acquire(const char *database, const char *user, int w
 extern void pgbun_pool_slot_release(int idx, int worker);
 /* Drop every pool slot use of a worker number (a restarted worker's predecessor). */
 extern void pgbun_pool_slots_release_worker(int worker);
-/* Share a pool's welcome (name\0value\0 pairs); one too long clears the shared one. */
-extern void pgbun_pool_welcome_publish(int idx, const char *data, uint16 len);
-/* Copy the shared welcome of a pool slot into buf (PGBUN_WELCOME_MAX bytes); 0: none. */
-extern uint16 pgbun_pool_welcome_read(int idx, char *buf);
+/* Share a pool's welcome (name\0value\0 pairs; one too long shares none); its generation. */
+extern uint64 pgbun_pool_welcome_publish(int idx, const char *data, uint16 len);
+/* The shared welcome's generation: one read, no lock (0: none). */
+extern uint64 pgbun_pool_welcome_generation(int idx);
+/* Copy the shared welcome into buf (PGBUN_WELCOME_MAX bytes): its length (0: none), *gen its generation. */
+extern uint16 pgbun_pool_welcome_read(int idx, char *buf, uint64 *gen);
 
 /* Cancel table: register a client's key, find it, remove it. */
 extern void pgbun_cancel_register(int slot_idx, uint32 pid, uint32 key);

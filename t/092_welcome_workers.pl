@@ -8,7 +8,9 @@
 # server held by a session on the other worker, that login waited for the
 # holder to leave and then failed at query_wait_timeout. Now the welcome is
 # shared: the client is in at once, with the parameters the holder was shown,
-# and only its query waits, as on a single worker.
+# and only its query waits, as on a single worker. A welcome changed by
+# ALTER ROLE ... SET on one worker's new server login reaches the other's
+# clients too.
 
 use strict;
 use warnings FATAL => 'all';
@@ -87,6 +89,32 @@ $holder->terminate;
 my $r = $other->read_result;
 is($r->{rows}[0][0] // '', '2', 'and is answered once the holder leaves');
 $other->terminate;
+
+# ALTER ROLE ... SET reaches the clients of both workers as soon as either
+# one's new server login reports it, although each had a welcome of its own.
+$node->safe_psql('postgres', "ALTER ROLE alice SET application_name = 'fromrole'");
+$node->safe_psql('postgres',
+	"SELECT pg_terminate_backend(remote_pid) FROM pgbun.servers WHERE \"user\" = 'alice'");
+my ($ended, $left) = poll_sql($node, "SELECT count(*) FROM pgbun.servers WHERE \"user\" = 'alice'", '0');
+ok($ended, "the pool's servers are gone") or diag("servers: $left");
+my $first = raw_connect($node);
+ok($first->login(%alice)->{ok}, 'a client logs in');
+is($first->query('SELECT 3')->{rows}[0][0] // '', '3', 'and its query makes a new server login');
+my $fw = worker_of($first);
+my ($seen_other, $shown) = (0, 1);
+for my $i (1 .. 40)
+{
+	my $raw = raw_connect($node);
+	my $l = $raw->login(%alice, secs => 5);
+	$shown = 0 unless ($l->{params}{application_name} // '') eq 'fromrole';
+	$seen_other = 1 if $l->{ok} && worker_of($raw) ne $fw;
+	$raw->terminate;
+	last if $seen_other || !$shown;
+}
+ok($seen_other, "a client reached the worker that made no new login (worker $fw made it)");
+ok($shown, "every client, on either worker, is shown the role's new application_name");
+$first->terminate;
+$node->safe_psql('postgres', 'ALTER ROLE alice RESET application_name');
 
 # A freed pool slot forgets its welcome: once alice's pool is gone from both
 # workers, bob's pool takes the first free slot (alice's). Were alice's
