@@ -34,6 +34,8 @@
 #include "session.h"
 #include "settings.h"
 #include "tls.h"
+static bool client_left(Client *c);
+
 /* Publish the client's state, pool and link to its shared slot. */
 void
 client_publish(Client *c)
@@ -348,7 +350,12 @@ again:
 					goto again;
 				}
 				if (!c->closed)
+				{
 					pool_request_server(c->pool, c);
+					/* it may have hung up with the bytes just read: no event will say so again */
+					if (c->sb.hup_seen && client_left(c))
+						client_close(c, NULL, "client disconnected while waiting");
+				}
 			}
 			else if (c->wait_answers)
 				break;			/* the server's answers wake it */
@@ -419,17 +426,44 @@ client_out_watch(SBuf *sb, bool on)
 }
 
 /*
- * After a hang-up event, for a client whose input is left unread: has it
- * closed its end? Only when nothing it sent is still unread (a peek of 0
- * bytes); otherwise its turn to be read comes, and the read finds the end.
+ * Has a client whose input is not being read (a login that waits, a client
+ * waiting for a server) left, with nothing the server would still run? Its
+ * socket is at its end -- plain: end of file; TLS: nothing unread but alerts
+ * (a close_notify) -- and what pgbun holds of its input has no complete
+ * message. A request sent in full before the hang-up is run once the client
+ * gets its server, as PostgreSQL runs a request whose sender has gone (and
+ * PgBouncer does); a partial one PostgreSQL would drop at the end of file too.
  */
 static bool
-peer_hung_up(Client *c)
+client_left(Client *c)
 {
-	char		b;
-	ssize_t		n = recv(c->sb.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	uint32		buffered = sbuf_unparsed(&c->sb);
+	bool		at_end;
 
-	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+	if (c->sb.ssl)
+		at_end = tls_only_alerts_unread(&c->sb);
+	else
+	{
+		char		b;
+		ssize_t		n = recv(c->sb.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+		at_end = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+	}
+	if (!at_end)
+		return false;
+	if (buffered >= PROTO_HDR_LEN)
+	{
+		const uint8 *m = c->sb.in + c->sb.parse_pos;
+		uint32		len;
+
+		memcpy(&len, m + 1, sizeof(len));
+		len = ntohl(len);
+
+		/* a lone Terminate asks for nothing to be run */
+		if (buffered >= 1 + (uint64) len && m[0] != 'X')
+			return false;
+	}
+	return true;
 }
 
 void
@@ -447,7 +481,7 @@ client_on_event(Client *c, uint32 events)
 			client_login_input(c);
 			/* a login that waits (a thread, a look-up, a delayed failure) reads nothing: notice a hang-up */
 			if (!c->closed && c->state == CL_LOGIN && (events & PEV_HUP) && client_login_waiting(c) &&
-				peer_hung_up(c))
+				client_left(c))
 				client_close(c, NULL, "client disconnected during login");
 			break;
 		case CL_WAITING_LOGIN:
@@ -461,7 +495,7 @@ client_on_event(Client *c, uint32 events)
 				if (c->closed)
 					return;
 			}
-			if ((events & PEV_HUP) && peer_hung_up(c))
+			if ((events & PEV_HUP) && client_left(c))
 				client_close(c, NULL, "client disconnected while waiting");
 			break;
 		case CL_ACTIVE:

@@ -544,6 +544,49 @@ tls_pending(const SBuf *sb)
 	return sb->ssl && sb->tls_state == SBUF_TLS_READY && SSL_pending(sb->ssl) > 0;
 }
 
+/* Peeked at most: alerts alone come in a few small records. */
+#define TLS_PEEK_MAX 128
+#define TLS_RECORD_ALERT 21
+#define TLS_RECORD_DATA 23
+/* A TLS 1.3 record of an alert: 2 bytes, its inner content type, a 16-byte AEAD tag. */
+#define TLS13_ALERT_RECORD_LEN 19
+
+/*
+ * Only alerts (a close_notify) wait on the socket, or nothing. Peeked, so
+ * OpenSSL's state and sbuf.c's view of the socket stay as they were. TLS
+ * 1.2 sends an alert as content type 21; TLS 1.3 encrypts it as data, in a
+ * record of 19 bytes, where the smallest protocol message (5 bytes) makes
+ * one of 22.
+ */
+bool
+tls_only_alerts_unread(const SBuf *sb)
+{
+	uint8		buf[TLS_PEEK_MAX];
+	ssize_t		n;
+	ssize_t		off = 0;
+
+	if (!sb->ssl || sb->tls_state != SBUF_TLS_READY || SSL_has_pending(sb->ssl))
+		return false;
+	n = recv(sb->fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+	if (n <= 0)
+		return n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+	if (n == sizeof(buf))
+		return false;			/* more than alerts */
+	while (off < n)
+	{
+		uint32		len;
+
+		if (n - off < 5)
+			return false;		/* a record still arriving */
+		len = ((uint32) buf[off + 3] << 8) | buf[off + 4];
+		if (buf[off] != TLS_RECORD_ALERT &&
+			!(buf[off] == TLS_RECORD_DATA && len == TLS13_ALERT_RECORD_LEN))
+			return false;
+		off += 5 + len;
+	}
+	return off == n;
+}
+
 void
 tls_close(SBuf *sb)
 {

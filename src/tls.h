@@ -61,6 +61,8 @@ extern ssize_t tls_read(SBuf *sb, void *buf, size_t len);
 extern ssize_t tls_write(SBuf *sb, const void *buf, size_t len);
 /* Decrypted bytes wait inside OpenSSL (no epoll event will report them). */
 extern bool tls_pending(const SBuf *sb);
+/* Nothing but TLS alerts (a close_notify) unread on the socket, or nothing at all. */
+extern bool tls_only_alerts_unread(const SBuf *sb);
 /* Send close_notify when the session is healthy, then free it. */
 extern void tls_close(SBuf *sb);
 

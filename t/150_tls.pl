@@ -25,6 +25,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
+use MIME::Base64 qw(encode_base64);
 use Time::HiRes qw(time);
 use FindBin;
 use lib $FindBin::RealBin;
@@ -403,6 +404,35 @@ reload_sync($node, \%alice,
 	like($res->{error}{M} // '', qr/no encryption/, 'hba: ... and says it had no encryption');
 	$raw->close;
 	reload_sync($node, \%alice, 'pgbun.auth_type' => undef, 'pgbun.hba_file' => undef);
+}
+
+# ---- a TLS client that gives up while its password check runs ----
+# pgbun reads nothing of a login waiting for its PBKDF2 check, but notices a
+# hang-up. libpq's connect_timeout ends the connection with a close_notify:
+# TLS alert bytes wait on the socket, which a peek for the end of file took
+# for data, so the check ran to its end (seconds here: 40,000,000 iterations)
+# and was answered into the void. Now alerts alone count as the end.
+{
+	my $verifier = sprintf('SCRAM-SHA-256$%d:%s$%s:%s', 40000000, encode_base64('t' x 16, ''),
+		encode_base64('k' x 32, ''), encode_base64('s' x 32, ''));
+	$node->safe_psql('postgres', "CREATE ROLE slowtls LOGIN PASSWORD '$verifier'");
+	open my $fh, '>', "$dir/pgbun_hba.conf" or die;
+	print $fh "hostssl all slowtls 127.0.0.1/32 password\n";
+	print $fh "hostssl all alice 127.0.0.1/32 scram-sha-256\n";
+	close $fh;
+	reload_sync($node, \%alice, 'pgbun.auth_type' => 'hba', 'pgbun.hba_file' => "$dir/pgbun_hba.conf");
+	($rc, $out, $err) = pgbun_psql($node, 'SELECT 1', user => 'slowtls', password => 'wrong-pw',
+		dbname => 'dbname=postgres sslmode=require connect_timeout=2');
+	like($err, qr/timeout expired/, 'slow check over TLS: the client gives up (connect_timeout)');
+	ok( wait_until(
+			sub {
+				$node->safe_psql('postgres', "SELECT count(*) FROM pgbun.clients WHERE state = 'login'") eq '0';
+			}),
+		'slow check over TLS: its login is gone');
+	is(log_count($node, qr/password authentication failed for user "slowtls"/), 0,
+		'slow check over TLS: closed for its hang-up, not answered at the end of the check');
+	reload_sync($node, \%alice, 'pgbun.auth_type' => undef, 'pgbun.hba_file' => undef);
+	all_well('TLS hang-up during a password check');
 }
 
 # ---- client_tls_sslmode = verify-ca: a client certificate signed by the CA is needed ----

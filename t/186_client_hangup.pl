@@ -1,0 +1,141 @@
+# 186_client_hangup: clients that leave while they wait for a server.
+#
+# pgbun reads nothing more of a client waiting for a server, but it watches
+# for its hang-up. What the client sent in full before it left is still run
+# once a server is free, as PostgreSQL runs a request whose sender has gone
+# (a simple Query commits; an extended-protocol request commits at its Sync,
+# and without one is rolled back when the connection ends). A client that
+# left with nothing complete is closed at once and gives up its place in the
+# queue. Each client leaves once pgbun shows it waiting (the hang-up is an
+# event of its own) or right after it sent (the hang-up comes with the
+# bytes that make it wait). Each request is sent to the server directly as
+# well, into a table of its own, and both tables must end up the same.
+
+use strict;
+use warnings FATAL => 'all';
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use PgbunTest;
+
+my $node = pgbun_node(
+	name => 'hangup',
+	conf => {
+		'pgbun.pool_mode' => 'transaction',
+		'pgbun.default_pool_size' => '1',
+		'pgbun.query_wait_timeout' => '120s',
+	});
+$node->safe_psql('postgres', "CREATE ROLE alice LOGIN PASSWORD 'alice-pw'");
+$node->safe_psql('postgres',
+	"CREATE TABLE t_direct (v text); CREATE TABLE t_pgbun (v text); GRANT ALL ON t_direct, t_pgbun TO alice");
+my %alice = (user => 'alice', password => 'alice-pw', database => 'postgres');
+my $identity = server_identity($node);
+
+sub connect_to
+{
+	my ($direct) = @_;
+	my $raw = $direct
+	  ? PgbunTest::Raw->new(path => $node->host . '/.s.PGSQL.' . $node->port)
+	  : raw_connect($node);
+	my $r = $raw->login(%alice);
+	ok($r->{ok}, ($direct ? 'direct' : 'pgbun') . ': logs in') or diag(explain($r));
+	return $raw;
+}
+
+sub insert_sql { return "INSERT INTO $_[0] VALUES ('$_[1]')"; }
+
+# What each client sends before it closes its socket, for table $t; $v names the row.
+my %requests = (
+	query_terminate => sub {
+		PgbunTest::Raw::query_message(insert_sql($_[0], $_[1])) . PgbunTest::Raw::message('X');
+	},
+	query_only => sub { PgbunTest::Raw::query_message(insert_sql($_[0], $_[1])) },
+	extended_sync => sub {
+		parse_msg('', insert_sql($_[0], $_[1])) . bind_msg('', '') . execute_msg('') . sync_msg();
+	},
+	extended_no_sync => sub {
+		parse_msg('', insert_sql($_[0], $_[1])) . bind_msg('', '') . execute_msg('');
+	},
+	# a Query whose header promises more than comes: nothing to run
+	partial => sub {
+		my $q = PgbunTest::Raw::query_message(insert_sql($_[0], $_[1]));
+		substr($q, 0, length($q) - 3);
+	},
+);
+my @names = sort keys %requests;
+my @whens = ('at_once', 'later');
+
+############ directly: the server's answer to each
+
+for my $when (@whens)
+{
+	for my $name (@names)
+	{
+		my $raw = connect_to(1);
+		$raw->send_bytes($requests{$name}->('t_direct', "$name/$when"));
+		$raw->close;
+	}
+}
+# every backend of those clients has ended (and committed or rolled back)
+ok( wait_until(
+		sub {
+			$node->safe_psql('postgres',
+				"SELECT count(*) FROM pg_stat_activity WHERE usename = 'alice' AND backend_type = 'client backend'"
+			) eq '0';
+		}),
+	'direct: every backend ended');
+
+############ through pgbun, while the only server is held
+
+my $holder = connect_to(0);
+is($holder->query('BEGIN')->{ok}, 1, 'holder: a transaction on the only server');
+sub waiting { return $node->safe_psql('postgres', "SELECT sum(cl_waiting) FROM pgbun.pools WHERE \"user\" = 'alice'"); }
+my $n_waiting = 0;
+for my $when (@whens)
+{
+	for my $name (@names)
+	{
+		my $raw = connect_to(0);
+		$raw->send_bytes($requests{$name}->('t_pgbun', "$name/$when"));
+		if ($when eq 'later')
+		{
+			ok(wait_until(sub { waiting() == $n_waiting + 1 }), "$name/$when: waits for the server");
+		}
+		$raw->close;
+		$n_waiting++ unless $name eq 'partial';
+	}
+}
+# the partial ones are closed at once; those with a complete request wait on
+ok( wait_until(
+		sub {
+			log_count($node, qr/client disconnected while waiting/) >= 2;
+		}),
+	'both clients that left nothing complete are closed while they wait');
+my ($waiting, $seen) = poll_sql($node, "SELECT sum(cl_waiting) FROM pgbun.pools WHERE \"user\" = 'alice'",
+	$n_waiting);
+ok($waiting, "the $n_waiting that sent a complete request keep their place") or diag("cl_waiting: $seen");
+is(log_count($node, qr/client disconnected while waiting/), 2, 'only those two were closed');
+
+is($holder->query('COMMIT')->{ok}, 1, 'holder: COMMIT frees the server');
+($waiting, $seen) = poll_sql($node, "SELECT count(*) FROM pgbun.clients WHERE \"user\" = 'alice'", '1');
+ok($waiting, 'the waiting clients were served and are gone') or diag("clients: $seen");
+
+my $direct_rows = $node->safe_psql('postgres', 'SELECT string_agg(v, \',\' ORDER BY v) FROM t_direct');
+my $pgbun_rows = $node->safe_psql('postgres', 'SELECT string_agg(v, \',\' ORDER BY v) FROM t_pgbun');
+is($pgbun_rows, $direct_rows, 'through pgbun the same requests ran as directly');
+is($direct_rows,
+	'extended_sync/at_once,extended_sync/later,query_only/at_once,query_only/later,query_terminate/at_once,query_terminate/later',
+	'the complete, committed ones');
+
+is($holder->query('SELECT 7')->{rows}[0][0] // '', '7', 'the holder goes on');
+my $next = connect_to(0);
+is($next->query('SELECT count(*) FROM t_pgbun')->{rows}[0][0] // '', '6', 'a new client is served');
+$next->terminate;
+$holder->terminate;
+
+check_server_same($node, $identity, 'end of 186');
+stop_node($node);
+done_testing();
