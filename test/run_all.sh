@@ -6,8 +6,9 @@
 # test/orm), build, install
 # the extension, then the suites: unit (pure C, `make unit`), fuzz (libFuzzer
 # targets, `make fuzz`, 30 s each unless FUZZ_SECONDS says), regress (pg_regress
-# on a temp instance, `make installcheck` without TAP) and tap (prove over t/*.pl,
-# `make installcheck` without REGRESS). PostgreSQL refuses to run as root, so as
+# on a temp instance, `make installcheck` without TAP), tap (prove over t/*.pl,
+# `make installcheck` without REGRESS) and tap-w2 (a list of them again with two
+# workers). PostgreSQL refuses to run as root, so as
 # root the server suites run as an unprivileged user in a copy of the tree that it
 # owns. Ends with a summary and a last line `N passed, N failed` counting suites;
 # exits non-zero if any failed. On a failure the relevant logs are printed.
@@ -61,7 +62,7 @@ show_logs() {
 			show_tail "$f" 100
 		done
 		;;
-	tap)
+	tap | tap-w2)
 		mapfile -t tests < <(sed -n 's|^t/\([^ ]*\)\.pl (Wstat.*|\1|p' "$OUT_DIR/$suite.out")
 		if [ "${#tests[@]}" -eq 0 ]; then
 			for f in "$dir"/tmp_check/log/*; do
@@ -213,6 +214,23 @@ elif ! compgen -G "$ROOT/t/*.pl" >/dev/null; then
 else
 	run_suite tap "$STAGE" "${PGBUN_AS_USER[@]}" \
 		make -C "$STAGE" installcheck REGRESS= "${MAKEVARS[@]}"
+fi
+
+# tap-w2: the protocol, release-safety and real-client files again with two
+# workers (PGBUN_TEST_WORKERS=2; pgbun.workers = -1 gives that on 2 cores):
+# each worker has its own servers and pools, handed between them, which is
+# where single-worker runs cannot look. Only files that assume nothing about
+# which worker a client lands on (most others check that two clients share
+# one backend, or a per-worker count); those choosing their worker count
+# already run with several in tap.
+W2_TESTS=(t/110_statement_mode.pl t/135_fuzz_tx.pl t/180_release_safety.pl t/186_client_hangup.pl
+	t/210_asyncpg.pl t/211_psycopg.pl t/212_jdbc.pl t/231_server_errors.pl t/280_login_burst.pl
+	t/301_views.pl t/360_orm_matrix.pl)
+if [ "$BUILD_OK" -ne 1 ]; then
+	not_run tap-w2 "setup, build or install failed"
+else
+	run_suite tap-w2 "$STAGE" "${PGBUN_AS_USER[@]}" env PGBUN_TEST_WORKERS=2 \
+		make -C "$STAGE" installcheck REGRESS= PROVE_TESTS="${W2_TESTS[*]}" "${MAKEVARS[@]}"
 fi
 
 # --- summary ---------------------------------------------------------------
