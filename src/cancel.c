@@ -76,8 +76,23 @@ cancel_try_forward(uint32 pid, uint32 key)
 		return true;			/* unknown key: silently ignored, as PostgreSQL does */
 	if (!pgbun_conn_slot_try_read(cidx, &client))
 		return false;
-	if (client.kind != CONN_CLIENT || client.peer < 0)
-		return true;			/* not linked: nothing is running for this client */
+	if (client.kind != CONN_CLIENT)
+		return true;
+	if (client.peer < 0)
+	{
+		/*
+		 * Not linked: nothing runs for it yet, and a cancel cannot be sent.
+		 * Its request stays queued (as with PgBouncer), but should the
+		 * client now leave, its owner drops it rather than run what the
+		 * client cancelled (client.c, client_left).
+		 */
+		if (client.state == CL_WAITING && client.cancel_pid == pid && client.cancel_key == key)
+		{
+			pg_atomic_fetch_add_u32(&pgbun_conn_slot(cidx)->cancels_waiting, 1);
+			ereport(DEBUG1, (errmsg("pgbun: cancel request for a client waiting for a server")));
+		}
+		return true;
+	}
 	if (!pgbun_conn_slot_try_read(client.peer, &server))
 		return false;
 	if (server.kind != CONN_SERVER || server.peer != cidx || server.sv_sockaddr_len == 0)

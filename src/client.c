@@ -34,6 +34,7 @@
 #include "session.h"
 #include "settings.h"
 #include "tls.h"
+#include "websocket.h"
 static bool client_left(Client *c);
 
 /* Publish the client's state, pool and link to its shared slot. */
@@ -79,6 +80,8 @@ client_set_state(Client *c, ClientState st)
 		dlist_delete(&c->node);
 	c->state = st;
 	dlist_push_tail(client_state_list(c, st), &c->node);
+	if (st == CL_WAITING && c->slot >= 0)
+		c->cancels_seen = pg_atomic_read_u32(&pgbun_conn_slot(c->slot)->cancels_waiting);
 	client_publish(c);
 }
 
@@ -432,7 +435,8 @@ client_out_watch(SBuf *sb, bool on)
  * (a close_notify) -- and what pgbun holds of its input has no complete
  * message. A request sent in full before the hang-up is run once the client
  * gets its server, as PostgreSQL runs a request whose sender has gone (and
- * PgBouncer does); a partial one PostgreSQL would drop at the end of file too.
+ * PgBouncer does); a partial one PostgreSQL would drop at the end of file too,
+ * and so it would a request cancelled while it waited.
  */
 static bool
 client_left(Client *c)
@@ -449,8 +453,12 @@ client_left(Client *c)
 
 		at_end = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
 	}
-	if (!at_end)
+	if (!at_end || (c->sb.ws && ws_pending(&c->sb)))
 		return false;
+	/* a request cancelled while it waited would not run directly */
+	if (c->state == CL_WAITING && c->slot >= 0 &&
+		pg_atomic_read_u32(&pgbun_conn_slot(c->slot)->cancels_waiting) != c->cancels_seen)
+		return true;
 	if (buffered >= PROTO_HDR_LEN)
 	{
 		const uint8 *m = c->sb.in + c->sb.parse_pos;
@@ -479,9 +487,13 @@ client_on_event(Client *c, uint32 events)
 			if (sbuf_out_pending(&c->sb) && !client_flush(c))
 				return;
 			client_login_input(c);
-			/* a login that waits (a thread, a look-up, a delayed failure) reads nothing: notice a hang-up */
+			/*
+			 * A login that waits (a thread, a look-up, a delayed failure)
+			 * reads nothing: notice a hang-up. After a failure nothing the
+			 * client sent will ever be read, so the hang-up alone ends it.
+			 */
 			if (!c->closed && c->state == CL_LOGIN && (events & PEV_HUP) && client_login_waiting(c) &&
-				client_left(c))
+				(client_login_failed(c) || client_left(c)))
 				client_close(c, NULL, "client disconnected during login");
 			break;
 		case CL_WAITING_LOGIN:

@@ -1305,6 +1305,12 @@ client_login_waiting(Client *c)
 	return c->auth && (c->auth->fail_at || login_waiting(c->auth));
 }
 
+bool
+client_login_failed(Client *c)
+{
+	return c->auth && c->auth->fail_at;
+}
+
 void
 client_login_forget(Client *c)
 {
@@ -1671,7 +1677,7 @@ auth_succeeded(Client *c)
 		client_login_finished(c);
 	else
 	{
-		/* no server of the pool has logged in anywhere: its first login tells us the parameters */
+		/* no welcome yet (no server login of the pool anywhere, or one too long to share) */
 		client_set_state(c, CL_WAITING_LOGIN);
 		c->wait_start = W->now;
 		client_publish(c);

@@ -23,6 +23,8 @@ extern void client_login_refused_closed(Client *c);
  * secret or the answer to its failure (auth_failure_delay): nothing is read.
  */
 extern bool client_login_waiting(Client *c);
+/* ... the answer to a failure, that is (nothing of it will ever run). */
+extern bool client_login_failed(Client *c);
 /* The client is being freed: cancel what its login still has running. */
 extern void client_login_forget(Client *c);
 struct RoleInfo;

@@ -43,6 +43,7 @@ typedef struct Client
 	int			slot;			/* shared-memory slot, -1 if none */
 	uint32		cancel_pid;		/* the BackendKeyData pgbun gave this client */
 	uint32		cancel_key;
+	uint32		cancels_seen;	/* its slot's cancels_waiting when it started to wait */
 	TimestampTz connect_time;
 	TimestampTz request_time;	/* last message from the client */
 	TimestampTz wait_start;		/* when it started waiting for a server, 0 if not */

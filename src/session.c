@@ -857,7 +857,8 @@ session_server_login(Server *s)
 
 	/*
 	 * ALTER ROLE / DATABASE ... SET shows up here: new clients get the new
-	 * defaults. Compared with the latest of every worker: this login is newer.
+	 * defaults. Compared with the latest of every worker: this login is
+	 * (nearly always) newer than that one.
 	 */
 	(void) session_pool_welcome(pool);
 	if (pool->welcome && pool->welcome->len == s->params_len &&

@@ -185,6 +185,8 @@ typedef struct PgbunConnSlot
 	char		target[NAMEDATALEN];	/* server: the pgbun.databases entry routing it, "" for none */
 	/* KILL_CLIENT: the console writes the id here (under the mutex); the owner closes the client */
 	uint64		kill_id;
+	/* client: CancelRequests that found it waiting for a server (cancel.c, any worker) */
+	pg_atomic_uint32 cancels_waiting;
 } PgbunConnSlot;
 
 /* A database's console-command state (control.c). */

@@ -92,6 +92,19 @@ $other->terminate;
 
 # ALTER ROLE ... SET reaches the clients of both workers as soon as either
 # one's new server login reports it, although each had a welcome of its own.
+# An idle client on each worker keeps both pools (and their old welcomes)
+# through this part: a pool made afresh would take the shared one anyway.
+my %keeper;
+for my $i (1 .. 40)
+{
+	my $raw = raw_connect($node);
+	last unless $raw->login(%alice, secs => 5)->{ok};
+	my $w = worker_of($raw);
+	if ($keeper{$w}) { $raw->terminate; }
+	else { $keeper{$w} = $raw; }
+	last if keys %keeper == 2;
+}
+is(scalar(keys %keeper), 2, 'an idle client on each worker keeps its pool');
 $node->safe_psql('postgres', "ALTER ROLE alice SET application_name = 'fromrole'");
 $node->safe_psql('postgres',
 	"SELECT pg_terminate_backend(remote_pid) FROM pgbun.servers WHERE \"user\" = 'alice'");
@@ -114,6 +127,7 @@ for my $i (1 .. 40)
 ok($seen_other, "a client reached the worker that made no new login (worker $fw made it)");
 ok($shown, "every client, on either worker, is shown the role's new application_name");
 $first->terminate;
+$_->terminate for values %keeper;
 $node->safe_psql('postgres', 'ALTER ROLE alice RESET application_name');
 
 # A freed pool slot forgets its welcome: once alice's pool is gone from both

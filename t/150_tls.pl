@@ -410,8 +410,10 @@ reload_sync($node, \%alice,
 # pgbun reads nothing of a login waiting for its PBKDF2 check, but notices a
 # hang-up. libpq's connect_timeout ends the connection with a close_notify:
 # TLS alert bytes wait on the socket, which a peek for the end of file took
-# for data, so the check ran to its end (seconds here: 40,000,000 iterations)
-# and was answered into the void. Now alerts alone count as the end.
+# for data, so the login stayed for the whole check (seconds here: 40,000,000
+# iterations) and was answered into the void. Now alerts alone count as the
+# end: the login is closed at once and never answered (a check already
+# running on a kdf thread still finishes there).
 {
 	my $verifier = sprintf('SCRAM-SHA-256$%d:%s$%s:%s', 40000000, encode_base64('t' x 16, ''),
 		encode_base64('k' x 32, ''), encode_base64('s' x 32, ''));

@@ -6,7 +6,8 @@
 #  - during that time another client logs in and runs a query (the worker
 #    never sleeps);
 #  - a held client that hangs up is closed at once, not kept (counted
-#    against max_client_conn) until its answer is due;
+#    against max_client_conn) until its answer is due, also when it sent a
+#    second guess behind the failed one;
 #  - the worker never restarts.
 # The doubling per address and the cap are unit-tested (test_throttle.c).
 
@@ -58,6 +59,15 @@ is($answer // 'none', '28P01', 'after the delay the held client gets 28P01');
 is($node->safe_psql('postgres', "SELECT count(*) FROM pgbun.clients WHERE state = 'login'"),
 	'0', 'and is gone');
 
+# No login is in progress any more (the held one is closed).
+sub no_login_left
+{
+	return wait_until(
+		sub {
+			$node->safe_psql('postgres', "SELECT count(*) FROM pgbun.clients WHERE state = 'login'") eq '0';
+		});
+}
+
 # A second failure from this address, held twice as long (10 s); its
 # client hangs up meanwhile.
 my $answer_re = qr/error sent to the client: pgbun: password authentication failed/;
@@ -66,12 +76,18 @@ my $leaver = raw_connect($node);
 my $lr = $leaver->login(user => 'alice', password => 'wrong', database => 'postgres', secs => 1);
 ok($lr->{timeout} && !$lr->{error}, 'a second wrong password is held too') or diag(explain($lr));
 $leaver->close;
-ok( wait_until(
-		sub {
-			$node->safe_psql('postgres', "SELECT count(*) FROM pgbun.clients WHERE state = 'login'") eq '0';
-		}),
-	'the held client that hung up is gone');
+ok(no_login_left(), 'the held client that hung up is gone');
 is(log_count($node, $answer_re), $sent, 'closed for its hang-up, not answered at the end of its delay');
+
+# The same when it sent another complete message behind its wrong password
+# (a second guess, which is never read): nothing of a failed login would run.
+my $guesser = raw_connect($node);
+my $gr = $guesser->login(user => 'alice', password => 'wrong', database => 'postgres', secs => 1);
+ok($gr->{timeout} && !$gr->{error}, 'a third wrong password is held') or diag(explain($gr));
+$guesser->send_bytes(PgbunTest::Raw::message('p', "alice-pw\0"));
+$guesser->close;
+ok(no_login_left(), 'the held client that sent a second guess and hung up is gone');
+is(log_count($node, $answer_re), $sent, 'closed for its hang-up too, not answered at the end of its delay');
 
 check_server_same($node, $identity, 'end of 170');
 stop_node($node);

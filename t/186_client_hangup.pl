@@ -6,7 +6,8 @@
 # (a simple Query commits; an extended-protocol request commits at its Sync,
 # and without one is rolled back when the connection ends). A client that
 # left with nothing complete is closed at once and gives up its place in the
-# queue. Each client leaves once pgbun shows it waiting (the hang-up is an
+# queue; so is one that cancelled its request before it left (PostgreSQL
+# would have stopped it). Each client leaves once pgbun shows it waiting (the hang-up is an
 # event of its own) or right after it sent (the hang-up comes with the
 # bytes that make it wait). Each request is sent to the server directly as
 # well, into a table of its own, and both tables must end up the same.
@@ -27,6 +28,7 @@ my $node = pgbun_node(
 		'pgbun.pool_mode' => 'transaction',
 		'pgbun.default_pool_size' => '1',
 		'pgbun.query_wait_timeout' => '120s',
+		'log_min_messages' => 'debug1',
 	});
 $node->safe_psql('postgres', "CREATE ROLE alice LOGIN PASSWORD 'alice-pw'");
 $node->safe_psql('postgres',
@@ -42,7 +44,7 @@ sub connect_to
 	  : raw_connect($node);
 	my $r = $raw->login(%alice);
 	ok($r->{ok}, ($direct ? 'direct' : 'pgbun') . ': logs in') or diag(explain($r));
-	return $raw;
+	return wantarray ? ($raw, $r) : $raw;
 }
 
 sub insert_sql { return "INSERT INTO $_[0] VALUES ('$_[1]')"; }
@@ -135,6 +137,56 @@ my $next = connect_to(0);
 is($next->query('SELECT count(*) FROM t_pgbun')->{rows}[0][0] // '', '6', 'a new client is served');
 $next->terminate;
 $holder->terminate;
+
+############ a request cancelled while it waits, then its client leaves
+
+# Directly the cancel stops the request while it runs (a pg_sleep ahead of
+# the INSERT in one Query: its implicit transaction is rolled back).
+# Through pgbun the cancel finds it queued, so nothing can be cancelled on
+# a server; the client leaves, and the request is dropped, not run later.
+my $cancel_sql = "SELECT pg_sleep(60); INSERT INTO %s VALUES ('cancelled')";
+{
+	my ($raw, $r) = connect_to(1);
+	$raw->send_bytes(PgbunTest::Raw::query_message(sprintf($cancel_sql, 't_direct')));
+	ok( wait_until(
+			sub {
+				$node->safe_psql('postgres',
+					"SELECT count(*) FROM pg_stat_activity WHERE usename = 'alice' AND state = 'active'") eq '1';
+			}),
+		'direct: the request runs');
+	my $c = PgbunTest::Raw->new(path => $node->host . '/.s.PGSQL.' . $node->port);
+	$c->send_bytes(PgbunTest::Raw::cancel_request($r->{pid}, $r->{key}));
+	$c->close;
+	$raw->close;
+	ok( wait_until(
+			sub {
+				$node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE pid = $r->{pid}") eq '0';
+			}),
+		'direct: cancelled, and its backend ended');
+}
+{
+	my $hold = connect_to(0);
+	is($hold->query('BEGIN')->{ok}, 1, 'holder: the only server again');
+	my ($raw, $r) = connect_to(0);
+	$raw->send_bytes(PgbunTest::Raw::query_message(sprintf($cancel_sql, 't_pgbun')));
+	ok(wait_until(sub { waiting() == 1 }), 'pgbun: the request waits for the server');
+	my $c = raw_connect($node);
+	$c->send_bytes(PgbunTest::Raw::cancel_request($r->{pid}, $r->{key}));
+	$c->close;
+	ok(wait_until(sub { log_count($node, qr/cancel request for a client waiting for a server/) == 1 }),
+		'pgbun: the cancel finds it waiting');
+	$raw->close;
+	ok(wait_until(sub { log_count($node, qr/client disconnected while waiting/) == 3 }),
+		'pgbun: the client that cancelled and left is closed while it waits');
+	is($hold->query('COMMIT')->{ok}, 1, 'holder: COMMIT frees the server');
+	is($hold->query('SELECT 8')->{rows}[0][0] // '', '8', 'holder: goes on');
+	$hold->terminate;
+}
+is($node->safe_psql('postgres', "SELECT count(*) FROM t_pgbun WHERE v = 'cancelled'"),
+	$node->safe_psql('postgres', "SELECT count(*) FROM t_direct WHERE v = 'cancelled'"),
+	'the cancelled request left no row, directly and through pgbun');
+is($node->safe_psql('postgres', "SELECT count(*) FROM t_direct WHERE v = 'cancelled'"), '0',
+	'(none directly)');
 
 check_server_same($node, $identity, 'end of 186');
 stop_node($node);
