@@ -35,6 +35,7 @@
 #include "settings.h"
 #include "tls.h"
 #include "websocket.h"
+
 static bool client_left(Client *c);
 
 /* Publish the client's state, pool and link to its shared slot. */

@@ -74,7 +74,7 @@ extern void session_hidden_error(Server *s);
 extern void session_server_reset(Server *s, const char *query);
 /* A new server login finished: its ParameterStatus becomes the pool's welcome. */
 extern void session_server_login(Server *s);
-/* The pool's welcome, taken from another worker's when this one has none; NULL: none yet. */
+/* The pool's welcome: the latest any worker's server login reported; NULL: none yet. */
 extern struct ParamSet *session_pool_welcome(Pool *pool);
 extern void session_server_free(Server *s);
 
