@@ -7,14 +7,16 @@
 # and without one is rolled back when the connection ends). A client that
 # left with nothing complete is closed at once and gives up its place in the
 # queue; so is one that cancelled its request before it left (PostgreSQL
-# would have stopped it). Each client leaves once pgbun shows it waiting (the hang-up is an
-# event of its own) or right after it sent (the hang-up comes with the
-# bytes that make it wait). Each request is sent to the server directly as
-# well, into a table of its own, and both tables must end up the same.
+# would have stopped it). Each client leaves once pgbun shows it waiting
+# (the hang-up is an event of its own) or right after it sent (the hang-up
+# comes with the bytes that make it wait, in one TCP segment). Each request
+# is sent to the server directly as well, into a table of its own, and both
+# tables must end up the same.
 
 use strict;
 use warnings FATAL => 'all';
 
+use Socket qw(IPPROTO_TCP TCP_CORK);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -101,11 +103,15 @@ for my $when (@whens)
 	for my $name (@names)
 	{
 		my $raw = connect_to(0);
+		# at once: TCP_CORK holds the bytes until the shutdown, so they and
+		# the FIN go in one segment and pgbun reads them in one wake-up
+		setsockopt($raw->{sock}, IPPROTO_TCP, TCP_CORK, 1) or die "TCP_CORK: $!" if $when eq 'at_once';
 		$raw->send_bytes($requests{$name}->('t_pgbun', "$name/$when"));
 		if ($when eq 'later')
 		{
 			ok(wait_until(sub { waiting() == $n_waiting + 1 }), "$name/$when: waits for the server");
 		}
+		shutdown($raw->{sock}, 1);
 		$raw->close;
 		$n_waiting++ unless $name eq 'partial';
 	}
