@@ -443,6 +443,7 @@ static bool
 client_left(Client *c)
 {
 	uint32		buffered = sbuf_unparsed(&c->sb);
+	ProtoHeader hdr;
 	bool		at_end;
 
 	if (c->sb.ssl)
@@ -460,18 +461,11 @@ client_left(Client *c)
 	if (c->state == CL_WAITING && c->slot >= 0 &&
 		pg_atomic_read_u32(&pgbun_conn_slot(c->slot)->cancels_waiting) != c->cancels_seen)
 		return true;
-	if (buffered >= PROTO_HDR_LEN)
-	{
-		const uint8 *m = c->sb.in + c->sb.parse_pos;
-		uint32		len;
-
-		memcpy(&len, m + 1, sizeof(len));
-		len = ntohl(len);
-
-		/* a lone Terminate asks for nothing to be run */
-		if (buffered >= 1 + (uint64) len && m[0] != 'X')
-			return false;
-	}
+	/* a lone Terminate asks for nothing to be run; a malformed header neither */
+	if (buffered > 0 &&
+		proto_parse_header(c->sb.in + c->sb.parse_pos, buffered, UINT32_MAX, &hdr) == PROTO_OK &&
+		buffered >= proto_msg_size(&hdr) && hdr.type != 'X')
+		return false;
 	return true;
 }
 
