@@ -12,7 +12,11 @@
 #   ROUNDS=5 DURATION=6 POOL=20 SCALE=10
 #   WORKLOADS="simple:50 extended:50 prepared:50 simple:1000"   protocol:clients;
 #                         appnames:N is two pgbench runs of N/2 clients with
-#                         different application_names (links that need a SET)
+#                         different application_names (links that need a SET);
+#                         churn:N is N clients running, per transaction, one
+#                         of CHURN_STATEMENTS (400) distinct statements with
+#                         -M prepared, more than pgbun.max_prepared_statements
+#                         (200) keeps per server: most Binds evict one
 #   KEEP=1                keep the temp dir
 #   OLD_CONF / NEW_CONF   extra postgresql.conf lines for that side, e.g.
 #                         NEW_CONF="pgbun.server_sched_batch = off"; with the
@@ -37,8 +41,9 @@ DURATION=${DURATION:-6}
 POOL=${POOL:-20}
 SCALE=${SCALE:-10}
 WORKLOADS=${WORKLOADS:-simple:50 extended:50 prepared:50 simple:1000}
+CHURN_STATEMENTS=${CHURN_STATEMENTS:-400}
 KEEP=${KEEP:-0}
-for v in ROUNDS DURATION POOL SCALE; do
+for v in ROUNDS DURATION POOL SCALE CHURN_STATEMENTS; do
 	case ${!v} in '' | *[!0-9]* | 0) echo "compare-builds: $v must be a positive integer" >&2; exit 2 ;; esac
 done
 
@@ -107,10 +112,24 @@ worker_pids() {
 }
 ticks() { local p n=0; for p in "$@"; do n=$((n + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$n"; }
 
-# pgbench_side SIDE PROTOCOL CLIENTS [APPNAME]: pgbench -S through that side's pgbun
+# The churn script: one of CHURN_STATEMENTS distinct statements per transaction.
+{
+	echo '\set r random(1, '"$CHURN_STATEMENTS"')'
+	for k in $(seq 1 "$CHURN_STATEMENTS"); do
+		if [ "$k" = 1 ]; then echo '\if :r = 1'; else echo "\\elif :r = $k"; fi
+		echo "SELECT $k AS churn;"
+	done
+	echo '\endif'
+} >"$TMP/churn.sql"
+chmod 644 "$TMP/churn.sql"
+
+# pgbench_side SIDE PROTOCOL CLIENTS [APPNAME]: pgbench -S through that side's
+# pgbun (PROTOCOL churn: the churn script with -M prepared)
 pgbench_side() {
+	local what=(-S -M "$2")
+	[ "$2" = churn ] && what=(-f "$TMP/churn.sql" -M prepared)
 	PGPASSWORD=bench-pw PGAPPNAME=${4:-pgbench} "${RUN[@]}" bash -c "ulimit -n 8192 2>/dev/null; exec \"\$0\" \"\$@\"" \
-		"$(bin_of "$1")/pgbench" -h 127.0.0.1 -p "${PGBUN_PORT[$1]}" -U bench -S -M "$2" \
+		"$(bin_of "$1")/pgbench" -h 127.0.0.1 -p "${PGBUN_PORT[$1]}" -U bench "${what[@]}" \
 		-c "$3" -j 2 -T "$DURATION" postgres 2>&1
 }
 

@@ -59,19 +59,26 @@ typedef struct ClientStmts
 	SlotIndex	index;			/* by name: a Bind finds its statement in O(1) */
 } ClientStmts;
 
+/*
+ * A server's statements, in an array (removal moves the last one into the
+ * hole) threaded by a list in order of use, so the least recently used one
+ * is found in O(1) when the server is at pgbun.max_prepared_statements.
+ */
 typedef struct ServerStmt
 {
 	PreparedStmt *stmt;
-	uint64		last_use;
 	uint32		seq;
+	int32		older;			/* the position used just before, or -1 */
+	int32		newer;			/* the position used just after, or -1 */
 } ServerStmt;
 
 typedef struct ServerStmts
 {
 	int			n;
 	int			cap;
-	uint64		clock;
 	uint32		seq;
+	int32		oldest;			/* the least recently used, or -1 */
+	int32		newest;			/* the most recently used, or -1 */
 	ServerStmt *items;
 	SlotIndex	index;			/* by statement */
 } ServerStmts;
@@ -299,18 +306,61 @@ server_find(Server *s, const PreparedStmt *st)
 	return NULL;
 }
 
+/* Take position i out of the order of use. */
+static void
+lru_unlink(ServerStmts *ss, int32 i)
+{
+	ServerStmt *it = &ss->items[i];
+
+	if (it->older >= 0)
+		ss->items[it->older].newer = it->newer;
+	else
+		ss->oldest = it->newer;
+	if (it->newer >= 0)
+		ss->items[it->newer].older = it->older;
+	else
+		ss->newest = it->older;
+}
+
+/* Make position i the most recently used. */
+static void
+lru_push_newest(ServerStmts *ss, int32 i)
+{
+	ServerStmt *it = &ss->items[i];
+
+	it->older = ss->newest;
+	it->newer = -1;
+	if (ss->newest >= 0)
+		ss->items[ss->newest].newer = i;
+	else
+		ss->oldest = i;
+	ss->newest = i;
+}
+
 /* Drop the entry at position i (the last one moves into its place). */
 static void
 server_remove_at(ServerStmts *ss, int i)
 {
+	ServerStmt *moved;
+
+	lru_unlink(ss, i);
 	slot_index_remove(&ss->index, stmt_hash(ss->items[i].stmt), i);
 	stmt_unref(ss->items[i].stmt);	/* may free it: after the last use */
 	ss->n--;
-	if (i != ss->n)
-	{
-		slot_index_move(&ss->index, stmt_hash(ss->items[ss->n].stmt), ss->n, i);
-		ss->items[i] = ss->items[ss->n];
-	}
+	if (i == ss->n)
+		return;
+	slot_index_move(&ss->index, stmt_hash(ss->items[ss->n].stmt), ss->n, i);
+	ss->items[i] = ss->items[ss->n];
+	/* its neighbours in the order of use now find it at i */
+	moved = &ss->items[i];
+	if (moved->older >= 0)
+		ss->items[moved->older].newer = i;
+	else
+		ss->oldest = i;
+	if (moved->newer >= 0)
+		ss->items[moved->newer].older = i;
+	else
+		ss->newest = i;
 }
 
 static void
@@ -609,8 +659,8 @@ server_add(ServerStmts *ss, PreparedStmt *st)
 	if (!slot_index_add(&ss->index, stmt_hash(st), ss->n))
 		return false;
 	ss->items[ss->n].stmt = st;
-	ss->items[ss->n].last_use = ++ss->clock;
 	ss->items[ss->n].seq = ++ss->seq;
+	lru_push_newest(ss, ss->n);
 	stmt_ref(st);
 	ss->n++;
 	return true;
@@ -646,19 +696,23 @@ ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *cli
 		ss = s->stmts = calloc(1, sizeof(ServerStmts));
 		if (!ss)
 			return false;
+		ss->oldest = ss->newest = -1;
 	}
 	if (have)
 	{
-		have->last_use = ++ss->clock;
+		int32		i = (int32) (have - ss->items);
+
+		if (i != ss->newest)
+		{
+			lru_unlink(ss, i);
+			lru_push_newest(ss, i);
+		}
 		return true;
 	}
 	if (ss->n >= pgbun_cfg->max_prepared_statements && ss->n > 0)
 	{
-		int			lru = 0;
+		int32		lru = ss->oldest;
 
-		for (int i = 1; i < ss->n; i++)
-			if (ss->items[i].last_use < ss->items[lru].last_use)
-				lru = i;
 		closebody[0] = 'S';
 		nlen = server_name(ss->items[lru].stmt, closebody + 1);
 		if (!queue_message(s, 'C', closebody, nlen + 2, NULL, 0) ||

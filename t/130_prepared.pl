@@ -185,6 +185,22 @@ cmp_ok($after->{server_parse} - $before->{server_parse}, '>', 5,
 is($after->{client_parse} - $before->{client_parse}, 5, 'pgbun.stats: 5 client Parses counted');
 is($after->{bind} - $before->{bind}, 5, 'pgbun.stats: 5 Binds counted');
 
+# The one evicted is the least recently used, not the oldest prepared: the
+# server now has lru3, lru4, lru5, used in that order. Using lru3 again makes
+# lru4 the least recently used, so lru1 takes lru4's place, and lru3 and lru5
+# run without a new Parse on the server.
+{
+	my @parses;
+	for my $i (3, 1, 3, 5, 4)
+	{
+		my $b0 = stats('prepdb')->{server_parse};
+		my $v = rows(run_stmt($a, "lru$i"))->[0][0] // 'error';
+		push @parses, "lru$i=$v:" . (stats('prepdb')->{server_parse} - $b0);
+	}
+	is(join(' ', @parses), 'lru3=3:0 lru1=1:1 lru3=3:0 lru5=5:0 lru4=4:1',
+		'a statement used again is kept: the least recently used one is evicted');
+}
+
 ############ a new server gets the Parse injected
 
 $a->send_bytes(parse_msg('survivor', 'SELECT 7, pg_backend_pid()') . sync_msg());
@@ -277,6 +293,46 @@ reload_conf($node, 'pgbun.max_prepared_statements' => '100');
 	my @got = map { $_->[0] } @{ rows(read_until($c, 'Z')) };
 	my @want = map { $_ % 3 == 0 ? -$_ : $_ } @order;
 	is(join(',', @got), join(',', @want), 'each of the 300 names runs its own query, in a shuffled pipeline');
+	$c->terminate;
+}
+
+# The eviction order against a model: 150 new statements, then 600 Binds in
+# a pseudo-random order, on the one server that keeps 100. The Parses pgbun
+# sends the server must be exactly the misses of a least-recently-used cache
+# of 100 (the server's older statements are never used again, so they go
+# first and do not count).
+{
+	my ($n, $cap) = (150, 100);
+	my $c = raw_connect($node);
+	ok($c->login(%alice, database => 'prepdb')->{ok}, 'a client for the eviction model');
+	$c->send_bytes(join('', map { parse_msg("lru_m$_", "SELECT $_ AS lru_model") } 1 .. $n) . sync_msg());
+	is(msg_types(read_until($c, 'Z')), ('1' x $n) . 'Z', "$n new statements prepared");
+	my @cache = (($n - $cap + 1) .. $n);    # oldest first
+	my ($x, @order) = (12345);
+	for (1 .. 600)
+	{
+		$x = ($x * 1103515245 + 12345) % 2147483648;
+		# mostly a hot set of 60, sometimes any of the 150
+		push @order, ($x >> 8) % 4 ? 1 + ($x >> 12) % 60 : 1 + ($x >> 12) % $n;
+	}
+	my $misses = 0;
+	for my $i (@order)
+	{
+		my @rest = grep { $_ != $i } @cache;
+		if (@rest == @cache)
+		{
+			$misses++;
+			shift @rest if @rest >= $cap;
+		}
+		@cache = (@rest, $i);
+	}
+	my $b0 = stats('prepdb')->{server_parse};
+	$c->send_bytes(join('', map { bind_msg('', "lru_m$_") . execute_msg('') } @order) . sync_msg());
+	my @got = map { $_->[0] } @{ rows(read_until($c, 'Z')) };
+	is(join(',', @got), join(',', @order), 'each of the 600 Binds runs its own statement');
+	my $parses = stats('prepdb')->{server_parse} - $b0;
+	cmp_ok($misses, '>', 50, "the order has misses to count ($misses)");
+	is($parses, $misses, 'the server got a Parse for exactly the misses of an LRU cache of 100');
 	$c->terminate;
 }
 
