@@ -923,8 +923,19 @@ janitor_pool(Pool *pool)
 		else
 			close_if_waited_too_long(c);
 	}
+	/*
+	 * Clients join the waiting list at its tail as they start to wait, so
+	 * the first one that has not waited too long ends the walk: a tick costs
+	 * the timeouts it finds, not the length of the queue.
+	 */
 	dlist_foreach_modify(it, &pool->waiting_clients)
-		close_if_waited_too_long(dlist_container(Client, node, it.cur));
+	{
+		Client	   *c = dlist_container(Client, node, it.cur);
+
+		if (!expired(c->wait_start, pgbun_cfg->query_wait_timeout))
+			break;
+		close_if_waited_too_long(c);
+	}
 	if (pgbun_cfg->client_idle_timeout > 0)
 	{
 		dlist_foreach_modify(it, &pool->active_clients)

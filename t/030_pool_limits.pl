@@ -331,6 +331,30 @@ is($werr->{C} // '', '57014', 'query_wait_timeout: SQLSTATE 57014') or diag(expl
 like($werr->{M} // '', qr/^pgbun:/, 'query_wait_timeout: message starts with pgbun:');
 $raw->close;
 
+# Three waiters queued one after another: each gets its 57014 once it has
+# waited the timeout itself, none earlier (the janitor stops its walk of the
+# queue at the first waiter not yet due, so one due behind it would be late).
+{
+	my (@w, @sent, @got);
+	for my $i (0 .. 2)
+	{
+		my $raw = raw_connect($node);
+		ok($raw->login(%alice, database => 'waitdb')->{ok}, "query_wait_timeout: waiter $i logs in");
+		$raw->send_bytes(PgbunTest::Raw::query_message("SELECT $i"));
+		push @w, $raw;
+		push @sent, time;
+		usleep(300_000);
+	}
+	for my $i (0 .. 2)
+	{
+		my $msgs = read_until($w[$i], 'E');
+		my $waited = time - $sent[$i];
+		push @got, (first_error($msgs)->{C} // msg_types($msgs)) . ($waited >= 1 ? '' : " after ${waited}s");
+		$w[$i]->close;
+	}
+	is(join(',', @got), '57014,57014,57014', 'query_wait_timeout: three queued waiters each time out after their own wait');
+}
+
 is($holder->query('SELECT 2'), '2', 'query_wait_timeout: the holder is unaffected');
 $holder->query('COMMIT');
 $holder->quit;
