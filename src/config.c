@@ -71,6 +71,7 @@ char	   *pgbun_ident_file = NULL;
 int			pgbun_auth_failure_delay = 0;
 char	   *pgbun_ignore_startup_parameters = NULL;
 int			pgbun_max_prepared_statements = 200;
+int			pgbun_debug_clock_offset = 0;
 int			pgbun_max_prepared_statement_memory = 65536;	/* kB */
 int			pgbun_client_tls_sslmode = TLS_MODE_PREFER;
 char	   *pgbun_client_tls_cert_file = NULL;
@@ -660,6 +661,11 @@ pgbun_define_gucs(void)
 							"Query texts and names; a Parse that does not fit gets 53200 and the client stays connected.",
 							&pgbun_max_prepared_statement_memory, 65536, 64, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgbun.debug_clock_offset",
+							"Developer setting: seconds added to the workers' wall clock, so tests can step it.",
+							"Only pgbun's own reading of the wall clock moves; deadlines on the monotonic clock do not.",
+							&pgbun_debug_clock_offset, 0, -86400 * 365, 86400 * 365,
+							PGC_SIGHUP, GUC_UNIT_S | GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgbun.max_prepared_statements",
 							"Named prepared statements kept per server connection in transaction/statement pooling (0: refuse named statements there).",
 							NULL, &pgbun_max_prepared_statements, 200, 0, 100000,

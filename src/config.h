@@ -77,6 +77,7 @@ extern char *pgbun_ident_file;
 extern int	pgbun_auth_failure_delay;	/* ms */
 extern char *pgbun_ignore_startup_parameters;
 extern int	pgbun_max_prepared_statements;
+extern int	pgbun_debug_clock_offset;
 extern int	pgbun_max_prepared_statement_memory;	/* kB */
 extern int	pgbun_client_tls_sslmode;	/* TlsMode (tls.h) */
 extern char *pgbun_client_tls_cert_file;

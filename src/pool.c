@@ -514,6 +514,7 @@ pool_request_server(Pool *pool, Client *c)
 	if (c->state != CL_WAITING)
 	{
 		c->wait_start = W->now;
+		c->wait_mono = W->mono;
 		client_set_state(c, CL_WAITING);
 	}
 	pool_kick_waiting(pool);
@@ -901,11 +902,20 @@ janitor_clients(void)
 	}
 }
 
+/* Has a client waited for a server past query_wait_timeout (on the monotonic clock)? */
+static bool
+waited_too_long(const Client *c)
+{
+	int			timeout_ms = pgbun_cfg->query_wait_timeout;
+
+	return timeout_ms > 0 && W->mono - c->wait_mono >= (int64) timeout_ms * 1000;
+}
+
 /* A client waiting for a server (for a query, or for its pool's first login) past query_wait_timeout. */
 static void
 close_if_waited_too_long(Client *c)
 {
-	if (expired(c->wait_start, pgbun_cfg->query_wait_timeout))
+	if (waited_too_long(c))
 		client_close(c, "57014", "query_wait_timeout: no server connection became free in time");
 }
 
@@ -924,15 +934,16 @@ janitor_pool(Pool *pool)
 			close_if_waited_too_long(c);
 	}
 	/*
-	 * Clients join the waiting list at its tail as they start to wait, so
-	 * the first one that has not waited too long ends the walk: a tick costs
-	 * the timeouts it finds, not the length of the queue.
+	 * Clients join the waiting list at its tail as they start to wait, and
+	 * the monotonic clock never steps back, so the first one that has not
+	 * waited too long ends the walk: a tick costs the timeouts it finds,
+	 * not the length of the queue.
 	 */
 	dlist_foreach_modify(it, &pool->waiting_clients)
 	{
 		Client	   *c = dlist_container(Client, node, it.cur);
 
-		if (!expired(c->wait_start, pgbun_cfg->query_wait_timeout))
+		if (!waited_too_long(c))
 			break;
 		close_if_waited_too_long(c);
 	}

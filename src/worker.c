@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "access/xact.h"
@@ -632,10 +633,20 @@ shutdown_worker(bool admin_shutdown)
 }
 
 void
+worker_clock_refresh(void)
+{
+	struct timespec ts;
+
+	W->now = GetCurrentTimestamp() + (TimestampTz) pgbun_debug_clock_offset * USECS_PER_SEC;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	W->mono = (int64) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void
 pgbun_worker_main(Datum main_arg)
 {
 	PollEvent	events[EVENT_BATCH];
-	TimestampTz next_janitor = 0;
+	int64		next_janitor = 0;	/* on W->mono: a wall-clock step back must not stop it */
 	long		sleep_ms = 0;	/* > 0: the last turn found nothing to do, block this turn */
 
 	W = &worker_state;
@@ -675,7 +686,7 @@ pgbun_worker_main(Datum main_arg)
 
 	if (poll_init() < 0)
 		ereport(FATAL, (errmsg("pgbun: could not create epoll set: %m")));
-	W->now = GetCurrentTimestamp();
+	worker_clock_refresh();
 	{
 		MemoryContext old = MemoryContextSwitchTo(scratch_context);
 
@@ -708,7 +719,7 @@ pgbun_worker_main(Datum main_arg)
 		/* loop_wait does not sleep with an interrupt pending: absorbing it after is soon enough */
 		n = sleep_ms > 0 ? loop_wait(events, EVENT_BATCH, sleep_ms) : poll_wait(events, EVENT_BATCH, 0);
 		absorb_interrupts();
-		W->now = GetCurrentTimestamp();
+		worker_clock_refresh();
 		for (int i = 0; i < n; i++)
 			dispatch(events[i].obj, events[i].events);
 		run_busy_clients();
@@ -730,12 +741,12 @@ pgbun_worker_main(Datum main_arg)
 		if (ConfigReloadPending)
 			(void) guarded(apply_reload, "reload");
 
-		W->now = GetCurrentTimestamp();
-		if (W->now >= next_janitor)
+		worker_clock_refresh();
+		if (W->mono >= next_janitor)
 		{
 			(void) guarded(run_janitor, "janitor");
 			free_closed();
-			next_janitor = W->now + JANITOR_INTERVAL_MS * 1000;
+			next_janitor = W->mono + JANITOR_INTERVAL_MS * 1000;
 		}
 		/* the janitor, a reload or a resume may have queued pools */
 		if (!dlist_is_empty(&W->kick_pools))
@@ -758,6 +769,6 @@ pgbun_worker_main(Datum main_arg)
 		 */
 		sleep_ms = 0;
 		if (n < EVENT_BATCH && dlist_is_empty(&W->busy_clients) && kicks_done)
-			sleep_ms = Max((long) ((next_janitor - W->now) / 1000) + 1, 1);
+			sleep_ms = Max((long) ((next_janitor - W->mono) / 1000) + 1, 1);
 	}
 }

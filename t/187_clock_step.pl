@@ -1,0 +1,135 @@
+# 187_clock_step: a step of the wall clock (NTP setting it back, a VM
+# resumed) neither stops pgbun's janitor nor moves query_wait_timeout.
+#
+# pgbun.debug_clock_offset (a developer setting) steps the workers' own
+# reading of the wall clock at a reload, as a step of the system clock
+# would; the monotonic clock goes on:
+#
+#  - back an hour: a client queued before the step and one queued after it
+#    both get query_wait_timeout's 57014 after their own wait (before, the
+#    janitor's next run was scheduled an hour ahead and nobody timed out);
+#  - forward two hours: a client waiting under a 30 s query_wait_timeout is
+#    not timed out by the jump, and is served when the server is free.
+#
+# Deadlines are hang guards, never timing assertions.
+
+use strict;
+use warnings FATAL => 'all';
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep time);
+use FindBin;
+use lib $FindBin::RealBin;
+use PgbunTest;
+
+my $node = pgbun_node(
+	name => 'clockstep',
+	conf => {
+		'pgbun.pool_mode' => 'transaction',
+		'pgbun.default_pool_size' => '1',
+		'pgbun.query_wait_timeout' => '2s',
+	});
+$node->safe_psql('postgres', "CREATE ROLE alice LOGIN PASSWORD 'alice-pw'");
+my %alice = (user => 'alice', password => 'alice-pw');
+
+# How far the worker's wall clock is from the server's, in whole hours: the
+# connect_time of the client just connected (the earliest after a step back,
+# the latest after a jump forward, $agg), against the server's now().
+sub worker_clock_hours
+{
+	my ($agg) = @_;
+	my $d = $node->safe_psql('postgres',
+		"SELECT extract(epoch FROM $agg(connect_time) - now()) FROM pgbun.clients WHERE \"user\" = 'alice'");
+	return 0 + sprintf('%.0f', $d / 3600);    # (0 +: no '-0')
+}
+
+sub step_clock
+{
+	my ($seconds) = @_;
+	$node->append_conf('postgresql.conf', "pgbun.debug_clock_offset = $seconds\n");
+	$node->reload;
+}
+
+sub waiting_clients
+{
+	return $node->safe_psql('postgres', "SELECT coalesce(sum(cl_waiting), 0) FROM pgbun.pools WHERE database = 'postgres'");
+}
+
+sub waiter
+{
+	my ($tag) = @_;
+	my $raw = raw_connect($node);
+	ok($raw->login(%alice, database => 'postgres')->{ok}, "waiter $tag logs in");
+	$raw->send_bytes(PgbunTest::Raw::query_message("SELECT '$tag'"));
+	return $raw;
+}
+
+# The result of a waiter's query: its row, or the error's SQLSTATE.
+sub outcome
+{
+	my ($raw) = @_;
+	my $msgs = read_until($raw, 'Z');
+	my ($row) = grep { ($_->{type} // '') eq 'D' } @$msgs;
+	return $row ? PgbunTest::Raw::data_row($row->{body})->[0] : (first_error($msgs)->{C} // msg_types($msgs));
+}
+
+my $holder = raw_connect($node);
+ok($holder->login(%alice, database => 'postgres')->{ok}, 'the holder logs in');
+$holder->send_bytes(PgbunTest::Raw::query_message('BEGIN'));
+is(msg_types(read_until($holder, 'Z')), 'CZ', 'the holder opens a transaction on the only server');
+
+############ the wall clock steps back an hour
+
+my $a = waiter('a');
+ok(wait_until(sub { waiting_clients() eq '1' }), 'waiter a waits');
+step_clock(-3600);
+my $b;
+ok( wait_until(
+		sub {
+			$b->close if $b;
+			$b = raw_connect($node);
+			$b->login(%alice, database => 'postgres')->{ok} && worker_clock_hours('min') == -1;
+		}),
+	"the worker's wall clock stepped back an hour");
+$b->send_bytes(PgbunTest::Raw::query_message("SELECT 'b'"));
+ok(wait_until(sub { waiting_clients() eq '2' }), 'waiter b waits behind a');
+is(outcome($a), '57014', 'waiter a (queued before the step) gets query_wait_timeout');
+is(outcome($b), '57014', 'waiter b (queued after the step) gets query_wait_timeout');
+$a->close;
+$b->close;
+
+############ and forward two hours
+
+$node->append_conf('postgresql.conf', "pgbun.query_wait_timeout = '30s'\n");
+$node->reload;
+ok( wait_until(
+		sub {
+			$node->safe_psql('postgres', "SELECT setting FROM pg_settings WHERE name = 'pgbun.query_wait_timeout'")
+			  eq '30000';
+		}),
+	'query_wait_timeout reloaded to 30 s');
+my $c = waiter('c');
+ok(wait_until(sub { waiting_clients() eq '1' }), 'waiter c waits');
+step_clock(3600);
+my $probe;
+ok( wait_until(
+		sub {
+			$probe->close if $probe;
+			$probe = raw_connect($node);
+			$probe->login(%alice, database => 'postgres')->{ok} && worker_clock_hours('max') == 1;
+		}),
+	"the worker's wall clock jumped two hours forward");
+$probe->close;
+# a few janitor runs (every 250 ms) after the jump
+usleep(1_500_000);
+is(waiting_clients(), '1', 'waiter c still waits after the jump');
+$holder->send_bytes(PgbunTest::Raw::query_message('COMMIT'));
+is(msg_types(read_until($holder, 'Z')), 'CZ', 'the holder commits');
+is(outcome($c), 'c', 'waiter c is served once the server is free');
+$c->close;
+$holder->close;
+
+step_clock(0);
+done_testing();
