@@ -16,7 +16,7 @@
 #                         churn:N is N clients running, per transaction, one
 #                         of CHURN_STATEMENTS (400) distinct statements with
 #                         -M prepared, more than pgbun.max_prepared_statements
-#                         (200) keeps per server: most Binds evict one
+#                         (200) keeps per server: about half the Binds evict one
 #   KEEP=1                keep the temp dir
 #   OLD_CONF / NEW_CONF   extra postgresql.conf lines for that side, e.g.
 #                         NEW_CONF="pgbun.server_sched_batch = off"; with the
@@ -162,7 +162,7 @@ run() {
 say "pgbun, two builds side by side ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
 say "old: $OLD_BIN   new: $NEW_BIN"
 [ -n "${OLD_CONF:-}${NEW_CONF:-}" ] && say "old conf: ${OLD_CONF:-(none)}   new conf: ${NEW_CONF:-(none)}"
-say "transaction pooling, pool $POOL, SCRAM, pgbench -S, $ROUNDS rounds of ${DURATION}s, builds alternating"
+say "transaction pooling, pool $POOL, SCRAM, pgbench -S (churn: its own script), $ROUNDS rounds of ${DURATION}s, builds alternating"
 say "(the worker's CPU includes each client's one SCRAM login per run; noticeable at 1,000 clients)"
 declare -A RES
 for r in $(seq 1 "$ROUNDS"); do

@@ -331,18 +331,18 @@ is($werr->{C} // '', '57014', 'query_wait_timeout: SQLSTATE 57014') or diag(expl
 like($werr->{M} // '', qr/^pgbun:/, 'query_wait_timeout: message starts with pgbun:');
 $raw->close;
 
-# Three waiters queued one after another: each gets its 57014 once it has
-# waited the timeout itself, none earlier (the janitor stops its walk of the
-# queue at the first waiter not yet due, so one due behind it would be late).
+# Three waiters queued one after another: each gets its 57014, none before
+# it has waited the timeout itself (the janitor stops its walk of the queue
+# at the first waiter not yet due; t/187 covers a clock step).
 {
 	my (@w, @sent, @got);
 	for my $i (0 .. 2)
 	{
 		my $raw = raw_connect($node);
 		ok($raw->login(%alice, database => 'waitdb')->{ok}, "query_wait_timeout: waiter $i logs in");
+		push @sent, time;
 		$raw->send_bytes(PgbunTest::Raw::query_message("SELECT $i"));
 		push @w, $raw;
-		push @sent, time;
 		usleep(300_000);
 	}
 	for my $i (0 .. 2)

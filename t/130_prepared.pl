@@ -312,8 +312,8 @@ reload_conf($node, 'pgbun.max_prepared_statements' => '100');
 	for (1 .. 600)
 	{
 		$x = ($x * 1103515245 + 12345) % 2147483648;
-		# mostly a hot set of 60, sometimes any of the 150
-		push @order, ($x >> 8) % 4 ? 1 + ($x >> 12) % 60 : 1 + ($x >> 12) % $n;
+		# mostly a hot set of 80 (close to the 100 kept), sometimes any of the 150
+		push @order, ($x >> 8) % 4 ? 1 + ($x >> 12) % 80 : 1 + ($x >> 12) % $n;
 	}
 	my $misses = 0;
 	for my $i (@order)
@@ -333,6 +333,13 @@ reload_conf($node, 'pgbun.max_prepared_statements' => '100');
 	my $parses = stats('prepdb')->{server_parse} - $b0;
 	cmp_ok($misses, '>', 50, "the order has misses to count ($misses)");
 	is($parses, $misses, 'the server got a Parse for exactly the misses of an LRU cache of 100');
+	# and it kept exactly the statements the model keeps (the pool's one server)
+	$c->send_bytes(PgbunTest::Raw::query_message(
+		"SELECT statement FROM pg_prepared_statements WHERE statement LIKE '% AS lru_model'"));
+	# (zero-padded: this file's lexical $a hides sort's)
+	my @kept = sort map { $_->[0] =~ /SELECT (\d+) AS/ ? sprintf('%03d', $1) : () } @{ rows(read_until($c, 'Z')) };
+	is(join(',', @kept), join(',', sort map { sprintf('%03d', $_) } @cache),
+		'the server holds the 100 statements an LRU cache keeps');
 	$c->terminate;
 }
 
