@@ -34,6 +34,7 @@
 #include "config.h"
 #include "counters.h"
 #include "settings.h"
+#include "clock.h"
 #include "shmem.h"
 #include "stats_read.h"
 
@@ -112,7 +113,7 @@ pgbun_pools_1_0(PG_FUNCTION_ARGS)
 	gauges = palloc(sizeof(PoolGauges) * PGBUN_MAX_POOLS);
 	stats_count_gauges(gauges);
 
-	now = GetCurrentTimestamp();
+	now = pgbun_clock_now();
 	for (int p = 0; p < PGBUN_MAX_POOLS; p++)
 	{
 		const PgbunPoolSlot *pool = stats_pool_in_use(p);
@@ -179,7 +180,7 @@ pgbun_stats_1_0(PG_FUNCTION_ARGS)
 
 	dbs = palloc(sizeof(DbStats) * PGBUN_MAX_POOLS);
 	ndbs = stats_sum_by_database(dbs);
-	now = GetCurrentTimestamp();
+	now = pgbun_clock_now();
 	secs = stats_seconds(now);
 
 	for (int j = 0; j < ndbs; j++)
@@ -232,7 +233,7 @@ static inline void
 put_timestamp(Datum *value, bool *isnull, TimestampTz ts)
 {
 	*isnull = (ts == 0);
-	*value = TimestampTzGetDatum(ts);
+	*value = TimestampTzGetDatum(pgbun_clock_to_wall(ts));
 }
 
 /*
@@ -250,7 +251,7 @@ conns_srf(FunctionCallInfo fcinfo, ConnKind kind, bool with_host)
 	require_shmem();
 	InitMaterializedSRF(fcinfo, 0);
 
-	now = GetCurrentTimestamp();
+	now = pgbun_clock_now();
 	for (int i = 0; i < pgbun_shared->n_conn_slots; i++)
 	{
 		PgbunConnSlot c;

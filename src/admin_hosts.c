@@ -17,6 +17,7 @@
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
+#include "clock.h"
 #include "config.h"
 #include "config_parse.h"
 #include "settings.h"
@@ -33,7 +34,7 @@ put_ts(Datum *v, bool *n, TimestampTz ts)
 	if (ts == 0)
 		*n = true;
 	else
-		*v = TimestampTzGetDatum(ts);
+		*v = TimestampTzGetDatum(pgbun_clock_to_wall(ts));
 }
 
 static const char *

@@ -1680,7 +1680,6 @@ auth_succeeded(Client *c)
 		/* no welcome yet (no server login of the pool anywhere, or one too long to share) */
 		client_set_state(c, CL_WAITING_LOGIN);
 		c->wait_start = W->now;
-		c->wait_mono = W->mono;
 		client_publish(c);
 		pool_kick_waiting(pool);
 	}

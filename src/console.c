@@ -38,6 +38,7 @@
 #include "proto.h"
 #include "sbuf.h"
 #include "settings.h"
+#include "clock.h"
 #include "shmem.h"
 #include "stats_read.h"
 
@@ -314,7 +315,7 @@ rows_put_time(Rows *r, TimestampTz ts)
 		rows_put(r, NULL);
 		return;
 	}
-	t = timestamptz_to_time_t(ts);
+	t = timestamptz_to_time_t(pgbun_clock_to_wall(ts));
 	tm = pg_gmtime(&t);
 	if (!tm)
 	{
@@ -346,7 +347,7 @@ show_pools(Console *cs)
 		{"maxwait_us", 'i'}, {"pool_mode", 's'}, {"load_balance_hosts", 's'},
 	};
 	PoolGauges *gauges = palloc(sizeof(PoolGauges) * PGBUN_MAX_POOLS);
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz now = pgbun_clock_now();
 	Rows		r;
 
 	stats_count_gauges(gauges);
@@ -434,7 +435,7 @@ show_stats(Console *cs, StatsKind kind)
 	};
 	DbStats    *dbs = palloc(sizeof(DbStats) * PGBUN_MAX_POOLS);
 	int			ndbs = stats_sum_by_database(dbs);
-	uint64		secs = stats_seconds(GetCurrentTimestamp());
+	uint64		secs = stats_seconds(pgbun_clock_now());
 	Rows		r;
 
 	if (kind == STATS_ALL)
@@ -488,7 +489,7 @@ show_totals(Console *cs)
 	};
 	DbStats    *dbs = palloc(sizeof(DbStats) * PGBUN_MAX_POOLS);
 	int			ndbs = stats_sum_by_database(dbs);
-	uint64		secs = stats_seconds(GetCurrentTimestamp());
+	uint64		secs = stats_seconds(pgbun_clock_now());
 	uint64		sum[lengthof(names)];
 	Rows		r;
 
@@ -549,7 +550,7 @@ show_conns(Console *cs, int which)
 		{"link", 's'}, {"remote_pid", 'i'}, {"tls", 's'}, {"application_name", 's'},
 		{"prepared_statements", 'i'}, {"id", 'i'},
 	};
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz now = pgbun_clock_now();
 	Rows		r;
 
 	rows_begin(&r, cs, cols, lengthof_cols(cols));

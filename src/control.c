@@ -28,6 +28,7 @@
 
 #include "control.h"
 #include "pooler.h"
+#include "clock.h"
 #include "shmem.h"
 
 /* The generation this worker has applied, and the KILL_CLIENT count it has seen. */
@@ -99,7 +100,7 @@ static uint64
 set_before(const char *database, bool kill)
 {
 	PgbunShared *sh = pgbun_shared;
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz now = pgbun_clock_now();
 	uint64		gen = 0;
 
 	SpinLockAcquire(&sh->mutex);

@@ -28,6 +28,7 @@
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
+#include "clock.h"
 #include "config.h"
 #include "counters.h"
 #include "http.h"
@@ -266,10 +267,11 @@ host_sample(Body *b, const char *metric, const PgbunHostSlot *hs)
 	body_append(b, "\"} ", 3);
 }
 
+/* A pgbun timestamp (steady clock) as Unix time on the wall clock of now. */
 static double
 unix_seconds(TimestampTz ts)
 {
-	return (double) ts / 1e6 + (double) ((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY);
+	return (double) pgbun_clock_to_wall(ts) / 1e6 + (double) ((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY);
 }
 
 /* ---- the numbers ---- */

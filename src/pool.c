@@ -514,7 +514,6 @@ pool_request_server(Pool *pool, Client *c)
 	if (c->state != CL_WAITING)
 	{
 		c->wait_start = W->now;
-		c->wait_mono = W->mono;
 		client_set_state(c, CL_WAITING);
 	}
 	pool_kick_waiting(pool);
@@ -902,13 +901,11 @@ janitor_clients(void)
 	}
 }
 
-/* Has a client waited for a server past query_wait_timeout (on the monotonic clock)? */
+/* Has a client waited for a server past query_wait_timeout? */
 static bool
 waited_too_long(const Client *c)
 {
-	int			timeout_ms = pgbun_cfg->query_wait_timeout;
-
-	return timeout_ms > 0 && W->mono - c->wait_mono >= (int64) timeout_ms * 1000;
+	return expired(c->wait_start, pgbun_cfg->query_wait_timeout);
 }
 
 /* A client waiting for a server (for a query, or for its pool's first login) past query_wait_timeout. */
@@ -935,7 +932,7 @@ janitor_pool(Pool *pool)
 	}
 	/*
 	 * Clients join the waiting list at its tail as they start to wait, and
-	 * the monotonic clock never steps back, so the first one that has not
+	 * W->now never steps back (clock.h), so the first one that has not
 	 * waited too long ends the walk: a tick costs the timeouts it finds,
 	 * not the length of the queue.
 	 */

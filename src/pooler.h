@@ -47,7 +47,6 @@ typedef struct Client
 	TimestampTz connect_time;
 	TimestampTz request_time;	/* last message from the client */
 	TimestampTz wait_start;		/* when it started waiting for a server, 0 if not */
-	int64		wait_mono;		/* the same on the monotonic clock (query_wait_timeout) */
 	char	   *params;			/* wanted session parameters: name\0value\0...\0 (session.c) */
 	uint16		params_len;
 	bool		params_fp_valid;	/* params_fp matches params (cleared on every change) */
@@ -225,13 +224,7 @@ typedef struct Pool
 typedef struct WorkerState
 {
 	int			id;				/* worker number */
-	TimestampTz now;			/* refreshed once per loop turn */
-	/*
-	 * The same instant on the monotonic clock (microseconds), for deadlines
-	 * a step of the wall clock must not move: the janitor's schedule and
-	 * query_wait_timeout. W->now is what the views and logs show.
-	 */
-	int64		mono;
+	TimestampTz now;			/* refreshed once per loop turn, on the steady clock (clock.h) */
 	bool		shutting_down;
 	bool		draining;		/* smart shutdown: no new clients, idle servers close */
 	dlist_head	pools;
@@ -251,7 +244,7 @@ typedef struct WorkerState
 
 extern WorkerState *W;
 
-/* Set W->now and W->mono. */
+/* Set W->now. */
 extern void worker_clock_refresh(void);
 /* worker.c: the kdf.c threads started and watched (first call); false when they cannot run. */
 extern bool worker_kdf_ready(void);

@@ -29,6 +29,7 @@
 #include "config.h"
 #include "counters.h"
 #include "settings.h"
+#include "clock.h"
 #include "shmem.h"
 
 /*
@@ -127,7 +128,8 @@ init_segment(void)
 	pg_atomic_init_u64(&sh->control_generation, 0);
 	for (int i = 0; i < PGBUN_MAX_POOLS; i++)
 		pg_atomic_init_u64(&sh->welcomes[i].generation, 0);
-	sh->stats_start = GetCurrentTimestamp();
+	sh->clock_anchor = pgbun_clock_anchor();
+	sh->stats_start = pgbun_clock_now();
 	sh->n_conn_slots = planned_conn_slots;
 	sh->n_client_slots = planned_client_slots;
 	sh->n_cancel_buckets = planned_cancel_buckets;

@@ -228,6 +228,7 @@ typedef struct PgbunShared
 	/* starving bits set over all pool slots: 0 means no worker needs to look */
 	pg_atomic_uint32 n_starving;
 	pg_atomic_uint64 next_conn_id;
+	TimestampTz clock_anchor;	/* the steady clock's origin (clock.c) */
 	TimestampTz stats_start;	/* when the segment (and so the stat counters) was created */
 
 	PgbunPoolSlot pools[PGBUN_MAX_POOLS];

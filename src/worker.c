@@ -19,7 +19,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "access/xact.h"
@@ -38,6 +37,7 @@
 
 #include "backend_sched.h"
 #include "cancel.h"
+#include "clock.h"
 #include "client_login.h"
 #include "compat.h"
 #include "config.h"
@@ -635,18 +635,14 @@ shutdown_worker(bool admin_shutdown)
 void
 worker_clock_refresh(void)
 {
-	struct timespec ts;
-
-	W->now = GetCurrentTimestamp() + (TimestampTz) pgbun_debug_clock_offset * USECS_PER_SEC;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	W->mono = (int64) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	W->now = pgbun_clock_now();
 }
 
 void
 pgbun_worker_main(Datum main_arg)
 {
 	PollEvent	events[EVENT_BATCH];
-	int64		next_janitor = 0;	/* on W->mono: a wall-clock step back must not stop it */
+	TimestampTz next_janitor = 0;
 	long		sleep_ms = 0;	/* > 0: the last turn found nothing to do, block this turn */
 
 	W = &worker_state;
@@ -742,11 +738,11 @@ pgbun_worker_main(Datum main_arg)
 			(void) guarded(apply_reload, "reload");
 
 		worker_clock_refresh();
-		if (W->mono >= next_janitor)
+		if (W->now >= next_janitor)
 		{
 			(void) guarded(run_janitor, "janitor");
 			free_closed();
-			next_janitor = W->mono + JANITOR_INTERVAL_MS * 1000;
+			next_janitor = W->now + JANITOR_INTERVAL_MS * 1000;
 		}
 		/* the janitor, a reload or a resume may have queued pools */
 		if (!dlist_is_empty(&W->kick_pools))
@@ -769,6 +765,6 @@ pgbun_worker_main(Datum main_arg)
 		 */
 		sleep_ms = 0;
 		if (n < EVENT_BATCH && dlist_is_empty(&W->busy_clients) && kicks_done)
-			sleep_ms = Max((long) ((next_janitor - W->mono) / 1000) + 1, 1);
+			sleep_ms = Max((long) ((next_janitor - W->now) / 1000) + 1, 1);
 	}
 }

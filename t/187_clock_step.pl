@@ -1,15 +1,19 @@
 # 187_clock_step: a step of the wall clock (NTP setting it back, a VM
-# resumed) neither stops pgbun's janitor nor moves query_wait_timeout.
+# resumed) moves none of pgbun's deadlines: every pgbun timestamp is on a
+# steady clock (clock.c), converted to the wall clock only for display.
 #
-# pgbun.debug_clock_offset (a developer setting) steps the workers' own
-# reading of the wall clock at a reload, as a step of the system clock
-# would; the monotonic clock goes on:
+# pgbun.debug_clock_offset (a developer setting) steps pgbun's reading of
+# the wall clock at a reload, in the worker and in the backends that read
+# the views, as a step of the system clock would:
 #
-#  - back an hour: a client queued before the step and one queued after it
-#    both get query_wait_timeout's 57014 after their own wait (before, the
-#    janitor's next run was scheduled an hour ahead and nobody timed out);
+#  - back an hour: the views show the connections an hour earlier; a client
+#    queued before the step and one queued after it both get
+#    query_wait_timeout's 57014 after their own wait (before, the janitor's
+#    next run was an hour ahead, and nobody timed out);
 #  - forward two hours: a client waiting under a 30 s query_wait_timeout is
-#    not timed out by the jump, and is served when the server is free.
+#    not timed out by the jump and is served when the server is free, and
+#    the client idle in a transaction under idle_transaction_timeout (30 s)
+#    and client_idle_timeout (60 s) is not closed by it.
 #
 # Deadlines are hang guards, never timing assertions.
 
@@ -30,13 +34,14 @@ my $node = pgbun_node(
 		'pgbun.pool_mode' => 'transaction',
 		'pgbun.default_pool_size' => '1',
 		'pgbun.query_wait_timeout' => '2s',
+		'pgbun.idle_transaction_timeout' => '30s',
+		'pgbun.client_idle_timeout' => '60s',
 	});
 $node->safe_psql('postgres', "CREATE ROLE alice LOGIN PASSWORD 'alice-pw'");
 my %alice = (user => 'alice', password => 'alice-pw');
 
-# How far the worker's wall clock is from the server's, in whole hours: the
-# connect_time of the client just connected (the earliest after a step back,
-# the latest after a jump forward, $agg), against the server's now().
+# How far pgbun's wall clock is from the server's, in whole hours: a
+# connect_time the view shows ($agg of alice's), against the server's now().
 sub worker_clock_hours
 {
 	my ($agg) = @_;
@@ -126,8 +131,10 @@ $probe->close;
 usleep(1_500_000);
 is(waiting_clients(), '1', 'waiter c still waits after the jump');
 $holder->send_bytes(PgbunTest::Raw::query_message('COMMIT'));
-is(msg_types(read_until($holder, 'Z')), 'CZ', 'the holder commits');
+is(msg_types(read_until($holder, 'Z')), 'CZ',
+	'the holder, idle in a transaction through the jump, is still connected and commits');
 is(outcome($c), 'c', 'waiter c is served once the server is free');
+is(worker_clock_hours('max'), 1, 'the views show the connections two hours later');
 $c->close;
 $holder->close;
 
