@@ -31,10 +31,10 @@
 #include "utils/tuplestore.h"
 #include "utils/wait_event.h"
 
+#include "clock.h"
 #include "config.h"
 #include "counters.h"
 #include "settings.h"
-#include "clock.h"
 #include "shmem.h"
 #include "stats_read.h"
 

@@ -50,6 +50,7 @@
 #include "utils/snapmgr.h"
 
 #include "auth.h"
+#include "clock.h"
 #include "console.h"
 #include "scram.h"
 
@@ -533,7 +534,7 @@ auth_lookup(const char *user, const char *database, RoleInfo *out)
 			cache_fill(&args);
 	}
 	if (out->has_valid_until)
-		role_apply_expiry(out, GetCurrentTimestamp());
+		role_apply_expiry(out, pgbun_clock_wall_now());	/* rolvaliduntil is a wall time */
 	/* as CheckPWChallengeAuth: no verifier means a mock of password_encryption's kind */
 	out->mock_scram = out->verifier_type == VERIFIER_NONE &&
 		Password_encryption == PASSWORD_TYPE_SCRAM_SHA_256;

@@ -22,10 +22,10 @@ monotonic_us(void)
 
 /*
  * The wall clock, as pgbun sees it: pgbun.debug_clock_offset lets a test
- * step it without touching the machine's.
+ * step it without touching the machine's. The only place pgbun reads it.
  */
-static TimestampTz
-wall_now(void)
+TimestampTz
+pgbun_clock_wall_now(void)
 {
 	return GetCurrentTimestamp() + (TimestampTz) pgbun_debug_clock_offset * USECS_PER_SEC;
 }
@@ -33,7 +33,12 @@ wall_now(void)
 TimestampTz
 pgbun_clock_anchor(void)
 {
-	return wall_now() - monotonic_us();
+	/*
+	 * At least a day: 0 and below mean "unset" to pgbun's timeouts, and a
+	 * server started with its clock before 2000 (no real-time clock, NTP
+	 * not yet there) must not keep them off until it restarts.
+	 */
+	return Max(pgbun_clock_wall_now() - monotonic_us(), (TimestampTz) USECS_PER_DAY);
 }
 
 TimestampTz
@@ -41,14 +46,26 @@ pgbun_clock_now(void)
 {
 	/* without the segment (pgbun not preloaded) there is nothing to agree with */
 	if (!pgbun_shared)
-		return wall_now();
+		return pgbun_clock_wall_now();
 	return pgbun_shared->clock_anchor + monotonic_us();
 }
 
 TimestampTz
 pgbun_clock_to_wall(TimestampTz t)
 {
+	/*
+	 * The two clocks read one after the other differ by a microsecond or
+	 * more from call to call: keep the last difference unless it moved by
+	 * more than a millisecond (a step), so that equal timestamps show equal
+	 * and close ones keep their order.
+	 */
+	static TimestampTz shown_delta = 0;
+	TimestampTz delta;
+
 	if (t == 0 || !pgbun_shared)
 		return t;
-	return t + (wall_now() - pgbun_clock_now());
+	delta = pgbun_clock_wall_now() - pgbun_clock_now();
+	if (shown_delta == 0 || delta - shown_delta > 1000 || shown_delta - delta > 1000)
+		shown_delta = delta;
+	return t + shown_delta;
 }

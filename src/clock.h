@@ -15,6 +15,9 @@
 
 #include "datatype/timestamp.h"
 
+/* The wall clock (with pgbun.debug_clock_offset), for comparisons with the server's own times. */
+extern TimestampTz pgbun_clock_wall_now(void);
+
 /* Anchor the steady clock to the wall clock (once, when the segment is made). */
 extern TimestampTz pgbun_clock_anchor(void);
 

@@ -662,8 +662,8 @@ pgbun_define_gucs(void)
 							&pgbun_max_prepared_statement_memory, 65536, 64, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgbun.debug_clock_offset",
-							"Developer setting: seconds added to the workers' wall clock, so tests can step it.",
-							"Only pgbun's own reading of the wall clock moves; deadlines on the monotonic clock do not.",
+							"Developer setting: seconds added to pgbun's reading of the wall clock, so tests can step it.",
+							"pgbun's timeouts run on its steady clock and do not move; the times the views show do.",
 							&pgbun_debug_clock_offset, 0, -86400 * 365, 86400 * 365,
 							PGC_SIGHUP, GUC_UNIT_S | GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
 	DefineCustomIntVariable("pgbun.max_prepared_statements",

@@ -28,6 +28,7 @@
 #include "utils/guc_tables.h"
 #include "utils/timestamp.h"
 
+#include "clock.h"
 #include "compat.h"
 #include "config.h"
 #include "config_parse.h"
@@ -38,7 +39,6 @@
 #include "proto.h"
 #include "sbuf.h"
 #include "settings.h"
-#include "clock.h"
 #include "shmem.h"
 #include "stats_read.h"
 

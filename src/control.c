@@ -26,9 +26,9 @@
 
 #include "utils/timestamp.h"
 
+#include "clock.h"
 #include "control.h"
 #include "pooler.h"
-#include "clock.h"
 #include "shmem.h"
 
 /* The generation this worker has applied, and the KILL_CLIENT count it has seen. */

@@ -26,10 +26,10 @@
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
+#include "clock.h"
 #include "config.h"
 #include "counters.h"
 #include "settings.h"
-#include "clock.h"
 #include "shmem.h"
 
 /*

@@ -37,8 +37,8 @@
 
 #include "backend_sched.h"
 #include "cancel.h"
-#include "clock.h"
 #include "client_login.h"
+#include "clock.h"
 #include "compat.h"
 #include "config.h"
 #include "counters.h"
