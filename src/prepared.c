@@ -125,6 +125,7 @@ stream_mark(Client *c, Server *s)
 #define REQ_NAME_GONE 0x01
 
 #define STMT_BUCKETS 4096
+#define MAX_EVICTIONS_PER_MISS 8
 #define SERVER_NAME_MAX 32
 
 static PreparedStmt *stmt_buckets[STMT_BUCKETS];
@@ -709,7 +710,14 @@ ensure_on_server(Server *s, PreparedStmt *st, uint8 parse_flags, const char *cli
 		}
 		return true;
 	}
-	if (ss->n >= pgbun_cfg->max_prepared_statements && ss->n > 0)
+	/*
+	 * Make room: one eviction as a rule, a few more when the server holds
+	 * more than the limit (lowered at a reload, or a statement given back by
+	 * a skipped Close), so it shrinks to the limit over its next misses
+	 * without queueing thousands of Closes on one.
+	 */
+	for (int evicted = 0; evicted < MAX_EVICTIONS_PER_MISS &&
+		 ss->n >= pgbun_cfg->max_prepared_statements && ss->n > 0; evicted++)
 	{
 		int32		lru = ss->oldest;
 

@@ -343,6 +343,25 @@ reload_conf($node, 'pgbun.max_prepared_statements' => '100');
 	$c->terminate;
 }
 
+# A lower limit at a reload: the server (holding 100) shrinks to it over its
+# next misses, closing at most 8 statements on each.
+reload_conf($node, 'pgbun.max_prepared_statements' => '90');
+{
+	my $c = raw_connect($node);
+	ok($c->login(%alice, database => 'prepdb')->{ok}, 'a client after lowering max_prepared_statements');
+	my @held;
+	for my $i (1 .. 3)
+	{
+		$c->send_bytes(parse_msg("shrink$i", "SELECT $i AS shrink") . sync_msg());
+		read_until($c, 'Z');
+		$c->send_bytes(PgbunTest::Raw::query_message('SELECT count(*) FROM pg_prepared_statements'));
+		push @held, rows(read_until($c, 'Z'))->[0][0] // 'error';
+	}
+	is(join(',', @held), '93,90,90', 'the server holds 100 - 8 + 1, then the new limit');
+	$c->terminate;
+}
+reload_conf($node, 'pgbun.max_prepared_statements' => '100');
+
 ############ the server's errors name the client's statement
 
 # A Bind with the wrong number of parameters: the backend's 08P01 names the
