@@ -901,19 +901,17 @@ janitor_clients(void)
 	}
 }
 
-/* Has a client waited for a server past query_wait_timeout? */
+/*
+ * A client waiting for a server (for a query, or for its pool's first login)
+ * past query_wait_timeout is closed. Returns whether it was.
+ */
 static bool
-waited_too_long(const Client *c)
-{
-	return expired(c->wait_start, pgbun_cfg->query_wait_timeout);
-}
-
-/* A client waiting for a server (for a query, or for its pool's first login) past query_wait_timeout. */
-static void
 close_if_waited_too_long(Client *c)
 {
-	if (waited_too_long(c))
-		client_close(c, "57014", "query_wait_timeout: no server connection became free in time");
+	if (!expired(c->wait_start, pgbun_cfg->query_wait_timeout))
+		return false;
+	client_close(c, "57014", "query_wait_timeout: no server connection became free in time");
+	return true;
 }
 
 static void
@@ -928,7 +926,7 @@ janitor_pool(Pool *pool)
 		if (expired(c->connect_time, pgbun_cfg->client_login_timeout))
 			client_close(c, "08P01", "client_login_timeout: server login not finished in time");
 		else
-			close_if_waited_too_long(c);
+			(void) close_if_waited_too_long(c);
 	}
 	/*
 	 * Clients join the waiting list at its tail as they start to wait, and
@@ -938,11 +936,8 @@ janitor_pool(Pool *pool)
 	 */
 	dlist_foreach_modify(it, &pool->waiting_clients)
 	{
-		Client	   *c = dlist_container(Client, node, it.cur);
-
-		if (!waited_too_long(c))
+		if (!close_if_waited_too_long(dlist_container(Client, node, it.cur)))
 			break;
-		close_if_waited_too_long(c);
 	}
 	if (pgbun_cfg->client_idle_timeout > 0)
 	{

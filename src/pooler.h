@@ -244,8 +244,6 @@ typedef struct WorkerState
 
 extern WorkerState *W;
 
-/* Set W->now. */
-extern void worker_clock_refresh(void);
 /* worker.c: the kdf.c threads started and watched (first call); false when they cannot run. */
 extern bool worker_kdf_ready(void);
 

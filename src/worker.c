@@ -633,12 +633,6 @@ shutdown_worker(bool admin_shutdown)
 }
 
 void
-worker_clock_refresh(void)
-{
-	W->now = pgbun_clock_now();
-}
-
-void
 pgbun_worker_main(Datum main_arg)
 {
 	PollEvent	events[EVENT_BATCH];
@@ -682,7 +676,7 @@ pgbun_worker_main(Datum main_arg)
 
 	if (poll_init() < 0)
 		ereport(FATAL, (errmsg("pgbun: could not create epoll set: %m")));
-	worker_clock_refresh();
+	W->now = pgbun_clock_now();
 	{
 		MemoryContext old = MemoryContextSwitchTo(scratch_context);
 
@@ -715,7 +709,7 @@ pgbun_worker_main(Datum main_arg)
 		/* loop_wait does not sleep with an interrupt pending: absorbing it after is soon enough */
 		n = sleep_ms > 0 ? loop_wait(events, EVENT_BATCH, sleep_ms) : poll_wait(events, EVENT_BATCH, 0);
 		absorb_interrupts();
-		worker_clock_refresh();
+		W->now = pgbun_clock_now();
 		for (int i = 0; i < n; i++)
 			dispatch(events[i].obj, events[i].events);
 		run_busy_clients();
@@ -737,7 +731,7 @@ pgbun_worker_main(Datum main_arg)
 		if (ConfigReloadPending)
 			(void) guarded(apply_reload, "reload");
 
-		worker_clock_refresh();
+		W->now = pgbun_clock_now();
 		if (W->now >= next_janitor)
 		{
 			(void) guarded(run_janitor, "janitor");
