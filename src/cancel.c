@@ -7,6 +7,17 @@
  * so a cancel works whichever worker's socket it lands on. Nothing here
  * waits: the connect is non-blocking, and a slot caught mid-write by its
  * owner is read again at the next janitor tick rather than waited for.
+ *
+ * A CancelRequest reaches the backend some time after it is sent: the server
+ * takes the connection, signals the backend, and only then closes it. If the
+ * query ends by itself meanwhile, the server must not be running another
+ * client's query when the signal lands. So every cancel in flight is counted
+ * in the server's slot (cancel_holds) until its connection ends, and the
+ * owner keeps a released server out of the pool while the count is not zero
+ * (SV_BEING_CANCELED, pool.c). The count goes up before the sender checks
+ * the server is still linked to the client, and the owner publishes the
+ * unlink before it reads the count (full barriers both sides): either the
+ * sender sees the server gone and sends nothing, or the owner sees the count.
  */
 #include "postgres.h"
 
@@ -20,19 +31,84 @@
 #include "pooler.h"
 #include "proto.h"
 
-/* Give up on a cancel connection the server does not accept within this. */
-#define CANCEL_TIMEOUT_US (5 * USECS_PER_SEC)
+#define CANCEL_TIMEOUT_US ((int64) CANCEL_TIMEOUT_MS * 1000)
+
+/* Cancel connections one worker keeps open at most: a flood of CancelRequests opens no more. */
+#define MAX_CANCEL_CONNS 256
 
 typedef struct CancelConn
 {
 	IoObj		io;				/* IO_CANCEL; first member */
 	dlist_node	node;
 	int			fd;
+	bool		sent;			/* the packet is out: waiting for the server to close */
+	int			hold_slot;		/* server slot whose cancel_holds this counts in, -1: none */
+	uint64		hold_id;		/* that server's connection id */
 	TimestampTz start;
 	uint8		packet[16];
 } CancelConn;
 
 static dlist_head cancels = DLIST_STATIC_INIT(cancels);
+static int	n_cancels = 0;
+
+#define HOLD_ID(id) ((id) & PG_UINT32_MAX)
+#define HOLD_COUNT(v) ((uint32) ((v) & PG_UINT32_MAX))
+
+/* Count one more cancel in flight for slot idx, if it still holds connection id. */
+static bool
+cancel_hold(int idx, uint64 id)
+{
+	pg_atomic_uint64 *holds = &pgbun_conn_slot(idx)->cancel_holds;
+	uint64		old = pg_atomic_read_u64(holds);
+
+	do
+	{
+		if ((old >> 32) != HOLD_ID(id))
+			return false;
+	} while (!pg_atomic_compare_exchange_u64(holds, &old, old + 1));
+	return true;
+}
+
+/*
+ * One cancel for slot idx is over (sent and closed, failed, or not sent).
+ * The last one wakes the owner, which gives the server back (pool.c); a
+ * slot since reused for another connection is left alone.
+ */
+static void
+cancel_unhold(int idx, uint64 id)
+{
+	PgbunConnSlot *slot = pgbun_conn_slot(idx);
+	uint64		old = pg_atomic_read_u64(&slot->cancel_holds);
+	int			owner;
+
+	do
+	{
+		if ((old >> 32) != HOLD_ID(id) || HOLD_COUNT(old) == 0)
+			return;
+	} while (!pg_atomic_compare_exchange_u64(&slot->cancel_holds, &old, old - 1));
+	if (HOLD_COUNT(old) != 1)
+		return;
+	/* a stale owner costs a spare wake-up; the janitor catches a missed one */
+	owner = slot->worker;
+	if (owner < 0 || owner >= PGBUN_MAX_WORKERS)
+		return;
+	pg_atomic_write_u32(&pgbun_shared->workers[owner].cancels_done, 1);
+	pgbun_wake_workers(UINT64CONST(1) << owner);
+}
+
+bool
+cancel_hold_own(int slot)
+{
+	return slot >= 0 && cancel_hold(slot, pgbun_conn_slot(slot)->id);
+}
+
+uint32
+cancel_in_flight(int slot)
+{
+	/* after the caller published the server unlinked (see the header) */
+	pg_memory_barrier();
+	return HOLD_COUNT(pg_atomic_read_u64(&pgbun_conn_slot(slot)->cancel_holds));
+}
 
 static void
 cancel_conn_close(CancelConn *cc)
@@ -40,6 +116,9 @@ cancel_conn_close(CancelConn *cc)
 	poll_remove(cc->fd);
 	close(cc->fd);
 	dlist_delete(&cc->node);
+	n_cancels--;
+	if (cc->hold_slot >= 0)
+		cancel_unhold(cc->hold_slot, cc->hold_id);
 	free(cc);
 }
 
@@ -71,6 +150,9 @@ cancel_try_forward(uint32 pid, uint32 key)
 	int			cidx = pgbun_cancel_lookup(pid, key);
 	PgbunConnSlot client;
 	PgbunConnSlot server;
+	PgbunConnSlot server_again;
+	PgbunConnSlot client_again;
+	int			sidx;
 
 	if (cidx < 0)
 		return true;			/* unknown key: silently ignored, as PostgreSQL does */
@@ -93,12 +175,28 @@ cancel_try_forward(uint32 pid, uint32 key)
 		}
 		return true;
 	}
-	if (!pgbun_conn_slot_try_read(client.peer, &server))
+	sidx = client.peer;
+	if (!pgbun_conn_slot_try_read(sidx, &server))
 		return false;
 	if (server.kind != CONN_SERVER || server.peer != cidx || server.sv_sockaddr_len == 0)
 		return true;
-
-	cancel_send(&server.sv_sockaddr, server.sv_sockaddr_len, server.cancel_pid, server.cancel_key);
+	if (!cancel_hold(sidx, server.id))
+		return true;			/* the server connection is gone */
+	/* counted: now make sure the server is still this client's (see the header) */
+	if (!pgbun_conn_slot_try_read(sidx, &server_again) ||
+		!pgbun_conn_slot_try_read(cidx, &client_again))
+	{
+		cancel_unhold(sidx, server.id);
+		return false;
+	}
+	if (server_again.id != server.id || server_again.peer != cidx || client_again.id != client.id)
+	{
+		/* released meanwhile: the query it was meant for is over */
+		cancel_unhold(sidx, server.id);
+		return true;
+	}
+	cancel_send(&server.sv_sockaddr, server.sv_sockaddr_len, server.cancel_pid, server.cancel_key,
+				sidx, server.id);
 	return true;
 }
 
@@ -126,50 +224,82 @@ cancel_forward(uint32 pid, uint32 key)
 }
 
 void
-cancel_send(const struct sockaddr_storage *addr, socklen_t addrlen, uint32 pid, uint32 key)
+cancel_send(const struct sockaddr_storage *addr, socklen_t addrlen, uint32 pid, uint32 key,
+			int hold_slot, uint64 hold_id)
 {
-	CancelConn *cc;
+	CancelConn *cc = NULL;
 	ProtoBuf	pb;
+	int			fd = -1;
 
+	if (n_cancels >= MAX_CANCEL_CONNS)
+	{
+		ereport(LOG, (errmsg("pgbun: %d cancel requests in flight already; this one is dropped", n_cancels)));
+		goto fail;
+	}
 	cc = calloc(1, sizeof(CancelConn));
 	if (!cc)
-		return;
-	cc->io.kind = IO_CANCEL;
-	cc->start = W->now;
-	proto_buf_init(&pb, cc->packet, sizeof(cc->packet));
-	proto_put_cancel(&pb, pid, key);
-	cc->fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (cc->fd < 0)
-	{
-		free(cc);
-		return;
-	}
-	dlist_push_tail(&cancels, &cc->node);
-	if ((connect(cc->fd, (const struct sockaddr *) addr, addrlen) < 0 &&
-		 errno != EINPROGRESS && errno != EAGAIN) ||
-		poll_add_conn(cc->fd, &cc->io) < 0)
+		goto fail;
+	fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	if ((connect(fd, (const struct sockaddr *) addr, addrlen) < 0 &&
+		 errno != EINPROGRESS && errno != EAGAIN))
 	{
 		ereport(LOG, (errmsg("pgbun: could not send a cancel request: %m")));
-		poll_remove(cc->fd);
-		close(cc->fd);
-		dlist_delete(&cc->node);
-		free(cc);
+		goto fail;
 	}
+	cc->io.kind = IO_CANCEL;
+	cc->fd = fd;
+	cc->start = W->now;
+	cc->hold_slot = hold_slot;
+	cc->hold_id = hold_id;
+	proto_buf_init(&pb, cc->packet, sizeof(cc->packet));
+	proto_put_cancel(&pb, pid, key);
+	if (poll_add_conn(fd, &cc->io) < 0)
+	{
+		ereport(LOG, (errmsg("pgbun: could not send a cancel request: %m")));
+		goto fail;
+	}
+	dlist_push_tail(&cancels, &cc->node);
+	n_cancels++;
+	return;
+
+fail:
+	if (fd >= 0)
+		close(fd);
+	free(cc);
+	if (hold_slot >= 0)
+		cancel_unhold(hold_slot, hold_id);
 }
 
 void
 cancel_on_event(void *obj, uint32 events)
 {
 	CancelConn *cc = obj;
+	char		b[16];
+	ssize_t		n;
 
-	if (events & PEV_OUT)
+	if (!cc->sent && (events & PEV_OUT))
 	{
 		/* 16 bytes into an empty socket buffer: all or nothing in practice */
 		if (send(cc->fd, cc->packet, sizeof(cc->packet), MSG_NOSIGNAL) != sizeof(cc->packet))
+		{
 			ereport(LOG, (errmsg("pgbun: could not send a cancel request to the server")));
-		cancel_conn_close(cc);
+			cancel_conn_close(cc);
+			return;
+		}
+		cc->sent = true;
 	}
-	else if (events & PEV_HUP)
+	else if (!cc->sent)
+	{
+		if (events & PEV_HUP)
+			cancel_conn_close(cc);	/* refused */
+		return;
+	}
+	/* the server closes the connection once it has signalled the backend (it sends nothing) */
+	while ((n = recv(cc->fd, b, sizeof(b), MSG_DONTWAIT)) > 0)
+		;
+	if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
 		cancel_conn_close(cc);
 }
 
@@ -195,7 +325,20 @@ cancel_janitor(void)
 		CancelConn *cc = dlist_container(CancelConn, node, it.cur);
 
 		if (W->now - cc->start > CANCEL_TIMEOUT_US)
+		{
+			/*
+			 * Sent, but the server has not said it took it: it may still land.
+			 * The count stays, so the server is closed rather than handed
+			 * on (pool.c); a slot reused later starts from zero.
+			 */
+			if (cc->sent && cc->hold_slot >= 0)
+			{
+				ereport(LOG, (errmsg("pgbun: a cancel request was not taken within %d ms; its server connection will not be reused",
+									 CANCEL_TIMEOUT_MS)));
+				cc->hold_slot = -1;
+			}
 			cancel_conn_close(cc);
+		}
 	}
 }
 

@@ -371,7 +371,7 @@ show_pools(Console *cs)
 		rows_put_int(&r, 0);
 		rows_put_int(&r, g->sv_active);
 		rows_put_int(&r, 0);
-		rows_put_int(&r, 0);
+		rows_put_int(&r, g->sv_being_canceled);
 		rows_put_int(&r, g->sv_idle);
 		rows_put_int(&r, g->sv_used);
 		rows_put_int(&r, g->sv_tested);

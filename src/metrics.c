@@ -476,7 +476,7 @@ error_family(Body *b, const char *name, const char *help, bool pooler)
 	}
 }
 
-static const char *const server_states[] = {"active", "idle", "used", "tested", "login"};
+static const char *const server_states[] = {"active", "idle", "used", "tested", "login", "being_canceled"};
 
 static int
 server_gauge(const PoolGauges *g, int st)
@@ -491,8 +491,10 @@ server_gauge(const PoolGauges *g, int st)
 			return g->sv_used;
 		case 3:
 			return g->sv_tested;
-		default:
+		case 4:
 			return g->sv_login;
+		default:
+			return g->sv_being_canceled;
 	}
 }
 

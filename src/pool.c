@@ -519,6 +519,41 @@ pool_request_server(Pool *pool, Client *c)
 	pool_kick_waiting(pool);
 }
 
+/*
+ * Servers held back while CancelRequests for them were in flight
+ * (pool_server_available) whose last one is done: give them back.
+ */
+static void
+release_canceled_servers(void)
+{
+	dlist_iter	pit;
+
+	dlist_foreach(pit, &W->pools)
+	{
+		Pool	   *pool = dlist_container(Pool, node, pit.cur);
+		dlist_mutable_iter it;
+
+		dlist_foreach_modify(it, &pool->used_servers)
+		{
+			Server	   *s = dlist_container(Server, node, it.cur);
+
+			if (s->state == SV_BEING_CANCELED && cancel_in_flight(s->slot) == 0)
+				pool_server_available(pool, s);
+		}
+	}
+}
+
+/*
+ * When another worker, or this one, said a last cancel is done (cancel.c).
+ * The janitor looks as well, in case the word went to a former owner.
+ */
+void
+pool_release_canceled(void)
+{
+	if (pg_atomic_exchange_u32(&pgbun_shared->workers[W->id].cancels_done, 0) != 0)
+		release_canceled_servers();
+}
+
 /* A server finished login or reset: park it, and queue the pool if someone waits. */
 void
 pool_server_available(Pool *pool, Server *s)
@@ -533,6 +568,12 @@ pool_server_available(Pool *pool, Server *s)
 	}
 	/* a waiter gets it at the end of the turn: never link from inside a release or close */
 	server_set_state(s, SV_IDLE);
+	/* published unlinked: a CancelRequest still on its way must not reach the next client's query */
+	if (s->slot >= 0 && cancel_in_flight(s->slot) > 0)
+	{
+		server_set_state(s, SV_BEING_CANCELED);
+		return;
+	}
 	if (!pool->paused && !dlist_is_empty(&pool->waiting_clients))
 		pool_kick_waiting(pool);
 	if (pool->paused)
@@ -987,7 +1028,17 @@ restart_logins:
 	{
 		Server	   *s = dlist_container(Server, node, it.cur);
 
-		if (expired(Max(s->last_used, s->last_check), pgbun_cfg->server_connect_timeout))
+		if (s->state == SV_BEING_CANCELED)
+		{
+			/* a cancel connection ends within its own timeout; this is the backstop */
+			if (expired(s->last_used, 2 * CANCEL_TIMEOUT_MS))
+			{
+				ereport(LOG, (errmsg("pgbun: closing a server connection of %s/%s: a cancel request sent for it did not complete",
+									 pool->database, pool->user)));
+				server_close(s, "a cancel request sent for it did not complete");
+			}
+		}
+		else if (expired(Max(s->last_used, s->last_check), pgbun_cfg->server_connect_timeout))
 		{
 			ereport(LOG, (errmsg("pgbun: server_reset_query of %s/%s not answered within server_connect_timeout; closing the connection",
 								 pool->database, pool->user)));
@@ -1099,6 +1150,7 @@ pool_janitor(void)
 	notify_janitor();
 	auth_query_janitor();
 	cancel_janitor();
+	release_canceled_servers();
 	dns_janitor();
 	health_janitor();
 	pool_apply_pause();

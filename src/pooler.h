@@ -309,6 +309,7 @@ extern void pool_server_available(struct Pool *pool, Server *s);
 extern void pool_server_login_failed(struct Pool *pool, const uint8 *err, uint32 len);
 extern void pool_janitor(void);
 extern void pool_apply_pause(void);
+extern void pool_release_canceled(void);
 extern bool pool_can_open_server(struct Pool *pool);
 /*
  * Count one more server connection of the pool if its limits allow. false:

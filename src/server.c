@@ -62,6 +62,7 @@ server_state_list(Pool *pool, ServerState st)
 			return &pool->active_servers;
 		case SV_USED:
 		case SV_TESTED:
+		case SV_BEING_CANCELED:
 			return &pool->used_servers;
 	}
 	return NULL;
@@ -644,8 +645,11 @@ server_return_to_pool(Server *s)
 void
 server_cancel_query(Server *s)
 {
+	bool		held = cancel_hold_own(s->slot);
+
 	s->cancel_sent = true;
-	cancel_send(&s->addr, s->addr_len, s->be_pid, s->be_key);
+	cancel_send(&s->addr, s->addr_len, s->be_pid, s->be_key,
+				held ? s->slot : -1, held ? pgbun_conn_slot(s->slot)->id : 0);
 }
 
 /* Pump what the server sent toward its client (or through the hidden-query handler). */

@@ -128,6 +128,8 @@ init_segment(void)
 	pg_atomic_init_u64(&sh->control_generation, 0);
 	for (int i = 0; i < PGBUN_MAX_POOLS; i++)
 		pg_atomic_init_u64(&sh->welcomes[i].generation, 0);
+	for (int i = 0; i < PGBUN_MAX_WORKERS; i++)
+		pg_atomic_init_u32(&sh->workers[i].cancels_done, 0);
 	sh->clock_anchor = pgbun_clock_anchor();
 	sh->stats_start = pgbun_clock_now();
 	sh->n_conn_slots = planned_conn_slots;
@@ -139,6 +141,7 @@ init_segment(void)
 	for (int i = 0; i < sh->n_conn_slots; i++)
 	{
 		memset(&conns[i], 0, sizeof(PgbunConnSlot));
+		pg_atomic_init_u64(&conns[i].cancel_holds, 0);
 		conns[i].kind = CONN_FREE;
 		conns[i].pool = -1;
 		conns[i].peer = -1;
@@ -325,6 +328,8 @@ pgbun_conn_slot_alloc(ConnKind kind, int worker)
 	s->kind = (uint8) kind;
 	s->worker = (int16) worker;
 	s->id = pg_atomic_fetch_add_u64(&sh->next_conn_id, 1);
+	/* a cancel still in flight for the slot's last connection no longer matches */
+	pg_atomic_write_u64(&s->cancel_holds, (s->id & PG_UINT32_MAX) << 32);
 	slot_write_end(s);
 
 	return idx;

@@ -71,6 +71,7 @@ typedef enum ServerState
 	SV_ACTIVE,					/* linked to a client */
 	SV_USED,					/* released, reset not started yet */
 	SV_TESTED,					/* running server_reset_query */
+	SV_BEING_CANCELED,			/* released, held until the CancelRequests sent for it are done */
 } ServerState;
 
 typedef struct PgbunWorkerSlot
@@ -80,6 +81,7 @@ typedef struct PgbunWorkerSlot
 	uint64		pause_applied;	/* pause_generation this worker has applied */
 	bool		pause_drained;	/* no linked servers in its paused pools */
 	uint64		control_applied;	/* control_generation this worker has applied (control.c) */
+	pg_atomic_uint32 cancels_done;	/* set by any worker: a server of this one may be free again (cancel.c) */
 } PgbunWorkerSlot;
 
 typedef struct PgbunPoolSlot
@@ -160,6 +162,13 @@ typedef struct PgbunConnSlot
 {
 	/* changecount protocol: odd while the owner writes */
 	volatile uint32 changecount;
+	/*
+	 * server: its id's low 32 bits (high half) and the CancelRequests in
+	 * flight to its backend (low half), changed by any worker with a
+	 * compare-and-swap that checks the id (cancel.c). Outside what
+	 * slot_clear wipes, since other workers touch it without the protocol.
+	 */
+	pg_atomic_uint64 cancel_holds;
 	uint8		kind;			/* ConnKind */
 	uint8		state;			/* ClientState or ServerState */
 	int16		worker;			/* owning worker number */

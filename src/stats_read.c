@@ -74,6 +74,9 @@ stats_count_gauges(PoolGauges *gauges)
 				case SV_TESTED:
 					g->sv_tested++;
 					break;
+				case SV_BEING_CANCELED:
+					g->sv_being_canceled++;
+					break;
 				case SV_LOGIN:
 					g->sv_login++;
 					break;
@@ -165,6 +168,8 @@ stats_conn_state_name(int kind, int state)
 				return "used";
 			case SV_TESTED:
 				return "tested";
+			case SV_BEING_CANCELED:
+				return "being_canceled";
 		}
 	}
 	return "unknown";

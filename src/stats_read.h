@@ -23,6 +23,7 @@ typedef struct PoolGauges
 	int			sv_idle;
 	int			sv_used;
 	int			sv_tested;
+	int			sv_being_canceled;	/* held until a CancelRequest sent for it is done */
 	int			sv_login;
 	TimestampTz oldest_wait;	/* 0 when no client waits */
 } PoolGauges;

@@ -723,6 +723,7 @@ pgbun_worker_main(Datum main_arg)
 		{
 			ResetLatch(MyLatch);
 			(void) guarded(pool_apply_pause, "pause handling");
+			(void) guarded(pool_release_canceled, "cancel completion");
 			(void) guarded(pool_share_servers, "server sharing");	/* another worker's clients may starve */
 			(void) guarded(apply_control, "console commands");
 			if (admin_shutdown_requested)

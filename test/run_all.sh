@@ -225,7 +225,7 @@ fi
 # already run with several in tap.
 W2_TESTS=(t/110_statement_mode.pl t/135_fuzz_tx.pl t/180_release_safety.pl t/186_client_hangup.pl
 	t/210_asyncpg.pl t/211_psycopg.pl t/212_jdbc.pl t/231_server_errors.pl t/280_login_burst.pl
-	t/301_views.pl t/360_orm_matrix.pl t/187_clock_step.pl)
+	t/301_views.pl t/360_orm_matrix.pl t/187_clock_step.pl t/041_cancel_late.pl)
 if [ "$BUILD_OK" -ne 1 ]; then
 	not_run tap-w2 "setup, build or install failed"
 elif ! compgen -G "$ROOT/t/*.pl" >/dev/null; then
