@@ -42,6 +42,7 @@ typedef struct CancelConn
 	dlist_node	node;
 	int			fd;
 	bool		sent;			/* the packet is out: waiting for the server to close */
+	bool		taken;			/* the server closed it: the backend has been signalled */
 	int			hold_slot;		/* server slot whose cancel_holds this counts in, -1: none */
 	uint64		hold_id;		/* that server's connection id */
 	TimestampTz start;
@@ -52,7 +53,9 @@ static dlist_head cancels = DLIST_STATIC_INIT(cancels);
 static int	n_cancels = 0;
 
 #define HOLD_ID(id) ((id) & PG_UINT32_MAX)
-#define HOLD_COUNT(v) ((uint32) ((v) & PG_UINT32_MAX))
+/* a cancel was sent that the server never said it took: it may land at any time */
+#define HOLD_UNSURE UINT64CONST(0x80000000)
+#define HOLD_COUNT(v) ((uint32) ((v) & UINT64CONST(0x7fffffff)))
 
 /* Count one more cancel in flight for slot idx, if it still holds connection id. */
 static bool
@@ -70,12 +73,14 @@ cancel_hold(int idx, uint64 id)
 }
 
 /*
- * One cancel for slot idx is over (sent and closed, failed, or not sent).
- * The last one wakes the owner, which gives the server back (pool.c); a
- * slot since reused for another connection is left alone.
+ * One cancel for slot idx is over: sent and closed by the server, failed, or
+ * not sent; unsure: sent, and given up on before the server closed it. The
+ * last one wakes the owner, which gives the server back, or closes it after
+ * an unsure one (pool.c). A slot since reused for another connection is
+ * left alone.
  */
 static void
-cancel_unhold(int idx, uint64 id)
+cancel_unhold(int idx, uint64 id, bool unsure)
 {
 	PgbunConnSlot *slot = pgbun_conn_slot(idx);
 	uint64		old = pg_atomic_read_u64(&slot->cancel_holds);
@@ -85,7 +90,8 @@ cancel_unhold(int idx, uint64 id)
 	{
 		if ((old >> 32) != HOLD_ID(id) || HOLD_COUNT(old) == 0)
 			return;
-	} while (!pg_atomic_compare_exchange_u64(&slot->cancel_holds, &old, old - 1));
+	} while (!pg_atomic_compare_exchange_u64(&slot->cancel_holds, &old,
+											  (old - 1) | (unsure ? HOLD_UNSURE : 0)));
 	if (HOLD_COUNT(old) != 1)
 		return;
 	/* a stale owner costs a spare wake-up; the janitor catches a missed one */
@@ -102,14 +108,20 @@ cancel_hold_own(int slot)
 	return slot >= 0 && cancel_hold(slot, pgbun_conn_slot(slot)->id);
 }
 
-uint32
-cancel_in_flight(int slot)
+CancelHold
+cancel_hold_state(int slot)
 {
+	uint64		v;
+
 	/* after the caller published the server unlinked (see the header) */
 	pg_memory_barrier();
-	return HOLD_COUNT(pg_atomic_read_u64(&pgbun_conn_slot(slot)->cancel_holds));
+	v = pg_atomic_read_u64(&pgbun_conn_slot(slot)->cancel_holds);
+	if (v & HOLD_UNSURE)
+		return CANCEL_HOLD_UNSURE;
+	return HOLD_COUNT(v) > 0 ? CANCEL_HOLD_PENDING : CANCEL_HOLD_NONE;
 }
 
+/* Close a cancel connection; given up on after sending, its server is not reused. */
 static void
 cancel_conn_close(CancelConn *cc)
 {
@@ -118,14 +130,17 @@ cancel_conn_close(CancelConn *cc)
 	dlist_delete(&cc->node);
 	n_cancels--;
 	if (cc->hold_slot >= 0)
-		cancel_unhold(cc->hold_slot, cc->hold_id);
+		cancel_unhold(cc->hold_slot, cc->hold_id, cc->sent && !cc->taken);
 	free(cc);
 }
 
 /*
- * A CancelRequest whose slots could not be read consistently (a writer was
- * mid-write): tried again by the janitor instead of waiting for the writer,
- * until CANCEL_TIMEOUT_US. At most MAX_PENDING; beyond that the oldest goes.
+ * A CancelRequest that cannot go yet: its slots could not be read
+ * consistently (a writer was mid-write), or its server is running pgbun's
+ * own SETs for the client, which the cancel would stop in place of the
+ * client's query (leaving the query to run in the wrong session state).
+ * Tried again every loop turn (cancel_retry) until CANCEL_TIMEOUT_US. At
+ * most MAX_PENDING; beyond that the oldest goes.
  */
 #define MAX_PENDING 64
 
@@ -141,8 +156,8 @@ static dlist_head pending = DLIST_STATIC_INIT(pending);
 static int	n_pending = 0;
 
 /*
- * Look the key up and send the cancel if its client is linked. false when a
- * slot could not be read without waiting (try again later).
+ * Look the key up and send the cancel if its client is linked. false when
+ * it cannot go yet (try again later, see PendingCancel).
  */
 static bool
 cancel_try_forward(uint32 pid, uint32 key)
@@ -158,7 +173,8 @@ cancel_try_forward(uint32 pid, uint32 key)
 		return true;			/* unknown key: silently ignored, as PostgreSQL does */
 	if (!pgbun_conn_slot_try_read(cidx, &client))
 		return false;
-	if (client.kind != CONN_CLIENT)
+	/* a slot since taken by another client (the lookup and this read are not atomic) */
+	if (client.kind != CONN_CLIENT || client.cancel_pid != pid || client.cancel_key != key)
 		return true;
 	if (client.peer < 0)
 	{
@@ -168,7 +184,7 @@ cancel_try_forward(uint32 pid, uint32 key)
 		 * client now leave, its owner drops it rather than run what the
 		 * client cancelled (client.c, client_left).
 		 */
-		if (client.state == CL_WAITING && client.cancel_pid == pid && client.cancel_key == key)
+		if (client.state == CL_WAITING)
 		{
 			pg_atomic_fetch_add_u32(&pgbun_conn_slot(cidx)->cancels_waiting, 1);
 			ereport(DEBUG1, (errmsg("pgbun: cancel request for a client waiting for a server")));
@@ -180,20 +196,27 @@ cancel_try_forward(uint32 pid, uint32 key)
 		return false;
 	if (server.kind != CONN_SERVER || server.peer != cidx || server.sv_sockaddr_len == 0)
 		return true;
+	if (server.setting_up)
+		return false;			/* it would stop pgbun's SETs, not the client's query: soon */
 	if (!cancel_hold(sidx, server.id))
 		return true;			/* the server connection is gone */
 	/* counted: now make sure the server is still this client's (see the header) */
 	if (!pgbun_conn_slot_try_read(sidx, &server_again) ||
 		!pgbun_conn_slot_try_read(cidx, &client_again))
 	{
-		cancel_unhold(sidx, server.id);
+		cancel_unhold(sidx, server.id, false);
 		return false;
 	}
 	if (server_again.id != server.id || server_again.peer != cidx || client_again.id != client.id)
 	{
 		/* released meanwhile: the query it was meant for is over */
-		cancel_unhold(sidx, server.id);
+		cancel_unhold(sidx, server.id, false);
 		return true;
+	}
+	if (server_again.setting_up)
+	{
+		cancel_unhold(sidx, server.id, false);
+		return false;
 	}
 	cancel_send(&server.sv_sockaddr, server.sv_sockaddr_len, server.cancel_pid, server.cancel_key,
 				sidx, server.id);
@@ -269,7 +292,7 @@ fail:
 		close(fd);
 	free(cc);
 	if (hold_slot >= 0)
-		cancel_unhold(hold_slot, hold_id);
+		cancel_unhold(hold_slot, hold_id, false);
 }
 
 void
@@ -297,14 +320,17 @@ cancel_on_event(void *obj, uint32 events)
 		return;
 	}
 	/* the server closes the connection once it has signalled the backend (it sends nothing) */
-	while ((n = recv(cc->fd, b, sizeof(b), MSG_DONTWAIT)) > 0)
+	while ((n = recv(cc->fd, b, sizeof(b), MSG_DONTWAIT)) > 0 || (n < 0 && errno == EINTR))
 		;
-	if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+	if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+	{
+		cc->taken = true;		/* closed (or reset) by the server after reading the request */
 		cancel_conn_close(cc);
+	}
 }
 
-void
-cancel_janitor(void)
+bool
+cancel_retry(void)
 {
 	dlist_mutable_iter it;
 
@@ -319,6 +345,15 @@ cancel_janitor(void)
 			free(pc);
 		}
 	}
+	return n_pending > 0;
+}
+
+void
+cancel_janitor(void)
+{
+	dlist_mutable_iter it;
+
+	(void) cancel_retry();
 
 	dlist_foreach_modify(it, &cancels)
 	{
@@ -326,17 +361,10 @@ cancel_janitor(void)
 
 		if (W->now - cc->start > CANCEL_TIMEOUT_US)
 		{
-			/*
-			 * Sent, but the server has not said it took it: it may still land.
-			 * The count stays, so the server is closed rather than handed
-			 * on (pool.c); a slot reused later starts from zero.
-			 */
+			/* sent, not taken: it may still land, so its server is closed, not handed on */
 			if (cc->sent && cc->hold_slot >= 0)
-			{
 				ereport(LOG, (errmsg("pgbun: a cancel request was not taken within %d ms; its server connection will not be reused",
 									 CANCEL_TIMEOUT_MS)));
-				cc->hold_slot = -1;
-			}
 			cancel_conn_close(cc);
 		}
 	}

@@ -29,10 +29,18 @@ extern void cancel_send(const struct sockaddr_storage *addr, socklen_t addrlen, 
 						int hold_slot, uint64 hold_id);
 /* Count a cancel in flight for a server slot of this worker's (query_timeout); false: cannot. */
 extern bool cancel_hold_own(int slot);
-/* CancelRequests still in flight for the server of this slot; call after publishing it unlinked. */
-extern uint32 cancel_in_flight(int slot);
+/* Whether a server may be handed on; call after publishing it unlinked. */
+typedef enum CancelHold
+{
+	CANCEL_HOLD_NONE,			/* no cancel in flight: hand it on */
+	CANCEL_HOLD_PENDING,		/* cancels in flight: wait (SV_BEING_CANCELED) */
+	CANCEL_HOLD_UNSURE,			/* one was given up on and may still land: close it */
+} CancelHold;
+extern CancelHold cancel_hold_state(int slot);
 extern void cancel_on_event(void *obj, uint32 events);
 extern void cancel_close_all(void);
 extern void cancel_janitor(void);
+/* Try the cancels that could not go yet again; true: some still wait (poll again soon). */
+extern bool cancel_retry(void);
 
 #endif							/* PGBUN_CANCEL_H */

@@ -537,7 +537,7 @@ release_canceled_servers(void)
 		{
 			Server	   *s = dlist_container(Server, node, it.cur);
 
-			if (s->state == SV_BEING_CANCELED && cancel_in_flight(s->slot) == 0)
+			if (s->state == SV_BEING_CANCELED && cancel_hold_state(s->slot) != CANCEL_HOLD_PENDING)
 				pool_server_available(pool, s);
 		}
 	}
@@ -558,6 +558,8 @@ pool_release_canceled(void)
 void
 pool_server_available(Pool *pool, Server *s)
 {
+	CancelHold	hold;
+
 	s->last_used = W->now;
 	welcome_waiting_logins(pool);
 	/* RECONNECT since it connected: closed instead of reused (server_close kicks the waiters) */
@@ -569,7 +571,16 @@ pool_server_available(Pool *pool, Server *s)
 	/* a waiter gets it at the end of the turn: never link from inside a release or close */
 	server_set_state(s, SV_IDLE);
 	/* published unlinked: a CancelRequest still on its way must not reach the next client's query */
-	if (s->slot >= 0 && cancel_in_flight(s->slot) > 0)
+	hold = s->slot >= 0 ? cancel_hold_state(s->slot) : CANCEL_HOLD_NONE;
+	if (hold == CANCEL_HOLD_UNSURE || s->cancel_unheld)
+	{
+		/* one was given up on, or went out with no count (no slot): it may land any time */
+		ereport(LOG, (errmsg("pgbun: closing a server connection of %s/%s: a cancel request sent for it may still land",
+							 pool->database, pool->user)));
+		server_close(s, "a cancel request sent for it may still land");
+		return;
+	}
+	if (hold == CANCEL_HOLD_PENDING)
 	{
 		server_set_state(s, SV_BEING_CANCELED);
 		return;

@@ -46,6 +46,7 @@ server_publish(Server *s)
 	slot->request_time = s->last_used;
 	slot->cancel_pid = s->be_pid;
 	slot->cancel_key = s->be_key;
+	s->setting_up_shown = slot->setting_up = s->link && s->hidden_rfq > 0;
 	PGBUN_SLOT_WRITE_END(slot);
 }
 
@@ -162,6 +163,9 @@ server_queue_query(Server *s, const char *sql)
 	sbuf_out_commit(&s->sb, &pb);
 	s->hidden_rfq++;
 	s->unnamed_id = 0;			/* a simple query drops the unnamed statement */
+	/* for a linked client (a restore, a look-up): cancels wait till it is done; a new link publishes it itself */
+	if (s->link && s->state == SV_ACTIVE && !s->setting_up_shown)
+		server_publish(s);
 	return true;
 }
 
@@ -648,6 +652,7 @@ server_cancel_query(Server *s)
 	bool		held = cancel_hold_own(s->slot);
 
 	s->cancel_sent = true;
+	s->cancel_unheld |= !held;
 	cancel_send(&s->addr, s->addr_len, s->be_pid, s->be_key,
 				held ? s->slot : -1, held ? pgbun_conn_slot(s->slot)->id : 0);
 }
@@ -686,6 +691,8 @@ again:
 			if (s->hidden_done)
 			{
 				s->hidden_done = false;
+				if (s->setting_up_shown)
+					server_publish(s);	/* a cancel may go now: the client's own request runs */
 				hidden_query_done(s);
 				if (s->held_ready && !s->closed && s->notify_step == NOTIFY_STEP_NONE)
 					emit_held_ready(s); /* unless notify.c still waits for the listener */

@@ -192,6 +192,8 @@ typedef struct PgbunConnSlot
 	socklen_t	sv_sockaddr_len;
 	int16		host_slot;		/* server: its PgbunHostSlot, -1: the default target */
 	char		target[NAMEDATALEN];	/* server: the pgbun.databases entry routing it, "" for none */
+	/* server: pgbun's own queries run for its client (SETs at link): a CancelRequest waits (cancel.c) */
+	bool		setting_up;
 	/* KILL_CLIENT: the console writes the id here (under the mutex); the owner closes the client */
 	uint64		kill_id;
 	/* client: CancelRequests that found it waiting for a server (cancel.c, any worker) */

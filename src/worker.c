@@ -705,6 +705,7 @@ pgbun_worker_main(Datum main_arg)
 	{
 		int			n;
 		bool		kicks_done;
+		bool		cancels_wait;
 
 		/* loop_wait does not sleep with an interrupt pending: absorbing it after is soon enough */
 		n = sleep_ms > 0 ? loop_wait(events, EVENT_BATCH, sleep_ms) : poll_wait(events, EVENT_BATCH, 0);
@@ -713,6 +714,7 @@ pgbun_worker_main(Datum main_arg)
 		for (int i = 0; i < n; i++)
 			dispatch(events[i].obj, events[i].events);
 		run_busy_clients();
+		cancels_wait = cancel_retry();	/* one a server's SETs held back goes once they are done */
 		kicks_done = run_kicks();
 		console_tick();			/* a console PAUSE answers once it has taken effect */
 		free_closed();
@@ -760,6 +762,6 @@ pgbun_worker_main(Datum main_arg)
 		 */
 		sleep_ms = 0;
 		if (n < EVENT_BATCH && dlist_is_empty(&W->busy_clients) && kicks_done)
-			sleep_ms = Max((long) ((next_janitor - W->now) / 1000) + 1, 1);
+			sleep_ms = cancels_wait ? 1 : Max((long) ((next_janitor - W->now) / 1000) + 1, 1);
 	}
 }

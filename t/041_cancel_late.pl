@@ -91,6 +91,8 @@ sub late_cancel_round
 	my $a = raw_connect($node);
 	my $alog = $a->login(%alice);
 	ok($alog->{ok}, "$label: client A logs in") or diag(explain($alog));
+	# the pool's one server, which B must get after A
+	my $apid = $a->query('SELECT pg_backend_pid()')->{rows}[0][0] // 'none';
 	my $b = raw_connect($node);
 	ok($b->login(%alice)->{ok}, "$label: client B logs in");
 
@@ -111,7 +113,7 @@ sub late_cancel_round
 	ok($ares->{ok} && !$ares->{error}, "$label: A's query ends normally") or diag(explain($ares));
 
 	$b->send_bytes(PgbunTest::Raw::query_message(
-		"SELECT pg_advisory_xact_lock(42); INSERT INTO ran VALUES ('$label'); SELECT 'b done'"));
+		"SELECT pg_advisory_xact_lock(42); INSERT INTO ran VALUES ('$label'); SELECT 'b done', pg_backend_pid()"));
 	# held back (right), or B's query already running into the cancel (wrong)
 	my $b_running = sub { ($locker->query(lock_waiters(42), hang_guard()))[0] eq '1' };
 	ok(wait_until(sub { pool_counts() eq 'cl_waiting=1 sv_being_canceled=1' || $b_running->() }),
@@ -123,7 +125,7 @@ sub late_cancel_round
 
 	kill 'CONT', $postmaster;
 	$stopped = 0;
-	# the cancel's connection was queued before this one: it has landed by now
+	# most likely served after the cancel's connection (which wait_counts then makes sure of)
 	$node->safe_psql('postgres', 'SELECT 1');
 	($matched, $last) = wait_counts('cl_waiting=0 sv_being_canceled=0');
 	ok($matched, "$label: the server is given to B once the cancel is done") or diag("last: $last");
@@ -132,7 +134,11 @@ sub late_cancel_round
 	$locker->query('SELECT pg_advisory_unlock(42)', hang_guard());
 	my $bres = $b->read_result(hang_guard());
 	is($bres->{error}{C} // '', '', "$label: B's query is not cancelled") or diag(explain($bres));
-	is_deeply($bres->{rows}[-1], ['b done'], "$label: B's query runs to its end");
+	is($bres->{rows}[-1][0] // '', 'b done', "$label: B's query runs to its end");
+	# one worker: B has A's server, the one the cancel was for (with two, B's
+	# worker may get a new one once A's gives its up)
+	is($bres->{rows}[-1][1] // '', $apid, "$label: on A's backend")
+	  if ($ENV{PGBUN_TEST_WORKERS} // 1) == 1;
 	is($node->safe_psql('postgres', "SELECT count(*) FROM ran WHERE who = '$label'"),
 		'1', "$label: B's statement ran once");
 	my $again = $a->query('SELECT 41');
@@ -146,7 +152,7 @@ late_cancel_round(
 	'client cancel',
 	sub {
 		my ($a, $alog) = @_;
-		# several: with two workers some land on the worker not holding the server
+		# several: with two workers, each may land on either worker (the kernel picks)
 		for my $i (1 .. 4)
 		{
 			my $c = raw_connect($node);
@@ -157,14 +163,16 @@ late_cancel_round(
 		}
 	});
 
-# long enough that the lock wait is seen, and the postmaster stopped, before it fires
-reload_sync($node, \%probe, 'pgbun.query_timeout' => '3s');
+# long enough that the lock wait is seen, and the postmaster stopped, before it
+# fires; B's wait on its lock must stay under it too (checked after)
+reload_sync($node, \%probe, 'pgbun.query_timeout' => '5s');
 late_cancel_round(
 	'query_timeout',
 	sub {
 		ok(wait_until(sub { log_count($node, qr/query_timeout: cancelling a query of postgres\/alice/) == 1 }),
 			'query_timeout: pgbun sends its own cancel');
 	});
+is(log_count($node, qr/query_timeout: cancelling a query/), 1, "query_timeout: it cancelled A's query only");
 reload_sync($node, \%probe, 'pgbun.query_timeout' => undef);
 
 # A cancel the server never takes (the postmaster stays stopped past the
@@ -190,7 +198,7 @@ reload_sync($node, \%probe, 'pgbun.query_timeout' => undef);
 	$b->send_bytes(PgbunTest::Raw::query_message('SELECT pg_backend_pid()'));
 	ok(wait_until(sub { log_count($node, qr/a cancel request was not taken within 5000 ms/) == 1 }),
 		'stuck cancel: pgbun gives up on the cancel connection');
-	ok(wait_until(sub { log_count($node, qr/closing a server connection of postgres\/alice: a cancel request sent for it did not complete/) == 1 }),
+	ok(wait_until(sub { log_count($node, qr/closing a server connection of postgres\/alice: a cancel request sent for it may still land/) == 1 }),
 		'stuck cancel: and closes the server it was for, which nobody got meanwhile');
 	kill 'CONT', $postmaster;
 	$stopped = 0;
@@ -199,6 +207,53 @@ reload_sync($node, \%probe, 'pgbun.query_timeout' => undef);
 	isnt($bres->{rows}[0][0] // '', $apid, 'stuck cancel: by a new server');
 	$a->terminate;
 	$b->terminate;
+	$locker->quit;
+}
+
+# A CancelRequest that comes while the server runs pgbun's own SETs for the
+# client (its settings, put on a server another client used) waits until
+# they are done, then stops the client's query, as it would directly. Sent
+# at once, it stopped the SET instead: the client's query then ran, and on,
+# without its setting. The SET is held on a lock: temp_tablespaces looks
+# its names up in pg_tablespace, which the test locks.
+{
+	my $c = raw_connect($node);
+	my $clog = $c->login(%alice, params => [ temp_tablespaces => 'pg_default' ]);
+	ok($clog->{ok}, 'cancel during SETs: a client with a setting logs in') or diag(explain($clog));
+	is_deeply($c->query('SHOW temp_tablespaces')->{rows}, [ ['pg_default'] ],
+		'cancel during SETs: its setting is in force');
+	# another client on the one server puts it back to the default
+	my $d = raw_connect($node);
+	ok($d->login(%alice)->{ok}, 'cancel during SETs: a client without it logs in');
+	is_deeply($d->query('SHOW temp_tablespaces')->{rows}, [ [''] ],
+		'cancel during SETs: the other client has the default');
+
+	my $locker = direct_session($node);
+	$locker->query('BEGIN; LOCK TABLE pg_tablespace IN ACCESS EXCLUSIVE MODE; SELECT pg_advisory_lock(43)',
+		hang_guard());
+	$c->send_bytes(PgbunTest::Raw::query_message(
+		"SELECT current_setting('temp_tablespaces'), pg_advisory_xact_lock(43)"));
+	my ($matched, $last) = poll_sql($node,
+		"SELECT count(*) FROM pg_locks WHERE relation = 'pg_tablespace'::regclass AND NOT granted", '1');
+	ok($matched, "cancel during SETs: pgbun's SET for the client waits on the lock") or diag("last: $last");
+	my $cc = raw_connect($node);
+	$cc->send_bytes(PgbunTest::Raw::cancel_request($clog->{pid}, $clog->{key}));
+	ok($cc->read_to_eof(hang_guard())->{eof}, 'cancel during SETs: the CancelRequest is taken');
+	$cc->close;
+	# a cancel sent now would have landed by the time this connection is served
+	$node->safe_psql('postgres', 'SELECT 1');
+	$locker->query('COMMIT', hang_guard());
+	my $res = $c->read_result(hang_guard());
+	is($res->{error}{C} // '', '57014', "cancel during SETs: the cancel stops the client's query")
+	  or diag(explain($res));
+	is(scalar(grep { ($_->{C} // '') eq '57014' } @{ $res->{notices} // [] }), 0,
+		"cancel during SETs: and not pgbun's SET (no notice of it)");
+	$locker->query('SELECT pg_advisory_unlock(43)', hang_guard());
+	is_deeply($c->query('SHOW temp_tablespaces')->{rows}, [ ['pg_default'] ],
+		'cancel during SETs: the client keeps its setting');
+	is(log_count($node, qr/pooler query failed on the server/), 0, 'cancel during SETs: no SET of pgbun failed');
+	$c->terminate;
+	$d->terminate;
 	$locker->quit;
 }
 

@@ -1315,6 +1315,7 @@ sub read_result
 		if ($t eq 'D') { push @{ $r{rows} }, data_row($m->{body}); }
 		elsif ($t eq 'C') { push @{ $r{tags} }, unpack('Z*', $m->{body}); }
 		elsif ($t eq 'E') { $r{error} = error_fields($m->{body}); }
+		elsif ($t eq 'N') { push @{ $r{notices} }, error_fields($m->{body}); }
 		elsif ($t eq 'Z')
 		{
 			$r{ok} = 1;
