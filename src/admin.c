@@ -100,8 +100,8 @@ require_worker(void)
  * after, so every pool a connection points at is already in use when the
  * pools are listed.
  */
-Datum
-pgbun_pools_1_0(PG_FUNCTION_ARGS)
+static void
+pools_srf(FunctionCallInfo fcinfo, bool with_canceled)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	PoolGauges *gauges;
@@ -118,8 +118,8 @@ pgbun_pools_1_0(PG_FUNCTION_ARGS)
 	{
 		const PgbunPoolSlot *pool = stats_pool_in_use(p);
 		PoolGauges *g = &gauges[p];
-		Datum		values[POOLS_COLS];
-		bool		nulls[POOLS_COLS];
+		Datum		values[POOLS_COLS + 1];
+		bool		nulls[POOLS_COLS + 1];
 		int32		maxwait;
 		int32		maxwait_us;
 		int			col = 0;
@@ -142,12 +142,29 @@ pgbun_pools_1_0(PG_FUNCTION_ARGS)
 		values[col++] = Int32GetDatum(maxwait);
 		values[col++] = Int32GetDatum(maxwait_us);
 		values[col++] = CStringGetTextDatum(pool_mode_name(pool->pool_mode));
-		Assert(col == POOLS_COLS);
+		if (with_canceled)
+			values[col++] = Int32GetDatum(g->sv_being_canceled);
+		Assert(col == POOLS_COLS + (with_canceled ? 1 : 0));
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 
 	pfree(gauges);
+}
+
+Datum
+pgbun_pools_1_0(PG_FUNCTION_ARGS)
+{
+	pools_srf(fcinfo, false);
+	return (Datum) 0;
+}
+
+/* pgbun.pools from 1.4: with sv_being_canceled */
+PG_FUNCTION_INFO_V1(pgbun_pools_1_4);
+Datum
+pgbun_pools_1_4(PG_FUNCTION_ARGS)
+{
+	pools_srf(fcinfo, true);
 	return (Datum) 0;
 }
 

@@ -122,6 +122,15 @@ sub late_cancel_round
 		"$label: while the cancel is in flight B waits and the server is held back");
 	my @held = grep { ($_->[1] // '') eq 'alice' && ($_->[4] // '') eq 'being_canceled' } console_rows('SERVERS');
 	is(scalar(@held), 1, "$label: SHOW SERVERS shows the server as being_canceled");
+	# the SQL views, through a session that was open before the postmaster stopped
+	is( ($locker->query(
+				"SELECT sv_being_canceled || ',' || cl_waiting FROM pgbun.pools WHERE \"user\" = 'alice'",
+				hang_guard()))[0],
+		'1,1', "$label: pgbun.pools says so too");
+	is( ($locker->query(
+				"SELECT count(*) FROM pgbun.servers WHERE \"user\" = 'alice' AND state = 'being_canceled'",
+				hang_guard()))[0],
+		'1', "$label: and pgbun.servers");
 
 	kill 'CONT', $postmaster;
 	$stopped = 0;
