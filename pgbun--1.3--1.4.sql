@@ -37,3 +37,7 @@ REVOKE ALL ON FUNCTION pgbun.pools() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pgbun.pools() TO pg_monitor;
 REVOKE ALL ON pgbun.pools FROM PUBLIC;
 GRANT SELECT ON pgbun.pools TO pg_monitor;
+
+-- pgbun.servers shows a new state
+COMMENT ON VIEW pgbun.servers IS
+'One row per server connection pgbun holds, all workers. type is S; state: login, idle, active, used, tested or being_canceled (released, held from other clients until a cancel request sent for it is done); addr/port: the server it connects to (port 0 on a Unix socket); request_time: when it was last used; wait and wait_us are always 0 for servers; close_needed is always 0; ptr: the connection''s id in hex, link: the id of the client it is linked to (NULL if none); remote_pid: the server backend''s process id; tls: the TLS protocol version of the server connection, empty when plain; worker: the pgbun worker owning it; target: the pgbun.databases entry that routes it (NULL: none); host: the host of that entry''s list it is on (NULL: the default server).';

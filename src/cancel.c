@@ -338,7 +338,15 @@ cancel_retry(void)
 	{
 		PendingCancel *pc = dlist_container(PendingCancel, node, it.cur);
 
-		if (cancel_try_forward(pc->pid, pc->key) || W->now - pc->start > CANCEL_TIMEOUT_US)
+		bool		done = cancel_try_forward(pc->pid, pc->key);
+
+		if (!done && W->now - pc->start > CANCEL_TIMEOUT_US)
+		{
+			ereport(LOG, (errmsg("pgbun: a cancel request could not be sent within %d ms (its server was busy with pgbun's own queries); dropped",
+								 CANCEL_TIMEOUT_MS)));
+			done = true;
+		}
+		if (done)
 		{
 			dlist_delete(&pc->node);
 			n_pending--;

@@ -1008,7 +1008,9 @@ janitor_pool(Pool *pool)
 		if (s->link && !server_busy(s) && s->tx_status != 'I' &&
 			expired(s->last_ready, pgbun_cfg->idle_transaction_timeout))
 			client_close(s->link, "25P03", "idle_transaction_timeout: idle in transaction too long");
-		else if (server_busy(s) && !s->cancel_sent && expired(s->query_start, pgbun_cfg->query_timeout))
+		/* not while pgbun's own SETs run first: the cancel would stop them, not the query */
+		else if (server_busy(s) && !s->cancel_sent && !s->setting_up_shown &&
+				 expired(s->query_start, pgbun_cfg->query_timeout))
 		{
 			ereport(LOG, (errmsg("pgbun: query_timeout: cancelling a query of %s/%s", pool->database, pool->user)));
 			server_cancel_query(s);

@@ -437,6 +437,42 @@ reload_sync($node, \%alice,
 	all_well('TLS hang-up during a password check');
 }
 
+# ---- a TLS client that leaves while it waits, the last bytes of its request in their own record ----
+# What a waiting client left on its socket is read through TLS once it hangs
+# up. Peeked at instead, the 19-byte record holding the request's last two
+# bytes looked like an alert (a TLS 1.3 alert record has that size too), so
+# the request seemed cut short and was dropped, where PostgreSQL runs a
+# request sent in full before its client went (t/186).
+{
+	# a database of its own: pausing it waits for nobody (the bystander holds a server elsewhere)
+	$node->safe_psql('postgres', 'CREATE DATABASE splitdb');
+	$node->safe_psql('splitdb', 'CREATE TABLE split_rows (v text); GRANT ALL ON split_rows TO alice');
+	my $ctl = direct_session($node);
+	$ctl->query("SELECT pgbun.pause('splitdb')", hang_guard());
+	my ($in, $pout, $perr) = ('', '', '');
+	my $h = IPC::Run::start(
+		[ '/usr/bin/python3', "$FindBin::RealBin/../test/python/tls_split_hangup.py",
+			$port, 'alice', 'alice-pw', 'splitdb', "INSERT INTO split_rows VALUES ('split')" ],
+		'<', \$in, '>', \$pout, '2>', \$perr, IPC::Run::timeout(hang_guard()));
+	$h->pump until $pout =~ /^sent/m || !$h->pumpable;
+	like($pout, qr/^sent/m, 'split request: the client logged in over TLS and sent all but two bytes')
+	  or diag($perr);
+	my ($matched, $last) = poll_sql($node,
+		"SELECT state || ',' || tls FROM pgbun.clients WHERE application_name = 'tls-split'", 'waiting,TLSv1.3');
+	ok($matched, 'split request: the client waits for a server (paused), over TLS 1.3') or diag("last: $last");
+	$in .= "go\n";
+	$h->finish;
+	like($pout, qr/"records": \[\d+, 2\]/, 'split request: its last two bytes went in a record of their own')
+	  or diag("$pout $perr");
+	$ctl->query("SELECT pgbun.resume('splitdb')", hang_guard());
+	ok(wait_until(sub { $node->safe_psql('splitdb', "SELECT count(*) FROM split_rows WHERE v = 'split'") eq '1' }),
+		'split request: the request it sent in full ran once a server was free');
+	($matched, $last) = poll_sql($node, "SELECT count(*) FROM pgbun.clients WHERE application_name = 'tls-split'", '0');
+	ok($matched, 'split request: and the client is gone') or diag("last: $last");
+	$ctl->quit;
+	all_well('TLS hang-up with a split request');
+}
+
 # ---- client_tls_sslmode = verify-ca: a client certificate signed by the CA is needed ----
 {
 	my $with_cert = "dbname=postgres sslmode=require sslcert=$dir/client.crt sslkey=$dir/client.key";

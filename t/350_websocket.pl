@@ -170,6 +170,44 @@ my $bystander = bystander_start($node, %probe);
 }
 bystander_check($bystander, $identity, 'after the WebSocket session');
 
+# ---- a client that cancels its waiting request, then closes and leaves ----
+# PostgreSQL would not run a request cancelled before its sender left, so
+# pgbun drops it and the client with it as soon as it hangs up. Its close
+# frame is read through the WebSocket layer: peeked at, the frame's bytes
+# looked like data still to come, and the client stayed queued (its
+# cancelled request to run once a server was free).
+{
+	my $ctl = direct_session($node);
+	$ctl->query("SELECT pgbun.pause('wsdb')", hang_guard());
+	my $ws = PgbunTest::Ws->new(port => $port);
+	is($ws->handshake(path => '/v2?address=db:5432')->{status}, 101, 'leave while waiting: upgraded');
+	my $l = $ws->login(%login);
+	ok($l->{ok}, 'leave while waiting: logged in') or diag(explain($l));
+	$ws->send_bytes(PgbunTest::Raw::query_message("INSERT INTO neon_rows VALUES ('left', 1, 1)"));
+	my $waiting = "SELECT count(*) FROM pgbun.clients WHERE \"user\" = 'wsapp' AND state = 'waiting'";
+	my ($matched, $last) = poll_sql($node, $waiting, '1');
+	ok($matched, 'leave while waiting: the request waits (wsdb paused)') or diag("last: $last");
+	my $c = raw_connect($node);
+	$c->send_bytes(PgbunTest::Raw::cancel_request($l->{pid}, $l->{key}));
+	ok($c->read_to_eof(hang_guard())->{eof}, 'leave while waiting: its CancelRequest is taken');
+	$c->close;
+	$ws->send_frame(0x8, pack('n', 1000) . 'bye');
+	$ws->shutdown_write;
+	($matched, $last) = poll_sql($node, $waiting, '0');
+	ok($matched, 'leave while waiting: the client is gone while the database is still paused')
+	  or diag("last: $last");
+	$ctl->query("SELECT pgbun.resume('wsdb')", hang_guard());
+	# a request queued after it runs, so the cancelled one would have by now
+	my $next = PgbunTest::Ws->new(port => $port);
+	$next->handshake(path => '/v2?address=db:5432');
+	ok($next->login(%login)->{ok}, 'leave while waiting: a new client logs in');
+	is($next->query("SELECT count(*) FROM neon_rows WHERE lib = 'left'")->{rows}[0][0] // '', '0',
+		'leave while waiting: the cancelled request never ran');
+	$next->terminate;
+	$ctl->quit;
+}
+bystander_check($bystander, $identity, 'after a WebSocket client left while waiting');
+
 # the startup packet in a frame sent with the request, before the 101 arrived
 {
 	my $ws = PgbunTest::Ws->new(port => $port);
