@@ -430,17 +430,6 @@ client_out_watch(SBuf *sb, bool on)
 }
 
 /*
- * Has a client whose input is not being read (a login that waits, a client
- * waiting for a server) left, with nothing the server would still run? Its
- * socket is at its end -- plain: end of file; TLS or WebSocket while it
- * waits for a server: read through the layer to its end of file; TLS during
- * a login: nothing unread but alerts (a close_notify) -- and what pgbun holds of its input has no complete
- * message. A request sent in full before the hang-up is run once the client
- * gets its server, as PostgreSQL runs a request whose sender has gone (and
- * PgBouncer does); a partial one PostgreSQL would drop at the end of file too,
- * and so it would a request cancelled while it waited.
- */
-/*
  * A client waiting for a server hung up over TLS or WebSocket: what is left
  * on its socket can only be told apart (a close_notify or a close frame from
  * the last piece of a request) by reading it through the layer. Read it into
@@ -459,19 +448,35 @@ layered_input_at_end(Client *c)
 			continue;
 		if (r == -1)
 			return true;
-		/* a broken connection ends too; no buffer to read into (or a full one) tells nothing */
-		return r == -2 && c->sb.in != NULL;
+		/*
+		 * A broken connection ends too. No buffer to read into, no memory
+		 * for the WebSocket layer's, or a full one tell nothing.
+		 */
+		return r == -2 && c->sb.in != NULL && errno != ENOMEM;
 	}
 }
 
+/*
+ * Has a client whose input is not being read (a login that waits, a client
+ * waiting for a server) left, with nothing the server would still run? Its
+ * socket is at its end -- plain: end of file; TLS or WebSocket while it
+ * waits for a server: read through the layer to its end of file; TLS during
+ * a login: nothing unread but alerts (a close_notify) -- and what pgbun
+ * holds of its input has no complete message. A request sent in full before
+ * the hang-up is run once the client gets its server, as PostgreSQL runs a
+ * request whose sender has gone (and PgBouncer does); a partial one
+ * PostgreSQL would drop at the end of file too, and so it would a request
+ * cancelled while it waited.
+ */
 static bool
 client_left(Client *c)
 {
 	uint32		buffered;
 	ProtoHeader hdr;
 	bool		at_end;
+	bool		layered = (c->sb.ssl || c->sb.ws) && c->state == CL_WAITING;
 
-	if ((c->sb.ssl || c->sb.ws) && c->state == CL_WAITING)
+	if (layered)
 		at_end = layered_input_at_end(c);
 	else if (c->sb.ssl)
 		at_end = tls_only_alerts_unread(&c->sb);
@@ -482,7 +487,8 @@ client_left(Client *c)
 
 		at_end = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
 	}
-	if (!at_end || (c->sb.ws && ws_pending(&c->sb)))
+	/* read to its end, bytes the layer left (after a close frame, a cut frame) are no input */
+	if (!at_end || (!layered && c->sb.ws && ws_pending(&c->sb)))
 		return false;
 	buffered = sbuf_unparsed(&c->sb);
 	/* a request cancelled while it waited would not run directly */

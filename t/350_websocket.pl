@@ -192,6 +192,8 @@ bystander_check($bystander, $identity, 'after the WebSocket session');
 	ok($c->read_to_eof(hang_guard())->{eof}, 'leave while waiting: its CancelRequest is taken');
 	$c->close;
 	$ws->send_frame(0x8, pack('n', 1000) . 'bye');
+	# bytes after the close frame, which the layer never reads, are no input either
+	$ws->send_frame(0x9, 'late');
 	$ws->shutdown_write;
 	($matched, $last) = poll_sql($node, $waiting, '0');
 	ok($matched, 'leave while waiting: the client is gone while the database is still paused')
