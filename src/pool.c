@@ -1009,7 +1009,7 @@ janitor_pool(Pool *pool)
 			expired(s->last_ready, pgbun_cfg->idle_transaction_timeout))
 			client_close(s->link, "25P03", "idle_transaction_timeout: idle in transaction too long");
 		/* not while pgbun's own SETs run first: the cancel would stop them, not the query */
-		else if (server_busy(s) && !s->cancel_sent && !s->setting_up_shown &&
+		else if (server_busy(s) && !s->cancel_sent && s->hidden_rfq == 0 &&
 				 expired(s->query_start, pgbun_cfg->query_timeout))
 		{
 			ereport(LOG, (errmsg("pgbun: query_timeout: cancelling a query of %s/%s", pool->database, pool->user)));

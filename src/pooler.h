@@ -121,7 +121,6 @@ typedef struct Server
 	void	   *answer_mark;	/* stream mark of the request a CommandComplete answers (prepared.c) */
 	char		copy_violation; /* a message pgbun answered itself was sent into a COPY (its type) */
 	bool		cancel_sent;	/* query_timeout already cancelled the running query */
-	bool		setting_up_shown;	/* its slot says setting_up (server_publish) */
 	bool		cancel_unheld;	/* a cancel was sent that its slot does not count: never hand it on */
 	bool		rewrite;		/* statement names rewritten, pgbun answers some requests (prepared.c) */
 	bool		lost_track;		/* an answer matched no request while rewriting: close */

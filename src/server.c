@@ -46,7 +46,7 @@ server_publish(Server *s)
 	slot->request_time = s->last_used;
 	slot->cancel_pid = s->be_pid;
 	slot->cancel_key = s->be_key;
-	s->setting_up_shown = slot->setting_up = s->link && s->hidden_rfq > 0;
+	slot->setting_up = s->link && s->hidden_rfq > 0;
 	PGBUN_SLOT_WRITE_END(slot);
 }
 
@@ -163,8 +163,8 @@ server_queue_query(Server *s, const char *sql)
 	sbuf_out_commit(&s->sb, &pb);
 	s->hidden_rfq++;
 	s->unnamed_id = 0;			/* a simple query drops the unnamed statement */
-	/* for a linked client (a restore, a look-up): cancels wait till it is done; a new link publishes it itself */
-	if (s->link && s->state == SV_ACTIVE && !s->setting_up_shown)
+	/* the first for a linked client (a restore, a look-up): cancels wait till done; a new link publishes it itself */
+	if (s->link && s->state == SV_ACTIVE && s->hidden_rfq == 1)
 		server_publish(s);
 	return true;
 }
@@ -691,7 +691,7 @@ again:
 			if (s->hidden_done)
 			{
 				s->hidden_done = false;
-				if (s->setting_up_shown)
+				if (s->slot >= 0 && pgbun_conn_slot(s->slot)->setting_up)
 					server_publish(s);	/* a cancel may go now: the client's own request runs */
 				hidden_query_done(s);
 				if (s->held_ready && !s->closed && s->notify_step == NOTIFY_STEP_NONE)
