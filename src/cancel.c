@@ -14,10 +14,12 @@
  * client's query when the signal lands. So every cancel in flight is counted
  * in the server's slot (cancel_holds) until its connection ends, and the
  * owner keeps a released server out of the pool while the count is not zero
- * (SV_BEING_CANCELED, pool.c). The count goes up before the sender checks
- * the server is still linked to the client, and the owner publishes the
- * unlink before it reads the count (full barriers both sides): either the
- * sender sees the server gone and sends nothing, or the owner sees the count.
+ * (SV_BEING_CANCELED, pool.c), and sends it none of its own queries (a
+ * session reset, a client's values put back: server.c). The count goes up
+ * before the sender checks the server is still linked to the client and not
+ * running pgbun's SETs, and the owner publishes the unlink (or setting_up)
+ * before it reads the count (full barriers both sides): either the sender
+ * sees the change and sends nothing, or the owner sees the count.
  */
 #include "postgres.h"
 

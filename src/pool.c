@@ -520,8 +520,10 @@ pool_request_server(Pool *pool, Client *c)
 }
 
 /*
- * Servers held back while CancelRequests for them were in flight
- * (pool_server_available) whose last one is done: give them back.
+ * Servers held back while CancelRequests for them were in flight whose last
+ * one is done: released ones go back to the pool (pool_server_available),
+ * or run their reset first; pgbun's own queries waiting in a server's
+ * output (server_queue_query) go out.
  */
 static void
 release_canceled_servers(void)
@@ -537,8 +539,20 @@ release_canceled_servers(void)
 		{
 			Server	   *s = dlist_container(Server, node, it.cur);
 
-			if (s->state == SV_BEING_CANCELED && cancel_hold_state(s->slot) != CANCEL_HOLD_PENDING)
+			if ((s->state != SV_BEING_CANCELED && !s->sb.out_held) ||
+				cancel_hold_state(s->slot) == CANCEL_HOLD_PENDING)
+				continue;
+			if (s->state == SV_BEING_CANCELED && !s->reset_due)
 				pool_server_available(pool, s);
+			else
+				server_resume_output(s);
+		}
+		dlist_foreach_modify(it, &pool->active_servers)
+		{
+			Server	   *s = dlist_container(Server, node, it.cur);
+
+			if (s->sb.out_held && cancel_hold_state(s->slot) != CANCEL_HOLD_PENDING)
+				server_resume_output(s);
 		}
 	}
 }

@@ -122,6 +122,7 @@ typedef struct Server
 	char		copy_violation; /* a message pgbun answered itself was sent into a COPY (its type) */
 	bool		cancel_sent;	/* query_timeout already cancelled the running query */
 	bool		cancel_unheld;	/* a cancel was sent that its slot does not count: never hand it on */
+	bool		reset_due;		/* SV_BEING_CANCELED: server_reset_query still to run */
 	bool		rewrite;		/* statement names rewritten, pgbun answers some requests (prepared.c) */
 	bool		lost_track;		/* an answer matched no request while rewriting: close */
 	bool		lost_logged;	/* the tracker's loss was logged */
@@ -270,6 +271,8 @@ extern void server_close(Server *s, const char *reason);
 extern bool server_attach(Server *s, Client *c);
 extern void server_link(Server *s, Client *c);
 extern void server_release(Server *s);
+/* Cancels a server's output waited for are done (out_held, reset_due): send it. */
+extern void server_resume_output(Server *s);
 /* Unlink without releasing (pool.c's release policy decides, server_return_to_pool acts). */
 extern void server_return_to_pool(Server *s);
 extern void server_cancel_query(Server *s);

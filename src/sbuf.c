@@ -296,6 +296,8 @@ write_some(SBuf *s, const uint8 *data, size_t n, SBufWPend from)
 {
 	size_t		done = 0;
 
+	if (s->out_held)
+		return 0;				/* as a full socket, but no write event is asked for */
 	while (done < n)
 	{
 		ssize_t		w = s->hsql ? http_sql_write(s, data + done, n - done) :
@@ -377,6 +379,8 @@ flush_out_and_forward(SBuf *dst, SBuf *src, uint64 *bytes_written)
 	size_t		fwd_len = src->send_end - src->send_pos;
 	ssize_t		w;
 
+	if (dst->out_held)
+		return 0;
 	iov[0].iov_base = dst->out + dst->out_pos;
 	iov[0].iov_len = out_len;
 	iov[1].iov_base = src->in + src->send_pos;

@@ -32,6 +32,8 @@
 #include "auth_query.h"
 #include "websocket.h"
 
+static void send_reset_query(Server *s);
+
 void
 server_publish(Server *s)
 {
@@ -165,8 +167,43 @@ server_queue_query(Server *s, const char *sql)
 	s->unnamed_id = 0;			/* a simple query drops the unnamed statement */
 	/* the first for a linked client (a restore, a look-up): cancels wait till done; a new link publishes it itself */
 	if (s->link && s->state == SV_ACTIVE && s->hidden_rfq == 1)
+	{
 		server_publish(s);
+
+		/*
+		 * A cancel of the client's query that passed its check before that
+		 * publish may be on its way still: it would stop this query, not the
+		 * client's (over by now). Nothing goes out until it is done
+		 * (server_resume_output).
+		 */
+		if (s->slot >= 0 && cancel_hold_state(s->slot) == CANCEL_HOLD_PENDING)
+			s->sb.out_held = true;
+	}
 	return true;
+}
+
+/*
+ * A server whose output waited for cancels in flight (server_queue_query,
+ * server_release): once they are done, send what was queued, and what the
+ * client had for it meanwhile.
+ */
+void
+server_resume_output(Server *s)
+{
+	if (s->reset_due)
+	{
+		s->reset_due = false;
+		send_reset_query(s);
+		return;
+	}
+	s->sb.out_held = false;
+	if (sbuf_flush_out(&s->sb) < 0)
+	{
+		server_close(s, "could not send a pooler query");
+		return;
+	}
+	if (s->link)
+		client_pump_in(s->link);
 }
 
 /* A ReadyForQuery answering the client: stats, transaction state. */
@@ -836,6 +873,22 @@ server_link(Server *s, Client *c)
 	client_server_ready(c);
 }
 
+/* Session mode: server_reset_query on a released server; it goes back to the pool once answered. */
+static void
+send_reset_query(Server *s)
+{
+	s->hidden_error = false;
+	prepared_server_forget_all(s);	/* DISCARD ALL and the like drop them */
+	/* ... and what pgbun knows of its parameters */
+	session_server_reset(s, pgbun_cfg->server_reset_query);
+	if (!server_queue_query(s, pgbun_cfg->server_reset_query) || sbuf_flush_out(&s->sb) < 0)
+	{
+		server_close(s, "could not send server_reset_query");
+		return;
+	}
+	server_set_state(s, SV_TESTED);
+}
+
 /*
  * A client is done with this server. Reuse it only when it is provably at
  * rest (idle transaction state, nothing in flight); otherwise closing is the
@@ -885,17 +938,15 @@ server_release(Server *s)
 	/* as PgBouncer: the reset query belongs to session pooling */
 	if (s->link_mode == POOL_MODE_SESSION && pgbun_cfg->server_reset_query && pgbun_cfg->server_reset_query[0])
 	{
-		server_set_state(s, SV_USED);
-		s->hidden_error = false;
-		prepared_server_forget_all(s);	/* DISCARD ALL and the like drop them */
-		/* ... and what pgbun knows of its parameters */
-		session_server_reset(s, pgbun_cfg->server_reset_query);
-		if (!server_queue_query(s, pgbun_cfg->server_reset_query) || sbuf_flush_out(&s->sb) < 0)
+		server_set_state(s, SV_USED);	/* published unlinked: no cancel goes out for it now */
+		/* one already on its way would stop the reset: it waits (pool.c, release_canceled_servers) */
+		if (s->slot >= 0 && cancel_hold_state(s->slot) == CANCEL_HOLD_PENDING)
 		{
-			server_close(s, "could not send server_reset_query");
+			s->reset_due = true;
+			server_set_state(s, SV_BEING_CANCELED);
 			return;
 		}
-		server_set_state(s, SV_TESTED);
+		send_reset_query(s);
 		return;
 	}
 	pool_server_available(s->pool, s);

@@ -35,15 +35,17 @@ my $node = pgbun_node(
 		'pgbun.pool_mode' => 'transaction',
 		'pgbun.default_pool_size' => '1',
 		# reload_sync's probe needs the reset query of session pooling
-		'pgbun.users' => 'prober = pool_mode=session',
+		'pgbun.users' => 'prober = pool_mode=session; sess = pool_mode=session',
 	});
 $node->safe_psql('postgres',
 	"CREATE ROLE alice LOGIN PASSWORD 'alice-pw'; "
 	  . "CREATE ROLE prober LOGIN PASSWORD 'prober-pw'; "
 	  . "CREATE ROLE mon LOGIN PASSWORD 'mon-pw'; GRANT pg_monitor TO mon; "
+	  . "CREATE ROLE sess LOGIN PASSWORD 'sess-pw'; "
 	  . "CREATE TABLE ran (who text); GRANT ALL ON ran TO alice");
 my %alice = (user => 'alice', password => 'alice-pw');
 my %probe = (user => 'prober', password => 'prober-pw');
+my %sess = (user => 'sess', password => 'sess-pw');
 my $identity = server_identity($node);
 
 my $postmaster = (split /\n/, slurp_file($node->data_dir . '/postmaster.pid'))[0];
@@ -59,10 +61,12 @@ sub console_rows
 	return map { [ split /\|/ ] } grep { length } split /\n/, ($out // '');
 }
 
-# alice's row of SHOW POOLS: cl_waiting (3) and sv_being_canceled (8)
+# a user's row (alice's by default) of SHOW POOLS: cl_waiting (3) and sv_being_canceled (8)
 sub pool_counts
 {
-	my ($row) = grep { $_->[0] eq 'postgres' && $_->[1] eq 'alice' } console_rows('POOLS');
+	my ($user) = @_;
+	$user //= 'alice';
+	my ($row) = grep { $_->[0] eq 'postgres' && $_->[1] eq $user } console_rows('POOLS');
 	return $row ? "cl_waiting=$row->[3] sv_being_canceled=$row->[8]" : 'no pool row';
 }
 
@@ -76,10 +80,25 @@ sub lock_waiters
 # Wait until pool_counts() says $want; returns (matched, last seen).
 sub wait_counts
 {
-	my ($want) = @_;
+	my ($want, $user) = @_;
 	my $last = '';
-	my $ok = wait_until(sub { ($last = pool_counts()) eq $want });
+	my $ok = wait_until(sub { ($last = pool_counts($user)) eq $want });
 	return ($ok, $last);
+}
+
+# Stop the postmaster, then send a CancelRequest with a client's key
+# (login result $log): pgbun takes and forwards it, and it stays queued at
+# the postmaster until the test sends SIGCONT.
+sub stop_and_cancel
+{
+	my ($log, $label) = @_;
+	kill 'STOP', $postmaster;
+	$stopped = 1;
+	my $c = raw_connect($node);
+	$c->send_bytes(PgbunTest::Raw::cancel_request($log->{pid}, $log->{key}));
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	ok($c->read_to_eof(hang_guard())->{eof}, "$label: the CancelRequest is taken");
+	$c->close;
 }
 
 # One round: $send_cancel forwards a cancel for A's running query (client's
@@ -197,11 +216,7 @@ reload_sync($node, \%probe, 'pgbun.query_timeout' => undef);
 	$locker->query('SELECT pg_advisory_lock(41)', hang_guard());
 	$a->send_bytes(PgbunTest::Raw::query_message("SELECT pg_advisory_xact_lock(41), 'a'"));
 	ok((poll_sql($node, lock_waiters(41), '1'))[0], 'stuck cancel: A waits on the lock');
-	kill 'STOP', $postmaster;
-	$stopped = 1;
-	my $c = raw_connect($node);
-	$c->send_bytes(PgbunTest::Raw::cancel_request($alog->{pid}, $alog->{key}));
-	ok($c->read_to_eof(hang_guard())->{eof}, 'stuck cancel: the CancelRequest is taken');
+	stop_and_cancel($alog, 'stuck cancel');
 	$locker->query('SELECT pg_advisory_unlock(41)', hang_guard());
 	ok($a->read_result(hang_guard())->{ok}, "stuck cancel: A's query ends normally");
 	$b->send_bytes(PgbunTest::Raw::query_message('SELECT pg_backend_pid()'));
@@ -267,6 +282,122 @@ reload_sync($node, \%probe, 'pgbun.query_timeout' => undef);
 	$d->terminate;
 	$locker->quit;
 }
+
+# A cancel on its way when pgbun puts a client's values back on its server
+# (its RESET ALL took them): the query it was meant for ended by itself,
+# and the SET must not be what it stops. The SET waits until the cancel is
+# done. Sent at once, the cancel stopped it: the client got a notice and
+# lost its setting. As above, the SET is held on a lock of pg_tablespace,
+# and the postmaster is stopped so the cancel stays on its way.
+{
+	my $c = raw_connect($node);
+	my $clog = $c->login(%alice, params => [ temp_tablespaces => 'pg_default' ]);
+	ok($clog->{ok}, 'cancel before a restore: a client with a setting logs in') or diag(explain($clog));
+	# its setting is on the pool's one server now: no SET before its next query
+	my $cpid = $c->query("SELECT pg_backend_pid(), current_setting('temp_tablespaces')")->{rows}[0];
+	is($cpid->[1] // '', 'pg_default', 'cancel before a restore: its setting is in force');
+	$cpid = $cpid->[0] // 'none';
+	my $locker = direct_session($node);
+	my $watch = direct_session($node);	# out of the locker's transaction: pg_stat_activity is live
+	$locker->query('BEGIN; LOCK TABLE pg_tablespace IN ACCESS EXCLUSIVE MODE; SELECT pg_advisory_lock(41)',
+		hang_guard());
+	$c->send_bytes(PgbunTest::Raw::query_message('RESET ALL; SELECT pg_advisory_xact_lock(41)'));
+	my ($matched, $last) = poll_sql($node, lock_waiters(41), '1');
+	ok($matched, "cancel before a restore: the client's query waits on the lock") or diag("last: $last");
+
+	stop_and_cancel($clog, 'cancel before a restore');
+	# the query ends by itself; pgbun owes the client its value back
+	$locker->query('SELECT pg_advisory_unlock(41)', hang_guard());
+	my $tablespace_waiters =
+	  "SELECT count(*) FROM pg_locks WHERE relation = 'pg_tablespace'::regclass AND NOT granted";
+	ok( wait_until(
+			sub {
+				($watch->query("SELECT state FROM pg_stat_activity WHERE pid = $cpid", hang_guard()))[0] eq 'idle'
+				  || ($locker->query($tablespace_waiters, hang_guard()))[0] eq '1';
+			}),
+		"cancel before a restore: the client's query is over");
+	# two round trips through the worker: it has read the query's end by now
+	console_rows('POOLS') for 1 .. 2;
+	is(($locker->query($tablespace_waiters, hang_guard()))[0],
+		'0', "cancel before a restore: pgbun's SET waits for the cancel");
+
+	kill 'CONT', $postmaster;
+	$stopped = 0;
+	ok(wait_until(sub { ($locker->query($tablespace_waiters, hang_guard()))[0] eq '1' }),
+		"cancel before a restore: once the cancel is done, the SET goes (and waits on the lock)");
+	$locker->query('COMMIT', hang_guard());
+	my $res = $c->read_result(hang_guard());
+	ok($res->{ok} && !$res->{error}, "cancel before a restore: the client's query ended normally")
+	  or diag(explain($res));
+	is(scalar(grep { ($_->{C} // '') eq '57014' } @{ $res->{notices} // [] }), 0,
+		"cancel before a restore: pgbun's SET was not cancelled (no notice of it)");
+	is_deeply($c->query('SHOW temp_tablespaces')->{rows}, [ ['pg_default'] ],
+		'cancel before a restore: the client has its setting back');
+	is(log_count($node, qr/pooler query failed on the server/), 0, 'cancel before a restore: no SET of pgbun failed');
+	$locker->query('SELECT pg_advisory_unlock_all()', hang_guard());
+	$c->terminate;
+	$locker->quit;
+	$watch->quit;
+}
+
+# Session mode: a cancel on its way when the client leaves must not stop
+# server_reset_query. The reset waits until the cancel is done (the server
+# shows as being_canceled), then runs, and the server is reused. Sent at
+# once, the reset was cancelled and the server closed. The reset is made to
+# wait on an advisory lock the test holds.
+reload_sync($node, \%probe,
+	'pgbun.server_reset_query' => 'SELECT pg_advisory_lock(44), pg_advisory_unlock(44)');
+{
+	my $cancelled = qr/canceling statement due to user request/;
+	my $cancelled_before = log_count($node, $cancelled);
+	my $a = raw_connect($node);
+	my $alog = $a->login(%sess);
+	ok($alog->{ok}, 'cancel before the reset: a session-mode client logs in') or diag(explain($alog));
+	my $apid = $a->query('SELECT pg_backend_pid()')->{rows}[0][0] // 'none';
+	my $locker = direct_session($node);
+	$locker->query('SELECT pg_advisory_lock(41), pg_advisory_lock(44)', hang_guard());
+	$a->send_bytes(PgbunTest::Raw::query_message('SELECT pg_advisory_xact_lock(41)'));
+	my ($matched, $last) = poll_sql($node, lock_waiters(41), '1');
+	ok($matched, "cancel before the reset: the client's query waits on the lock") or diag("last: $last");
+
+	stop_and_cancel($alog, 'cancel before the reset');
+	$locker->query('SELECT pg_advisory_unlock(41)', hang_guard());
+	my $ares = $a->read_result(hang_guard());
+	ok($ares->{ok} && !$ares->{error}, "cancel before the reset: the client's query ends normally")
+	  or diag(explain($ares));
+	$a->terminate;
+	# held back (right), or the reset already running into the cancel (wrong)
+	ok( wait_until(
+			sub {
+				pool_counts('sess') =~ /sv_being_canceled=1/
+				  || ($locker->query(lock_waiters(44), hang_guard()))[0] eq '1';
+			}),
+		'cancel before the reset: the server is held back, or reset');
+	is(pool_counts('sess'), 'cl_waiting=0 sv_being_canceled=1',
+		'cancel before the reset: while the cancel is in flight the server is held back');
+	is(($locker->query(lock_waiters(44), hang_guard()))[0], '0',
+		'cancel before the reset: and server_reset_query waits');
+
+	kill 'CONT', $postmaster;
+	$stopped = 0;
+	($matched, $last) = poll_sql($node, lock_waiters(44), '1');
+	ok($matched, 'cancel before the reset: once the cancel is done, the reset runs') or diag("last: $last");
+	$locker->query('SELECT pg_advisory_unlock(44)', hang_guard());
+	($matched, $last) = wait_counts('cl_waiting=0 sv_being_canceled=0', 'sess');
+	ok($matched, 'cancel before the reset: the server is back in the pool') or diag("last: $last");
+	my $b = raw_connect($node);
+	ok($b->login(%sess)->{ok}, 'cancel before the reset: the next client logs in');
+	my $bres = $b->query('SELECT pg_backend_pid()');
+	ok($bres->{ok} && !$bres->{error}, 'cancel before the reset: and is served') or diag(explain($bres));
+	# one worker: the same server, reset and reused (with two, B's worker may have another)
+	is($bres->{rows}[0][0] // '', $apid, 'cancel before the reset: by the server that was reset')
+	  if ($ENV{PGBUN_TEST_WORKERS} // 1) == 1;
+	is(log_count($node, $cancelled), $cancelled_before, 'cancel before the reset: nothing was cancelled');
+	is(log_count($node, qr/pooler query failed on the server/), 0, 'cancel before the reset: the reset did not fail');
+	$b->terminate;
+	$locker->quit;
+}
+reload_sync($node, \%probe);
 
 check_server_same($node, $identity, 'end of 041');
 stop_node($node);

@@ -323,7 +323,8 @@ sub reload_conf
 }
 
 # reload_conf, then wait until the pooler's workers have applied it. The
-# probe: the same reload sets pgbun.server_reset_query to a fresh marker, and a
+# probe: the same reload sets pgbun.server_reset_query to a fresh marker (a
+# comment after the caller's pgbun.server_reset_query, if given), and a
 # client logging in and out through the pooler (as $login->{user} /
 # $login->{password}) makes a worker run the reset query on the server, where
 # log_statement = all records it. Once the marker shows up as an executed
@@ -337,9 +338,11 @@ sub reload_sync
 {
 	my ($node, $login, %settings) = @_;
 	my $marker = sprintf('pgbun-test-reload-%d-%d', $$, ++$reload_seq);
+	# a reset query of the caller's is marked as well
+	my $reset = delete $settings{'pgbun.server_reset_query'} // 'DISCARD ALL';
 	reload_conf($node, %settings,
-		'pgbun.server_reset_query' => "DISCARD ALL /* $marker */");
-	my $seen = qr{\[(\d+)\] .*statement: DISCARD ALL /\* \Q$marker\E \*/};
+		'pgbun.server_reset_query' => "$reset /* $marker */");
+	my $seen = qr{\[(\d+)\] .*statement: \Q$reset\E /\* \Q$marker\E \*/};
 	my $workers = $node->safe_psql('postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pgbun worker'");
 	my %worker_of;    # server backend pid -> pgbun worker, as seen so far
