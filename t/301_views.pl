@@ -179,6 +179,14 @@ my $default_version = $node->safe_psql('postgres', "SELECT default_version FROM 
 is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'pgbun'"), $default_version,
 	"CREATE EXTENSION installs the default version ($default_version)");
 like($fresh, qr/^view pgbun\.latency /m, 'a fresh install has pgbun.latency');
+# PGXN's META.json names the same release (its versions are semantic: 1.4 is 1.4.0)
+{
+	require JSON::PP;
+	my $meta = JSON::PP::decode_json(slurp_file("$FindBin::RealBin/../META.json"));
+	is($meta->{version}, "$default_version.0", "META.json's version is the extension's ($default_version)");
+	is($meta->{provides}{pgbun}{version}, "$default_version.0", 'and so is the version it provides');
+	ok(-f "$FindBin::RealBin/../$meta->{provides}{pgbun}{file}", 'the file it names exists');
+}
 
 $node->safe_psql('postgres', 'CREATE DATABASE up11');
 $node->safe_psql('up11', "CREATE EXTENSION pgbun VERSION '1.1'");
