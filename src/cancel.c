@@ -14,7 +14,7 @@
  * client's query when the signal lands. So every cancel in flight is counted
  * in the server's slot (cancel_holds) until its connection ends, and the
  * owner keeps a released server out of the pool while the count is not zero
- * (SV_BEING_CANCELED, pool.c), and sends it none of its own queries (a
+ * (SV_BEING_CANCELED, pool.c), and holds back its own queries for it (a
  * session reset, a client's values put back: server.c). The count goes up
  * before the sender checks the server is still linked to the client and not
  * running pgbun's SETs, and the owner publishes the unlink (or setting_up)
@@ -48,16 +48,35 @@ typedef struct CancelConn
 	int			hold_slot;		/* server slot whose cancel_holds this counts in, -1: none */
 	uint64		hold_id;		/* that server's connection id */
 	TimestampTz start;
+	Client	   *req;			/* the client connection that asked, closed once this is done */
 	uint8		packet[16];
 } CancelConn;
 
 static dlist_head cancels = DLIST_STATIC_INIT(cancels);
 static int	n_cancels = 0;
 
-#define HOLD_ID(id) ((id) & PG_UINT32_MAX)
-/* a cancel was sent that the server never said it took: it may land at any time */
-#define HOLD_UNSURE UINT64CONST(0x80000000)
-#define HOLD_COUNT(v) ((uint32) ((v) & UINT64CONST(0x7fffffff)))
+/*
+ * A CancelRequest that cannot go yet: its slots could not be read
+ * consistently (a writer was mid-write), or its server is running pgbun's
+ * own SETs for the client, which the cancel would stop in place of the
+ * client's query (leaving the query to run in the wrong session state).
+ * Tried again every loop turn (cancel_retry) until CANCEL_TIMEOUT_US. At
+ * most MAX_PENDING; beyond that the oldest goes.
+ */
+#define MAX_PENDING 64
+
+typedef struct PendingCancel
+{
+	dlist_node	node;
+	uint32		pid;
+	uint32		key;
+	TimestampTz start;
+	Client	   *req;			/* the client connection that asked, or NULL */
+} PendingCancel;
+
+static dlist_head pending = DLIST_STATIC_INIT(pending);
+static int	n_pending = 0;
+
 
 /* Count one more cancel in flight for slot idx, if it still holds connection id. */
 static bool
@@ -118,9 +137,53 @@ cancel_hold_state(int slot)
 	/* after the caller published the server unlinked (see the header) */
 	pg_memory_barrier();
 	v = pg_atomic_read_u64(&pgbun_conn_slot(slot)->cancel_holds);
-	if (v & HOLD_UNSURE)
-		return CANCEL_HOLD_UNSURE;
-	return HOLD_COUNT(v) > 0 ? CANCEL_HOLD_PENDING : CANCEL_HOLD_NONE;
+	/* while some are in flight, wait for them all, unsure or not */
+	if (HOLD_COUNT(v) > 0)
+		return CANCEL_HOLD_PENDING;
+	return (v & HOLD_UNSURE) ? CANCEL_HOLD_UNSURE : CANCEL_HOLD_NONE;
+}
+
+/*
+ * The client connection a CancelRequest came on waits until it is done, as
+ * PostgreSQL closes it only once the backend is signalled: a client that
+ * goes on when its cancel returns (libpq's PQcancel, JDBC) must not have it
+ * land on its next query. st: CL_WAITING_CANCEL (not sent yet) or
+ * CL_ACTIVE_CANCEL (its cancel connection is open).
+ */
+static void
+requester_wait(Client *req, ClientState st)
+{
+	if (req && req->state != st)
+		client_set_state(req, st);
+}
+
+/* Its cancel was sent and taken, given up on, or found nothing to stop: close it, as PostgreSQL does. */
+static void
+requester_done(Client *req)
+{
+	if (req)
+		client_close(req, NULL, "cancel request done");
+}
+
+void
+cancel_requester_gone(Client *req)
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &cancels)
+	{
+		CancelConn *cc = dlist_container(CancelConn, node, it.cur);
+
+		if (cc->req == req)
+			cc->req = NULL;
+	}
+	dlist_foreach(it, &pending)
+	{
+		PendingCancel *pc = dlist_container(PendingCancel, node, it.cur);
+
+		if (pc->req == req)
+			pc->req = NULL;
+	}
 }
 
 /* Close a cancel connection; given up on after sending, its server is not reused. */
@@ -133,36 +196,19 @@ cancel_conn_close(CancelConn *cc)
 	n_cancels--;
 	if (cc->hold_slot >= 0)
 		cancel_unhold(cc->hold_slot, cc->hold_id, cc->sent && !cc->taken);
+	requester_done(cc->req);
 	free(cc);
 }
 
-/*
- * A CancelRequest that cannot go yet: its slots could not be read
- * consistently (a writer was mid-write), or its server is running pgbun's
- * own SETs for the client, which the cancel would stop in place of the
- * client's query (leaving the query to run in the wrong session state).
- * Tried again every loop turn (cancel_retry) until CANCEL_TIMEOUT_US. At
- * most MAX_PENDING; beyond that the oldest goes.
- */
-#define MAX_PENDING 64
-
-typedef struct PendingCancel
-{
-	dlist_node	node;
-	uint32		pid;
-	uint32		key;
-	TimestampTz start;
-} PendingCancel;
-
-static dlist_head pending = DLIST_STATIC_INIT(pending);
-static int	n_pending = 0;
 
 /*
- * Look the key up and send the cancel if its client is linked. false when
- * it cannot go yet (try again later, see PendingCancel).
+ * Look the key up and send the cancel if its client is linked; req (the
+ * client connection that asked, or NULL) then waits on the cancel
+ * connection (CL_ACTIVE_CANCEL). false when it cannot go yet (try again
+ * later, see PendingCancel).
  */
 static bool
-cancel_try_forward(uint32 pid, uint32 key)
+cancel_try_forward(uint32 pid, uint32 key, Client *req)
 {
 	int			cidx = pgbun_cancel_lookup(pid, key);
 	PgbunConnSlot client;
@@ -178,6 +224,8 @@ cancel_try_forward(uint32 pid, uint32 key)
 	/* a slot since taken by another client (the lookup and this read are not atomic) */
 	if (client.kind != CONN_CLIENT || client.cancel_pid != pid || client.cancel_key != key)
 		return true;
+	if (req)
+		req->cancel_pool = client.pool; /* shown under that pool while it waits */
 	if (client.peer < 0)
 	{
 		/*
@@ -221,36 +269,40 @@ cancel_try_forward(uint32 pid, uint32 key)
 		return false;
 	}
 	cancel_send(&server.sv_sockaddr, server.sv_sockaddr_len, server.cancel_pid, server.cancel_key,
-				sidx, server.id);
+				sidx, server.id, req);
 	return true;
 }
 
-void
-cancel_forward(uint32 pid, uint32 key)
+bool
+cancel_forward(uint32 pid, uint32 key, Client *req)
 {
 	PendingCancel *pc;
 
-	if (cancel_try_forward(pid, key))
-		return;
+	if (cancel_try_forward(pid, key, req))
+		return req && req->state == CL_ACTIVE_CANCEL;
 	if (n_pending >= MAX_PENDING)
 	{
 		pc = dlist_container(PendingCancel, node, dlist_pop_head_node(&pending));
 		n_pending--;
+		requester_done(pc->req);
 		free(pc);
 	}
 	pc = malloc(sizeof(PendingCancel));
 	if (!pc)
-		return;
+		return false;
 	pc->pid = pid;
 	pc->key = key;
 	pc->start = W->now;
+	pc->req = req;
 	dlist_push_tail(&pending, &pc->node);
 	n_pending++;
+	requester_wait(req, CL_WAITING_CANCEL);
+	return req != NULL;
 }
 
 void
 cancel_send(const struct sockaddr_storage *addr, socklen_t addrlen, uint32 pid, uint32 key,
-			int hold_slot, uint64 hold_id)
+			int hold_slot, uint64 hold_id, Client *req)
 {
 	CancelConn *cc = NULL;
 	ProtoBuf	pb;
@@ -287,6 +339,8 @@ cancel_send(const struct sockaddr_storage *addr, socklen_t addrlen, uint32 pid, 
 	}
 	dlist_push_tail(&cancels, &cc->node);
 	n_cancels++;
+	cc->req = req;
+	requester_wait(req, CL_ACTIVE_CANCEL);
 	return;
 
 fail:
@@ -340,7 +394,7 @@ cancel_retry(void)
 	{
 		PendingCancel *pc = dlist_container(PendingCancel, node, it.cur);
 
-		bool		done = cancel_try_forward(pc->pid, pc->key);
+		bool		done = cancel_try_forward(pc->pid, pc->key, pc->req);
 
 		if (!done && W->now - pc->start > CANCEL_TIMEOUT_US)
 		{
@@ -352,6 +406,9 @@ cancel_retry(void)
 		{
 			dlist_delete(&pc->node);
 			n_pending--;
+			/* handed to its cancel connection, or nothing will be sent: closed */
+			if (pc->req && pc->req->state != CL_ACTIVE_CANCEL)
+				requester_done(pc->req);
 			free(pc);
 		}
 	}
@@ -389,8 +446,11 @@ cancel_close_all(void)
 		cancel_conn_close(dlist_container(CancelConn, node, it.cur));
 	dlist_foreach_modify(it, &pending)
 	{
+		PendingCancel *pc = dlist_container(PendingCancel, node, it.cur);
+
 		dlist_delete(it.cur);
-		free(dlist_container(PendingCancel, node, it.cur));
+		n_pending--;
+		requester_done(pc->req);
+		free(pc);
 	}
-	n_pending = 0;
 }

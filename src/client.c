@@ -20,6 +20,7 @@
 #include "miscadmin.h"
 #include "utils/timestamp.h"
 
+#include "cancel.h"
 #include "client_login.h"
 #include "console.h"
 #include "config.h"
@@ -49,7 +50,7 @@ client_publish(Client *c)
 	s = pgbun_conn_slot(c->slot);
 	PGBUN_SLOT_WRITE_BEGIN(s);
 	s->state = (uint8) c->state;
-	s->pool = c->pool ? c->pool->slot : -1;
+	s->pool = c->pool ? c->pool->slot : client_is_cancel_request(c) ? c->cancel_pool : -1;
 	s->peer = c->link ? c->link->slot : -1;
 	s->request_time = c->request_time;
 	s->wait_start = c->wait_start;
@@ -69,6 +70,9 @@ client_state_list(Client *c, ClientState st)
 			return c->console ? &W->console_clients : &c->pool->active_clients;
 		case CL_WAITING:
 			return &c->pool->waiting_clients;
+		case CL_WAITING_CANCEL:
+		case CL_ACTIVE_CANCEL:
+			return &W->cancel_clients;
 	}
 	return NULL;
 }
@@ -155,13 +159,15 @@ client_close(Client *c, const char *sqlstate, const char *fmt,...)
 		client_login_names(c, &db, &user);
 		counters_note_login_failure(db, user);
 	}
-	if (pgbun_cfg->log_disconnections && c->state != CL_LOGIN)
+	if (pgbun_cfg->log_disconnections && c->state != CL_LOGIN && !client_is_cancel_request(c))
 		pgbun_log_client(LOG, c, "client_close", sqlstate, "pgbun: client closed: user=%s database=%s: %s",
 						 c->pool ? c->pool->user : "?", c->pool ? c->pool->database : "?", reason);
 	else if (pgbun_cfg->log_disconnections && sqlstate)
 		pgbun_log_client(LOG, c, "login_failed", sqlstate, "pgbun: client login failed: %s", reason);
 
 	c->closed = true;
+	if (client_is_cancel_request(c))
+		cancel_requester_gone(c);	/* its cancel goes on without it */
 	notify_client_close(c);		/* its channels go (before its server is released) */
 	if (c->in_busy)
 	{
@@ -503,6 +509,29 @@ client_left(Client *c)
 	return true;
 }
 
+/*
+ * A CancelRequest connection waiting for its cancel: nothing it sends means
+ * anything (some drivers send a Terminate before they give up), so it is
+ * read and dropped; its hang-up closes it, and its cancel goes on.
+ */
+static void
+drain_cancel_request(Client *c)
+{
+	for (;;)
+	{
+		int			r = sbuf_fill(&c->sb);
+
+		if (r > 0 || r == -3)
+		{
+			sbuf_consume(&c->sb, sbuf_unparsed(&c->sb));
+			continue;
+		}
+		if (r < 0)
+			client_close(c, NULL, "client left its cancel request");
+		return;
+	}
+}
+
 void
 client_on_event(Client *c, uint32 events)
 {
@@ -524,6 +553,11 @@ client_on_event(Client *c, uint32 events)
 			if (!c->closed && c->state == CL_LOGIN && (events & PEV_HUP) && client_login_waiting(c) &&
 				(client_login_failed(c) || client_left(c)))
 				client_close(c, NULL, "client disconnected during login");
+			break;
+		case CL_WAITING_CANCEL:
+		case CL_ACTIVE_CANCEL:
+			if (events & (PEV_IN | PEV_HUP))
+				drain_cancel_request(c);
 			break;
 		case CL_WAITING_LOGIN:
 		case CL_WAITING:

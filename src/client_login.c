@@ -231,6 +231,7 @@ client_accept(int listen_fd, bool unix_socket)
 		config_set_keepalive(fd, !unix_socket);
 		c->io.kind = IO_CLIENT;
 		c->unix_socket = unix_socket;
+		c->cancel_pool = -1;
 		sbuf_init(&c->sb, fd);
 		c->connect_time = c->request_time = W->now;
 		c->tx_status = 'I';
@@ -1134,9 +1135,9 @@ read_more:
 				pid = proto_read_int32(&r);
 				key = proto_read_int32(&r);
 				sbuf_consume(&c->sb, sh.len);
-				cancel_forward(pid, key);
-				/* like PostgreSQL: no answer, just close */
-				client_close(c, NULL, "cancel request");
+				/* like PostgreSQL: no answer; closed once the cancel is done */
+				if (!cancel_forward(pid, key, c))
+					client_close(c, NULL, "cancel request");
 				return false;
 			}
 		case STARTUP_UNSUPPORTED:

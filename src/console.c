@@ -366,11 +366,10 @@ show_pools(Console *cs)
 		rows_put(&r, pool->user);
 		rows_put_int(&r, g->cl_active);
 		rows_put_int(&r, g->cl_waiting);
-		/* pgbun forwards a CancelRequest at once: nothing ever queues for one */
-		rows_put_int(&r, 0);
-		rows_put_int(&r, 0);
+		rows_put_int(&r, g->cl_active_cancel_req);
+		rows_put_int(&r, g->cl_waiting_cancel_req);
 		rows_put_int(&r, g->sv_active);
-		rows_put_int(&r, 0);
+		rows_put_int(&r, g->sv_active_cancel);
 		rows_put_int(&r, g->sv_being_canceled);
 		rows_put_int(&r, g->sv_idle);
 		rows_put_int(&r, g->sv_used);

@@ -533,9 +533,11 @@ release_canceled_servers(void)
 	dlist_foreach(pit, &W->pools)
 	{
 		Pool	   *pool = dlist_container(Pool, node, pit.cur);
-		dlist_mutable_iter it;
+		dlist_iter	it;
 
-		dlist_foreach_modify(it, &pool->used_servers)
+		/* from the top after each: what it sets off may close or move others */
+restart:
+		dlist_foreach(it, &pool->used_servers)
 		{
 			Server	   *s = dlist_container(Server, node, it.cur);
 
@@ -545,14 +547,18 @@ release_canceled_servers(void)
 			if (s->state == SV_BEING_CANCELED && !s->reset_due)
 				pool_server_available(pool, s);
 			else
-				server_resume_output(s);
+				server_cancels_done(s);
+			goto restart;
 		}
-		dlist_foreach_modify(it, &pool->active_servers)
+		dlist_foreach(it, &pool->active_servers)
 		{
 			Server	   *s = dlist_container(Server, node, it.cur);
 
 			if (s->sb.out_held && cancel_hold_state(s->slot) != CANCEL_HOLD_PENDING)
-				server_resume_output(s);
+			{
+				server_cancels_done(s);
+				goto restart;
+			}
 		}
 	}
 }
@@ -572,8 +578,6 @@ pool_release_canceled(void)
 void
 pool_server_available(Pool *pool, Server *s)
 {
-	CancelHold	hold;
-
 	s->last_used = W->now;
 	welcome_waiting_logins(pool);
 	/* RECONNECT since it connected: closed instead of reused (server_close kicks the waiters) */
@@ -585,20 +589,13 @@ pool_server_available(Pool *pool, Server *s)
 	/* a waiter gets it at the end of the turn: never link from inside a release or close */
 	server_set_state(s, SV_IDLE);
 	/* published unlinked: a CancelRequest still on its way must not reach the next client's query */
-	hold = s->slot >= 0 ? cancel_hold_state(s->slot) : CANCEL_HOLD_NONE;
-	if (hold == CANCEL_HOLD_UNSURE || s->cancel_unheld)
-	{
-		/* one was given up on, or went out with no count (no slot): it may land any time */
-		ereport(LOG, (errmsg("pgbun: closing a server connection of %s/%s: a cancel request sent for it may still land",
-							 pool->database, pool->user)));
-		server_close(s, "a cancel request sent for it may still land");
-		return;
-	}
-	if (hold == CANCEL_HOLD_PENDING)
+	if (s->slot >= 0 && cancel_hold_state(s->slot) == CANCEL_HOLD_PENDING)
 	{
 		server_set_state(s, SV_BEING_CANCELED);
 		return;
 	}
+	if (server_close_if_cancel_may_land(s))
+		return;
 	if (!pool->paused && !dlist_is_empty(&pool->waiting_clients))
 		pool_kick_waiting(pool);
 	if (pool->paused)

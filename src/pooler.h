@@ -44,6 +44,7 @@ typedef struct Client
 	uint32		cancel_pid;		/* the BackendKeyData pgbun gave this client */
 	uint32		cancel_key;
 	uint32		cancels_seen;	/* its slot's cancels_waiting when it started to wait */
+	int			cancel_pool;	/* a CancelRequest connection: the pool slot of the client it cancels, -1 */
 	TimestampTz connect_time;
 	TimestampTz request_time;	/* last message from the client */
 	TimestampTz wait_start;		/* when it started waiting for a server, 0 if not */
@@ -78,6 +79,13 @@ typedef struct Client
 	uint64		unnamed_prev_id;
 	struct NotifyClient *notify;	/* its LISTEN channels and queued notifications (notify.c) */
 } Client;
+
+/* A connection that brought a CancelRequest and waits for it to be done (cancel.c)? */
+static inline bool
+client_is_cancel_request(const Client *c)
+{
+	return c->state == CL_WAITING_CANCEL || c->state == CL_ACTIVE_CANCEL;
+}
 
 /* Why a client is refused at accept (Client.refuse). */
 typedef enum ClientRefusal
@@ -231,6 +239,7 @@ typedef struct WorkerState
 	bool		draining;		/* smart shutdown: no new clients, idle servers close */
 	dlist_head	pools;
 	dlist_head	login_clients;	/* CL_LOGIN, all pools */
+	dlist_head	cancel_clients; /* CL_WAITING_CANCEL, CL_ACTIVE_CANCEL: CancelRequests waiting to be done */
 	dlist_head	console_clients;	/* CL_ACTIVE clients of the admin console */
 	dlist_head	closed_clients; /* freed at turn end */
 	dlist_head	closed_servers;
@@ -271,8 +280,9 @@ extern void server_close(Server *s, const char *reason);
 extern bool server_attach(Server *s, Client *c);
 extern void server_link(Server *s, Client *c);
 extern void server_release(Server *s);
-/* Cancels a server's output waited for are done (out_held, reset_due): send it. */
-extern void server_resume_output(Server *s);
+/* The cancels a server waited for are over: send what was held (out_held), or run the deferred reset (reset_due). */
+extern void server_cancels_done(Server *s);
+extern bool server_close_if_cancel_may_land(Server *s);
 /* Unlink without releasing (pool.c's release policy decides, server_return_to_pool acts). */
 extern void server_return_to_pool(Server *s);
 extern void server_cancel_query(Server *s);

@@ -78,8 +78,10 @@ typedef struct SBuf
 	struct HttpSqlConn *hsql;	/* HTTP query API adapter above TLS or the socket, or NULL */
 	SBufOutWatch out_watch;		/* NULL: write events always on; else only after EAGAIN */
 	bool		out_armed;		/* ... and they are on now */
-	bool		out_held;		/* nothing is written until cleared (a server's SETs wait
-								 * for a cancel in flight, server.c); reads go on */
+	bool		out_held;		/* nothing is written until cleared: pgbun's own queries
+								 * for a server's client, and the client's bytes behind
+								 * them, wait for a cancel in flight (server.c); reads
+								 * go on */
 } SBuf;
 
 typedef enum PktAction

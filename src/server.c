@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "control.h"
 #include "counters.h"
 #include "notify.h"
 #include "params.h"
@@ -33,6 +34,7 @@
 #include "websocket.h"
 
 static void send_reset_query(Server *s);
+static bool server_lifetime_over(Server *s);
 
 void
 server_publish(Server *s)
@@ -174,7 +176,7 @@ server_queue_query(Server *s, const char *sql)
 		 * A cancel of the client's query that passed its check before that
 		 * publish may be on its way still: it would stop this query, not the
 		 * client's (over by now). Nothing goes out until it is done
-		 * (server_resume_output).
+		 * (server_cancels_done).
 		 */
 		if (s->slot >= 0 && cancel_hold_state(s->slot) == CANCEL_HOLD_PENDING)
 			s->sb.out_held = true;
@@ -188,11 +190,19 @@ server_queue_query(Server *s, const char *sql)
  * client had for it meanwhile.
  */
 void
-server_resume_output(Server *s)
+server_cancels_done(Server *s)
 {
 	if (s->reset_due)
 	{
 		s->reset_due = false;
+		/* as server_release would have before the reset */
+		if (server_close_if_cancel_may_land(s))
+			return;
+		if (server_lifetime_over(s) || control_server_outdated(s))
+		{
+			server_close(s, "server_lifetime reached, or RECONNECT, while a cancel was on its way");
+			return;
+		}
 		send_reset_query(s);
 		return;
 	}
@@ -682,6 +692,22 @@ server_return_to_pool(Server *s)
 	pool_server_available(s->pool, s);
 }
 
+/*
+ * A released server for which a cancel was given up on (it may still land
+ * at any time), or went out uncounted (no slot): closed, with a LOG line,
+ * never handed on. true: closed. Call after publishing it unlinked.
+ */
+bool
+server_close_if_cancel_may_land(Server *s)
+{
+	if (!s->cancel_unheld && (s->slot < 0 || cancel_hold_state(s->slot) != CANCEL_HOLD_UNSURE))
+		return false;
+	ereport(LOG, (errmsg("pgbun: closing a server connection of %s/%s: a cancel request sent for it may still land",
+						 s->pool->database, s->pool->user)));
+	server_close(s, "a cancel request sent for it may still land");
+	return true;
+}
+
 /* query_timeout: ask the server to cancel what it is running for this connection. */
 void
 server_cancel_query(Server *s)
@@ -691,7 +717,7 @@ server_cancel_query(Server *s)
 	s->cancel_sent = true;
 	s->cancel_unheld |= !held;
 	cancel_send(&s->addr, s->addr_len, s->be_pid, s->be_key,
-				held ? s->slot : -1, held ? pgbun_conn_slot(s->slot)->id : 0);
+				held ? s->slot : -1, held ? pgbun_conn_slot(s->slot)->id : 0, NULL);
 }
 
 /* Pump what the server sent toward its client (or through the hidden-query handler). */
@@ -946,6 +972,8 @@ server_release(Server *s)
 			server_set_state(s, SV_BEING_CANCELED);
 			return;
 		}
+		if (server_close_if_cancel_may_land(s))
+			return;
 		send_reset_query(s);
 		return;
 	}
@@ -983,6 +1011,12 @@ server_on_event(Server *s, uint32 events)
 	/* the client's data may have been waiting for this server to drain */
 	if ((events & PEV_OUT) && s->link)
 		client_pump_in(s->link);
+	else if ((events & PEV_OUT) && sbuf_out_pending(&s->sb) && sbuf_flush_out(&s->sb) < 0)
+	{
+		/* the rest of a reset, or of pgbun's queries for a client that left */
+		server_close(s, "could not send a pooler query");
+		return;
+	}
 	if (!s->closed && (events & (PEV_IN | PEV_HUP)))
 		server_pump_out(s);
 }

@@ -62,6 +62,8 @@ typedef enum ClientState
 	CL_WAITING_LOGIN,			/* authenticated, waiting for the pool's first server login */
 	CL_ACTIVE,					/* logged in: idle or linked to a server */
 	CL_WAITING,					/* has a query, queued for a server */
+	CL_WAITING_CANCEL,			/* a CancelRequest connection: its cancel cannot go yet (cancel.c) */
+	CL_ACTIVE_CANCEL,			/* ... its cancel is on its way: closed once the server took it */
 } ClientState;
 
 typedef enum ServerState

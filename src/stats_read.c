@@ -5,6 +5,7 @@
  */
 #include "postgres.h"
 
+#include "cancel.h"
 #include "config.h"
 #include "config_parse.h"
 #include "control.h"
@@ -53,6 +54,10 @@ stats_count_gauges(PoolGauges *gauges)
 				g->cl_active++;
 			else if (stats_client_waits(c.state))
 				g->cl_waiting++;
+			else if (c.state == CL_ACTIVE_CANCEL)
+				g->cl_active_cancel_req++;
+			else if (c.state == CL_WAITING_CANCEL)
+				g->cl_waiting_cancel_req++;
 			/* CL_LOGIN: not logged in yet, not counted */
 			if (stats_client_waits(c.state) && c.wait_start != 0 &&
 				(g->oldest_wait == 0 || c.wait_start < g->oldest_wait))
@@ -60,6 +65,7 @@ stats_count_gauges(PoolGauges *gauges)
 		}
 		else if (c.kind == CONN_SERVER)
 		{
+			g->sv_active_cancel += cancel_holds_count(&c);
 			switch (c.state)
 			{
 				case SV_ACTIVE:
@@ -152,6 +158,10 @@ stats_conn_state_name(int kind, int state)
 				return "active";
 			case CL_WAITING:
 				return "waiting";
+			case CL_WAITING_CANCEL:
+				return "waiting_cancel_req";
+			case CL_ACTIVE_CANCEL:
+				return "active_cancel_req";
 		}
 	}
 	else

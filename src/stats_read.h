@@ -19,7 +19,10 @@ typedef struct PoolGauges
 {
 	int			cl_active;
 	int			cl_waiting;
+	int			cl_active_cancel_req;	/* CancelRequest connections: cancel on its way */
+	int			cl_waiting_cancel_req;	/* ... cancel not sent yet */
 	int			sv_active;
+	int			sv_active_cancel;	/* cancel connections open to its servers */
 	int			sv_idle;
 	int			sv_used;
 	int			sv_tested;

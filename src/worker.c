@@ -614,7 +614,7 @@ shutdown_worker(bool admin_shutdown)
 				server_close(dlist_container(Server, node, dlist_head_node(slists[i])),
 							 "server shutdown");
 	}
-	cancel_close_all();
+	cancel_close_all();			/* ... and the CancelRequest connections waiting on them */
 	free_closed();
 	if (server_stopping)
 	{
@@ -644,6 +644,7 @@ pgbun_worker_main(Datum main_arg)
 	W->id = DatumGetInt32(main_arg);
 	dlist_init(&W->pools);
 	dlist_init(&W->login_clients);
+	dlist_init(&W->cancel_clients);
 	dlist_init(&W->console_clients);
 	dlist_init(&W->closed_clients);
 	dlist_init(&W->closed_servers);

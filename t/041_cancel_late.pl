@@ -86,18 +86,63 @@ sub wait_counts
 	return ($ok, $last);
 }
 
-# Stop the postmaster, then send a CancelRequest with a client's key
-# (login result $log): pgbun takes and forwards it, and it stays queued at
-# the postmaster until the test sends SIGCONT.
-sub stop_and_cancel
+# a user's SHOW POOLS columns of cancels: cl_active_cancel_req (4),
+# cl_waiting_cancel_req (5), sv_active_cancel (7)
+sub cancel_counts
 {
-	my ($log, $label) = @_;
-	kill 'STOP', $postmaster;
-	$stopped = 1;
+	my ($user) = @_;
+	$user //= 'alice';
+	my ($row) = grep { $_->[0] eq 'postgres' && $_->[1] eq $user } console_rows('POOLS');
+	return $row ? "cl_active_cancel_req=$row->[4] cl_waiting_cancel_req=$row->[5] sv_active_cancel=$row->[7]"
+	  : 'no pool row';
+}
+
+# Send a CancelRequest with a client's key (login result $log); returns its connection.
+sub send_cancel
+{
+	my ($log) = @_;
 	my $c = raw_connect($node);
 	$c->send_bytes(PgbunTest::Raw::cancel_request($log->{pid}, $log->{key}));
+	return $c;
+}
+
+# Stop the postmaster, then send a CancelRequest: pgbun forwards it, and it
+# stays queued at the postmaster until the test sends SIGCONT. As
+# PostgreSQL, pgbun keeps the CancelRequest's connection open until the
+# server has taken the cancel. Returns that connection.
+sub stop_and_cancel
+{
+	my ($log, $label, $user) = @_;
+	kill 'STOP', $postmaster;
+	$stopped = 1;
+	my $c = send_cancel($log);
+	my $want = 'cl_active_cancel_req=1 cl_waiting_cancel_req=0 sv_active_cancel=1';
+	my $last = '';
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	ok($c->read_to_eof(hang_guard())->{eof}, "$label: the CancelRequest is taken");
+	ok(wait_until(sub { ($last = cancel_counts($user)) eq $want }),
+		"$label: the cancel is on its way, its CancelRequest's connection open") or diag("last: $last");
+	return $c;
+}
+
+# Let the postmaster go on after stop_and_cancel, first checking the cancel
+# is still on its way: pgbun gives up on one after 5 s, which would void
+# what the test checked while it waited.
+sub resume_postmaster
+{
+	my ($label, $user) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	is(cancel_counts($user), 'cl_active_cancel_req=1 cl_waiting_cancel_req=0 sv_active_cancel=1',
+		"$label: the cancel was still on its way when the postmaster went on");
+	kill 'CONT', $postmaster;
+	$stopped = 0;
+}
+
+# The CancelRequest's connection $c ends once the cancel is done.
+sub cancel_closes_ok
+{
+	my ($c, $label) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	ok($c->read_to_eof(hang_guard())->{eof}, $label);
 	$c->close;
 }
 
@@ -124,7 +169,7 @@ sub late_cancel_round
 
 	kill 'STOP', $postmaster;
 	$stopped = 1;
-	$send_cancel->($a, $alog);
+	my @cancels = $send_cancel->($a, $alog, $locker);
 
 	# A's query ends by itself; the cancel is still queued at the postmaster
 	$locker->query('SELECT pg_advisory_unlock(41)', hang_guard());
@@ -157,6 +202,9 @@ sub late_cancel_round
 	$node->safe_psql('postgres', 'SELECT 1');
 	($matched, $last) = wait_counts('cl_waiting=0 sv_being_canceled=0');
 	ok($matched, "$label: the server is given to B once the cancel is done") or diag("last: $last");
+	cancel_closes_ok($cancels[$_ - 1], "$label: CancelRequest $_ ends once the server took it") for 1 .. @cancels;
+	is(cancel_counts(), 'cl_active_cancel_req=0 cl_waiting_cancel_req=0 sv_active_cancel=0',
+		"$label: no cancel is left on its way");
 	($matched, $last) = poll_sql($node, lock_waiters(42), '1');
 	ok($matched, "$label: B's query runs") or diag("last: $last");
 	$locker->query('SELECT pg_advisory_unlock(42)', hang_guard());
@@ -179,16 +227,23 @@ sub late_cancel_round
 late_cancel_round(
 	'client cancel',
 	sub {
-		my ($a, $alog) = @_;
+		my ($a, $alog, $locker) = @_;
 		# several: with two workers, each may land on either worker (the kernel picks)
-		for my $i (1 .. 4)
-		{
-			my $c = raw_connect($node);
-			$c->send_bytes(PgbunTest::Raw::cancel_request($alog->{pid}, $alog->{key}));
-			# pgbun closes the CancelRequest's connection once it has forwarded it
-			ok($c->read_to_eof(hang_guard())->{eof}, "client cancel: CancelRequest $i is taken");
-			$c->close;
-		}
+		my @c = map { send_cancel($alog) } 1 .. 4;
+		# PostgreSQL closes a CancelRequest's connection once it has signalled the backend: so does pgbun
+		my $want = 'cl_active_cancel_req=4 cl_waiting_cancel_req=0 sv_active_cancel=4';
+		my $last = '';
+		ok(wait_until(sub { ($last = cancel_counts()) eq $want }),
+			'client cancel: four cancels on their way, their CancelRequests waiting (SHOW POOLS)')
+		  or diag("last: $last");
+		is(scalar(grep { ($_->[1] // '') eq 'alice' && ($_->[4] // '') eq 'active_cancel_req' } console_rows('CLIENTS')),
+			4, 'client cancel: SHOW CLIENTS shows them as active_cancel_req');
+		# through a session opened before the postmaster stopped
+		is( ($locker->query(
+					"SELECT count(*) FROM pgbun.clients WHERE \"user\" = 'alice' AND state = 'active_cancel_req'",
+					hang_guard()))[0],
+			'4', 'client cancel: and pgbun.clients');
+		return @c;
 	});
 
 # long enough that the lock wait is seen, and the postmaster stopped, before it
@@ -199,6 +254,9 @@ late_cancel_round(
 	sub {
 		ok(wait_until(sub { log_count($node, qr/query_timeout: cancelling a query of postgres\/alice/) == 1 }),
 			'query_timeout: pgbun sends its own cancel');
+		is(cancel_counts(), 'cl_active_cancel_req=0 cl_waiting_cancel_req=0 sv_active_cancel=1',
+			'query_timeout: one cancel on its way, no client asked (SHOW POOLS)');
+		return ();
 	});
 is(log_count($node, qr/query_timeout: cancelling a query/), 1, "query_timeout: it cancelled A's query only");
 reload_sync($node, \%probe, 'pgbun.query_timeout' => undef);
@@ -216,7 +274,7 @@ reload_sync($node, \%probe, 'pgbun.query_timeout' => undef);
 	$locker->query('SELECT pg_advisory_lock(41)', hang_guard());
 	$a->send_bytes(PgbunTest::Raw::query_message("SELECT pg_advisory_xact_lock(41), 'a'"));
 	ok((poll_sql($node, lock_waiters(41), '1'))[0], 'stuck cancel: A waits on the lock');
-	stop_and_cancel($alog, 'stuck cancel');
+	my $cc = stop_and_cancel($alog, 'stuck cancel');
 	$locker->query('SELECT pg_advisory_unlock(41)', hang_guard());
 	ok($a->read_result(hang_guard())->{ok}, "stuck cancel: A's query ends normally");
 	$b->send_bytes(PgbunTest::Raw::query_message('SELECT pg_backend_pid()'));
@@ -224,6 +282,8 @@ reload_sync($node, \%probe, 'pgbun.query_timeout' => undef);
 		'stuck cancel: pgbun gives up on the cancel connection');
 	ok(wait_until(sub { log_count($node, qr/closing a server connection of postgres\/alice: a cancel request sent for it may still land/) == 1 }),
 		'stuck cancel: and closes the server it was for, which nobody got meanwhile');
+	# the server never closed it: pgbun gives up on the CancelRequest's connection too
+	cancel_closes_ok($cc, 'stuck cancel: the CancelRequest ends when pgbun gives up');
 	kill 'CONT', $postmaster;
 	$stopped = 0;
 	my $bres = $b->read_result(hang_guard());
@@ -231,6 +291,36 @@ reload_sync($node, \%probe, 'pgbun.query_timeout' => undef);
 	isnt($bres->{rows}[0][0] // '', $apid, 'stuck cancel: by a new server');
 	$a->terminate;
 	$b->terminate;
+	$locker->quit;
+}
+
+# A client that leaves its CancelRequest before the cancel is done (some
+# drivers send a Terminate first): its connection goes, its cancel goes on.
+{
+	my $a = raw_connect($node);
+	my $alog = $a->login(%alice);
+	ok($alog->{ok}, 'cancel left: client A logs in');
+	my $locker = direct_session($node);
+	$locker->query('SELECT pg_advisory_lock(41)', hang_guard());
+	$a->send_bytes(PgbunTest::Raw::query_message("SELECT pg_advisory_xact_lock(41), 'a'"));
+	ok((poll_sql($node, lock_waiters(41), '1'))[0], 'cancel left: A waits on the lock');
+	my $cc = stop_and_cancel($alog, 'cancel left');
+	$cc->send_bytes('X' . pack('N', 4));
+	$cc->close;
+	my $last = '';
+	ok( wait_until(
+			sub { ($last = cancel_counts()) eq 'cl_active_cancel_req=0 cl_waiting_cancel_req=0 sv_active_cancel=1' }),
+		'cancel left: the client connection is gone, the cancel still on its way')
+	  or diag("last: $last");
+	kill 'CONT', $postmaster;
+	$stopped = 0;
+	my $ares = $a->read_result(hang_guard());
+	is($ares->{error}{C} // '', '57014', "cancel left: the cancel stops A's query") or diag(explain($ares));
+	ok(wait_until(sub { ($last = cancel_counts()) eq 'cl_active_cancel_req=0 cl_waiting_cancel_req=0 sv_active_cancel=0' }),
+		'cancel left: and is done') or diag("last: $last");
+	is_deeply($a->query('SELECT 41')->{rows}, [ ['41'] ], 'cancel left: A keeps working');
+	$locker->query('SELECT pg_advisory_unlock(41)', hang_guard());
+	$a->terminate;
 	$locker->quit;
 }
 
@@ -260,11 +350,11 @@ reload_sync($node, \%probe, 'pgbun.query_timeout' => undef);
 	my ($matched, $last) = poll_sql($node,
 		"SELECT count(*) FROM pg_locks WHERE relation = 'pg_tablespace'::regclass AND NOT granted", '1');
 	ok($matched, "cancel during SETs: pgbun's SET for the client waits on the lock") or diag("last: $last");
-	my $cc = raw_connect($node);
-	$cc->send_bytes(PgbunTest::Raw::cancel_request($clog->{pid}, $clog->{key}));
-	ok($cc->read_to_eof(hang_guard())->{eof}, 'cancel during SETs: the CancelRequest is taken');
-	$cc->close;
-	# a cancel sent now would most likely have landed by the time this is served
+	my $cc = send_cancel($clog);
+	my $want = 'cl_active_cancel_req=0 cl_waiting_cancel_req=1 sv_active_cancel=0';
+	ok(wait_until(sub { ($last = cancel_counts()) eq $want }),
+		'cancel during SETs: the cancel waits, and so does its CancelRequest (cl_waiting_cancel_req)')
+	  or diag("last: $last");
 	is( $node->safe_psql('postgres',
 			"SELECT count(*) FROM pg_locks WHERE relation = 'pg_tablespace'::regclass AND NOT granted"),
 		'1', "cancel during SETs: pgbun's SET still waits: the cancel did not stop it");
@@ -272,6 +362,7 @@ reload_sync($node, \%probe, 'pgbun.query_timeout' => undef);
 	my $res = $c->read_result(hang_guard());
 	is($res->{error}{C} // '', '57014', "cancel during SETs: the cancel stops the client's query")
 	  or diag(explain($res));
+	cancel_closes_ok($cc, 'cancel during SETs: its CancelRequest ends once the server took it');
 	is(scalar(grep { ($_->{C} // '') eq '57014' } @{ $res->{notices} // [] }), 0,
 		"cancel during SETs: and not pgbun's SET (no notice of it)");
 	$locker->query('SELECT pg_advisory_unlock(43)', hang_guard());
@@ -305,7 +396,7 @@ reload_sync($node, \%probe, 'pgbun.query_timeout' => undef);
 	my ($matched, $last) = poll_sql($node, lock_waiters(41), '1');
 	ok($matched, "cancel before a restore: the client's query waits on the lock") or diag("last: $last");
 
-	stop_and_cancel($clog, 'cancel before a restore');
+	my $cc = stop_and_cancel($clog, 'cancel before a restore');
 	# the query ends by itself; pgbun owes the client its value back
 	$locker->query('SELECT pg_advisory_unlock(41)', hang_guard());
 	my $tablespace_waiters =
@@ -320,11 +411,14 @@ reload_sync($node, \%probe, 'pgbun.query_timeout' => undef);
 	console_rows('POOLS') for 1 .. 2;
 	is(($locker->query($tablespace_waiters, hang_guard()))[0],
 		'0', "cancel before a restore: pgbun's SET waits for the cancel");
+	is(($watch->query("SELECT query FROM pg_stat_activity WHERE pid = $cpid", hang_guard()))[0],
+		'RESET ALL; SELECT pg_advisory_xact_lock(41)',
+		"cancel before a restore: the backend's last query is still the client's");
 
-	kill 'CONT', $postmaster;
-	$stopped = 0;
+	resume_postmaster('cancel before a restore');
 	ok(wait_until(sub { ($locker->query($tablespace_waiters, hang_guard()))[0] eq '1' }),
 		"cancel before a restore: once the cancel is done, the SET goes (and waits on the lock)");
+	cancel_closes_ok($cc, 'cancel before a restore: its CancelRequest ends once the server took it');
 	$locker->query('COMMIT', hang_guard());
 	my $res = $c->read_result(hang_guard());
 	ok($res->{ok} && !$res->{error}, "cancel before a restore: the client's query ended normally")
@@ -360,7 +454,7 @@ reload_sync($node, \%probe,
 	my ($matched, $last) = poll_sql($node, lock_waiters(41), '1');
 	ok($matched, "cancel before the reset: the client's query waits on the lock") or diag("last: $last");
 
-	stop_and_cancel($alog, 'cancel before the reset');
+	my $cc = stop_and_cancel($alog, 'cancel before the reset', 'sess');
 	$locker->query('SELECT pg_advisory_unlock(41)', hang_guard());
 	my $ares = $a->read_result(hang_guard());
 	ok($ares->{ok} && !$ares->{error}, "cancel before the reset: the client's query ends normally")
@@ -378,13 +472,17 @@ reload_sync($node, \%probe,
 	is(($locker->query(lock_waiters(44), hang_guard()))[0], '0',
 		'cancel before the reset: and server_reset_query waits');
 
-	kill 'CONT', $postmaster;
-	$stopped = 0;
+	resume_postmaster('cancel before the reset', 'sess');
 	($matched, $last) = poll_sql($node, lock_waiters(44), '1');
 	ok($matched, 'cancel before the reset: once the cancel is done, the reset runs') or diag("last: $last");
+	cancel_closes_ok($cc, 'cancel before the reset: its CancelRequest ends once the server took it');
 	$locker->query('SELECT pg_advisory_unlock(44)', hang_guard());
-	($matched, $last) = wait_counts('cl_waiting=0 sv_being_canceled=0', 'sess');
-	ok($matched, 'cancel before the reset: the server is back in the pool') or diag("last: $last");
+	ok( wait_until(
+			sub {
+				my @idle = grep { ($_->[1] // '') eq 'sess' && ($_->[4] // '') eq 'idle' } console_rows('SERVERS');
+				return @idle == 1;
+			}),
+		'cancel before the reset: the server is back in the pool, idle');
 	my $b = raw_connect($node);
 	ok($b->login(%sess)->{ok}, 'cancel before the reset: the next client logs in');
 	my $bres = $b->query('SELECT pg_backend_pid()');
