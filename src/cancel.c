@@ -71,6 +71,7 @@ typedef struct PendingCancel
 	uint32		pid;
 	uint32		key;
 	TimestampTz start;
+	int			cidx;			/* the client's slot, once looked up (no lock on a retry) */
 	Client	   *req;			/* the client connection that asked, or NULL */
 } PendingCancel;
 
@@ -205,12 +206,15 @@ cancel_conn_close(CancelConn *cc)
  * Look the key up and send the cancel if its client is linked; req (the
  * client connection that asked, or NULL) then waits on the cancel
  * connection (CL_ACTIVE_CANCEL). false when it cannot go yet (try again
- * later, see PendingCancel).
+ * later, see PendingCancel). *cidx: the client's slot, -1 until the key
+ * was looked up in the shared table (under its lock); a retry reads the
+ * slot directly, and the pid and key in it say whether it is still that
+ * client's.
  */
 static bool
-cancel_try_forward(uint32 pid, uint32 key, Client *req)
+cancel_try_forward(uint32 pid, uint32 key, Client *req, int *cidx_p)
 {
-	int			cidx = pgbun_cancel_lookup(pid, key);
+	int			cidx = *cidx_p >= 0 ? *cidx_p : (*cidx_p = pgbun_cancel_lookup(pid, key));
 	PgbunConnSlot client;
 	PgbunConnSlot server;
 	PgbunConnSlot server_again;
@@ -277,8 +281,9 @@ bool
 cancel_forward(uint32 pid, uint32 key, Client *req)
 {
 	PendingCancel *pc;
+	int			cidx = -1;
 
-	if (cancel_try_forward(pid, key, req))
+	if (cancel_try_forward(pid, key, req, &cidx))
 		return req && req->state == CL_ACTIVE_CANCEL;
 	if (n_pending >= MAX_PENDING)
 	{
@@ -293,6 +298,7 @@ cancel_forward(uint32 pid, uint32 key, Client *req)
 	pc->pid = pid;
 	pc->key = key;
 	pc->start = W->now;
+	pc->cidx = cidx;
 	pc->req = req;
 	dlist_push_tail(&pending, &pc->node);
 	n_pending++;
@@ -394,7 +400,7 @@ cancel_retry(void)
 	{
 		PendingCancel *pc = dlist_container(PendingCancel, node, it.cur);
 
-		bool		done = cancel_try_forward(pc->pid, pc->key, pc->req);
+		bool		done = cancel_try_forward(pc->pid, pc->key, pc->req, &pc->cidx);
 
 		if (!done && W->now - pc->start > CANCEL_TIMEOUT_US)
 		{

@@ -337,6 +337,17 @@ pool_labels(Body *b, const PoolSnap *s)
 	body_append(b, "\"", 1);
 }
 
+/* One gauge sample of a pool: name{database=..,user=..[,state=..]} value. */
+static void
+pool_sample(Body *b, const char *name, const PoolSnap *snap, const char *state, int value)
+{
+	body_append(b, name, strlen(name));
+	pool_labels(b, snap);
+	if (state)
+		body_printf(b, ",state=\"%s\"", state);
+	body_printf(b, "} %d\n", value);
+}
+
 typedef enum PoolValue
 {
 	PV_ASSIGN,
@@ -623,12 +634,24 @@ render_metrics(TimestampTz now)
 	{
 		if (!snaps[i].used)
 			continue;
-		body_append(b, "pgbun_pool_clients", 18);
-		pool_labels(b, &snaps[i]);
-		body_printf(b, ",state=\"active\"} %d\n", gauges[i].cl_active);
-		body_append(b, "pgbun_pool_clients", 18);
-		pool_labels(b, &snaps[i]);
-		body_printf(b, ",state=\"waiting\"} %d\n", gauges[i].cl_waiting);
+		pool_sample(b, "pgbun_pool_clients", &snaps[i], "active", gauges[i].cl_active);
+		pool_sample(b, "pgbun_pool_clients", &snaps[i], "waiting", gauges[i].cl_waiting);
+	}
+	family(b, "pgbun_pool_cancel_requests", "gauge",
+		   "Connections that brought a CancelRequest for a client of the pool, open until the server took the cancel (active: on its way; waiting: not sent yet).");
+	for (int i = 0; i < PGBUN_MAX_POOLS; i++)
+	{
+		if (!snaps[i].used)
+			continue;
+		pool_sample(b, "pgbun_pool_cancel_requests", &snaps[i], "active", gauges[i].cl_active_cancel_req);
+		pool_sample(b, "pgbun_pool_cancel_requests", &snaps[i], "waiting", gauges[i].cl_waiting_cancel_req);
+	}
+	family(b, "pgbun_pool_server_cancels", "gauge",
+		   "Cancel connections open to the pool's servers, clients' and pgbun's own (query_timeout).");
+	for (int i = 0; i < PGBUN_MAX_POOLS; i++)
+	{
+		if (snaps[i].used)
+			pool_sample(b, "pgbun_pool_server_cancels", &snaps[i], NULL, gauges[i].sv_active_cancel);
 	}
 	family(b, "pgbun_pool_servers", "gauge", "Server connections of the pool by state.");
 	for (int i = 0; i < PGBUN_MAX_POOLS; i++)
@@ -636,11 +659,7 @@ render_metrics(TimestampTz now)
 		if (!snaps[i].used)
 			continue;
 		for (int st = 0; st < lengthof(server_states); st++)
-		{
-			body_append(b, "pgbun_pool_servers", 18);
-			pool_labels(b, &snaps[i]);
-			body_printf(b, ",state=\"%s\"} %d\n", server_states[st], server_gauge(&gauges[i], st));
-		}
+			pool_sample(b, "pgbun_pool_servers", &snaps[i], server_states[st], server_gauge(&gauges[i], st));
 	}
 	pool_family(b, "pgbun_pool_waiting_clients", "gauge", "Clients waiting for a server.", PV_WAITING, now);
 	pool_family(b, "pgbun_pool_oldest_wait_seconds", "gauge", "How long the longest-waiting client has waited for a server.", PV_OLDEST_WAIT, now);

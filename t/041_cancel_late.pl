@@ -28,10 +28,13 @@ use Test::More;
 use FindBin;
 use lib $FindBin::RealBin;
 use PgbunTest;
+use PgbunHttp;
 
+my $mport = PostgreSQL::Test::Cluster::get_free_port();
 my $node = pgbun_node(
 	name => 'cancel_late',
 	conf => {
+		'pgbun.metrics_port' => $mport,
 		'pgbun.pool_mode' => 'transaction',
 		'pgbun.default_pool_size' => '1',
 		# reload_sync's probe needs the reset query of session pooling
@@ -238,6 +241,11 @@ late_cancel_round(
 		  or diag("last: $last");
 		is(scalar(grep { ($_->[1] // '') eq 'alice' && ($_->[4] // '') eq 'active_cancel_req' } console_rows('CLIENTS')),
 			4, 'client cancel: SHOW CLIENTS shows them as active_cancel_req');
+		my (undef, undef, $m) = http_get($mport, '/metrics');
+		is(metric_sample($m, 'pgbun_pool_cancel_requests{database="postgres",user="alice",state="active"}') // 'none',
+			4, 'client cancel: the metrics count the four CancelRequests');
+		is(metric_sample($m, 'pgbun_pool_server_cancels{database="postgres",user="alice"}') // 'none',
+			4, 'client cancel: and their cancel connections');
 		# through a session opened before the postmaster stopped
 		is( ($locker->query(
 					"SELECT count(*) FROM pgbun.clients WHERE \"user\" = 'alice' AND state = 'active_cancel_req'",
