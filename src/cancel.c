@@ -228,8 +228,11 @@ cancel_try_forward(uint32 pid, uint32 key, Client *req, int *cidx_p)
 	/* a slot since taken by another client (the lookup and this read are not atomic) */
 	if (client.kind != CONN_CLIENT || client.cancel_pid != pid || client.cancel_key != key)
 		return true;
-	if (req)
+	if (req && req->cancel_pool != client.pool)
+	{
 		req->cancel_pool = client.pool; /* shown under that pool while it waits */
+		client_publish(req);
+	}
 	if (client.peer < 0)
 	{
 		/*

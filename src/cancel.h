@@ -63,13 +63,13 @@ extern CancelHold cancel_hold_state(int slot);
 #define HOLD_UNSURE UINT64CONST(0x80000000)
 #define HOLD_COUNT(v) ((uint32) ((v) & UINT64CONST(0x7fffffff)))
 
-/* Cancels in flight for the server in a copy of its slot (the views). */
+/* Cancels in flight for server slot idx, which a copy said holds connection id (the views). */
 static inline int
-cancel_holds_count(PgbunConnSlot *copy)
+cancel_holds_count(int idx, uint64 id)
 {
-	uint64		v = pg_atomic_read_u64(&copy->cancel_holds);
+	uint64		v = pg_atomic_read_u64(&pgbun_conn_slot(idx)->cancel_holds);
 
-	return (v >> 32) == HOLD_ID(copy->id) ? (int) HOLD_COUNT(v) : 0;
+	return (v >> 32) == HOLD_ID(id) ? (int) HOLD_COUNT(v) : 0;
 }
 extern void cancel_on_event(void *obj, uint32 events);
 extern void cancel_close_all(void);

@@ -143,7 +143,9 @@ client_close(Client *c, const char *sqlstate, const char *fmt,...)
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
 
-	if (sqlstate && sbuf_can_send(&c->sb) && (!c->link || !sbuf_has_pending_forward(&c->link->sb)))
+	/* a CancelRequest's connection never gets an answer, as from PostgreSQL */
+	if (sqlstate && sbuf_can_send(&c->sb) && !client_is_cancel_request(c) &&
+		(!c->link || !sbuf_has_pending_forward(&c->link->sb)))
 	{
 		char		msg[600];
 
@@ -310,7 +312,7 @@ client_pump_in(Client *c)
 
 	int			retries = 0;
 
-	if (c->closed || c->state == CL_WAITING || c->state == CL_WAITING_LOGIN)
+	if (c->closed || c->state == CL_WAITING || c->state == CL_WAITING_LOGIN || client_is_cancel_request(c))
 		return;
 	if (c->console)
 	{
@@ -526,7 +528,8 @@ drain_cancel_request(Client *c)
 			sbuf_consume(&c->sb, sbuf_unparsed(&c->sb));
 			continue;
 		}
-		if (r < 0)
+		/* no buffer, or no memory in a layer, says nothing of the client (its hang-up comes again) */
+		if (r == -1 || (r == -2 && c->sb.in != NULL && errno != ENOMEM))
 			client_close(c, NULL, "client left its cancel request");
 		return;
 	}

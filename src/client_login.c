@@ -1138,6 +1138,8 @@ read_more:
 				/* like PostgreSQL: no answer; closed once the cancel is done */
 				if (!cancel_forward(pid, key, c))
 					client_close(c, NULL, "cancel request");
+				else if (c->refuse)
+					client_login_refused_closed(c); /* its place among refusals in progress is free */
 				return false;
 			}
 		case STARTUP_UNSUPPORTED:

@@ -276,6 +276,18 @@ kill_pool(Pool *pool, TimestampTz t)
 							 pool->database);
 		}
 	}
+	/* the CancelRequests for its clients (their cancels go on) */
+	{
+		dlist_mutable_iter it;
+
+		dlist_foreach_modify(it, &W->cancel_clients)
+		{
+			Client	   *c = dlist_container(Client, node, it.cur);
+
+			if (c->cancel_pool == pool->slot && c->connect_time < t)
+				client_close(c, NULL, "KILL %s", pool->database);
+		}
+	}
 	for (int i = 0; i < lengthof(slists); i++)
 	{
 		dlist_mutable_iter it;
@@ -376,6 +388,7 @@ control_apply(void)
 		kills_seen = kills;
 		kill_clients_in(&W->login_clients);
 		kill_clients_in(&W->console_clients);
+		kill_clients_in(&W->cancel_clients);
 		dlist_foreach(it, &W->pools)
 		{
 			Pool	   *pool = dlist_container(Pool, node, it.cur);

@@ -65,7 +65,7 @@ stats_count_gauges(PoolGauges *gauges)
 		}
 		else if (c.kind == CONN_SERVER)
 		{
-			g->sv_active_cancel += cancel_holds_count(&c);
+			g->sv_active_cancel += cancel_holds_count(i, c.id);
 			switch (c.state)
 			{
 				case SV_ACTIVE:

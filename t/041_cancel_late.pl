@@ -45,6 +45,7 @@ $node->safe_psql('postgres',
 	  . "CREATE ROLE prober LOGIN PASSWORD 'prober-pw'; "
 	  . "CREATE ROLE mon LOGIN PASSWORD 'mon-pw'; GRANT pg_monitor TO mon; "
 	  . "CREATE ROLE sess LOGIN PASSWORD 'sess-pw'; "
+	  . "CREATE ROLE adm LOGIN PASSWORD 'adm-pw'; GRANT pgbun_admin TO adm; "
 	  . "CREATE TABLE ran (who text); GRANT ALL ON ran TO alice");
 my %alice = (user => 'alice', password => 'alice-pw');
 my %probe = (user => 'prober', password => 'prober-pw');
@@ -80,12 +81,19 @@ sub lock_waiters
 	return "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = $n AND NOT granted";
 }
 
-# Wait until pool_counts() says $want; returns (matched, last seen).
+# Wait until pool_counts($user) says $want; returns (matched, last seen).
 sub wait_counts
 {
 	my ($want, $user) = @_;
+	return wait_counts_of(sub { pool_counts($user) }, $want);
+}
+
+# Wait until $counts->() says $want; returns (matched, last seen).
+sub wait_counts_of
+{
+	my ($counts, $want) = @_;
 	my $last = '';
-	my $ok = wait_until(sub { ($last = pool_counts($user)) eq $want });
+	my $ok = wait_until(sub { ($last = $counts->()) eq $want });
 	return ($ok, $last);
 }
 
@@ -132,9 +140,9 @@ sub stop_and_cancel
 # what the test checked while it waited.
 sub resume_postmaster
 {
-	my ($label, $user) = @_;
+	my ($label, $user, $want) = @_;
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	is(cancel_counts($user), 'cl_active_cancel_req=1 cl_waiting_cancel_req=0 sv_active_cancel=1',
+	is(cancel_counts($user), $want // 'cl_active_cancel_req=1 cl_waiting_cancel_req=0 sv_active_cancel=1',
 		"$label: the cancel was still on its way when the postmaster went on");
 	kill 'CONT', $postmaster;
 	$stopped = 0;
@@ -153,7 +161,7 @@ sub cancel_closes_ok
 # or pgbun's own), with the postmaster stopped so it cannot land.
 sub late_cancel_round
 {
-	my ($label, $send_cancel) = @_;
+	my ($label, $send_cancel, $in_flight) = @_;
 
 	my $a = raw_connect($node);
 	my $alog = $a->login(%alice);
@@ -199,15 +207,14 @@ sub late_cancel_round
 				hang_guard()))[0],
 		'1', "$label: and pgbun.servers");
 
-	kill 'CONT', $postmaster;
-	$stopped = 0;
+	resume_postmaster($label, 'alice', $in_flight);
 	# most likely served after the cancel's connection (which wait_counts then makes sure of)
 	$node->safe_psql('postgres', 'SELECT 1');
 	($matched, $last) = wait_counts('cl_waiting=0 sv_being_canceled=0');
 	ok($matched, "$label: the server is given to B once the cancel is done") or diag("last: $last");
 	cancel_closes_ok($cancels[$_ - 1], "$label: CancelRequest $_ ends once the server took it") for 1 .. @cancels;
-	is(cancel_counts(), 'cl_active_cancel_req=0 cl_waiting_cancel_req=0 sv_active_cancel=0',
-		"$label: no cancel is left on its way");
+	($matched, $last) = wait_counts_of(\&cancel_counts, 'cl_active_cancel_req=0 cl_waiting_cancel_req=0 sv_active_cancel=0');
+	ok($matched, "$label: no cancel is left on its way") or diag("last: $last");
 	($matched, $last) = poll_sql($node, lock_waiters(42), '1');
 	ok($matched, "$label: B's query runs") or diag("last: $last");
 	$locker->query('SELECT pg_advisory_unlock(42)', hang_guard());
@@ -252,7 +259,8 @@ late_cancel_round(
 					hang_guard()))[0],
 			'4', 'client cancel: and pgbun.clients');
 		return @c;
-	});
+	},
+	'cl_active_cancel_req=4 cl_waiting_cancel_req=0 sv_active_cancel=4');
 
 # long enough that the lock wait is seen, and the postmaster stopped, before it
 # fires; B's wait on its lock must stay under it too (checked after)
@@ -265,7 +273,8 @@ late_cancel_round(
 		is(cancel_counts(), 'cl_active_cancel_req=0 cl_waiting_cancel_req=0 sv_active_cancel=1',
 			'query_timeout: one cancel on its way, no client asked (SHOW POOLS)');
 		return ();
-	});
+	},
+	'cl_active_cancel_req=0 cl_waiting_cancel_req=0 sv_active_cancel=1');
 is(log_count($node, qr/query_timeout: cancelling a query/), 1, "query_timeout: it cancelled A's query only");
 reload_sync($node, \%probe, 'pgbun.query_timeout' => undef);
 
@@ -304,7 +313,12 @@ reload_sync($node, \%probe, 'pgbun.query_timeout' => undef);
 
 # A client that leaves its CancelRequest before the cancel is done (some
 # drivers send a Terminate first): its connection goes, its cancel goes on.
+# So does one closed by KILL_CLIENT, which sends it nothing (PostgreSQL
+# never answers a CancelRequest).
 {
+	my $adm = raw_connect($node);
+	ok($adm->login(user => 'adm', password => 'adm-pw', database => 'pgbouncer')->{ok},
+		'cancel left: an admin logs in to the console');
 	my $a = raw_connect($node);
 	my $alog = $a->login(%alice);
 	ok($alog->{ok}, 'cancel left: client A logs in');
@@ -320,8 +334,17 @@ reload_sync($node, \%probe, 'pgbun.query_timeout' => undef);
 			sub { ($last = cancel_counts()) eq 'cl_active_cancel_req=0 cl_waiting_cancel_req=0 sv_active_cancel=1' }),
 		'cancel left: the client connection is gone, the cancel still on its way')
 	  or diag("last: $last");
-	kill 'CONT', $postmaster;
-	$stopped = 0;
+	my $cc2 = send_cancel($alog);
+	ok( wait_until(
+			sub { ($last = cancel_counts()) eq 'cl_active_cancel_req=1 cl_waiting_cancel_req=0 sv_active_cancel=2' }),
+		'cancel left: a second cancel on its way') or diag("last: $last");
+	my ($row) = grep { ($_->[1] // '') eq 'alice' && ($_->[4] // '') eq 'active_cancel_req' } console_rows('CLIENTS');
+	my $kill = $adm->query('KILL_CLIENT ' . ($row->[20] // 'none'));
+	is_deeply($kill->{tags}, ['KILL_CLIENT'], 'cancel left: KILL_CLIENT of its CancelRequest') or diag(explain($kill));
+	my $gone = $cc2->read_to_eof(hang_guard());
+	ok($gone->{eof} && !@{ $gone->{msgs} }, 'cancel left: closes it, with no message');
+	$cc2->close;
+	resume_postmaster('cancel left', 'alice', 'cl_active_cancel_req=0 cl_waiting_cancel_req=0 sv_active_cancel=2');
 	my $ares = $a->read_result(hang_guard());
 	is($ares->{error}{C} // '', '57014', "cancel left: the cancel stops A's query") or diag(explain($ares));
 	ok(wait_until(sub { ($last = cancel_counts()) eq 'cl_active_cancel_req=0 cl_waiting_cancel_req=0 sv_active_cancel=0' }),
@@ -329,6 +352,7 @@ reload_sync($node, \%probe, 'pgbun.query_timeout' => undef);
 	is_deeply($a->query('SELECT 41')->{rows}, [ ['41'] ], 'cancel left: A keeps working');
 	$locker->query('SELECT pg_advisory_unlock(41)', hang_guard());
 	$a->terminate;
+	$adm->terminate;
 	$locker->quit;
 }
 
