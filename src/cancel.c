@@ -57,9 +57,10 @@ static int	n_cancels = 0;
 
 /*
  * A CancelRequest that cannot go yet: its slots could not be read
- * consistently (a writer was mid-write), or its server is running pgbun's
+ * consistently (a writer was mid-write), its server is running pgbun's
  * own SETs for the client, which the cancel would stop in place of the
- * client's query (leaving the query to run in the wrong session state).
+ * client's query (leaving the query to run in the wrong session state), or
+ * the server's Unix socket has a full listen queue (connect says EAGAIN).
  * Tried again every loop turn (cancel_retry) until CANCEL_TIMEOUT_US. At
  * most MAX_PENDING; beyond that the oldest goes.
  */
@@ -275,9 +276,9 @@ cancel_try_forward(uint32 pid, uint32 key, Client *req, int *cidx_p)
 		cancel_unhold(sidx, server.id, false);
 		return false;
 	}
-	cancel_send(&server.sv_sockaddr, server.sv_sockaddr_len, server.cancel_pid, server.cancel_key,
-				sidx, server.id, req);
-	return true;
+	/* a full listen queue: the cancel waits for room, as a client's connect would */
+	return cancel_send(&server.sv_sockaddr, server.sv_sockaddr_len, server.cancel_pid, server.cancel_key,
+					   sidx, server.id, req) != CANCEL_SEND_BUSY;
 }
 
 bool
@@ -309,13 +310,14 @@ cancel_forward(uint32 pid, uint32 key, Client *req)
 	return req != NULL;
 }
 
-void
+CancelSend
 cancel_send(const struct sockaddr_storage *addr, socklen_t addrlen, uint32 pid, uint32 key,
 			int hold_slot, uint64 hold_id, Client *req)
 {
 	CancelConn *cc = NULL;
 	ProtoBuf	pb;
 	int			fd = -1;
+	CancelSend	result = CANCEL_SEND_FAILED;
 
 	if (n_cancels >= MAX_CANCEL_CONNS)
 	{
@@ -328,10 +330,19 @@ cancel_send(const struct sockaddr_storage *addr, socklen_t addrlen, uint32 pid, 
 	fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		goto fail;
-	if ((connect(fd, (const struct sockaddr *) addr, addrlen) < 0 &&
-		 errno != EINPROGRESS && errno != EAGAIN))
+	if (connect(fd, (const struct sockaddr *) addr, addrlen) < 0 && errno != EINPROGRESS)
 	{
-		ereport(LOG, (errmsg("pgbun: could not send a cancel request: %m")));
+		/*
+		 * EAGAIN: a Unix socket whose listen queue is full (the server is
+		 * swamped with connections, or stopped); nothing is connecting
+		 */
+		if (errno == EAGAIN)
+		{
+			ereport(DEBUG1, (errmsg("pgbun: the server's listen queue is full; the cancel request waits")));
+			result = CANCEL_SEND_BUSY;
+		}
+		else
+			ereport(LOG, (errmsg("pgbun: could not send a cancel request: %m")));
 		goto fail;
 	}
 	cc->io.kind = IO_CANCEL;
@@ -350,7 +361,7 @@ cancel_send(const struct sockaddr_storage *addr, socklen_t addrlen, uint32 pid, 
 	n_cancels++;
 	cc->req = req;
 	requester_wait(req, CL_ACTIVE_CANCEL);
-	return;
+	return CANCEL_SEND_OK;
 
 fail:
 	if (fd >= 0)
@@ -358,6 +369,7 @@ fail:
 	free(cc);
 	if (hold_slot >= 0)
 		cancel_unhold(hold_slot, hold_id, false);
+	return result;
 }
 
 void
@@ -407,7 +419,7 @@ cancel_retry(void)
 
 		if (!done && W->now - pc->start > CANCEL_TIMEOUT_US)
 		{
-			ereport(LOG, (errmsg("pgbun: a cancel request could not be sent within %d ms (its server was busy with pgbun's own queries); dropped",
+			ereport(LOG, (errmsg("pgbun: a cancel request could not be sent within %d ms (its server was running pgbun's own queries, or its listen queue was full); dropped",
 								 CANCEL_TIMEOUT_MS)));
 			done = true;
 		}

@@ -40,8 +40,14 @@ extern void cancel_requester_gone(struct Client *req);
  * this connection or it failed. req: the client connection that asked,
  * closed then (NULL for pgbun's own cancels).
  */
-extern void cancel_send(const struct sockaddr_storage *addr, socklen_t addrlen, uint32 pid, uint32 key,
-						int hold_slot, uint64 hold_id, struct Client *req);
+typedef enum CancelSend
+{
+	CANCEL_SEND_OK,				/* its connection is on its way */
+	CANCEL_SEND_FAILED,			/* dropped (logged) */
+	CANCEL_SEND_BUSY,			/* the server's listen queue is full: nothing sent, try again */
+} CancelSend;
+extern CancelSend cancel_send(const struct sockaddr_storage *addr, socklen_t addrlen, uint32 pid, uint32 key,
+							  int hold_slot, uint64 hold_id, struct Client *req);
 /* Count a cancel in flight for a server slot of this worker's (query_timeout); false: cannot. */
 extern bool cancel_hold_own(int slot);
 /* Whether a server may be handed on; call after publishing it unlinked. */

@@ -714,10 +714,11 @@ server_cancel_query(Server *s)
 {
 	bool		held = cancel_hold_own(s->slot);
 
-	s->cancel_sent = true;
-	s->cancel_unheld |= !held;
-	cancel_send(&s->addr, s->addr_len, s->be_pid, s->be_key,
-				held ? s->slot : -1, held ? pgbun_conn_slot(s->slot)->id : 0, NULL);
+	/* a full listen queue sent nothing: the janitor's next tick tries again */
+	s->cancel_sent = cancel_send(&s->addr, s->addr_len, s->be_pid, s->be_key,
+								 held ? s->slot : -1, held ? pgbun_conn_slot(s->slot)->id : 0,
+								 NULL) != CANCEL_SEND_BUSY;
+	s->cancel_unheld |= !held && s->cancel_sent;
 }
 
 /* Pump what the server sent toward its client (or through the hidden-query handler). */

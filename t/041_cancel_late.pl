@@ -29,6 +29,8 @@ use FindBin;
 use lib $FindBin::RealBin;
 use PgbunTest;
 use PgbunHttp;
+use Socket qw(PF_UNIX SOCK_STREAM pack_sockaddr_un);
+use Fcntl qw(F_GETFL F_SETFL O_NONBLOCK);
 
 my $mport = PostgreSQL::Test::Cluster::get_free_port();
 my $node = pgbun_node(
@@ -155,6 +157,22 @@ sub cancel_closes_ok
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
 	ok($c->read_to_eof(hang_guard())->{eof}, $label);
 	$c->close;
+}
+
+# Client A (alice) logs in, and its query waits on advisory lock 41, which
+# a direct session holds. Returns (A, A's login result, that session).
+sub a_waits_on_lock
+{
+	my ($label) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my $a = raw_connect($node);
+	my $alog = $a->login(%alice);
+	ok($alog->{ok}, "$label: client A logs in") or diag(explain($alog));
+	my $locker = direct_session($node);
+	$locker->query('SELECT pg_advisory_lock(41)', hang_guard());
+	$a->send_bytes(PgbunTest::Raw::query_message("SELECT pg_advisory_xact_lock(41), 'a'"));
+	ok((poll_sql($node, lock_waiters(41), '1'))[0], "$label: A waits on the lock");
+	return ($a, $alog, $locker);
 }
 
 # One round: $send_cancel forwards a cancel for A's running query (client's
@@ -319,13 +337,7 @@ reload_sync($node, \%probe, 'pgbun.query_timeout' => undef);
 	my $adm = raw_connect($node);
 	ok($adm->login(user => 'adm', password => 'adm-pw', database => 'pgbouncer')->{ok},
 		'cancel left: an admin logs in to the console');
-	my $a = raw_connect($node);
-	my $alog = $a->login(%alice);
-	ok($alog->{ok}, 'cancel left: client A logs in');
-	my $locker = direct_session($node);
-	$locker->query('SELECT pg_advisory_lock(41)', hang_guard());
-	$a->send_bytes(PgbunTest::Raw::query_message("SELECT pg_advisory_xact_lock(41), 'a'"));
-	ok((poll_sql($node, lock_waiters(41), '1'))[0], 'cancel left: A waits on the lock');
+	my ($a, $alog, $locker) = a_waits_on_lock('cancel left');
 	my $cc = stop_and_cancel($alog, 'cancel left');
 	$cc->send_bytes('X' . pack('N', 4));
 	$cc->close;
@@ -353,6 +365,46 @@ reload_sync($node, \%probe, 'pgbun.query_timeout' => undef);
 	$locker->query('SELECT pg_advisory_unlock(41)', hang_guard());
 	$a->terminate;
 	$adm->terminate;
+	$locker->quit;
+}
+
+# The server's listen queue full (connections piled up on its Unix socket
+# while the postmaster is stopped): a cancel waits for room, then goes. Before,
+# connect's EAGAIN was taken for a connection under way, and the cancel was lost.
+{
+	my ($a, $alog, $locker) = a_waits_on_lock('full queue');
+	kill 'STOP', $postmaster;
+	$stopped = 1;
+	my $path = $node->host . '/.s.PGSQL.' . $node->port;
+	my (@fill, $full, $why);
+	for (1 .. 20000)
+	{
+		socket(my $s, PF_UNIX, SOCK_STREAM, 0) or do { $why = "socket: $!"; last };
+		fcntl($s, F_SETFL, fcntl($s, F_GETFL, 0) | O_NONBLOCK);
+		if (!connect($s, pack_sockaddr_un($path)))
+		{
+			$full = $!{EAGAIN};
+			$why = "connect: $!";
+			close $s;
+			last;
+		}
+		push @fill, $s;
+	}
+	ok($full, "full queue: the postmaster's listen queue is full") or diag(scalar(@fill) . " queued, then $why");
+	my $cc = send_cancel($alog);
+	my $last = '';
+	ok( wait_until(
+			sub { ($last = cancel_counts()) eq 'cl_active_cancel_req=0 cl_waiting_cancel_req=1 sv_active_cancel=0' }),
+		'full queue: the cancel waits for room') or diag("last: $last");
+	close $_ for @fill;
+	kill 'CONT', $postmaster;
+	$stopped = 0;
+	my $ares = $a->read_result(hang_guard());
+	is($ares->{error}{C} // '', '57014', "full queue: once there is room, the cancel stops A's query")
+	  or diag(explain($ares));
+	cancel_closes_ok($cc, 'full queue: and its CancelRequest ends');
+	$locker->query('SELECT pg_advisory_unlock(41)', hang_guard());
+	$a->terminate;
 	$locker->quit;
 }
 
