@@ -161,7 +161,9 @@ client_close(Client *c, const char *sqlstate, const char *fmt,...)
 		client_login_names(c, &db, &user);
 		counters_note_login_failure(db, user);
 	}
-	if (pgbun_cfg->log_disconnections && c->state != CL_LOGIN && !client_is_cancel_request(c))
+	if (client_is_cancel_request(c))
+		;						/* as PostgreSQL, which logs no CancelRequest */
+	else if (pgbun_cfg->log_disconnections && c->state != CL_LOGIN)
 		pgbun_log_client(LOG, c, "client_close", sqlstate, "pgbun: client closed: user=%s database=%s: %s",
 						 c->pool ? c->pool->user : "?", c->pool ? c->pool->database : "?", reason);
 	else if (pgbun_cfg->log_disconnections && sqlstate)

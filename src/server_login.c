@@ -218,7 +218,8 @@ server_open(Pool *pool, int host, bool listener, struct AqPool *authq)
 	server_set_state(s, SV_LOGIN);
 
 	rc = connect(fd, (struct sockaddr *) &s->addr, s->addr_len);
-	if (rc < 0 && errno != EINPROGRESS && errno != EAGAIN)
+	/* EAGAIN is no connect under way: a Unix socket's full listen queue, or no local port left */
+	if (rc < 0 && errno != EINPROGRESS)
 	{
 		char		reason[256];
 

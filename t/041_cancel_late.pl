@@ -48,6 +48,7 @@ $node->safe_psql('postgres',
 	  . "CREATE ROLE mon LOGIN PASSWORD 'mon-pw'; GRANT pg_monitor TO mon; "
 	  . "CREATE ROLE sess LOGIN PASSWORD 'sess-pw'; "
 	  . "CREATE ROLE adm LOGIN PASSWORD 'adm-pw'; GRANT pgbun_admin TO adm; "
+	  . "CREATE ROLE fq LOGIN PASSWORD 'fq-pw'; "
 	  . "CREATE TABLE ran (who text); GRANT ALL ON ran TO alice");
 my %alice = (user => 'alice', password => 'alice-pw');
 my %probe = (user => 'prober', password => 'prober-pw');
@@ -391,6 +392,15 @@ reload_sync($node, \%probe, 'pgbun.query_timeout' => undef);
 		push @fill, $s;
 	}
 	ok($full, "full queue: the postmaster's listen queue is full") or diag(scalar(@fill) . " queued, then $why");
+	# a server login meanwhile fails at once, as libpq's connect does there
+	# (before, it waited out server_connect_timeout); its client waits on.
+	# A pool of its own, whose next login waits out server_login_retry.
+	my $s = raw_connect($node);
+	$s->login(user => 'fq', password => 'fq-pw', secs => 1);
+	ok( wait_until(
+			sub { log_count($node, qr/could not connect to server \S+: Resource temporarily unavailable/) >= 1 }),
+		'full queue: a server login fails at once, with what connect said');
+	$s->close;
 	my $cc = send_cancel($alog);
 	my $last = '';
 	ok( wait_until(
