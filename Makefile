@@ -4,7 +4,7 @@ PG_CONFIG ?= pg_config
 MODULE_big = pgbun
 OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
 EXTENSION = pgbun
-DATA = pgbun--1.0.sql pgbun--1.0--1.1.sql pgbun--1.1--1.2.sql pgbun--1.2--1.3.sql pgbun--1.3--1.4.sql
+DATA = pgbun--1.0.sql pgbun--1.0--1.1.sql pgbun--1.1--1.2.sql pgbun--1.2--1.3.sql pgbun--1.3--1.4.sql pgbun--1.4--1.5.sql
 PGFILEDESC = "pgbun - connection pooler"
 
 PG_CPPFLAGS = -Isrc -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare

@@ -100,8 +100,15 @@ require_worker(void)
  * after, so every pool a connection points at is already in use when the
  * pools are listed.
  */
+typedef enum PoolsColumns
+{
+	POOLS_1_0,					/* up to pool_mode */
+	POOLS_1_4,					/* + sv_being_canceled */
+	POOLS_1_5,					/* + cl_active_cancel_req, cl_waiting_cancel_req, sv_active_cancel */
+} PoolsColumns;
+
 static void
-pools_srf(FunctionCallInfo fcinfo, bool with_canceled)
+pools_srf(FunctionCallInfo fcinfo, PoolsColumns version)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	PoolGauges *gauges;
@@ -118,8 +125,8 @@ pools_srf(FunctionCallInfo fcinfo, bool with_canceled)
 	{
 		const PgbunPoolSlot *pool = stats_pool_in_use(p);
 		PoolGauges *g = &gauges[p];
-		Datum		values[POOLS_COLS + 1];
-		bool		nulls[POOLS_COLS + 1];
+		Datum		values[POOLS_COLS + 4];
+		bool		nulls[POOLS_COLS + 4];
 		int32		maxwait;
 		int32		maxwait_us;
 		int			col = 0;
@@ -142,9 +149,15 @@ pools_srf(FunctionCallInfo fcinfo, bool with_canceled)
 		values[col++] = Int32GetDatum(maxwait);
 		values[col++] = Int32GetDatum(maxwait_us);
 		values[col++] = CStringGetTextDatum(pool_mode_name(pool->pool_mode));
-		if (with_canceled)
+		if (version >= POOLS_1_4)
 			values[col++] = Int32GetDatum(g->sv_being_canceled);
-		Assert(col == POOLS_COLS + (with_canceled ? 1 : 0));
+		if (version >= POOLS_1_5)
+		{
+			values[col++] = Int32GetDatum(g->cl_active_cancel_req);
+			values[col++] = Int32GetDatum(g->cl_waiting_cancel_req);
+			values[col++] = Int32GetDatum(g->sv_active_cancel);
+		}
+		Assert(col == POOLS_COLS + (version >= POOLS_1_5 ? 4 : version >= POOLS_1_4 ? 1 : 0));
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
@@ -155,7 +168,7 @@ pools_srf(FunctionCallInfo fcinfo, bool with_canceled)
 Datum
 pgbun_pools_1_0(PG_FUNCTION_ARGS)
 {
-	pools_srf(fcinfo, false);
+	pools_srf(fcinfo, POOLS_1_0);
 	return (Datum) 0;
 }
 
@@ -164,7 +177,16 @@ PG_FUNCTION_INFO_V1(pgbun_pools_1_4);
 Datum
 pgbun_pools_1_4(PG_FUNCTION_ARGS)
 {
-	pools_srf(fcinfo, true);
+	pools_srf(fcinfo, POOLS_1_4);
+	return (Datum) 0;
+}
+
+/* pgbun.pools from 1.5: with the cancels on their way */
+PG_FUNCTION_INFO_V1(pgbun_pools_1_5);
+Datum
+pgbun_pools_1_5(PG_FUNCTION_ARGS)
+{
+	pools_srf(fcinfo, POOLS_1_5);
 	return (Datum) 0;
 }
 

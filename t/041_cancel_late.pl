@@ -277,6 +277,11 @@ late_cancel_round(
 					"SELECT count(*) FROM pgbun.clients WHERE \"user\" = 'alice' AND state = 'active_cancel_req'",
 					hang_guard()))[0],
 			'4', 'client cancel: and pgbun.clients');
+		is( ($locker->query(
+					"SELECT cl_active_cancel_req || ',' || cl_waiting_cancel_req || ',' || sv_active_cancel "
+					  . "FROM pgbun.pools WHERE \"user\" = 'alice'",
+					hang_guard()))[0],
+			'4,0,4', 'client cancel: and pgbun.pools');
 		return @c;
 	},
 	'cl_active_cancel_req=4 cl_waiting_cancel_req=0 sv_active_cancel=4');

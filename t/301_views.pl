@@ -202,6 +202,16 @@ $node->safe_psql('up10', "CREATE EXTENSION pgbun VERSION '1.0'");
 $node->safe_psql('up10', 'ALTER EXTENSION pgbun UPDATE');
 is($node->safe_psql('up10', $members), $fresh, '1.0 updated to 1.2 too');
 
+# from the version before the newest (1.4: pgbun.pools recreated again in 1.5)
+$node->safe_psql('postgres', 'CREATE DATABASE up14');
+$node->safe_psql('up14', "CREATE EXTENSION pgbun VERSION '1.4'");
+is($node->safe_psql('up14', "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'pgbun' AND table_name = 'pools' AND column_name = 'sv_active_cancel'"),
+	'0', 'version 1.4 has no sv_active_cancel');
+$node->safe_psql('up14', 'ALTER EXTENSION pgbun UPDATE');
+is($node->safe_psql('up14', $members), $fresh, "1.4 updated to $default_version has exactly the objects of a fresh install");
+is($node->safe_psql('up14', "SELECT cl_active_cancel_req + cl_waiting_cancel_req + sv_active_cancel FROM pgbun.pools WHERE database = 'lat' LIMIT 1"),
+	'0', 'the updated pgbun.pools reads the cancel columns');
+
 is($node->safe_psql('up11', "SELECT count(*) > 0 FROM pgbun.latency WHERE database = 'lat'"), 't',
 	'the updated views read the running pooler');
 is($node->safe_psql('up11', "SET ROLE mon; SELECT count(*) FROM pgbun.lists"), '14', 'pg_monitor reads pgbun.lists');
