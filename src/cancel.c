@@ -6,7 +6,9 @@
  * slot holds the backend's real pid/key and address. Any worker can do this,
  * so a cancel works whichever worker's socket it lands on. Nothing here
  * waits: the connect is non-blocking, and a slot caught mid-write by its
- * owner is read again at the next janitor tick rather than waited for.
+ * owner is read again at the next loop turn rather than waited for. The
+ * client's own CancelRequest connection stays open until the cancel is
+ * done, as PostgreSQL keeps it (requester_wait).
  *
  * A CancelRequest reaches the backend some time after it is sent: the server
  * takes the connection, signals the backend, and only then closes it. If the
@@ -60,11 +62,21 @@ static int	n_cancels = 0;
  * consistently (a writer was mid-write), its server is running pgbun's
  * own SETs for the client, which the cancel would stop in place of the
  * client's query (leaving the query to run in the wrong session state), or
- * the server's Unix socket has a full listen queue (connect says EAGAIN).
+ * the server's Unix socket has a full listen queue (connect says EAGAIN:
+ * then every BUSY_RETRY_US).
  * Tried again every loop turn (cancel_retry) until CANCEL_TIMEOUT_US. At
  * most MAX_PENDING; beyond that the oldest goes.
  */
 #define MAX_PENDING 64
+/* After a full listen queue, wait this long before the next try (each costs a socket and a connect). */
+#define BUSY_RETRY_US 10000
+
+typedef enum TryResult
+{
+	TRY_DONE,					/* sent, or nothing to send */
+	TRY_LATER,					/* cannot go yet: try at the next turn */
+	TRY_BUSY,					/* the server's listen queue is full: try in BUSY_RETRY_US */
+} TryResult;
 
 typedef struct PendingCancel
 {
@@ -72,13 +84,13 @@ typedef struct PendingCancel
 	uint32		pid;
 	uint32		key;
 	TimestampTz start;
+	TimestampTz next_try;		/* not before this */
 	int			cidx;			/* the client's slot, once looked up (no lock on a retry) */
 	Client	   *req;			/* the client connection that asked, or NULL */
 } PendingCancel;
 
 static dlist_head pending = DLIST_STATIC_INIT(pending);
 static int	n_pending = 0;
-
 
 /* Count one more cancel in flight for slot idx, if it still holds connection id. */
 static bool
@@ -202,17 +214,16 @@ cancel_conn_close(CancelConn *cc)
 	free(cc);
 }
 
-
 /*
  * Look the key up and send the cancel if its client is linked; req (the
  * client connection that asked, or NULL) then waits on the cancel
- * connection (CL_ACTIVE_CANCEL). false when it cannot go yet (try again
- * later, see PendingCancel). *cidx: the client's slot, -1 until the key
+ * connection (CL_ACTIVE_CANCEL). TRY_LATER / TRY_BUSY when it cannot go
+ * yet (see PendingCancel). *cidx: the client's slot, -1 until the key
  * was looked up in the shared table (under its lock); a retry reads the
  * slot directly, and the pid and key in it say whether it is still that
  * client's.
  */
-static bool
+static TryResult
 cancel_try_forward(uint32 pid, uint32 key, Client *req, int *cidx_p)
 {
 	int			cidx = *cidx_p >= 0 ? *cidx_p : (*cidx_p = pgbun_cancel_lookup(pid, key));
@@ -223,12 +234,12 @@ cancel_try_forward(uint32 pid, uint32 key, Client *req, int *cidx_p)
 	int			sidx;
 
 	if (cidx < 0)
-		return true;			/* unknown key: silently ignored, as PostgreSQL does */
+		return TRY_DONE;			/* unknown key: silently ignored, as PostgreSQL does */
 	if (!pgbun_conn_slot_try_read(cidx, &client))
-		return false;
+		return TRY_LATER;
 	/* a slot since taken by another client (the lookup and this read are not atomic) */
 	if (client.kind != CONN_CLIENT || client.cancel_pid != pid || client.cancel_key != key)
-		return true;
+		return TRY_DONE;
 	if (req && req->cancel_pool != client.pool)
 	{
 		req->cancel_pool = client.pool; /* shown under that pool while it waits */
@@ -247,38 +258,38 @@ cancel_try_forward(uint32 pid, uint32 key, Client *req, int *cidx_p)
 			pg_atomic_fetch_add_u32(&pgbun_conn_slot(cidx)->cancels_waiting, 1);
 			ereport(DEBUG1, (errmsg("pgbun: cancel request for a client waiting for a server")));
 		}
-		return true;
+		return TRY_DONE;
 	}
 	sidx = client.peer;
 	if (!pgbun_conn_slot_try_read(sidx, &server))
-		return false;
+		return TRY_LATER;
 	if (server.kind != CONN_SERVER || server.peer != cidx || server.sv_sockaddr_len == 0)
-		return true;
+		return TRY_DONE;
 	if (server.setting_up)
-		return false;			/* it would stop pgbun's SETs, not the client's query: soon */
+		return TRY_LATER;			/* it would stop pgbun's SETs, not the client's query: soon */
 	if (!cancel_hold(sidx, server.id))
-		return true;			/* the server connection is gone */
+		return TRY_DONE;			/* the server connection is gone */
 	/* counted: now make sure the server is still this client's (see the header) */
 	if (!pgbun_conn_slot_try_read(sidx, &server_again) ||
 		!pgbun_conn_slot_try_read(cidx, &client_again))
 	{
 		cancel_unhold(sidx, server.id, false);
-		return false;
+		return TRY_LATER;
 	}
 	if (server_again.id != server.id || server_again.peer != cidx || client_again.id != client.id)
 	{
 		/* released meanwhile: the query it was meant for is over */
 		cancel_unhold(sidx, server.id, false);
-		return true;
+		return TRY_DONE;
 	}
 	if (server_again.setting_up)
 	{
 		cancel_unhold(sidx, server.id, false);
-		return false;
+		return TRY_LATER;
 	}
 	/* a full listen queue: the cancel waits for room, as a client's connect would */
 	return cancel_send(&server.sv_sockaddr, server.sv_sockaddr_len, server.cancel_pid, server.cancel_key,
-					   sidx, server.id, req) != CANCEL_SEND_BUSY;
+					   sidx, server.id, req) == CANCEL_SEND_BUSY ? TRY_BUSY : TRY_DONE;
 }
 
 bool
@@ -286,8 +297,9 @@ cancel_forward(uint32 pid, uint32 key, Client *req)
 {
 	PendingCancel *pc;
 	int			cidx = -1;
+	TryResult	r = cancel_try_forward(pid, key, req, &cidx);
 
-	if (cancel_try_forward(pid, key, req, &cidx))
+	if (r == TRY_DONE)
 		return req && req->state == CL_ACTIVE_CANCEL;
 	if (n_pending >= MAX_PENDING)
 	{
@@ -302,6 +314,7 @@ cancel_forward(uint32 pid, uint32 key, Client *req)
 	pc->pid = pid;
 	pc->key = key;
 	pc->start = W->now;
+	pc->next_try = r == TRY_BUSY ? W->now + BUSY_RETRY_US : 0;
 	pc->cidx = cidx;
 	pc->req = req;
 	dlist_push_tail(&pending, &pc->node);
@@ -414,9 +427,15 @@ cancel_retry(void)
 	dlist_foreach_modify(it, &pending)
 	{
 		PendingCancel *pc = dlist_container(PendingCancel, node, it.cur);
+		TryResult	r;
+		bool		done;
 
-		bool		done = cancel_try_forward(pc->pid, pc->key, pc->req, &pc->cidx);
-
+		if (W->now < pc->next_try)
+			continue;
+		r = cancel_try_forward(pc->pid, pc->key, pc->req, &pc->cidx);
+		done = r == TRY_DONE;
+		if (r == TRY_BUSY)
+			pc->next_try = W->now + BUSY_RETRY_US;
 		if (!done && W->now - pc->start > CANCEL_TIMEOUT_US)
 		{
 			ereport(LOG, (errmsg("pgbun: a cancel request could not be sent within %d ms (its server was running pgbun's own queries, or its listen queue was full); dropped",

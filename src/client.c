@@ -521,7 +521,8 @@ client_left(Client *c)
 static void
 drain_cancel_request(Client *c)
 {
-	for (;;)
+	/* a bounded read per event: a client that keeps sending must not hold the loop */
+	for (int i = 0; i < 4; i++)
 	{
 		int			r = sbuf_fill(&c->sb);
 

@@ -1023,8 +1023,9 @@ janitor_pool(Pool *pool)
 		else if (server_busy(s) && !s->cancel_sent && s->hidden_rfq == 0 &&
 				 expired(s->query_start, pgbun_cfg->query_timeout))
 		{
-			ereport(LOG, (errmsg("pgbun: query_timeout: cancelling a query of %s/%s", pool->database, pool->user)));
-			server_cancel_query(s);
+			/* the line once it went: a full listen queue tries again at the next tick */
+			if (server_cancel_query(s))
+				ereport(LOG, (errmsg("pgbun: query_timeout: cancelling a query of %s/%s", pool->database, pool->user)));
 		}
 	}
 	/*

@@ -285,7 +285,7 @@ extern void server_cancels_done(Server *s);
 extern bool server_close_if_cancel_may_land(Server *s);
 /* Unlink without releasing (pool.c's release policy decides, server_return_to_pool acts). */
 extern void server_return_to_pool(Server *s);
-extern void server_cancel_query(Server *s);
+extern bool server_cancel_query(Server *s);
 extern void server_pump_out(Server *s);
 extern void server_free(Server *s);
 /* Publish state, pool, link and backend key to the server's shared slot. */

@@ -1,8 +1,10 @@
 /*
  * server.c - a server connection in the pool: its state lists, forwarding
  * its answers to the linked client, the pooler's own hidden queries (SET of
- * client parameters, server_reset_query), link, release and close.
- * Connect and login live in server_login.c.
+ * client parameters, server_reset_query), link, release and close. While a
+ * cancel sent for the server may still land, its hidden queries wait:
+ * output held (out_held), or the reset deferred (reset_due), until
+ * server_cancels_done. Connect and login live in server_login.c.
  */
 #include "postgres.h"
 
@@ -206,6 +208,9 @@ server_cancels_done(Server *s)
 		send_reset_query(s);
 		return;
 	}
+	if (s->slot >= 0 && cancel_hold_state(s->slot) == CANCEL_HOLD_UNSURE)
+		ereport(LOG, (errmsg("pgbun: a cancel request sent for a client of %s/%s was given up on and may still land; pgbun's own queries for it go now",
+							 s->pool->database, s->pool->user)));
 	s->sb.out_held = false;
 	if (sbuf_flush_out(&s->sb) < 0)
 	{
@@ -708,8 +713,8 @@ server_close_if_cancel_may_land(Server *s)
 	return true;
 }
 
-/* query_timeout: ask the server to cancel what it is running for this connection. */
-void
+/* query_timeout: ask the server to cancel what it is running for this connection. false: not sent yet (a full listen queue). */
+bool
 server_cancel_query(Server *s)
 {
 	bool		held = cancel_hold_own(s->slot);
@@ -719,6 +724,7 @@ server_cancel_query(Server *s)
 								 held ? s->slot : -1, held ? pgbun_conn_slot(s->slot)->id : 0,
 								 NULL) != CANCEL_SEND_BUSY;
 	s->cancel_unheld |= !held && s->cancel_sent;
+	return s->cancel_sent;
 }
 
 /* Pump what the server sent toward its client (or through the hidden-query handler). */

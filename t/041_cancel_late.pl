@@ -18,6 +18,17 @@
 #
 # The same for pgbun's own cancel (query_timeout). Without the hold, B's
 # query was cancelled with 57014.
+#
+# Then, each with the postmaster stopped: a cancel the server never takes
+# (its server is closed, not reused); a client that leaves its CancelRequest
+# (Terminate) and one closed by KILL_CLIENT; a full listen queue on the
+# server's socket (the cancel waits for room; a server login fails at once);
+# a cancel while pgbun's own SETs run for the client (it waits for them);
+# a cancel on its way when pgbun puts a client's values back after RESET
+# ALL (the SET waits for it); and in session mode, when server_reset_query
+# would run (the reset waits). Throughout, a CancelRequest's connection
+# stays open until the server took the cancel, as PostgreSQL's does, and
+# SHOW POOLS / SHOW CLIENTS / the views / the metrics count it.
 
 use strict;
 use warnings FATAL => 'all';
@@ -412,8 +423,7 @@ reload_sync($node, \%probe, 'pgbun.query_timeout' => undef);
 			sub { ($last = cancel_counts()) eq 'cl_active_cancel_req=0 cl_waiting_cancel_req=1 sv_active_cancel=0' }),
 		'full queue: the cancel waits for room') or diag("last: $last");
 	close $_ for @fill;
-	kill 'CONT', $postmaster;
-	$stopped = 0;
+	resume_postmaster('full queue', 'alice', 'cl_active_cancel_req=0 cl_waiting_cancel_req=1 sv_active_cancel=0');
 	my $ares = $a->read_result(hang_guard());
 	is($ares->{error}{C} // '', '57014', "full queue: once there is room, the cancel stops A's query")
 	  or diag(explain($ares));
