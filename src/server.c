@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "control.h"
 #include "counters.h"
 #include "notify.h"
 #include "params.h"
@@ -36,7 +35,6 @@
 #include "websocket.h"
 
 static void send_reset_query(Server *s);
-static bool server_lifetime_over(Server *s);
 
 void
 server_publish(Server *s)
@@ -196,15 +194,8 @@ server_cancels_done(Server *s)
 {
 	if (s->reset_due)
 	{
+		/* RECONNECT is seen once the reset is answered (pool_server_available), the lifetime at the next release */
 		s->reset_due = false;
-		/* as server_release would have before the reset */
-		if (server_close_if_cancel_may_land(s))
-			return;
-		if (server_lifetime_over(s) || control_server_outdated(s))
-		{
-			server_close(s, "server_lifetime reached, or RECONNECT, while a cancel was on its way");
-			return;
-		}
 		send_reset_query(s);
 		return;
 	}
@@ -906,10 +897,15 @@ server_link(Server *s, Client *c)
 	client_server_ready(c);
 }
 
-/* Session mode: server_reset_query on a released server; it goes back to the pool once answered. */
+/*
+ * Session mode: server_reset_query on a released server; it goes back to the
+ * pool once answered. One a cancel may still land on is closed instead.
+ */
 static void
 send_reset_query(Server *s)
 {
+	if (server_close_if_cancel_may_land(s))
+		return;
 	s->hidden_error = false;
 	prepared_server_forget_all(s);	/* DISCARD ALL and the like drop them */
 	/* ... and what pgbun knows of its parameters */
@@ -979,8 +975,6 @@ server_release(Server *s)
 			server_set_state(s, SV_BEING_CANCELED);
 			return;
 		}
-		if (server_close_if_cancel_may_land(s))
-			return;
 		send_reset_query(s);
 		return;
 	}
