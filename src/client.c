@@ -170,6 +170,7 @@ client_close(Client *c, const char *sqlstate, const char *fmt,...)
 		pgbun_log_client(LOG, c, "login_failed", sqlstate, "pgbun: client login failed: %s", reason);
 
 	c->closed = true;
+	client_login_forget(c);		/* no password check or look-up delivered to a closed client */
 	if (client_is_cancel_request(c))
 		cancel_requester_gone(c);	/* its cancel goes on without it */
 	notify_client_close(c);		/* its channels go (before its server is released) */

@@ -1284,9 +1284,11 @@ password_checked(void *owner, bool ok, const uint8 *client_key, const uint8 *ser
 	Client	   *c = owner;
 	AuthState  *a = c->auth;
 
+	/* kdf_collect freed the job already: forget it whatever became of the client */
+	if (a)
+		a->kdf_job = NULL;
 	if (c->closed || !a || a->step != STEP_PASSWORD_CHECK)
 		return;
-	a->kdf_job = NULL;
 	if (!ok)
 	{
 		auth_failed(c);

@@ -29,7 +29,10 @@
 #    answer over pgbun.http_sql_max_response_size (54000, the batch rolled
 #    back), COPY FROM STDIN, slow headers (408 at client_login_timeout);
 #    the worker keeps serving (a bystander's transaction goes on, psql
-#    through pgbun works).
+#    through pgbun works);
+#  - 300 complete requests whose clients hang up at once (one by one and
+#    40 at a time): the worker lives on (same pid, nothing killed by a
+#    signal) and no client of them stays.
 
 use strict;
 use warnings FATAL => 'all';
@@ -390,6 +393,42 @@ set_conf('pgbun.http_sql_max_response_size' => undef);
 	($status) = post(method => 'GET', body => '');
 	is($status, 405, '... and a GET without Upgrade 405');
 	set_conf('pgbun.websocket' => undef);
+}
+{
+	# A complete request whose client hangs up at once: the password check
+	# (a kdf.c thread) may finish in the turn the client closed, before its
+	# memory goes; a job pointer kept past that was freed twice and killed
+	# the worker in about 2 runs of 3 of these rounds.
+	my $pid_before = worker_pid($node);
+	my $crashes_before = log_count($node, qr/terminated by signal/);
+	my $body = '{"query":"SELECT 1"}';
+	my $req = "POST /sql HTTP/1.1\r\nHost: x\r\nNeon-Connection-String: $conn\r\n"
+	  . "Content-Type: application/json\r\nContent-Length: " . length($body) . "\r\n\r\n$body";
+	my $sent = 0;
+	for my $round (1 .. 200)
+	{
+		my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp')
+		  or next;
+		$sent++ if print $s $req;
+		close $s;
+		sleep(0.005) if $round % 3 == 0;
+	}
+	for my $batch (1 .. 3)
+	{
+		# many at once: closes and finished checks meet in one loop turn
+		my @socks = grep { defined } map {
+			IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp')
+		} 1 .. 40;
+		$sent += grep { print $_ $req } @socks;
+		close $_ foreach @socks;
+		sleep(0.05);
+	}
+	cmp_ok($sent, '>=', 300, "requests sent and hung up at once: $sent");
+	my ($ok, $last) = poll_sql($node,
+		"SELECT count(*) FROM pgbun.clients WHERE \"user\" = 'app'", '0');
+	ok($ok, '... none is left as a client') or diag("last: $last");
+	is(worker_pid($node), $pid_before, '... the worker is the one that was there before');
+	is(log_count($node, qr/terminated by signal/), $crashes_before, '... and nothing was terminated by a signal');
 }
 bystander_check($bystander, $identity, 'after the abuse');
 {
