@@ -33,14 +33,6 @@ use PgbunTest;
 
 my $dir = PostgreSQL::Test::Utils::tempdir();
 
-sub openssl
-{
-	my @args = @_;
-	my ($out, $err) = ('', '');
-	my $ok = IPC::Run::run([ 'openssl', @args ], '<', \'', '>', \$out, '2>', \$err);
-	die "openssl @args failed: $err" unless $ok;
-	return $out;
-}
 
 # A key and a certificate signed by the test CA, with the given SAN.
 sub make_cert

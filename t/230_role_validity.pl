@@ -33,14 +33,6 @@ use PgbunTest;
 my $dir = PostgreSQL::Test::Utils::tempdir();
 my $boot = bootstrap_user();
 
-sub openssl
-{
-	my @args = @_;
-	my ($out, $err) = ('', '');
-	IPC::Run::run([ 'openssl', @args ], '<', \'', '>', \$out, '2>', \$err)
-	  or die "openssl @args failed: $err";
-	return;
-}
 
 # the test CA, the server's certificate, and a client certificate with CN certuser
 openssl('req', '-x509', '-new', '-nodes', '-newkey', 'rsa:2048', '-keyout', "$dir/ca.key",

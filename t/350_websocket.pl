@@ -51,14 +51,6 @@ my $pool_size = 4;
 my $dir = PostgreSQL::Test::Utils::tempdir();
 
 # A server certificate for wss:// (pgbun's zero-config TLS uses the server's).
-sub openssl
-{
-	my @args = @_;
-	my ($out, $err) = ('', '');
-	IPC::Run::run([ 'openssl', @args ], '<', \'', '>', \$out, '2>', \$err)
-	  or die "openssl @args failed: $err";
-	return $out;
-}
 openssl('req', '-x509', '-new', '-nodes', '-newkey', 'rsa:2048', '-keyout', "$dir/ca.key",
 	'-out', "$dir/ca.crt", '-days', '30', '-subj', '/CN=pgbun ws test CA');
 openssl('req', '-new', '-nodes', '-newkey', 'rsa:2048', '-keyout', "$dir/server.key",

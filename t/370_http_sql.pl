@@ -54,14 +54,6 @@ use PgbunHttp;
 my $pool_size = 4;
 my $dir = PostgreSQL::Test::Utils::tempdir();
 
-sub openssl
-{
-	my @args = @_;
-	my ($out, $err) = ('', '');
-	IPC::Run::run([ 'openssl', @args ], '<', \'', '>', \$out, '2>', \$err)
-	  or die "openssl @args failed: $err";
-	return $out;
-}
 openssl('req', '-x509', '-new', '-nodes', '-newkey', 'rsa:2048', '-keyout', "$dir/ca.key",
 	'-out', "$dir/ca.crt", '-days', '30', '-subj', '/CN=pgbun http test CA');
 openssl('req', '-new', '-nodes', '-newkey', 'rsa:2048', '-keyout', "$dir/server.key",

@@ -13,6 +13,8 @@
 #                     SQLSTATEs that psql does not show at connect time.
 #  - worker_pid() / server_identity() / check_server_same(): the pooler's
 #                     worker did not die and the server did not restart.
+#  - pgbun_node(valgrind => 1) / valgrind_errors(): the whole cluster under
+#                     valgrind's memcheck, and the errors it reported.
 #
 # No call waits forever: every read has a deadline, every child process a
 # timeout. Deadlines are hang guards, never timing assertions.
@@ -23,7 +25,9 @@ use strict;
 use warnings FATAL => 'all';
 
 use Carp;
+use Cwd ();
 use Exporter 'import';
+use File::Basename ();
 use IO::Socket::INET;
 use IPC::Run;
 use Time::HiRes qw(time usleep);
@@ -40,7 +44,7 @@ our @EXPORT = qw(
   hang_guard run_sampled
   parse_msg bind_msg describe_msg execute_msg close_msg flush_msg sync_msg
   read_until msg_types first_error
-  bystander_start bystander_check
+  bystander_start bystander_check valgrind_errors openssl
 );
 
 # Every node made here. If one died under a test (a pooler crash with
@@ -169,7 +173,14 @@ sub pgbun_node
 	print $fh $hba;
 	close $fh;
 
-	$node->start;
+	if ($opts{valgrind})
+	{
+		start_under_valgrind($node);
+	}
+	else
+	{
+		$node->start;
+	}
 
 	if ($preload && ($opts{wait_listen} // 1))
 	{
@@ -181,6 +192,62 @@ sub pgbun_node
 		$node->safe_psql('postgres', 'CREATE EXTENSION pgbun');
 	}
 	return $node;
+}
+
+# Start $node with its postmaster (and so every backend and the pgbun
+# workers, which it forks) under valgrind's memcheck, one log per process.
+# Only start: a restart through the Cluster module runs without valgrind.
+sub start_under_valgrind
+{
+	my ($node) = @_;
+	my $dir = $node->basedir . '/valgrind';
+	mkdir $dir or die "cannot create $dir: $!";
+	my $postgres = $node->config_data('--bindir') . '/postgres';
+	my $wrapper = "$dir/postgres";
+	open my $fh, '>', $wrapper or die "cannot write $wrapper: $!";
+	# no leak check: a backend's exit leaves its memory to the kernel
+	my $supp = Cwd::abs_path(File::Basename::dirname(__FILE__) . '/valgrind.supp');
+	print $fh "#!/bin/sh\nexec valgrind --quiet --error-limit=no --num-callers=30 "
+	  . "--leak-check=no --suppressions='$supp' --log-file='$dir/%p.log' '$postgres' \"\$@\"\n";
+	close $fh;
+	chmod 0755, $wrapper;
+	$node->{_pgbun_valgrind_dir} = $dir;
+	local $ENV{PGCTLTIMEOUT} = 600;    # startup is ~20 times slower
+	my $ret = PostgreSQL::Test::Utils::system_log(
+		'pg_ctl', '-w', '-D', $node->data_dir, '-l', $node->logfile,
+		'-p', $wrapper, '-o', '--cluster-name=' . $node->name, 'start');
+	BAIL_OUT('pg_ctl start under valgrind failed; is valgrind installed?') if $ret != 0;
+	$node->_update_pid(1);
+	return;
+}
+
+=pod
+
+=item valgrind_errors($node)
+
+After a node started with pgbun_node(valgrind => 1) stopped: how many
+errors memcheck reported over all its processes, and the reports of
+those that had any (for diag).
+
+=cut
+
+sub valgrind_errors
+{
+	my ($node) = @_;
+	my ($errors, $reports, $logs) = (0, '', 0);
+	foreach my $log (glob($node->{_pgbun_valgrind_dir} . '/*.log'))
+	{
+		my $text = slurp_file($log);
+		$logs++;
+		my $n = 0;
+		$n += $1 while $text =~ /ERROR SUMMARY: (\d+) errors/g;
+		# --quiet prints no summary when a process had none: any report counts
+		$n ||= () = $text =~ /^==\d+== (?:Invalid|Conditional|Use of|Syscall param|Mismatched|Source and destination)/mg;
+		next unless $n;
+		$errors += $n;
+		$reports .= "--- $log\n$text";
+	}
+	return ($errors, $reports, $logs);
 }
 
 =pod
@@ -208,6 +275,17 @@ sub remote_cluster
 	close $fh;
 	$node->start;
 	return $node;
+}
+
+# Run the openssl command line tool (certificates for TLS tests); its
+# stdout, or die with its stderr.
+sub openssl
+{
+	my @args = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'openssl', @args ], '<', \'', '>', \$out, '2>', \$err)
+	  or die "openssl @args failed: $err";
+	return $out;
 }
 
 # How many times $re matches in the node's server log.

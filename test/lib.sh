@@ -18,8 +18,8 @@ PGBUN_BUILD_PACKAGES=(postgresql-15 postgresql-server-dev-15 libssl-dev libkrb5-
 # clang with its libFuzzer/sanitizer runtimes for `make fuzz`):
 # prometheus: promtool check metrics (t/300) and a real Prometheus server (t/302).
 # chromium: the status page rendered headless (t/304; runs with --no-sandbox, as
-# root or not).
-PGBUN_TEST_PACKAGES=(libipc-run-perl pgbouncer libpq-dev clang libclang-rt-14-dev prometheus chromium)
+# root or not). valgrind: the whole cluster under memcheck (t/380).
+PGBUN_TEST_PACKAGES=(libipc-run-perl pgbouncer libpq-dev clang libclang-rt-14-dev prometheus chromium valgrind)
 # Client libraries of t/210-t/212 (test/python, test/java): asyncpg, psycopg 3
 # (for /usr/bin/python3), pgjdbc and a JDK to compile its workload with.
 PGBUN_TEST_PACKAGES+=(python3 python3-asyncpg python3-psycopg libpostgresql-jdbc-java default-jdk-headless)
