@@ -1044,14 +1044,22 @@ read_startup_packet(Client *c)
 		if (sbuf_unparsed(&c->sb) == 0 && !c->sb.ssl && !c->sb.ws && !c->sb.hsql && tls_client_offered(c->unix_socket))
 		{
 			uint8		b;
+			ssize_t		n;
 
 			/*
 			 * PostgreSQL 17 direct TLS: a ClientHello (a TLS handshake
 			 * record, first byte 0x16) where a startup packet's length
-			 * belongs. Peek so that OpenSSL reads it from the socket.
+			 * belongs. Peek so that OpenSSL reads it from the socket. While
+			 * there is no byte yet, read nothing: a ClientHello landing
+			 * between the peek and a read would be taken as plaintext.
 			 */
-			if (recv(c->sb.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1 && b == 0x16)
+			do
+				n = recv(c->sb.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+			while (n < 0 && errno == EINTR);
+			if (n == 1 && b == 0x16)
 				return client_start_tls(c, true);
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				return false;	/* its arrival is the next read event */
 		}
 read_more:
 		switch (sbuf_fill(&c->sb))

@@ -14,7 +14,9 @@
 #  - worker_pid() / server_identity() / check_server_same(): the pooler's
 #                     worker did not die and the server did not restart.
 #  - pgbun_node(valgrind => 1) / valgrind_errors(): the whole cluster under
-#                     valgrind's memcheck, and the errors it reported.
+#                     valgrind's memcheck, and the errors it reported (checked
+#                     by stop_node); PGBUN_TEST_VALGRIND=1 does it for every
+#                     node a test makes.
 #
 # No call waits forever: every read has a deadline, every child process a
 # timeout. Deadlines are hang guards, never timing assertions.
@@ -173,7 +175,8 @@ sub pgbun_node
 	print $fh $hba;
 	close $fh;
 
-	if ($opts{valgrind})
+	# PGBUN_TEST_VALGRIND=1: every node of the test under memcheck (slow)
+	if ($opts{valgrind} // $ENV{PGBUN_TEST_VALGRIND})
 	{
 		start_under_valgrind($node);
 	}
@@ -308,7 +311,15 @@ sub stop_node
 		diag(tail_log($node, 30));
 		return 0;
 	}
-	return ok($node->stop($mode // 'fast', fail_ok => 1), 'the server stops cleanly');
+	my $stopped = ok($node->stop($mode // 'fast', fail_ok => 1), 'the server stops cleanly');
+	if ($node->{_pgbun_valgrind_dir})
+	{
+		my ($errors, $reports, $logs) = valgrind_errors($node);
+		cmp_ok($logs, '>', 0, "valgrind watched $logs processes");
+		is($errors, 0, 'memcheck reported no error in any process')
+		  or diag(substr($reports, 0, 20000));
+	}
+	return $stopped;
 }
 
 sub pgbun_port
