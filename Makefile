@@ -33,8 +33,9 @@ $(OBJS): $(wildcard src/*.h)
 UNIT_CFLAGS = -O1 -g -Wall -Wextra -Werror -DPGBUN_UNIT_TEST -Isrc -I$(shell $(PG_CONFIG) --includedir-server)
 UNIT_LIBS = $(foreach lib,libpgcommon.a libpgport.a,$(firstword $(wildcard $(addsuffix /$(lib),$(shell $(PG_CONFIG) --pkglibdir) $(shell $(PG_CONFIG) --libdir))) $(lib))) -lssl -lcrypto
 # track.c is pure C; sbuf.c is built as is, with stubs for the TLS calls it
-# makes only on TLS connections (test_sbuf.c).
-UNIT_SRCS = src/proto.c src/scram.c src/params.c src/throttle.c src/kdf.c src/startup_options.c src/track.c src/sbuf.c src/http.c src/websocket.c src/http_sql.c src/json.c src/config_parse.c src/slot_index.c src/settings_check.c
+# makes only on TLS connections (test_sbuf.c); of poll.c only the event
+# ordering runs (test_poll.c).
+UNIT_SRCS = src/proto.c src/scram.c src/params.c src/throttle.c src/kdf.c src/startup_options.c src/track.c src/sbuf.c src/http.c src/websocket.c src/http_sql.c src/json.c src/config_parse.c src/slot_index.c src/settings_check.c src/poll.c
 test/unit/run_unit: test/unit/*.c test/unit/unit.h $(UNIT_SRCS) $(UNIT_SRCS:.c=.h) src/compat.h src/tls.h
 	$(CC) $(UNIT_CFLAGS) -o $@ test/unit/*.c $(UNIT_SRCS) $(UNIT_LIBS) -pthread
 

@@ -16,7 +16,9 @@
 #                         churn:N is N clients running, per transaction, one
 #                         of CHURN_STATEMENTS (400) distinct statements with
 #                         -M prepared, more than pgbun.max_prepared_statements
-#                         (200) keeps per server: about half the Binds evict one
+#                         (200) keeps per server: about half the Binds evict one;
+#                         tpcb:N is pgbench's default TPC-B-like script (simple
+#                         protocol), seven statements per transaction
 #   KEEP=1                keep the temp dir
 #   OLD_CONF / NEW_CONF   extra postgresql.conf lines for that side, e.g.
 #                         NEW_CONF="pgbun.server_sched_batch = off"; with the
@@ -124,10 +126,11 @@ ticks() { local p n=0; for p in "$@"; do n=$((n + $(awk '{print $14 + $15}' "/pr
 chmod 644 "$TMP/churn.sql"
 
 # pgbench_side SIDE PROTOCOL CLIENTS [APPNAME]: pgbench -S through that side's
-# pgbun (PROTOCOL churn: the churn script with -M prepared)
+# pgbun (PROTOCOL churn: the churn script with -M prepared; tpcb: the default script)
 pgbench_side() {
 	local what=(-S -M "$2")
 	[ "$2" = churn ] && what=(-f "$TMP/churn.sql" -M prepared)
+	[ "$2" = tpcb ] && what=(-M simple)
 	PGPASSWORD=bench-pw PGAPPNAME=${4:-pgbench} "${RUN[@]}" bash -c "ulimit -n 8192 2>/dev/null; exec \"\$0\" \"\$@\"" \
 		"$(bin_of "$1")/pgbench" -h 127.0.0.1 -p "${PGBUN_PORT[$1]}" -U bench "${what[@]}" \
 		-c "$3" -j 2 -T "$DURATION" postgres 2>&1
@@ -162,7 +165,7 @@ run() {
 say "pgbun, two builds side by side ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
 say "old: $OLD_BIN   new: $NEW_BIN"
 [ -n "${OLD_CONF:-}${NEW_CONF:-}" ] && say "old conf: ${OLD_CONF:-(none)}   new conf: ${NEW_CONF:-(none)}"
-say "transaction pooling, pool $POOL, SCRAM, pgbench -S (churn: its own script), $ROUNDS rounds of ${DURATION}s, builds alternating"
+say "transaction pooling, pool $POOL, SCRAM, pgbench -S (churn and tpcb: their own scripts), $ROUNDS rounds of ${DURATION}s, builds alternating"
 say "(the worker's CPU includes each client's one SCRAM login per run; noticeable at 1,000 clients)"
 declare -A RES
 for r in $(seq 1 "$ROUNDS"); do
@@ -179,15 +182,25 @@ for r in $(seq 1 "$ROUNDS"); do
 	done
 done
 say ""
-say "$(printf '%-16s %10s %10s %8s %12s %12s %8s' workload 'old tps' 'new tps' ratio 'old us/txn' 'new us/txn' ratio)"
+# round_ratios W FIELD: new/old of FIELD (1 tps, 2 CPU) in each round, one per line
+round_ratios() {
+	paste <(printf '%s' "${RES[old,$1]}" | awk 'NF') <(printf '%s' "${RES[new,$1]}" | awk 'NF') |
+		awk -v f="$2" '{ printf "%.4f\n", $(f + 2) / $f }'
+}
+say "$(printf '%-16s %10s %10s %8s %8s %12s %12s %8s %8s' workload 'old tps' 'new tps' ratio rounds 'old us/txn' 'new us/txn' ratio rounds)"
 for w in $WORKLOADS; do
 	ot=$(printf '%s' "${RES[old,$w]}" | awk 'NF {print $1}' | median)
 	nt=$(printf '%s' "${RES[new,$w]}" | awk 'NF {print $1}' | median)
 	oc=$(printf '%s' "${RES[old,$w]}" | awk 'NF {print $2}' | median)
 	nc=$(printf '%s' "${RES[new,$w]}" | awk 'NF {print $2}' | median)
-	say "$(awk -v w="$w" -v ot="$ot" -v nt="$nt" -v oc="$oc" -v nc="$nc" 'BEGIN {
-		printf "%-16s %10.0f %10.0f %7.2fx %12.2f %12.2f %7.2fx", w, ot, nt, nt / ot, oc, nc, nc / oc }')"
+	rt=$(round_ratios "$w" 1 | median)
+	rc=$(round_ratios "$w" 2 | median)
+	say "$(awk -v w="$w" -v ot="$ot" -v nt="$nt" -v oc="$oc" -v nc="$nc" -v rt="$rt" -v rc="$rc" 'BEGIN {
+		printf "%-16s %10.0f %10.0f %7.2fx %7.2fx %12.2f %12.2f %7.2fx %7.2fx", w, ot, nt, nt / ot, rt, oc, nc, nc / oc, rc }')"
+	say "$(printf '%-16s new faster in %d of %d rounds, cheaper in %d' '' \
+		"$(round_ratios "$w" 1 | awk '$1 > 1' | wc -l)" "$ROUNDS" "$(round_ratios "$w" 2 | awk '$1 < 1' | wc -l)")"
 done
-say "(medians; ratio = new / old; CPU is the pgbun workers' utime+stime per transaction)"
+say "(ratio = new / old of the medians; rounds = median of each round's new / old, the"
+say "two builds ran back to back there; CPU is the pgbun workers' utime+stime per transaction)"
 mkdir -p "$(dirname "$0")/results"
 cp "$REPORT" "$(dirname "$0")/results/compare-latest.txt"

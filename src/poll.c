@@ -4,6 +4,7 @@
 #include "postgres.h"
 
 #include <errno.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -110,4 +111,24 @@ poll_wait(PollEvent *events, int max, int timeout_ms)
 			((e & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) ? PEV_HUP : 0);
 	}
 	return n;
+}
+
+int
+poll_events_first(PollEvent *events, int n, bool (*first) (const IoObj *obj))
+{
+	PollEvent	later[POLL_BATCH];
+	int			nfirst = 0;
+	int			nlater = 0;
+
+	if (n > POLL_BATCH)
+		n = POLL_BATCH;			/* poll_wait never returns more */
+	for (int i = 0; i < n; i++)
+	{
+		if (first(events[i].obj))
+			events[nfirst++] = events[i];	/* nfirst <= i: nothing unread is overwritten */
+		else
+			later[nlater++] = events[i];
+	}
+	memcpy(events + nfirst, later, nlater * sizeof(PollEvent));
+	return nfirst;
 }

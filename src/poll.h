@@ -66,5 +66,11 @@ extern void poll_remove(int fd);
 extern int	poll_watch(int fd, IoObj *obj, uint32_t pev, int modify);
 /* Fetch ready events without blocking (timeout_ms 0) or with a timeout. */
 extern int	poll_wait(PollEvent *events, int max, int timeout_ms);
+/*
+ * Reorder a batch of at most 256 events (what poll_wait returns) so that
+ * those whose object first() picks come before the rest, each part in its
+ * original order. Returns how many come first.
+ */
+extern int	poll_events_first(PollEvent *events, int n, bool (*first) (const IoObj *obj));
 
 #endif							/* PGBUN_POLL_H */

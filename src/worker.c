@@ -6,8 +6,9 @@
  * holds the latch and postmaster death (loop_wait.c); the latch is also
  * checked by reading it. A turn costs one epoll_wait: a wait (timed to the
  * janitor's next run) once the ready events were all handled, which returns
- * at once when more are ready; a poll when a pump yielded. Each event is
- * handled under PG_TRY: an ERROR closes the one connection it came from and
+ * at once when more are ready; a poll when a pump yielded. A turn handles
+ * the events of servers and of clients holding one before the rest
+ * (holds_server). Each event is handled under PG_TRY: an ERROR closes the one connection it came from and
  * never reaches the postmaster as a crashed worker (which would restart the
  * whole cluster).
  */
@@ -464,6 +465,19 @@ dispatch(IoObj *obj, uint32 events)
 }
 
 /*
+ * A connection whose events keep a server waiting until they are handled?
+ * Until a server's answer or its client's next statement is forwarded, that
+ * server (and the locks of its transaction) waits, while a client without a
+ * server at most joins a pool's queue; so a turn handles these first.
+ */
+static bool
+holds_server(const IoObj *obj)
+{
+	return obj->kind == IO_SERVER ||
+		(obj->kind == IO_CLIENT && ((const Client *) obj)->link != NULL);
+}
+
+/*
  * Hand servers to the waiters of pools queued this turn (pool_kick_waiting).
  * An ERROR here cannot be pinned on one connection: log it and go on.
  * Returns true when nothing is left queued.
@@ -712,6 +726,7 @@ pgbun_worker_main(Datum main_arg)
 		n = sleep_ms > 0 ? loop_wait(events, EVENT_BATCH, sleep_ms) : poll_wait(events, EVENT_BATCH, 0);
 		absorb_interrupts();
 		W->now = pgbun_clock_now();
+		(void) poll_events_first(events, n, holds_server);
 		for (int i = 0; i < n; i++)
 			dispatch(events[i].obj, events[i].events);
 		run_busy_clients();

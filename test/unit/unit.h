@@ -52,6 +52,7 @@ void		json_suite(void);
 void		http_sql_suite(void);
 void		config_suite(void);
 void		slot_index_suite(void);
+void		poll_suite(void);
 void		settings_suite(void);
 
 #endif							/* PGBUN_UNIT_H */

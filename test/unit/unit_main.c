@@ -89,6 +89,7 @@ main(void)
 	http_sql_suite();
 	config_suite();
 	slot_index_suite();
+	poll_suite();
 	settings_suite();
 
 	printf("%d passed, %d failed\n", unit_passed, unit_failed);
