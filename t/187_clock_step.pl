@@ -162,4 +162,5 @@ $c->close;
 $holder->close;
 
 step_clock(0);
+stop_node($node);
 done_testing();

@@ -120,4 +120,5 @@ my ($s2, undef, $json) = get('/status.json');
 is($s2, 200, 'GET /status.json is 200');
 like($json, qr/"database":"postgres","user":"alice"/, 'status.json lists the pool');
 
+stop_node($node);
 done_testing();
