@@ -8,9 +8,9 @@
  * janitor's next run) once the ready events were all handled, which returns
  * at once when more are ready; a poll when a pump yielded. A turn handles
  * the events of servers and of clients holding one before the rest
- * (holds_server). Each event is handled under PG_TRY: an ERROR closes the one connection it came from and
- * never reaches the postmaster as a crashed worker (which would restart the
- * whole cluster).
+ * (holds_server). Each event is handled under PG_TRY: an ERROR closes the
+ * one connection it came from and never reaches the postmaster as a crashed
+ * worker (which would restart the whole cluster).
  */
 #include "postgres.h"
 
